@@ -1,0 +1,54 @@
+# Parley: `make dev` runs the service locally, `make test` runs every check.
+# Both work from a fresh clone: they create .venv and install what they need.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+BROWSER_STAMP := $(VENV)/.browser
+PORT ?= 7071
+
+.PHONY: dev test lint typecheck unit cosmos bench bench-quick browser clean
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright's own browser download cannot work here).
+$(BROWSER_STAMP): | $(PY_STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	touch $@
+
+browser: $(BROWSER_STAMP)
+
+dev: $(PY_STAMP)
+	AUTH_MODE=$${AUTH_MODE:-dev} PORT=$(PORT) $(PY) -m devhost
+
+cosmos: $(NODE_STAMP)
+	node tools/cosmos/server.mjs
+
+lint: $(PY_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(PY_STAMP)
+	$(PY) -m mypy shared functions devhost
+
+test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) lint typecheck
+	$(PY) -m pytest
+
+bench: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m bench
+
+bench-quick: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m bench --quick
+
+clean:
+	rm -rf $(VENV) node_modules .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,12 @@
+"""The Azure Functions app: registers the blueprints, nothing else."""
+
+import azure.functions as func
+
+from functions.chat import bp as chat_bp
+from functions.health import bp as health_bp
+from functions.sessions import bp as sessions_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (chat_bp, sessions_bp, health_bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,63 @@
+"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events."""
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
+
+from functions.http import RequestContext, endpoint, error_body, json_response
+from shared.errors import ApiError, InternalError
+from shared.models import ChatRequest
+from shared.service import Turn
+
+bp = func.Blueprint()
+log = logging.getLogger("parley.chat")
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "").lower()
+
+
+async def event_stream(turn: Turn) -> AsyncIterator[str]:
+    yield sse("session", {"sessionId": turn.session_id, "title": turn.title})
+    try:
+        async for piece in turn.deltas():
+            yield sse("delta", {"content": piece})
+        result = await turn.result()
+    except ApiError as error:
+        yield sse("error", error_body(error))
+        return
+    except Exception:
+        log.exception("stream failed", extra={"session_id": turn.session_id})
+        yield sse("error", error_body(InternalError()))
+        return
+    messages = [m.model_dump(by_alias=True) for m in (result.user, result.assistant)]
+    yield sse("done", {"messages": messages})
+
+
+@bp.route(route="chat", methods=["POST"])
+@endpoint
+async def chat(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    request = await ctx.body(ChatRequest)
+    ctx.session_id = request.session_id
+    turn = await ctx.runtime.service.begin_turn(email, request)
+    ctx.session_id = turn.session_id
+    if wants_stream(ctx.request):
+        return StreamingResponse(
+            event_stream(turn),
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    result = await turn.result()
+    return json_response(result.to_response())
+
+
+__all__ = ["bp", "chat"]

@@ -1,0 +1,56 @@
+"""GET /api/sessions, GET /api/sessions/{sessionId}, DELETE /api/sessions/{sessionId}."""
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Response
+
+from functions.http import RequestContext, endpoint, json_response
+from shared.errors import InvalidRequest
+from shared.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+
+bp = func.Blueprint()
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}.")
+    return int(raw)
+
+
+def parse_flag(name: str, raw: str | None) -> bool:
+    if raw is None or raw.lower() == "false":
+        return False
+    if raw.lower() == "true":
+        return True
+    raise InvalidRequest(f"{name} must be true or false.")
+
+
+@bp.route(route="sessions", methods=["GET"])
+@endpoint
+async def list_sessions(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    query = ctx.request.query_params
+    listing = await ctx.runtime.service.list_sessions(
+        email,
+        limit=parse_limit(query.get("limit")),
+        continuation=query.get("continuationToken") or None,
+        archived=parse_flag("archived", query.get("archived")),
+    )
+    return json_response(listing)
+
+
+@bp.route(route="sessions/{sessionId}", methods=["GET"])
+@endpoint
+async def get_session(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    detail = await ctx.runtime.service.get_session(email, ctx.request.path_params["sessionId"])
+    return json_response(detail)
+
+
+@bp.route(route="sessions/{sessionId}", methods=["DELETE"])
+@endpoint
+async def delete_session(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    await ctx.runtime.service.delete_session(email, ctx.request.path_params["sessionId"])
+    return Response(status_code=204)

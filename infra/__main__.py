@@ -1,0 +1,116 @@
+"""Parley in Azure: the Pulumi program's entry point (``Pulumi.yaml``: ``main: infra/``).
+
+``build`` composes the modules: resource group, identity, Cosmos DB, Azure OpenAI, monitoring and
+the Function App; ``main`` reads and validates the stack's config, builds, and exports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+# Pulumi runs this folder as a script, so only infra/ is on sys.path. The repository root must be
+# importable too: the program reads shared.config.SETTINGS (the app settings the code reads) and
+# shared.storage.containers (the containers' definition), the single source of both.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import pulumi  # noqa: E402
+from pulumi.runtime.config import is_config_secret  # noqa: E402
+from pulumi_azure_native import resources  # noqa: E402
+
+from infra.ai import create_openai  # noqa: E402
+from infra.app import create_function_app  # noqa: E402
+from infra.data import create_data  # noqa: E402
+from infra.identity import create_identity  # noqa: E402
+from infra.monitoring import create_alerts, create_observability  # noqa: E402
+from infra.stack_config import PROJECT, StackConfig, load_config  # noqa: E402
+
+
+def unique_suffix(resource_group_id: str) -> str:
+    """Eight hex characters, stable for one resource group, for globally unique names."""
+    return hashlib.sha256(resource_group_id.lower().encode()).hexdigest()[:8]
+
+
+def build(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """Declare every resource; return the stack outputs (no secrets among them)."""
+    prefix = cfg.name_prefix
+    tags = {"app": PROJECT, "stack": cfg.stack, "managed-by": "pulumi"}
+
+    group = resources.ResourceGroup(
+        f"{prefix}-rg",
+        resource_group_name=cfg.resource_group_name,
+        location=cfg.location,
+        tags=tags,
+    )
+    suffix = group.id.apply(unique_suffix)
+
+    identity = create_identity(
+        f"{prefix}-id", resource_group_name=group.name, location=cfg.location, tags=tags
+    )
+
+    data = create_data(
+        account_name=suffix.apply(lambda s: f"{prefix}-cosmos-{s}"),
+        resource_group_name=group.name,
+        location=cfg.location,
+        database_name=cfg.cosmos_database,
+        backup_tier=cfg.cosmos_backup_tier,
+        principal_id=identity.principal_id,
+        prefix=prefix,
+        tags=tags,
+    )
+    openai = create_openai(
+        cfg,
+        account_name=suffix.apply(lambda s: f"{prefix}-oai-{s}"),
+        resource_group_name=group.name,
+        principal_id=identity.principal_id,
+        tags=tags,
+    )
+    observability = create_observability(
+        cfg, resource_group_name=group.name, principal_id=identity.principal_id, tags=tags
+    )
+    create_alerts(cfg, resource_group_name=group.name, component=observability.component, tags=tags)
+    active, archive = data.specs
+    function_app = create_function_app(
+        cfg,
+        resource_group_name=group.name,
+        storage_account_name=suffix.apply(lambda s: f"{prefix}st{s}"),
+        function_app_name=suffix.apply(lambda s: f"{prefix}-func-{s}"),
+        identity=identity,
+        cosmos_endpoint=data.account.document_endpoint,
+        active_container=active.name,
+        archive_container=archive.name,
+        openai_endpoint=openai.endpoint,
+        appinsights=observability.component,
+        depends_on=[observability.metrics_publisher],
+        tags=tags,
+    )
+
+    return {
+        "apiBaseUrl": pulumi.Output.concat("https://", function_app.app.default_host_name, "/api"),
+        "functionAppName": function_app.app.name,
+        "resourceGroupName": group.name,
+        "cosmosEndpoint": data.account.document_endpoint,
+        "cosmosAccountName": data.account.name,
+        "openAiEndpoint": openai.endpoint,
+        "identityClientId": identity.client_id,
+        "identityPrincipalId": identity.principal_id,
+    }
+
+
+def main() -> None:
+    config = pulumi.Config()
+    cfg = load_config(
+        config.get,
+        is_secret=lambda key: is_config_secret(f"{PROJECT}:{key}"),
+        stack=pulumi.get_stack(),
+        repo_root=REPO_ROOT,
+    )
+    for name, value in build(cfg).items():
+        pulumi.export(name, value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The Function App: host storage, Flex Consumption plan, app settings, CORS and Easy Auth.
+
+App settings use the code's own names (``shared.config.SETTINGS``). Each setting the code reads is
+either set here or listed in ``NOT_IN_AZURE`` with the reason; a test proves the two lists cover
+``SETTINGS`` exactly, so a new setting cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import applicationinsights, authorization, managedidentity, storage, web
+
+from infra.identity import (
+    ROLE_STORAGE_BLOB_DATA_OWNER,
+    ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
+    grant_role,
+)
+from infra.stack_config import StackConfig
+
+# Settings the code reads that are deliberately not set in Azure, and why.
+NOT_IN_AZURE: Mapping[str, str] = {
+    "SQLITE_PATH": "the embedded store is for local runs; Azure uses Cosmos DB",
+    "COSMOS_KEY": "account keys are disabled (disableLocalAuth); the managed identity is used",
+    "COSMOS_VERIFY_TLS": "only for a local emulator's self-signed certificate",
+    "OPENAI_BASE_URL": "OpenAI-compatible servers are for local runs; Azure uses Azure OpenAI",
+    "OPENAI_API_KEY": "no model keys in Azure; Azure OpenAI is called with the managed identity",
+    "OPENAI_MODEL": "OpenAI-compatible servers only; Azure OpenAI uses AZURE_OPENAI_DEPLOYMENT",
+    "AUTH_ISSUER": "AUTH_MODE=jwt only; in Azure, Easy Auth validates tokens (AUTH_MODE=easyauth)",
+    "AUTH_AUDIENCE": "AUTH_MODE=jwt only; Easy Auth's allowedAudiences does this in Azure",
+    "AUTH_JWKS_URL": "AUTH_MODE=jwt only; Easy Auth fetches the issuer's keys in Azure",
+    "PORT": "the local host's port; the Functions host owns the port in Azure",
+}
+
+# Settings outside shared.config that the Functions host and platform need.
+PLATFORM_SETTINGS: tuple[str, ...] = (
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_ENABLE_INIT_INDEXING",
+)
+
+HEALTH_PATH = "/api/health"
+DEPLOYMENT_CONTAINER = "app-package"
+PYTHON_VERSION = "3.11"
+
+
+@dataclass(frozen=True)
+class FunctionApp:
+    storage_account: storage.StorageAccount
+    deployment_container: storage.BlobContainer
+    storage_roles: tuple[authorization.RoleAssignment, ...]
+    plan: web.AppServicePlan
+    app: web.WebApp
+    auth: web.WebAppAuthSettingsV2
+    ftp: web.WebAppFtpAllowed
+    scm: web.WebAppScmAllowed
+    app_settings: Mapping[str, pulumi.Input[str]]
+
+
+def app_settings(
+    cfg: StackConfig,
+    *,
+    client_id: pulumi.Input[str],
+    storage_account_name: pulumi.Input[str],
+    cosmos_endpoint: pulumi.Input[str],
+    active_container: str,
+    archive_container: str,
+    openai_endpoint: pulumi.Input[str],
+    appinsights_connection_string: pulumi.Input[str],
+) -> dict[str, pulumi.Input[str]]:
+    """Every app setting, by name. No keys, passwords or storage connection strings."""
+    settings: dict[str, pulumi.Input[str]] = {
+        # Functions host storage through the identity (no AzureWebJobsStorage connection string).
+        "AzureWebJobsStorage__accountName": storage_account_name,
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": client_id,
+        # Ingestion endpoint + instrumentation key: not a credential once local auth is off; the
+        # authentication string makes the SDK send Entra ID tokens of the app's identity.
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": appinsights_connection_string,
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
+            "ClientId=", client_id, ";Authorization=AAD"
+        ),
+        # The HTTP streaming extension needs the worker to index functions at start-up.
+        "PYTHON_ENABLE_INIT_INDEXING": "1",
+        # shared.config settings.
+        "STORAGE_BACKEND": "cosmos",
+        "COSMOS_ENDPOINT": cosmos_endpoint,
+        "COSMOS_DATABASE": cfg.cosmos_database,
+        "COSMOS_CONTAINER": active_container,
+        "COSMOS_ARCHIVE_CONTAINER": archive_container,
+        "AZURE_CLIENT_ID": client_id,
+        "LLM_PROVIDER": "azure-openai",
+        "AZURE_OPENAI_ENDPOINT": openai_endpoint,
+        "AZURE_OPENAI_DEPLOYMENT": cfg.openai_deployment,
+        "AZURE_OPENAI_API_VERSION": cfg.openai_api_version,
+        "AUTH_MODE": "easyauth",
+        "CORS_ALLOWED_ORIGINS": ",".join(cfg.spa_origins),
+        # A pepper for pseudonymising emails in logs: kept secret in the Pulumi state.
+        "LOG_HASH_SALT": pulumi.Output.secret(cfg.log_hash_salt),
+        # MAX_*, LLM_*, SYSTEM_PROMPT and ARCHIVE_* (ARCHIVE_RETENTION_DAYS only when configured).
+        **cfg.app_values,
+    }
+    return settings
+
+
+def create_function_app(
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    storage_account_name: pulumi.Input[str],
+    function_app_name: pulumi.Input[str],
+    identity: managedidentity.UserAssignedIdentity,
+    cosmos_endpoint: pulumi.Input[str],
+    active_container: str,
+    archive_container: str,
+    openai_endpoint: pulumi.Input[str],
+    appinsights: applicationinsights.Component,
+    depends_on: list[pulumi.Resource],
+    tags: Mapping[str, str],
+) -> FunctionApp:
+    prefix = cfg.name_prefix
+
+    # Host storage and deployment packages: Entra ID only, private, TLS 1.2, https only.
+    account = storage.StorageAccount(
+        f"{prefix}-storage",
+        account_name=storage_account_name,
+        resource_group_name=resource_group_name,
+        location=cfg.location,
+        kind=storage.Kind.STORAGE_V2,
+        sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
+        allow_shared_key_access=False,
+        default_to_o_auth_authentication=True,
+        allow_blob_public_access=False,
+        allow_cross_tenant_replication=False,
+        minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+        enable_https_traffic_only=True,
+        public_network_access=storage.PublicNetworkAccess.ENABLED,
+        tags=dict(tags),
+    )
+    container = storage.BlobContainer(
+        f"{prefix}-deployment-container",
+        account_name=account.name,
+        resource_group_name=resource_group_name,
+        container_name=DEPLOYMENT_CONTAINER,
+        public_access=storage.PublicAccess.NONE,
+    )
+    # What the Functions host needs from AzureWebJobsStorage with an identity: Blob Data Owner
+    # (coordination, timer locks and schedule state, keys, the deployment package) and Table Data
+    # Contributor (the host's diagnostic events). No queue or blob triggers, so no queue role.
+    roles = (
+        grant_role(
+            f"{prefix}-role-storage-blob-owner",
+            scope=account.id,
+            role_id=ROLE_STORAGE_BLOB_DATA_OWNER,
+            principal_id=identity.principal_id,
+            description="Parley: Functions host storage and deployment package",
+        ),
+        grant_role(
+            f"{prefix}-role-storage-table-contributor",
+            scope=account.id,
+            role_id=ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
+            principal_id=identity.principal_id,
+            description="Parley: Functions host diagnostic events",
+        ),
+    )
+
+    plan = web.AppServicePlan(
+        f"{prefix}-plan",
+        name=f"{prefix}-plan",
+        resource_group_name=resource_group_name,
+        location=cfg.location,
+        kind="functionapp",
+        reserved=True,  # Linux
+        sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"),
+        tags=dict(tags),
+    )
+
+    settings = app_settings(
+        cfg,
+        client_id=identity.client_id,
+        storage_account_name=account.name,
+        cosmos_endpoint=cosmos_endpoint,
+        active_container=active_container,
+        archive_container=archive_container,
+        openai_endpoint=openai_endpoint,
+        appinsights_connection_string=appinsights.connection_string,
+    )
+    deployment_url = pulumi.Output.concat(
+        account.primary_endpoints.apply(lambda e: e.blob), DEPLOYMENT_CONTAINER
+    )
+    app = web.WebApp(
+        f"{prefix}-func",
+        name=function_app_name,
+        resource_group_name=resource_group_name,
+        location=cfg.location,
+        kind="functionapp,linux",
+        reserved=True,
+        server_farm_id=plan.id,
+        https_only=True,
+        client_affinity_enabled=False,
+        identity=web.ManagedServiceIdentityArgs(
+            type=web.ManagedServiceIdentityType.USER_ASSIGNED,
+            user_assigned_identities=[identity.id],
+        ),
+        function_app_config=web.FunctionAppConfigArgs(
+            deployment=web.FunctionsDeploymentArgs(
+                storage=web.FunctionsDeploymentStorageArgs(
+                    type=web.FunctionsDeploymentStorageType.BLOB_CONTAINER,
+                    value=deployment_url,
+                    authentication=web.FunctionsDeploymentStorageAuthenticationArgs(
+                        type=web.AuthenticationType.USER_ASSIGNED_IDENTITY,
+                        user_assigned_identity_resource_id=identity.id,
+                    ),
+                )
+            ),
+            runtime=web.FunctionsRuntimeArgs(name=web.RuntimeName.PYTHON, version=PYTHON_VERSION),
+            scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(
+                instance_memory_mb=cfg.instance_memory_mb,
+                maximum_instance_count=cfg.maximum_instance_count,
+            ),
+        ),
+        site_config=web.SiteConfigArgs(
+            app_settings=[
+                web.NameValuePairArgs(name=name, value=value)
+                for name, value in sorted(settings.items())
+            ],
+            cors=web.CorsSettingsArgs(
+                allowed_origins=list(cfg.spa_origins), support_credentials=True
+            ),
+            min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            ftps_state=web.FtpsState.DISABLED,
+            http20_enabled=True,
+        ),
+        tags=dict(tags),
+        # The host reads its storage and the package with the identity from its first start.
+        opts=pulumi.ResourceOptions(depends_on=[container, *roles, *depends_on]),
+    )
+
+    # App Service Authentication (Easy Auth v2): every request needs a valid Entra ID token for
+    # this app registration, except the health probe; no redirect to a login page (it is an API).
+    auth = web.WebAppAuthSettingsV2(
+        f"{prefix}-auth",
+        name=app.name,
+        resource_group_name=resource_group_name,
+        platform=web.AuthPlatformArgs(enabled=True, runtime_version="~1"),
+        global_validation=web.GlobalValidationArgs(
+            require_authentication=True,
+            unauthenticated_client_action=web.UnauthenticatedClientActionV2.RETURN401,
+            excluded_paths=[HEALTH_PATH],
+        ),
+        identity_providers=web.IdentityProvidersArgs(
+            azure_active_directory=web.AzureActiveDirectoryArgs(
+                enabled=True,
+                registration=web.AzureActiveDirectoryRegistrationArgs(
+                    client_id=cfg.auth_client_id, open_id_issuer=cfg.auth_issuer
+                ),
+                validation=web.AzureActiveDirectoryValidationArgs(
+                    allowed_audiences=list(cfg.auth_allowed_audiences)
+                ),
+            )
+        ),
+        login=web.LoginArgs(token_store=web.TokenStoreArgs(enabled=False)),
+        http_settings=web.HttpSettingsArgs(require_https=True),
+    )
+
+    # No FTP or SCM basic-auth publishing credentials: deploy with an Entra ID sign-in.
+    ftp = web.WebAppFtpAllowed(
+        f"{prefix}-ftp-basic-auth-off",
+        name=app.name,
+        resource_group_name=resource_group_name,
+        allow=False,
+    )
+    scm = web.WebAppScmAllowed(
+        f"{prefix}-scm-basic-auth-off",
+        name=app.name,
+        resource_group_name=resource_group_name,
+        allow=False,
+    )
+    return FunctionApp(account, container, roles, plan, app, auth, ftp, scm, settings)

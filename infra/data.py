@@ -1,0 +1,145 @@
+"""Cosmos DB for NoSQL: a serverless account, the database, the two containers, and data access.
+
+The containers' names, partition key and indexing policy come from ``shared.storage.containers``,
+the single definition the code also uses, so what is deployed cannot drift from what is queried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import cosmosdb
+
+from infra.identity import assignment_name
+from shared.storage.containers import ContainerSpec, container_specs
+
+# Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
+COSMOS_DATA_CONTRIBUTOR_ROLE = "00000000-0000-0000-0000-000000000002"
+
+
+@dataclass(frozen=True)
+class CosmosData:
+    account: cosmosdb.DatabaseAccount
+    database: cosmosdb.SqlResourceSqlDatabase
+    containers: tuple[cosmosdb.SqlResourceSqlContainer, ...]
+    specs: tuple[ContainerSpec, ...]
+    role_assignment: cosmosdb.SqlResourceSqlRoleAssignment
+
+
+def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyArgs:
+    """The shared indexing policy (Cosmos REST shape) as provider arguments, field for field.
+
+    An unknown key is an error rather than silently dropped: if the shared definition grows a
+    feature (spatial indexes, say), the deployment must learn it too.
+    """
+    known = {"indexingMode", "automatic", "includedPaths", "excludedPaths", "compositeIndexes"}
+    unknown = set(policy) - known
+    if unknown:
+        raise ValueError(f"indexing policy keys not handled by infra/data.py: {sorted(unknown)}")
+    for entry in [*policy.get("includedPaths", []), *policy.get("excludedPaths", [])]:
+        if set(entry) != {"path"}:
+            raise ValueError(f"index path entries other than 'path' are not handled: {entry}")
+    return cosmosdb.IndexingPolicyArgs(
+        indexing_mode=policy.get("indexingMode"),
+        automatic=policy.get("automatic"),
+        included_paths=[
+            cosmosdb.IncludedPathArgs(path=p["path"]) for p in policy.get("includedPaths", [])
+        ],
+        excluded_paths=[
+            cosmosdb.ExcludedPathArgs(path=p["path"]) for p in policy.get("excludedPaths", [])
+        ],
+        composite_indexes=[
+            [cosmosdb.CompositePathArgs(path=c["path"], order=c["order"]) for c in composite]
+            for composite in policy.get("compositeIndexes", [])
+        ],
+    )
+
+
+def create_data(
+    *,
+    account_name: pulumi.Input[str],
+    resource_group_name: pulumi.Input[str],
+    location: str,
+    database_name: str,
+    backup_tier: str,
+    principal_id: pulumi.Input[str],
+    prefix: str,
+    tags: Mapping[str, str],
+) -> CosmosData:
+    account = cosmosdb.DatabaseAccount(
+        f"{prefix}-cosmos",
+        account_name=account_name,
+        resource_group_name=resource_group_name,
+        location=location,
+        kind=cosmosdb.DatabaseAccountKind.GLOBAL_DOCUMENT_DB,
+        database_account_offer_type=cosmosdb.DatabaseAccountOfferType.STANDARD,
+        locations=[
+            cosmosdb.LocationArgs(location_name=location, failover_priority=0),
+        ],
+        capabilities=[cosmosdb.CapabilityArgs(name="EnableServerless")],
+        consistency_policy=cosmosdb.ConsistencyPolicyArgs(
+            default_consistency_level=cosmosdb.DefaultConsistencyLevel.SESSION,
+        ),
+        # Entra ID only: no account keys, and no key-based changes to databases or containers.
+        disable_local_auth=True,
+        disable_key_based_metadata_write_access=True,
+        minimal_tls_version=cosmosdb.MinimalTlsVersion.TLS12,
+        # Continuous backup: point-in-time restore to any second in the retention window.
+        backup_policy=cosmosdb.ContinuousModeBackupPolicyArgs(
+            type="Continuous",
+            continuous_mode_properties=cosmosdb.ContinuousModePropertiesArgs(tier=backup_tier),
+        ),
+        public_network_access=cosmosdb.PublicNetworkAccess.ENABLED,
+        tags=dict(tags),
+    )
+
+    database = cosmosdb.SqlResourceSqlDatabase(
+        f"{prefix}-db",
+        account_name=account.name,
+        resource_group_name=resource_group_name,
+        database_name=database_name,
+        resource=cosmosdb.SqlDatabaseResourceArgs(id=database_name),
+    )
+
+    specs = container_specs()
+    containers = tuple(
+        cosmosdb.SqlResourceSqlContainer(
+            f"{prefix}-container-{spec.name}",
+            account_name=account.name,
+            resource_group_name=resource_group_name,
+            database_name=database.name,
+            container_name=spec.name,
+            resource=cosmosdb.SqlContainerResourceArgs(
+                id=spec.name,
+                partition_key=cosmosdb.ContainerPartitionKeyArgs(
+                    paths=[spec.partition_key_path],
+                    kind=cosmosdb.PartitionKind.HASH,
+                    version=2,
+                ),
+                indexing_policy=indexing_policy_args(spec.indexing_policy),
+            ),
+        )
+        for spec in specs
+    )
+
+    # Data-plane access for the identity, scoped to this database (narrower than the account).
+    scope = pulumi.Output.concat(account.id, "/dbs/", database_name)
+    principal = pulumi.Output.from_input(principal_id)
+    role_assignment = cosmosdb.SqlResourceSqlRoleAssignment(
+        f"{prefix}-cosmos-data-contributor",
+        account_name=account.name,
+        resource_group_name=resource_group_name,
+        role_assignment_id=pulumi.Output.all(scope, principal).apply(
+            lambda args: assignment_name(args[0], args[1], COSMOS_DATA_CONTRIBUTOR_ROLE)
+        ),
+        role_definition_id=pulumi.Output.concat(
+            account.id, "/sqlRoleDefinitions/", COSMOS_DATA_CONTRIBUTOR_ROLE
+        ),
+        principal_id=principal,
+        scope=scope,
+        opts=pulumi.ResourceOptions(depends_on=[database]),
+    )
+    return CosmosData(account, database, containers, specs, role_assignment)

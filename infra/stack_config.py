@@ -1,0 +1,471 @@
+"""The stack's ``pulumi config`` keys: defaults, validation, and one typed object for the program.
+
+``parse_config`` is pure (a mapping of raw strings in, a ``StackConfig`` out) so that every rule
+can be tested without the Pulumi engine; ``load_config`` reads the same keys from ``pulumi
+config``. Every problem is collected and reported at once, each naming its config key.
+
+Settings that the app also reads (``MAX_*``, ``LLM_*``, ``ARCHIVE_*``...) take their defaults and
+ranges from ``shared.config.Settings``, so the stack can never deploy a value the code rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from croniter import croniter  # type: ignore[import-untyped,unused-ignore]  # no stubs
+from pydantic import ValidationError
+
+from shared.config import Settings
+from shared.storage.containers import DEFAULT_DATABASE
+
+PROJECT = "parley"
+
+# Flex Consumption runs a function for at most 30 minutes unless host.json says otherwise.
+FLEX_DEFAULT_FUNCTION_TIMEOUT_S = 30 * 60
+# The archival run must stop this long before the host would kill it, to log its summary.
+ARCHIVE_BUDGET_MARGIN_S = 60
+# Scheduled query rules look back at most two days.
+MAX_ALERT_WINDOW_HOURS = 47
+
+FLEX_INSTANCE_MEMORY_MB = (512, 2048, 4096)
+OPENAI_SKUS = ("GlobalStandard", "DataZoneStandard", "Standard")
+COSMOS_BACKUP_TIERS = ("Continuous7Days", "Continuous30Days")
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+)
+_LOCATION = re.compile(r"^[a-z][a-z0-9]{2,39}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+_RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,89}[-\w_()]$")
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_COSMOS_NAME = re.compile(r"^[^/\\#?\s][^/\\#?]{0,254}$")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class StackConfigError(ValueError):
+    """One or more ``pulumi config`` values cannot be used; the message names every key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the program needs, validated. Field comments name the config key."""
+
+    stack: str
+    location: str  # location
+    name_prefix: str  # namePrefix
+    resource_group_name: str  # resourceGroupName
+    spa_origins: tuple[str, ...]  # spaOrigins
+    alert_email: str  # alertEmail
+    auth_client_id: str  # authClientId
+    auth_issuer: str  # authIssuer, or built from authTenantId
+    auth_allowed_audiences: tuple[str, ...]  # authAllowedAudiences
+    openai_location: str  # openAiLocation
+    openai_model: str  # openAiModel
+    openai_model_version: str  # openAiModelVersion
+    openai_deployment: str  # openAiDeploymentName
+    openai_sku: str  # openAiSku
+    openai_capacity: int  # openAiCapacity
+    openai_api_version: str  # openAiApiVersion
+    cosmos_database: str  # cosmosDatabase
+    cosmos_backup_tier: str  # cosmosBackupTier
+    instance_memory_mb: int  # instanceMemoryMB
+    maximum_instance_count: int  # maximumInstanceCount
+    log_retention_days: int  # logRetentionDays
+    archive_stale_alert_hours: int  # archiveStaleAlertHours
+    function_timeout_s: int | None  # from host.json; None means unbounded
+    # App settings with the code's own names, as strings (see ``APP_SETTING_KEYS``).
+    app_values: Mapping[str, str]
+    log_hash_salt: str = field(repr=False)  # logHashSalt (secret)
+
+
+# Config key -> the app setting it feeds (validated and defaulted by shared.config.Settings).
+APP_SETTING_KEYS: dict[str, str] = {
+    "archiveAfterDays": "ARCHIVE_AFTER_DAYS",
+    "archiveSchedule": "ARCHIVE_SCHEDULE",
+    "archiveTimeBudgetSeconds": "ARCHIVE_TIME_BUDGET_S",
+    "archiveRetentionDays": "ARCHIVE_RETENTION_DAYS",
+    "llmTimeoutSeconds": "LLM_TIMEOUT_S",
+    "llmMaxRetries": "LLM_MAX_RETRIES",
+    "maxHistoryMessages": "MAX_HISTORY_MESSAGES",
+    "maxContextTokens": "MAX_CONTEXT_TOKENS",
+    "maxMessageChars": "MAX_MESSAGE_CHARS",
+    "systemPrompt": "SYSTEM_PROMPT",
+}
+# Of those, the ones without a default: unset means the setting is left out of Azure too.
+OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})
+
+# Every key this program reads (``pulumi config set <key> ...`` in the project namespace).
+CONFIG_KEYS: tuple[str, ...] = (
+    "location",
+    "namePrefix",
+    "resourceGroupName",
+    "spaOrigins",
+    "alertEmail",
+    "authClientId",
+    "authTenantId",
+    "authIssuer",
+    "authAllowedAudiences",
+    "openAiLocation",
+    "openAiModel",
+    "openAiModelVersion",
+    "openAiDeploymentName",
+    "openAiSku",
+    "openAiCapacity",
+    "openAiApiVersion",
+    "cosmosDatabase",
+    "cosmosBackupTier",
+    "instanceMemoryMB",
+    "maximumInstanceCount",
+    "logRetentionDays",
+    "archiveStaleAlertHours",
+    "logHashSalt",
+    *APP_SETTING_KEYS,
+)
+
+
+def _setting_default(env_name: str) -> str | None:
+    for info in Settings.model_fields.values():
+        if info.alias == env_name:
+            return None if info.default is None else str(info.default)
+    raise KeyError(env_name)
+
+
+class _Reader:
+    """Reads raw config strings, collecting one message per bad key."""
+
+    def __init__(self, values: Mapping[str, str | None]) -> None:
+        self._values = {k: v for k, v in values.items() if v is not None and v.strip() != ""}
+        self.problems: list[str] = []
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(f"{PROJECT}:{key}: {message}")
+
+    def raw(self, key: str) -> str | None:
+        value = self._values.get(key)
+        return None if value is None else value.strip()
+
+    def text(self, key: str, default: str, pattern: re.Pattern[str], hint: str) -> str:
+        value = self.raw(key) or default
+        if not pattern.match(value):
+            self.fail(key, f"{value!r} is not valid: {hint}")
+        return value
+
+    def required(self, key: str, what: str) -> str:
+        value = self.raw(key)
+        if value is None:
+            self.fail(key, f"required: {what} (pulumi config set {key} ...)")
+            return ""
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(key, f"{value!r} is not an integer")
+            return default
+        if not low <= number <= high:
+            self.fail(key, f"{number} is out of range: must be between {low} and {high}")
+        return number
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(key) or default
+        if value not in choices:
+            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        """A JSON list (``pulumi config set --path 'key[0]' ...``) or a comma-separated string."""
+        value = self.raw(key)
+        if value is None:
+            return []
+        if value.startswith("["):
+            try:
+                parsed: Any = json.loads(value)
+            except json.JSONDecodeError:
+                self.fail(key, "is not a valid JSON list of strings")
+                return []
+            if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                self.fail(key, "must be a list of strings")
+                return []
+            return [v.strip() for v in parsed if v.strip()]
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _check_origin(origin: str) -> str | None:
+    """The problem with one CORS origin, or None. https only; http only for a local dev host."""
+    if "*" in origin:
+        return f"{origin!r}: wildcards are not allowed (credentials are sent); list each origin"
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return f"{origin!r} is not a valid origin"
+    if parts.path or parts.query or parts.fragment or parts.username or not parts.hostname:
+        return f"{origin!r} must be scheme://host[:port] only (no path, not even a trailing '/')"
+    if origin != origin.lower():
+        return f"{origin!r} must be lower case, as browsers send it"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
+        return None
+    return f"{origin!r} must use https (http is allowed only for localhost)"
+
+
+def _longest_gap(schedule: str) -> timedelta:
+    """The longest time between two runs of an NCRONTAB schedule, over two weeks."""
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    runs = croniter(schedule, start, second_at_beginning=True)
+    previous = runs.get_next(datetime)
+    longest = timedelta(0)
+    while previous < start + timedelta(days=15):
+        current = runs.get_next(datetime)
+        longest = max(longest, current - previous)
+        previous = current
+    return longest
+
+
+def read_function_timeout_s(host_json: Path) -> int | None:
+    """host.json's functionTimeout in seconds; the Flex default when unset; None if unbounded."""
+    if not host_json.is_file():
+        return FLEX_DEFAULT_FUNCTION_TIMEOUT_S
+    value = json.loads(host_json.read_text(encoding="utf-8")).get("functionTimeout")
+    if value is None:
+        return FLEX_DEFAULT_FUNCTION_TIMEOUT_S
+    value = str(value).strip()
+    if value == "-1":
+        return None
+    days = 0
+    if "." in value.split(":")[0]:
+        day_part, value = value.split(".", 1)
+        days = int(day_part)
+    hours, minutes, seconds = (int(float(p)) for p in value.split(":"))
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def parse_config(
+    values: Mapping[str, str | None], *, stack: str, function_timeout_s: int | None
+) -> StackConfig:
+    """Validate the raw ``pulumi config`` strings; raise StackConfigError naming each bad key."""
+    r = _Reader(values)
+
+    location = r.text(
+        "location",
+        "swedencentral",
+        _LOCATION,
+        "an Azure region name such as 'swedencentral' or 'eastus2' (lower case, no spaces)",
+    )
+    prefix = r.text(
+        "namePrefix",
+        "parley",
+        _PREFIX,
+        "2-10 lower-case letters and digits, starting with a letter",
+    )
+    resource_group = r.text(
+        "resourceGroupName",
+        f"rg-{prefix}-{stack}",
+        _RESOURCE_GROUP,
+        "letters, digits, '-', '_', '.', '(' and ')', not ending in '.'",
+    )
+
+    origins = r.string_list("spaOrigins")
+    if not origins:
+        r.fail(
+            "spaOrigins", "required: the single-page app's origin(s), e.g. https://app.example.com"
+        )
+    for origin in origins:
+        problem = _check_origin(origin)
+        if problem:
+            r.fail("spaOrigins", problem)
+
+    alert_email = r.required("alertEmail", "where archival alerts are sent")
+    if alert_email and not _EMAIL.match(alert_email):
+        r.fail("alertEmail", f"{alert_email!r} is not an email address")
+
+    client_id = r.required("authClientId", "the Entra ID app registration's client id").lower()
+    if client_id and not _GUID.match(client_id):
+        r.fail("authClientId", f"{client_id!r} is not a GUID")
+    issuer = r.raw("authIssuer")
+    tenant = r.raw("authTenantId")
+    if issuer is not None:
+        if not issuer.startswith("https://") or " " in issuer:
+            r.fail("authIssuer", f"{issuer!r} must be an https URL")
+    elif tenant is None:
+        r.fail("authTenantId", "required (or set authIssuer): the Entra ID tenant id")
+        issuer = ""
+    elif not _GUID.match(tenant):
+        r.fail("authTenantId", f"{tenant!r} is not a GUID")
+        issuer = ""
+    else:
+        issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    audiences = r.string_list("authAllowedAudiences") or [f"api://{client_id}", client_id]
+
+    openai_location = r.text("openAiLocation", location, _LOCATION, "an Azure region name")
+    openai_model = r.raw("openAiModel") or "gpt-4o-mini"
+    openai_model_version = r.raw("openAiModelVersion") or "2024-07-18"
+    openai_deployment = r.text(
+        "openAiDeploymentName",
+        openai_model,
+        _DEPLOYMENT_NAME,
+        "1-64 letters, digits, '-', '_' or '.'",
+    )
+    openai_sku = r.choice("openAiSku", "GlobalStandard", OPENAI_SKUS)
+    openai_capacity = r.integer("openAiCapacity", 10, 1, 10_000)
+    api_version_default = _setting_default("AZURE_OPENAI_API_VERSION") or ""
+    openai_api_version = r.raw("openAiApiVersion") or api_version_default
+    if not re.match(r"^\d{4}-\d{2}-\d{2}(-preview)?$", openai_api_version):
+        r.fail("openAiApiVersion", f"{openai_api_version!r} is not an API version (YYYY-MM-DD)")
+
+    cosmos_database = r.text(
+        "cosmosDatabase", DEFAULT_DATABASE, _COSMOS_NAME, "1-255 characters, none of / \\ # ?"
+    )
+    backup_tier = r.choice("cosmosBackupTier", "Continuous7Days", COSMOS_BACKUP_TIERS)
+
+    memory = r.integer("instanceMemoryMB", 2048, 1, 1_000_000)
+    if memory not in FLEX_INSTANCE_MEMORY_MB and r.raw("instanceMemoryMB") is not None:
+        r.fail(
+            "instanceMemoryMB",
+            f"{memory} is not a Flex Consumption size: one of "
+            + ", ".join(str(m) for m in FLEX_INSTANCE_MEMORY_MB),
+        )
+    max_instances = r.integer("maximumInstanceCount", 40, 1, 1000)
+    log_retention = r.integer("logRetentionDays", 30, 30, 730)
+    stale_hours = r.integer("archiveStaleAlertHours", 26, 1, MAX_ALERT_WINDOW_HOURS)
+
+    salt = r.required(
+        "logHashSalt",
+        "a random secret that pseudonymises emails in logs "
+        '(pulumi config set --secret logHashSalt "$(openssl rand -hex 32)")',
+    )
+    if salt and len(salt) < 16:
+        r.fail("logHashSalt", "must be at least 16 characters (use openssl rand -hex 32)")
+
+    app_values = _app_setting_values(r)
+    _check_archive(r, app_values, function_timeout_s, stale_hours)
+
+    if r.problems:
+        raise StackConfigError(r.problems)
+    return StackConfig(
+        stack=stack,
+        location=location,
+        name_prefix=prefix,
+        resource_group_name=resource_group,
+        spa_origins=tuple(origins),
+        alert_email=alert_email,
+        auth_client_id=client_id,
+        auth_issuer=issuer,
+        auth_allowed_audiences=tuple(audiences),
+        openai_location=openai_location,
+        openai_model=openai_model,
+        openai_model_version=openai_model_version,
+        openai_deployment=openai_deployment,
+        openai_sku=openai_sku,
+        openai_capacity=openai_capacity,
+        openai_api_version=openai_api_version,
+        cosmos_database=cosmos_database,
+        cosmos_backup_tier=backup_tier,
+        instance_memory_mb=memory,
+        maximum_instance_count=max_instances,
+        log_retention_days=log_retention,
+        archive_stale_alert_hours=stale_hours,
+        function_timeout_s=function_timeout_s,
+        log_hash_salt=salt,
+        app_values=app_values,
+    )
+
+
+def _app_setting_values(r: _Reader) -> dict[str, str]:
+    """The config keys that are app settings, defaulted and checked by the code's own model."""
+    result: dict[str, str] = {}
+    for key, env_name in APP_SETTING_KEYS.items():
+        value = r.raw(key)
+        if value is None:
+            value = _setting_default(env_name)
+        if value is None:
+            continue  # optional, and not configured: left out of Azure as well
+        try:
+            Settings.model_validate({env_name: value})
+        except ValidationError as exc:
+            message = "; ".join(str(err["msg"]) for err in exc.errors())
+            r.fail(key, f"{value!r} is not valid for {env_name}: {message}")
+            continue
+        result[env_name] = value
+    return result
+
+
+def _check_archive(
+    r: _Reader, values: Mapping[str, str], function_timeout_s: int | None, stale_hours: int
+) -> None:
+    schedule = values.get("ARCHIVE_SCHEDULE")
+    if schedule is not None:
+        if len(schedule.split()) != 6 or not croniter.is_valid(schedule, second_at_beginning=True):
+            r.fail(
+                "archiveSchedule",
+                f"{schedule!r} is not a 6-field NCRONTAB expression "
+                "('{second} {minute} {hour} {day} {month} {day-of-week}')",
+            )
+        else:
+            gap = _longest_gap(schedule)
+            if gap + timedelta(hours=1) > timedelta(hours=stale_hours):
+                r.fail(
+                    "archiveStaleAlertHours",
+                    f"{stale_hours}h is too short for archiveSchedule {schedule!r}: runs can be "
+                    f"{gap} apart, so the 'no archival run' alert would fire between healthy runs",
+                )
+    budget = values.get("ARCHIVE_TIME_BUDGET_S")
+    if budget is not None and function_timeout_s is not None:
+        limit = function_timeout_s - ARCHIVE_BUDGET_MARGIN_S
+        if float(budget) > limit:
+            r.fail(
+                "archiveTimeBudgetSeconds",
+                f"{budget}s must stay below the function timeout ({function_timeout_s}s, from "
+                f"host.json or the Flex default) minus {ARCHIVE_BUDGET_MARGIN_S}s: "
+                f"at most {limit}s",
+            )
+
+
+def load_config(
+    get: Callable[[str], str | None],
+    *,
+    is_secret: Callable[[str], bool],
+    stack: str,
+    repo_root: Path,
+) -> StackConfig:
+    """Read every key through ``get`` (``pulumi.Config().get``) and validate.
+
+    ``is_secret`` tells whether a key was set with ``--secret``: the log hash salt must be, so
+    that it is encrypted in the stack's config file and state.
+    """
+    values = {key: get(key) for key in CONFIG_KEYS}
+    problems: list[str] = []
+    if values.get("logHashSalt") and not is_secret("logHashSalt"):
+        problems.append(
+            f"{PROJECT}:logHashSalt: must be set as a secret "
+            '(pulumi config set --secret logHashSalt "$(openssl rand -hex 32)")'
+        )
+    try:
+        cfg = parse_config(
+            values,
+            stack=stack,
+            function_timeout_s=read_function_timeout_s(repo_root / "host.json"),
+        )
+    except StackConfigError as exc:
+        raise StackConfigError(exc.problems + problems) from None
+    if problems:
+        raise StackConfigError(problems)
+    return cfg

@@ -1,0 +1,52 @@
+"""App Service Authentication (Easy Auth): the verified principal the platform injects.
+
+The platform strips any client-sent ``X-MS-CLIENT-PRINCIPAL`` headers and sets its own after
+verifying the session, so the header is trusted, but it is still decoded defensively: bad
+base64 or JSON is 401, never 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from shared.auth.claims import email_from_claims
+from shared.errors import Unauthenticated
+
+PRINCIPAL_HEADER = "x-ms-client-principal"
+PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
+MAX_PRINCIPAL_BYTES = 64 * 1024
+
+# Easy Auth reports claims with their full URIs for some providers.
+_CLAIM_ALIASES = {
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "upn",
+    "emails": "email",
+}
+
+
+def email_from_principal(header: str | None) -> str:
+    """The lower-cased email in an ``X-MS-CLIENT-PRINCIPAL`` header value."""
+    if not header:
+        raise Unauthenticated()
+    if len(header) > MAX_PRINCIPAL_BYTES:
+        raise Unauthenticated("The identity header is not valid.")
+    try:
+        padded = header.strip() + "=" * (-len(header.strip()) % 4)
+        principal: Any = json.loads(base64.b64decode(padded, validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise Unauthenticated("The identity header is not valid.") from None
+    raw_claims = principal.get("claims") if isinstance(principal, dict) else None
+    if not isinstance(raw_claims, list):
+        raise Unauthenticated("The identity header is not valid.")
+    claims: dict[str, Any] = {}
+    for claim in raw_claims:
+        if isinstance(claim, dict) and isinstance(claim.get("typ"), str):
+            name = _CLAIM_ALIASES.get(claim["typ"], claim["typ"])
+            claims.setdefault(name, claim.get("val"))
+    email = email_from_claims(claims)
+    if email is None:
+        raise Unauthenticated("The signed-in identity has no email address.")
+    return email

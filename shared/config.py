@@ -1,0 +1,151 @@
+"""Settings read from the environment once, validated, and shared by every layer.
+
+``SETTINGS`` below is the one list of environment variables the code reads; the Pulumi
+program sets app settings from the same list, and a test checks that nothing is missed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+StorageBackend = Literal["sqlite", "cosmos"]
+LlmProvider = Literal["azure-openai", "openai", "echo"]
+AuthMode = Literal["easyauth", "jwt", "dev"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer clearly and concisely, and say so when you do not know."
+)
+
+
+class ConfigError(ValueError):
+    """The environment holds a setting that cannot be used; the message names it."""
+
+
+class Settings(BaseModel):
+    """Every setting of API.md (and the issues), by its environment variable name."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    storage_backend: StorageBackend | None = Field(None, alias="STORAGE_BACKEND")
+    sqlite_path: str = Field(".data/conversations.db", alias="SQLITE_PATH")
+    cosmos_endpoint: str | None = Field(None, alias="COSMOS_ENDPOINT")
+    cosmos_key: str | None = Field(None, alias="COSMOS_KEY", repr=False)
+    cosmos_verify_tls: bool = Field(True, alias="COSMOS_VERIFY_TLS")
+    cosmos_database: str = Field("chat", alias="COSMOS_DATABASE")
+    cosmos_container: str = Field("Conversations", alias="COSMOS_CONTAINER")
+    cosmos_archive_container: str = Field("ConversationsArchive", alias="COSMOS_ARCHIVE_CONTAINER")
+    azure_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
+
+    llm_provider: LlmProvider | None = Field(None, alias="LLM_PROVIDER")
+    azure_openai_endpoint: str | None = Field(None, alias="AZURE_OPENAI_ENDPOINT")
+    azure_openai_deployment: str | None = Field(None, alias="AZURE_OPENAI_DEPLOYMENT")
+    azure_openai_api_version: str = Field("2024-10-21", alias="AZURE_OPENAI_API_VERSION")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
+    openai_model: str = Field("gpt-4o-mini", alias="OPENAI_MODEL")
+    llm_timeout_s: float = Field(60.0, alias="LLM_TIMEOUT_S", gt=0, le=600)
+    llm_max_retries: int = Field(2, alias="LLM_MAX_RETRIES", ge=0, le=10)
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, alias="SYSTEM_PROMPT")
+    max_history_messages: int = Field(20, alias="MAX_HISTORY_MESSAGES", ge=1, le=500)
+    max_context_tokens: int = Field(8000, alias="MAX_CONTEXT_TOKENS", ge=100, le=1_000_000)
+    max_message_chars: int = Field(16000, alias="MAX_MESSAGE_CHARS", ge=1, le=1_000_000)
+
+    auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
+    auth_issuer: str | None = Field(None, alias="AUTH_ISSUER")
+    auth_audience: str | None = Field(None, alias="AUTH_AUDIENCE")
+    auth_jwks_url: str | None = Field(None, alias="AUTH_JWKS_URL")
+    cors_allowed_origins: tuple[str, ...] = Field((), alias="CORS_ALLOWED_ORIGINS")
+    log_hash_salt: str = Field("parley", alias="LOG_HASH_SALT", repr=False)
+
+    archive_after_days: int = Field(30, alias="ARCHIVE_AFTER_DAYS", ge=1, le=36500)
+    archive_schedule: str = Field("0 0 3 * * *", alias="ARCHIVE_SCHEDULE")
+    archive_time_budget_s: float = Field(240.0, alias="ARCHIVE_TIME_BUDGET_S", gt=0, le=3600)
+    archive_retention_days: int | None = Field(None, alias="ARCHIVE_RETENTION_DAYS", ge=1)
+
+    port: int = Field(7071, alias="PORT", ge=1, le=65535)
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _no_wildcard(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Credentials (Easy Auth cookies, bearer tokens) are allowed, so '*' is never valid.
+        if "*" in value:
+            raise ValueError("'*' is not allowed; list the single-page app's origins")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.resolved_storage_backend == "cosmos" and not self.cosmos_endpoint:
+            raise ValueError("STORAGE_BACKEND=cosmos needs COSMOS_ENDPOINT")
+        provider = self.resolved_llm_provider
+        if provider == "azure-openai" and not (
+            self.azure_openai_endpoint and self.azure_openai_deployment
+        ):
+            raise ValueError(
+                "LLM_PROVIDER=azure-openai needs AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT"
+            )
+        if self.auth_mode == "jwt" and not (
+            self.auth_issuer and self.auth_audience and self.auth_jwks_url
+        ):
+            raise ValueError("AUTH_MODE=jwt needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL")
+        return self
+
+    @property
+    def resolved_storage_backend(self) -> StorageBackend:
+        if self.storage_backend:
+            return self.storage_backend
+        return "cosmos" if self.cosmos_endpoint else "sqlite"
+
+    @property
+    def resolved_llm_provider(self) -> LlmProvider:
+        if self.llm_provider:
+            return self.llm_provider
+        if self.azure_openai_endpoint:
+            return "azure-openai"
+        if self.openai_base_url or self.openai_api_key:
+            return "openai"
+        return "echo"
+
+
+# Every environment variable the code reads, in one list (the aliases above). The Pulumi
+# program and its tests use this to prove that the deployment sets what the code needs.
+SETTINGS: tuple[str, ...] = tuple(
+    str(field.alias) for field in Settings.model_fields.values() if field.alias
+)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; a bad value raises ConfigError naming the variable."""
+    source = os.environ if environ is None else environ
+    # Empty variables count as unset, as they do in Azure app settings.
+    values = {name: source[name] for name in SETTINGS if source.get(name, "") != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local host's restarts)."""
+    get_settings.cache_clear()

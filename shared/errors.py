@@ -1,0 +1,77 @@
+"""The errors of API.md: each knows its HTTP status and its snake_case code.
+
+The service and the adapters raise these; the functions layer turns any of them into the
+error object ``{"error": {"code", "message"}}`` in one place (``functions/http.py``).
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error that the caller may see: ``message`` is safe to show to anybody."""
+
+    status: int = 500
+    code: str = "internal"
+    default_message: str = "Something went wrong on our side."
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
+        self.message = message or self.default_message
+        self.retry_after_s = retry_after_s
+        super().__init__(self.message)
+
+
+class InvalidRequest(ApiError):
+    status, code, default_message = 400, "invalid_request", "The request is not valid."
+
+
+class Unauthenticated(ApiError):
+    status, code, default_message = 401, "unauthenticated", "Sign in to use this endpoint."
+
+
+class NotFound(ApiError):
+    status, code, default_message = 404, "not_found", "No such session."
+
+
+class Conflict(ApiError):
+    status, code, default_message = 409, "conflict", "The request conflicts with another one."
+
+
+class PayloadTooLarge(ApiError):
+    status, code, default_message = 413, "payload_too_large", "The request is too large."
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+    default_message = "Send the request body as application/json."
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+    default_message = "Too many requests to the model; try again shortly."
+
+
+class ModelError(ApiError):
+    status, code, default_message = 502, "model_error", "The model could not answer."
+
+
+class StorageUnavailable(ApiError):
+    status, code = 503, "storage_unavailable"
+    default_message = "Conversation storage is busy or unreachable; try again shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = 5) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class InternalError(ApiError):
+    """Anything unexpected: the details go to the log, never to the caller."""
+
+
+class ConcurrencyConflict(Exception):
+    """A store's if-match (ETag) check failed: another writer changed the session first.
+
+    Internal only: the service re-reads and retries; callers never see it.
+    """
+
+
+class AlreadyExists(Exception):
+    """A create-only write found the item already there (internal only)."""

@@ -1,0 +1,32 @@
+"""The model protocol: a chat model streams text for a list of messages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypedDict
+
+
+class ModelMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The last item a stream yields: which model answered and what it cost."""
+
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+        """Yield the answer's text in pieces, then one Usage. Raises shared.errors.ModelError
+        (or RateLimited) when the model cannot answer."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,16 @@
+"""Conversation stores: choose one from the settings. The Cosmos SDK loads only when chosen."""
+
+from __future__ import annotations
+
+from shared.config import Settings
+from shared.storage.base import ConversationStore
+
+
+def make_store(settings: Settings) -> ConversationStore:
+    if settings.resolved_storage_backend == "cosmos":
+        from shared.storage.cosmos import CosmosStore  # heavy: only when configured
+
+        return CosmosStore.from_settings(settings)
+    from shared.storage.sqlite import SqliteStore
+
+    return SqliteStore(settings.sqlite_path)

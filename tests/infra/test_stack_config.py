@@ -1,0 +1,323 @@
+"""``pulumi config`` validation: one test per rule, each naming the key in its error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.data import indexing_policy_args
+from infra.stack_config import (
+    CONFIG_KEYS,
+    FLEX_DEFAULT_FUNCTION_TIMEOUT_S,
+    StackConfigError,
+    load_config,
+    parse_config,
+    read_function_timeout_s,
+)
+from shared.config import Settings
+from shared.storage.containers import DEFAULT_DATABASE
+from tests.infra.conftest import CLIENT_ID, FULL_CONFIG, TENANT, make_config, pulumi_test
+
+MINIMAL = {
+    "spaOrigins": "https://chat.example.com",
+    "alertEmail": "ops@example.com",
+    "authClientId": CLIENT_ID,
+    "authTenantId": TENANT,
+    "logHashSalt": "0123456789abcdef0123",
+}
+
+
+def _problems(overrides: dict[str, str | None], timeout: int | None = 1800) -> list[str]:
+    values = {**FULL_CONFIG, **overrides}
+    with pytest.raises(StackConfigError) as caught:
+        parse_config(values, stack="test", function_timeout_s=timeout)
+    return caught.value.problems
+
+
+def _rejects(key: str, value: str | None, fragment: str, timeout: int | None = 1800) -> None:
+    problems = _problems({key: value}, timeout)
+    assert any(p.startswith(f"parley:{key}:") and fragment in p for p in problems), problems
+
+
+def test_minimal_config_takes_the_documented_defaults() -> None:
+    cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=1800)
+    assert cfg.location == "swedencentral"
+    assert cfg.resource_group_name == "rg-parley-dev"
+    assert cfg.openai_model == "gpt-4o-mini" and cfg.openai_model_version == "2024-07-18"
+    assert cfg.openai_sku == "GlobalStandard" and cfg.openai_capacity == 10
+    assert cfg.cosmos_database == DEFAULT_DATABASE
+    assert cfg.instance_memory_mb == 2048 and cfg.maximum_instance_count == 40
+    assert cfg.archive_stale_alert_hours == 26
+    assert cfg.auth_issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    assert cfg.openai_api_version == Settings.model_fields["azure_openai_api_version"].default
+    # App-setting defaults are the code's own defaults.
+    assert cfg.app_values["ARCHIVE_AFTER_DAYS"] == "30"
+    assert cfg.app_values["ARCHIVE_SCHEDULE"] == "0 0 3 * * *"
+    assert "ARCHIVE_RETENTION_DAYS" not in cfg.app_values
+    assert "logHashSalt" not in repr(cfg) and MINIMAL["logHashSalt"] not in repr(cfg)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = _problems({"alertEmail": "nope", "openAiCapacity": "0", "location": "West Europe"})
+    keys = {p.split(":")[1] for p in problems}
+    assert {"alertEmail", "openAiCapacity", "location"} <= keys
+
+
+def test_location_must_be_a_region_name() -> None:
+    _rejects("location", "West Europe", "region")
+
+
+def test_name_prefix_must_be_short_lower_case() -> None:
+    _rejects("namePrefix", "Parley-App", "lower-case")
+
+
+def test_spa_origins_are_required() -> None:
+    _rejects("spaOrigins", None, "required")
+
+
+def test_spa_origins_reject_the_wildcard() -> None:
+    _rejects("spaOrigins", '["*"]', "wildcards are not allowed")
+
+
+def test_spa_origins_reject_a_wildcard_subdomain() -> None:
+    _rejects("spaOrigins", "https://*.example.com", "wildcards are not allowed")
+
+
+def test_spa_origins_must_be_https() -> None:
+    _rejects("spaOrigins", "http://chat.example.com", "must use https")
+
+
+def test_spa_origins_allow_http_only_for_localhost() -> None:
+    for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000"):
+        cfg = make_config({"spaOrigins": origin})
+        assert cfg.spa_origins == (origin,)
+
+
+def test_spa_origins_have_no_path() -> None:
+    _rejects("spaOrigins", "https://chat.example.com/", "no path")
+
+
+def test_spa_origins_are_lower_case() -> None:
+    _rejects("spaOrigins", "https://Chat.example.com", "lower case")
+
+
+def test_spa_origins_must_be_a_list_of_strings() -> None:
+    _rejects("spaOrigins", '["https://a.example.com", 3]', "list of strings")
+
+
+def test_spa_origins_accept_a_comma_separated_list() -> None:
+    cfg = make_config({"spaOrigins": "https://a.example.com, https://b.example.com"})
+    assert cfg.spa_origins == ("https://a.example.com", "https://b.example.com")
+
+
+def test_alert_email_is_required() -> None:
+    _rejects("alertEmail", None, "required")
+
+
+def test_alert_email_must_be_an_address() -> None:
+    _rejects("alertEmail", "ops-at-example.com", "not an email address")
+
+
+def test_auth_client_id_is_required() -> None:
+    _rejects("authClientId", None, "required")
+
+
+def test_auth_client_id_must_be_a_guid() -> None:
+    _rejects("authClientId", "my-app", "not a GUID")
+
+
+def test_auth_tenant_id_is_required_without_an_issuer() -> None:
+    _rejects("authTenantId", None, "required")
+
+
+def test_auth_tenant_id_must_be_a_guid() -> None:
+    _rejects("authTenantId", "contoso.onmicrosoft.com", "not a GUID")
+
+
+def test_auth_issuer_must_be_https() -> None:
+    _rejects("authIssuer", "http://login.example.com/", "https URL")
+
+
+def test_auth_issuer_replaces_the_tenant() -> None:
+    issuer = "https://login.microsoftonline.com/organizations/v2.0"
+    cfg = make_config({"authTenantId": None, "authIssuer": issuer})
+    assert cfg.auth_issuer == issuer
+
+
+def test_openai_capacity_must_be_positive() -> None:
+    _rejects("openAiCapacity", "0", "out of range")
+
+
+def test_openai_capacity_must_be_an_integer() -> None:
+    _rejects("openAiCapacity", "ten", "not an integer")
+
+
+def test_openai_sku_must_be_known() -> None:
+    _rejects("openAiSku", "Premium", "not one of")
+
+
+def test_openai_deployment_name_is_checked() -> None:
+    _rejects("openAiDeploymentName", "bad name!", "not valid")
+
+
+def test_openai_api_version_is_a_date() -> None:
+    _rejects("openAiApiVersion", "latest", "not an API version")
+
+
+def test_instance_memory_is_a_flex_size() -> None:
+    _rejects("instanceMemoryMB", "1024", "not a Flex Consumption size")
+
+
+def test_maximum_instance_count_is_bounded() -> None:
+    _rejects("maximumInstanceCount", "0", "out of range")
+    _rejects("maximumInstanceCount", "1001", "out of range")
+
+
+def test_log_retention_is_bounded() -> None:
+    _rejects("logRetentionDays", "7", "out of range")
+
+
+def test_cosmos_backup_tier_is_known() -> None:
+    _rejects("cosmosBackupTier", "Periodic", "not one of")
+
+
+def test_cosmos_database_name_is_checked() -> None:
+    _rejects("cosmosDatabase", "a/b", "not valid")
+
+
+def test_archive_schedule_is_six_field_ncrontab() -> None:
+    _rejects("archiveSchedule", "0 3 * * *", "6-field NCRONTAB")
+
+
+def test_archive_schedule_must_parse() -> None:
+    _rejects("archiveSchedule", "0 0 25 * * *", "6-field NCRONTAB")
+
+
+def test_stale_alert_must_outlast_the_gap_between_runs() -> None:
+    # A weekly schedule would trip a 26-hour "no run" alert every week.
+    problems = _problems({"archiveSchedule": "0 0 3 * * 1"})
+    assert any(p.startswith("parley:archiveStaleAlertHours:") for p in problems), problems
+
+
+def test_stale_alert_fits_the_alert_window() -> None:
+    _rejects("archiveStaleAlertHours", "72", "out of range")
+
+
+def test_archive_time_budget_stays_below_the_function_timeout() -> None:
+    _rejects("archiveTimeBudgetSeconds", "1790", "below the function timeout", timeout=1800)
+
+
+def test_archive_time_budget_is_unbounded_with_an_unbounded_timeout() -> None:
+    cfg = parse_config(
+        {**FULL_CONFIG, "archiveTimeBudgetSeconds": "3000"}, stack="t", function_timeout_s=None
+    )
+    assert cfg.app_values["ARCHIVE_TIME_BUDGET_S"] == "3000"
+
+
+def test_archive_time_budget_uses_the_code_range() -> None:
+    _rejects("archiveTimeBudgetSeconds", "0", "ARCHIVE_TIME_BUDGET_S")
+
+
+def test_archive_after_days_uses_the_code_range() -> None:
+    _rejects("archiveAfterDays", "0", "ARCHIVE_AFTER_DAYS")
+
+
+def test_archive_retention_days_uses_the_code_range() -> None:
+    _rejects("archiveRetentionDays", "0", "ARCHIVE_RETENTION_DAYS")
+
+
+def test_max_message_chars_uses_the_code_range() -> None:
+    _rejects("maxMessageChars", "0", "MAX_MESSAGE_CHARS")
+
+
+def test_max_history_messages_uses_the_code_range() -> None:
+    _rejects("maxHistoryMessages", "many", "MAX_HISTORY_MESSAGES")
+
+
+def test_llm_timeout_uses_the_code_range() -> None:
+    _rejects("llmTimeoutSeconds", "0", "LLM_TIMEOUT_S")
+
+
+def test_log_hash_salt_is_required() -> None:
+    _rejects("logHashSalt", None, "required")
+
+
+def test_log_hash_salt_is_long_enough() -> None:
+    _rejects("logHashSalt", "short", "at least 16")
+
+
+def test_log_hash_salt_must_be_stored_as_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(StackConfigError) as caught:
+        load_config(FULL_CONFIG.get, is_secret=lambda key: False, stack="t", repo_root=tmp_path)
+    assert any(
+        p.startswith("parley:logHashSalt:") and "--secret" in p for p in caught.value.problems
+    )
+
+
+def test_load_config_reads_every_key_and_host_json(tmp_path: Path) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"functionTimeout": "00:10:00"}))
+    seen: list[str] = []
+
+    def get(key: str) -> str | None:
+        seen.append(key)
+        return FULL_CONFIG.get(key)
+
+    cfg = load_config(get, is_secret=lambda key: True, stack="t", repo_root=tmp_path)
+    assert cfg.function_timeout_s == 600
+    assert sorted(seen) == sorted(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, FLEX_DEFAULT_FUNCTION_TIMEOUT_S),
+        ({}, FLEX_DEFAULT_FUNCTION_TIMEOUT_S),
+        ({"functionTimeout": "00:05:00"}, 300),
+        ({"functionTimeout": "01:00:00"}, 3600),
+        ({"functionTimeout": "1.02:00:00"}, 93600),
+        ({"functionTimeout": "-1"}, None),
+    ],
+)
+def test_function_timeout_comes_from_host_json(
+    tmp_path: Path, content: dict[str, Any] | None, expected: int | None
+) -> None:
+    if content is not None:
+        (tmp_path / "host.json").write_text(json.dumps(content))
+    assert read_function_timeout_s(tmp_path / "host.json") == expected
+
+
+def test_unknown_indexing_policy_keys_fail_loudly() -> None:
+    with pytest.raises(ValueError, match="spatialIndexes"):
+        indexing_policy_args({"indexingMode": "consistent", "spatialIndexes": []})
+
+
+def test_the_program_refuses_bad_config_before_declaring_anything(
+    pulumi_mocks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.__main__ as program
+
+    config = {f"parley:{k}": v for k, v in {**FULL_CONFIG, "spaOrigins": "*"}.items()}
+    pulumi.runtime.set_all_config(config, secret_keys=["parley:logHashSalt"])
+    try:
+        with pytest.raises(StackConfigError, match="wildcards are not allowed"):
+            program.main()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert pulumi_mocks.resources == []
+
+
+def test_the_program_reads_pulumi_config(pulumi_mocks: Any) -> None:
+    import infra.__main__ as program
+
+    config = {f"parley:{k}": v for k, v in FULL_CONFIG.items()}
+    pulumi.runtime.set_all_config(config, secret_keys=["parley:logHashSalt"])
+    try:
+        pulumi_test(program.main)()
+    finally:
+        pulumi.runtime.set_all_config({})
+    types = {r.type for r in pulumi_mocks.resources}
+    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 25

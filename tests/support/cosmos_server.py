@@ -1,0 +1,245 @@
+"""The Cosmos DB account that tests run against.
+
+By default, a local wire-protocol server (``node tools/cosmos/server.mjs``, see
+tools/cosmos/README.md) started for the test session. When the user sets ``COSMOS_ENDPOINT``,
+that account is used instead: ``COSMOS_KEY`` is its key (optional for an emulator on
+localhost, which has the well-known key) and ``COSMOS_VERIFY_TLS`` (default true; ``0``,
+``false``, ``no`` or ``off`` turn it off) says whether to verify its TLS certificate.
+
+Public API:
+    CosmosAccount          endpoint, key, verify_tls, is_local; client_kwargs()
+    LocalCosmosError       the local server could not be started
+    EMULATOR_KEY           the emulator's well-known key (the only one the local server accepts)
+    local_cosmos(port=0)   context manager: a fresh local server for the duration of the block
+    cosmos_target()        context manager: the user's account, else a local server shared
+                           (reference-counted) by every caller in this process
+    cosmos_account         session-scoped pytest fixture built on cosmos_target()
+
+This module installs nothing: the server comes from ``npm ci`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = Path("tools") / "cosmos" / "server.mjs"
+PACKAGE_DIR = REPO_ROOT / "node_modules" / "@vercel" / "cosmosdb-server"
+EMULATOR_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+)
+READY_PREFIX = "COSMOS_READY "
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+_FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class CosmosAccount:
+    """Where to connect: pass ``endpoint``, ``key`` and ``**client_kwargs()`` to CosmosClient."""
+
+    endpoint: str
+    key: str
+    verify_tls: bool
+    is_local: bool
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"connection_verify": self.verify_tls}
+
+
+class LocalCosmosError(RuntimeError):
+    """The local Cosmos server could not be started."""
+
+
+def _check_installed() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise LocalCosmosError(
+            "node is not on PATH: the local Cosmos server needs Node.js 20 or later "
+            "(or set COSMOS_ENDPOINT to use another account)"
+        )
+    if not (PACKAGE_DIR / "package.json").is_file():
+        raise LocalCosmosError(
+            f"{PACKAGE_DIR.relative_to(REPO_ROOT)} is missing: run `npm ci` at the repository "
+            "root to install the local Cosmos server (or set COSMOS_ENDPOINT to use another "
+            "account)"
+        )
+    return node
+
+
+def _drain(stream: Any, sink: queue.Queue[str | None] | None, tail: collections.deque[str]) -> None:
+    """Reads a pipe to its end so the server never blocks on a full pipe."""
+    for line in iter(stream.readline, ""):
+        tail.append(line.rstrip("\n"))
+        if sink is not None:
+            sink.put(line)
+    if sink is not None:
+        sink.put(None)
+    stream.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+@contextlib.contextmanager
+def local_cosmos(port: int = 0) -> Iterator[CosmosAccount]:
+    """Starts ``node tools/cosmos/server.mjs`` on 127.0.0.1 (port 0: any free port), waits for
+    its ready line, yields the account, and stops the server when the block ends."""
+    node = _check_installed()
+    proc = subprocess.Popen(
+        [node, str(LAUNCHER), "--port", str(port), "--exit-on-stdin-close"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,  # closes when this process dies: the server then stops too
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    )
+    stdout_lines: queue.Queue[str | None] = queue.Queue()
+    stdout_tail: collections.deque[str] = collections.deque(maxlen=50)
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, stdout_lines, stdout_tail), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, None, stderr_tail), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    def stop() -> None:
+        _stop(proc)
+        for reader in readers:
+            reader.join(timeout=STOP_TIMEOUT_S)
+
+    try:
+        endpoint = _wait_ready(proc, stdout_lines)
+    except LocalCosmosError as error:
+        stop()
+        raise LocalCosmosError(f"{error}; its stderr:\n" + "\n".join(stderr_tail)) from None
+    except BaseException:
+        stop()
+        raise
+    try:
+        yield CosmosAccount(endpoint=endpoint, key=EMULATOR_KEY, verify_tls=False, is_local=True)
+    finally:
+        stop()
+
+
+def _wait_ready(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LocalCosmosError(
+                f"the local Cosmos server printed no ready line within {START_TIMEOUT_S:.0f} s"
+            )
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if line is None:  # stdout closed: the server exited
+            code = proc.wait(timeout=STOP_TIMEOUT_S)
+            raise LocalCosmosError(
+                f"the local Cosmos server exited with code {code} before it was ready"
+            )
+        if line.startswith(READY_PREFIX):
+            return line[len(READY_PREFIX) :].strip()
+
+
+def _verify_from_env(value: str | None) -> bool:
+    return value is None or value.strip().lower() not in _FALSE_WORDS
+
+
+def _user_account() -> CosmosAccount | None:
+    endpoint = os.environ.get("COSMOS_ENDPOINT", "").strip()
+    if not endpoint:
+        return None
+    key = os.environ.get("COSMOS_KEY", "").strip()
+    if not key:
+        host = urlsplit(endpoint).hostname or ""
+        if host not in {"localhost", "127.0.0.1", "::1"}:
+            raise LocalCosmosError(
+                "COSMOS_ENDPOINT is set but COSMOS_KEY is not: set the account's key"
+            )
+        key = EMULATOR_KEY
+    return CosmosAccount(
+        endpoint=endpoint,
+        key=key,
+        verify_tls=_verify_from_env(os.environ.get("COSMOS_VERIFY_TLS")),
+        is_local=False,
+    )
+
+
+class _SharedLocal:
+    """One local server per process, whoever asks for it; stopped when the last user is done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._account: CosmosAccount | None = None
+
+    def acquire(self) -> CosmosAccount:
+        with self._lock:
+            if self._account is None:
+                stack = contextlib.ExitStack()
+                self._account = stack.enter_context(local_cosmos())
+                self._stack = stack
+            self._users += 1
+            return self._account
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._stack is not None:
+                stack, self._stack, self._account = self._stack, None, None
+                stack.close()
+
+
+_shared_local = _SharedLocal()
+
+
+@contextlib.contextmanager
+def cosmos_target() -> Iterator[CosmosAccount]:
+    """The account tests use: the user's (``COSMOS_ENDPOINT``), else the shared local server."""
+    account = _user_account()
+    if account is not None:
+        yield account
+        return
+    account = _shared_local.acquire()
+    try:
+        yield account
+    finally:
+        _shared_local.release()
+
+
+@pytest.fixture(scope="session")
+def cosmos_account() -> Iterator[CosmosAccount]:
+    """The Cosmos account for the whole test session (see cosmos_target)."""
+    with cosmos_target() as account:
+        yield account
