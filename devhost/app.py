@@ -14,8 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -48,8 +47,10 @@ def http_routes(functions: list[func.Function], prefix: str) -> list[Route]:
         for binding in function.get_bindings():
             if binding.type != "httpTrigger":
                 continue
-            path = "/" + "/".join(p for p in (prefix, binding.route.strip("/")) if p)
-            methods = [str(getattr(m, "value", m)).upper() for m in (binding.methods or [])]
+            route = str(getattr(binding, "route", None) or function.get_function_name())
+            path = "/" + "/".join(p for p in (prefix, route.strip("/")) if p)
+            declared = getattr(binding, "methods", None) or []
+            methods = [str(getattr(m, "value", m)).upper() for m in declared]
             methods = methods or ["GET", "POST", "PUT", "PATCH", "DELETE"]
             for method in methods:
                 if (path, method) in seen:
@@ -73,10 +74,10 @@ def timers(functions: list[func.Function], environ: dict[str, str]) -> list[Time
             if binding.type == "timerTrigger":
                 found.append(
                     Timer(
-                        name=function.get_function_name(),
-                        expression=resolve_schedule(binding.schedule, environ),
+                        name=str(function.get_function_name()),
+                        expression=resolve_schedule(str(getattr(binding, "schedule", "")), environ),
                         function=function.get_user_function(),
-                        arg_name=binding.name,
+                        arg_name=str(binding.name),
                     )
                 )
     return found

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from shared.clock import Clock, SystemClock
@@ -34,7 +34,9 @@ def resolve_schedule(schedule: str, settings: Mapping[str, str]) -> str:
 
 
 def next_fire(expression: str, after: datetime) -> datetime:
-    fire: datetime = croniter(expression, after, ret_type=datetime, second_at_beginning=True).get_next()
+    fire: datetime = croniter(
+        expression, after, ret_type=datetime, second_at_beginning=True
+    ).get_next()
     return fire
 
 
@@ -46,7 +48,7 @@ class Timer:
     arg_name: str
 
     async def fire(self, *, past_due: bool = False) -> None:
-        result = self.function(**{self.arg_name: func.TimerRequest(past_due=past_due)})
+        result = self.function(**{self.arg_name: TimerRequest(past_due=past_due)})
         if inspect.isawaitable(result):
             await result
 

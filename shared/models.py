@@ -28,7 +28,9 @@ class ChatRequest(ApiModel):
     # Lengths are checked by the service (400 for empty, 413 for too long): keep the raw text here.
     message: str
     session_id: str | None = Field(None, alias="sessionId")
-    client_message_id: str | None = Field(None, alias="clientMessageId", min_length=1, max_length=100)
+    client_message_id: str | None = Field(
+        None, alias="clientMessageId", min_length=1, max_length=100
+    )
 
 
 # ---- responses ------------------------------------------------------------------------------

@@ -250,14 +250,13 @@ class SqliteStore:
         def write() -> SessionRecord:
             with self._transaction() as conn:
                 row = conn.execute(
-                    "SELECT etag, deleting FROM sessions WHERE container = ? AND email = ? AND id = ?",
+                    "SELECT etag, deleting FROM sessions"
+                    " WHERE container = ? AND email = ? AND id = ?",
                     (where, session.email, session.id),
                 ).fetchone()
                 if expected_etag is None and row is not None:
                     raise ConcurrencyConflict(session.id)
-                if expected_etag is not None and (
-                    row is None or row[0] != expected_etag or row[1]
-                ):
+                if expected_etag is not None and (row is None or row[0] != expected_etag or row[1]):
                     raise ConcurrencyConflict(session.id)
                 try:
                     conn.executemany(
@@ -376,9 +375,17 @@ class SqliteStore:
             with self._transaction() as conn:
                 conn.executemany(
                     "INSERT OR REPLACE INTO messages"
-                    " (container, email, session_id, seq, timestamp, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    " (container, email, session_id, seq, timestamp, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (where, email, m.session_id, m.seq, _sortable(m.timestamp), m.model_dump_json())
+                        (
+                            where,
+                            email,
+                            m.session_id,
+                            m.seq,
+                            _sortable(m.timestamp),
+                            m.model_dump_json(),
+                        )
                         for m in chunk
                     ],
                 )
@@ -451,7 +458,8 @@ class SqliteStore:
                     "SELECT DISTINCT m.email, m.session_id FROM messages m"
                     " WHERE m.container = ? AND m.timestamp < ? AND NOT EXISTS ("
                     "   SELECT 1 FROM sessions s"
-                    "   WHERE s.container = m.container AND s.email = m.email AND s.id = m.session_id"
+                    "   WHERE s.container = m.container AND s.email = m.email"
+                    "   AND s.id = m.session_id"
                     " ) LIMIT ?",
                     (where, _sortable(older_than), limit),
                 )

@@ -1,0 +1,131 @@
+"""The small rules of API.md that live in shared/: titles, previews, ids, tokens, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import SETTINGS, ConfigError, load_settings
+from shared.errors import InvalidRequest
+from shared.ids import is_session_id, message_item_id, new_session_id
+from shared.service import (
+    decode_page_token,
+    derived_session_id,
+    encode_page_token,
+    make_preview,
+    make_title,
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        ("hello", "hello"),
+        ("  many   spaces\nand lines  ", "many spaces and lines"),
+        ("x" * 80, "x" * 50),
+        ("word " * 20, "word word word word word word word word word word"),
+        ("a" * 30 + " " + "b" * 40, "a" * 30),
+        ("short " + "c" * 60, "short " + "c" * 44),
+    ],
+)
+def test_title_is_first_50_characters_cut_at_a_word(message: str, title: str) -> None:
+    assert make_title(message) == title
+    assert len(make_title(message)) <= 50
+
+
+def test_preview_is_first_100_characters() -> None:
+    assert make_preview("p" * 150) == "p" * 100
+    assert make_preview("short") == "short"
+
+
+def test_session_ids_are_random_and_of_one_shape() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(is_session_id(i) for i in ids)
+    for bad in (
+        "",
+        "s_",
+        "s_" + "g" * 32,
+        "S_" + "0" * 32,
+        "s_" + "0" * 31,
+        "../x",
+        "s_" + "0" * 33,
+    ):
+        assert not is_session_id(bad)
+
+
+def test_derived_ids_depend_on_user_and_client_id() -> None:
+    a = derived_session_id("a@x.com", "c1")
+    assert a == derived_session_id("a@x.com", "c1")
+    assert a != derived_session_id("b@x.com", "c1")
+    assert a != derived_session_id("a@x.com", "c2")
+    assert is_session_id(a)
+
+
+def test_message_ids_sort_in_sequence_order() -> None:
+    ids = [message_item_id("s_1", seq) for seq in (1, 2, 10, 100, 1000)]
+    assert ids == sorted(ids)
+    assert ids[0] == "s_1:00000001"
+
+
+def test_page_tokens_round_trip_and_are_bound_to_the_view() -> None:
+    token = encode_page_token("active", '{"token":"+#x"}')
+    assert decode_page_token(token, "active") == '{"token":"+#x"}'
+    with pytest.raises(InvalidRequest):
+        decode_page_token(token, "archive")
+    for bad in ("", "!!!", "e30", "bnVsbA"):
+        with pytest.raises(InvalidRequest):
+            decode_page_token(bad, "active")
+
+
+def test_settings_defaults_follow_api_md() -> None:
+    settings = load_settings({})
+    assert settings.resolved_storage_backend == "sqlite"
+    assert settings.sqlite_path == ".data/conversations.db"
+    assert settings.resolved_llm_provider == "echo"
+    assert settings.auth_mode is None  # fail closed
+    assert (settings.max_history_messages, settings.max_context_tokens) == (20, 8000)
+    assert settings.max_message_chars == 16000
+    assert (settings.archive_after_days, settings.archive_schedule) == (30, "0 0 3 * * *")
+    assert settings.port == 7071
+    assert settings.cosmos_database == "chat"
+    assert settings.cosmos_container == "Conversations"
+    assert settings.cosmos_archive_container == "ConversationsArchive"
+
+
+def test_backend_and_provider_are_chosen_from_what_is_set() -> None:
+    cosmos = load_settings({"COSMOS_ENDPOINT": "https://x.documents.azure.com"})
+    assert cosmos.resolved_storage_backend == "cosmos"
+    azure = load_settings(
+        {"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com", "AZURE_OPENAI_DEPLOYMENT": "d"}
+    )
+    assert azure.resolved_llm_provider == "azure-openai"
+    assert (
+        load_settings({"OPENAI_BASE_URL": "http://127.0.0.1:1"}).resolved_llm_provider == "openai"
+    )
+    assert load_settings({"OPENAI_API_KEY": "k"}).resolved_llm_provider == "openai"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"STORAGE_BACKEND": "mongo"},
+        {"STORAGE_BACKEND": "cosmos"},
+        {"AUTH_MODE": "none"},
+        {"AUTH_MODE": "jwt"},
+        {"MAX_HISTORY_MESSAGES": "0"},
+        {"PORT": "http"},
+        {"CORS_ALLOWED_ORIGINS": "https://a.example, *"},
+        {"LLM_PROVIDER": "azure-openai"},
+    ],
+)
+def test_bad_settings_name_the_variable(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    name = next(iter(environ))
+    assert name in str(caught.value) or "needs" in str(caught.value)
+
+
+def test_empty_variables_count_as_unset_and_every_setting_is_listed() -> None:
+    assert load_settings({"AUTH_MODE": ""}).auth_mode is None
+    assert "AUTH_MODE" in SETTINGS and "ARCHIVE_SCHEDULE" in SETTINGS
+    assert len(SETTINGS) == len(set(SETTINGS))
