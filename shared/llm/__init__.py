@@ -16,4 +16,5 @@ def make_model(settings: Settings) -> ChatModel:
         return EchoModel()
     from shared.llm.openai_chat import make_openai_model  # heavy: only when configured
 
-    return make_openai_model(settings)
+    model: ChatModel = make_openai_model(settings)
+    return model

@@ -10,7 +10,8 @@ def make_store(settings: Settings) -> ConversationStore:
     if settings.resolved_storage_backend == "cosmos":
         from shared.storage.cosmos import CosmosStore  # heavy: only when configured
 
-        return CosmosStore.from_settings(settings)
+        store: ConversationStore = CosmosStore.from_settings(settings)
+        return store
     from shared.storage.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)
