@@ -203,6 +203,16 @@ def test_stale_alert_must_outlast_the_gap_between_runs() -> None:
     assert any(p.startswith("parley:archiveStaleAlertHours:") for p in problems), problems
 
 
+def test_stale_alert_rejects_a_monthly_schedule() -> None:
+    problems = _problems({"archiveSchedule": "0 0 3 1 * *"})
+    assert any(p.startswith("parley:archiveStaleAlertHours:") for p in problems), problems
+
+
+def test_frequent_schedules_are_accepted_quickly() -> None:
+    cfg = make_config({"archiveSchedule": "*/10 * * * * *"})
+    assert cfg.app_values["ARCHIVE_SCHEDULE"] == "*/10 * * * * *"
+
+
 def test_stale_alert_fits_the_alert_window() -> None:
     _rejects("archiveStaleAlertHours", "72", "out of range")
 
@@ -321,3 +331,12 @@ def test_the_program_reads_pulumi_config(pulumi_mocks: Any) -> None:
         pulumi.runtime.set_all_config({})
     types = {r.type for r in pulumi_mocks.resources}
     assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 25
+
+
+def test_the_defaults_fit_the_repository_host_json() -> None:
+    # The real host.json bounds the archival run; the default budget must fit inside it.
+    repo_root = Path(__file__).resolve().parents[2]
+    timeout = read_function_timeout_s(repo_root / "host.json")
+    cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=timeout)
+    if timeout is not None:
+        assert float(cfg.app_values["ARCHIVE_TIME_BUDGET_S"]) < timeout
