@@ -24,6 +24,7 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/sessionId/?"},
             {"path": "/seq/?"},
             {"path": "/updatedAt/?"},
+            {"path": "/timestamp/?"},  # the archival pass's orphan scan filters on it
             {"path": "/deleting/?"},
         ],
         "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],

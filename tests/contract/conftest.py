@@ -1,0 +1,120 @@
+"""The stores the contract suite runs against, one parameter each.
+
+- ``sqlite``: a fresh file per test.
+- ``cosmos-local``: the local Cosmos wire-protocol server (tools/cosmos), one database for the
+  test session; each test isolates itself with emails of its own.
+- ``cosmos-account``: the account named by ``COSMOS_ENDPOINT`` (a real account or the official
+  emulator), skipped when it is not set. Its database is created here with the key, as a test
+  fixture, and deleted at the end: the app itself never creates anything in Azure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from azure.cosmos import CosmosClient, PartitionKey
+
+from shared.storage.base import ConversationStore
+from shared.storage.containers import container_specs
+from shared.storage.cosmos import CosmosStore
+from shared.storage.sqlite import SqliteStore
+from tests.support.cosmos_server import CosmosAccount, cosmos_target, local_cosmos
+
+T = TypeVar("T")
+ACTIVE, ARCHIVE = "Conversations", "ConversationsArchive"
+USER_ACCOUNT_SET = bool(os.environ.get("COSMOS_ENDPOINT", "").strip())
+
+Runner = Callable[[Callable[[ConversationStore], Awaitable[T]]], T]
+
+
+@dataclass(frozen=True)
+class CosmosDatabase:
+    account: CosmosAccount
+    name: str
+
+    def store(self) -> CosmosStore:
+        return CosmosStore(
+            self.account.endpoint,
+            self.account.key,
+            database=self.name,
+            container=ACTIVE,
+            archive_container=ARCHIVE,
+            verify_tls=self.account.verify_tls,
+        )
+
+
+@contextlib.contextmanager
+def cosmos_database(account: CosmosAccount) -> Iterator[CosmosDatabase]:
+    """A fresh database with Parley's containers (from the one definition), deleted after."""
+    client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
+    name = f"contract-{uuid.uuid4().hex[:12]}"
+    database = client.create_database_if_not_exists(name)
+    for spec in container_specs(ACTIVE, ARCHIVE):
+        database.create_container_if_not_exists(
+            spec.name,
+            partition_key=PartitionKey(spec.partition_key_path),
+            indexing_policy=spec.indexing_policy,
+        )
+    try:
+        yield CosmosDatabase(account, name)
+    finally:
+        client.delete_database(name)
+
+
+@pytest.fixture(scope="session")
+def local_cosmos_database() -> Iterator[CosmosDatabase]:
+    # The local server even when COSMOS_ENDPOINT names another account: both run then.
+    context = local_cosmos() if USER_ACCOUNT_SET else cosmos_target()
+    with context as account, cosmos_database(account) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def user_cosmos_database() -> Iterator[CosmosDatabase]:
+    if not USER_ACCOUNT_SET:
+        pytest.skip("COSMOS_ENDPOINT is not set: no real Cosmos account or emulator to run on")
+    with cosmos_target() as account, cosmos_database(account) as database:
+        yield database
+
+
+@pytest.fixture(params=["sqlite", "cosmos-local", "cosmos-account"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    """Makes a store on this test's data: each call is a new client on the same data."""
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+        return lambda: SqliteStore(path)
+    fixture = "local_cosmos_database" if request.param == "cosmos-local" else "user_cosmos_database"
+    database: CosmosDatabase = request.getfixturevalue(fixture)
+    return database.store
+
+
+@pytest.fixture
+def run(store_factory: Callable[[], ConversationStore]) -> Runner[Any]:
+    """Runs an async scenario on a new store in a new event loop, closing the store after."""
+
+    def runner(scenario: Callable[[ConversationStore], Awaitable[T]]) -> T:
+        async def main() -> T:
+            store = store_factory()
+            try:
+                return await scenario(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    return runner
+
+
+@pytest.fixture
+def emails() -> tuple[str, str]:
+    """Two callers of this test only (the Cosmos databases are shared by the session)."""
+    tag = uuid.uuid4().hex[:10]
+    return f"alice-{tag}@example.com", f"bob-{tag}@example.com"

@@ -1,0 +1,210 @@
+"""The service's guarantees hold on every store: idempotency, concurrent turns, failures in the
+middle of a turn, delete. The echo model answers; a FixedClock gives the time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from shared.clock import FixedClock
+from shared.config import load_settings
+from shared.errors import ModelError, NotFound, StorageUnavailable
+from shared.llm.base import ModelMessage, Usage
+from shared.llm.echo import EchoModel
+from shared.models import ChatRequest, MessageRecord, SessionRecord
+from shared.service import ConversationService
+from shared.storage.base import ConversationStore, Where
+from tests.contract.conftest import Runner
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
+
+
+def service(store: ConversationStore, model: Any = None) -> ConversationService:
+    settings = load_settings({"MAX_HISTORY_MESSAGES": "6"})
+    return ConversationService(store, model or EchoModel(), settings, clock=FixedClock(START))
+
+
+def chat(message: str, session_id: str | None = None, cmid: str | None = None) -> ChatRequest:
+    return ChatRequest.model_validate(
+        {"message": message, "sessionId": session_id, "clientMessageId": cmid}
+    )
+
+
+class FailingModel:
+    """A model that fails the way a real one does (ModelError), after the user message."""
+
+    name = "failing"
+
+    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+        raise ModelError()
+        yield ""  # an async generator, like a real adapter
+
+    async def close(self) -> None:
+        return None
+
+
+class FailSecondCommit:
+    """Wraps a store and fails its second commit, as a storage outage between the two batches
+    of one turn would. Only ``commit`` is intercepted; the rest is the real store."""
+
+    def __init__(self, inner: ConversationStore) -> None:
+        self.inner = inner
+        self.commits = 0
+
+    async def commit(
+        self,
+        session: SessionRecord,
+        messages: list[MessageRecord],
+        *,
+        expected_etag: str | None,
+        where: Where = "active",
+    ) -> SessionRecord:
+        self.commits += 1
+        if self.commits == 2:
+            raise StorageUnavailable()
+        return await self.inner.commit(session, messages, expected_etag=expected_etag, where=where)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def assert_consistent(store: ConversationStore, email: str, session_id: str) -> list[str]:
+    """The session item agrees with its messages; returns the messages' contents."""
+    session = await store.get_session(email, session_id)
+    assert session is not None
+    messages = await store.list_messages(email, session_id)
+    seqs = [m.seq for m in messages]
+    assert seqs == list(range(1, len(messages) + 1))
+    assert (session.message_count, session.last_seq) == (len(messages), len(messages))
+    assert [c.seq for c in session.context] == seqs[-len(session.context) :]
+    return [m.content for m in messages]
+
+
+def test_a_conversation_continues_from_stored_history(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        svc = service(store)
+        first = await svc.chat(alice, chat("one"))
+        second = await svc.chat(alice, chat("two", first.session_id))
+        third = await svc.chat(alice, chat("three", first.session_id))
+        assert [t.assistant.content for t in (first, second, third)] == [
+            "echo[0]: one",
+            "echo[2]: two",
+            "echo[4]: three",
+        ]
+        detail = await svc.get_session(alice, first.session_id)
+        assert [m.content for m in detail.messages][-1] == "echo[4]: three"
+        assert detail.message_count == 6
+
+    run(scenario)
+
+
+def test_a_retried_client_message_id_stores_nothing_twice(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        svc = service(store)
+        first = await svc.chat(alice, chat("hello", cmid="m-1"))
+        again = await svc.chat(alice, chat("hello", cmid="m-1"))  # first message, retried
+        assert again.session_id == first.session_id
+        assert again.assistant == first.assistant and again.user == first.user
+
+        nxt = await svc.chat(alice, chat("more", first.session_id, cmid="m-2"))
+        retry = await svc.chat(alice, chat("more", first.session_id, cmid="m-2"))
+        assert retry.assistant == nxt.assistant
+        contents = await assert_consistent(store, alice, first.session_id)
+        assert contents == ["hello", "echo[0]: hello", "more", "echo[2]: more"]
+
+    run(scenario)
+
+
+def test_twenty_concurrent_turns_in_one_session(run: Runner[None], emails: tuple[str, str]) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        svc = service(store)
+        start = await svc.chat(alice, chat("start"))
+        sid = start.session_id
+        results = await asyncio.gather(*(svc.chat(alice, chat(f"m{i}", sid)) for i in range(20)))
+        contents = await assert_consistent(store, alice, sid)
+        assert len(contents) == 2 + 40
+        users = [c for c in contents if c.startswith("m")]
+        assert sorted(users) == sorted(f"m{i}" for i in range(20))  # each once, none lost
+        for result in results:  # every answer stored once, under the seq returned
+            stored = [c for c in contents if c.endswith(f": {result.user.content}")]
+            assert stored == [result.assistant.content]
+
+    run(scenario)
+
+
+def test_a_model_failure_keeps_the_user_message_only(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        ok = await service(store).chat(alice, chat("first"))
+        with pytest.raises(ModelError):
+            await service(store, FailingModel()).chat(alice, chat("second", ok.session_id))
+        contents = await assert_consistent(store, alice, ok.session_id)
+        assert contents == ["first", "echo[0]: first", "second"]
+        # The conversation goes on afterwards, the model seeing the kept message.
+        after = await service(store).chat(alice, chat("third", ok.session_id))
+        assert after.assistant.content == "echo[3]: third"
+
+    run(scenario)
+
+
+def test_a_storage_failure_mid_turn_leaves_the_session_consistent(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        flaky = FailSecondCommit(store)
+        with pytest.raises(StorageUnavailable):
+            await service(flaky).chat(alice, chat("hello"))  # type: ignore[arg-type]
+        assert flaky.commits == 2
+        [listed], _ = await store.list_sessions(alice, limit=5, continuation=None)
+        contents = await assert_consistent(store, alice, listed.id)
+        assert contents == ["hello"]  # the user's message, no invented answer
+
+    run(scenario)
+
+
+def test_delete_leaves_nothing_in_either_container(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, bob = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        svc = service(store)
+        turn = await svc.chat(alice, chat("hello"))
+        sid = turn.session_id
+        session = await store.get_session(alice, sid)
+        assert session is not None
+        await store.put_items("archive", session, await store.list_messages(alice, sid))
+
+        with pytest.raises(NotFound):
+            await svc.delete_session(bob, sid)
+        await svc.delete_session(alice, sid)
+        for where in ("active", "archive"):
+            assert await store.get_session(alice, sid, where) is None
+            assert await store.list_messages(alice, sid, where) == []
+        with pytest.raises(NotFound):
+            await svc.get_session(alice, sid)
+        with pytest.raises(NotFound):
+            await svc.delete_session(alice, sid)
+
+    run(scenario)

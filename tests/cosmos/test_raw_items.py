@@ -1,0 +1,172 @@
+"""What a conversation leaves in the Cosmos container, read raw with the SDK.
+
+After conversations through the service (CosmosStore, echo model), the container holds exactly
+one session item and one item per message, every item under the caller's lower-cased email,
+and no item grows with the conversation beyond the bounded context window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.cosmos import ContainerProxy, CosmosClient
+
+from shared.clock import FixedClock
+from shared.config import load_settings
+from shared.ids import message_item_id
+from shared.llm.echo import EchoModel
+from shared.models import ChatRequest
+from shared.service import ConversationService
+from shared.storage.cosmos import CosmosStore
+from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
+from tests.support.cosmos_server import CosmosAccount
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+START = datetime(2031, 7, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def database(cosmos_account: CosmosAccount) -> Iterator[CosmosDatabase]:
+    with cosmos_database(cosmos_account) as db:
+        yield db
+
+
+@pytest.fixture(scope="module")
+def container(database: CosmosDatabase) -> ContainerProxy:
+    account = database.account
+    client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
+    return client.get_database_client(database.name).get_container_client(ACTIVE)
+
+
+def converse(database: CosmosDatabase, email: str, turns: int, **env: str) -> tuple[str, list[int]]:
+    """Runs ``turns`` turns in one new session; returns its id and the session item's size (in
+    bytes of JSON, as stored) after each turn."""
+    settings = load_settings({"MAX_HISTORY_MESSAGES": "4", **env})
+    clock = FixedClock(START)
+
+    async def main() -> tuple[str, list[int]]:
+        store = database.store()
+        service = ConversationService(store, EchoModel(), settings, clock=clock)
+        sizes: list[int] = []
+        sid: str | None = None
+        try:
+            for turn in range(turns):
+                clock.advance(seconds=1)
+                request = ChatRequest.model_validate(
+                    {"message": f"message number {turn} " + "x" * 200, "sessionId": sid}
+                )
+                result = await service.chat(email, request)
+                sid = result.session_id
+                container = await store._container("active")  # raw read of the session item
+                raw = await container.read_item(sid, partition_key=email)
+                sizes.append(len(json.dumps(raw)))
+        finally:
+            await store.close()
+        assert sid is not None
+        return sid, sizes
+
+    return asyncio.run(main())
+
+
+def items_of(container: ContainerProxy, email: str) -> list[dict[str, Any]]:
+    return list(container.query_items("SELECT * FROM c", partition_key=email))
+
+
+def test_one_session_item_and_one_item_per_message(
+    database: CosmosDatabase, container: ContainerProxy
+) -> None:
+    # The service is given the email normalised (auth lower-cases it; the HTTP e2e checks that).
+    email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
+    sid, _ = converse(database, email, turns=5)
+    items = items_of(container, email)
+    sessions = [i for i in items if i["type"] == "session"]
+    messages = sorted((i for i in items if i["type"] == "message"), key=lambda i: i["seq"])
+    assert len(items) == 1 + 10 == len(sessions) + len(messages)
+    assert [s["id"] for s in sessions] == [sid]
+    assert [m["id"] for m in messages] == [message_item_id(sid, seq) for seq in range(1, 11)]
+    assert {i["EmailID"] for i in items} == {email}
+    assert all(m["sessionId"] == sid for m in messages)
+    session = sessions[0]
+    assert (session["messageCount"], session["lastSeq"]) == (10, 10)
+    assert "deleting" not in session
+    # Text-sortable times: fixed width, microseconds, Z.
+    assert len(session["updatedAt"]) == len("2031-07-01T08:00:05.000000Z")
+    assert session["updatedAt"].endswith("Z")
+
+
+def test_no_item_grows_with_the_conversation(
+    database: CosmosDatabase, container: ContainerProxy
+) -> None:
+    email = f"dave-{uuid.uuid4().hex[:8]}@example.com"
+    _, sizes = converse(database, email, turns=60)
+    # Turn 10 and turn 60: the window is full at both, so the item is the same size, give or
+    # take digits of counters and sequence numbers.
+    assert abs(sizes[59] - sizes[9]) <= 32, (sizes[9], sizes[59])
+    items = items_of(container, email)
+    message_sizes = [len(json.dumps(i)) for i in items if i["type"] == "message"]
+    assert len(message_sizes) == 120
+    assert max(message_sizes) < 1024  # one message each, whatever came before
+    session = next(i for i in items if i["type"] == "session")
+    assert len(session["context"]) == 4
+
+
+def test_listing_does_not_read_the_window(database: CosmosDatabase) -> None:
+    """The list query projects summary fields only: no context window, no clientRequests."""
+    email = f"erin-{uuid.uuid4().hex[:8]}@example.com"
+    sid, _ = converse(database, email, turns=3)
+
+    async def main() -> None:
+        store = database.store()
+        try:
+            [listed], _ = await store.list_sessions(email, limit=5, continuation=None)
+            full = await store.get_session(email, sid)
+        finally:
+            await store.close()
+        assert listed.id == sid and listed.context == [] and listed.client_requests == {}
+        assert full is not None and len(full.context) == 4
+        assert listed.to_summary() == full.to_summary()
+
+    asyncio.run(main())
+
+
+def test_from_settings_uses_the_key_and_bootstraps_only_locally(
+    cosmos_account: CosmosAccount,
+) -> None:
+    if not cosmos_account.is_local:
+        pytest.skip("bootstrapping is only for the local server; COSMOS_ENDPOINT names another")
+    name = f"boot-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        {
+            "STORAGE_BACKEND": "cosmos",
+            "COSMOS_ENDPOINT": cosmos_account.endpoint,
+            "COSMOS_KEY": cosmos_account.key,
+            "COSMOS_VERIFY_TLS": "false",
+            "COSMOS_DATABASE": name,
+        }
+    )
+
+    async def main() -> None:
+        store = CosmosStore.from_settings(settings)
+        try:
+            # Concurrent first calls: one client, the database and containers made once.
+            results = await asyncio.gather(
+                *(store.get_session("f@example.com", "s_" + "0" * 32) for _ in range(5))
+            )
+            assert results == [None] * 5
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    client = CosmosClient(cosmos_account.endpoint, cosmos_account.key, connection_verify=False)
+    try:
+        names = {c["id"] for c in client.get_database_client(name).list_containers()}
+        assert names == {"Conversations", "ConversationsArchive"}
+    finally:
+        client.delete_database(name)
