@@ -620,8 +620,8 @@ class CosmosStore:
         params: list[dict[str, object]] = [{"name": "@cutoff", "value": sortable_time(older_than)}]
         seen: set[tuple[str, str]] = set()
         orphans: list[OrphanRef] = []
-        # A rare archival-only scan over message items; ``timestamp`` may be outside the index,
-        # so allow the scan rather than fail.
+        # A rare archival-only scan over message items. ``timestamp`` is indexed by the shared
+        # policy; the scan flag keeps containers made before that index was added working.
         results = self._query(
             where,
             ORPHAN_QUERY,
