@@ -16,14 +16,23 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def estimate_tokens(text: str) -> int:
-    """An upper-leaning estimate of the tokens of ``text``: one token per 3 UTF-8 bytes.
+    """An upper-leaning estimate of the tokens of ``text``: one token per 3 UTF-8 bytes, plus
+    the message's framing.
 
-    BPE tokenizers (cl100k/o200k) average about 4 bytes per token on English prose and about
-    3 bytes (one CJK character) per token on CJK text, so this overestimates English by about a
-    third and is close for CJK. It can underestimate only for text that tokenizes worse than
-    3 bytes per token (long runs of emoji or random symbols), by at most a factor of 3.
-    Overestimating only trims history a little early; the model's own limit is far above
-    MAX_CONTEXT_TOKENS's default.
+    Why bytes: the count must work offline (no tokenizer files at run time) and be the same for
+    every provider, and byte-level BPE tokenizers (cl100k, o200k, Llama 3) never make a token
+    of less than one byte. Error bound, per message (framing aside), for ``n`` UTF-8 bytes:
+
+    - over-estimate: English prose averages about 4 bytes per token (estimate about 1.3x the
+      truth), source code about 3-3.5 (1.0-1.2x); a token is at most a few dozen bytes, so
+      the estimate can only be high by trimming history a little early;
+    - under-estimate: only text that tokenizes below 3 bytes per token (emoji, rare symbols,
+      random strings) and never by more than 3x, since a token holds at least one byte:
+      the truth is at most ``n``. CJK text is about 3 bytes (one character) per token: close.
+
+    So a trimmed window really holds at most 3x MAX_CONTEXT_TOKENS (24k with the default 8000),
+    within the context of any current chat model, and usually 0.75-1.0x of it. (A new message
+    larger than the whole budget is still sent whole; MAX_MESSAGE_CHARS bounds it.)
     """
     return -(-len(text.encode("utf-8")) // 3) + MESSAGE_OVERHEAD_TOKENS
 
@@ -53,9 +62,17 @@ def model_messages(
     max_tokens: int,
 ) -> list[ModelMessage]:
     """System prompt first, then the trimmed history, newest last (it ends with the new user
-    message)."""
+    message). The system prompt counts against ``max_tokens``; ``max_messages`` counts the
+    history only, new message included.
+
+    The window starts at a user message: an answer whose question fell out of the window is
+    dropped too, because it means little alone and strict chat templates (many local model
+    servers) refuse a conversation that does not start with the user.
+    """
     budget = max(max_tokens - estimate_tokens(system_prompt), 0)
     window = trim_history(history, max_messages=max_messages, max_tokens=budget)
+    while len(window) > 1 and window[0].role == "assistant":
+        window = window[1:]
     messages: list[ModelMessage] = [{"role": "system", "content": system_prompt}]
     messages += [{"role": m.role, "content": m.content} for m in window]
     return messages

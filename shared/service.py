@@ -132,7 +132,7 @@ class Turn:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
             _RUNNING.add(self._task)
-            self._task.add_done_callback(_RUNNING.discard)
+            self._task.add_done_callback(_finished)
         return self._task
 
     async def _run(self) -> MessageRecord:
@@ -161,6 +161,14 @@ class Turn:
 
 # Strong references to answer tasks: a task nobody references may be garbage-collected.
 _RUNNING: set[asyncio.Task[MessageRecord]] = set()
+
+
+def _finished(task: asyncio.Task[MessageRecord]) -> None:
+    _RUNNING.discard(task)
+    if not task.cancelled():
+        # Mark a failure as seen: when the streaming client has gone, nobody awaits the task,
+        # and the failure was logged where it happened.
+        task.exception()
 
 
 class ConversationService:
@@ -267,7 +275,9 @@ class ConversationService:
         except ConcurrencyConflict:
             # Only a derived id can collide: the same first message retried concurrently.
             existing = await self.store.get_session(email, session_id)
-            ref = existing.client_requests.get(request.client_message_id or "") if existing else None
+            ref = (
+                existing.client_requests.get(request.client_message_id or "") if existing else None
+            )
             if existing is None or ref is None:
                 raise InternalError() from None
             return await self._replay(email, existing, ref)
@@ -357,7 +367,15 @@ class ConversationService:
                 else:
                     pieces.append(piece)
                     queue.put_nowait(piece)
-        except ApiError:
+        except ApiError as error:
+            log.warning(
+                "model_failed",
+                extra={
+                    "session_id": session.id,
+                    "code": error.code,
+                    "answer_chars": sum(map(len, pieces)),
+                },
+            )
             raise
         except Exception as exc:  # an adapter bug must still look like a model failure
             log.exception("model_failed", extra={"session_id": session.id})
