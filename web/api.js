@@ -1,0 +1,181 @@
+// A tiny client for every Parley endpoint (see API.md). No dependencies: fetch, streams, JSON.
+
+/** An API failure: `code` is the API's error code, or `network_error` when nothing answered. */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfterSeconds = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A client message id, so that a retry of the same message is stored once (API.md). */
+export function newClientMessageId() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  // randomUUID needs a secure context; a static host on plain http may not be one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * @param {object} options
+ * @param {string} [options.apiBase] where `/api` lives: "" for the same origin.
+ * @param {() => Promise<Record<string,string>>|Record<string,string>} [options.headers]
+ *   identity headers for each request (dev header or bearer token).
+ * @param {RequestCredentials} [options.credentials] "include" for Easy Auth cookies.
+ */
+export function createClient({ apiBase = "", headers = () => ({}), credentials = "same-origin" } = {}) {
+  const base = apiBase.replace(/\/+$/, "");
+
+  async function send(method, path, { body, accept = "application/json", signal } = {}) {
+    const init = {
+      method,
+      credentials,
+      signal,
+      headers: { Accept: accept, ...(await headers()) },
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(`${base}/api${path}`, init);
+    } catch (error) {
+      if (error?.name === "AbortError") throw error;
+      throw new ApiError(0, "network_error", "The service could not be reached.");
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response;
+  }
+
+  async function json(method, path, options) {
+    const response = await send(method, path, options);
+    return response.status === 204 ? null : response.json();
+  }
+
+  return {
+    health: () => json("GET", "/health"),
+
+    listSessions({ limit = 20, continuationToken = null, archived = false } = {}) {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (continuationToken) query.set("continuationToken", continuationToken);
+      if (archived) query.set("archived", "true");
+      return json("GET", `/sessions?${query}`);
+    },
+
+    getSession: (sessionId) => json("GET", `/sessions/${encodeURIComponent(sessionId)}`),
+
+    deleteSession: (sessionId) => json("DELETE", `/sessions/${encodeURIComponent(sessionId)}`),
+
+    /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
+    chat: (request) => json("POST", "/chat", { body: request }),
+
+    /**
+     * One turn as Server-Sent Events over fetch. Calls `onSession({sessionId, title})` first,
+     * `onDelta(text)` for each piece of the answer; resolves to the `done` payload
+     * (`{messages: [user, assistant]}`), rejects with an ApiError on any failure.
+     */
+    async chatStream(request, { onSession = () => {}, onDelta = () => {}, signal } = {}) {
+      const response = await send("POST", "/chat", {
+        body: request,
+        accept: "text/event-stream",
+        signal,
+      });
+      let done = null;
+      try {
+        for await (const { event, data } of readEvents(response.body)) {
+          const payload = JSON.parse(data);
+          if (event === "session") onSession(payload);
+          else if (event === "delta") onDelta(payload.content);
+          else if (event === "done") done = payload;
+          else if (event === "error") throw apiErrorFromBody(200, payload, null);
+        }
+      } catch (error) {
+        if (error instanceof ApiError || error?.name === "AbortError") throw error;
+        throw new ApiError(0, "network_error", "The connection broke while the answer streamed.");
+      }
+      if (!done) {
+        throw new ApiError(0, "network_error", "The answer stopped before it was complete.");
+      }
+      return done;
+    },
+  };
+}
+
+async function errorFrom(response) {
+  const retryAfter = parseRetryAfter(response.headers.get("Retry-After"));
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not the API's error object (e.g. a proxy's HTML page): fall back to the status.
+  }
+  return apiErrorFromBody(response.status, body, retryAfter);
+}
+
+const CODES_BY_STATUS = {
+  400: "invalid_request",
+  401: "unauthenticated",
+  404: "not_found",
+  409: "conflict",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+  429: "rate_limited",
+  502: "model_error",
+  503: "storage_unavailable",
+};
+
+function apiErrorFromBody(status, body, retryAfter) {
+  const error = body?.error;
+  const code = typeof error?.code === "string" ? error.code : CODES_BY_STATUS[status] ?? "internal";
+  const message = typeof error?.message === "string" ? error.message : `HTTP ${status}`;
+  return new ApiError(status, code, message, retryAfter);
+}
+
+function parseRetryAfter(value) {
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const date = Date.parse(value); // Retry-After may also be an HTTP date.
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}
+
+/** Parse a text/event-stream body into `{event, data}` records (the WHATWG SSE rules). */
+export async function* readEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = "message";
+  let data = [];
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let newline;
+      while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buffer.slice(0, newline);
+        // A lone \r at the end of a chunk may be the first half of \r\n: wait for more.
+        if (buffer[newline] === "\r" && newline === buffer.length - 1) break;
+        const width = buffer.startsWith("\r\n", newline) ? 2 : 1;
+        buffer = buffer.slice(newline + width);
+        if (line === "") {
+          if (data.length) yield { event, data: data.join("\n") };
+          event = "message";
+          data = [];
+          continue;
+        }
+        if (line.startsWith(":")) continue; // a comment, e.g. a keep-alive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let text = colon < 0 ? "" : line.slice(colon + 1);
+        if (text.startsWith(" ")) text = text.slice(1);
+        if (field === "event") event = text;
+        else if (field === "data") data.push(text);
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
