@@ -9,27 +9,39 @@ import hashlib
 import json
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from azurefunctions.extensions.http.fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
+from shared.auth import announce_auth_mode
 from shared.errors import (
     ApiError,
     InternalError,
     InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from shared.ids import is_session_id
 from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger("parley.http")
+
+# The functions import this module when the app loads: say now, not at the first request, that
+# the service runs with dev identities (or with none at all).
+announce_auth_mode()
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 # Room for a maximal message (4 bytes per character in UTF-8, more when JSON-escaped) and the
 # other fields; anything larger is refused before it is parsed.
 BODY_OVERHEAD_BYTES = 8 * 1024
+# API.md promises Retry-After on 503 and 429; errors raised without a hint get this one.
+DEFAULT_RETRY_AFTER_S = 5
+RETRY_STATUSES = frozenset({429, 503})
+SESSION_PARAM = "sessionId"
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -47,8 +59,15 @@ def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message}}
 
 
+def retry_after(error: ApiError) -> int | None:
+    if error.retry_after_s:
+        return error.retry_after_s
+    return DEFAULT_RETRY_AFTER_S if error.status in RETRY_STATUSES else None
+
+
 def error_response(error: ApiError) -> Response:
-    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
+    seconds = retry_after(error)
+    headers = {"Retry-After": str(seconds)} if seconds else None
     return Response(
         content=json.dumps(error_body(error)),
         status_code=error.status,
@@ -62,6 +81,33 @@ def email_hash(email: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{email}".encode()).hexdigest()[:16]
 
 
+def loggable_session_id(value: object) -> str | None:
+    """A session id for the log, only when it has our shape: any other value is caller-chosen
+    text (it could hold an email or a message) and never reaches the log."""
+    return value if isinstance(value, str) and is_session_id(value) else None
+
+
+def route_template(request: Request) -> str:
+    """The path with the session id replaced by its placeholder, so the log's route names the
+    endpoint and never carries caller-chosen text from the URL."""
+    path = str(request.url.path)
+    raw = request.path_params.get(SESSION_PARAM)
+    if not isinstance(raw, str) or not raw:
+        return path
+    # The id is the last segment of every route that has one.
+    prefix = path[: -len(raw)] if path.endswith(raw) else path.rsplit("/", 1)[0] + "/"
+    return prefix + "{" + SESSION_PARAM + "}"
+
+
+def ensure_utf8(data: Any) -> None:
+    """Lone surrogates (``"\\ud800"``) are valid JSON escapes but not text any store can keep:
+    refuse them here as a bad request instead of failing later as a 500."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("The body contains text that is not valid Unicode.") from None
+
+
 class RequestContext:
     """What the request log line reports; filled in as the request goes."""
 
@@ -69,8 +115,24 @@ class RequestContext:
         self.request = request
         self.runtime: Runtime = get_runtime()
         self.email: str | None = None
-        self.session_id: str | None = request.path_params.get("sessionId")
+        self._session_id: str | None = loggable_session_id(request.path_params.get(SESSION_PARAM))
         self.request_bytes = 0
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        self._session_id = loggable_session_id(value)
+
+    def path_session_id(self) -> str:
+        """The ``{sessionId}`` of the URL. Anything not of our id shape cannot exist: 404 here,
+        before any storage call (and after the identity check, so it reveals nothing)."""
+        raw = self.request.path_params.get(SESSION_PARAM)
+        if not isinstance(raw, str) or not is_session_id(raw):
+            raise NotFound()
+        return raw
 
     async def caller(self) -> str:
         self.email = await self.runtime.authenticator.email_for(self.request.headers)
@@ -83,7 +145,7 @@ class RequestContext:
             raise UnsupportedMediaType()
         limit = self.runtime.settings.max_message_chars * 6 + BODY_OVERHEAD_BYTES
         declared = self.request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge()
         raw = bytearray()
         async for chunk in self.request.stream():
@@ -93,10 +155,12 @@ class RequestContext:
         self.request_bytes = len(raw)
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: deeply nested arrays fit in the size limit but not in the parser.
             raise InvalidRequest("The body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise InvalidRequest("The body must be a JSON object.")
+        ensure_utf8(data)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -119,8 +183,8 @@ def endpoint(fn: Callable[[RequestContext], Awaitable[Response]]) -> Handler:
             response = await fn(ctx)
         except ApiError as error:
             response = error_response(error)
-        except Exception:
-            log.exception("unhandled error in %s", fn.__name__)
+        except Exception as exc:
+            _log_unhandled(fn.__name__, exc)
             response = error_response(InternalError())
         _log_request(req, ctx, response, started)
         return response
@@ -131,11 +195,18 @@ def endpoint(fn: Callable[[RequestContext], Awaitable[Response]]) -> Handler:
     return handler
 
 
+def _log_unhandled(name: str, exc: BaseException) -> None:
+    """The type and the stack of an unexpected error, without its message: messages of
+    encoding, validation and driver errors quote the data (a user's text) they failed on."""
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s in %s\n%s", type(exc).__name__, name, stack.rstrip())
+
+
 def _log_request(
     request: Request, ctx: RequestContext | None, response: Response, started: float
 ) -> None:
     fields: dict[str, Any] = {
-        "route": request.url.path,
+        "route": route_template(request),
         "method": request.method,
         "status": response.status_code,
         "durationMs": round((time.perf_counter() - started) * 1000, 2),

@@ -7,13 +7,15 @@ from functions.http import RequestContext, endpoint, json_response
 from shared.errors import InvalidRequest
 from shared.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
 
 
 def parse_limit(raw: str | None) -> int:
+    """``limit`` from the query: absent is the default; anything but 1..100 is 400."""
     if raw is None:
         return LIST_LIMIT_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT_MAX:
         raise InvalidRequest(f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}.")
     return int(raw)
 
@@ -44,7 +46,7 @@ async def list_sessions(ctx: RequestContext) -> Response:
 @endpoint
 async def get_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
-    detail = await ctx.runtime.service.get_session(email, ctx.request.path_params["sessionId"])
+    detail = await ctx.runtime.service.get_session(email, ctx.path_session_id())
     return json_response(detail)
 
 
@@ -52,5 +54,5 @@ async def get_session(ctx: RequestContext) -> Response:
 @endpoint
 async def delete_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
-    await ctx.runtime.service.delete_session(email, ctx.request.path_params["sessionId"])
+    await ctx.runtime.service.delete_session(email, ctx.path_session_id())
     return Response(status_code=204)

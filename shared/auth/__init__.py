@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
     from shared.auth.jwt import JwtVerifier
 
 log = logging.getLogger("parley.auth")
+
+_announced = False
+
+
+def announce_auth_mode(mode: str | None = None) -> None:
+    """Log, once per process, a mode an operator must not miss: ``dev`` (identities trusted as
+    sent) or none (every call refused). Called when the app loads, before the first request;
+    ``mode`` defaults to the raw ``AUTH_MODE`` so that a bad setting elsewhere cannot stop it."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    if mode is None:
+        mode = os.environ.get("AUTH_MODE", "").strip() or None
+    if mode == "dev":
+        log.warning(
+            "AUTH_MODE=dev: the X-MS-CLIENT-PRINCIPAL-NAME header is trusted as is."
+            " Never use this outside a local run."
+        )
+    elif mode is None:
+        log.error(
+            "AUTH_MODE is not set: every call that needs an identity is refused (401)."
+            " Set it to easyauth, jwt or dev."
+        )
 
 
 class Authenticator:
@@ -35,13 +60,8 @@ class Authenticator:
                 audience=settings.auth_audience,
                 jwks_url=settings.auth_jwks_url,
             )
-        elif self._mode == "dev":
-            log.warning(
-                "AUTH_MODE=dev: the X-MS-CLIENT-PRINCIPAL-NAME header is trusted as is."
-                " Never use this outside a local run."
-            )
-        elif self._mode is None:
-            log.error("AUTH_MODE is not set: every call that needs an identity is refused (401).")
+        else:
+            announce_auth_mode(self._mode)
 
     async def email_for(self, headers: Mapping[str, str]) -> str:
         """The caller's email from the request headers (case-insensitive mapping)."""
@@ -60,5 +80,5 @@ class Authenticator:
                 raise Unauthenticated("Send an Authorization: Bearer token.")
             # A JWKS refresh (rare) blocks on the network: keep it off the event loop.
             return await asyncio.to_thread(self._verifier.email_for, token.strip())
-        log.warning("refused a call: AUTH_MODE is not set")
+        log.warning("refused a call: AUTH_MODE is not set, so no identity can be verified")
         raise Unauthenticated("Authentication is not configured on this service.")

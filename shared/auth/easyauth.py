@@ -36,16 +36,17 @@ def email_from_principal(header: str | None) -> str:
     try:
         padded = header.strip() + "=" * (-len(header.strip()) % 4)
         principal: Any = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a deeply nested JSON value fits in the size limit, not in the parser.
         raise Unauthenticated("The identity header is not valid.") from None
     raw_claims = principal.get("claims") if isinstance(principal, dict) else None
     if not isinstance(raw_claims, list):
         raise Unauthenticated("The identity header is not valid.")
     claims: dict[str, Any] = {}
     for claim in raw_claims:
-        if isinstance(claim, dict) and isinstance(claim.get("typ"), str):
-            name = _CLAIM_ALIASES.get(claim["typ"], claim["typ"])
-            claims.setdefault(name, claim.get("val"))
+        typ = claim.get("typ") if isinstance(claim, dict) else None
+        if isinstance(typ, str):
+            claims.setdefault(_CLAIM_ALIASES.get(typ, typ), claim.get("val"))
     email = email_from_claims(claims)
     if email is None:
         raise Unauthenticated("The signed-in identity has no email address.")

@@ -1,0 +1,146 @@
+"""``python -m bench [--quick]``: run every measurement and write bench/results/.
+
+Exits non-zero if a measurement breaks (a budget miss is reported, not a failure), so
+``make bench-quick`` in the test suite catches a benchmark that has rotted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import archival, coldstart, latency, report, turns
+from bench.common import Cosmos, NotAvailable, cosmos_account, cosmos_store_available, machine
+
+
+@dataclass(frozen=True)
+class Plan:
+    report_turns: list[int]
+    levels: list[int]
+    requests: int
+    import_runs: int
+    archive_sessions: int
+    cosmos_archive_sessions: int
+    import_detail: bool  # also time the FastAPI extension alone, and list the heavy imports
+
+
+FULL = Plan([1, 2, 10, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True)
+# Quick: every measurement still runs, small enough for 60 s on 2 busy cores.
+QUICK = Plan([1, 2, 10, 50], [1, 8], 48, 5, 100, 30, False)
+
+
+def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    try:
+        result = fn()
+    except NotAvailable as exc:
+        print(f"bench: {name}: not available: {exc}", file=sys.stderr)
+        return {"not_available": str(exc)}
+    except Exception as exc:  # report every broken step, then fail the run
+        traceback.print_exc()
+        failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return result
+
+
+@contextlib.contextmanager
+def _maybe_cosmos(failures: list[str]) -> Iterator[Cosmos | None]:
+    if not cosmos_store_available():
+        print(
+            "bench: shared/storage/cosmos.py is missing: Cosmos parts not available",
+            file=sys.stderr,
+        )
+        yield None
+        return
+    try:
+        with cosmos_account() as account:
+            yield account
+    except NotAvailable as exc:
+        print(f"bench: local Cosmos server not available: {exc}", file=sys.stderr)
+        yield None
+
+
+def _cosmos_store(cosmos: Cosmos, database: str) -> Any:
+    from shared.storage.cosmos import CosmosStore
+
+    return CosmosStore(
+        cosmos.endpoint,
+        cosmos.key,
+        database=database,
+        container="Conversations",
+        archive_container="ConversationsArchive",
+        verify_tls=cosmos.verify_tls,
+        bootstrap=True,
+    )
+
+
+def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[str, Any]:
+    from shared.storage.sqlite import SqliteStore
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        db = Path(tmp) / "archive.db"
+        out["sqlite"] = _step(
+            "archival (sqlite)",
+            lambda: archival.run(lambda: SqliteStore(db), plan.archive_sessions),
+            failures,
+        )
+    if cosmos is None:
+        out["cosmos"] = {"not_available": "the Cosmos store or server is not available"}
+    else:
+        database = f"bench-archive-{int(time.time())}"
+        out["cosmos"] = _step(
+            "archival (cosmos)",
+            lambda: archival.run(
+                lambda: _cosmos_store(cosmos, database), plan.cosmos_archive_sessions
+            ),
+            failures,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller, under a minute")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    failures: list[str] = []
+    started = time.perf_counter()
+    results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine()}
+    with _maybe_cosmos(failures) as cosmos:
+        if cosmos is None:
+            results["turns"] = {"not_available": "the Cosmos store or server is not available"}
+        else:
+            results["turns"] = _step(
+                "turn cost", lambda: turns.run(cosmos, plan.report_turns), failures
+            )
+        results["latency"] = _step(
+            "latency", lambda: latency.run(cosmos, plan.levels, plan.requests), failures
+        )
+        results["latency"]["nproc"] = results["machine"]["nproc"]
+        results["archival"] = _archival(cosmos, plan, failures)
+    results["cold_start"] = _step(
+        "cold start", lambda: coldstart.run(plan.import_runs, detail=plan.import_detail), failures
+    )
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    if failures:
+        print("bench: FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    report.write(results)
+    print((report.RESULTS / "summary.md").read_text())
+    print(f"bench: done in {results['duration_s']} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Measurement 4: one archival pass over stale sessions: sessions per second, peak memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.common import NotAvailable, message_text
+
+MESSAGES_PER_SESSION = 10
+STALE_DAYS = 60
+SEED_CONCURRENCY = 16
+
+
+async def _seed(store: Any, sessions: int) -> None:
+    from shared.models import ContextMessage, MessageRecord, SessionRecord
+
+    old = datetime.now(UTC) - timedelta(days=STALE_DAYS)
+
+    async def one(index: int) -> None:
+        session_id = f"s_{index:032x}"
+        email = f"arch{index % 50}@bench.local"  # 50 users: several sessions per partition
+        messages = [
+            MessageRecord(
+                session_id=session_id,
+                seq=seq,
+                role="user" if seq % 2 else "assistant",
+                content=message_text(seq),
+                timestamp=old + timedelta(seconds=seq),
+            )
+            for seq in range(1, MESSAGES_PER_SESSION + 1)
+        ]
+        session = SessionRecord(
+            id=session_id,
+            email=email,
+            title="archival bench",
+            preview=message_text(1)[:100],
+            created_at=old,
+            updated_at=messages[-1].timestamp,
+            message_count=len(messages),
+            last_seq=len(messages),
+            context=[ContextMessage(**m.model_dump()) for m in messages],
+        )
+        await store.commit(session, messages, expected_etag=None)
+
+    gate = asyncio.Semaphore(SEED_CONCURRENCY)
+
+    async def gated(index: int) -> None:
+        async with gate:
+            await one(index)
+
+    await asyncio.gather(*(gated(i) for i in range(sessions)))
+
+
+def _pass_function() -> tuple[Any, Any]:
+    try:
+        from shared.archive import ArchivePolicy, run_archive
+    except ImportError as exc:
+        raise NotAvailable(f"shared.archive has no archival pass yet: {exc}") from exc
+    return ArchivePolicy, run_archive
+
+
+async def _measure(store: Any, sessions: int) -> dict[str, Any]:
+    policy_cls, run_archive = _pass_function()
+    await _seed(store, sessions)
+    policy = policy_cls(after_days=30, time_budget_s=3600)
+    tracemalloc.start()
+    started = time.perf_counter()
+    summary = await run_archive(store, policy)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    left, _ = await store.scan_sessions(
+        "active", updated_before=datetime.now(UTC), limit=10, continuation=None
+    )
+    await store.close()
+    if summary.archived != sessions or summary.failed or left:
+        raise RuntimeError(f"the archival pass did not archive everything: {summary!r}")
+    return {
+        "sessions": sessions,
+        "messages_per_session": MESSAGES_PER_SESSION,
+        "seconds": round(elapsed, 3),
+        "sessions_per_s": round(sessions / elapsed, 1),
+        "peak_memory_mib": round(peak / 2**20, 2),
+        "note": "tracemalloc slows Python code; the rate is a lower bound",
+    }
+
+
+def run(make_store: Any, sessions: int) -> dict[str, Any]:
+    return asyncio.run(_measure(make_store(), sessions))

@@ -1,0 +1,221 @@
+"""Archival suites: the stores under test, data seeding, state snapshots and fault injection.
+
+Every scenario runs inside one ``asyncio.run`` (the Cosmos client belongs to one event loop):
+a test asks ``stores`` for an async context manager and does its work in it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.clock import FixedClock
+from shared.config import Settings, load_settings
+from shared.ids import new_session_id
+from shared.llm.echo import EchoModel
+from shared.models import ContextMessage, MessageRecord, SessionRecord
+from shared.service import ConversationService
+from shared.storage.base import ConversationStore, Where
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+CONTEXT_MESSAGES = 20
+COMMIT_CHUNK = 50  # messages per seeding commit: well inside Cosmos' 100-operation batches
+
+StoreFactory = Callable[[], AbstractAsyncContextManager[ConversationStore]]
+
+
+def _backends() -> list[Any]:
+    backends: list[Any] = [pytest.param("sqlite", id="sqlite")]
+    # The Cosmos adapter is written concurrently: collect its runs once the module exists.
+    if importlib.util.find_spec("shared.storage.cosmos") is not None:
+        backends.append(pytest.param("cosmos", id="cosmos"))
+    return backends
+
+
+@pytest.fixture(params=_backends())
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Opens the store under test (a fresh SQLite file, or a fresh Cosmos database)."""
+    if request.param == "sqlite":
+        path = tmp_path / "archive.db"
+
+        @asynccontextmanager
+        async def open_sqlite() -> AsyncIterator[ConversationStore]:
+            from shared.storage.sqlite import SqliteStore
+
+            store = SqliteStore(path)
+            try:
+                yield store
+            finally:
+                await store.close()
+
+        return open_sqlite
+
+    account = request.getfixturevalue("cosmos_account")
+    # A database of its own: the archival scans read every partition of a container.
+    database = f"archive-{uuid.uuid4().hex[:12]}"
+    settings = load_settings(
+        {
+            "STORAGE_BACKEND": "cosmos",
+            "COSMOS_ENDPOINT": account.endpoint,
+            "COSMOS_KEY": account.key,
+            "COSMOS_VERIFY_TLS": str(account.verify_tls).lower(),
+            "COSMOS_DATABASE": database,
+        }
+    )
+
+    @asynccontextmanager
+    async def open_cosmos() -> AsyncIterator[ConversationStore]:
+        from shared.storage.cosmos import CosmosStore
+
+        store = CosmosStore.from_settings(settings)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return open_cosmos
+
+
+def settings(**overrides: str) -> Settings:
+    return load_settings({"AUTH_MODE": "dev", "STORAGE_BACKEND": "sqlite", **overrides})
+
+
+def service(store: ConversationStore, clock: FixedClock) -> ConversationService:
+    from shared.archive import restore_session
+
+    return ConversationService(store, EchoModel(), settings(), clock=clock, restore=restore_session)
+
+
+# ---- seeding ------------------------------------------------------------------------------
+
+
+async def seed(
+    store: ConversationStore,
+    email: str,
+    updated_at: datetime,
+    messages: int = 2,
+    *,
+    where: Where = "active",
+) -> str:
+    """A session whose last message (and updatedAt) is ``updated_at``, one second apart."""
+    session_id = new_session_id()
+    records = [
+        MessageRecord(
+            session_id=session_id,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            content=f"message {seq} of {session_id}",
+            timestamp=updated_at - timedelta(seconds=messages - seq),
+        )
+        for seq in range(1, messages + 1)
+    ]
+    session = SessionRecord(
+        id=session_id,
+        email=email,
+        title="seeded",
+        preview=records[0].content,
+        created_at=records[0].timestamp,
+        updated_at=records[0].timestamp,
+    )
+    etag: str | None = None
+    for start in range(0, len(records), COMMIT_CHUNK):
+        chunk = records[start : start + COMMIT_CHUNK]
+        session = session.model_copy(
+            update={
+                "message_count": chunk[-1].seq,
+                "last_seq": chunk[-1].seq,
+                "updated_at": chunk[-1].timestamp,
+                # The model's window, as the service keeps it (the newest messages).
+                "context": [
+                    ContextMessage(seq=m.seq, role=m.role, content=m.content)
+                    for m in records[: chunk[-1].seq][-CONTEXT_MESSAGES:]
+                ],
+            }
+        )
+        stored = await store.commit(session, chunk, expected_etag=etag, where=where)
+        etag = stored.etag
+    return session_id
+
+
+# ---- state ----------------------------------------------------------------------------------
+
+
+async def items(
+    store: ConversationStore, email: str, session_id: str
+) -> dict[Where, tuple[bool, list[str]]]:
+    """Per container: is the session item there, and the message items (as JSON)."""
+    state: dict[Where, tuple[bool, list[str]]] = {}
+    for where in ("active", "archive"):
+        session = await store.get_session(email, session_id, where)
+        messages = await store.list_messages(email, session_id, where)
+        state[where] = (session is not None, [m.model_dump_json() for m in messages])
+    return state
+
+
+async def assert_exactly_once(
+    store: ConversationStore, email: str, session_id: str, expected: list[str], where: Where
+) -> None:
+    """The session and each of its messages are in ``where`` once, and nowhere else."""
+    other: Where = "archive" if where == "active" else "active"
+    state = await items(store, email, session_id)
+    assert state[where] == (True, expected)
+    assert state[other] == (False, [])
+
+
+async def everything(store: ConversationStore, emails: list[str]) -> dict[str, Any]:
+    """A full snapshot of these users' data, for 'nothing changed' checks."""
+    snapshot: dict[str, Any] = {}
+    for email in emails:
+        for where in ("active", "archive"):
+            sessions, _ = await store.list_sessions(
+                email, limit=100, continuation=None, where=where
+            )
+            for session in sessions:
+                messages = await store.list_messages(email, session.id, where)
+                snapshot[f"{where}/{email}/{session.id}"] = (
+                    session.model_dump_json(exclude={"etag"}),
+                    [m.model_dump_json() for m in messages],
+                )
+    return snapshot
+
+
+# ---- fault injection ----------------------------------------------------------------------------
+
+
+class Crash(RuntimeError):
+    """An injected failure (stands in for a process crash or a storage error mid-step)."""
+
+
+Hook = Callable[..., Awaitable[Any]]
+
+
+class FaultyStore:
+    """Delegates to a real store; ``hooks[name]`` replaces a method and receives the real one
+    first, so a hook can call it and then fail, fail part-way, or do something in between."""
+
+    def __init__(self, inner: ConversationStore) -> None:
+        self.inner = inner
+        self.hooks: dict[str, Hook] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.inner, name)
+        hook = self.hooks.get(name)
+        if hook is None:
+            return real
+
+        async def hooked(*args: Any, **kwargs: Any) -> Any:
+            return await hook(real, *args, **kwargs)
+
+        return hooked
+
+
+@pytest.fixture
+def clock() -> Iterator[FixedClock]:
+    yield FixedClock(NOW)

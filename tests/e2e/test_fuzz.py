@@ -1,0 +1,158 @@
+"""A property-based fuzz of the whole API from openapi.yaml (schemathesis) against the real local
+host: no 5xx, and every response (status, content type, headers, body) is what the document says.
+
+Bounded: ``MAX_EXAMPLES`` cases per operation and generation mode (valid and invalid data), no
+per-case deadline, no example database (every run starts fresh and is reproducible from its
+printed seed). The number of cases sent is printed and must reach ``MIN_CASES``, so a generator
+that quietly produced nothing fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Response
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from shared.models import ChatResponse, ErrorResponse
+from tests.conftest import dev_headers
+from tests.support.host import RunningHost, run_host
+
+MAX_EXAMPLES = 100
+MIN_CASES = 800
+FUZZER = dev_headers("fuzzer@example.com")
+
+
+def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """The document can only say what one event looks like (its ``data`` is JSON text, which
+    schemathesis does not parse): check the order of the events and the JSON in each."""
+    content_type = (response.headers.get("content-type") or [""])[0]
+    if not content_type.startswith("text/event-stream"):
+        return None
+    events = [
+        dict(line.split(": ", 1) for line in block.splitlines())
+        for block in response.content.decode("utf-8").split("\n\n")
+        if block.strip()
+    ]
+    names = [event["event"] for event in events]
+    assert names[0] == "session" and names[-1] in ("done", "error"), names
+    assert set(names[1:-1]) <= {"delta"}, names
+    first = json.loads(events[0]["data"])
+    last = json.loads(events[-1]["data"])
+    if names[-1] == "done":
+        ChatResponse.model_validate({**first, **last})
+    else:
+        ErrorResponse.model_validate(last)
+    return True
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    sse_stream_conforms,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    path = tmp_path_factory.mktemp("fuzz")
+    env = {"AUTH_MODE": "dev", "STORAGE_BACKEND": "sqlite", "SQLITE_PATH": str(path / "c.db")}
+    with run_host(env, path / "host.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def existing_session(fuzz_host: RunningHost) -> str:
+    """A session of the fuzzer's own, so that get and delete also meet ids that exist."""
+    response = httpx.post(
+        fuzz_host.base_url + "/api/chat", json={"message": "seed"}, headers=FUZZER, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    session_id: str = response.json()["sessionId"]
+    return session_id
+
+
+def _operations(host: RunningHost) -> list[APIOperation]:
+    # Loaded from the host, so the fuzz also proves the served document is usable.
+    schema = schemathesis.openapi.from_url(host.base_url + "/api/openapi.yaml")
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def _fuzz(
+    operation: APIOperation,
+    mode: GenerationMode,
+    send: Callable[[Case], None],
+    **fixed: Any,
+) -> None:
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode, **fixed))
+    def run(case: Case) -> None:
+        send(case)
+
+    run()
+
+
+def test_fuzz_the_whole_api(
+    fuzz_host: RunningHost, existing_session: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counts: dict[str, int] = {}
+
+    def sender(label: str, headers: dict[str, str]) -> Callable[[Case], None]:
+        def send(case: Case) -> None:
+            counts[label] = counts.get(label, 0) + 1
+            case.call_and_validate(
+                base_url=fuzz_host.base_url, headers=headers, checks=CHECKS, timeout=30
+            )
+
+        return send
+
+    operations = _operations(fuzz_host)
+    assert {op.label for op in operations} == {
+        "POST /api/chat",
+        "GET /api/sessions",
+        "GET /api/sessions/{sessionId}",
+        "DELETE /api/sessions/{sessionId}",
+        "GET /api/health",
+    }
+    for operation in operations:
+        # Health takes no input at all: there is nothing to make invalid.
+        modes = [GenerationMode.POSITIVE]
+        if operation.label != "GET /api/health":
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
+            _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", FUZZER))
+        if operation.label == "POST /api/chat":
+            # The Server-Sent Events variant of the same operation.
+            stream = {**FUZZER, "Accept": "text/event-stream"}
+            _fuzz(operation, GenerationMode.POSITIVE, sender("POST /api/chat sse", stream))
+        if "{sessionId}" in operation.label and operation.method.upper() == "GET":
+            # An id that exists (the fuzzer's own session): 200 answers are checked too.
+            fixed = {"path_parameters": {"sessionId": existing_session}}
+            _fuzz(operation, GenerationMode.POSITIVE, sender("GET existing", FUZZER), **fixed)
+
+    total = sum(counts.values())
+    with capsys.disabled():
+        print(f"\nschemathesis fuzz: {total} cases sent ({counts})")
+    assert total >= MIN_CASES, counts
+    # The host survived all of it and logged no unhandled error.
+    assert "unhandled" not in fuzz_host.log()
