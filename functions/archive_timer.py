@@ -4,7 +4,6 @@ import logging
 
 import azure.functions as func
 
-from shared.archive import ArchivePolicy, run_archive
 from shared.runtime import get_runtime
 
 log = logging.getLogger("parley.archive")
@@ -20,6 +19,10 @@ bp = func.Blueprint()
     schedule="%ARCHIVE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
 async def archive_timer(timer: func.TimerRequest) -> None:
+    # Imported here, not at module level: the pass is needed once a day, and the app's
+    # import time is every cold start's.
+    from shared.archive import ArchivePolicy, run_archive
+
     if timer.past_due:
         log.warning("archive_timer_past_due")
     runtime = get_runtime()

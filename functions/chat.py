@@ -34,8 +34,9 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
     except ApiError as error:
         yield sse("error", error_body(error))
         return
-    except Exception:
-        log.exception("stream failed", extra={"session_id": turn.session_id})
+    except Exception as exc:
+        # The type only: an exception's message may quote the conversation.
+        log.error("stream_failed %s", type(exc).__name__, extra={"session_id": turn.session_id})
         yield sse("error", error_body(InternalError()))
         return
     messages = [m.model_dump(by_alias=True) for m in (result.user, result.assistant)]

@@ -82,16 +82,28 @@ def derived_session_id(email: str, client_message_id: str) -> str:
     return "s_" + digest[:32]
 
 
-def encode_page_token(where: Where, store_token: str) -> str:
-    raw = json.dumps({"w": where, "t": store_token}, separators=(",", ":")).encode()
+def _token_owner(email: str) -> str:
+    # Binds a page token to its user, so a token passed to someone else is refused up front
+    # instead of being handed to the store's paging with another partition.
+    return hashlib.sha256(f"page-token\n{email}".encode()).hexdigest()[:16]
+
+
+def encode_page_token(where: Where, store_token: str, email: str) -> str:
+    body = {"w": where, "u": _token_owner(email), "t": store_token}
+    raw = json.dumps(body, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str, where: Where) -> str:
+def decode_page_token(token: str, where: Where, email: str) -> str:
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if not isinstance(data, dict) or data.get("w") != where or not isinstance(data["t"], str):
+        if (
+            not isinstance(data, dict)
+            or data.get("w") != where
+            or data.get("u") != _token_owner(email)
+            or not isinstance(data["t"], str)
+        ):
             raise ValueError("token shape")
         return str(data["t"])
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
@@ -319,7 +331,10 @@ class ConversationService:
 
     async def _reread(self, email: str, session_id: str) -> SessionRecord:
         session = await self.store.get_session(email, session_id)
-        if session is None:  # deleted (or archived) while we were writing
+        if session is None and self._restore is not None:
+            # Archived between our read and our write: bring it back and carry on.
+            session = await self._restore(self.store, email, session_id)
+        if session is None:  # deleted while we were writing
             raise NotFound()
         return session
 
@@ -378,7 +393,8 @@ class ConversationService:
             )
             raise
         except Exception as exc:  # an adapter bug must still look like a model failure
-            log.exception("model_failed", extra={"session_id": session.id})
+            # The type only: an exception's message may quote the conversation.
+            log.error("model_failed %s", type(exc).__name__, extra={"session_id": session.id})
             raise ModelError() from exc
         content = "".join(pieces)
         if not content.strip():
@@ -426,13 +442,15 @@ class ConversationService:
         self, email: str, *, limit: int, continuation: str | None, archived: bool
     ) -> SessionList:
         where: Where = "archive" if archived else "active"
-        store_token = decode_page_token(continuation, where) if continuation else None
+        store_token = decode_page_token(continuation, where, email) if continuation else None
         sessions, next_token = await self.store.list_sessions(
             email, limit=limit, continuation=store_token, where=where
         )
         return SessionList(
             sessions=[s.to_summary() for s in sessions],
-            continuation_token=encode_page_token(where, next_token) if next_token else None,
+            continuation_token=(
+                encode_page_token(where, next_token, email) if next_token else None
+            ),
         )
 
     async def get_session(self, email: str, session_id: str) -> SessionDetail:

@@ -252,6 +252,9 @@ def _chunks(items: list[T], size: int = MAX_BATCH_OPERATIONS) -> Iterator[list[T
 # ---- the store ----------------------------------------------------------------------------------
 
 
+MAX_FILL_ROUNDS = 10  # queries one list page may take to fill up
+
+
 class CosmosStore:
     """ConversationStore on Cosmos DB. The client is made on first use, inside the running
     event loop (aiohttp sessions belong to one loop)."""
@@ -489,13 +492,16 @@ class CosmosStore:
         items: list[dict[str, Any]] = []
         token = continuation
         # Cosmos may answer fewer items than asked with a token for more: fill the page, so a
-        # caller's page size means what it says.
-        while True:
-            page, token = await self._page(
+        # caller's page size means what it says. Bounded: an empty page, or a token that does
+        # not move, ends the loop rather than spinning on it.
+        for _ in range(MAX_FILL_ROUNDS):
+            page, next_token = await self._page(
                 where, LIST_QUERY, [], email=email, limit=limit - len(items), continuation=token
             )
             items += page
-            if token is None or len(items) >= limit:
+            stuck = not page or next_token == token
+            token = next_token
+            if token is None or len(items) >= limit or stuck:
                 break
         return [session_from_item(item, where) for item in items], token
 

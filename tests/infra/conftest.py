@@ -8,6 +8,7 @@ plausible outputs: ARM ids, names, ``defaultHostName``, ``documentEndpoint``, th
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -261,6 +262,9 @@ def run_program(cfg: StackConfig) -> Deployment:
     from infra.__main__ import build
 
     mocks = RecordingMocks()
+    # Pulumi's mocks use the thread's current event loop; an earlier test's asyncio.run()
+    # leaves none set, so give the program a fresh one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="parley", stack=cfg.stack, preview=False)
     exported: dict[str, Any] = {}
 
@@ -282,5 +286,8 @@ def deployment() -> Deployment:
 def pulumi_mocks() -> RecordingMocks:
     """Fresh mocks for a test that declares resources itself."""
     mocks = RecordingMocks()
+    # Pulumi's mocks use the thread's current event loop; an earlier test's asyncio.run()
+    # leaves none set, so give the program a fresh one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="parley", stack="test", preview=False)
     return mocks

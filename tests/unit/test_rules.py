@@ -67,14 +67,16 @@ def test_message_ids_sort_in_sequence_order() -> None:
     assert ids[0] == "s_1:00000001"
 
 
-def test_page_tokens_round_trip_and_are_bound_to_the_view() -> None:
-    token = encode_page_token("active", '{"token":"+#x"}')
-    assert decode_page_token(token, "active") == '{"token":"+#x"}'
+def test_page_tokens_round_trip_and_are_bound_to_the_view_and_user() -> None:
+    token = encode_page_token("active", '{"token":"+#x"}', "a@x.com")
+    assert decode_page_token(token, "active", "a@x.com") == '{"token":"+#x"}'
     with pytest.raises(InvalidRequest):
-        decode_page_token(token, "archive")
+        decode_page_token(token, "archive", "a@x.com")
+    with pytest.raises(InvalidRequest):
+        decode_page_token(token, "active", "b@x.com")
     for bad in ("", "!!!", "e30", "bnVsbA"):
         with pytest.raises(InvalidRequest):
-            decode_page_token(bad, "active")
+            decode_page_token(bad, "active", "a@x.com")
 
 
 def test_settings_defaults_follow_api_md() -> None:
