@@ -43,7 +43,12 @@ typecheck: $(PY_STAMP)
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) lint typecheck
 	$(PY) -m pytest
+	# The benchmark, smaller, into a scratch folder: it must keep running, and a test run
+	# must not rewrite the committed results.
+	out=$$(mktemp -d) && $(PY) -m bench --quick --out "$$out" > "$$out/bench.log" \
+	  || { cat "$$out/bench.log"; exit 1; }
 
+# The full benchmark; writes bench/results/ and the README's Performance section.
 bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m bench
 

@@ -1,4 +1,4 @@
-"""Writing the results: latest.json, summary.md (also docs/performance.md) and PNG plots."""
+"""Writing the results: latest.json, summary.md, PNG plots, and the README's Performance section."""
 
 from __future__ import annotations
 
@@ -213,20 +213,29 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
     return "\n".join(lines)
 
 
-def write(results: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def write(results: dict[str, Any], out: Path = RESULTS) -> None:
+    """Write latest.json, summary.md and the plots to ``out``; a run into the committed
+    results folder also refreshes the README's Performance section."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     if "parley_bytes_per_turn" in results["turns"]:
-        plot_turns(results["turns"], RESULTS / TURNS_PNG)
-    plot_latency(results["latency"], RESULTS / LATENCY_PNG)
+        plot_turns(results["turns"], out / TURNS_PNG)
+    plot_latency(results["latency"], out / LATENCY_PNG)
     body = summary_md(results, "")
-    (RESULTS / "summary.md").write_text("# Parley benchmark: latest results\n\n" + body + "\n")
-    docs = ROOT / "docs" / "performance.md"
-    intro = (
-        "# Performance\n\n"
-        "What a chat turn costs as a conversation grows, against the whole-document design of "
-        "the earlier systems, what the service adds on top of the store, cold start and "
-        "archival. The budgets are in DESIGN.md; the numbers below are the latest run of "
-        "`make bench` (raw figures: `bench/results/latest.json`).\n\n"
-    )
-    docs.write_text(intro + summary_md(results, "../bench/results/") + "\n")
+    (out / "summary.md").write_text("# Parley benchmark: latest results\n\n" + body + "\n")
+    if out == RESULTS:
+        update_readme(summary_md(results, "bench/results/"))
+
+
+def update_readme(section: str, readme: Path = ROOT / "README.md") -> None:
+    """Replace what stands between the README's bench markers with the latest figures."""
+    text = readme.read_text()
+    head, start, rest = text.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not start or not end:
+        raise RuntimeError(f"README.md has no {README_START} … {README_END} markers")
+    readme.write_text(f"{head}{README_START}\n{section}\n{README_END}{tail}")
