@@ -67,20 +67,6 @@ def _maybe_cosmos(failures: list[str]) -> Iterator[Cosmos | None]:
         yield None
 
 
-def _cosmos_store(cosmos: Cosmos, database: str) -> Any:
-    from shared.storage.cosmos import CosmosStore
-
-    return CosmosStore(
-        cosmos.endpoint,
-        cosmos.key,
-        database=database,
-        container="Conversations",
-        archive_container="ConversationsArchive",
-        verify_tls=cosmos.verify_tls,
-        bootstrap=True,
-    )
-
-
 def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[str, Any]:
     from shared.storage.sqlite import SqliteStore
 
@@ -98,9 +84,7 @@ def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[st
         database = f"bench-archive-{int(time.time())}"
         out["cosmos"] = _step(
             "archival (cosmos)",
-            lambda: archival.run(
-                lambda: _cosmos_store(cosmos, database), plan.cosmos_archive_sessions
-            ),
+            lambda: archival.run(lambda: cosmos.store(database), plan.cosmos_archive_sessions),
             failures,
         )
     return out

@@ -28,6 +28,21 @@ class Cosmos:
     key: str
     verify_tls: bool
 
+    def store(self, database: str, **client_options: Any) -> Any:
+        """A CosmosStore on this account, in its own database (created on first use)."""
+        from shared.storage.cosmos import CosmosStore
+
+        return CosmosStore(
+            self.endpoint,
+            self.key,
+            database=database,
+            container="Conversations",
+            archive_container="ConversationsArchive",
+            verify_tls=self.verify_tls,
+            bootstrap=True,
+            **({"client_options": client_options} if client_options else {}),
+        )
+
 
 @contextlib.contextmanager
 def cosmos_account() -> Iterator[Cosmos]:

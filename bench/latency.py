@@ -236,7 +236,6 @@ def run(cosmos: Cosmos | None, levels: list[int], requests: int) -> dict[str, An
         if cosmos is None:
             out["cosmos"] = {"not_available": "the Cosmos store or server is not available"}
             return out
-        from shared.storage.cosmos import CosmosStore
 
         database = f"bench-latency-{int(time.time())}"
         out["cosmos"] = run_backend(
@@ -247,15 +246,7 @@ def run(cosmos: Cosmos | None, levels: list[int], requests: int) -> dict[str, An
                 "COSMOS_VERIFY_TLS": str(cosmos.verify_tls).lower(),
                 "COSMOS_DATABASE": database,
             },
-            lambda: CosmosStore(
-                cosmos.endpoint,
-                cosmos.key,
-                database=database,
-                container="Conversations",
-                archive_container="ConversationsArchive",
-                verify_tls=cosmos.verify_tls,
-                bootstrap=True,
-            ),
+            lambda: cosmos.store(database),
             levels,
             requests,
             Path(tmp) / "host-cosmos.log",

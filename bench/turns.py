@@ -37,19 +37,9 @@ async def _parley_turns(cosmos: Cosmos, database: str, turns: int) -> list[dict[
     from shared.llm.echo import EchoModel
     from shared.models import ChatRequest
     from shared.service import ConversationService
-    from shared.storage.cosmos import CosmosStore
 
     transport = CountingTransport()
-    store = CosmosStore(
-        cosmos.endpoint,
-        cosmos.key,
-        database=database,
-        container="Conversations",
-        archive_container="ConversationsArchive",
-        verify_tls=cosmos.verify_tls,
-        bootstrap=True,
-        client_options={"transport": transport},
-    )
+    store = cosmos.store(database, transport=transport)
     service = ConversationService(store, EchoModel(), load_settings({}))
     rows: list[dict[str, Any]] = []
     try:

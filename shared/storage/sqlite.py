@@ -94,6 +94,44 @@ def _decode_token(token: str) -> tuple[str, str]:
         raise InvalidRequest("continuationToken is not valid.") from exc
 
 
+def _insert_messages(
+    conn: sqlite3.Connection,
+    where: Where,
+    email: str,
+    messages: list[MessageRecord],
+    *,
+    replace: bool = False,
+) -> None:
+    """Insert message rows; a copy between containers (``replace``) overwrites, a turn's write
+    must not (an existing seq means the writer's view is stale)."""
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.executemany(
+        f"{verb} INTO messages (container, email, session_id, seq, timestamp, body)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (where, email, m.session_id, m.seq, _sortable(m.timestamp), m.model_dump_json())
+            for m in messages
+        ],
+    )
+
+
+def _write_session(
+    conn: sqlite3.Connection, where: Where, session: SessionRecord, etag: str
+) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO sessions (container, email, id, updated_at, deleting, etag, body)"
+        " VALUES (?, ?, ?, ?, 0, ?, ?)",
+        (
+            where,
+            session.email,
+            session.id,
+            _sortable(session.updated_at),
+            etag,
+            _session_body(session),
+        ),
+    )
+
+
 class SqliteStore:
     """ConversationStore on one SQLite file."""
 
@@ -259,36 +297,10 @@ class SqliteStore:
                 if expected_etag is not None and (row is None or row[0] != expected_etag or row[1]):
                     raise ConcurrencyConflict(session.id)
                 try:
-                    conn.executemany(
-                        "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [
-                            (
-                                where,
-                                session.email,
-                                m.session_id,
-                                m.seq,
-                                _sortable(m.timestamp),
-                                m.model_dump_json(),
-                            )
-                            for m in messages
-                        ],
-                    )
+                    _insert_messages(conn, where, session.email, messages)
                 except sqlite3.IntegrityError as exc:  # that seq exists: a stale view
                     raise ConcurrencyConflict(session.id) from exc
-                conn.execute(
-                    "INSERT OR REPLACE INTO sessions"
-                    " (container, email, id, updated_at, deleting, etag, body)"
-                    " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                    (
-                        where,
-                        session.email,
-                        session.id,
-                        _sortable(session.updated_at),
-                        etag,
-                        _session_body(session),
-                    ),
-                )
+                _write_session(conn, where, session, etag)
             return session.model_copy(update={"etag": etag, "archived": where == "archive"})
 
         return await self._run(write)
@@ -373,36 +385,9 @@ class SqliteStore:
 
         def write(chunk: list[MessageRecord], with_session: bool) -> None:
             with self._transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO messages"
-                    " (container, email, session_id, seq, timestamp, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            where,
-                            email,
-                            m.session_id,
-                            m.seq,
-                            _sortable(m.timestamp),
-                            m.model_dump_json(),
-                        )
-                        for m in chunk
-                    ],
-                )
+                _insert_messages(conn, where, email or "", chunk, replace=True)
                 if with_session and session is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO sessions"
-                        " (container, email, id, updated_at, deleting, etag, body)"
-                        " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                        (
-                            where,
-                            session.email,
-                            session.id,
-                            _sortable(session.updated_at),
-                            _new_etag(),
-                            _session_body(session),
-                        ),
-                    )
+                    _write_session(conn, where, session, _new_etag())
 
         if session is None:
             raise ValueError("put_items needs the session record (it carries the partition key)")
