@@ -166,6 +166,27 @@ def test_a_model_failure_keeps_the_user_message_only(
     run(scenario)
 
 
+def test_a_retry_after_a_model_failure_answers_without_storing_the_question_twice(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: ConversationStore) -> None:
+        ok = await service(store).chat(alice, chat("first"))
+        with pytest.raises(ModelError):
+            await service(store, FailingModel()).chat(alice, chat("second", ok.session_id, "c-2"))
+        retried = await service(store).chat(alice, chat("second", ok.session_id, "c-2"))
+        # The model saw the stored history up to the kept question: 2 earlier messages.
+        assert retried.assistant.content == "echo[2]: second"
+        assert retried.user.id == f"{ok.session_id}:00000003"
+        again = await service(store).chat(alice, chat("second", ok.session_id, "c-2"))
+        assert again.assistant == retried.assistant
+        contents = await assert_consistent(store, alice, ok.session_id)
+        assert contents == ["first", "echo[0]: first", "second", "echo[2]: second"]
+
+    run(scenario)
+
+
 def test_a_storage_failure_mid_turn_leaves_the_session_consistent(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
