@@ -34,6 +34,10 @@ def route_prefix(host_json: Path = ROOT / "host.json") -> str:
 
 def _http_endpoint(user_function: Callable[..., Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
+        # As in Azure, where the HTTP streaming extension routes every request through one
+        # catch-all FastAPI route: the function sees that route's ``path``, not its own route
+        # parameters (it reads them from the URL against its template).
+        request.scope["path_params"] = {"path": request.url.path.lstrip("/")}
         response: Response = await user_function(request)
         return response
 

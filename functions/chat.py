@@ -8,7 +8,7 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
-from functions.http import RequestContext, endpoint, error_body, json_response
+from functions.http import RequestContext, error_body, http_function, json_response
 from shared.errors import ApiError, InternalError
 from shared.models import ChatRequest
 from shared.service import Turn
@@ -43,8 +43,7 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
     yield sse("done", {"messages": messages})
 
 
-@bp.route(route="chat", methods=["POST"])
-@endpoint
+@http_function(bp, "chat", ["POST"])
 async def chat(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     request = await ctx.body(ChatRequest)

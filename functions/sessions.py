@@ -3,7 +3,7 @@
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
 
-from functions.http import RequestContext, endpoint, json_response
+from functions.http import RequestContext, http_function, json_response
 from shared.errors import InvalidRequest
 from shared.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 
@@ -28,8 +28,7 @@ def parse_flag(name: str, raw: str | None) -> bool:
     raise InvalidRequest(f"{name} must be true or false.")
 
 
-@bp.route(route="sessions", methods=["GET"])
-@endpoint
+@http_function(bp, "sessions", ["GET"])
 async def list_sessions(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     query = ctx.request.query_params
@@ -42,16 +41,14 @@ async def list_sessions(ctx: RequestContext) -> Response:
     return json_response(listing)
 
 
-@bp.route(route="sessions/{sessionId}", methods=["GET"])
-@endpoint
+@http_function(bp, "sessions/{sessionId}", ["GET"])
 async def get_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     detail = await ctx.runtime.service.get_session(email, ctx.path_session_id())
     return json_response(detail)
 
 
-@bp.route(route="sessions/{sessionId}", methods=["DELETE"])
-@endpoint
+@http_function(bp, "sessions/{sessionId}", ["DELETE"])
 async def delete_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     await ctx.runtime.service.delete_session(email, ctx.path_session_id())
