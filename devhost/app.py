@@ -87,6 +87,11 @@ def timers(functions: list[func.Function], environ: dict[str, str]) -> list[Time
     return found
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    body = {"error": {"code": "not_found", "message": "No such endpoint."}}
+    return JSONResponse(body, status_code=404)
+
+
 def static_routes() -> list[BaseRoute]:
     """The API's OpenAPI document and the reference web client, when they exist."""
     routes: list[BaseRoute] = []
@@ -160,6 +165,13 @@ def build_app(
                 allow_headers=["Content-Type", "Authorization", "X-MS-CLIENT-PRINCIPAL-NAME"],
             )
         )
-    starlette = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    starlette = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        # The Functions host answers a path or method no function registered with 404; so does
+        # this one, with the API's error object instead of Starlette's plain text.
+        exception_handlers={404: not_found, 405: not_found},
+    )
     starlette.state.timers = scheduled
     return starlette

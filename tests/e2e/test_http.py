@@ -229,3 +229,12 @@ def test_two_processes_share_one_file(sqlite_env: dict[str, str], tmp_path: Path
             assert list(pool.map(turn, range(12))) == [200] * 12
         messages = client.get(f"/api/sessions/{sid}").json()["messages"]
         assert [int(m["id"].rsplit(":", 1)[1]) for m in messages] == list(range(1, 27))
+
+
+@pytest.mark.parametrize(("method", "path"), [("PUT", "/api/chat"), ("GET", "/api/nothing")])
+def test_unknown_routes_and_methods_are_404_error_objects(
+    alice: httpx.Client, method: str, path: str
+) -> None:
+    response = alice.request(method, path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
