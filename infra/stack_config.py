@@ -104,9 +104,17 @@ APP_SETTING_KEYS: dict[str, str] = {
     "maxContextTokens": "MAX_CONTEXT_TOKENS",
     "maxMessageChars": "MAX_MESSAGE_CHARS",
     "systemPrompt": "SYSTEM_PROMPT",
+    "maxSessionMessages": "MAX_SESSION_MESSAGES",
+    "titleMode": "TITLE_MODE",
+    "titleTimeoutSeconds": "TITLE_TIMEOUT_S",
+    "archiveConcurrency": "ARCHIVE_CONCURRENCY",
+    "storeTimeoutSeconds": "STORE_TIMEOUT_S",
+    "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
 }
 # Of those, the ones without a default: unset means the setting is left out of Azure too.
 OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})
+# Defaults that differ in Azure from the code's own: there the model is always a real one.
+AZURE_DEFAULTS: dict[str, str] = {"TITLE_MODE": "model"}
 
 # Every key this program reads (``pulumi config set <key> ...`` in the project namespace).
 CONFIG_KEYS: tuple[str, ...] = (
@@ -395,7 +403,7 @@ def _app_setting_values(r: _Reader) -> dict[str, str]:
     for key, env_name in APP_SETTING_KEYS.items():
         value = r.raw(key)
         if value is None:
-            value = _setting_default(env_name)
+            value = AZURE_DEFAULTS.get(env_name) or _setting_default(env_name)
         if value is None:
             continue  # optional, and not configured: left out of Azure as well
         try:

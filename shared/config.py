@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 StorageBackend = Literal["sqlite", "cosmos"]
 LlmProvider = Literal["azure-openai", "openai", "echo"]
 AuthMode = Literal["easyauth", "jwt", "dev"]
+TitleMode = Literal["model", "first-message"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely, and say so when you do not know."
@@ -54,6 +55,11 @@ class Settings(BaseModel):
     max_history_messages: int = Field(20, alias="MAX_HISTORY_MESSAGES", ge=1, le=500)
     max_context_tokens: int = Field(8000, alias="MAX_CONTEXT_TOKENS", ge=100, le=1_000_000)
     max_message_chars: int = Field(16000, alias="MAX_MESSAGE_CHARS", ge=1, le=1_000_000)
+    # GET /api/sessions/{id} returns at most this many newest messages (older ones page).
+    max_session_messages: int = Field(200, alias="MAX_SESSION_MESSAGES", ge=1, le=1000)
+    # Titles written by the model; unset: "model" with a real model, "first-message" with echo.
+    title_mode: TitleMode | None = Field(None, alias="TITLE_MODE")
+    title_timeout_s: float = Field(10.0, alias="TITLE_TIMEOUT_S", gt=0, le=120)
 
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
     auth_issuer: str | None = Field(None, alias="AUTH_ISSUER")
@@ -66,6 +72,14 @@ class Settings(BaseModel):
     archive_schedule: str = Field("0 0 3 * * *", alias="ARCHIVE_SCHEDULE")
     archive_time_budget_s: float = Field(240.0, alias="ARCHIVE_TIME_BUDGET_S", gt=0, le=3600)
     archive_retention_days: int | None = Field(None, alias="ARCHIVE_RETENTION_DAYS", ge=1)
+    # Sessions the archival pass moves at once (bounded; throttling slows it, never fails it).
+    archive_concurrency: int = Field(8, alias="ARCHIVE_CONCURRENCY", ge=1, le=64)
+
+    # The most one request may spend waiting on storage, SDK retries included: well inside the
+    # Functions timeout, so a hung store becomes a 503 with Retry-After, never a hung request.
+    store_timeout_s: float = Field(20.0, alias="STORE_TIMEOUT_S", gt=0, le=120)
+    # DELETE /api/sessions works in steps of at most this long (202 + Retry-After when unfinished).
+    erase_time_budget_s: float = Field(20.0, alias="ERASE_TIME_BUDGET_S", gt=0, le=120)
 
     port: int = Field(7071, alias="PORT", ge=1, le=65535)
 
@@ -116,6 +130,12 @@ class Settings(BaseModel):
         if self.openai_base_url or self.openai_api_key:
             return "openai"
         return "echo"
+
+    @property
+    def resolved_title_mode(self) -> TitleMode:
+        if self.title_mode:
+            return self.title_mode
+        return "first-message" if self.resolved_llm_provider == "echo" else "model"
 
 
 # Every environment variable the code reads, in one list (the aliases above). The Pulumi
