@@ -29,4 +29,4 @@ async def archive_timer(timer: func.TimerRequest) -> None:
     policy = ArchivePolicy.from_settings(runtime.settings)
     # The pass logs its own one-line summary; the process's store is shared with the HTTP
     # functions (one client per process).
-    await run_archive(runtime.service.store, policy, clock=runtime.service.clock)
+    await run_archive(runtime.store, policy, clock=runtime.clock)

@@ -11,7 +11,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response, StreamingR
 from functions.http import RequestContext, error_body, http_function, json_response
 from shared.errors import ApiError, InternalError
 from shared.models import ChatRequest
-from shared.service import Turn
+from shared.turns import Turn
 
 bp = func.Blueprint()
 log = logging.getLogger("parley.chat")
@@ -30,6 +30,9 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
     try:
         async for piece in turn.deltas():
             yield sse("delta", {"content": piece})
+        # A new session's model-written title, once stored (bounded by TITLE_TIMEOUT_S).
+        if (title := await turn.model_title()) is not None:
+            yield sse("title", {"title": title})
         result = await turn.result()
     except ApiError as error:
         yield sse("error", error_body(error))

@@ -34,9 +34,16 @@ class FixedClock:
 
 
 def iso(when: datetime) -> str:
-    """API.md's time format: ISO 8601 UTC with milliseconds and a Z suffix."""
+    """The API's time format: ISO 8601 UTC with milliseconds and a Z suffix."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+def stored_time(when: datetime) -> str:
+    """How stores keep times: fixed width, microseconds and Z, so text order is time order
+    (the stores sort and compare these strings)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_iso(text: str) -> datetime:
+    """Either format above, back to an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -7,9 +7,23 @@ bytes; see ``estimate_tokens`` for the error bound.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from shared.llm.base import ModelMessage
-from shared.models import ContextMessage
+from shared.models import Role
+
+
+class Said(Protocol):
+    """Anything with a role and a text: stored messages, and what tests build."""
+
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+S = TypeVar("S", bound=Said)
 
 # Per-message framing in the chat format (role, separators): OpenAI documents 3-4 tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -37,12 +51,10 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text.encode("utf-8")) // 3) + MESSAGE_OVERHEAD_TOKENS
 
 
-def trim_history(
-    history: Sequence[ContextMessage], *, max_messages: int, max_tokens: int
-) -> list[ContextMessage]:
+def trim_history(history: Sequence[S], *, max_messages: int, max_tokens: int) -> list[S]:
     """The newest messages that fit both limits, oldest first. The newest message is always
     kept, whole, even if it alone exceeds the budget; no message is ever split."""
-    kept: list[ContextMessage] = []
+    kept: list[S] = []
     used = 0
     for message in reversed(history):
         cost = estimate_tokens(message.content)
@@ -56,7 +68,7 @@ def trim_history(
 
 def model_messages(
     system_prompt: str,
-    history: Sequence[ContextMessage],
+    history: Sequence[Said],
     *,
     max_messages: int,
     max_tokens: int,

@@ -1,10 +1,18 @@
-"""The errors of API.md: each knows its HTTP status and its snake_case code.
+"""The API's errors (``openapi.yaml``): each knows its HTTP status and its snake_case code.
 
 The service and the adapters raise these; the functions layer turns any of them into the
 error object ``{"error": {"code", "message"}}`` in one place (``functions/http.py``).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.models import RequestRecord
+
+# Retry-After, in seconds, for a 429 or 503 whose cause names no better value.
+DEFAULT_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -49,6 +57,11 @@ class RateLimited(ApiError):
     status, code = 429, "rate_limited"
     default_message = "Too many requests to the model; try again shortly."
 
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int | None = DEFAULT_RETRY_AFTER_S
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
 
 class ModelError(ApiError):
     status, code, default_message = 502, "model_error", "The model could not answer."
@@ -58,7 +71,9 @@ class StorageUnavailable(ApiError):
     status, code = 503, "storage_unavailable"
     default_message = "Conversation storage is busy or unreachable; try again shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after_s: int | None = 5) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int | None = DEFAULT_RETRY_AFTER_S
+    ) -> None:
         super().__init__(message, retry_after_s=retry_after_s)
 
 
@@ -73,5 +88,13 @@ class ConcurrencyConflict(Exception):
     """
 
 
-class AlreadyExists(Exception):
-    """A create-only write found the item already there (internal only)."""
+class DuplicateRequest(Exception):
+    """A turn's clientMessageId is already recorded in the session: the request is a retry.
+
+    Internal only: the service answers the retry from what was stored the first time.
+    ``existing`` is the stored record when the store has it at hand (else the service reads it).
+    """
+
+    def __init__(self, existing: RequestRecord | None = None) -> None:
+        super().__init__("duplicate clientMessageId")
+        self.existing = existing

@@ -1,7 +1,7 @@
-"""Pydantic models: the API's request and response bodies, and the stored items.
+"""Pydantic models: the API's request and response bodies, and the stored records.
 
-API models use the camelCase field names of API.md. Stored records are what the stores keep;
-they are the same for Cosmos and SQLite (DESIGN.md's data model).
+API models use the camelCase field names of the contract (``openapi.yaml``). Stored records
+are what the stores keep, the same for Cosmos and SQLite (``docs/design.md``, "Data model").
 """
 
 from __future__ import annotations
@@ -12,8 +12,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import iso
+from shared.ids import message_item_id
 
 Role = Literal["user", "assistant"]
+Rating = Literal["up", "down"]
+# Who wrote a session's title: the first-message rule, the model, or the user (never replaced).
+TitleSource = Literal["first-message", "model", "user"]
+
+TITLE_MAX_CHARS = 100  # a title the user sets (PATCH), after trimming
+FEEDBACK_COMMENT_MAX_CHARS = 2000
 
 
 class ApiModel(BaseModel):
@@ -33,7 +40,22 @@ class ChatRequest(ApiModel):
     )
 
 
+class RenameRequest(ApiModel):
+    title: str
+
+
+class FeedbackRequest(ApiModel):
+    rating: Rating
+    comment: str | None = Field(None, max_length=FEEDBACK_COMMENT_MAX_CHARS)
+
+
 # ---- responses ------------------------------------------------------------------------------
+
+
+class FeedbackOut(ApiModel):
+    rating: Rating
+    comment: str | None
+    updated_at: str = Field(alias="updatedAt")
 
 
 class MessageOut(ApiModel):
@@ -41,6 +63,8 @@ class MessageOut(ApiModel):
     role: Role
     content: str
     timestamp: str
+    # Only on assistant messages that have some: absent otherwise, not null.
+    feedback: FeedbackOut | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class SessionSummary(ApiModel):
@@ -55,6 +79,13 @@ class SessionSummary(ApiModel):
 
 class SessionDetail(SessionSummary):
     messages: list[MessageOut]
+    # True when older messages exist than those returned (page them with .../messages).
+    has_more_messages: bool = Field(alias="hasMoreMessages")
+
+
+class MessagePage(ApiModel):
+    messages: list[MessageOut]
+    has_more: bool = Field(alias="hasMore")
 
 
 class SessionList(ApiModel):
@@ -84,19 +115,15 @@ class HealthResponse(ApiModel):
 # ---- stored records -------------------------------------------------------------------------
 
 
-class ContextMessage(BaseModel):
-    """A message as kept in the session's context window (what the model is given)."""
+class Feedback(BaseModel):
+    rating: Rating
+    comment: str | None = None
+    updated_at: datetime
 
-    seq: int
-    role: Role
-    content: str
-
-
-class ClientRequestRef(BaseModel):
-    """Where the messages of one clientMessageId went, for idempotent retries."""
-
-    user_seq: int
-    assistant_seq: int | None = None
+    def to_api(self) -> FeedbackOut:
+        return FeedbackOut(
+            rating=self.rating, comment=self.comment, updated_at=iso(self.updated_at)
+        )
 
 
 class MessageRecord(BaseModel):
@@ -110,32 +137,45 @@ class MessageRecord(BaseModel):
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    feedback: Feedback | None = None
+
+    @property
+    def id(self) -> str:
+        return message_item_id(self.session_id, self.seq)
 
     def to_api(self) -> MessageOut:
-        from shared.ids import message_item_id
-
         return MessageOut(
-            id=message_item_id(self.session_id, self.seq),
+            id=self.id,
             role=self.role,
             content=self.content,
             timestamp=iso(self.timestamp),
+            feedback=self.feedback.to_api() if self.feedback else None,
         )
 
 
+class RequestRecord(BaseModel):
+    """Where the messages of one clientMessageId went, so that a retry stores nothing twice.
+    One per clientMessageId per session, kept for the session's life."""
+
+    session_id: str
+    client_message_id: str
+    user_seq: int
+    assistant_seq: int | None = None
+
+
 class SessionRecord(BaseModel):
-    """The small session item: everything a turn needs in one point read."""
+    """The small session item: counters, title and times. The model's context window is read
+    from the newest message items, in the same round trip (``docs/design.md``, "The turn")."""
 
     id: str
     email: str
     title: str
+    title_source: TitleSource = "first-message"
     preview: str
     created_at: datetime
     updated_at: datetime
     message_count: int = 0
     last_seq: int = 0
-    context: list[ContextMessage] = Field(default_factory=list)
-    # clientMessageId -> where its messages are; bounded (see service.IDEMPOTENCY_WINDOW).
-    client_requests: dict[str, ClientRequestRef] = Field(default_factory=dict)
     archived: bool = False
     # The store's concurrency token (Cosmos _etag, SQLite version); None for a new session.
     etag: str | None = None

@@ -1,18 +1,24 @@
-"""The composition root: one service, one store and one authenticator per process, built on
-first use (not at import, which keeps cold starts fast) from the validated settings."""
+"""The composition root: one store, model, clock, service and authenticator per process, built
+on first use (not at import, which keeps cold starts fast) from the validated settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from shared.auth import Authenticator
+from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings, reset_settings
+from shared.llm.base import ChatModel
 from shared.service import ConversationService
+from shared.storage.base import Store
 
 
 @dataclass
 class Runtime:
     settings: Settings
+    store: Store
+    model: ChatModel
+    clock: Clock
     service: ConversationService
     authenticator: Authenticator
 
@@ -20,15 +26,15 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    from shared.archive import restore_session
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     from shared.llm import make_model
     from shared.storage import make_store
 
-    service = ConversationService(
-        make_store(settings), make_model(settings), settings, restore=restore_session
-    )
-    return Runtime(settings, service, Authenticator(settings))
+    clock = clock or SystemClock()
+    store = make_store(settings)
+    model = make_model(settings)
+    service = ConversationService(store, model, settings, clock=clock)
+    return Runtime(settings, store, model, clock, service, Authenticator(settings))
 
 
 def get_runtime() -> Runtime:
@@ -42,7 +48,7 @@ async def reset_runtime() -> None:
     """Drop the process's runtime and settings (tests, and the local host between runs)."""
     global _runtime
     if _runtime is not None:
-        await _runtime.service.store.close()
-        await _runtime.service.model.close()
+        await _runtime.store.close()
+        await _runtime.model.close()
     _runtime = None
     reset_settings()

@@ -1,78 +1,84 @@
-"""The rules of API.md: a chat turn, list, get and delete. Knows nothing of HTTP.
+"""The API's rules (``openapi.yaml``, ``docs/http.md``): chat turns, reading, renaming, feedback,
+deleting. Knows nothing of HTTP or of any database.
 
-A turn (DESIGN.md): one point read of the session item, then one atomic commit that stores the
-user message (before the model is called), then the model, then one atomic commit that stores
-the answer. Each commit is guarded by the session's ETag; when another turn of the same session
-wins the race, the loser re-reads and re-sequences, so nothing is lost or duplicated.
+A turn (``docs/design.md``, "The turn"): one read of the session item and its newest messages,
+then one atomic write that stores the user message (before the model is called), then the model,
+then one atomic write that stores the answer. Each write is guarded by the session's ETag; when
+another writer wins the race, the loser re-reads and re-sequences after a short randomised
+pause, so nothing is lost or duplicated and busy sessions do not starve their own turns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from itertools import count
 
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
-from shared.context import model_messages, trim_history
+from shared.context import model_messages
 from shared.errors import (
     ApiError,
     ConcurrencyConflict,
-    InternalError,
+    Conflict,
+    DuplicateRequest,
     InvalidRequest,
     ModelError,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
 )
-from shared.ids import is_session_id, new_session_id
+from shared.ids import is_session_id, new_session_id, parse_message_id
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
+    TITLE_MAX_CHARS,
     ChatRequest,
-    ChatResponse,
-    ClientRequestRef,
-    ContextMessage,
+    Feedback,
+    FeedbackRequest,
     MessageOut,
+    MessagePage,
     MessageRecord,
+    RequestRecord,
     SessionDetail,
     SessionList,
     SessionRecord,
+    SessionSummary,
+    TitleSource,
 )
-from shared.storage.base import ConversationStore, Where
+from shared.paging import decode_page_token, encode_page_token, listing_scope
+from shared.storage.base import WHERES, ConversationStore, MoveOutcome, Presence, Where
+from shared.titles import (
+    MODEL_TITLE_MAX_TOKENS,
+    clean_model_title,
+    make_preview,
+    make_title,
+    title_prompt,
+)
+from shared.turns import Turn, TurnResult
 
 log = logging.getLogger("parley.service")
 
-TITLE_CHARS = 50
-PREVIEW_CHARS = 100
-# clientMessageIds remembered per session for idempotent retries: the newest this many.
-IDEMPOTENCY_WINDOW = 100
-# Commit attempts before giving up on a hot session (each loss means another turn progressed).
-MAX_COMMIT_ATTEMPTS = 100
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 20, 100
+MESSAGES_LIMIT_DEFAULT, MESSAGES_LIMIT_MAX = 50, 200
 
-Restorer = Callable[[ConversationStore, str, str], Awaitable[SessionRecord | None]]
+# Storing a user message: attempts before answering 503 (each lost race means another turn of
+# the same session was stored; with the pauses below this is several seconds of contention).
+MAX_USER_ATTEMPTS = 40
+# Storing an answer the model has already produced: keep trying while the session exists, for
+# at most this long (contention only: a store that refuses writes fails the turn at once).
+ANSWER_COMMIT_PATIENCE_S = 120.0
+# Randomised exponential pauses between attempts: first ~10 ms, at most this long.
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
+# A title is rarely contended; a few attempts, then the first-message title stays.
+MAX_TITLE_ATTEMPTS = 5
 
-
-def make_title(message: str) -> str:
-    """The first 50 characters of the first message, cut at a word boundary where possible."""
-    text = re.sub(r"\s+", " ", message).strip()
-    if len(text) <= TITLE_CHARS:
-        return text
-    cut = text[: TITLE_CHARS + 1]
-    at_space = cut.rfind(" ")
-    # Cut at a word only if that keeps most of the title; a single long word is cut hard.
-    if at_space >= TITLE_CHARS // 2:
-        return cut[:at_space].rstrip()
-    return text[:TITLE_CHARS].rstrip()
-
-
-def make_preview(message: str) -> str:
-    return message[:PREVIEW_CHARS]
+Sleep = Callable[[float], Awaitable[None]]
+FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
 
 
 def derived_session_id(email: str, client_message_id: str) -> str:
@@ -82,105 +88,37 @@ def derived_session_id(email: str, client_message_id: str) -> str:
     return "s_" + digest[:32]
 
 
-def _token_owner(email: str) -> str:
-    # Binds a page token to its user, so a token passed to someone else is refused up front
-    # instead of being handed to the store's paging with another partition.
-    return hashlib.sha256(f"page-token\n{email}".encode()).hexdigest()[:16]
+def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: spreads contending writers apart."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
+    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-def encode_page_token(where: Where, store_token: str, email: str) -> str:
-    body = {"w": where, "u": _token_owner(email), "t": store_token}
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def title_of(raw: str) -> str:
+    """A title the user sets: trimmed, 1 to 100 characters."""
+    title = raw.strip()
+    if not title or len(title) > TITLE_MAX_CHARS:
+        raise InvalidRequest(f"title must be 1 to {TITLE_MAX_CHARS} characters.")
+    if any(ch in title for ch in "\r\n"):
+        raise InvalidRequest("title must be one line.")
+    return title
 
 
-def decode_page_token(token: str, where: Where, email: str) -> str:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if (
-            not isinstance(data, dict)
-            or data.get("w") != where
-            or data.get("u") != _token_owner(email)
-            or not isinstance(data["t"], str)
-        ):
-            raise ValueError("token shape")
-        return str(data["t"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
-        raise InvalidRequest("continuationToken is not valid for this listing.") from None
+def with_messages(session: SessionRecord, messages: list[MessageRecord]) -> SessionRecord:
+    """The session item after appending ``messages``: counters and time."""
+    return session.model_copy(
+        update={
+            "message_count": session.message_count + len(messages),
+            "last_seq": messages[-1].seq,
+            "updated_at": messages[-1].timestamp,
+        }
+    )
 
 
-@dataclass
-class TurnResult:
-    session_id: str
-    title: str
-    user: MessageOut
-    assistant: MessageOut
-
-    def to_response(self) -> ChatResponse:
-        return ChatResponse(
-            session_id=self.session_id, title=self.title, messages=[self.user, self.assistant]
-        )
-
-
-@dataclass
-class Turn:
-    """A chat turn whose user message is stored. ``deltas()`` streams the answer;
-    ``result()`` waits for the stored answer.
-
-    The model call and the final write run in a task of their own, so the answer is stored
-    even when a streaming client goes away half-way.
-    """
-
-    session_id: str
-    title: str
-    user: MessageRecord
-    _answer: Callable[[asyncio.Queue[str | None]], Awaitable[MessageRecord]]
-    _replayed: MessageRecord | None = None
-    _task: asyncio.Task[MessageRecord] | None = field(default=None, init=False)
-    _queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue, init=False)
-
-    def _start(self) -> asyncio.Task[MessageRecord]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-            _RUNNING.add(self._task)
-            self._task.add_done_callback(_finished)
-        return self._task
-
-    async def _run(self) -> MessageRecord:
-        try:
-            return await self._answer(self._queue)
-        finally:
-            self._queue.put_nowait(None)  # end of stream, also on failure
-
-    async def deltas(self) -> AsyncIterator[str]:
-        """The answer's text as it arrives (a replayed answer comes in one piece)."""
-        if self._replayed is not None:
-            yield self._replayed.content
-            return
-        task = self._start()
-        while (piece := await self._queue.get()) is not None:
-            yield piece
-        await asyncio.shield(task)  # raises the model's error, if any
-
-    async def result(self) -> TurnResult:
-        if self._replayed is not None:
-            assistant = self._replayed
-        else:
-            assistant = await asyncio.shield(self._start())
-        return TurnResult(self.session_id, self.title, self.user.to_api(), assistant.to_api())
-
-
-# Strong references to answer tasks: a task nobody references may be garbage-collected.
-_RUNNING: set[asyncio.Task[MessageRecord]] = set()
-
-
-def _finished(task: asyncio.Task[MessageRecord]) -> None:
-    _RUNNING.discard(task)
-    if not task.cancelled():
-        # Mark a failure as seen: when the streaming client has gone, nobody awaits the task,
-        # and the failure was logged where it happened.
-        task.exception()
+@dataclass(frozen=True)
+class Located:
+    session: SessionRecord
+    where: Where
 
 
 class ConversationService:
@@ -191,15 +129,15 @@ class ConversationService:
         settings: Settings,
         *,
         clock: Clock | None = None,
-        restore: Restorer | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.store = store
         self.model = model
         self.settings = settings
         self.clock = clock or SystemClock()
-        self._restore = restore
+        self._sleep = sleep
 
-    # ---- chat --------------------------------------------------------------------------------
+    # ---- chat ----------------------------------------------------------------------------------
 
     def validate_message(self, request: ChatRequest) -> None:
         if not request.message.strip():
@@ -214,32 +152,55 @@ class ConversationService:
         request itself is raised here, before any answer starts."""
         self.validate_message(request)
         cmid = request.client_message_id
-        if request.session_id is None:
-            session_id = derived_session_id(email, cmid) if cmid else new_session_id()
-            session = await self.store.get_session(email, session_id) if cmid else None
-            if session is None:
-                return await self._start_session(email, session_id, request)
-        else:
-            session = await self._find_for_turn(email, request.session_id)
-
-        if cmid and (ref := session.client_requests.get(cmid)):
-            return await self._replay(email, session, ref)
-        return await self._append_user_message(email, session, request)
+        if request.session_id is not None:
+            if not is_session_id(request.session_id):
+                raise NotFound()
+            return await self._continue(email, request.session_id, request, may_create=False)
+        if cmid:
+            # A retried first message finds its session (wherever it is now) by this id.
+            return await self._continue(
+                email, derived_session_id(email, cmid), request, may_create=True
+            )
+        return await self._start_session(email, new_session_id(), request)
 
     async def chat(self, email: str, request: ChatRequest) -> TurnResult:
         turn = await self.begin_turn(email, request)
         return await turn.result()
 
-    async def _find_for_turn(self, email: str, session_id: str) -> SessionRecord:
-        if not is_session_id(session_id):
-            raise NotFound()
-        session = await self.store.get_session(email, session_id)
-        if session is None and self._restore is not None:
-            # An archived conversation comes back to the active store before it continues.
-            session = await self._restore(self.store, email, session_id)
-        if session is None:
-            raise NotFound()
-        return session
+    async def _continue(
+        self, email: str, session_id: str, request: ChatRequest, *, may_create: bool
+    ) -> Turn:
+        for attempt in range(MAX_USER_ATTEMPTS):
+            view = await self.store.read_turn(
+                email, session_id, history=self.settings.max_history_messages
+            )
+            if view.presence is Presence.ARCHIVED:
+                # An archived conversation comes back to the active store before it continues.
+                await self._restore(email, session_id, attempt)
+                continue
+            if view.presence is Presence.MISSING:
+                if not may_create:
+                    raise NotFound()
+                try:
+                    return await self._start_session(email, session_id, request)
+                except ConcurrencyConflict:
+                    continue  # created meanwhile (a concurrent retry): read it
+            assert view.session is not None
+            try:
+                return await self._append_user_message(view.session, list(view.window), request)
+            except DuplicateRequest as duplicate:
+                return await self._replay(email, session_id, request, duplicate.existing)
+            except ConcurrencyConflict:
+                await self._sleep(backoff_delay(attempt))
+        raise _too_contended(session_id)
+
+    async def _restore(self, email: str, session_id: str, attempt: int) -> None:
+        outcome = await self.store.restore(email, session_id)
+        if outcome is MoveOutcome.MOVED:
+            log.info("session_restored", extra={"session_id": session_id})
+        elif outcome in (MoveOutcome.BUSY, MoveOutcome.CHANGED):
+            # Another request is moving it right now: let it finish, then read again.
+            await self._sleep(backoff_delay(attempt))
 
     def _user_record(self, session_id: str, seq: int, request: ChatRequest) -> MessageRecord:
         return MessageRecord(
@@ -251,24 +212,14 @@ class ConversationService:
             client_message_id=request.client_message_id,
         )
 
-    def _with_messages(
-        self, session: SessionRecord, messages: list[MessageRecord]
-    ) -> SessionRecord:
-        """The session item after appending ``messages``: counters, time, context window."""
-        context = [*session.context, *(ContextMessage(**m.model_dump()) for m in messages)]
-        return session.model_copy(
-            update={
-                "message_count": session.message_count + len(messages),
-                "last_seq": messages[-1].seq,
-                "updated_at": messages[-1].timestamp,
-                # The window stays within the model's budget, so the item never grows with
-                # the conversation.
-                "context": trim_history(
-                    context,
-                    max_messages=self.settings.max_history_messages,
-                    max_tokens=self.settings.max_context_tokens,
-                ),
-            }
+    @staticmethod
+    def _request_record(user: MessageRecord) -> RequestRecord | None:
+        if not user.client_message_id:
+            return None
+        return RequestRecord(
+            session_id=user.session_id,
+            client_message_id=user.client_message_id,
+            user_seq=user.seq,
         )
 
     async def _start_session(self, email: str, session_id: str, request: ChatRequest) -> Turn:
@@ -281,95 +232,97 @@ class ConversationService:
             created_at=user.timestamp,
             updated_at=user.timestamp,
         )
-        session = self._remember_request(self._with_messages(empty, [user]), user)
-        try:
-            stored = await self.store.commit(session, [user], expected_etag=None)
-        except ConcurrencyConflict:
-            # Only a derived id can collide: the same first message retried concurrently.
-            existing = await self.store.get_session(email, session_id)
-            ref = (
-                existing.client_requests.get(request.client_message_id or "") if existing else None
-            )
-            if existing is None or ref is None:
-                raise InternalError() from None
-            return await self._replay(email, existing, ref)
-        log.info("session_created", extra={"session_id": session_id})
-        return self._turn(email, stored, user)
-
-    @staticmethod
-    def _remember_request(
-        session: SessionRecord, user: MessageRecord, assistant_seq: int | None = None
-    ) -> SessionRecord:
-        if not user.client_message_id:
-            return session
-        requests = dict(session.client_requests)
-        requests.pop(user.client_message_id, None)
-        requests[user.client_message_id] = ClientRequestRef(
-            user_seq=user.seq, assistant_seq=assistant_seq
+        stored = await self.store.append(
+            with_messages(empty, [user]),
+            [user],
+            expected_etag=None,
+            request=self._request_record(user),
         )
-        while len(requests) > IDEMPOTENCY_WINDOW:  # dicts keep insertion order: oldest first
-            requests.pop(next(iter(requests)))
-        return session.model_copy(update={"client_requests": requests})
+        log.info("session_created", extra={"session_id": session_id})
+        title = self._model_title(email, session_id, request.message)
+        return self._turn(email, stored, user, [], title=title)
 
     async def _append_user_message(
-        self, email: str, session: SessionRecord, request: ChatRequest
+        self, session: SessionRecord, window: list[MessageRecord], request: ChatRequest
     ) -> Turn:
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            if request.client_message_id and (
-                ref := session.client_requests.get(request.client_message_id)
-            ):
-                return await self._replay(email, session, ref)  # a concurrent retry won
-            user = self._user_record(session.id, session.last_seq + 1, request)
-            updated = self._remember_request(self._with_messages(session, [user]), user)
-            try:
-                stored = await self.store.commit(updated, [user], expected_etag=session.etag)
-            except ConcurrencyConflict:
-                session = await self._reread(email, session.id)
-                continue
-            return self._turn(email, stored, user)
-        raise _too_contended(session.id)
+        user = self._user_record(session.id, session.last_seq + 1, request)
+        stored = await self.store.append(
+            with_messages(session, [user]),
+            [user],
+            expected_etag=session.etag,
+            request=self._request_record(user),
+        )
+        return self._turn(session.email, stored, user, window)
 
-    async def _reread(self, email: str, session_id: str) -> SessionRecord:
-        session = await self.store.get_session(email, session_id)
-        if session is None and self._restore is not None:
-            # Archived between our read and our write: bring it back and carry on.
-            session = await self._restore(self.store, email, session_id)
-        if session is None:  # deleted while we were writing
-            raise NotFound()
-        return session
+    async def _replay(
+        self,
+        email: str,
+        session_id: str,
+        request: ChatRequest,
+        existing: RequestRecord | None,
+    ) -> Turn:
+        """A retry of a clientMessageId: store nothing twice, answer what was answered (or
+        answer now, if the first attempt's answer was never stored)."""
+        assert request.client_message_id
+        if existing is None:
+            existing = await self.store.get_request(
+                email, session_id, request.client_message_id, where="active"
+            )
+        user = (
+            await self.store.get_message(email, session_id, existing.user_seq, where="active")
+            if existing
+            else None
+        )
+        if existing is None or user is None:
+            raise _too_contended(session_id)  # moved or deleted in between: the client retries
+        if user.content != request.message:
+            raise Conflict("This clientMessageId was already used for another message.")
+        session = await self.store.get_session(email, session_id, where="active")
+        if session is None:
+            raise _too_contended(session_id)
+        if existing.assistant_seq is not None:
+            answer = await self.store.get_message(
+                email, session_id, existing.assistant_seq, where="active"
+            )
+            if answer is not None:
+                return Turn(session.id, session.title, user, _replayed=answer)
+        # The first attempt stored the question but not (yet) an answer: answer it now. A
+        # concurrent attempt that stores its answer first wins (see _store_answer).
+        window, _ = await self.store.page_messages(
+            email,
+            session_id,
+            where="active",
+            limit=max(self.settings.max_history_messages - 1, 0),
+            before_seq=user.seq,
+        )
+        return self._turn(email, session, user, window)
 
-    async def _replay(self, email: str, session: SessionRecord, ref: ClientRequestRef) -> Turn:
-        """A retry of a clientMessageId: store nothing twice, answer what was answered."""
-        user = await self.store.get_message(email, session.id, ref.user_seq)
-        if user is None:
-            raise NotFound()
-        assistant = None
-        if ref.assistant_seq is not None:
-            assistant = await self.store.get_message(email, session.id, ref.assistant_seq)
-        turn = self._turn(email, session, user)
-        turn._replayed = assistant
-        return turn
-
-    def _turn(self, email: str, session: SessionRecord, user: MessageRecord) -> Turn:
+    def _turn(
+        self,
+        email: str,
+        session: SessionRecord,
+        user: MessageRecord,
+        window: list[MessageRecord],
+        *,
+        title: Awaitable[str | None] | None = None,
+    ) -> Turn:
         async def answer(queue: asyncio.Queue[str | None]) -> MessageRecord:
-            return await self._answer(email, session, user, queue)
+            return await self._answer(email, session, user, window, queue)
 
-        return Turn(session_id=session.id, title=session.title, user=user, _answer=answer)
+        return Turn(session.id, session.title, user, _answer=answer, _title=title)
 
     async def _answer(
         self,
         email: str,
         session: SessionRecord,
         user: MessageRecord,
+        window: list[MessageRecord],
         queue: asyncio.Queue[str | None],
     ) -> MessageRecord:
-        # The model sees the stored window up to and including this turn's user message.
-        history = [m for m in session.context if m.seq <= user.seq]
-        if not history or history[-1].seq != user.seq:  # a retry whose message left the window
-            history = [*history, ContextMessage(seq=user.seq, role="user", content=user.content)]
+        # The model sees the stored history up to and including this turn's user message.
         messages = model_messages(
             self.settings.system_prompt,
-            history,
+            [*window, user],
             max_messages=self.settings.max_history_messages,
             max_tokens=self.settings.max_context_tokens,
         )
@@ -409,13 +362,11 @@ class ConversationService:
         content: str,
         usage: Usage | None,
     ) -> MessageRecord:
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            ref = session.client_requests.get(user.client_message_id or "")
-            if ref is not None and ref.assistant_seq is not None:
-                # A concurrent retry of the same request stored its answer first: keep that one.
-                existing = await self.store.get_message(email, session.id, ref.assistant_seq)
-                if existing is not None:
-                    return existing
+        """Store the answer the model gave. It is not given up for contention while the session
+        exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
+        started = self.clock.now()
+        request = self._request_record(user)
+        for attempt in count():
             assistant = MessageRecord(
                 session_id=session.id,
                 seq=session.last_seq + 1,
@@ -426,59 +377,239 @@ class ConversationService:
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
             )
-            updated = self._with_messages(session, [assistant])
-            updated = self._remember_request(updated, user, assistant.seq)
+            answered = (
+                request.model_copy(update={"assistant_seq": assistant.seq}) if request else None
+            )
             try:
-                await self.store.commit(updated, [assistant], expected_etag=session.etag)
+                await self.store.append(
+                    with_messages(session, [assistant]),
+                    [assistant],
+                    expected_etag=session.etag,
+                    request=answered,
+                )
+                return assistant
             except ConcurrencyConflict:
-                session = await self._reread(email, session.id)
-                continue
-            return assistant
-        raise _too_contended(session.id)
+                waited = (self.clock.now() - started).total_seconds()
+                if waited > ANSWER_COMMIT_PATIENCE_S:
+                    raise _too_contended(session.id) from None
+                await self._sleep(backoff_delay(attempt))
+            session = await self._live_session(email, session.id, attempt)
+            if request is not None:
+                stored = await self._stored_answer(email, session.id, request.client_message_id)
+                if stored is not None:  # a concurrent retry of the same request won
+                    return stored
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    # ---- list, get, delete -------------------------------------------------------------------
+    async def _live_session(self, email: str, session_id: str, attempt: int) -> SessionRecord:
+        """The session item as it is now, restoring it if it was archived meanwhile; 404 if it
+        was deleted (the answer then goes with it)."""
+        while True:
+            view = await self.store.read_turn(email, session_id, history=0)
+            if view.presence is Presence.LIVE and view.session is not None:
+                return view.session
+            if view.presence is Presence.MISSING:
+                raise NotFound()
+            await self._restore(email, session_id, attempt)
+            attempt += 1
+
+    async def _stored_answer(
+        self, email: str, session_id: str, client_message_id: str
+    ) -> MessageRecord | None:
+        existing = await self.store.get_request(
+            email, session_id, client_message_id, where="active"
+        )
+        if existing is None or existing.assistant_seq is None:
+            return None
+        return await self.store.get_message(
+            email, session_id, existing.assistant_seq, where="active"
+        )
+
+    # ---- titles --------------------------------------------------------------------------------
+
+    def _model_title(
+        self, email: str, session_id: str, first_message: str
+    ) -> Awaitable[str | None] | None:
+        if self.settings.resolved_title_mode != "model":
+            return None
+        return self._write_model_title(email, session_id, first_message)
+
+    async def _write_model_title(
+        self, email: str, session_id: str, first_message: str
+    ) -> str | None:
+        """Ask the model for a title and store it with a conditional write; never fails the
+        turn: a failure is logged and the first-message title stays."""
+        try:
+            answer = await asyncio.wait_for(
+                self.model.complete(
+                    title_prompt(first_message),
+                    max_tokens=MODEL_TITLE_MAX_TOKENS,
+                    timeout_s=self.settings.title_timeout_s,
+                ),
+                timeout=self.settings.title_timeout_s,
+            )
+            title = clean_model_title(answer)
+            if title is None:
+                log.warning("title_failed", extra={"session_id": session_id, "reason": "empty"})
+                return None
+            return await self._set_title(email, session_id, title, source="model")
+        except (ApiError, TimeoutError) as exc:
+            reason = exc.code if isinstance(exc, ApiError) else "timeout"
+            log.warning("title_failed", extra={"session_id": session_id, "reason": reason})
+        except Exception as exc:  # never a turn's error; the type only (messages quote data)
+            log.error("title_failed %s", type(exc).__name__, extra={"session_id": session_id})
+        return None
+
+    async def _set_title(
+        self, email: str, session_id: str, title: str, *, source: TitleSource
+    ) -> str | None:
+        """One conditional write of the title (retried on a race). A model title never
+        replaces one the user set; returns the stored title, or None if it was not stored."""
+        for attempt in range(MAX_TITLE_ATTEMPTS):
+            located = await self._locate(email, session_id)
+            if located is None:
+                return None
+            session = located.session
+            if source == "model" and session.title_source == "user":
+                return None
+            assert session.etag is not None
+            try:
+                await self.store.save_session(
+                    session.model_copy(update={"title": title, "title_source": source}),
+                    where=located.where,
+                    expected_etag=session.etag,
+                )
+                return title
+            except ConcurrencyConflict:
+                await self._sleep(backoff_delay(attempt))
+        return None
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    async def _locate(self, email: str, session_id: str) -> Located | None:
+        if not is_session_id(session_id):
+            return None
+        for where in WHERES:
+            session = await self.store.get_session(email, session_id, where=where)
+            if session is not None:
+                return Located(session, where)
+        return None
+
+    async def _find(self, email: str, session_id: str) -> Located:
+        located = await self._locate(email, session_id)
+        if located is None:
+            raise NotFound()
+        return located
 
     async def list_sessions(
         self, email: str, *, limit: int, continuation: str | None, archived: bool
     ) -> SessionList:
         where: Where = "archive" if archived else "active"
-        store_token = decode_page_token(continuation, where, email) if continuation else None
-        sessions, next_token = await self.store.list_sessions(
-            email, limit=limit, continuation=store_token, where=where
+        scope = listing_scope(f"list:{where}")
+        after = decode_page_token(continuation, scope, email) if continuation else None
+        sessions, position = await self.store.list_sessions(
+            email, where=where, limit=limit, after=after
         )
         return SessionList(
             sessions=[s.to_summary() for s in sessions],
-            continuation_token=(
-                encode_page_token(where, next_token, email) if next_token else None
-            ),
+            continuation_token=encode_page_token(scope, position, email) if position else None,
         )
 
     async def get_session(self, email: str, session_id: str) -> SessionDetail:
-        if not is_session_id(session_id):
-            raise NotFound()
-        for where in ("active", "archive"):
-            session = await self.store.get_session(email, session_id, where)
-            if session is not None:
-                messages = await self.store.list_messages(email, session_id, where)
-                return SessionDetail(
-                    **session.to_summary().model_dump(),
-                    messages=[m.to_api() for m in messages],
+        located = await self._find(email, session_id)
+        messages, more = await self.store.page_messages(
+            email, session_id, where=located.where, limit=self.settings.max_session_messages
+        )
+        return SessionDetail(
+            **located.session.to_summary().model_dump(),
+            messages=[m.to_api() for m in messages],
+            has_more_messages=more,
+        )
+
+    async def page_messages(
+        self, email: str, session_id: str, *, before: str | None, limit: int
+    ) -> MessagePage:
+        located = await self._find(email, session_id)
+        before_seq = self._seq_in(session_id, before) if before is not None else None
+        messages, more = await self.store.page_messages(
+            email, session_id, where=located.where, limit=limit, before_seq=before_seq
+        )
+        return MessagePage(messages=[m.to_api() for m in messages], has_more=more)
+
+    @staticmethod
+    def _seq_in(session_id: str, message_id: str) -> int:
+        """The seq of a message id of this session; any other id cannot be here: 404."""
+        parsed = parse_message_id(message_id)
+        if parsed is None or parsed[0] != session_id:
+            raise NotFound("No such message.")
+        return parsed[1]
+
+    # ---- managing ------------------------------------------------------------------------------
+
+    async def rename(self, email: str, session_id: str, raw_title: str) -> SessionSummary:
+        title = title_of(raw_title)
+        await self._find(email, session_id)
+        if await self._set_title(email, session_id, title, source="user") is None:
+            # Deleted meanwhile, or so contended that five writes lost: say which.
+            if await self._locate(email, session_id) is None:
+                raise NotFound()
+            raise _too_contended(session_id)
+        located = await self._find(email, session_id)
+        return located.session.to_summary()
+
+    async def set_feedback(
+        self, email: str, session_id: str, message_id: str, request: FeedbackRequest | None
+    ) -> MessageOut | None:
+        """Rate an assistant message (``request``), or clear its rating (None)."""
+        seq = self._seq_in(session_id, message_id)
+        for attempt in range(MAX_USER_ATTEMPTS):
+            located = await self._find(email, session_id)
+            message = await self.store.get_message(email, session_id, seq, where=located.where)
+            if message is None:
+                raise NotFound("No such message.")
+            if message.role != "assistant":
+                raise InvalidRequest("Only assistant messages take feedback.")
+            feedback = (
+                Feedback(
+                    rating=request.rating, comment=request.comment, updated_at=self.clock.now()
                 )
-        raise NotFound()
+                if request is not None
+                else None
+            )
+            assert located.session.etag is not None
+            try:
+                stored = await self.store.set_feedback(
+                    email,
+                    session_id,
+                    seq,
+                    feedback,
+                    where=located.where,
+                    expected_etag=located.session.etag,
+                )
+            except ConcurrencyConflict:
+                await self._sleep(backoff_delay(attempt))
+                continue
+            if stored is None:
+                raise NotFound("No such message.")
+            # One structured line per change, for satisfaction per model (docs/operations.md):
+            # ids, rating and model only; never the comment or the user.
+            fields = {
+                "sessionId": session_id,
+                "messageId": message_id,
+                "rating": feedback.rating if feedback else None,
+                "model": message.model,
+            }
+            log.info("%s%s", FEEDBACK_LOG_PREFIX, json.dumps(fields, separators=(",", ":")))
+            return stored.to_api()
+        raise _too_contended(session_id)
 
     async def delete_session(self, email: str, session_id: str) -> None:
         if not is_session_id(session_id):
             raise NotFound()
-        found = False
-        for where in ("active", "archive"):
-            found = await self.store.delete_session(email, session_id, where) or found
-        if not found:
+        if not await self.store.delete_session(email, session_id):
             raise NotFound()
         log.info("session_deleted", extra={"session_id": session_id})
 
 
 def _too_contended(session_id: str) -> ApiError:
-    from shared.errors import StorageUnavailable
-
     log.warning("commit_gave_up", extra={"session_id": session_id})
     return StorageUnavailable("The session is too busy right now; try again.", retry_after_s=1)

@@ -29,4 +29,11 @@ class ChatModel(Protocol):
         (or RateLimited) when the model cannot answer."""
         ...
 
+    async def complete(
+        self, messages: Sequence[ModelMessage], *, max_tokens: int, timeout_s: float
+    ) -> str:
+        """One short answer in one piece, with its own token limit and timeout (titles).
+        Raises ModelError (or RateLimited) when the model cannot answer in time."""
+        ...
+
     async def close(self) -> None: ...

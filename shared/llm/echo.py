@@ -12,15 +12,24 @@ class EchoModel:
 
     name = "echo"
 
-    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+    @staticmethod
+    def reply(messages: Sequence[ModelMessage]) -> str:
         conversation = [m for m in messages if m["role"] != "system"]
         earlier, latest = conversation[:-1], conversation[-1]
-        reply = f"echo[{len(earlier)}]: {latest['content']}"
+        return f"echo[{len(earlier)}]: {latest['content']}"
+
+    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
         # Word by word, so streaming is exercised even without a model service.
-        words = reply.split(" ")
+        words = self.reply(messages).split(" ")
         for index, word in enumerate(words):
             yield word if index == len(words) - 1 else word + " "
         yield Usage(model=self.name, prompt_tokens=0, completion_tokens=len(words))
+
+    async def complete(
+        self, messages: Sequence[ModelMessage], *, max_tokens: int, timeout_s: float
+    ) -> str:
+        # The same rule, in one piece: a title call is answered deterministically.
+        return self.reply(messages)
 
     async def close(self) -> None:
         return None

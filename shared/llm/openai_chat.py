@@ -24,8 +24,9 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from openai.types.chat import ChatCompletionMessageParam
 
+from shared.azure_credential import azure_credential
 from shared.config import Settings
-from shared.errors import ModelError, RateLimited
+from shared.errors import DEFAULT_RETRY_AFTER_S, ModelError, RateLimited
 from shared.llm.base import ChatModel, ModelMessage, Usage
 
 log = logging.getLogger("parley.llm")
@@ -35,8 +36,7 @@ AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Local servers (Ollama, llama.cpp, vLLM...) need no key, but the SDK sends a bearer header
 # whatever happens; a visible placeholder says that no real key is in use.
 KEYLESS_PLACEHOLDER = "no-key"
-# Retry-After when the model's 429 names none, and the most we ever tell a caller to wait.
-DEFAULT_RETRY_AFTER_S = 5
+# The most we ever tell a caller to wait (a 429 naming no time gets errors' default).
 MAX_RETRY_AFTER_S = 600
 
 
@@ -84,6 +84,24 @@ class OpenAIChatModel:
         except (openai.OpenAIError, ClientAuthenticationError) as exc:
             raise self._translate(exc) from None
         yield usage
+
+    async def complete(
+        self, messages: Sequence[ModelMessage], *, max_tokens: int, timeout_s: float
+    ) -> str:
+        try:
+            # No retries: a short call is not worth waiting for (the caller has a fallback).
+            client = self.client.with_options(max_retries=0, timeout=timeout_s)
+            completion = await client.chat.completions.create(
+                model=self.name,
+                messages=_to_openai(messages),
+                # max_completion_tokens: what current models accept (max_tokens is refused by
+                # reasoning models); OpenAI-compatible servers ignore or honour it.
+                max_completion_tokens=max_tokens,
+            )
+        except (openai.OpenAIError, ClientAuthenticationError) as exc:
+            raise self._translate(exc) from None
+        choices = completion.choices
+        return (choices[0].message.content or "") if choices else ""
 
     def _translate(self, exc: Exception) -> ModelError | RateLimited:
         fields: dict[str, object] = {"provider": self.provider, "error": type(exc).__name__}
@@ -143,21 +161,6 @@ def _number(value: str, divisor: int) -> float | None:
 
 
 # ---- construction ---------------------------------------------------------------------------
-
-
-def azure_credential(settings: Settings) -> AsyncTokenCredential:
-    """The identity that gets Entra tokens for Azure OpenAI.
-
-    With ``AZURE_CLIENT_ID`` (what the infrastructure sets for the app's user-assigned
-    identity) the managed identity is asked directly: no credential chain to walk on a cold
-    start, and no chance of picking another identity. Without it, DefaultAzureCredential finds
-    a system-assigned identity in Azure, or a developer's ``az login`` locally.
-    """
-    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-
-    if settings.azure_client_id:
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
-    return DefaultAzureCredential()
 
 
 def make_azure_model(

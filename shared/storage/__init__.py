@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from shared.config import Settings
-from shared.storage.base import ConversationStore
+from shared.storage.base import Store
 
 
-def make_store(settings: Settings) -> ConversationStore:
+def make_store(settings: Settings) -> Store:
     if settings.resolved_storage_backend == "cosmos":
         from shared.storage.cosmos import CosmosStore  # heavy: only when configured
 
-        store: ConversationStore = CosmosStore.from_settings(settings)
+        store: Store = CosmosStore.from_settings(settings)
         return store
     from shared.storage.sqlite import SqliteStore
 

@@ -1,29 +1,73 @@
-"""The ConversationStore protocol: everything the service needs from a database.
+"""The store protocols: everything the service and the archival pass need from a database.
 
-A store persists what the service decides; it knows no rule of API.md. Each write is atomic
-(one Cosmos transactional batch, one SQLite transaction) and guarded by the session's ETag.
-Every call names the caller's email, the partition key, except the archival scans.
+A store persists what the service decides; it knows no rule of the API. Every call names the
+caller's email, the partition key, except the archival scans. ``where`` (always a keyword)
+picks the container: ``"active"`` (Conversations) or ``"archive"`` (ConversationsArchive).
 
-``where`` picks the container: ``"active"`` (Conversations) or ``"archive"``
-(ConversationsArchive); both hold the same kinds of items.
+Two protocols, for two audiences:
+
+- ``ConversationStore``: the request path (turns, reads, rename, feedback, search, deletes,
+  and the restore a turn starts when its session is archived);
+- ``ArchiveStore``: the archival pass (scans across users, moves, finishing interrupted work).
+
+What every store guarantees (``docs/design.md``, "Concurrency" and "Moving a session"):
+
+- each write is atomic and guarded by the session item's ETag, and any change to any item of a
+  session changes that ETag in the same atomic write;
+- a session id names at most one session of a user, across both containers;
+- a move, a delete or an erase interrupted at any point loses nothing acknowledged, hides
+  nothing half-done from readers, and is finished by the next call that meets it or by the
+  archival pass's housekeeping.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from shared.models import MessageRecord, SessionRecord
+from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
 
 Where = Literal["active", "archive"]
+WHERES: tuple[Where, Where] = ("active", "archive")
 
 MAX_BATCH_OPERATIONS = 100  # Cosmos' limit for one transactional batch; SQLite follows it too
 
 
-class SessionRef(BaseModel):
-    """A session found by an archival scan: just enough to move it safely."""
+def other(where: Where) -> Where:
+    return "archive" if where == "active" else "active"
+
+
+class Presence(enum.Enum):
+    """Where a session is, as a turn sees it."""
+
+    LIVE = "live"  # in the active container: a turn can continue it
+    ARCHIVED = "archived"  # in the archive (or on its way back): restore it, then continue
+    MISSING = "missing"  # never existed, deleted, or being deleted
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """What a turn reads in one round trip: the session item and its newest messages."""
+
+    presence: Presence
+    session: SessionRecord | None = None  # set when LIVE
+    window: tuple[MessageRecord, ...] = ()  # the newest messages, oldest first
+
+
+class MoveOutcome(enum.Enum):
+    MOVED = "moved"
+    CHANGED = "changed"  # the session changed since it was read: the source is untouched
+    BUSY = "busy"  # another move of this session is under way: try again later
+    GONE = "gone"  # not in the source (deleted, or already moved)
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    """A session found by an archival scan: just enough to move or expire it safely."""
 
     email: str
     session_id: str
@@ -31,99 +75,166 @@ class SessionRef(BaseModel):
     etag: str
 
 
-class OrphanRef(BaseModel):
-    """Message items whose session item is gone (an interrupted delete)."""
+@dataclass(frozen=True)
+class Unfinished:
+    """A move or delete that stopped half-way (a crash, a timeout), for housekeeping."""
 
+    where: Where
     email: str
     session_id: str
+    state: str
+
+
+class SearchHit(BaseModel):
+    """One message of a session that contains the phrase."""
+
+    seq: int
+    role: Literal["user", "assistant"]
+    text: str
 
 
 class ConversationStore(Protocol):
-    # ---- reads -------------------------------------------------------------------------------
+    # ---- a turn --------------------------------------------------------------------------------
 
-    async def get_session(
-        self, email: str, session_id: str, where: Where = "active"
-    ) -> SessionRecord | None:
-        """One point read of the session item; None when missing or being deleted."""
+    async def read_turn(self, email: str, session_id: str, *, history: int) -> TurnView:
+        """Where the session is and, when it is live, its item and newest ``history`` messages:
+        one round trip."""
         ...
 
-    async def get_message(
-        self, email: str, session_id: str, seq: int, where: Where = "active"
-    ) -> MessageRecord | None:
-        """One point read of a message item."""
-        ...
-
-    async def list_messages(
-        self, email: str, session_id: str, where: Where = "active"
-    ) -> list[MessageRecord]:
-        """Every message item of the session, in sequence order (one partition query)."""
-        ...
-
-    async def list_sessions(
-        self, email: str, *, limit: int, continuation: str | None, where: Where = "active"
-    ) -> tuple[list[SessionRecord], str | None]:
-        """Session items only, newest ``updated_at`` first (ties by id), and the next page's
-        token (None on the last page). Tokens are the store's own and opaque to callers."""
-        ...
-
-    # ---- the turn's writes ---------------------------------------------------------------------
-
-    async def commit(
+    async def append(
         self,
         session: SessionRecord,
         messages: list[MessageRecord],
         *,
         expected_etag: str | None,
-        where: Where = "active",
+        request: RequestRecord | None = None,
     ) -> SessionRecord:
-        """Atomically create ``messages`` and write ``session``: created when ``expected_etag``
-        is None, else replaced only if its ETag still matches. Raises ConcurrencyConflict when
-        another writer got there first (nothing is written). Returns the session with its new
-        ETag."""
+        """Atomically create ``messages`` in the active container, write ``session`` (created
+        when ``expected_etag`` is None, else replaced only if its ETag still matches) and
+        create or update ``request``. Raises ``ConcurrencyConflict`` when another writer got
+        there first, ``DuplicateRequest`` when a new ``request`` (``assistant_seq`` None) is
+        already recorded; nothing is written then. Returns the session with its new ETag."""
         ...
 
-    async def delete_session(self, email: str, session_id: str, where: Where = "active") -> bool:
-        """Mark the session deleted, remove its messages in batches of at most 100, then the
-        session item. Safe to repeat after a crash. True if there was anything to delete."""
+    async def restore(self, email: str, session_id: str) -> MoveOutcome:
+        """Bring an archived session back to the active container (or finish doing so)."""
         ...
 
-    # ---- archival primitives (shared.archive) --------------------------------------------------
+    # ---- reads ---------------------------------------------------------------------------------
 
-    async def scan_sessions(
+    async def get_session(
+        self, email: str, session_id: str, *, where: Where
+    ) -> SessionRecord | None:
+        """One point read; None unless the session is readable there."""
+        ...
+
+    async def get_message(
+        self, email: str, session_id: str, seq: int, *, where: Where
+    ) -> MessageRecord | None: ...
+
+    async def get_request(
+        self, email: str, session_id: str, client_message_id: str, *, where: Where
+    ) -> RequestRecord | None: ...
+
+    async def page_messages(
         self,
-        where: Where,
+        email: str,
+        session_id: str,
         *,
-        updated_before: datetime,
+        where: Where,
         limit: int,
-        continuation: str | None,
-    ) -> tuple[list[SessionRef], str | None]:
-        """One page of sessions (all users) not updated since ``updated_before``."""
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[MessageRecord], bool]:
+        """Up to ``limit`` messages, oldest first: the newest before ``before_seq`` (or the
+        newest of all), or the oldest after ``after_seq``; and whether more lie beyond the page
+        in that direction. One indexed query, whatever the conversation's length."""
         ...
 
-    async def put_items(
-        self, where: Where, session: SessionRecord | None, messages: list[MessageRecord]
-    ) -> None:
-        """Upsert items as they are (a copy between containers): repeatable, batched."""
+    async def list_sessions(
+        self, email: str, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        """Readable session items only, newest ``updated_at`` first (ties by id), and the next
+        page's position (None on the last page: never a position that leads to nothing)."""
         ...
 
-    async def delete_messages(
-        self, where: Where, email: str, session_id: str, seqs: list[int]
-    ) -> None:
-        """Delete these message items (missing ones are fine), in batches of at most 100."""
+    async def search(
+        self,
+        email: str,
+        phrase: str,
+        *,
+        where: Where,
+        limit: int,
+        after: str | None,
+        hits_per_session: int,
+    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+        """The caller's readable sessions whose title or messages contain ``phrase`` (matched
+        literally and case-insensitively), newest first like ``list_sessions``, each with its
+        first ``hits_per_session`` matching messages in order; and the next page's position."""
         ...
 
-    async def delete_session_item(
-        self, where: Where, email: str, session_id: str, *, expected_etag: str | None
-    ) -> None:
-        """Delete the session item, only if its ETag still matches (ConcurrencyConflict if
-        not); a missing item is fine."""
+    # ---- other writes --------------------------------------------------------------------------
+
+    async def save_session(
+        self, session: SessionRecord, *, where: Where, expected_etag: str
+    ) -> SessionRecord:
+        """Replace the session item (title changes) if its ETag still matches."""
         ...
 
-    async def scan_orphans(
-        self, where: Where, *, older_than: datetime, limit: int
-    ) -> list[OrphanRef]:
-        """Sessions whose message items older than ``older_than`` outlive their session
-        item."""
+    async def set_feedback(
+        self,
+        email: str,
+        session_id: str,
+        seq: int,
+        feedback: Feedback | None,
+        *,
+        where: Where,
+        expected_etag: str,
+    ) -> MessageRecord | None:
+        """Set (or clear) a message's feedback, in one atomic write that also moves the
+        session's ETag; None when the message does not exist."""
+        ...
+
+    async def delete_session(self, email: str, session_id: str) -> bool:
+        """Delete the session and everything of it in both containers (or finish a delete that
+        stopped half-way). True if there was anything to delete."""
+        ...
+
+    async def session_ids(self, email: str, *, limit: int) -> list[str]:
+        """Ids of any of the caller's sessions in either container, in any state (for erasing
+        everything); empty when nothing of the caller is left."""
         ...
 
     async def close(self) -> None: ...
+
+
+class ArchiveStore(Protocol):
+    async def scan_stale(
+        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
+    ) -> tuple[list[SessionRef], str | None]:
+        """One page of readable sessions (all users) not updated since ``updated_before``."""
+        ...
+
+    async def archive(self, ref: SessionRef) -> MoveOutcome:
+        """Move one session to the archive if it has not changed since the scan saw it."""
+        ...
+
+    async def expire(self, ref: SessionRef) -> bool:
+        """Delete an archived session if it has not changed since the scan saw it."""
+        ...
+
+    async def scan_unfinished(
+        self, *, older_than: datetime, limit: int, after: str | None
+    ) -> tuple[list[Unfinished], str | None]:
+        """Moves and deletes that stopped half-way before ``older_than``."""
+        ...
+
+    async def finish(self, item: Unfinished) -> bool:
+        """Finish (or safely undo) one interrupted move or delete; True if it did anything."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Store(ConversationStore, ArchiveStore, Protocol):
+    """What each store implements: both audiences' protocols (``shared.storage.make_store``)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PARTITION_KEY_PATH = "/EmailID"
+# Endpoints that can only be a local emulator (never an Azure account).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _indexing_policy() -> dict[str, Any]:
@@ -24,16 +26,25 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/sessionId/?"},
             {"path": "/seq/?"},
             {"path": "/updatedAt/?"},
-            {"path": "/timestamp/?"},  # the archival pass's orphan scan filters on it
-            {"path": "/deleting/?"},
+            # A move's or delete's state: housekeeping finds the few unfinished ones by these.
+            {"path": "/state/?"},
+            {"path": "/since/?"},
+            {"path": "/cleanup/?"},
         ],
         "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
-        # ORDER BY updatedAt DESC, id DESC (the list query) needs this composite index.
         "compositeIndexes": [
+            # The list: live session items of a user, newest first. Starting from ``type``
+            # the query reads session items only, not the message items around them.
             [
-                {"path": "/updatedAt", "order": "descending"},
-                {"path": "/id", "order": "descending"},
-            ]
+                {"path": "/type", "order": "ascending"},
+                {"path": "/updatedAt", "order": "ascending"},
+                {"path": "/id", "order": "ascending"},
+            ],
+            # A turn's read (the session item, then its newest messages) and message paging.
+            [
+                {"path": "/sessionId", "order": "ascending"},
+                {"path": "/seq", "order": "ascending"},
+            ],
         ],
     }
 

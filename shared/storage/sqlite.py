@@ -1,10 +1,12 @@
-"""The embedded store: one SQLite file (WAL), the same items as the Cosmos data model.
+"""The embedded store: one SQLite file (WAL), with the same records as the Cosmos data model.
 
-Tables mirror the Cosmos containers: ``sessions`` holds session items and ``messages`` one row
-per message, each row tagged with its container (``active`` or ``archive``) and keyed by the
-caller's email first, as Cosmos partitions by it. Each write is one ``BEGIN IMMEDIATE``
-transaction, so several processes can share the file safely; the session row's ``etag`` plays
-Cosmos' ``_etag`` for optimistic concurrency.
+Tables mirror the Cosmos containers: ``sessions``, ``messages`` and ``requests`` rows are each
+tagged with their container (``active`` or ``archive``) and keyed by the caller's email first,
+as Cosmos partitions by it. The session row's ``etag`` plays Cosmos' ``_etag``.
+
+Every write, including a whole move between containers, a delete and an expiry, is one
+``BEGIN IMMEDIATE`` transaction: SQLite can make them atomic, so nothing is ever half-moved or
+half-deleted here and several processes can share the file (``docs/design.md``, "SQLite").
 
 sqlite3 blocks, so every call runs in a worker thread with a connection of its own thread.
 """
@@ -12,25 +14,35 @@ sqlite3 blocks, so every call runs in a worker thread with a connection of its o
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from shared.errors import ConcurrencyConflict, InvalidRequest, StorageUnavailable
-from shared.models import MessageRecord, SessionRecord
-from shared.storage.base import MAX_BATCH_OPERATIONS, OrphanRef, SessionRef, Where
+from shared.clock import parse_iso, stored_time
+from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
+from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.storage.base import (
+    WHERES,
+    MoveOutcome,
+    Presence,
+    SearchHit,
+    SessionRef,
+    TurnView,
+    Unfinished,
+    Where,
+)
+from shared.storage.keyset import decode_position, encode_position
 
 T = TypeVar("T")
 
 # Each entry migrates the schema from version i to i + 1; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions and messages, tagged with their container.
     """
     CREATE TABLE sessions (
         container  TEXT    NOT NULL,
@@ -55,14 +67,46 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX messages_by_age ON messages (container, timestamp);
     """,
+    # 2: clientMessageIds get rows of their own (kept for the session's life, not the newest
+    # 100 on the session row); the context window is read from the messages, not the session
+    # row; deletes interrupted under version 1 are finished; leftovers of version 1's
+    # archival moves (messages whose session row went to the other container, where an equal
+    # copy is) are removed. Moves and deletes are single transactions from now on.
+    """
+    CREATE TABLE requests (
+        container         TEXT    NOT NULL,
+        email             TEXT    NOT NULL,
+        session_id        TEXT    NOT NULL,
+        client_message_id TEXT    NOT NULL,
+        user_seq          INTEGER NOT NULL,
+        assistant_seq     INTEGER,
+        PRIMARY KEY (container, email, session_id, client_message_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO requests
+        SELECT s.container, s.email, s.id, r.key,
+               json_extract(r.value, '$.user_seq'), json_extract(r.value, '$.assistant_seq')
+        FROM sessions s, json_each(s.body, '$.client_requests') r
+        WHERE s.deleting = 0;
+    UPDATE sessions SET body = json_remove(body, '$.context', '$.client_requests');
+    DELETE FROM messages WHERE EXISTS (
+        SELECT 1 FROM sessions s WHERE s.deleting = 1 AND s.container = messages.container
+        AND s.email = messages.email AND s.id = messages.session_id);
+    DELETE FROM sessions WHERE deleting = 1;
+    DELETE FROM messages WHERE NOT EXISTS (
+        SELECT 1 FROM sessions s WHERE s.container = messages.container
+        AND s.email = messages.email AND s.id = messages.session_id)
+      AND EXISTS (
+        SELECT 1 FROM messages o WHERE o.container != messages.container
+        AND o.email = messages.email AND o.session_id = messages.session_id
+        AND o.seq = messages.seq AND o.body = messages.body);
+    DROP INDEX messages_by_age;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 5000
-
-
-def _sortable(when: datetime) -> str:
-    # Fixed width with microseconds, so string order is time order.
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+TABLES = ("sessions", "messages", "requests")
+# The session id column of each table.
+SESSION_COLUMN = {"sessions": "id", "messages": "session_id", "requests": "session_id"}
 
 
 def _new_etag() -> str:
@@ -73,43 +117,30 @@ def _session_body(session: SessionRecord) -> str:
     return session.model_dump_json(exclude={"etag", "archived"})
 
 
-def _session_from_row(body: str, etag: str, where: Where) -> SessionRecord:
+def _session_from_row(body: str, etag: str, where: str) -> SessionRecord:
     record = SessionRecord.model_validate_json(body)
     return record.model_copy(update={"etag": etag, "archived": where == "archive"})
 
 
-def _encode_token(updated_at: str, session_id: str) -> str:
-    raw = json.dumps([updated_at, session_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[str, str]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        updated_at, session_id = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(updated_at, str) or not isinstance(session_id, str):
-            raise ValueError("token fields")
-        return updated_at, session_id
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest("continuationToken is not valid.") from exc
+def _request_from_row(row: tuple[Any, ...]) -> RequestRecord:
+    session_id, client_message_id, user_seq, assistant_seq = row
+    return RequestRecord(
+        session_id=session_id,
+        client_message_id=client_message_id,
+        user_seq=user_seq,
+        assistant_seq=assistant_seq,
+    )
 
 
 def _insert_messages(
-    conn: sqlite3.Connection,
-    where: Where,
-    email: str,
-    messages: list[MessageRecord],
-    *,
-    replace: bool = False,
+    conn: sqlite3.Connection, where: Where, email: str, messages: list[MessageRecord]
 ) -> None:
-    """Insert message rows; a copy between containers (``replace``) overwrites, a turn's write
-    must not (an existing seq means the writer's view is stale)."""
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    """Insert message rows; an existing seq means the writer's view is stale (IntegrityError)."""
     conn.executemany(
-        f"{verb} INTO messages (container, email, session_id, seq, timestamp, body)"
+        "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (where, email, m.session_id, m.seq, _sortable(m.timestamp), m.model_dump_json())
+            (where, email, m.session_id, m.seq, stored_time(m.timestamp), m.model_dump_json())
             for m in messages
         ],
     )
@@ -125,15 +156,99 @@ def _write_session(
             where,
             session.email,
             session.id,
-            _sortable(session.updated_at),
+            stored_time(session.updated_at),
             etag,
             _session_body(session),
         ),
     )
 
 
+def _write_request(conn: sqlite3.Connection, email: str, request: RequestRecord) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO requests"
+        " (container, email, session_id, client_message_id, user_seq, assistant_seq)"
+        " VALUES ('active', ?, ?, ?, ?, ?)",
+        (
+            email,
+            request.session_id,
+            request.client_message_id,
+            request.user_seq,
+            request.assistant_seq,
+        ),
+    )
+
+
+def _session_etag(
+    conn: sqlite3.Connection, where: Where, email: str, session_id: str
+) -> str | None:
+    row = conn.execute(
+        "SELECT etag FROM sessions WHERE container = ? AND email = ? AND id = ?",
+        (where, email, session_id),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def _move_rows(
+    conn: sqlite3.Connection, email: str, session_id: str, source: Where, target: Where
+) -> None:
+    """Every row of the session from ``source`` to ``target``, with a new ETag."""
+    for table in TABLES:
+        conn.execute(
+            f"UPDATE {table} SET container = ?"  # noqa: S608 (table names are constants)
+            f" WHERE container = ? AND email = ? AND {SESSION_COLUMN[table]} = ?",
+            (target, source, email, session_id),
+        )
+    conn.execute(
+        "UPDATE sessions SET etag = ? WHERE container = ? AND email = ? AND id = ?",
+        (_new_etag(), target, email, session_id),
+    )
+
+
+def _delete_rows(
+    conn: sqlite3.Connection, email: str, session_id: str, where: Where | None = None
+) -> int:
+    """Every row of the session (in ``where``, or both containers); how many rows went."""
+    removed = 0
+    for table in TABLES:
+        sql = f"DELETE FROM {table} WHERE email = ? AND {SESSION_COLUMN[table]} = ?"  # noqa: S608
+        params: list[object] = [email, session_id]
+        if where is not None:
+            sql += " AND container = ?"
+            params.append(where)
+        removed += conn.execute(sql, params).rowcount
+    return removed
+
+
+def _keyset_sessions(
+    conn: sqlite3.Connection,
+    columns: str,
+    condition: str,
+    params: list[object],
+    *,
+    newest_first: bool,
+    limit: int,
+    after: str | None,
+) -> tuple[list[tuple[Any, ...]], str | None]:
+    """One page of session rows in (updated_at, id) order, and the position after it. The
+    selected ``columns`` must end with ``updated_at, id``."""
+    sql = f"SELECT {columns} FROM sessions WHERE {condition}"  # noqa: S608 (constants only)
+    params = list(params)
+    if after is not None:
+        updated_at, session_id = decode_position(after, 2)
+        beyond = "<" if newest_first else ">"
+        sql += f" AND (updated_at {beyond} ? OR (updated_at = ? AND id {beyond} ?))"
+        params += [updated_at, updated_at, session_id]
+    order = "DESC" if newest_first else "ASC"
+    sql += f" ORDER BY updated_at {order}, id {order} LIMIT ?"
+    params.append(limit + 1)
+    rows = conn.execute(sql, params).fetchall()
+    page = rows[:limit]
+    position = encode_position(page[-1][-2], page[-1][-1]) if len(rows) > limit else None
+    return page, position
+
+
 class SqliteStore:
-    """ConversationStore on one SQLite file."""
+    """ConversationStore and ArchiveStore on one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
@@ -157,12 +272,12 @@ class SqliteStore:
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """IMMEDIATE (writes) takes the write lock up front: no deadlock between read-then-write
+        transactions of different processes. DEFERRED (reads) gives a consistent snapshot."""
         conn = self._connection()
         try:
-            # IMMEDIATE takes the write lock up front: no deadlock between read-then-write
-            # transactions of different processes.
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"BEGIN {mode}")
         except sqlite3.OperationalError as exc:
             raise StorageUnavailable() from exc
         try:
@@ -178,6 +293,20 @@ class SqliteStore:
             return await asyncio.to_thread(fn)
         except sqlite3.OperationalError as exc:  # locked for too long, disk I/O errors
             raise StorageUnavailable() from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._transaction() as conn:
+                return fn(conn)
+
+        return await self._run(run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._transaction("DEFERRED") as conn:
+                return fn(conn)
+
+        return await self._run(run)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -195,266 +324,305 @@ class SqliteStore:
         else:
             conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
-    # ---- reads -------------------------------------------------------------------------------
+    # ---- a turn --------------------------------------------------------------------------------
 
-    async def get_session(
-        self, email: str, session_id: str, where: Where = "active"
-    ) -> SessionRecord | None:
-        def read() -> SessionRecord | None:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT body, etag FROM sessions"
-                    " WHERE container = ? AND email = ? AND id = ? AND deleting = 0",
-                    (where, email, session_id),
+    async def read_turn(self, email: str, session_id: str, *, history: int) -> TurnView:
+        def read(conn: sqlite3.Connection) -> TurnView:
+            rows = conn.execute(
+                "SELECT container, body, etag FROM sessions WHERE email = ? AND id = ?",
+                (email, session_id),
+            ).fetchall()
+            places = {container: (body, etag) for container, body, etag in rows}
+            if "active" in places:
+                body, etag = places["active"]
+                window = conn.execute(
+                    "SELECT body FROM messages WHERE container = 'active' AND email = ?"
+                    " AND session_id = ? ORDER BY seq DESC LIMIT ?",
+                    (email, session_id, history),
+                ).fetchall()
+                return TurnView(
+                    Presence.LIVE,
+                    _session_from_row(body, etag, "active"),
+                    tuple(MessageRecord.model_validate_json(b) for (b,) in reversed(window)),
                 )
-                .fetchone()
-            )
-            return _session_from_row(row[0], row[1], where) if row else None
+            return TurnView(Presence.ARCHIVED if "archive" in places else Presence.MISSING)
 
-        return await self._run(read)
+        return await self._read(read)
 
-    async def get_message(
-        self, email: str, session_id: str, seq: int, where: Where = "active"
-    ) -> MessageRecord | None:
-        def read() -> MessageRecord | None:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT body FROM messages"
-                    " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
-                    (where, email, session_id, seq),
-                )
-                .fetchone()
-            )
-            return MessageRecord.model_validate_json(row[0]) if row else None
-
-        return await self._run(read)
-
-    async def list_messages(
-        self, email: str, session_id: str, where: Where = "active"
-    ) -> list[MessageRecord]:
-        def read() -> list[MessageRecord]:
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT body FROM messages WHERE container = ? AND email = ? AND session_id = ?"
-                    " ORDER BY seq",
-                    (where, email, session_id),
-                )
-                .fetchall()
-            )
-            return [MessageRecord.model_validate_json(body) for (body,) in rows]
-
-        return await self._run(read)
-
-    async def list_sessions(
-        self, email: str, *, limit: int, continuation: str | None, where: Where = "active"
-    ) -> tuple[list[SessionRecord], str | None]:
-        # Keyset paging on (updated_at, id): stable under concurrent writes, no OFFSET scans.
-        after = _decode_token(continuation) if continuation else None
-
-        def read() -> tuple[list[SessionRecord], str | None]:
-            sql = (
-                "SELECT body, etag, updated_at, id FROM sessions"
-                " WHERE container = ? AND email = ? AND deleting = 0"
-            )
-            params: list[object] = [where, email]
-            if after:
-                sql += " AND (updated_at < ? OR (updated_at = ? AND id < ?))"
-                params += [after[0], after[0], after[1]]
-            sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
-            params.append(limit + 1)
-            rows = self._connection().execute(sql, params).fetchall()
-            page = rows[:limit]
-            sessions = [_session_from_row(body, etag, where) for body, etag, _, _ in page]
-            token = _encode_token(page[-1][2], page[-1][3]) if len(rows) > limit else None
-            return sessions, token
-
-        return await self._run(read)
-
-    # ---- writes ------------------------------------------------------------------------------
-
-    async def commit(
+    async def append(
         self,
         session: SessionRecord,
         messages: list[MessageRecord],
         *,
         expected_etag: str | None,
-        where: Where = "active",
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        etag = _new_etag()
+        email = session.email
+
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if expected_etag is None:
+                # A session id names one session of a user across both containers.
+                exists = conn.execute(
+                    "SELECT 1 FROM sessions WHERE email = ? AND id = ?", (email, session.id)
+                ).fetchone()
+                if exists:
+                    raise ConcurrencyConflict(session.id)
+            elif _session_etag(conn, "active", email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            if request is not None and request.assistant_seq is None:
+                row = conn.execute(
+                    "SELECT session_id, client_message_id, user_seq, assistant_seq FROM requests"
+                    " WHERE container = 'active' AND email = ? AND session_id = ?"
+                    " AND client_message_id = ?",
+                    (email, session.id, request.client_message_id),
+                ).fetchone()
+                if row is not None:
+                    raise DuplicateRequest(_request_from_row(row))
+            try:
+                _insert_messages(conn, "active", email, messages)
+            except sqlite3.IntegrityError as exc:  # that seq exists: a stale view
+                raise ConcurrencyConflict(session.id) from exc
+            if request is not None:
+                _write_request(conn, email, request)
+            _write_session(conn, "active", session, etag)
+            return session.model_copy(update={"etag": etag, "archived": False})
+
+        return await self._write(write)
+
+    async def restore(self, email: str, session_id: str) -> MoveOutcome:
+        def move(conn: sqlite3.Connection) -> MoveOutcome:
+            if _session_etag(conn, "active", email, session_id) is not None:
+                return MoveOutcome.MOVED  # a concurrent request restored it first
+            if _session_etag(conn, "archive", email, session_id) is None:
+                return MoveOutcome.GONE
+            _move_rows(conn, email, session_id, "archive", "active")
+            return MoveOutcome.MOVED
+
+        return await self._write(move)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def get_session(
+        self, email: str, session_id: str, *, where: Where
+    ) -> SessionRecord | None:
+        def read(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(
+                "SELECT body, etag FROM sessions WHERE container = ? AND email = ? AND id = ?",
+                (where, email, session_id),
+            ).fetchone()
+            return _session_from_row(row[0], row[1], where) if row else None
+
+        return await self._read(read)
+
+    async def get_message(
+        self, email: str, session_id: str, seq: int, *, where: Where
+    ) -> MessageRecord | None:
+        def read(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = conn.execute(
+                "SELECT body FROM messages"
+                " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
+                (where, email, session_id, seq),
+            ).fetchone()
+            return MessageRecord.model_validate_json(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def get_request(
+        self, email: str, session_id: str, client_message_id: str, *, where: Where
+    ) -> RequestRecord | None:
+        def read(conn: sqlite3.Connection) -> RequestRecord | None:
+            row = conn.execute(
+                "SELECT session_id, client_message_id, user_seq, assistant_seq FROM requests"
+                " WHERE container = ? AND email = ? AND session_id = ? AND client_message_id = ?",
+                (where, email, session_id, client_message_id),
+            ).fetchone()
+            return _request_from_row(row) if row else None
+
+        return await self._read(read)
+
+    async def page_messages(
+        self,
+        email: str,
+        session_id: str,
+        *,
+        where: Where,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[MessageRecord], bool]:
+        forward = after_seq is not None
+
+        def read(conn: sqlite3.Connection) -> tuple[list[MessageRecord], bool]:
+            sql = "SELECT body FROM messages WHERE container = ? AND email = ? AND session_id = ?"
+            params: list[object] = [where, email, session_id]
+            if forward:
+                sql += " AND seq > ? ORDER BY seq ASC LIMIT ?"
+                params += [after_seq, limit + 1]
+            else:
+                if before_seq is not None:
+                    sql += " AND seq < ?"
+                    params.append(before_seq)
+                sql += " ORDER BY seq DESC LIMIT ?"
+                params.append(limit + 1)
+            rows = conn.execute(sql, params).fetchall()
+            page = [MessageRecord.model_validate_json(body) for (body,) in rows[:limit]]
+            return (page if forward else page[::-1]), len(rows) > limit
+
+        return await self._read(read)
+
+    async def list_sessions(
+        self, email: str, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        def read(conn: sqlite3.Connection) -> tuple[list[SessionRecord], str | None]:
+            rows, position = _keyset_sessions(
+                conn,
+                "body, etag, updated_at, id",
+                "container = ? AND email = ?",
+                [where, email],
+                newest_first=True,
+                limit=limit,
+                after=after,
+            )
+            return [_session_from_row(body, etag, where) for body, etag, _, _ in rows], position
+
+        return await self._read(read)
+
+    async def search(
+        self,
+        email: str,
+        phrase: str,
+        *,
+        where: Where,
+        limit: int,
+        after: str | None,
+        hits_per_session: int,
+    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+        raise NotImplementedError("search arrives with the full-text index migration")
+
+    # ---- other writes --------------------------------------------------------------------------
+
+    async def save_session(
+        self, session: SessionRecord, *, where: Where, expected_etag: str
     ) -> SessionRecord:
         etag = _new_etag()
 
-        def write() -> SessionRecord:
-            with self._transaction() as conn:
-                row = conn.execute(
-                    "SELECT etag, deleting FROM sessions"
-                    " WHERE container = ? AND email = ? AND id = ?",
-                    (where, session.email, session.id),
-                ).fetchone()
-                if expected_etag is None and row is not None:
-                    raise ConcurrencyConflict(session.id)
-                if expected_etag is not None and (row is None or row[0] != expected_etag or row[1]):
-                    raise ConcurrencyConflict(session.id)
-                try:
-                    _insert_messages(conn, where, session.email, messages)
-                except sqlite3.IntegrityError as exc:  # that seq exists: a stale view
-                    raise ConcurrencyConflict(session.id) from exc
-                _write_session(conn, where, session, etag)
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if _session_etag(conn, where, session.email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            _write_session(conn, where, session, etag)
             return session.model_copy(update={"etag": etag, "archived": where == "archive"})
 
-        return await self._run(write)
+        return await self._write(write)
 
-    async def delete_session(self, email: str, session_id: str, where: Where = "active") -> bool:
-        def mark() -> bool:
-            with self._transaction() as conn:
-                cursor = conn.execute(
-                    "UPDATE sessions SET deleting = 1 WHERE container = ? AND email = ? AND id = ?",
-                    (where, email, session_id),
-                )
-                if cursor.rowcount:
-                    return True
-                # No session item: an interrupted delete may have left messages behind.
-                leftover = conn.execute(
-                    "SELECT 1 FROM messages WHERE container = ? AND email = ? AND session_id = ?"
-                    " LIMIT 1",
-                    (where, email, session_id),
-                ).fetchone()
-                return leftover is not None
-
-        def seqs() -> list[int]:
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT seq FROM messages WHERE container = ? AND email = ? AND session_id = ?",
-                    (where, email, session_id),
-                )
-                .fetchall()
-            )
-            return [seq for (seq,) in rows]
-
-        if not await self._run(mark):
-            return False
-        await self.delete_messages(where, email, session_id, await self._run(seqs))
-        await self.delete_session_item(where, email, session_id, expected_etag=None)
-        return True
-
-    # ---- archival primitives -----------------------------------------------------------------
-
-    async def scan_sessions(
+    async def set_feedback(
         self,
-        where: Where,
+        email: str,
+        session_id: str,
+        seq: int,
+        feedback: Feedback | None,
         *,
-        updated_before: datetime,
-        limit: int,
-        continuation: str | None,
+        where: Where,
+        expected_etag: str,
+    ) -> MessageRecord | None:
+        def write(conn: sqlite3.Connection) -> MessageRecord | None:
+            if _session_etag(conn, where, email, session_id) != expected_etag:
+                raise ConcurrencyConflict(session_id)
+            row = conn.execute(
+                "SELECT body FROM messages"
+                " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
+                (where, email, session_id, seq),
+            ).fetchone()
+            if row is None:
+                return None
+            message = MessageRecord.model_validate_json(row[0]).model_copy(
+                update={"feedback": feedback}
+            )
+            conn.execute(
+                "UPDATE messages SET body = ?"
+                " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
+                (message.model_dump_json(), where, email, session_id, seq),
+            )
+            # Any change to a session's items moves its ETag (see base.py).
+            conn.execute(
+                "UPDATE sessions SET etag = ? WHERE container = ? AND email = ? AND id = ?",
+                (_new_etag(), where, email, session_id),
+            )
+            return message
+
+        return await self._write(write)
+
+    async def delete_session(self, email: str, session_id: str) -> bool:
+        return await self._write(lambda conn: _delete_rows(conn, email, session_id) > 0)
+
+    async def session_ids(self, email: str, *, limit: int) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM sessions WHERE email = ?"
+                " UNION SELECT session_id FROM messages WHERE email = ?"
+                " UNION SELECT session_id FROM requests WHERE email = ? LIMIT ?",
+                (email, email, email, limit),
+            ).fetchall()
+            return [session_id for (session_id,) in rows]
+
+        return await self._read(read)
+
+    # ---- archival ------------------------------------------------------------------------------
+
+    async def scan_stale(
+        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
     ) -> tuple[list[SessionRef], str | None]:
-        after = _decode_token(continuation) if continuation else None
-
-        def read() -> tuple[list[SessionRef], str | None]:
-            sql = (
-                "SELECT email, id, updated_at, etag FROM sessions"
-                " WHERE container = ? AND deleting = 0 AND updated_at < ?"
+        def read(conn: sqlite3.Connection) -> tuple[list[SessionRef], str | None]:
+            rows, position = _keyset_sessions(
+                conn,
+                "email, etag, updated_at, id",
+                "container = ? AND updated_at < ?",
+                [where, stored_time(updated_before)],
+                newest_first=False,
+                limit=limit,
+                after=after,
             )
-            params: list[object] = [where, _sortable(updated_before)]
-            if after:
-                sql += " AND (updated_at > ? OR (updated_at = ? AND id > ?))"
-                params += [after[0], after[0], after[1]]
-            sql += " ORDER BY updated_at, id LIMIT ?"
-            params.append(limit + 1)
-            rows = self._connection().execute(sql, params).fetchall()
-            page = rows[:limit]
             refs = [
-                SessionRef(
-                    email=email,
-                    session_id=sid,
-                    updated_at=datetime.fromisoformat(updated.replace("Z", "+00:00")),
-                    etag=etag,
-                )
-                for email, sid, updated, etag in page
+                SessionRef(email=email, session_id=sid, updated_at=parse_iso(updated), etag=etag)
+                for email, etag, updated, sid in rows
             ]
-            token = _encode_token(page[-1][2], page[-1][1]) if len(rows) > limit else None
-            return refs, token
+            return refs, position
 
-        return await self._run(read)
+        return await self._read(read)
 
-    async def put_items(
-        self, where: Where, session: SessionRecord | None, messages: list[MessageRecord]
-    ) -> None:
-        email = session.email if session else None
+    async def archive(self, ref: SessionRef) -> MoveOutcome:
+        def move(conn: sqlite3.Connection) -> MoveOutcome:
+            etag = _session_etag(conn, "active", ref.email, ref.session_id)
+            if etag is None:
+                return MoveOutcome.GONE
+            if etag != ref.etag:
+                return MoveOutcome.CHANGED
+            _move_rows(conn, ref.email, ref.session_id, "active", "archive")
+            return MoveOutcome.MOVED
 
-        def write(chunk: list[MessageRecord], with_session: bool) -> None:
-            with self._transaction() as conn:
-                _insert_messages(conn, where, email or "", chunk, replace=True)
-                if with_session and session is not None:
-                    _write_session(conn, where, session, _new_etag())
+        return await self._write(move)
 
-        if session is None:
-            raise ValueError("put_items needs the session record (it carries the partition key)")
-        # Messages first, the session item last: a copy interrupted half-way has no session item
-        # and so is invisible to readers until it is complete.
-        for start in range(0, len(messages), MAX_BATCH_OPERATIONS):
-            chunk = messages[start : start + MAX_BATCH_OPERATIONS]
-            await self._run(lambda chunk=chunk: write(chunk, False))  # type: ignore[misc]
-        await self._run(lambda: write([], True))
+    async def expire(self, ref: SessionRef) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
+                return False  # restored, renamed, rated or deleted since the scan
+            return _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
 
-    async def delete_messages(
-        self, where: Where, email: str, session_id: str, seqs: list[int]
-    ) -> None:
-        def delete(chunk: list[int]) -> None:
-            with self._transaction() as conn:
-                conn.executemany(
-                    "DELETE FROM messages"
-                    " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
-                    [(where, email, session_id, seq) for seq in chunk],
-                )
+        return await self._write(delete)
 
-        for start in range(0, len(seqs), MAX_BATCH_OPERATIONS):
-            chunk = seqs[start : start + MAX_BATCH_OPERATIONS]
-            await self._run(lambda chunk=chunk: delete(chunk))  # type: ignore[misc]
+    async def scan_unfinished(
+        self, *, older_than: datetime, limit: int, after: str | None
+    ) -> tuple[list[Unfinished], str | None]:
+        # Moves and deletes are single transactions here: nothing is ever left half-done.
+        return [], None
 
-    async def delete_session_item(
-        self, where: Where, email: str, session_id: str, *, expected_etag: str | None
-    ) -> None:
-        def delete() -> None:
-            with self._transaction() as conn:
-                row = conn.execute(
-                    "SELECT etag FROM sessions WHERE container = ? AND email = ? AND id = ?",
-                    (where, email, session_id),
-                ).fetchone()
-                if row is None:
-                    return
-                if expected_etag is not None and row[0] != expected_etag:
-                    raise ConcurrencyConflict(session_id)
-                conn.execute(
-                    "DELETE FROM sessions WHERE container = ? AND email = ? AND id = ?",
-                    (where, email, session_id),
-                )
-
-        await self._run(delete)
-
-    async def scan_orphans(
-        self, where: Where, *, older_than: datetime, limit: int
-    ) -> list[OrphanRef]:
-        def read() -> list[OrphanRef]:
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT DISTINCT m.email, m.session_id FROM messages m"
-                    " WHERE m.container = ? AND m.timestamp < ? AND NOT EXISTS ("
-                    "   SELECT 1 FROM sessions s"
-                    "   WHERE s.container = m.container AND s.email = m.email"
-                    "   AND s.id = m.session_id"
-                    " ) LIMIT ?",
-                    (where, _sortable(older_than), limit),
-                )
-                .fetchall()
-            )
-            return [OrphanRef(email=email, session_id=sid) for email, sid in rows]
-
-        return await self._run(read)
+    async def finish(self, item: Unfinished) -> bool:
+        return False
 
     async def close(self) -> None:
         # Connections belong to worker threads; they close when those threads end. Nothing
         # here holds state that matters for correctness.
         return None
+
+
+__all__ = ["WHERES", "SqliteStore"]

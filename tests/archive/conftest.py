@@ -1,7 +1,8 @@
 """Archival suites: the stores under test, data seeding, state snapshots and fault injection.
 
 Every scenario runs inside one ``asyncio.run`` (the Cosmos client belongs to one event loop):
-a test asks ``stores`` for an async context manager and does its work in it.
+a test asks ``stores`` for an async context manager and does its work in it. The Cosmos store
+gets the test's FixedClock, so the ages its moves stamp are the test's to decide.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ from shared.clock import FixedClock
 from shared.config import Settings, load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
-from shared.models import ContextMessage, MessageRecord, SessionRecord
+from shared.models import MessageRecord, SessionRecord
 from shared.service import ConversationService
-from shared.storage.base import ConversationStore, Where
+from shared.storage.base import MoveOutcome, SessionRef, Store, Where
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
-CONTEXT_MESSAGES = 20
 COMMIT_CHUNK = 50  # messages per seeding commit: well inside Cosmos' 100-operation batches
 
-StoreFactory = Callable[[], AbstractAsyncContextManager[ConversationStore]]
+StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
 
 def _backends() -> list[Any]:
@@ -40,13 +40,13 @@ def _backends() -> list[Any]:
 
 
 @pytest.fixture(params=_backends())
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+def stores(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> StoreFactory:
     """Opens the store under test (a fresh SQLite file, or a fresh Cosmos database)."""
     if request.param == "sqlite":
         path = tmp_path / "archive.db"
 
         @asynccontextmanager
-        async def open_sqlite() -> AsyncIterator[ConversationStore]:
+        async def open_sqlite() -> AsyncIterator[Store]:
             from shared.storage.sqlite import SqliteStore
 
             store = SqliteStore(path)
@@ -71,10 +71,10 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     )
 
     @asynccontextmanager
-    async def open_cosmos() -> AsyncIterator[ConversationStore]:
+    async def open_cosmos() -> AsyncIterator[Store]:
         from shared.storage.cosmos import CosmosStore
 
-        store = CosmosStore.from_settings(settings)
+        store = CosmosStore.from_settings(settings, clock=clock)
         try:
             yield store
         finally:
@@ -87,24 +87,26 @@ def settings(**overrides: str) -> Settings:
     return load_settings({"AUTH_MODE": "dev", "STORAGE_BACKEND": "sqlite", **overrides})
 
 
-def service(store: ConversationStore, clock: FixedClock) -> ConversationService:
-    from shared.archive import restore_session
+def service(store: Store, clock: FixedClock) -> ConversationService:
+    async def no_pause(_: float) -> None:
+        return None
 
-    return ConversationService(store, EchoModel(), settings(), clock=clock, restore=restore_session)
+    return ConversationService(store, EchoModel(), settings(), clock=clock, sleep=no_pause)
 
 
 # ---- seeding ------------------------------------------------------------------------------
 
 
 async def seed(
-    store: ConversationStore,
+    store: Store,
     email: str,
     updated_at: datetime,
     messages: int = 2,
     *,
     where: Where = "active",
 ) -> str:
-    """A session whose last message (and updatedAt) is ``updated_at``, one second apart."""
+    """A session whose last message (and updatedAt) is ``updated_at``, one second apart;
+    moved to the archive when ``where`` says so."""
     session_id = new_session_id()
     records = [
         MessageRecord(
@@ -124,7 +126,7 @@ async def seed(
         created_at=records[0].timestamp,
         updated_at=records[0].timestamp,
     )
-    etag: str | None = None
+    stored: SessionRecord | None = None
     for start in range(0, len(records), COMMIT_CHUNK):
         chunk = records[start : start + COMMIT_CHUNK]
         session = session.model_copy(
@@ -132,35 +134,36 @@ async def seed(
                 "message_count": chunk[-1].seq,
                 "last_seq": chunk[-1].seq,
                 "updated_at": chunk[-1].timestamp,
-                # The model's window, as the service keeps it (the newest messages).
-                "context": [
-                    ContextMessage(seq=m.seq, role=m.role, content=m.content)
-                    for m in records[: chunk[-1].seq][-CONTEXT_MESSAGES:]
-                ],
             }
         )
-        stored = await store.commit(session, chunk, expected_etag=etag, where=where)
-        etag = stored.etag
+        stored = await store.append(session, chunk, expected_etag=stored.etag if stored else None)
+    if where == "archive":
+        assert stored is not None and stored.etag
+        ref = SessionRef(email, session_id, stored.updated_at, stored.etag)
+        assert await store.archive(ref) is MoveOutcome.MOVED
     return session_id
 
 
 # ---- state ----------------------------------------------------------------------------------
 
 
-async def items(
-    store: ConversationStore, email: str, session_id: str
-) -> dict[Where, tuple[bool, list[str]]]:
-    """Per container: is the session item there, and the message items (as JSON)."""
+async def messages_in(store: Store, email: str, session_id: str, where: Where) -> list[str]:
+    page, more = await store.page_messages(email, session_id, where=where, limit=100_000)
+    assert not more
+    return [m.model_dump_json() for m in page]
+
+
+async def items(store: Store, email: str, session_id: str) -> dict[Where, tuple[bool, list[str]]]:
+    """Per container: is the session readable there, and its message items (as JSON)."""
     state: dict[Where, tuple[bool, list[str]]] = {}
     for where in ("active", "archive"):
-        session = await store.get_session(email, session_id, where)
-        messages = await store.list_messages(email, session_id, where)
-        state[where] = (session is not None, [m.model_dump_json() for m in messages])
+        session = await store.get_session(email, session_id, where=where)
+        state[where] = (session is not None, await messages_in(store, email, session_id, where))
     return state
 
 
 async def assert_exactly_once(
-    store: ConversationStore, email: str, session_id: str, expected: list[str], where: Where
+    store: Store, email: str, session_id: str, expected: list[str], where: Where
 ) -> None:
     """The session and each of its messages are in ``where`` once, and nowhere else."""
     other: Where = "archive" if where == "active" else "active"
@@ -169,21 +172,44 @@ async def assert_exactly_once(
     assert state[other] == (False, [])
 
 
-async def everything(store: ConversationStore, emails: list[str]) -> dict[str, Any]:
+async def everything(store: Store, emails: list[str]) -> dict[str, Any]:
     """A full snapshot of these users' data, for 'nothing changed' checks."""
     snapshot: dict[str, Any] = {}
     for email in emails:
         for where in ("active", "archive"):
-            sessions, _ = await store.list_sessions(
-                email, limit=100, continuation=None, where=where
-            )
+            sessions, _ = await store.list_sessions(email, where=where, limit=100, after=None)
             for session in sessions:
-                messages = await store.list_messages(email, session.id, where)
                 snapshot[f"{where}/{email}/{session.id}"] = (
                     session.model_dump_json(exclude={"etag"}),
-                    [m.model_dump_json() for m in messages],
+                    await messages_in(store, email, session.id, where),
                 )
     return snapshot
+
+
+async def raw_items(store: Store, email: str) -> dict[Where, list[dict[str, Any]]]:
+    """Every item of a user, as the database holds it (Cosmos: the raw JSON; SQLite: rows)."""
+    import sqlite3
+
+    from shared.storage.sqlite import SqliteStore
+
+    found: dict[Where, list[dict[str, Any]]] = {}
+    for where in ("active", "archive"):
+        if isinstance(store, SqliteStore):
+            # The file itself, read with a connection of the test's own.
+            with sqlite3.connect(store._path) as db:
+                db.row_factory = sqlite3.Row
+                found[where] = [
+                    {"table": table, **dict(row)}
+                    for table in ("sessions", "messages", "requests")
+                    for row in db.execute(
+                        f"SELECT * FROM {table} WHERE email = ? AND container = ?",
+                        (email, where),
+                    )
+                ]
+        else:
+            conn = store.conn  # type: ignore[attr-defined]
+            found[where] = await conn.query(where, "SELECT * FROM c", [], email=email)
+    return found
 
 
 # ---- fault injection ----------------------------------------------------------------------------
@@ -200,7 +226,7 @@ class FaultyStore:
     """Delegates to a real store; ``hooks[name]`` replaces a method and receives the real one
     first, so a hook can call it and then fail, fail part-way, or do something in between."""
 
-    def __init__(self, inner: ConversationStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.hooks: dict[str, Hook] = {}
 

@@ -1,5 +1,10 @@
-"""The archival pass on every store: selection, dry run, crashes and reruns, races, budget,
-housekeeping, and what the service shows for archived sessions."""
+"""The archival pass on every store: selection, dry run, crashes and reruns, a message between
+the scan and the move, the time budget, bounded concurrency and throttling, housekeeping,
+retention, and what the service shows for archived sessions.
+
+Interleavings of a move with everything else that can happen to a session have their own
+suite (test_interleavings.py); live traffic against back-to-back passes is test_stress.py.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from shared.archive import ArchivePolicy, ArchiveSummary, restore_session, run_archive
+from shared.archive import ArchivePolicy, ArchiveSummary, run_archive
+from shared.archive.sweep import UNFINISHED_GRACE, AdaptiveLimit
 from shared.clock import FixedClock
 from shared.errors import StorageUnavailable
 from shared.models import ChatRequest
-from shared.storage.base import ConversationStore
+from shared.storage.base import Store
 from tests.archive.conftest import (
     NOW,
     Crash,
@@ -22,6 +28,7 @@ from tests.archive.conftest import (
     assert_exactly_once,
     everything,
     items,
+    raw_items,
     seed,
     service,
 )
@@ -36,9 +43,17 @@ def policy(**overrides: Any) -> ArchivePolicy:
     return ArchivePolicy(**values)
 
 
-async def messages_of(store: ConversationStore, email: str, session_id: str) -> list[str]:
+async def no_pause(_: float) -> None:
+    return None
+
+
+async def messages_of(store: Store, email: str, session_id: str) -> list[str]:
     state = await items(store, email, session_id)
     return state["active"][1] or state["archive"][1]
+
+
+def is_cosmos(store: Store) -> bool:
+    return hasattr(store, "moves")
 
 
 def test_the_boundary_is_exact(stores: StoreFactory, clock: FixedClock) -> None:
@@ -85,8 +100,6 @@ def test_a_dry_run_changes_nothing(stores: StoreFactory, clock: FixedClock) -> N
                 await seed(store, ALICE, CUTOFF - timedelta(days=1))
             await seed(store, BOB, NOW)
             await seed(store, BOB, NOW - timedelta(days=500), where="archive")
-            orphaned = await seed(store, BOB, CUTOFF - timedelta(days=2), messages=3)
-            await store.delete_session_item("active", BOB, orphaned, expected_etag=None)
             before = await everything(store, [ALICE, BOB])
 
             summary = await run_archive(
@@ -97,155 +110,87 @@ def test_a_dry_run_changes_nothing(stores: StoreFactory, clock: FixedClock) -> N
                 "archived": 3,
                 "skipped": 0,
                 "failed": 0,
-                "orphansRemoved": 3,
+                "resumed": 0,
                 "retentionDeleted": 1,
+                "throttled": 0,
                 "more": False,
                 "dryRun": True,
             }
             assert await everything(store, [ALICE, BOB]) == before
-            assert len((await items(store, BOB, orphaned))["active"][1]) == 3
 
     asyncio.run(scenario())
 
 
-# Where the injected failure strikes while archiving: (method, what the hook does).
-CRASH_POINTS = ["after_copy", "at_commit_point", "after_partial_delete"]
+# The steps of a move at which a crash is injected (the Cosmos store's checkpoints; on SQLite a
+# move is one transaction, so a crash there means the move did not happen).
+MOVE_STEPS = ["archive:read", "archive:copied", "archive:committed", "archive:activated"]
 
 
-def _crash_hook(point: str) -> tuple[str, Any]:
-    async def after_copy(real: Any, where: str, *args: Any) -> None:
-        await real(where, *args)
-        if where == "archive":
-            raise Crash()
-
-    async def at_commit_point(real: Any, where: str, *args: Any, **kwargs: Any) -> None:
-        if where == "active":
-            raise Crash()
-        await real(where, *args, **kwargs)
-
-    async def after_partial_delete(
-        real: Any, where: str, email: str, session_id: str, seqs: list[int]
-    ) -> None:
-        await real(where, email, session_id, seqs[: len(seqs) // 2])
-        raise Crash()
-
-    hooks = {
-        "after_copy": ("put_items", after_copy),
-        "at_commit_point": ("delete_session_item", at_commit_point),
-        "after_partial_delete": ("delete_messages", after_partial_delete),
-    }
-    return hooks[point]
-
-
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_a_crash_then_a_rerun_leaves_every_item_exactly_once(
-    stores: StoreFactory, clock: FixedClock, point: str
+@pytest.mark.parametrize("step", MOVE_STEPS)
+def test_a_crash_at_any_step_then_a_rerun_leaves_every_item_exactly_once(
+    stores: StoreFactory, clock: FixedClock, step: str
 ) -> None:
     async def scenario() -> None:
         async with stores() as store:
             sessions = [await seed(store, ALICE, CUTOFF - timedelta(days=d), 4) for d in (1, 2)]
             fresh = await seed(store, ALICE, NOW)
             expected = {s: await messages_of(store, ALICE, s) for s in [*sessions, fresh]}
-            faulty = FaultyStore(store)
-            method, hook = _crash_hook(point)
-            faulty.hooks[method] = hook
+            crashed_at: list[str] = []
 
-            crashed = await run_archive(faulty, policy(), clock=clock)  # type: ignore[arg-type]
+            async def crash(at: str, session_id: str) -> None:
+                if at == step:
+                    crashed_at.append(session_id)
+                    raise Crash()
 
-            # A failing delete_messages also fails the same pass's orphan cleanup of the two.
-            partial = point == "after_partial_delete"
-            assert (crashed.archived, crashed.failed) == (0, 4 if partial else 2)
+            if is_cosmos(store):
+                store.moves.checkpoint = crash  # type: ignore[attr-defined]
+                crashed = await run_archive(store, policy(), clock=clock)
+            else:
+                faulty = FaultyStore(store)
+
+                async def archive_crashes(real: Any, ref: Any) -> Any:
+                    crashed_at.append(ref.session_id)
+                    raise Crash()
+
+                faulty.hooks["archive"] = archive_crashes
+                crashed = await run_archive(faulty, policy(), clock=clock)  # type: ignore[arg-type]
+
+            assert (crashed.archived, crashed.failed) == (0, 2)
+            assert sorted(crashed_at) == sorted(sessions)
+            if is_cosmos(store):
+                store.moves.checkpoint = None  # type: ignore[attr-defined]
             svc = service(store, clock)
             for session_id in sessions:
                 # Nothing lost, and the service shows one whole conversation meanwhile.
                 detail = await svc.get_session(ALICE, session_id)
-                assert detail.archived is (point == "after_partial_delete")
-                assert len(detail.messages) == 4
-                listed = await svc.list_sessions(
-                    ALICE, limit=20, continuation=None, archived=detail.archived
-                )
-                assert session_id in {s.session_id for s in listed.sessions}
+                assert [m.content for m in detail.messages] == [
+                    m.split('"content":"')[1].split('"')[0] for m in expected[session_id]
+                ]
 
-            clock.advance(minutes=1)
+            # The next pass, after the grace housekeeping gives a move that may be under way.
+            clock.advance(seconds=UNFINISHED_GRACE.total_seconds() + 60)
             rerun = await run_archive(store, policy(), clock=clock)
 
-            assert (rerun.archived, rerun.failed) == (
-                (0, 0) if point == "after_partial_delete" else (2, 0)
-            )
-            # Per session: the move deleted 2 of 4, the crashing orphan cleanup 1 of the other 2.
-            assert rerun.orphans_removed == (2 if partial else 0)
+            assert rerun.failed == 0
             for session_id in sessions:
                 await assert_exactly_once(store, ALICE, session_id, expected[session_id], "archive")
+                listed = await svc.list_sessions(ALICE, limit=20, continuation=None, archived=True)
+                assert session_id in {s.session_id for s in listed.sessions}
             await assert_exactly_once(store, ALICE, fresh, expected[fresh], "active")
+            # Nothing is left over anywhere: one session item per container that holds one
+            # (the archive's, and the active stub on Cosmos), no stray message or state.
+            raw = await raw_items(store, ALICE)
+            assert not [
+                i
+                for i in raw["active"] + raw["archive"]
+                if i.get("state") not in (None, "archived")
+            ]
+            assert not [i for i in raw["active"] if i.get("cleanup")]
 
     asyncio.run(scenario())
 
 
-def test_a_crash_during_restore_then_a_rerun(stores: StoreFactory, clock: FixedClock) -> None:
-    async def scenario() -> None:
-        async with stores() as store:
-            session_id = await seed(store, ALICE, CUTOFF - timedelta(days=3), 4)
-            await run_archive(store, policy(), clock=clock)
-            faulty = FaultyStore(store)
-
-            async def partial_delete(
-                real: Any, where: str, email: str, sid: str, seqs: list[int]
-            ) -> None:
-                await real(where, email, sid, seqs[:1])
-                raise Crash()
-
-            faulty.hooks["delete_messages"] = partial_delete
-            svc = service(faulty, clock)  # type: ignore[arg-type]
-            with pytest.raises(Crash):
-                await svc.chat(ALICE, ChatRequest(message="back again", sessionId=session_id))
-
-            # The restored copy is whole and active; the archive keeps only invisible leftovers.
-            state = await items(store, ALICE, session_id)
-            assert state["active"][0] is True and len(state["active"][1]) == 4
-            assert state["archive"] == (False, state["active"][1][1:])
-            svc = service(store, clock)
-            result = await svc.chat(ALICE, ChatRequest(message="back again", sessionId=session_id))
-            assert result.assistant.content == "echo[4]: back again"
-            archived = await svc.list_sessions(ALICE, limit=20, continuation=None, archived=True)
-            assert archived.sessions == []
-
-            clock.advance(minutes=1)
-            rerun = await run_archive(store, policy(), clock=clock)
-            assert (rerun.archived, rerun.orphans_removed, rerun.failed) == (0, 3, 0)
-            expected = (await items(store, ALICE, session_id))["active"][1]
-            assert len(expected) == 6
-            await assert_exactly_once(store, ALICE, session_id, expected, "active")
-
-    asyncio.run(scenario())
-
-
-def test_a_restore_that_fails_before_its_commit_point_keeps_the_archive(
-    stores: StoreFactory, clock: FixedClock
-) -> None:
-    async def scenario() -> None:
-        async with stores() as store:
-            session_id = await seed(store, ALICE, CUTOFF - timedelta(days=3), 4)
-            await run_archive(store, policy(), clock=clock)
-            expected = (await items(store, ALICE, session_id))["archive"][1]
-            faulty = FaultyStore(store)
-
-            async def copy_fails(real: Any, where: str, *args: Any) -> None:
-                raise StorageUnavailable()
-
-            faulty.hooks["put_items"] = copy_fails
-            with pytest.raises(StorageUnavailable):
-                await restore_session(faulty, ALICE, session_id)  # type: ignore[arg-type]
-            await assert_exactly_once(store, ALICE, session_id, expected, "archive")
-
-            restored = await restore_session(store, ALICE, session_id)
-            assert restored is not None and restored.archived is False
-            await assert_exactly_once(store, ALICE, session_id, expected, "active")
-            assert await restore_session(store, ALICE, "s_" + "0" * 32) is None
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("moment", ["after_scan", "after_copy"])
+@pytest.mark.parametrize("moment", ["after_scan", "between_copy_and_commit"])
 def test_a_message_between_scan_and_move_skips_the_session(
     stores: StoreFactory, clock: FixedClock, moment: str
 ) -> None:
@@ -254,31 +199,43 @@ def test_a_message_between_scan_and_move_skips_the_session(
             busy = await seed(store, ALICE, CUTOFF - timedelta(days=5), 2)
             quiet = await seed(store, BOB, CUTOFF - timedelta(days=5), 2)
             svc = service(store, clock)
-            faulty = FaultyStore(store)
+            target: Any = store
 
             async def user_writes() -> None:
                 await svc.chat(ALICE, ChatRequest(message="still here", sessionId=busy))
 
-            wrote: list[bool] = []
-
-            async def after_scan(real: Any, *args: Any, **kwargs: Any) -> Any:
-                page = await real(*args, **kwargs)
-                if args[0] == "active" and not wrote:
-                    wrote.append(True)
-                    await user_writes()
-                return page
-
-            async def after_copy(real: Any, where: str, session: Any, messages: Any) -> None:
-                await real(where, session, messages)
-                if where == "archive" and session.id == busy:
-                    await user_writes()
-
             if moment == "after_scan":
-                faulty.hooks["scan_sessions"] = after_scan
-            else:
-                faulty.hooks["put_items"] = after_copy
+                faulty = FaultyStore(store)
+                wrote: list[bool] = []
 
-            summary = await run_archive(faulty, policy(), clock=clock)  # type: ignore[arg-type]
+                async def after_scan(real: Any, *args: Any, **kwargs: Any) -> Any:
+                    page = await real(*args, **kwargs)
+                    if args[0] == "active" and not wrote:
+                        wrote.append(True)
+                        await user_writes()
+                    return page
+
+                faulty.hooks["scan_stale"] = after_scan
+                target = faulty
+            elif is_cosmos(store):
+
+                async def write_then(at: str, session_id: str) -> None:
+                    if at == "archive:copied" and session_id == busy:
+                        await user_writes()
+
+                store.moves.checkpoint = write_then  # type: ignore[attr-defined]
+            else:
+                faulty = FaultyStore(store)
+
+                async def write_first(real: Any, ref: Any) -> Any:
+                    if ref.session_id == busy:
+                        await user_writes()
+                    return await real(ref)
+
+                faulty.hooks["archive"] = write_first
+                target = faulty
+
+            summary = await run_archive(target, policy(), clock=clock)
 
             assert (summary.archived, summary.skipped, summary.failed) == (1, 1, 0)
             state = await items(store, ALICE, busy)
@@ -290,6 +247,8 @@ def test_a_message_between_scan_and_move_skips_the_session(
             listed = await svc.list_sessions(ALICE, limit=20, continuation=None, archived=True)
             assert listed.sessions == []
             assert (await items(store, BOB, quiet))["archive"][0] is True
+            # The abandoned copy left nothing in the archive.
+            assert (await raw_items(store, ALICE))["archive"] == []
 
     asyncio.run(scenario())
 
@@ -302,12 +261,13 @@ def test_the_time_budget_stops_the_pass_and_the_next_run_continues(
             sessions = [await seed(store, ALICE, CUTOFF - timedelta(days=d)) for d in range(1, 6)]
             faulty = FaultyStore(store)
 
-            async def slow_copy(real: Any, *args: Any) -> None:
+            async def slow_move(real: Any, ref: Any) -> Any:
                 clock.advance(seconds=3)  # each move takes 3 s of the (fixed) clock
-                await real(*args)
+                return await real(ref)
 
-            faulty.hooks["put_items"] = slow_copy
-            budget = policy(time_budget_s=10.0)
+            faulty.hooks["archive"] = slow_move
+            # One at a time, so the clock's 3 s steps add up predictably.
+            budget = policy(time_budget_s=10.0, concurrency=1)
 
             first = await run_archive(faulty, budget, clock=clock)  # type: ignore[arg-type]
             # 0 s, 3 s and 6 s leave room for a 3 s move; at 9 s the next might not end in time.
@@ -320,23 +280,121 @@ def test_the_time_budget_stops_the_pass_and_the_next_run_continues(
     asyncio.run(scenario())
 
 
-def test_orphans_and_retention(stores: StoreFactory, clock: FixedClock) -> None:
+def test_moves_run_concurrently_but_never_more_than_the_limit(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
     async def scenario() -> None:
         async with stores() as store:
-            old_orphan = await seed(store, ALICE, CUTOFF - timedelta(days=1), 3)
-            new_orphan = await seed(store, ALICE, NOW - timedelta(days=1), 3)
-            for session_id in (old_orphan, new_orphan):
-                await store.delete_session_item("active", ALICE, session_id, expected_etag=None)
+            sessions = [
+                await seed(store, f"user{i}@example.com", CUTOFF - timedelta(days=1))
+                for i in range(12)
+            ]
+            faulty = FaultyStore(store)
+            running = 0
+            most = 0
+            released = asyncio.Event()
+
+            async def counted(real: Any, ref: Any) -> Any:
+                nonlocal running, most
+                running += 1
+                most = max(most, running)
+                if running == 4:
+                    released.set()  # the limit is reached: let everyone go on
+                await released.wait()
+                try:
+                    return await real(ref)
+                finally:
+                    running -= 1
+
+            faulty.hooks["archive"] = counted
+            summary = await run_archive(faulty, policy(concurrency=4), clock=clock)  # type: ignore[arg-type]
+            assert (summary.archived, summary.failed, most) == (12, 0, 4)
+            for i, session_id in enumerate(sessions):
+                assert (await items(store, f"user{i}@example.com", session_id))["archive"][0]
+
+    asyncio.run(scenario())
+
+
+def test_throttling_slows_the_pass_down_and_never_fails_it(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    async def scenario() -> None:
+        async with stores() as store:
+            for i in range(6):
+                await seed(store, f"user{i}@example.com", CUTOFF - timedelta(days=1))
+            faulty = FaultyStore(store)
+            refusals = 0
+            waits: list[float] = []
+
+            async def throttled(real: Any, ref: Any) -> Any:
+                nonlocal refusals
+                if refusals < 4:  # the store answers 429 (after the SDK's own retries) 4 times
+                    refusals += 1
+                    raise StorageUnavailable(retry_after_s=2)
+                return await real(ref)
+
+            async def wait(seconds: float) -> None:
+                waits.append(seconds)
+
+            faulty.hooks["archive"] = throttled
+            summary = await run_archive(
+                faulty,  # type: ignore[arg-type]
+                policy(concurrency=4),
+                clock=clock,
+                sleep=wait,
+            )
+            assert (summary.archived, summary.failed, summary.throttled) == (6, 0, 4)
+            assert waits == [2.0, 2.0, 2.0, 2.0]  # each waited for what the store asked
+
+    asyncio.run(scenario())
+
+
+def test_the_limit_halves_on_throttling_and_grows_back() -> None:
+    async def scenario() -> None:
+        limit = AdaptiveLimit(8)
+        await limit.acquire()
+        await limit.release(throttled=True)
+        await limit.acquire()
+        await limit.release(throttled=True)
+        assert limit.limit == 2
+        for _ in range(AdaptiveLimit.GROW_AFTER):
+            await limit.acquire()
+            await limit.release(throttled=False)
+        assert limit.limit == 3
+        for _ in range(10):
+            await limit.acquire()
+            await limit.release(throttled=True)
+        assert limit.limit == 1  # never below one
+
+    asyncio.run(scenario())
+
+
+def test_retention_deletes_expired_archived_sessions_only(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    async def scenario() -> None:
+        async with stores() as store:
             expired = await seed(store, BOB, NOW - timedelta(days=400), where="archive")
             kept = await seed(store, BOB, NOW - timedelta(days=100), where="archive")
+            active_old = await seed(store, ALICE, NOW - timedelta(days=400))
 
             summary = await run_archive(store, policy(retention_days=365), clock=clock)
 
-            assert (summary.orphans_removed, summary.retention_deleted) == (3, 1)
-            assert (await items(store, ALICE, old_orphan))["active"] == (False, [])
-            assert len((await items(store, ALICE, new_orphan))["active"][1]) == 3
-            assert (await items(store, BOB, expired))["archive"] == (False, [])
+            # Retention counts from the last activity: the old active session is archived, then
+            # expired by the same pass.
+            assert (summary.archived, summary.retention_deleted) == (1, 2)
+            assert (await items(store, BOB, expired)) == {
+                "active": (False, []),
+                "archive": (False, []),
+            }
             assert (await items(store, BOB, kept))["archive"][0] is True
+            assert (await items(store, ALICE, active_old)) == {
+                "active": (False, []),
+                "archive": (False, []),
+            }
+            raw = await raw_items(store, BOB)
+            ids = {i.get("id") or i.get("session_id") for i in raw["active"] + raw["archive"]}
+            assert expired not in ids  # not even a stub is left of it
 
     asyncio.run(scenario())
 
@@ -353,8 +411,8 @@ def test_the_summary_is_one_log_line(
         summary = asyncio.run(scenario())
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("archive_run ")]
     assert lines == [
-        'archive_run {"archived":1,"skipped":0,"failed":0,"orphansRemoved":0,'
-        '"retentionDeleted":0,"durationMs":0,"more":false,"dryRun":false}'
+        'archive_run {"archived":1,"skipped":0,"failed":0,"resumed":0,"retentionDeleted":0,'
+        '"throttled":0,"durationMs":0,"more":false,"dryRun":false}'
     ]
     assert summary.archived == 1
     assert ALICE not in caplog.text  # no raw emails in the logs

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from azure.cosmos import CosmosClient, PartitionKey
 
-from shared.storage.base import ConversationStore
+from shared.storage.base import Store
 from shared.storage.containers import container_specs
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
@@ -32,7 +32,7 @@ T = TypeVar("T")
 ACTIVE, ARCHIVE = "Conversations", "ConversationsArchive"
 USER_ACCOUNT_SET = bool(os.environ.get("COSMOS_ENDPOINT", "").strip())
 
-Runner = Callable[[Callable[[ConversationStore], Awaitable[T]]], T]
+Runner = Callable[[Callable[[Store], Awaitable[T]]], T]
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
 
 
 @pytest.fixture
-def run(store_factory: Callable[[], ConversationStore]) -> Runner[Any]:
+def run(store_factory: Callable[[], Store]) -> Runner[Any]:
     """Runs an async scenario on a new store in a new event loop, closing the store after."""
 
-    def runner(scenario: Callable[[ConversationStore], Awaitable[T]]) -> T:
+    def runner(scenario: Callable[[Store], Awaitable[T]]) -> T:
         async def main() -> T:
             store = store_factory()
             try:

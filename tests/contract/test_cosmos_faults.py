@@ -1,15 +1,18 @@
-"""Cosmos failures that outlive the SDK's retries become the API's errors.
+"""Cosmos failures that outlive the SDK's retries become the API's errors, within the request's
+storage budget.
 
-Two servers of our own on real sockets stand in for a Cosmos account in trouble: a port that
-refuses connections, and an HTTP server that answers the account read (the SDK's first call)
-and then a fixed error status for every request (Cosmos answering 429 or 503 under load cannot
-be provoked on the local server). The 413 case runs on the real local server.
+Servers of our own on real sockets stand in for a Cosmos account in trouble: a port that
+refuses connections; an HTTP server that answers the account read (the SDK's first call) and
+then a fixed error status for every request, or a transactional batch whose operation failed
+that way (207); and one that accepts connections and never answers (a hung account, as a
+SIGSTOPped server is). The 413 case runs on the real local server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,7 +40,7 @@ FAST = {
 }
 
 
-def store_at(endpoint: str, database: str = "chat") -> CosmosStore:
+def store_at(endpoint: str, database: str = "chat", *, timeout_s: float = 20.0) -> CosmosStore:
     return CosmosStore(
         endpoint,
         EMULATOR_KEY,
@@ -46,10 +49,13 @@ def store_at(endpoint: str, database: str = "chat") -> CosmosStore:
         archive_container="ConversationsArchive",
         verify_tls=False,
         client_options=FAST,
+        timeout_s=timeout_s,
     )
 
 
-def failing_server(status: int, headers: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+def failing_server(
+    status: int, headers: dict[str, str], *, as_batch_result: bool = False
+) -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -67,10 +73,14 @@ def failing_server(status: int, headers: dict[str, str]) -> Iterator[tuple[str, 
                     "userConsistencyPolicy": {"defaultConsistencyLevel": "Session"},
                 }
                 self._send(200, body, {})
+            elif as_batch_result:
+                # A batch whose one operation failed: 207 with that operation's status.
+                results = [{"statusCode": status, "requestCharge": 0}]
+                self._send(207, results, headers)
             else:
                 self._send(status, {"code": "Busy", "message": "try later"}, headers)
 
-        def _send(self, code: int, body: dict[str, Any], extra: dict[str, str]) -> None:
+        def _send(self, code: int, body: Any, extra: dict[str, str]) -> None:
             raw = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -95,15 +105,42 @@ def failing_server(status: int, headers: dict[str, str]) -> Iterator[tuple[str, 
         server.server_close()
 
 
-def read_session(endpoint: str) -> None:
+def read_session(endpoint: str, *, timeout_s: float = 20.0) -> None:
     async def main() -> None:
-        store = store_at(endpoint)
+        store = store_at(endpoint, timeout_s=timeout_s)
         try:
-            await store.get_session("a@example.com", SID)
+            # A guard against a hang in this test, not a timing assertion.
+            await asyncio.wait_for(
+                store.get_session("a@example.com", SID, where="active"), timeout=120
+            )
         finally:
             await store.close()
 
     asyncio.run(main())
+
+
+def write_session(endpoint: str) -> None:
+    async def main() -> None:
+        store = store_at(endpoint)
+        try:
+            await store.append(session_record(), [], expected_etag=None)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def session_record(email: str = "a@example.com") -> SessionRecord:
+    return SessionRecord(
+        id=SID,
+        email=email,
+        title="t",
+        preview="p",
+        created_at=T0,
+        updated_at=T0,
+        message_count=1,
+        last_seq=1,
+    )
 
 
 def test_refused_connections_are_storage_unavailable() -> None:
@@ -132,26 +169,40 @@ def test_busy_or_unreachable_answers_are_storage_unavailable(
         assert len([line for line in seen if "/dbs/" in line]) >= 2, seen
 
 
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 2), (503, 2), (408, 2), (449, 2)])
+def test_a_batch_failing_that_way_is_storage_unavailable_too(status: int, retry_after: int) -> None:
+    """The SDK raises CosmosBatchOperationError (not a CosmosHttpResponseError) for a batch
+    whose operation failed; it must map like every other Cosmos error, not surface as a 500."""
+    for endpoint, _ in failing_server(
+        status, {"x-ms-retry-after-ms": "1200"}, as_batch_result=True
+    ):
+        with pytest.raises(StorageUnavailable) as caught:
+            write_session(endpoint)
+        assert caught.value.retry_after_s == retry_after
+
+
+def test_a_hung_account_is_storage_unavailable_within_the_budget() -> None:
+    """A server that accepts and never answers: the request's storage budget (SDK retries
+    included) ends it with a 503 and Retry-After, instead of the SDK's 65 s per read."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        endpoint = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(StorageUnavailable) as caught:
+            read_session(endpoint, timeout_s=0.5)
+    assert caught.value.retry_after_s and caught.value.retry_after_s > 0
+
+
 def test_an_item_over_2mb_is_payload_too_large(local_cosmos_database: CosmosDatabase) -> None:
     async def main() -> None:
         store = local_cosmos_database.store()
         big = MessageRecord(
             session_id=SID, seq=1, role="user", content="x" * (2100 * 1024), timestamp=T0
         )
-        session = SessionRecord(
-            id=SID,
-            email="big@example.com",
-            title="t",
-            preview="p",
-            created_at=T0,
-            updated_at=T0,
-            message_count=1,
-            last_seq=1,
-        )
         try:
             with pytest.raises(PayloadTooLarge):
-                await store.commit(session, [big], expected_etag=None)
-            assert await store.get_session("big@example.com", SID) is None
+                await store.append(session_record("big@example.com"), [big], expected_etag=None)
+            assert await store.get_session("big@example.com", SID, where="active") is None
         finally:
             await store.close()
 

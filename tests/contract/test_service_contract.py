@@ -15,9 +15,9 @@ from shared.config import load_settings
 from shared.errors import ModelError, NotFound, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.llm.echo import EchoModel
-from shared.models import ChatRequest, MessageRecord, SessionRecord
+from shared.models import ChatRequest, MessageRecord, RequestRecord, SessionRecord
 from shared.service import ConversationService
-from shared.storage.base import ConversationStore, Where
+from shared.storage.base import MoveOutcome, SessionRef, Store
 from tests.contract.conftest import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
 
-def service(store: ConversationStore, model: Any = None) -> ConversationService:
+def service(store: Store, model: Any = None) -> ConversationService:
     settings = load_settings({"MAX_HISTORY_MESSAGES": "6"})
     return ConversationService(store, model or EchoModel(), settings, clock=FixedClock(START))
 
@@ -50,39 +50,41 @@ class FailingModel:
 
 
 class FailSecondCommit:
-    """Wraps a store and fails its second commit, as a storage outage between the two batches
-    of one turn would. Only ``commit`` is intercepted; the rest is the real store."""
+    """Wraps a store and fails its second append, as a storage outage between the two batches
+    of one turn would. Only ``append`` is intercepted; the rest is the real store."""
 
-    def __init__(self, inner: ConversationStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.commits = 0
 
-    async def commit(
+    async def append(
         self,
         session: SessionRecord,
         messages: list[MessageRecord],
         *,
         expected_etag: str | None,
-        where: Where = "active",
+        request: RequestRecord | None = None,
     ) -> SessionRecord:
         self.commits += 1
         if self.commits == 2:
             raise StorageUnavailable()
-        return await self.inner.commit(session, messages, expected_etag=expected_etag, where=where)
+        return await self.inner.append(
+            session, messages, expected_etag=expected_etag, request=request
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-async def assert_consistent(store: ConversationStore, email: str, session_id: str) -> list[str]:
+async def assert_consistent(store: Store, email: str, session_id: str) -> list[str]:
     """The session item agrees with its messages; returns the messages' contents."""
-    session = await store.get_session(email, session_id)
+    session = await store.get_session(email, session_id, where="active")
     assert session is not None
-    messages = await store.list_messages(email, session_id)
+    messages, more = await store.page_messages(email, session_id, where="active", limit=1000)
+    assert not more
     seqs = [m.seq for m in messages]
     assert seqs == list(range(1, len(messages) + 1))
     assert (session.message_count, session.last_seq) == (len(messages), len(messages))
-    assert [c.seq for c in session.context] == seqs[-len(session.context) :]
     return [m.content for m in messages]
 
 
@@ -91,7 +93,7 @@ def test_a_conversation_continues_from_stored_history(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         svc = service(store)
         first = await svc.chat(alice, chat("one"))
         second = await svc.chat(alice, chat("two", first.session_id))
@@ -113,7 +115,7 @@ def test_a_retried_client_message_id_stores_nothing_twice(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         svc = service(store)
         first = await svc.chat(alice, chat("hello", cmid="m-1"))
         again = await svc.chat(alice, chat("hello", cmid="m-1"))  # first message, retried
@@ -132,7 +134,7 @@ def test_a_retried_client_message_id_stores_nothing_twice(
 def test_twenty_concurrent_turns_in_one_session(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         svc = service(store)
         start = await svc.chat(alice, chat("start"))
         sid = start.session_id
@@ -153,7 +155,7 @@ def test_a_model_failure_keeps_the_user_message_only(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         ok = await service(store).chat(alice, chat("first"))
         with pytest.raises(ModelError):
             await service(store, FailingModel()).chat(alice, chat("second", ok.session_id))
@@ -171,7 +173,7 @@ def test_a_retry_after_a_model_failure_answers_without_storing_the_question_twic
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         ok = await service(store).chat(alice, chat("first"))
         with pytest.raises(ModelError):
             await service(store, FailingModel()).chat(alice, chat("second", ok.session_id, "c-2"))
@@ -192,12 +194,12 @@ def test_a_storage_failure_mid_turn_leaves_the_session_consistent(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         flaky = FailSecondCommit(store)
         with pytest.raises(StorageUnavailable):
             await service(flaky).chat(alice, chat("hello"))  # type: ignore[arg-type]
         assert flaky.commits == 2
-        [listed], _ = await store.list_sessions(alice, limit=5, continuation=None)
+        [listed], _ = await store.list_sessions(alice, where="active", limit=5, after=None)
         contents = await assert_consistent(store, alice, listed.id)
         assert contents == ["hello"]  # the user's message, no invented answer
 
@@ -209,20 +211,24 @@ def test_delete_leaves_nothing_in_either_container(
 ) -> None:
     alice, bob = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         svc = service(store)
         turn = await svc.chat(alice, chat("hello"))
         sid = turn.session_id
-        session = await store.get_session(alice, sid)
-        assert session is not None
-        await store.put_items("archive", session, await store.list_messages(alice, sid))
+        session = await store.get_session(alice, sid, where="active")
+        assert session is not None and session.etag
+        ref = SessionRef(
+            email=alice, session_id=sid, updated_at=session.updated_at, etag=session.etag
+        )
+        assert await store.archive(ref) is MoveOutcome.MOVED
 
         with pytest.raises(NotFound):
             await svc.delete_session(bob, sid)
         await svc.delete_session(alice, sid)
         for where in ("active", "archive"):
-            assert await store.get_session(alice, sid, where) is None
-            assert await store.list_messages(alice, sid, where) == []
+            assert await store.get_session(alice, sid, where=where) is None
+            assert await store.page_messages(alice, sid, where=where, limit=5) == ([], False)
+        assert await store.session_ids(alice, limit=5) == []
         with pytest.raises(NotFound):
             await svc.get_session(alice, sid)
         with pytest.raises(NotFound):

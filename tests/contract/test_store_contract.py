@@ -1,7 +1,8 @@
-"""The ConversationStore contract: every store behaves the same (sqlite and Cosmos).
+"""The store contract: every store behaves the same (SQLite and Cosmos, see conftest).
 
-Each test runs once per store of conftest.store_factory. Times come from fixed datetimes,
-never from the wall clock.
+Times come from fixed datetimes, never from the wall clock. The move, delete and interleaving
+protocol of the Cosmos store has its own suite (tests/archive/test_interleavings.py); here every
+operation is checked for what a caller sees.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from shared.errors import ConcurrencyConflict, InvalidRequest
+from shared.errors import ConcurrencyConflict, DuplicateRequest, InvalidRequest
 from shared.ids import new_session_id
-from shared.models import ClientRequestRef, ContextMessage, MessageRecord, SessionRecord
-from shared.storage.base import ConversationStore
+from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.storage.base import MoveOutcome, Presence, SessionRef, Store
 from tests.contract.conftest import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -25,15 +26,13 @@ OLD = datetime(2001, 1, 1, tzinfo=UTC)  # only the archival-scan tests write tim
 
 def message(sid: str, seq: int, at: datetime = T0, **extra: Any) -> MessageRecord:
     role = "user" if seq % 2 else "assistant"
-    return MessageRecord(
-        session_id=sid, seq=seq, role=role, content=f"text {seq}", timestamp=at, **extra
-    )
+    fields: dict[str, Any] = {"content": f"text {seq}", **extra}
+    return MessageRecord(session_id=sid, seq=seq, role=role, timestamp=at, **fields)
 
 
 def session(
     email: str, sid: str, messages: list[MessageRecord], at: datetime = T0
 ) -> SessionRecord:
-    last = messages[-1].seq if messages else 0
     return SessionRecord(
         id=sid,
         email=email,
@@ -42,59 +41,108 @@ def session(
         created_at=at,
         updated_at=at,
         message_count=len(messages),
-        last_seq=last,
-        context=[ContextMessage(seq=m.seq, role=m.role, content=m.content) for m in messages],
+        last_seq=messages[-1].seq if messages else 0,
     )
 
 
 async def create(
-    store: ConversationStore, email: str, n: int = 2, at: datetime = T0
+    store: Store, email: str, n: int = 2, at: datetime = T0, content: str | None = None
 ) -> tuple[SessionRecord, list[MessageRecord]]:
+    """A session of ``n`` messages, written in as few appends as batches allow."""
     sid = new_session_id()
-    messages = [message(sid, seq, at) for seq in range(1, n + 1)]
-    stored = await store.commit(session(email, sid, messages, at), messages, expected_etag=None)
+    messages = [
+        message(sid, seq, at, **({"content": content} if content else {}))
+        for seq in range(1, n + 1)
+    ]
+    stored: SessionRecord | None = None
+    for start in range(0, n, 50):
+        chunk = messages[start : start + 50]
+        record = session(email, sid, messages[: start + len(chunk)], at)
+        stored = await store.append(record, chunk, expected_etag=stored.etag if stored else None)
+    assert stored is not None
     return stored, messages
 
 
-# ---- reads and the turn's commit ------------------------------------------------------------
+def ref(session: SessionRecord) -> SessionRef:
+    assert session.etag is not None
+    return SessionRef(
+        email=session.email, session_id=session.id, updated_at=session.updated_at, etag=session.etag
+    )
 
 
-def test_commit_creates_and_reads_back_every_field(
+async def all_messages(store: Store, email: str, sid: str, where: Any) -> list[MessageRecord]:
+    page, more = await store.page_messages(email, sid, where=where, limit=1000)
+    assert not more
+    return page
+
+
+# ---- a turn's read and writes ---------------------------------------------------------------
+
+
+def test_append_creates_and_reads_back_every_field(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         sid = new_session_id()
         first = message(sid, 1, client_message_id="c-1")
         answer = message(sid, 2, model="echo", prompt_tokens=3, completion_tokens=4)
-        record = session(alice, sid, [first, answer]).model_copy(
-            update={"client_requests": {"c-1": ClientRequestRef(user_seq=1, assistant_seq=2)}}
+        record = session(alice, sid, [first, answer]).model_copy(update={"title_source": "model"})
+        request = RequestRecord(
+            session_id=sid, client_message_id="c-1", user_seq=1, assistant_seq=2
         )
-        stored = await store.commit(record, [first, answer], expected_etag=None)
+        stored = await store.append(record, [first, answer], expected_etag=None, request=request)
         assert stored.etag and not stored.archived
 
-        read = await store.get_session(alice, sid)
+        read = await store.get_session(alice, sid, where="active")
         assert read is not None
-        assert read.etag == stored.etag  # the batch's ETag is the item's ETag
+        assert read.etag == stored.etag  # the write's ETag is the item's ETag
         assert read.model_dump(exclude={"etag"}) == record.model_dump(exclude={"etag"})
-        assert await store.get_message(alice, sid, 1) == first
-        assert await store.get_message(alice, sid, 2) == answer
-        assert await store.list_messages(alice, sid) == [first, answer]
+        assert await store.get_message(alice, sid, 1, where="active") == first
+        assert await store.get_message(alice, sid, 2, where="active") == answer
+        assert await store.get_request(alice, sid, "c-1", where="active") == request
+        view = await store.read_turn(alice, sid, history=20)
+        assert view.presence is Presence.LIVE and view.session == read
+        assert list(view.window) == [first, answer]
 
     run(scenario)
 
 
-def test_missing_items_read_as_none_or_empty(run: Runner[None], emails: tuple[str, str]) -> None:
+def test_missing_things_read_as_missing(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         sid = new_session_id()
-        assert await store.get_session(alice, sid) is None
-        assert await store.get_message(alice, sid, 1) is None
-        assert await store.list_messages(alice, sid) == []
-        assert await store.list_sessions(alice, limit=20, continuation=None) == ([], None)
+        assert (await store.read_turn(alice, sid, history=5)).presence is Presence.MISSING
+        for where in ("active", "archive"):
+            assert await store.get_session(alice, sid, where=where) is None
+            assert await store.get_message(alice, sid, 1, where=where) is None
+            assert await store.get_request(alice, sid, "c", where=where) is None
+            assert await store.page_messages(alice, sid, where=where, limit=5) == ([], False)
+            assert await store.list_sessions(alice, where=where, limit=20, after=None) == (
+                [],
+                None,
+            )
         assert await store.delete_session(alice, sid) is False
+        assert await store.session_ids(alice, limit=10) == []
+        assert await store.restore(alice, sid) is MoveOutcome.GONE
+
+    run(scenario)
+
+
+def test_the_window_is_the_newest_messages_oldest_first(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, messages = await create(store, alice, n=30)
+        view = await store.read_turn(alice, stored.id, history=7)
+        assert [m.seq for m in view.window] == list(range(24, 31))
+        assert (await store.read_turn(alice, stored.id, history=0)).window == ()
+        everything = await store.read_turn(alice, stored.id, history=100)
+        assert list(everything.window) == messages
 
     run(scenario)
 
@@ -104,88 +152,122 @@ def test_next_turn_replaces_the_session_with_a_new_etag(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         stored, _ = await create(store, alice)
         third = message(stored.id, 3, T0 + timedelta(seconds=1))
         updated = stored.model_copy(
             update={"message_count": 3, "last_seq": 3, "updated_at": third.timestamp}
         )
-        after = await store.commit(updated, [third], expected_etag=stored.etag)
+        after = await store.append(updated, [third], expected_etag=stored.etag)
         assert after.etag and after.etag != stored.etag
-        read = await store.get_session(alice, stored.id)
+        read = await store.get_session(alice, stored.id, where="active")
         assert read is not None and (read.last_seq, read.etag) == (3, after.etag)
-        assert [m.seq for m in await store.list_messages(alice, stored.id)] == [1, 2, 3]
+        assert [m.seq for m in await all_messages(store, alice, stored.id, "active")] == [1, 2, 3]
 
     run(scenario)
 
 
-def test_stale_etag_conflicts_and_writes_nothing(
+def test_a_stale_etag_conflicts_and_writes_nothing(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         stored, _ = await create(store, alice)
-        winner_msg = message(stored.id, 3)
-        winner = await store.commit(
-            stored.model_copy(update={"last_seq": 3, "title": "winner"}),
-            [winner_msg],
+        winner = await store.append(
+            stored.model_copy(update={"last_seq": 3, "message_count": 3}),
+            [message(stored.id, 3)],
             expected_etag=stored.etag,
         )
-        loser_msg = message(stored.id, 4)
         with pytest.raises(ConcurrencyConflict):
-            await store.commit(
-                stored.model_copy(update={"last_seq": 4, "title": "loser"}),
-                [loser_msg],
-                expected_etag=stored.etag,  # stale: the winner moved it on
+            await store.append(
+                stored.model_copy(update={"last_seq": 4, "message_count": 4}),
+                [message(stored.id, 4)],
+                expected_etag=stored.etag,
+                request=RequestRecord(session_id=stored.id, client_message_id="x", user_seq=4),
             )
-        assert await store.get_message(alice, stored.id, 4) is None
-        read = await store.get_session(alice, stored.id)
-        assert read is not None and (read.title, read.etag) == ("winner", winner.etag)
+        read = await store.get_session(alice, stored.id, where="active")
+        assert read is not None and read.etag == winner.etag and read.last_seq == 3
+        assert await store.get_message(alice, stored.id, 4, where="active") is None
+        assert await store.get_request(alice, stored.id, "x", where="active") is None
 
     run(scenario)
 
 
-def test_creating_an_existing_session_conflicts_and_writes_nothing(
+def test_an_existing_seq_fails_the_whole_write(run: Runner[None], emails: tuple[str, str]) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, _ = await create(store, alice)
+        with pytest.raises(ConcurrencyConflict):
+            await store.append(
+                stored.model_copy(update={"last_seq": 3}),
+                [message(stored.id, 3), message(stored.id, 2)],
+                expected_etag=stored.etag,
+            )
+        assert await store.get_message(alice, stored.id, 3, where="active") is None
+        read = await store.get_session(alice, stored.id, where="active")
+        assert read is not None and read.etag == stored.etag
+
+    run(scenario)
+
+
+def test_one_id_names_one_session_across_both_containers(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, _ = await create(store, alice, n=1)
-        again = message(stored.id, 2)
-        with pytest.raises(ConcurrencyConflict):
-            await store.commit(
-                stored.model_copy(update={"title": "second"}), [again], expected_etag=None
-            )
-        assert await store.get_message(alice, stored.id, 2) is None
-        read = await store.get_session(alice, stored.id)
-        assert read is not None and read.title == stored.title and read.etag == stored.etag
+    async def scenario(store: Store) -> None:
+        stored, messages = await create(store, alice)
+        with pytest.raises(ConcurrencyConflict):  # it exists in the active container
+            await store.append(stored, messages[:1], expected_etag=None)
+        assert await store.archive(ref(stored)) is MoveOutcome.MOVED
+        again = session(alice, stored.id, messages[:1])
+        with pytest.raises(ConcurrencyConflict):  # ... and now in the archive
+            await store.append(again, messages[:1], expected_etag=None)
+        assert (await store.read_turn(alice, stored.id, history=5)).presence is Presence.ARCHIVED
+        assert await all_messages(store, alice, stored.id, "archive") == messages
 
     run(scenario)
 
 
-def test_an_existing_seq_fails_the_whole_commit(run: Runner[None], emails: tuple[str, str]) -> None:
-    """A commit is all-or-nothing: a clashing message leaves the session item untouched."""
+def test_a_recorded_client_message_id_is_a_duplicate(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         stored, _ = await create(store, alice)
-        clash = [message(stored.id, 3), message(stored.id, 2)]  # seq 2 exists
-        with pytest.raises(ConcurrencyConflict):
-            await store.commit(
-                stored.model_copy(update={"last_seq": 3, "title": "half"}),
-                clash,
-                expected_etag=stored.etag,
+        request = RequestRecord(session_id=stored.id, client_message_id="c-9", user_seq=3)
+        first = await store.append(
+            stored.model_copy(update={"last_seq": 3, "message_count": 3}),
+            [message(stored.id, 3)],
+            expected_etag=stored.etag,
+            request=request,
+        )
+        with pytest.raises(DuplicateRequest) as raised:
+            await store.append(
+                first.model_copy(update={"last_seq": 4, "message_count": 4}),
+                [message(stored.id, 4)],
+                expected_etag=first.etag,
+                request=request.model_copy(update={"user_seq": 4}),
             )
-        assert await store.get_message(alice, stored.id, 3) is None
-        read = await store.get_session(alice, stored.id)
-        assert read is not None and (read.title, read.etag) == (stored.title, stored.etag)
+        assert raised.value.existing in (None, request)
+        assert await store.get_message(alice, stored.id, 4, where="active") is None
+        # The answer's write records where the answer went.
+        answered = request.model_copy(update={"assistant_seq": 4})
+        await store.append(
+            first.model_copy(update={"last_seq": 4, "message_count": 4}),
+            [message(stored.id, 4)],
+            expected_etag=first.etag,
+            request=answered,
+        )
+        assert await store.get_request(alice, stored.id, "c-9", where="active") == answered
 
     run(scenario)
 
 
-# ---- listing ------------------------------------------------------------------------------------
+# ---- listing and paging -----------------------------------------------------------------------
 
 
 def test_listing_pages_45_sessions_by_20_newest_first(
@@ -193,234 +275,330 @@ def test_listing_pages_45_sessions_by_20_newest_first(
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        made: list[SessionRecord] = []
-        for i in range(45):
-            # Every third pair shares a time: ties are ordered by id, still without gaps.
-            at = T0 + timedelta(minutes=i - i % 3)
-            made.append((await create(store, alice, n=1, at=at))[0])
-        expected = [s.id for s in sorted(made, key=lambda s: (s.updated_at, s.id), reverse=True)]
-
+    async def scenario(store: Store) -> None:
+        made = [(await create(store, alice, at=T0 + timedelta(seconds=i)))[0].id for i in range(45)]
         pages: list[list[str]] = []
-        token: str | None = None
+        after: str | None = None
         while True:
-            page, token = await store.list_sessions(alice, limit=20, continuation=token)
+            page, after = await store.list_sessions(alice, where="active", limit=20, after=after)
             pages.append([s.id for s in page])
-            assert all(not s.archived and s.etag for s in page)
-            if token is None:
+            if after is None:
                 break
         assert [len(p) for p in pages] == [20, 20, 5]
-        assert [sid for page in pages for sid in page] == expected
+        assert [sid for page in pages for sid in page] == made[::-1]
 
     run(scenario)
 
 
-def test_listing_shows_summaries(run: Runner[None], emails: tuple[str, str]) -> None:
+def test_a_full_last_page_hands_out_no_position(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, _ = await create(store, alice, n=3)
-        [listed], token = await store.list_sessions(alice, limit=5, continuation=None)
-        assert token is None
-        assert listed.to_summary() == stored.to_summary()
+    async def scenario(store: Store) -> None:
+        for i in range(40):
+            await create(store, alice, at=T0 + timedelta(seconds=i))
+        first, after = await store.list_sessions(alice, where="active", limit=20, after=None)
+        assert len(first) == 20 and after is not None
+        second, after = await store.list_sessions(alice, where="active", limit=20, after=after)
+        # Exactly full and the last: no position that would only lead to an empty page.
+        assert len(second) == 20 and after is None
 
     run(scenario)
 
 
-def test_a_forged_continuation_token_is_invalid_request(
+def test_listing_shows_summaries_and_only_the_callers(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
-    alice, _ = emails
-
-    async def scenario(store: ConversationStore) -> None:
-        await create(store, alice)
-        for forged in ("not a token", "eyJ4IjogMX0", '{"bogus": true}'):
-            with pytest.raises(InvalidRequest):
-                await store.list_sessions(alice, limit=5, continuation=forged)
-
-    run(scenario)
-
-
-def test_another_caller_sees_nothing(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, bob = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, _ = await create(store, alice)
-        assert await store.get_session(bob, stored.id) is None
-        assert await store.get_message(bob, stored.id, 1) is None
-        assert await store.list_messages(bob, stored.id) == []
-        assert await store.list_sessions(bob, limit=20, continuation=None) == ([], None)
-        assert await store.delete_session(bob, stored.id) is False
-        # ... and bob's attempt changed nothing of alice's.
-        assert await store.get_session(alice, stored.id) == stored
-
-    run(scenario)
-
-
-# ---- delete -------------------------------------------------------------------------------------
-
-
-def test_delete_leaves_nothing_and_repeats(run: Runner[None], emails: tuple[str, str]) -> None:
-    alice, _ = emails
-
-    async def scenario(store: ConversationStore) -> None:
-        stored, _ = await create(store, alice, n=1)
-        # 150 messages: more than one batch of 100 deletes.
-        many = [message(stored.id, seq) for seq in range(1, 151)]
-        await store.put_items("active", stored.model_copy(update={"last_seq": 150}), many)
-        keep, _ = await create(store, alice)
-
-        assert await store.delete_session(alice, stored.id) is True
-        assert await store.get_session(alice, stored.id) is None
-        assert await store.list_messages(alice, stored.id) == []
-        listed, _ = await store.list_sessions(alice, limit=20, continuation=None)
-        assert [s.id for s in listed] == [keep.id]
-        assert await store.delete_session(alice, stored.id) is False
-        assert len(await store.list_messages(alice, keep.id)) == 2
-
-    run(scenario)
-
-
-def test_delete_finishes_an_interrupted_delete(run: Runner[None], emails: tuple[str, str]) -> None:
-    """A crash after the session item went but before its messages did: messages go next time."""
-    alice, _ = emails
-
-    async def scenario(store: ConversationStore) -> None:
+    async def scenario(store: Store) -> None:
         stored, _ = await create(store, alice, n=3)
-        await store.delete_session_item("active", alice, stored.id, expected_etag=None)
-        assert await store.delete_session(alice, stored.id) is True
-        assert await store.list_messages(alice, stored.id) == []
-        assert await store.delete_session(alice, stored.id) is False
+        page, _ = await store.list_sessions(alice, where="active", limit=20, after=None)
+        assert [s.model_dump(exclude={"etag"}) for s in page] == [
+            stored.model_dump(exclude={"etag"})
+        ]
+        assert await store.list_sessions(bob, where="active", limit=20, after=None) == ([], None)
+        assert (await store.read_turn(bob, stored.id, history=5)).presence is Presence.MISSING
+        assert await store.get_message(bob, stored.id, 1, where="active") is None
+        assert await store.delete_session(bob, stored.id) is False
+        assert await store.get_session(alice, stored.id, where="active") is not None
 
     run(scenario)
 
 
-def test_delete_in_the_archive_container(run: Runner[None], emails: tuple[str, str]) -> None:
+def test_a_forged_position_is_invalid_request(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, messages = await create(store, alice)
-        await store.put_items("archive", stored, messages)
-        assert await store.delete_session(alice, stored.id, "archive") is True
-        assert await store.get_session(alice, stored.id, "archive") is None
-        assert await store.list_messages(alice, stored.id, "archive") == []
-        assert await store.get_session(alice, stored.id) is not None  # active copy untouched
+    async def scenario(store: Store) -> None:
+        await create(store, alice)
+        for forged in ("not-a-token", "W10", "WyJhIl0"):
+            with pytest.raises(InvalidRequest):
+                await store.list_sessions(alice, where="active", limit=20, after=forged)
 
     run(scenario)
 
 
-# ---- archival primitives -----------------------------------------------------------------------
-
-
-def test_put_items_copies_and_repeats(run: Runner[None], emails: tuple[str, str]) -> None:
+def test_messages_page_backwards_and_forwards(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, messages = await create(store, alice)
-        for _ in range(2):  # repeatable: upserts
-            await store.put_items("archive", stored, messages)
-        copy = await store.get_session(alice, stored.id, "archive")
-        assert copy is not None and copy.archived and copy.etag
-        assert copy.model_dump(exclude={"etag", "archived"}) == stored.model_dump(
-            exclude={"etag", "archived"}
+    async def scenario(store: Store) -> None:
+        stored, messages = await create(store, alice, n=10)
+        newest, more = await store.page_messages(alice, stored.id, where="active", limit=4)
+        assert [m.seq for m in newest] == [7, 8, 9, 10] and more
+        older, more = await store.page_messages(
+            alice, stored.id, where="active", limit=4, before_seq=7
         )
-        assert await store.list_messages(alice, stored.id, "archive") == messages
-        archived, token = await store.list_sessions(
-            alice, limit=20, continuation=None, where="archive"
+        assert [m.seq for m in older] == [3, 4, 5, 6] and more
+        oldest, more = await store.page_messages(
+            alice, stored.id, where="active", limit=4, before_seq=3
         )
-        assert [s.id for s in archived] == [stored.id] and archived[0].archived and token is None
+        assert [m.seq for m in oldest] == [1, 2] and not more
+        exact, more = await store.page_messages(
+            alice, stored.id, where="active", limit=5, before_seq=6
+        )
+        assert [m.seq for m in exact] == [1, 2, 3, 4, 5] and not more  # an exact multiple
+        assert await store.page_messages(
+            alice, stored.id, where="active", limit=3, before_seq=1
+        ) == ([], False)
+        forward, more = await store.page_messages(
+            alice, stored.id, where="active", limit=4, after_seq=0
+        )
+        assert forward == messages[:4] and more
+        rest, more = await store.page_messages(
+            alice, stored.id, where="active", limit=6, after_seq=4
+        )
+        assert rest == messages[4:] and not more
 
     run(scenario)
 
 
-def test_delete_messages_in_batches_missing_ones_fine(
+# ---- titles and feedback -------------------------------------------------------------------
+
+
+def test_save_session_replaces_it_if_match(run: Runner[None], emails: tuple[str, str]) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, _ = await create(store, alice)
+        renamed = stored.model_copy(update={"title": "Mine", "title_source": "user"})
+        after = await store.save_session(renamed, where="active", expected_etag=stored.etag or "")
+        assert after.etag != stored.etag
+        with pytest.raises(ConcurrencyConflict):
+            await store.save_session(renamed, where="active", expected_etag=stored.etag or "")
+        read = await store.get_session(alice, stored.id, where="active")
+        assert read is not None and (read.title, read.title_source) == ("Mine", "user")
+        # In the archive too, in place.
+        assert await store.archive(ref(read)) is MoveOutcome.MOVED
+        archived = await store.get_session(alice, stored.id, where="archive")
+        assert archived is not None and archived.etag
+        await store.save_session(
+            archived.model_copy(update={"title": "Old"}),
+            where="archive",
+            expected_etag=archived.etag,
+        )
+        again = await store.get_session(alice, stored.id, where="archive")
+        assert again is not None and again.title == "Old" and again.archived
+
+    run(scenario)
+
+
+def test_feedback_is_kept_on_the_message_and_moves_the_session_etag(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, _ = await create(store, alice, n=1)
-        many = [message(stored.id, seq) for seq in range(1, 131)]
-        await store.put_items("active", stored, many)
-        await store.delete_messages("active", alice, stored.id, [*range(1, 121), 500, 501])
-        left = await store.list_messages(alice, stored.id)
-        assert [m.seq for m in left] == list(range(121, 131))
-        await store.delete_messages("active", alice, stored.id, [*range(1, 121)])  # again: fine
+    async def scenario(store: Store) -> None:
+        stored, _ = await create(store, alice)
+        rating = Feedback(rating="down", comment="wrong year", updated_at=T0)
+        rated = await store.set_feedback(
+            alice, stored.id, 2, rating, where="active", expected_etag=stored.etag or ""
+        )
+        assert rated is not None and rated.feedback == rating
+        assert await store.get_message(alice, stored.id, 2, where="active") == rated
+        after = await store.get_session(alice, stored.id, where="active")
+        assert after is not None and after.etag != stored.etag  # a move would see the change
+        with pytest.raises(ConcurrencyConflict):
+            await store.set_feedback(
+                alice, stored.id, 2, None, where="active", expected_etag=stored.etag or ""
+            )
+        cleared = await store.set_feedback(
+            alice, stored.id, 2, None, where="active", expected_etag=after.etag or ""
+        )
+        assert cleared is not None and cleared.feedback is None
+        latest = await store.get_session(alice, stored.id, where="active")
+        assert latest is not None
+        assert (
+            await store.set_feedback(
+                alice, stored.id, 9, rating, where="active", expected_etag=latest.etag or ""
+            )
+            is None
+        )
 
     run(scenario)
 
 
-def test_delete_session_item_checks_the_etag(run: Runner[None], emails: tuple[str, str]) -> None:
+# ---- moves, deletes, scans --------------------------------------------------------------------
+
+
+def test_archive_and_restore_move_every_item(run: Runner[None], emails: tuple[str, str]) -> None:
     alice, _ = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stored, messages = await create(store, alice)
-        moved = await store.commit(
-            stored.model_copy(update={"title": "moved"}),
+    async def scenario(store: Store) -> None:
+        stored, messages = await create(store, alice, n=5)
+        request = RequestRecord(session_id=stored.id, client_message_id="c", user_seq=6)
+        stored = await store.append(
+            stored.model_copy(update={"last_seq": 6, "message_count": 6}),
+            [message(stored.id, 6)],
+            expected_etag=stored.etag,
+            request=request,
+        )
+        messages.append(message(stored.id, 6))
+
+        assert await store.archive(ref(stored)) is MoveOutcome.MOVED
+        assert (await store.read_turn(alice, stored.id, history=5)).presence is Presence.ARCHIVED
+        assert await store.get_session(alice, stored.id, where="active") is None
+        archived = await store.get_session(alice, stored.id, where="archive")
+        assert archived is not None and archived.archived
+        assert archived.model_dump(exclude={"etag", "archived"}) == stored.model_dump(
+            exclude={"etag", "archived"}
+        )
+        assert await all_messages(store, alice, stored.id, "archive") == messages
+        assert await all_messages(store, alice, stored.id, "active") == []
+        assert await store.get_request(alice, stored.id, "c", where="archive") == request
+        assert await store.list_sessions(alice, where="active", limit=5, after=None) == ([], None)
+        listed, _ = await store.list_sessions(alice, where="archive", limit=5, after=None)
+        assert [s.id for s in listed] == [stored.id]
+
+        assert await store.restore(alice, stored.id) is MoveOutcome.MOVED
+        assert await store.restore(alice, stored.id) is MoveOutcome.MOVED  # already back
+        view = await store.read_turn(alice, stored.id, history=50)
+        assert view.presence is Presence.LIVE and list(view.window) == messages
+        assert await store.get_request(alice, stored.id, "c", where="active") == request
+        assert await store.get_session(alice, stored.id, where="archive") is None
+        assert await all_messages(store, alice, stored.id, "archive") == []
+
+    run(scenario)
+
+
+def test_a_changed_or_missing_session_is_not_archived(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, _ = await create(store, alice)
+        changed = await store.append(
+            stored.model_copy(update={"last_seq": 3, "message_count": 3}),
             [message(stored.id, 3)],
             expected_etag=stored.etag,
         )
-        with pytest.raises(ConcurrencyConflict):
-            await store.delete_session_item("active", alice, stored.id, expected_etag=stored.etag)
-        assert await store.get_session(alice, stored.id) is not None
-        await store.delete_session_item("active", alice, stored.id, expected_etag=moved.etag)
-        assert await store.get_session(alice, stored.id) is None
-        # Missing is fine, with or without an ETag.
-        await store.delete_session_item("active", alice, stored.id, expected_etag=moved.etag)
-        await store.delete_session_item("active", alice, stored.id, expected_etag=None)
-        assert len(messages) == 2  # message items are not the session item's business
+        assert await store.archive(ref(stored)) is MoveOutcome.CHANGED
+        assert (await store.read_turn(alice, stored.id, history=5)).presence is Presence.LIVE
+        assert await store.get_session(alice, stored.id, where="archive") is None
+        assert await all_messages(store, alice, stored.id, "archive") == []
+        assert await store.delete_session(alice, stored.id)
+        assert await store.archive(ref(changed)) is MoveOutcome.GONE
 
     run(scenario)
 
 
-def test_scan_sessions_pages_through_stale_sessions_of_all_users(
+def test_long_and_non_ascii_sessions_move_in_size_bounded_batches(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    """250 messages (more than two batches) of 4,000 'é' each: 100 of them are 2.4 MB as the
+    SDK escapes them by default, over a batch's 2 MB limit (Cosmos measures what is sent)."""
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, messages = await create(store, alice, n=250, content="é" * 4000)
+        assert await store.archive(ref(stored)) is MoveOutcome.MOVED
+        assert await all_messages(store, alice, stored.id, "archive") == messages
+        assert await all_messages(store, alice, stored.id, "active") == []
+        assert await store.restore(alice, stored.id) is MoveOutcome.MOVED
+        assert await all_messages(store, alice, stored.id, "active") == messages
+        assert await all_messages(store, alice, stored.id, "archive") == []
+        assert await store.delete_session(alice, stored.id)
+        assert await store.session_ids(alice, limit=5) == []
+
+    run(scenario)
+
+
+def test_delete_removes_everything_in_both_containers_and_repeats(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, bob = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        stale = [
-            (await create(store, email, at=OLD + timedelta(days=i)))[0]
-            for i, email in enumerate([alice, bob, alice, bob, alice])
-        ]
-        await create(store, alice, at=OLD + timedelta(days=400))  # fresh: not found
-        found: list[tuple[str, str, str]] = []
-        token: str | None = None
-        pages = 0
-        while True:
-            refs, token = await store.scan_sessions(
-                "active", updated_before=OLD + timedelta(days=30), limit=2, continuation=token
+    async def scenario(store: Store) -> None:
+        live, _ = await create(store, alice, n=3)
+        archived, _ = await create(store, alice, n=4)
+        theirs, bob_messages = await create(store, bob, n=2)
+        assert await store.archive(ref(archived)) is MoveOutcome.MOVED
+        for stored in (live, archived):
+            assert await store.delete_session(alice, stored.id) is True
+            assert await store.delete_session(alice, stored.id) is False
+            assert (await store.read_turn(alice, stored.id, history=5)).presence is (
+                Presence.MISSING
             )
-            assert len(refs) <= 2
-            pages += 1
-            found += [(r.email, r.session_id, r.etag) for r in refs if r.email in emails]
-            if token is None:
-                break
-        assert pages >= 3
-        assert sorted(found) == sorted((s.email, s.id, s.etag or "") for s in stale)
-        assert {r[1] for r in found} == {s.id for s in stale}
+        assert await store.session_ids(alice, limit=10) == []
+        assert await all_messages(store, bob, theirs.id, "active") == bob_messages
 
     run(scenario)
 
 
-def test_scan_orphans_finds_messages_without_a_session(
+def test_expiry_deletes_an_unchanged_archived_session_only(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        stored, _ = await create(store, alice)
+        assert await store.archive(ref(stored)) is MoveOutcome.MOVED
+        archived = await store.get_session(alice, stored.id, where="archive")
+        assert archived is not None
+        renamed = await store.save_session(
+            archived.model_copy(update={"title": "kept"}),
+            where="archive",
+            expected_etag=archived.etag or "",
+        )
+        assert await store.expire(ref(archived)) is False  # renamed since the scan
+        assert await store.get_session(alice, stored.id, where="archive") is not None
+        assert await store.expire(ref(renamed)) is True
+        assert await store.session_ids(alice, limit=5) == []
+        assert (await store.read_turn(alice, stored.id, history=5)).presence is Presence.MISSING
+
+    run(scenario)
+
+
+def test_scan_stale_pages_through_old_sessions_of_all_users(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, bob = emails
 
-    async def scenario(store: ConversationStore) -> None:
-        orphaned, _ = await create(store, alice, at=OLD)
-        await create(store, bob, at=OLD)  # whole: not an orphan
-        await store.delete_session_item("active", alice, orphaned.id, expected_etag=None)
-        young, _ = await create(store, bob, at=OLD + timedelta(days=400))
-        await store.delete_session_item("active", bob, young.id, expected_etag=None)
-
-        orphans = await store.scan_orphans("active", older_than=OLD + timedelta(days=30), limit=100)
-        ours = [(o.email, o.session_id) for o in orphans if o.email in emails]
-        assert ours == [(alice, orphaned.id)]
-        later = await store.scan_orphans("active", older_than=OLD + timedelta(days=500), limit=100)
-        assert sorted((o.email, o.session_id) for o in later if o.email in emails) == sorted(
-            [(alice, orphaned.id), (bob, young.id)]
-        )
+    async def scenario(store: Store) -> None:
+        old = {
+            (await create(store, email, at=OLD + timedelta(seconds=i)))[0].id
+            for i, email in enumerate([alice, bob, alice, bob, alice])
+        }
+        await create(store, alice)  # fresh: not stale
+        found: set[str] = set()
+        after: str | None = None
+        while True:
+            page, after = await store.scan_stale(
+                "active", updated_before=OLD + timedelta(days=1), limit=2, after=after
+            )
+            assert len(page) <= 2
+            found |= {r.session_id for r in page if r.email in (alice, bob)}
+            if after is None:
+                break
+        assert found == old
+        unfinished = []
+        after = None
+        while True:
+            page_u, after = await store.scan_unfinished(
+                older_than=T0 + timedelta(days=1), limit=10, after=after
+            )
+            unfinished += [u for u in page_u if u.email in (alice, bob)]
+            if after is None:
+                break
+        assert unfinished == []
 
     run(scenario)

@@ -1,8 +1,9 @@
 """What a conversation leaves in the Cosmos container, read raw with the SDK.
 
 After conversations through the service (CosmosStore, echo model), the container holds exactly
-one session item and one item per message, every item under the caller's lower-cased email,
-and no item grows with the conversation beyond the bounded context window.
+one session item, one item per message and one per clientMessageId, every item under the
+caller's email, and no item grows with the conversation: the session item is small (the
+model's window is read from the message items) and each message is an item of its own.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ def converse(database: CosmosDatabase, email: str, turns: int, **env: str) -> tu
             for turn in range(turns):
                 clock.advance(seconds=1)
                 request = ChatRequest.model_validate(
-                    {"message": f"message number {turn} " + "x" * 200, "sessionId": sid}
+                    {
+                        "message": f"message number {turn} " + "x" * 200,
+                        "sessionId": sid,
+                        "clientMessageId": f"c-{turn}",
+                    }
                 )
                 result = await service.chat(email, request)
                 sid = result.session_id
-                container = await store._container("active")  # raw read of the session item
-                raw = await container.read_item(sid, partition_key=email)
+                raw = await store.conn.read("active", sid, email)  # the session item, raw
+                assert raw is not None
                 sizes.append(len(json.dumps(raw)))
         finally:
             await store.close()
@@ -88,14 +93,18 @@ def test_one_session_item_and_one_item_per_message(
     items = items_of(container, email)
     sessions = [i for i in items if i["type"] == "session"]
     messages = sorted((i for i in items if i["type"] == "message"), key=lambda i: i["seq"])
-    assert len(items) == 1 + 10 == len(sessions) + len(messages)
+    requests = [i for i in items if i["type"] == "request"]
+    assert len(items) == 1 + 10 + 5 == len(sessions) + len(messages) + len(requests)
     assert [s["id"] for s in sessions] == [sid]
     assert [m["id"] for m in messages] == [message_item_id(sid, seq) for seq in range(1, 11)]
     assert {i["EmailID"] for i in items} == {email}
-    assert all(m["sessionId"] == sid for m in messages)
+    assert all(i["sessionId"] == sid for i in items)
+    assert sorted((r["clientMessageId"], r["userSeq"], r["assistantSeq"]) for r in requests) == [
+        (f"c-{turn}", 2 * turn + 1, 2 * turn + 2) for turn in range(5)
+    ]
     session = sessions[0]
     assert (session["messageCount"], session["lastSeq"]) == (10, 10)
-    assert "deleting" not in session
+    assert "state" not in session  # live: no move or delete under way
     # Text-sortable times: fixed width, microseconds, Z.
     assert len(session["updatedAt"]) == len("2031-07-01T08:00:05.000000Z")
     assert session["updatedAt"].endswith("Z")
@@ -106,32 +115,32 @@ def test_no_item_grows_with_the_conversation(
 ) -> None:
     email = f"dave-{uuid.uuid4().hex[:8]}@example.com"
     _, sizes = converse(database, email, turns=60)
-    # Turn 10 and turn 60: the window is full at both, so the item is the same size, give or
-    # take digits of counters and sequence numbers.
-    assert abs(sizes[59] - sizes[9]) <= 32, (sizes[9], sizes[59])
+    # Turn 1 and turn 60: the same size, give or take digits of counters and times; no window
+    # or clientMessageIds on it, so it is small.
+    assert abs(sizes[59] - sizes[0]) <= 32, (sizes[0], sizes[59])
+    assert sizes[59] < 800, sizes[59]
     items = items_of(container, email)
     message_sizes = [len(json.dumps(i)) for i in items if i["type"] == "message"]
     assert len(message_sizes) == 120
     assert max(message_sizes) < 1024  # one message each, whatever came before
     session = next(i for i in items if i["type"] == "session")
-    assert len(session["context"]) == 4
+    assert "context" not in session and "clientRequests" not in session
 
 
-def test_listing_does_not_read_the_window(database: CosmosDatabase) -> None:
-    """The list query projects summary fields only: no context window, no clientRequests."""
+def test_listing_reads_session_items_only(database: CosmosDatabase) -> None:
+    """The list query projects summary fields of session items, and agrees with a point read."""
     email = f"erin-{uuid.uuid4().hex[:8]}@example.com"
     sid, _ = converse(database, email, turns=3)
 
     async def main() -> None:
         store = database.store()
         try:
-            [listed], _ = await store.list_sessions(email, limit=5, continuation=None)
-            full = await store.get_session(email, sid)
+            [listed], _ = await store.list_sessions(email, where="active", limit=5, after=None)
+            full = await store.get_session(email, sid, where="active")
         finally:
             await store.close()
-        assert listed.id == sid and listed.context == [] and listed.client_requests == {}
-        assert full is not None and len(full.context) == 4
-        assert listed.to_summary() == full.to_summary()
+        assert listed.id == sid
+        assert full is not None and listed.to_summary() == full.to_summary()
 
     asyncio.run(main())
 
@@ -157,7 +166,10 @@ def test_from_settings_uses_the_key_and_bootstraps_only_locally(
         try:
             # Concurrent first calls: one client, the database and containers made once.
             results = await asyncio.gather(
-                *(store.get_session("f@example.com", "s_" + "0" * 32) for _ in range(5))
+                *(
+                    store.get_session("f@example.com", "s_" + "0" * 32, where="active")
+                    for _ in range(5)
+                )
             )
             assert results == [None] * 5
         finally:

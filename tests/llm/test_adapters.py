@@ -13,17 +13,16 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
+from shared.azure_credential import azure_credential
 from shared.config import load_settings
-from shared.errors import ApiError, ModelError, RateLimited
+from shared.errors import DEFAULT_RETRY_AFTER_S, ApiError, ModelError, RateLimited
 from shared.llm import make_model
 from shared.llm.base import ChatModel, ModelMessage, Usage
 from shared.llm.echo import EchoModel
 from shared.llm.openai_chat import (
     AZURE_OPENAI_SCOPE,
-    DEFAULT_RETRY_AFTER_S,
     KEYLESS_PLACEHOLDER,
     OpenAIChatModel,
-    azure_credential,
     make_azure_model,
     retry_after_seconds,
 )

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from shared.context import (
     MESSAGE_OVERHEAD_TOKENS,
     estimate_tokens,
     model_messages,
     trim_history,
 )
-from shared.models import ContextMessage, Role
+from shared.models import MessageRecord, Role
+
+AT = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-def conversation(*contents: str) -> list[ContextMessage]:
+def conversation(*contents: str) -> list[MessageRecord]:
     """Alternating user/assistant messages, user first, seq from 1."""
     roles: tuple[Role, Role] = ("user", "assistant")
     return [
-        ContextMessage(seq=i + 1, role=roles[i % 2], content=text)
+        MessageRecord(session_id="s", seq=i + 1, role=roles[i % 2], content=text, timestamp=AT)
         for i, text in enumerate(contents)
     ]
 

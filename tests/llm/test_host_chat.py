@@ -38,6 +38,8 @@ def host_env(fake: FakeOpenAI, db: Path) -> dict[str, str]:
         "SYSTEM_PROMPT": "Be brief.",
         "MAX_HISTORY_MESSAGES": "4",
         "MAX_CONTEXT_TOKENS": "100",
+        # These tests are about the chat call; titles by the model have their own tests.
+        "TITLE_MODE": "first-message",
     }
 
 

@@ -1,0 +1,318 @@
+"""The archival pass the timer runs (and ``python -m shared.archive``): stale sessions to the
+archive, interrupted moves and deletes finished, archived sessions past retention deleted.
+
+Each session is moved by the store in one step that is safe against everything else that can
+happen to it (a turn, a restore, a rename, a delete, another pass: ``docs/design.md``, "Moving a
+session"); this module decides what to move and when to stop:
+
+- scans page through candidates, so memory is bounded by a page, not by the backlog;
+- moves run ``ARCHIVE_CONCURRENCY`` at a time at most; throttling (a 503 after the SDK's own
+  retries) halves that and retries the session later, so it slows the pass, never fails it;
+- the pass stops before ``ARCHIVE_TIME_BUDGET_S`` would be exceeded (``more: true``) and the
+  next pass carries on; after ``MAX_CONSECUTIVE_FAILURES`` failures in a row it stops too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.clock import Clock, SystemClock
+from shared.config import Settings
+from shared.errors import StorageUnavailable
+from shared.storage.base import ArchiveStore, MoveOutcome, SessionRef, Unfinished
+
+log = logging.getLogger("parley.archive")
+
+RUN_LOG_PREFIX = "archive_run "  # infra/monitoring.py's alerts query this exact prefix
+SCAN_PAGE = 100  # sessions per scan page: memory is bounded by a page, not by the backlog
+# After this many failed sessions in a row the store is probably down: stop, report more.
+MAX_CONSECUTIVE_FAILURES = 10
+# A move or delete left half-done is finished by housekeeping once it is this old: younger
+# ones may still be under way (finishing them early is safe, only wasted work).
+UNFINISHED_GRACE = timedelta(minutes=10)
+# A throttled session is tried again this many times in one pass before it counts as failed.
+MAX_THROTTLED_ATTEMPTS = 5
+
+
+class ArchiveSummary(BaseModel):
+    """The run's one-line report (``docs/operations.md``, "Archival")."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    archived: int = 0
+    skipped: int = 0
+    failed: int = 0
+    resumed: int = 0  # interrupted moves and deletes finished by housekeeping
+    retention_deleted: int = Field(0, alias="retentionDeleted")
+    throttled: int = 0  # times throttling slowed the pass down
+    duration_ms: int = Field(0, alias="durationMs")
+    more: bool = False
+    dry_run: bool = Field(False, alias="dryRun")
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ArchivePolicy:
+    after_days: int
+    time_budget_s: float
+    retention_days: int | None = None
+    dry_run: bool = False
+    concurrency: int = 8
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, older_than_days: int | None = None, dry_run: bool = False
+    ) -> ArchivePolicy:
+        return cls(
+            after_days=older_than_days or settings.archive_after_days,
+            time_budget_s=settings.archive_time_budget_s,
+            retention_days=settings.archive_retention_days,
+            dry_run=dry_run,
+            concurrency=settings.archive_concurrency,
+        )
+
+
+class _Stop(Exception):
+    """Stop the pass: out of time, or the store looks down."""
+
+
+class AdaptiveLimit:
+    """How many moves may run at once: halved on throttling, grown back by one after a run of
+    successes, never above the configured maximum nor below one."""
+
+    GROW_AFTER = 20  # successes in a row before one more slot
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self._active = 0
+        self._streak = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._active < self.limit)
+            self._active += 1
+
+    async def release(self, *, throttled: bool) -> None:
+        async with self._changed:
+            self._active -= 1
+            if throttled:
+                self.limit = max(1, self.limit // 2)
+                self._streak = 0
+            else:
+                self._streak += 1
+                if self._streak >= self.GROW_AFTER and self.limit < self.maximum:
+                    self.limit += 1
+                    self._streak = 0
+            self._changed.notify_all()
+
+
+Step = Callable[[], Awaitable[None]]
+
+
+class _Pass:
+    """One run's state: counters, the clock, the budget and the concurrency limit."""
+
+    def __init__(
+        self,
+        store: ArchiveStore,
+        policy: ArchivePolicy,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.sleep = sleep
+        self.started = clock.now()
+        self.cutoff = self.started - timedelta(days=policy.after_days)
+        self.summary = ArchiveSummary(dry_run=policy.dry_run)
+        self.slowest_s = 0.0  # the longest step so far predicts the next one
+        self.failures_in_a_row = 0
+        self.limit = AdaptiveLimit(policy.concurrency)
+
+    def elapsed_s(self) -> float:
+        return (self.clock.now() - self.started).total_seconds()
+
+    def check_time(self) -> None:
+        """Before each step: stop if it might not end within the budget, or if so many steps
+        failed in a row that the store looks down."""
+        if self.elapsed_s() + self.slowest_s >= self.policy.time_budget_s:
+            raise _Stop()
+        if self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+            raise _Stop()
+
+    def failed(self, what: str, session_id: str | None, exc: BaseException) -> None:
+        self.summary.failed += 1
+        self.failures_in_a_row += 1
+        # Type only: storage errors may quote item contents.
+        log.warning(
+            "archive_%s_failed", what, extra={"session_id": session_id, "error": type(exc).__name__}
+        )
+
+    # ---- running steps, a bounded number at a time ----
+
+    async def run_all(self, what: str, steps: list[tuple[str, Step]]) -> None:
+        """Run one page's steps with bounded, adaptive concurrency. Steps already started
+        finish even when the budget runs out (a move is never cut off half-way on purpose)."""
+        stop: _Stop | None = None
+        async with asyncio.TaskGroup() as group:
+            for session_id, step in steps:
+                # The time is checked once a slot is free, when the step would really start.
+                await self.limit.acquire()
+                try:
+                    self.check_time()
+                except _Stop as exc:
+                    await self.limit.release(throttled=False)
+                    stop = exc
+                    break
+                group.create_task(self._run_one(what, session_id, step))
+        if stop is not None:
+            raise stop
+
+    async def _run_one(self, what: str, session_id: str, step: Step) -> None:
+        """One step, holding one slot of the limit. A throttled step (503 after the SDK's own
+        retries) gives its slot back, waits the store's Retry-After and tries again."""
+        for attempt in range(1, MAX_THROTTLED_ATTEMPTS + 1):
+            started = self.clock.now()
+            try:
+                await step()
+            except StorageUnavailable as exc:
+                await self._step_ended(started, throttled=True)
+                self.summary.throttled += 1
+                log.info("archive_throttled", extra={"session_id": session_id, "attempt": attempt})
+                if attempt == MAX_THROTTLED_ATTEMPTS:
+                    self.failed(what, session_id, exc)
+                    return
+                await self.sleep(float(exc.retry_after_s or 1))
+                await self.limit.acquire()
+                continue
+            except Exception as exc:  # one session's failure must not stop the others
+                await self._step_ended(started, throttled=False)
+                self.failed(what, session_id, exc)
+                return
+            await self._step_ended(started, throttled=False)
+            self.failures_in_a_row = 0
+            return
+
+    async def _step_ended(self, started: datetime, *, throttled: bool) -> None:
+        self.slowest_s = max(self.slowest_s, (self.clock.now() - started).total_seconds())
+        await self.limit.release(throttled=throttled)
+
+    # ---- archiving stale sessions ----
+
+    async def archive_stale(self) -> None:
+        after: str | None = None
+        while True:
+            self.check_time()
+            page, after = await self.store.scan_stale(
+                "active", updated_before=self.cutoff, limit=SCAN_PAGE, after=after
+            )
+            await self.run_all("session", [(ref.session_id, self._archiver(ref)) for ref in page])
+            if after is None:
+                return
+
+    def _archiver(self, ref: SessionRef) -> Step:
+        async def archive() -> None:
+            if self.policy.dry_run:
+                self.summary.archived += 1
+                return
+            outcome = await self.store.archive(ref)
+            if outcome is MoveOutcome.MOVED:
+                self.summary.archived += 1
+            else:
+                self.summary.skipped += 1
+                log.info(
+                    "archive_skipped",
+                    extra={"session_id": ref.session_id, "reason": outcome.value},
+                )
+
+        return archive
+
+    # ---- housekeeping: interrupted moves and deletes ----
+
+    async def finish_unfinished(self) -> None:
+        after: str | None = None
+        older_than = self.started - UNFINISHED_GRACE
+        while True:
+            self.check_time()
+            page, after = await self.store.scan_unfinished(
+                older_than=older_than, limit=SCAN_PAGE, after=after
+            )
+            await self.run_all("resume", [(item.session_id, self._finisher(item)) for item in page])
+            if after is None:
+                return
+
+    def _finisher(self, item: Unfinished) -> Step:
+        async def finish() -> None:
+            if self.policy.dry_run:
+                self.summary.resumed += 1
+                return
+            if await self.store.finish(item):
+                self.summary.resumed += 1
+                log.info(
+                    "archive_resumed",
+                    extra={"session_id": item.session_id, "state": item.state},
+                )
+
+        return finish
+
+    # ---- retention ----
+
+    async def apply_retention(self, days: int) -> None:
+        before = self.started - timedelta(days=days)
+        after: str | None = None
+        while True:
+            self.check_time()
+            page, after = await self.store.scan_stale(
+                "archive", updated_before=before, limit=SCAN_PAGE, after=after
+            )
+            await self.run_all("retention", [(ref.session_id, self._expirer(ref)) for ref in page])
+            if after is None:
+                return
+
+    def _expirer(self, ref: SessionRef) -> Step:
+        async def expire() -> None:
+            if self.policy.dry_run or await self.store.expire(ref):
+                self.summary.retention_deleted += 1
+
+        return expire
+
+    # ---- the whole run ----
+
+    async def run(self) -> ArchiveSummary:
+        try:
+            await self.archive_stale()
+            await self.finish_unfinished()
+            if self.policy.retention_days is not None:
+                await self.apply_retention(self.policy.retention_days)
+        except* _Stop:
+            self.summary.more = True
+        except* Exception as group:  # a scan failed: report it in the run's line, then stop
+            self.summary.more = True
+            self.failed("scan", None, group.exceptions[0])
+        self.summary.duration_ms = int(self.elapsed_s() * 1000)
+        return self.summary
+
+
+async def run_archive(
+    store: ArchiveStore,
+    policy: ArchivePolicy,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> ArchiveSummary:
+    """One archival pass within the time budget; logs its summary as one line."""
+    summary = await _Pass(store, policy, clock or SystemClock(), sleep).run()
+    log.info("%s%s", RUN_LOG_PREFIX, summary.to_json())
+    return summary

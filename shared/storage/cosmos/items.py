@@ -1,0 +1,212 @@
+"""Cosmos items <-> Parley records, and the states a session item can be in.
+
+Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailID``:
+
+- session item: ``id`` = session id, ``type: "session"``, ``sessionId`` (its own id), ``seq``
+  (a constant above every message's, so one query ordered by ``seq`` returns the session item
+  and then its newest messages), title, titleSource, preview, createdAt, updatedAt,
+  messageCount, lastSeq; and, while a move or delete is under way, ``state`` and its fields;
+- message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
+  content, timestamp, clientMessageId, model, token counts, feedback;
+- request item: ``id`` = ``<sessionId>:r:<digest of clientMessageId>``, ``type: "request"``,
+  sessionId, clientMessageId, userSeq, assistantSeq: one per clientMessageId, for retries.
+
+Times are fixed-width strings (``shared.clock.stored_time``), so text order is time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.clock import parse_iso, stored_time
+from shared.ids import message_item_id
+from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+
+SESSION, MESSAGE, REQUEST = "session", "message", "request"
+# Above any message's seq: ORDER BY seq DESC puts the session item first. Safe in JSON doubles.
+SESSION_ITEM_SEQ = 2**53 - 1
+# Cosmos' own properties, left out when comparing what was written with what was sent.
+SYSTEM_PROPERTIES = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
+
+# A session item's states (``state`` absent: live, the only state readers see).
+#   active container:  archived (a stub: the session lives in the archive; ``cleanup`` while
+#                      the active copies of its items are still being removed),
+#                      restoring (on its way back: items arriving, fenced by this item),
+#                      deleting (being deleted everywhere);
+#   archive container: incoming (a copy being built, fenced by this item),
+#                      moved (moved back to active: leftovers being removed),
+#                      deleting.
+State = Literal["archived", "restoring", "incoming", "moved", "deleting"]
+ARCHIVED: State = "archived"
+RESTORING: State = "restoring"
+INCOMING: State = "incoming"
+MOVED: State = "moved"
+DELETING: State = "deleting"
+STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched")
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    """A session item as read: the record, its state and the state's fields."""
+
+    record: SessionRecord
+    etag: str
+    state: State | None
+    since: str | None = None
+    origin: str | None = None  # "from": the source ETag a copy or stub stands for
+    complete: bool = False
+    cleanup: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.state is None
+
+
+def request_item_id(session_id: str, client_message_id: str) -> str:
+    # A digest: a client's id may hold characters Cosmos ids refuse (/, \\, #, ?).
+    digest = hashlib.sha256(client_message_id.encode()).hexdigest()[:32]
+    return f"{session_id}:r:{digest}"
+
+
+def session_body(session: SessionRecord) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "type": SESSION,
+        "EmailID": session.email,
+        "sessionId": session.id,
+        "seq": SESSION_ITEM_SEQ,
+        "title": session.title,
+        "titleSource": session.title_source,
+        "preview": session.preview,
+        "createdAt": stored_time(session.created_at),
+        "updatedAt": stored_time(session.updated_at),
+        "messageCount": session.message_count,
+        "lastSeq": session.last_seq,
+    }
+
+
+def state_body(
+    session: SessionRecord,
+    state: State,
+    *,
+    since: str,
+    origin: str | None = None,
+    complete: bool = False,
+    cleanup: bool = False,
+) -> dict[str, Any]:
+    """The session item in a state: the record (so anyone can finish the work) and the state."""
+    body = session_body(session)
+    body.update({"state": state, "since": since, "complete": complete, "cleanup": cleanup})
+    if origin is not None:
+        body["from"] = origin
+    return body
+
+
+def session_from_item(item: dict[str, Any], archived: bool) -> SessionItem:
+    record = SessionRecord(
+        id=item["id"],
+        email=item["EmailID"],
+        title=item["title"],
+        title_source=item.get("titleSource") or "first-message",
+        preview=item["preview"],
+        created_at=parse_iso(item["createdAt"]),
+        updated_at=parse_iso(item["updatedAt"]),
+        message_count=item["messageCount"],
+        last_seq=item["lastSeq"],
+        archived=archived,
+        etag=item.get("_etag"),
+    )
+    return SessionItem(
+        record=record,
+        etag=str(item.get("_etag")),
+        state=item.get("state"),
+        since=item.get("since"),
+        origin=item.get("from"),
+        complete=bool(item.get("complete")),
+        cleanup=bool(item.get("cleanup")),
+    )
+
+
+def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": message_item_id(message.session_id, message.seq),
+        "type": MESSAGE,
+        "EmailID": email,
+        "sessionId": message.session_id,
+        "seq": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "timestamp": stored_time(message.timestamp),
+    }
+    optional = {
+        "clientMessageId": message.client_message_id,
+        "model": message.model,
+        "promptTokens": message.prompt_tokens,
+        "completionTokens": message.completion_tokens,
+        "feedback": feedback_body(message.feedback),
+    }
+    item.update({key: value for key, value in optional.items() if value is not None})
+    return item
+
+
+def feedback_body(feedback: Feedback | None) -> dict[str, Any] | None:
+    if feedback is None:
+        return None
+    return {
+        "rating": feedback.rating,
+        "comment": feedback.comment,
+        "updatedAt": stored_time(feedback.updated_at),
+    }
+
+
+def message_from_item(item: dict[str, Any]) -> MessageRecord:
+    raw = item.get("feedback")
+    feedback = (
+        Feedback(
+            rating=raw["rating"], comment=raw.get("comment"), updated_at=parse_iso(raw["updatedAt"])
+        )
+        if raw
+        else None
+    )
+    return MessageRecord(
+        session_id=item["sessionId"],
+        seq=item["seq"],
+        role=item["role"],
+        content=item["content"],
+        timestamp=parse_iso(item["timestamp"]),
+        client_message_id=item.get("clientMessageId"),
+        model=item.get("model"),
+        prompt_tokens=item.get("promptTokens"),
+        completion_tokens=item.get("completionTokens"),
+        feedback=feedback,
+    )
+
+
+def request_body(email: str, request: RequestRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": request_item_id(request.session_id, request.client_message_id),
+        "type": REQUEST,
+        "EmailID": email,
+        "sessionId": request.session_id,
+        "clientMessageId": request.client_message_id,
+        "userSeq": request.user_seq,
+    }
+    if request.assistant_seq is not None:
+        body["assistantSeq"] = request.assistant_seq
+    return body
+
+
+def request_from_item(item: dict[str, Any]) -> RequestRecord:
+    return RequestRecord(
+        session_id=item["sessionId"],
+        client_message_id=item["clientMessageId"],
+        user_seq=item["userSeq"],
+        assistant_seq=item.get("assistantSeq"),
+    )
+
+
+def user_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """An item without Cosmos' own properties: what a copy must reproduce exactly."""
+    return {key: value for key, value in item.items() if key not in SYSTEM_PROPERTIES}

@@ -1,0 +1,606 @@
+"""Moving and deleting sessions on Cosmos DB: fenced, resumable, safe under any interleaving.
+
+Cosmos has no transaction across containers, so a move is a short protocol over session-item
+states (``items.State``); ``docs/design.md``, "Moving a session", explains it and lists every
+interleaving it is tested against. Its rules:
+
+1. **The session item is the fence.** Every batch that writes or deletes items of a session in a
+   container carries an if-match operation on that container's session item, and any change to
+   any item of a session moves its ETag. A writer that lost the fence applies nothing.
+2. **One id, one session.** The active container always holds an item for every session of a
+   user: the live session, or a stub (``archived``) standing for the archive copy. A retried
+   first message therefore meets its session wherever it lives, and no id is used twice.
+3. **Copy, verify, commit, activate.** A move builds a copy under an invisible session item in
+   the target (``incoming`` / ``restoring``), verifies it against what each write returned,
+   commits by replacing the source item if-match the ETag it copied (stub or delete, in the same
+   batch as the source's items when they fit), then makes the target live. Any change to the
+   source since the read (a turn, a rename, feedback, a delete) fails the commit: the copy is
+   discarded and the source is untouched.
+4. **Anyone finishes, nobody guesses.** A committed copy is recognised by its ``from`` (the source
+   ETag it copied) matching the source's stub, or the source being gone; it is activated by
+   whoever meets it (a read, a restore, the pass's housekeeping). An uncommitted copy is
+   discarded only when its source is provably not committed to it. Nothing else deletes items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from shared.clock import Clock, parse_iso, stored_time
+from shared.errors import StorageUnavailable
+from shared.models import SessionRecord
+from shared.storage.base import MAX_BATCH_OPERATIONS, MoveOutcome, SessionRef, Where, other
+from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
+from shared.storage.cosmos.items import (
+    ARCHIVED,
+    DELETING,
+    INCOMING,
+    MOVED,
+    RESTORING,
+    SessionItem,
+    State,
+    session_body,
+    session_from_item,
+    state_body,
+    user_fields,
+)
+
+log = logging.getLogger("parley.storage.cosmos")
+
+# A move or delete younger than this is presumed under way: another mover backs off (BUSY)
+# instead of taking it over. Safety never depends on it (the fences do), only wasted work.
+MOVE_LEASE = timedelta(minutes=2)
+# Items of a session read per query while copying or purging (memory is bounded by this).
+COPY_PAGE = 500
+ITEMS_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid AND c.id != @sid"
+ITEM_IDS_QUERY = "SELECT TOP {n} c.id FROM c WHERE c.sessionId = @sid AND c.id != @sid"
+
+Checkpoint = Callable[[str, str], Awaitable[None]]
+
+
+class CopyNotVerified(StorageUnavailable):
+    """What the target returned differs from what was written; nothing was committed."""
+
+
+class FenceLost(Exception):
+    """Another writer changed the session item this work was fenced by: stop, change nothing."""
+
+
+def _sid_param(session_id: str) -> list[dict[str, object]]:
+    return [{"name": "@sid", "value": session_id}]
+
+
+class Moves:
+    """Moves, deletes and their resumption for one Cosmos database."""
+
+    def __init__(self, conn: CosmosConnection, clock: Clock) -> None:
+        self.conn = conn
+        self.clock = clock
+        # Tests set this to pause a move between its steps (``docs/design.md`` lists them).
+        self.checkpoint: Checkpoint | None = None
+
+    async def _at(self, step: str, session_id: str) -> None:
+        if self.checkpoint is not None:
+            await self.checkpoint(step, session_id)
+
+    def _now(self) -> str:
+        return stored_time(self.clock.now())
+
+    def _fresh(self, item: SessionItem) -> bool:
+        if item.since is None:
+            return False
+        return parse_iso(item.since) > self.clock.now() - MOVE_LEASE
+
+    # ---- reading session items -----------------------------------------------------------------
+
+    async def item(self, where: Where, email: str, session_id: str) -> SessionItem | None:
+        raw = await self.conn.read(where, session_id, email)
+        if raw is None or raw.get("type") != "session":
+            return None
+        return session_from_item(raw, archived=where == "archive")
+
+    # ---- fenced writes -------------------------------------------------------------------------
+
+    @staticmethod
+    def _fence(session_id: str, etag: str, **fields: Any) -> BatchOp:
+        """A patch of the session item, if-match ``etag``: the batch applies nothing unless the
+        fence holder still owns the session item."""
+        ops = [{"op": "set", "path": f"/{name}", "value": value} for name, value in fields.items()]
+        return ("patch", (session_id, ops), {"if_match_etag": etag})
+
+    async def _fenced(
+        self, where: Where, email: str, first: BatchOp, rest: list[BatchOp]
+    ) -> list[dict[str, Any]]:
+        try:
+            return await self.conn.batch(where, email, [first, *rest])
+        except BatchRefused as refused:
+            if refused.index == 0:
+                raise FenceLost() from refused
+            raise
+
+    async def _copy(
+        self,
+        source: Where,
+        target: Where,
+        email: str,
+        session_id: str,
+        claim_body: dict[str, Any],
+        claim_etag: str | None,
+    ) -> str:
+        """Copy every item of the session (but its session item) from ``source`` to
+        ``target``, under the session item ``claim_body`` there (created, or replacing the one
+        at ``claim_etag``), and verify each against what the write returned. The last batch
+        marks the copy complete; a session of a few dozen messages is one batch in all.
+        Returns the target session item's ETag. Raises FenceLost if another mover took the
+        target over (or created it first)."""
+        fence: str | None = None
+
+        def head(*, complete: bool) -> BatchOp:
+            if fence is not None:
+                fields: dict[str, Any] = {"since": self._now()}
+                if complete:
+                    fields["complete"] = True
+                return self._fence(session_id, fence, **fields)
+            body = {**claim_body, "complete": complete}
+            if claim_etag is None:
+                return ("create", (body,))
+            return ("replace", (session_id, body), {"if_match_etag": claim_etag})
+
+        async def write(items: list[dict[str, Any]], *, last: bool) -> None:
+            nonlocal fence
+            ops: list[BatchOp] = [("upsert", (user_fields(item),)) for item in items]
+            batches = list(chunks(ops, room=MAX_BATCH_OPERATIONS - 1)) or [[]]
+            for index, chunk in enumerate(batches):
+                results = await self._fenced(
+                    target, email, head(complete=last and index == len(batches) - 1), chunk
+                )
+                fence = str(results[0]["eTag"])
+                self._verify(chunk, results[1:])
+
+        pending: list[dict[str, Any]] = []
+        async for item in self.conn.stream(
+            source, ITEMS_QUERY, _sid_param(session_id), email=email, max_item_count=COPY_PAGE
+        ):
+            pending.append(item)
+            if len(pending) >= COPY_PAGE:
+                await write(pending, last=False)
+                pending = []
+        await write(pending, last=True)
+        assert fence is not None
+        return fence
+
+    @staticmethod
+    def _verify(ops: list[BatchOp], results: list[dict[str, Any]]) -> None:
+        """Each upsert's result must be what was sent: verified against the write's own
+        answer, never by a read that another replica or instance might serve stale."""
+        for op, result in zip(ops, results, strict=True):
+            sent = op[1][0]
+            written = result.get("resourceBody")
+            if not isinstance(written, dict) or user_fields(written) != sent:
+                raise CopyNotVerified("A copied item could not be verified.")
+
+    async def _purge(
+        self,
+        where: Where,
+        email: str,
+        session_id: str,
+        fence_etag: str,
+        *,
+        delete_session_item: bool,
+        state: State,
+    ) -> bool:
+        """Delete every item of the session in ``where`` (but its session item), fenced by the
+        session item, whose state is set to ``state`` on the way; then the session item itself
+        if ``delete_session_item`` (in the same batch as the last items). False if the fence
+        was lost to another writer (who then owns the work)."""
+        etag = fence_etag
+        room = MAX_BATCH_OPERATIONS - 1
+        while True:
+            query = ITEM_IDS_QUERY.format(n=room + 1)
+            ids = [
+                item["id"]
+                for item in await self.conn.query(where, query, _sid_param(session_id), email=email)
+            ]
+            deletes: list[BatchOp] = [("delete", (item_id,)) for item_id in ids[:room]]
+            last = len(ids) <= room
+            try:
+                if last and delete_session_item:
+                    ops = [*deletes, ("delete", (session_id,), {"if_match_etag": etag})]
+                    await self.conn.batch(where, email, ops)
+                    return True
+                results = await self._fenced(
+                    where, email, self._fence(session_id, etag, state=state), deletes
+                )
+            except FenceLost:
+                return False
+            except BatchRefused as refused:
+                if refused.index == len(deletes):  # the session item changed: fence lost
+                    return False
+                # Another purger deleted one of these first: look again.
+                current = await self.item(where, email, session_id)
+                if current is None or current.state != state:
+                    return False
+                etag = current.etag
+                continue
+            etag = str(results[0]["eTag"])
+            if last:
+                return True
+            await self._at("purge:chunk", session_id)
+
+    # ---- archiving (active -> archive) ---------------------------------------------------------
+
+    async def archive(self, ref: SessionRef) -> MoveOutcome:
+        email, session_id = ref.email, ref.session_id
+        source = await self.item("active", email, session_id)
+        if source is None or not source.live:
+            return MoveOutcome.GONE
+        if source.etag != ref.etag:
+            return MoveOutcome.CHANGED
+        target = await self.item("archive", email, session_id)
+        if target is not None and (
+            target.live
+            or target.state == DELETING
+            or (target.state == INCOMING and self._fresh(target))
+        ):
+            if target.live:
+                log.error("session_live_twice", extra={"session_id": session_id})
+            return MoveOutcome.BUSY if target.state == INCOMING else MoveOutcome.CHANGED
+        await self._at("archive:read", session_id)
+        # A stale copy of a move that died, or leftovers of a restore being removed, is taken
+        # over: its items are overwritten by ours (the source holds every item it ever had).
+        claim = state_body(source.record, INCOMING, since=self._now(), origin=source.etag)
+        try:
+            copy_etag = await self._copy(
+                "active", "archive", email, session_id, claim, target.etag if target else None
+            )
+        except FenceLost:
+            return MoveOutcome.BUSY  # another mover claimed the target first
+        await self._at("archive:copied", session_id)
+
+        stub = state_body(source.record, ARCHIVED, since=self._now(), origin=source.etag)
+        if not await self._commit(
+            "active", email, session_id, source.etag, stub, leftovers_state=ARCHIVED
+        ):
+            await self._discard(
+                "archive", email, session_id, copy_etag
+            )  # the session changed: the source stays as it is
+            return MoveOutcome.CHANGED
+        await self._at("archive:committed", session_id)
+        await self._activate("archive", email, session_id, copy_etag, source.record)
+        await self._at("archive:activated", session_id)
+        await self._finish_stub_cleanup(email, session_id)
+        log.info("session_archived", extra={"session_id": session_id})
+        return MoveOutcome.MOVED
+
+    async def _commit(
+        self,
+        where: Where,
+        email: str,
+        session_id: str,
+        etag: str,
+        replacement: dict[str, Any] | None,
+        *,
+        leftovers_state: State,
+    ) -> bool:
+        """The commit point: replace (or delete, ``replacement`` None) the source session item
+        if-match ``etag``, deleting the source's other items in the same batch when they fit;
+        what does not fit is removed afterwards under the fence (``cleanup``). False when the
+        source changed since it was copied."""
+        room = MAX_BATCH_OPERATIONS - 1
+        ids = [
+            item["id"]
+            for item in await self.conn.query(
+                where, ITEM_IDS_QUERY.format(n=room + 1), _sid_param(session_id), email=email
+            )
+        ]
+        fits = len(ids) <= room
+        if replacement is not None and not fits:
+            replacement = {**replacement, "cleanup": True}
+        if replacement is None:
+            head: BatchOp = (
+                ("delete", (session_id,), {"if_match_etag": etag})
+                if fits
+                else self._fence(session_id, etag, state=leftovers_state, since=self._now())
+            )
+        else:
+            head = ("replace", (session_id, replacement), {"if_match_etag": etag})
+        deletes: list[BatchOp] = [("delete", (item_id,)) for item_id in ids[:room]]
+        ops = [*deletes, head] if head[0] == "delete" else [head, *deletes]
+        try:
+            results = await self.conn.batch(where, email, ops)
+        except BatchRefused:
+            return False  # the source changed (or an item vanished: someone else is at it)
+        if fits:
+            return True
+        fence = str(results[0]["eTag"])
+        await self._purge(
+            where,
+            email,
+            session_id,
+            fence,
+            delete_session_item=replacement is None,
+            state=leftovers_state,
+        )
+        if replacement is not None:
+            await self._clear_cleanup(where, email, session_id)
+        return True
+
+    async def _clear_cleanup(self, where: Where, email: str, session_id: str) -> None:
+        current = await self.item(where, email, session_id)
+        if current is not None and current.cleanup:
+            # If someone else changed it meanwhile, they own it now.
+            with contextlib.suppress(FenceLost):
+                await self._fenced(
+                    where, email, self._fence(session_id, current.etag, cleanup=False), []
+                )
+
+    async def _activate(
+        self, where: Where, email: str, session_id: str, etag: str, record: SessionRecord
+    ) -> bool:
+        """Make a complete, committed copy live (if-match its ETag)."""
+        try:
+            await self.conn.batch(
+                where,
+                email,
+                [("replace", (session_id, session_body(record)), {"if_match_etag": etag})],
+            )
+        except BatchRefused:
+            return False  # a delete got to it first: it goes, as the user asked
+        return True
+
+    async def _discard(self, where: Where, email: str, session_id: str, etag: str) -> None:
+        """Remove an uncommitted archive copy (its session item was ours at ``etag``). It stays
+        ``incoming`` while it goes: a discard that stops half-way must never read as a user's
+        delete, which would take the live session with it."""
+        await self._purge(where, email, session_id, etag, delete_session_item=True, state=INCOMING)
+
+    async def _finish_stub_cleanup(self, email: str, session_id: str) -> None:
+        """After an archive whose active items did not fit the commit batch: remove the rest."""
+        stub = await self.item("active", email, session_id)
+        if (
+            stub is not None
+            and stub.state == ARCHIVED
+            and stub.cleanup
+            and await self._purge(
+                "active", email, session_id, stub.etag, delete_session_item=False, state=ARCHIVED
+            )
+        ):
+            await self._clear_cleanup("active", email, session_id)
+
+    # ---- restoring (archive -> active) ---------------------------------------------------------
+
+    async def restore(self, email: str, session_id: str) -> MoveOutcome:
+        stub = await self.item("active", email, session_id)
+        source = await self.item("archive", email, session_id)
+        if stub is not None and stub.live:
+            return MoveOutcome.MOVED  # a concurrent request restored it first
+        if stub is not None and stub.state == DELETING:
+            return MoveOutcome.GONE
+        if stub is not None and stub.state == RESTORING:
+            if await self._settle_restoring(email, session_id, stub, source):
+                return MoveOutcome.MOVED
+            if self._fresh(stub):
+                return MoveOutcome.BUSY
+            stub = await self.item("active", email, session_id)  # undone: a stub again
+        if source is not None and source.state == INCOMING:
+            # An archive that committed but was not activated yet: finish it first.
+            await self._settle_incoming(email, session_id, source, stub)
+            return MoveOutcome.BUSY
+        if source is None or not source.live:
+            if stub is not None and stub.state == ARCHIVED and source is None:
+                # A stub whose archive copy is gone (deleted by retention): it goes too.
+                await self.delete_everywhere(email, session_id)
+            return MoveOutcome.GONE
+
+        claim = state_body(source.record, RESTORING, since=self._now(), origin=source.etag)
+        await self._at("restore:read", session_id)
+        try:
+            copy_etag = await self._copy(
+                "archive", "active", email, session_id, claim, stub.etag if stub else None
+            )
+        except FenceLost:
+            return MoveOutcome.BUSY
+        await self._at("restore:copied", session_id)
+        if not await self._commit(
+            "archive", email, session_id, source.etag, None, leftovers_state=MOVED
+        ):
+            await self._undo_restore(email, session_id, copy_etag, source.record)
+            return MoveOutcome.CHANGED
+        await self._at("restore:committed", session_id)
+        await self._activate("active", email, session_id, copy_etag, source.record)
+        await self._at("restore:activated", session_id)
+        return MoveOutcome.MOVED
+
+    async def _undo_restore(
+        self, email: str, session_id: str, etag: str, record: SessionRecord
+    ) -> None:
+        """The archive copy changed (rename, feedback) or went (retention, delete) while we
+        copied: remove our copies from the active container and stand the stub back up."""
+        if not await self._purge(
+            "active", email, session_id, etag, delete_session_item=False, state=RESTORING
+        ):
+            return
+        current = await self.item("active", email, session_id)
+        if current is None or current.state != RESTORING:
+            return
+        stub = state_body(record, ARCHIVED, since=self._now())
+        # If it changed meanwhile, someone else (a delete) has it now.
+        with contextlib.suppress(BatchRefused):
+            await self.conn.batch(
+                "active", email, [("replace", (session_id, stub), {"if_match_etag": current.etag})]
+            )
+
+    async def _settle_restoring(
+        self, email: str, session_id: str, stub: SessionItem, source: SessionItem | None
+    ) -> bool:
+        """A ``restoring`` active item met by someone else. Its restore committed if the
+        archive item is gone or ``moved`` from the copied version: activate it (a complete copy
+        always precedes a commit). It did not if the archive copy is still there: undo it once
+        it is stale. True if the session is live now."""
+        committed = source is None or (source.state == MOVED and source.origin == stub.origin)
+        if committed and stub.complete:
+            if not await self._activate("active", email, session_id, stub.etag, stub.record):
+                return False
+            if source is not None:
+                await self._purge(
+                    "archive",
+                    email,
+                    session_id,
+                    source.etag,
+                    delete_session_item=True,
+                    state=MOVED,
+                )
+            return True
+        if self._fresh(stub):
+            return False
+        if source is None or source.state == DELETING:
+            # The archive copy was expired or deleted while the restore was starting.
+            await self.delete_everywhere(email, session_id)
+        elif source.live:
+            await self._undo_restore(email, session_id, stub.etag, stub.record)
+        return False
+
+    async def _settle_incoming(
+        self, email: str, session_id: str, copy: SessionItem, stub: SessionItem | None
+    ) -> bool:
+        """An ``incoming`` archive item met by someone else: activate it if its archive
+        committed (the active stub stands for the copied version); discard it if it provably
+        did not commit and is stale. True if it is live now."""
+        committed = stub is not None and stub.state == ARCHIVED and stub.origin == copy.origin
+        if committed and copy.complete:
+            return await self._activate("archive", email, session_id, copy.etag, copy.record)
+        if not committed and not self._fresh(copy):
+            await self._discard("archive", email, session_id, copy.etag)
+        return False
+
+    async def readable_archive(self, email: str, session_id: str) -> SessionItem | None:
+        """The archive's session item if readers may see it, finishing an archive that
+        committed but was not yet activated (so an interrupted move never hides a session)."""
+        copy = await self.item("archive", email, session_id)
+        if copy is None or copy.live:
+            return copy
+        if copy.state != INCOMING:
+            return None
+        stub = await self.item("active", email, session_id)
+        if await self._settle_incoming(email, session_id, copy, stub):
+            return await self.item("archive", email, session_id)
+        return None
+
+    # ---- deleting ------------------------------------------------------------------------------
+
+    async def delete_everywhere(
+        self, email: str, session_id: str, *, archive_etag: str | None = None
+    ) -> bool:
+        """Delete the session from both containers: mark the active item first when an archive
+        copy exists (turns and restores stop there), then remove the archive's items, then the
+        active ones. With ``archive_etag`` (retention) only if the archive copy is still at
+        that version, claimed first so that a restore racing it fails its commit. True if
+        anything was there."""
+        active = await self.item("active", email, session_id)
+        archive = await self.item("archive", email, session_id)
+        if archive_etag is not None:
+            if archive is None or archive.etag != archive_etag:
+                return False
+            marked = await self._mark_deleting("archive", email, session_id, archive, once=True)
+            if marked is None:
+                return False
+            archive = marked
+        if active is not None and archive is not None and active.state != DELETING:
+            active = await self._mark_deleting("active", email, session_id, active)
+        await self._at("delete:marked", session_id)
+        found = active is not None or archive is not None
+        found = await self._delete_in("archive", email, session_id, archive) or found
+        await self._at("delete:archive-done", session_id)
+        return await self._delete_in("active", email, session_id, active) or found
+
+    async def _mark_deleting(
+        self, where: Where, email: str, session_id: str, item: SessionItem, *, once: bool = False
+    ) -> SessionItem | None:
+        """Set the item's state to ``deleting`` (if-match; re-read and again on a race, unless
+        ``once``). The marked item, or None when it is gone (or changed, with ``once``)."""
+        for _ in range(1 if once else 10):
+            try:
+                results = await self._fenced(
+                    where,
+                    email,
+                    self._fence(session_id, item.etag, state=DELETING, since=self._now()),
+                    [],
+                )
+            except FenceLost:
+                current = await self.item(where, email, session_id)
+                if current is None or once:
+                    return None
+                item = current
+                continue
+            return SessionItem(
+                record=item.record, etag=str(results[0]["eTag"]), state=DELETING, since=self._now()
+            )
+        raise StorageUnavailable("The conversation is busy; try again.", retry_after_s=1)
+
+    async def _delete_in(
+        self, where: Where, email: str, session_id: str, item: SessionItem | None
+    ) -> bool:
+        """Everything of the session in one container, until nothing is left."""
+        found = False
+        for _ in range(10):
+            if item is None:
+                # No session item: legacy leftovers only (this protocol never leaves any).
+                return await self._delete_unfenced(where, email, session_id) or found
+            found = True
+            if await self._purge(
+                where, email, session_id, item.etag, delete_session_item=True, state=DELETING
+            ):
+                return True
+            item = await self.item(where, email, session_id)
+        raise StorageUnavailable("The conversation is busy; try again.", retry_after_s=1)
+
+    async def _delete_unfenced(self, where: Where, email: str, session_id: str) -> bool:
+        ids = [
+            item["id"]
+            async for item in self.conn.stream(
+                where,
+                "SELECT c.id FROM c WHERE c.sessionId = @sid",
+                _sid_param(session_id),
+                email=email,
+            )
+        ]
+        for chunk in chunks([("delete", (item_id,)) for item_id in ids]):
+            try:
+                await self.conn.batch(where, email, chunk)
+            except BatchRefused:
+                for op in chunk:  # someone deleted one first: one by one, missing ones fine
+                    with contextlib.suppress(BatchRefused):
+                        await self.conn.batch(where, email, [op])
+        return bool(ids)
+
+    # ---- housekeeping --------------------------------------------------------------------------
+
+    async def finish(self, where: Where, email: str, session_id: str) -> bool:
+        """Finish (or safely undo) whatever stopped half-way for this session."""
+        item = await self.item(where, email, session_id)
+        if item is None or item.live:
+            return False
+        peer = await self.item(other(where), email, session_id)
+        active, archive = (item, peer) if where == "active" else (peer, item)
+        if item.state == DELETING or (peer is not None and peer.state == DELETING):
+            return await self.delete_everywhere(email, session_id)
+        if active is not None and active.state == RESTORING:
+            return await self._settle_restoring(email, session_id, active, archive) or True
+        if archive is not None and archive.state == INCOMING:
+            if await self._settle_incoming(email, session_id, archive, active):
+                await self._finish_stub_cleanup(email, session_id)
+            return True
+        if where == "archive" and item.state == MOVED:
+            # A restore committed with more items than one batch: remove the rest.
+            await self._purge(
+                "archive", email, session_id, item.etag, delete_session_item=True, state=MOVED
+            )
+            return True
+        if where == "active" and item.state == ARCHIVED and item.cleanup:
+            await self._finish_stub_cleanup(email, session_id)
+            return True
+        return False

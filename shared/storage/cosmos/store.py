@@ -1,0 +1,418 @@
+"""The Cosmos DB store: Azure Cosmos DB for NoSQL through ``azure.cosmos.aio``.
+
+A turn costs three requests whatever the conversation's length (``docs/design.md``, "The
+turn"): one single-partition query that returns the session item and its newest messages (the
+model's window), and two transactional batches, each creating a message (and the request item
+of a clientMessageId) and replacing the small session item if-match its ETag. Listing,
+paging and search are single-partition queries with keyset positions; moves and deletes are
+in ``moves.py``. Logs name session ids and counts, never item contents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import Clock, SystemClock, parse_iso, stored_time
+from shared.errors import ConcurrencyConflict, DuplicateRequest
+from shared.ids import message_item_id
+from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.storage.base import (
+    MoveOutcome,
+    Presence,
+    SearchHit,
+    SessionRef,
+    TurnView,
+    Unfinished,
+    Where,
+)
+from shared.storage.containers import LOCAL_HOSTS, container_specs
+from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
+from shared.storage.cosmos.items import (
+    ARCHIVED,
+    MESSAGE,
+    RESTORING,
+    SESSION,
+    SESSION_ITEM_SEQ,
+    feedback_body,
+    message_body,
+    message_from_item,
+    request_body,
+    request_from_item,
+    request_item_id,
+    session_body,
+    session_from_item,
+)
+from shared.storage.cosmos.moves import Moves
+from shared.storage.keyset import decode_position, encode_position
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from shared.config import Settings
+
+# The session item, then its newest messages: one query, served by the (sessionId, seq) index.
+TURN_QUERY = (
+    "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq >= 0"
+    " ORDER BY c.sessionId DESC, c.seq DESC"
+)
+# Live session items, newest first, from the (type, updatedAt, id) composite index; summary
+# fields only: listing never reads more than it shows.
+LIST_QUERY = (
+    "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
+    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state){after}"
+    " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+)
+AFTER_CLAUSE = " AND (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+MESSAGES_BEFORE_QUERY = (
+    "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq < @before"
+    " ORDER BY c.sessionId DESC, c.seq DESC"
+)
+MESSAGES_AFTER_QUERY = (
+    "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq > @after AND c.seq < @end"
+    " ORDER BY c.sessionId ASC, c.seq ASC"
+)
+# Scans across users (the archival pass only), in no particular order.
+STALE_QUERY = (
+    "SELECT c.EmailID, c.id, c.updatedAt, c._etag FROM c"
+    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND c.updatedAt < @cutoff"
+)
+UNFINISHED_QUERY = (
+    "SELECT c.EmailID, c.id, c.state FROM c"
+    " WHERE c.type = 'session' AND IS_DEFINED(c.state) AND c.since < @cutoff"
+    " AND (c.state != 'archived' OR c.cleanup = true)"
+)
+# Erasing a user: their session items, then (once none is left) any item at all.
+SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
+LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
+
+
+class CosmosStore:
+    """ConversationStore and ArchiveStore on Cosmos DB."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: str | AsyncTokenCredential,
+        *,
+        database: str,
+        container: str,
+        archive_container: str,
+        verify_tls: bool = True,
+        bootstrap: bool = False,
+        client_options: dict[str, Any] | None = None,
+        timeout_s: float = 20.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.conn = CosmosConnection(
+            endpoint,
+            credential,
+            database=database,
+            specs=container_specs(container, archive_container),
+            verify_tls=verify_tls,
+            bootstrap=bootstrap,
+            client_options=client_options or {},
+            timeout_s=timeout_s,
+        )
+        self.clock = clock or SystemClock()
+        self.moves = Moves(self.conn, self.clock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
+        from urllib.parse import urlsplit
+
+        from shared.azure_credential import azure_credential
+
+        endpoint = settings.cosmos_endpoint
+        if not endpoint:
+            raise ValueError("COSMOS_ENDPOINT is required for the Cosmos store")
+        # A key only for local emulators; in Azure the managed identity (keys are disabled).
+        credential = settings.cosmos_key or azure_credential(settings)
+        local = (urlsplit(endpoint).hostname or "") in LOCAL_HOSTS
+        return cls(
+            endpoint,
+            credential,
+            database=settings.cosmos_database,
+            container=settings.cosmos_container,
+            archive_container=settings.cosmos_archive_container,
+            verify_tls=settings.cosmos_verify_tls,
+            # Data-plane RBAC cannot create databases or containers, and in Azure the Pulumi
+            # program owns them: create them only with a key against a local emulator.
+            bootstrap=bool(settings.cosmos_key) and local,
+            timeout_s=settings.store_timeout_s,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    # ---- a turn --------------------------------------------------------------------------------
+
+    async def read_turn(self, email: str, session_id: str, *, history: int) -> TurnView:
+        items = await self.conn.query(
+            "active",
+            TURN_QUERY.format(n=int(history) + 1),
+            [{"name": "@sid", "value": session_id}],
+            email=email,
+        )
+        if not items or items[0].get("type") != SESSION:
+            return TurnView(Presence.MISSING)
+        session = session_from_item(items[0], archived=False)
+        if session.state in (ARCHIVED, RESTORING):
+            return TurnView(Presence.ARCHIVED)
+        if not session.live:
+            return TurnView(Presence.MISSING)
+        window = [message_from_item(item) for item in items[1:] if item.get("type") == MESSAGE]
+        return TurnView(Presence.LIVE, session.record, tuple(reversed(window)))
+
+    async def append(
+        self,
+        session: SessionRecord,
+        messages: list[MessageRecord],
+        *,
+        expected_etag: str | None,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        email = session.email
+        ops: list[BatchOp] = [("create", (message_body(email, m),)) for m in messages]
+        request_index = None
+        if request is not None:
+            request_index = len(ops)
+            # A new clientMessageId is created (409 if it was seen before: a retry); the
+            # answer's write updates it.
+            verb = "create" if request.assistant_seq is None else "upsert"
+            ops.append((verb, (request_body(email, request),)))
+        body = session_body(session)
+        if expected_etag is None:
+            ops.append(("create", (body,)))
+        else:
+            ops.append(("replace", (session.id, body), {"if_match_etag": expected_etag}))
+        try:
+            results = await self.conn.batch("active", email, ops)
+        except BatchRefused as refused:
+            if refused.index == request_index and refused.status == 409:
+                raise DuplicateRequest() from refused
+            # 409: a message seq (or the new session) exists; 412: the ETag moved on; 404: the
+            # session item is gone. Each means another writer got there first.
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def restore(self, email: str, session_id: str) -> MoveOutcome:
+        return await self.moves.restore(email, session_id)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def get_session(
+        self, email: str, session_id: str, *, where: Where
+    ) -> SessionRecord | None:
+        if where == "archive":
+            item = await self.moves.readable_archive(email, session_id)
+        else:
+            item = await self.moves.item(where, email, session_id)
+        return item.record if item is not None and item.live else None
+
+    async def get_message(
+        self, email: str, session_id: str, seq: int, *, where: Where
+    ) -> MessageRecord | None:
+        item = await self.conn.read(where, message_item_id(session_id, seq), email)
+        return message_from_item(item) if item is not None else None
+
+    async def get_request(
+        self, email: str, session_id: str, client_message_id: str, *, where: Where
+    ) -> RequestRecord | None:
+        item = await self.conn.read(where, request_item_id(session_id, client_message_id), email)
+        return request_from_item(item) if item is not None else None
+
+    async def page_messages(
+        self,
+        email: str,
+        session_id: str,
+        *,
+        where: Where,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[MessageRecord], bool]:
+        params: list[dict[str, object]] = [{"name": "@sid", "value": session_id}]
+        if after_seq is not None:
+            query = MESSAGES_AFTER_QUERY.format(n=int(limit) + 1)
+            params += [
+                {"name": "@after", "value": after_seq},
+                {"name": "@end", "value": SESSION_ITEM_SEQ},
+            ]
+        else:
+            query = MESSAGES_BEFORE_QUERY.format(n=int(limit) + 1)
+            before = SESSION_ITEM_SEQ if before_seq is None else before_seq
+            params.append({"name": "@before", "value": before})
+        items = await self.conn.query(where, query, params, email=email)
+        page = [message_from_item(item) for item in items[:limit]]
+        if after_seq is None:
+            page.reverse()
+        return page, len(items) > limit
+
+    async def list_sessions(
+        self, email: str, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        params: list[dict[str, object]] = []
+        clause = ""
+        if after is not None:
+            updated_at, session_id = decode_position(after, 2)
+            clause = AFTER_CLAUSE
+            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        query = LIST_QUERY.format(n=int(limit) + 1, after=clause)
+        items = await self.conn.query(where, query, params, email=email)
+        page = items[:limit]
+        sessions = [session_from_item(item, archived=where == "archive").record for item in page]
+        position = (
+            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
+        )
+        return sessions, position
+
+    async def search(
+        self,
+        email: str,
+        phrase: str,
+        *,
+        where: Where,
+        limit: int,
+        after: str | None,
+        hits_per_session: int,
+    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+        raise NotImplementedError("search arrives with its own change")
+
+    # ---- other writes --------------------------------------------------------------------------
+
+    async def save_session(
+        self, session: SessionRecord, *, where: Where, expected_etag: str
+    ) -> SessionRecord:
+        op: BatchOp = (
+            "replace",
+            (session.id, session_body(session)),
+            {"if_match_etag": expected_etag},
+        )
+        try:
+            results = await self.conn.batch(where, session.email, [op])
+        except BatchRefused as refused:
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(
+            update={"etag": results[0].get("eTag"), "archived": where == "archive"}
+        )
+
+    async def set_feedback(
+        self,
+        email: str,
+        session_id: str,
+        seq: int,
+        feedback: Feedback | None,
+        *,
+        where: Where,
+        expected_etag: str,
+    ) -> MessageRecord | None:
+        # The message and the session item in one batch: any change to a session's items moves
+        # its ETag, which is what a move's commit checks (moves.py, rule 1).
+        ops: list[BatchOp] = [
+            (
+                "patch",
+                (
+                    session_id,
+                    [{"op": "set", "path": "/touched", "value": stored_time(self.clock.now())}],
+                ),
+                {"if_match_etag": expected_etag},
+            ),
+            (
+                "patch",
+                (
+                    message_item_id(session_id, seq),
+                    [{"op": "set", "path": "/feedback", "value": feedback_body(feedback)}],
+                ),
+            ),
+        ]
+        try:
+            results = await self.conn.batch(where, email, ops)
+        except BatchRefused as refused:
+            if refused.index == 1 and refused.status == 404:
+                return None
+            raise ConcurrencyConflict(session_id) from refused
+        return message_from_item(results[1]["resourceBody"])
+
+    async def delete_session(self, email: str, session_id: str) -> bool:
+        return await self.moves.delete_everywhere(email, session_id)
+
+    async def session_ids(self, email: str, *, limit: int) -> list[str]:
+        found: dict[str, None] = {}  # ordered, without repeats
+        for query in (SESSION_IDS_QUERY, LEFTOVER_IDS_QUERY):
+            for where in ("active", "archive"):
+                values: list[Any] = await self.conn.query(
+                    where, query.format(n=int(limit)), [], email=email
+                )
+                found.update({value: None for value in values if isinstance(value, str)})
+            if found:
+                break
+        return list(found)[:limit]
+
+    # ---- archival ------------------------------------------------------------------------------
+
+    async def scan_stale(
+        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
+    ) -> tuple[list[SessionRef], str | None]:
+        params: list[dict[str, object]] = [
+            {"name": "@cutoff", "value": stored_time(updated_before)}
+        ]
+        continuation = decode_position(after, 1)[0] if after else None
+        items, token = await self.conn.page(
+            where,
+            STALE_QUERY,
+            params,
+            limit=limit,
+            continuation=continuation,
+        )
+        refs = [
+            SessionRef(
+                email=item["EmailID"],
+                session_id=item["id"],
+                updated_at=parse_iso(item["updatedAt"]),
+                etag=item["_etag"],
+            )
+            for item in items
+        ]
+        return refs, encode_position(str(token)) if token else None
+
+    async def archive(self, ref: SessionRef) -> MoveOutcome:
+        return await self.moves.archive(ref)
+
+    async def expire(self, ref: SessionRef) -> bool:
+        return await self.moves.delete_everywhere(ref.email, ref.session_id, archive_etag=ref.etag)
+
+    async def scan_unfinished(
+        self, *, older_than: datetime, limit: int, after: str | None
+    ) -> tuple[list[Unfinished], str | None]:
+        # One container after the other: the position says which, and where in it.
+        where, continuation = decode_position(after, 2) if after else ("active", "")
+        if where not in ("active", "archive"):
+            where = "active"
+        params: list[dict[str, object]] = [{"name": "@cutoff", "value": stored_time(older_than)}]
+        items, token = await self.conn.page(
+            where,  # type: ignore[arg-type]
+            UNFINISHED_QUERY,
+            params,
+            limit=limit,
+            continuation=continuation or None,
+        )
+        found = [
+            Unfinished(
+                where=where,  # type: ignore[arg-type]
+                email=item["EmailID"],
+                session_id=item["id"],
+                state=item["state"],
+            )
+            for item in items
+        ]
+        if token:
+            return found, encode_position(where, str(token))
+        if where == "active":
+            return found, encode_position("archive", "")
+        return found, None
+
+    async def finish(self, item: Unfinished) -> bool:
+        return await self.moves.finish(item.where, item.email, item.session_id)

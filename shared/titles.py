@@ -1,0 +1,67 @@
+"""Session titles and previews: the first-message rule, and titles written by the model.
+
+With ``TITLE_MODE=model`` the first turn of a new session asks the model, in a short call of its
+own, for a title; until it is stored (and whenever the call fails) the first-message rule's
+title stands, and a title the user set is never replaced (``docs/http.md``, "Titles").
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.llm.base import ModelMessage
+
+TITLE_CHARS = 50  # the first-message rule
+PREVIEW_CHARS = 100
+MODEL_TITLE_CHARS = 60
+MODEL_TITLE_MAX_TOKENS = 32  # a title, not an essay: also bounds the call's cost
+# The title prompt sees at most this much of the first message (a title needs little of it).
+TITLE_PROMPT_CHARS = 2000
+
+TITLE_INSTRUCTIONS = (
+    "Write a short title (at most six words) for a conversation that starts with the user's "
+    "message below. Answer with the title only: no quotes, no trailing punctuation, one line."
+)
+
+_SPACES = re.compile(r"\s+")
+# Quotes and brackets a model likes to wrap a title in; stripped from both ends.
+_WRAPPERS = "\"'`*_#[]()\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e"
+
+
+def make_title(message: str) -> str:
+    """The first 50 characters of the first message, cut at a word boundary where possible."""
+    text = _SPACES.sub(" ", message).strip()
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[: TITLE_CHARS + 1]
+    at_space = cut.rfind(" ")
+    # Cut at a word only if that keeps most of the title; a single long word is cut hard.
+    if at_space >= TITLE_CHARS // 2:
+        return cut[:at_space].rstrip()
+    return text[:TITLE_CHARS].rstrip()
+
+
+def make_preview(message: str) -> str:
+    return message[:PREVIEW_CHARS]
+
+
+def title_prompt(first_message: str) -> list[ModelMessage]:
+    return [
+        {"role": "system", "content": TITLE_INSTRUCTIONS},
+        {"role": "user", "content": first_message[:TITLE_PROMPT_CHARS]},
+    ]
+
+
+def clean_model_title(answer: str) -> str | None:
+    """The model's answer as a title: its first non-empty line, unwrapped, one space between
+    words, at most 60 characters (cut at a word where possible); None if nothing is left."""
+    line = next((part for part in answer.splitlines() if part.strip()), "")
+    text = _SPACES.sub(" ", line).strip().strip(_WRAPPERS).strip()
+    text = re.sub(r"^(title)\s*:\s*", "", text, flags=re.IGNORECASE).strip(_WRAPPERS).strip()
+    text = text.rstrip(".").strip()
+    if len(text) > MODEL_TITLE_CHARS:
+        cut = text[: MODEL_TITLE_CHARS + 1]
+        at_space = cut.rfind(" ")
+        text = cut[:at_space] if at_space >= MODEL_TITLE_CHARS // 2 else text[:MODEL_TITLE_CHARS]
+        text = text.rstrip()
+    return text or None
