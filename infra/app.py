@@ -7,7 +7,7 @@ either set here or listed in ``NOT_IN_AZURE`` with the reason; a test proves the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -42,6 +42,27 @@ PLATFORM_SETTINGS: tuple[str, ...] = (
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_ENABLE_INIT_INDEXING",
+)
+
+# siteConfig properties Flex Consumption refuses (ARM error 51021, "... for Flex Consumption
+# sites is invalid"): its deprecation list (functions-app-settings#flex-consumption-plan-
+# deprecations) and the properties named in reported 51021 errors. The runtime, scale and FTP
+# live elsewhere on Flex (functionAppConfig, WebAppFtpAllowed).
+FLEX_REJECTED_SITE_CONFIG: frozenset[str] = frozenset(
+    {
+        "alwaysOn",
+        "ftpsState",
+        "functionAppScaleLimit",
+        "functionsRuntimeScaleMonitoringEnabled",
+        "javaVersion",
+        "linuxFxVersion",
+        "netFrameworkVersion",
+        "powerShellVersion",
+        "preWarmedInstanceCount",
+        "use32BitWorkerProcess",
+        "vnetRouteAllEnabled",
+        "windowsFxVersion",
+    }
 )
 
 HEALTH_PATH = "/api/health"
@@ -106,6 +127,27 @@ def app_settings(
         **cfg.app_values,
     }
     return settings
+
+
+def flex_site_config(
+    settings: Mapping[str, pulumi.Input[str]], origins: Sequence[str]
+) -> web.SiteConfigArgsDict:
+    """The site configuration, holding only what Flex Consumption accepts.
+
+    A plain dict on purpose: ``web.SiteConfigArgs`` fills in its own defaults (netFrameworkVersion
+    'v4.6', localMySqlEnabled, http20Enabled), and Flex refuses netFrameworkVersion with ARM error
+    51021 (pulumi/pulumi-azure-native#4168). A dict reaches the provider exactly as written.
+    FTP is off through ``WebAppFtpAllowed``, not ftpsState, which Flex refuses too.
+    """
+    return {
+        "app_settings": [
+            {"name": name, "value": value} for name, value in sorted(settings.items())
+        ],
+        "cors": {"allowed_origins": list(origins), "support_credentials": True},
+        "min_tls_version": web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+        "scm_min_tls_version": web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+        "http20_enabled": True,
+    }
 
 
 def create_function_app(
@@ -222,21 +264,15 @@ def create_function_app(
             scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(
                 instance_memory_mb=cfg.instance_memory_mb,
                 maximum_instance_count=cfg.maximum_instance_count,
+                # Flex runs one HTTP request per instance for Python unless told otherwise.
+                triggers=web.FunctionsScaleAndConcurrencyTriggersArgs(
+                    http=web.FunctionsScaleAndConcurrencyTriggersHttpArgs(
+                        per_instance_concurrency=cfg.http_per_instance_concurrency
+                    )
+                ),
             ),
         ),
-        site_config=web.SiteConfigArgs(
-            app_settings=[
-                web.NameValuePairArgs(name=name, value=value)
-                for name, value in sorted(settings.items())
-            ],
-            cors=web.CorsSettingsArgs(
-                allowed_origins=list(cfg.spa_origins), support_credentials=True
-            ),
-            min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-            scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-            ftps_state=web.FtpsState.DISABLED,
-            http20_enabled=True,
-        ),
+        site_config=flex_site_config(settings, cfg.spa_origins),
         tags=dict(tags),
         # The host reads its storage and the package with the identity from its first start.
         opts=pulumi.ResourceOptions(depends_on=[container, *roles, *depends_on]),

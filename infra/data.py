@@ -140,6 +140,8 @@ def create_data(
         ),
         principal_id=principal,
         scope=scope,
-        opts=pulumi.ResourceOptions(depends_on=[database]),
+        # After the containers too: Cosmos DB answers 412 ("another operation in progress requires
+        # an exclusive lock") to a role assignment made while a container is being created.
+        opts=pulumi.ResourceOptions(depends_on=[database, *containers]),
     )
     return CosmosData(account, database, containers, specs, role_assignment)

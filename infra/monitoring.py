@@ -1,10 +1,12 @@
 """Log Analytics, Application Insights (Entra ID ingestion only), and the archival alerts.
 
-Unattended means watched. The archival timer logs, once per run, a trace whose message is
-``archive_run `` followed by a one-line JSON summary (logger ``parley.archive``), e.g.
+Unattended means watched. The archival timer logs, once per run, a trace whose message is its
+prefix (``shared.archive.RUN_LOG_PREFIX``, imported here so the two cannot drift) followed by a
+one-line JSON summary (logger ``parley.archive``), e.g.
 ``archive_run {"archived": 3, "skipped": 0, "failed": 0, "orphansRemoved": 0, ...}``.
-Two scheduled query rules on the Application Insights component (its ``traces`` table) read it:
-one fires when a run reports failures, one when no run has completed for too long.
+Two scheduled query rules on the Application Insights component (its ``traces`` table) read it,
+each declared by ``log_alert_rule``: one fires when a run reports failures, one when no run has
+completed for too long.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from pulumi_azure_native import applicationinsights, authorization, monitor, ope
 
 from infra.identity import ROLE_MONITORING_METRICS_PUBLISHER, grant_role
 from infra.stack_config import StackConfig
-
-ARCHIVE_RUN_PREFIX = "archive_run "
+from shared.archive import RUN_LOG_PREFIX
 
 # Log alert operators as the scheduledQueryRules API spells them. Not monitor.ConditionOperator:
 # in pulumi-azure-native 3.29.0 that enum belongs to another API and holds "gt"/"lt".
@@ -27,8 +28,8 @@ LOG_ALERT_LESS_THAN = "LessThan"
 
 # A run that reported failed > 0 items, in the last evaluation window.
 ARCHIVE_FAILURES_QUERY = f"""traces
-| where message startswith "{ARCHIVE_RUN_PREFIX}"
-| extend run = parse_json(substring(message, strlen("{ARCHIVE_RUN_PREFIX}")))
+| where message startswith "{RUN_LOG_PREFIX}"
+| extend run = parse_json(substring(message, strlen("{RUN_LOG_PREFIX}")))
 | where toint(run.failed) > 0
 | summarize failedRuns = count(), failedItems = sum(toint(run.failed))"""
 
@@ -37,7 +38,7 @@ def archive_stale_query(hours: int) -> str:
     """Completed archival runs in the last ``hours`` hours (one row, zero when there were none)."""
     return f"""traces
 | where timestamp > ago({hours}h)
-| where message startswith "{ARCHIVE_RUN_PREFIX}"
+| where message startswith "{RUN_LOG_PREFIX}"
 | summarize completedRuns = count()"""
 
 
@@ -99,6 +100,103 @@ def create_observability(
     return Observability(workspace, component, publisher)
 
 
+@dataclass(frozen=True)
+class LogAlert:
+    """One scheduled query rule: a KQL query over the component's traces and when it fires."""
+
+    name: str  # suffix of the rule's name
+    display_name: str
+    description: str
+    severity: int
+    query: str
+    measure: str  # the query's column the condition aggregates
+    operator: str  # LOG_ALERT_GREATER_THAN or LOG_ALERT_LESS_THAN
+    threshold: float
+    window: str  # ISO 8601 duration the query may read
+    auto_mitigate: bool
+
+
+def archive_alerts(hours: int) -> tuple[LogAlert, LogAlert]:
+    """The two archival alerts: a run reported failures; no run completed for ``hours``."""
+    failures = LogAlert(
+        name="archive-failures",
+        display_name="Parley: archival run reported failures",
+        description=(
+            "An archival run logged failed > 0 in its archive_run summary. The sessions it could "
+            "not move stay whole in Conversations and are retried by the next run; look at the "
+            "run's exceptions in Application Insights."
+        ),
+        severity=1,
+        query=ARCHIVE_FAILURES_QUERY,
+        measure="failedRuns",
+        operator=LOG_ALERT_GREATER_THAN,
+        threshold=0,
+        window="PT1H",
+        auto_mitigate=False,
+    )
+    stale = LogAlert(
+        name="archive-stale",
+        display_name=f"Parley: no archival run completed in {hours} hours",
+        description=(
+            f"No archive_run summary was logged in the last {hours} hours: the timer is not "
+            "running, the app is down, or runs die before they finish."
+        ),
+        severity=2,
+        query=archive_stale_query(hours),
+        measure="completedRuns",
+        operator=LOG_ALERT_LESS_THAN,
+        threshold=1,
+        # The window bounds what the query may read (two days at most); ago() narrows it.
+        window="P2D",
+        auto_mitigate=True,
+    )
+    return failures, stale
+
+
+def log_alert_rule(
+    alert: LogAlert,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    component: applicationinsights.Component,
+    action_group: monitor.ActionGroup,
+    tags: Mapping[str, str],
+) -> monitor.ScheduledQueryRule:
+    """A log alert on the component, evaluated hourly, that emails through the action group."""
+    rule_name = f"{cfg.name_prefix}-{alert.name}"
+    return monitor.ScheduledQueryRule(
+        rule_name,
+        rule_name=rule_name,
+        resource_group_name=resource_group_name,
+        location=cfg.location,
+        kind=monitor.Kind.LOG_ALERT,
+        display_name=alert.display_name,
+        description=alert.description,
+        severity=alert.severity,
+        enabled=True,
+        scopes=[component.id],
+        evaluation_frequency="PT1H",
+        window_size=alert.window,
+        criteria=monitor.ScheduledQueryRuleCriteriaArgs(
+            all_of=[
+                monitor.ConditionArgs(
+                    query=alert.query,
+                    time_aggregation=monitor.TimeAggregation.TOTAL,
+                    metric_measure_column=alert.measure,
+                    operator=alert.operator,
+                    threshold=alert.threshold,
+                    failing_periods=monitor.ConditionFailingPeriodsArgs(
+                        number_of_evaluation_periods=1, min_failing_periods_to_alert=1
+                    ),
+                )
+            ]
+        ),
+        auto_mitigate=alert.auto_mitigate,
+        actions=monitor.ActionsArgs(action_groups=[action_group.id]),
+        tags=dict(tags),
+    )
+
+
 def create_alerts(
     cfg: StackConfig,
     *,
@@ -121,78 +219,15 @@ def create_alerts(
         ],
         tags=dict(tags),
     )
-    actions = monitor.ActionsArgs(action_groups=[action_group.id])
-
-    failures = monitor.ScheduledQueryRule(
-        f"{prefix}-archive-failures",
-        rule_name=f"{prefix}-archive-failures",
-        resource_group_name=resource_group_name,
-        location=cfg.location,
-        kind=monitor.Kind.LOG_ALERT,
-        display_name="Parley: archival run reported failures",
-        description=(
-            "An archival run logged failed > 0 in its archive_run summary. The sessions it could "
-            "not move stay whole in Conversations and are retried by the next run; look at the "
-            "run's exceptions in Application Insights."
-        ),
-        severity=1,
-        enabled=True,
-        scopes=[component.id],
-        evaluation_frequency="PT1H",
-        window_size="PT1H",
-        criteria=monitor.ScheduledQueryRuleCriteriaArgs(
-            all_of=[
-                monitor.ConditionArgs(
-                    query=ARCHIVE_FAILURES_QUERY,
-                    time_aggregation=monitor.TimeAggregation.TOTAL,
-                    metric_measure_column="failedRuns",
-                    operator=LOG_ALERT_GREATER_THAN,
-                    threshold=0,
-                    failing_periods=monitor.ConditionFailingPeriodsArgs(
-                        number_of_evaluation_periods=1, min_failing_periods_to_alert=1
-                    ),
-                )
-            ]
-        ),
-        auto_mitigate=False,
-        actions=actions,
-        tags=dict(tags),
-    )
-
-    hours = cfg.archive_stale_alert_hours
-    stale = monitor.ScheduledQueryRule(
-        f"{prefix}-archive-stale",
-        rule_name=f"{prefix}-archive-stale",
-        resource_group_name=resource_group_name,
-        location=cfg.location,
-        kind=monitor.Kind.LOG_ALERT,
-        display_name=f"Parley: no archival run completed in {hours} hours",
-        description=(
-            f"No archive_run summary was logged in the last {hours} hours: the timer is not "
-            "running, the app is down, or runs die before they finish."
-        ),
-        severity=2,
-        enabled=True,
-        scopes=[component.id],
-        evaluation_frequency="PT1H",
-        # The window bounds what the query may read (two days at most); ago() narrows it.
-        window_size="P2D",
-        criteria=monitor.ScheduledQueryRuleCriteriaArgs(
-            all_of=[
-                monitor.ConditionArgs(
-                    query=archive_stale_query(hours),
-                    time_aggregation=monitor.TimeAggregation.TOTAL,
-                    metric_measure_column="completedRuns",
-                    operator=LOG_ALERT_LESS_THAN,
-                    threshold=1,
-                    failing_periods=monitor.ConditionFailingPeriodsArgs(
-                        number_of_evaluation_periods=1, min_failing_periods_to_alert=1
-                    ),
-                )
-            ]
-        ),
-        auto_mitigate=True,
-        actions=actions,
-        tags=dict(tags),
+    failures, stale = (
+        log_alert_rule(
+            alert,
+            cfg,
+            resource_group_name=resource_group_name,
+            component=component,
+            action_group=action_group,
+            tags=tags,
+        )
+        for alert in archive_alerts(cfg.archive_stale_alert_hours)
     )
     return Alerts(action_group, failures, stale)

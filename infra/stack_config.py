@@ -36,6 +36,15 @@ ARCHIVE_BUDGET_MARGIN_S = 60
 MAX_ALERT_WINDOW_HOURS = 47
 
 FLEX_INSTANCE_MEMORY_MB = (512, 2048, 4096)
+# Flex Consumption refuses a scale-out limit below 40 or above 1000 instances.
+FLEX_MAXIMUM_INSTANCE_COUNT = (40, 1000)
+# Concurrent HTTP invocations per instance (functionAppConfig.scaleAndConcurrency.triggers.http).
+# Flex gives Python apps 1 by default, so every open chat stream would hold a whole instance; the
+# app is async end to end, so one worker can interleave many. See docs/deploy.md.
+DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY = 16
+# Our own bounds, a guard against typos rather than advice: Azure's documentation gives no upper
+# limit that we found. docs/deploy.md says how to choose a value.
+HTTP_PER_INSTANCE_CONCURRENCY = (1, 1000)
 OPENAI_SKUS = ("GlobalStandard", "DataZoneStandard", "Standard")
 COSMOS_BACKUP_TIERS = ("Continuous7Days", "Continuous30Days")
 
@@ -46,7 +55,12 @@ _EMAIL = re.compile(
 _LOCATION = re.compile(r"^[a-z][a-z0-9]{2,39}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
 _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,89}[-\w_()]$")
-_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Azure OpenAI model and deployment names.
+_OPENAI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MODEL_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
+# How an operator finds what a region offers (the error messages and docs/deploy.md show it).
+LIST_MODELS_COMMAND = "az cognitiveservices model list --location <openAiLocation>"
 _COSMOS_NAME = re.compile(r"^[^/\\#?\s][^/\\#?]{0,254}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -84,6 +98,7 @@ class StackConfig:
     cosmos_backup_tier: str  # cosmosBackupTier
     instance_memory_mb: int  # instanceMemoryMB
     maximum_instance_count: int  # maximumInstanceCount
+    http_per_instance_concurrency: int  # httpPerInstanceConcurrency
     log_retention_days: int  # logRetentionDays
     archive_stale_alert_hours: int  # archiveStaleAlertHours
     function_timeout_s: int | None  # from host.json; None means unbounded
@@ -138,6 +153,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cosmosBackupTier",
     "instanceMemoryMB",
     "maximumInstanceCount",
+    "httpPerInstanceConcurrency",
     "logRetentionDays",
     "archiveStaleAlertHours",
     "logHashSalt",
@@ -324,20 +340,17 @@ def parse_config(
     audiences = r.string_list("authAllowedAudiences") or [f"api://{client_id}", client_id]
 
     openai_location = r.text("openAiLocation", location, _LOCATION, "an Azure region name")
-    openai_model = r.raw("openAiModel") or "gpt-4o-mini"
-    openai_model_version = r.raw("openAiModelVersion") or "2024-07-18"
-    openai_deployment = r.text(
-        "openAiDeploymentName",
-        openai_model,
-        _DEPLOYMENT_NAME,
-        "1-64 letters, digits, '-', '_' or '.'",
-    )
+    openai_model, openai_model_version, openai_api_version = _openai_model(r)
+    openai_deployment = r.raw("openAiDeploymentName")
+    if openai_deployment is None:
+        openai_deployment = openai_model  # checked already, by the same rule
+    elif not _OPENAI_NAME.match(openai_deployment):
+        r.fail(
+            "openAiDeploymentName",
+            f"{openai_deployment!r} is not valid: 1-64 letters, digits, '-', '_' or '.'",
+        )
     openai_sku = r.choice("openAiSku", "GlobalStandard", OPENAI_SKUS)
     openai_capacity = r.integer("openAiCapacity", 10, 1, 10_000)
-    api_version_default = _setting_default("AZURE_OPENAI_API_VERSION") or ""
-    openai_api_version = r.raw("openAiApiVersion") or api_version_default
-    if not re.match(r"^\d{4}-\d{2}-\d{2}(-preview)?$", openai_api_version):
-        r.fail("openAiApiVersion", f"{openai_api_version!r} is not an API version (YYYY-MM-DD)")
 
     cosmos_database = r.text(
         "cosmosDatabase", DEFAULT_DATABASE, _COSMOS_NAME, "1-255 characters, none of / \\ # ?"
@@ -351,7 +364,12 @@ def parse_config(
             f"{memory} is not a Flex Consumption size: one of "
             + ", ".join(str(m) for m in FLEX_INSTANCE_MEMORY_MB),
         )
-    max_instances = r.integer("maximumInstanceCount", 40, 1, 1000)
+    max_instances = r.integer("maximumInstanceCount", 40, *FLEX_MAXIMUM_INSTANCE_COUNT)
+    http_concurrency = r.integer(
+        "httpPerInstanceConcurrency",
+        DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY,
+        *HTTP_PER_INSTANCE_CONCURRENCY,
+    )
     log_retention = r.integer("logRetentionDays", 30, 30, 730)
     stale_hours = r.integer("archiveStaleAlertHours", 26, 1, MAX_ALERT_WINDOW_HOURS)
 
@@ -389,12 +407,57 @@ def parse_config(
         cosmos_backup_tier=backup_tier,
         instance_memory_mb=memory,
         maximum_instance_count=max_instances,
+        http_per_instance_concurrency=http_concurrency,
         log_retention_days=log_retention,
         archive_stale_alert_hours=stale_hours,
         function_timeout_s=function_timeout_s,
         log_hash_salt=salt,
         app_values=app_values,
     )
+
+
+def _openai_model(r: _Reader) -> tuple[str, str, str]:
+    """The model to deploy, its version, and the API version the app calls it with.
+
+    None has a default: Azure closes model versions to new deployments on its own calendar (this
+    stack's old default, gpt-4o-mini 2024-07-18, was closed), and newer models need newer API
+    versions. The operator picks all three from what the region offers at deploy time.
+    """
+    where = f"list what the region offers with `{LIST_MODELS_COMMAND}` (docs/deploy.md)"
+    model = r.required("openAiModel", f"the model to deploy, e.g. gpt-4.1-mini; {where}")
+    if model and not _OPENAI_NAME.match(model):
+        r.fail("openAiModel", f"{model!r} is not a model name (letters, digits, '-', '_', '.')")
+    version = r.required("openAiModelVersion", f"that model's version, e.g. 2025-04-14; {where}")
+    if version and not _MODEL_VERSION.match(version):
+        r.fail("openAiModelVersion", f"{version!r} is not a model version")
+    api_version = r.required(
+        "openAiApiVersion",
+        "the Azure OpenAI API version the app calls the model with (AZURE_OPENAI_API_VERSION), "
+        "one the model supports (docs/deploy.md)",
+    )
+    if api_version:
+        _check_api_version(r, api_version)
+    return model, version, api_version
+
+
+def _check_api_version(r: _Reader, api_version: str) -> None:
+    """A dated API version, no older than the one the app is written against.
+
+    Older versions may lack request fields the app sends (streamed usage, stream_options).
+    """
+    floor = _setting_default("AZURE_OPENAI_API_VERSION") or ""
+    floor_match = _API_VERSION.match(floor)
+    match = _API_VERSION.match(api_version)
+    if not match:
+        r.fail(
+            "openAiApiVersion",
+            f"{api_version!r} is not an API version (YYYY-MM-DD or YYYY-MM-DD-preview)",
+        )
+    elif floor_match and match.group(1) < floor_match.group(1):
+        r.fail(
+            "openAiApiVersion",
+            f"{api_version!r} is older than {floor}, the version the app is written against",
+        )
 
 
 def _app_setting_values(r: _Reader) -> dict[str, str]:

@@ -37,9 +37,13 @@ FULL_CONFIG: dict[str, str] = {
     "alertEmail": "ops@example.com",
     "authClientId": CLIENT_ID,
     "authTenantId": TENANT,
+    "openAiModel": "gpt-4.1-mini",
+    "openAiModelVersion": "2025-04-14",
+    "openAiApiVersion": "2025-04-01-preview",
     "openAiCapacity": "25",
     "instanceMemoryMB": "4096",
     "maximumInstanceCount": "60",
+    "httpPerInstanceConcurrency": "24",
     "archiveRetentionDays": "365",
     "archiveTimeBudgetSeconds": "200",
     "maxMessageChars": "12000",
@@ -236,6 +240,9 @@ class Deployment:
     cfg: StackConfig
     resources: list[Recorded]
     outputs: Mapping[str, Any]
+    # Logical name -> logical names of the resources named in its depends_on option. The mocks
+    # never see options, so a stack transformation (run by the SDK, mocks or not) records them.
+    depends_on: Mapping[str, tuple[str, ...]]
 
     def of_type(self, token: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == f"azure-native:{token}"]
@@ -267,14 +274,32 @@ def run_program(cfg: StackConfig) -> Deployment:
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="parley", stack=cfg.stack, preview=False)
     exported: dict[str, Any] = {}
+    names: dict[int, str] = {}
+    dependencies: dict[str, list[Any]] = {}
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        names[id(args.resource)] = args.name
+        depends_on = args.opts.depends_on if args.opts else None
+        if isinstance(depends_on, list):
+            dependencies[args.name] = depends_on
+        elif depends_on is not None:
+            dependencies[args.name] = [depends_on]
+        return None
 
     @pulumi_test
     def _run() -> pulumi.Output[None]:
+        pulumi.runtime.register_stack_transformation(record_options)
         outputs = build(cfg)
         return pulumi.Output.all(**outputs).apply(exported.update)
 
     _run()
-    return Deployment(cfg=cfg, resources=list(mocks.resources), outputs=exported)
+    depends_on = {
+        name: tuple(names[id(resource)] for resource in resources)
+        for name, resources in dependencies.items()
+    }
+    return Deployment(
+        cfg=cfg, resources=list(mocks.resources), outputs=exported, depends_on=depends_on
+    )
 
 
 @pytest.fixture(scope="session")

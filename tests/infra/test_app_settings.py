@@ -99,7 +99,9 @@ def test_settings_point_at_the_deployed_resources(deployment: Deployment) -> Non
     assert settings["COSMOS_ARCHIVE_CONTAINER"] == "ConversationsArchive"
     assert settings["LLM_PROVIDER"] == "azure-openai"
     assert settings["AZURE_OPENAI_ENDPOINT"] == openai["properties"]["endpoint"]
-    assert settings["AZURE_OPENAI_DEPLOYMENT"] == "gpt-4o-mini"
+    assert settings["AZURE_OPENAI_DEPLOYMENT"] == "gpt-4.1-mini"
+    # In step with the deployed model: the configured version, not the code's default.
+    assert settings["AZURE_OPENAI_API_VERSION"] == "2025-04-01-preview"
     assert settings["AUTH_MODE"] == "easyauth"
     assert settings["CORS_ALLOWED_ORIGINS"] == "https://chat.example.com,http://localhost:5173"
     assert settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == component["connectionString"]

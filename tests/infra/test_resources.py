@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from infra.app import DEPLOYMENT_CONTAINER, HEALTH_PATH
+from infra.app import DEPLOYMENT_CONTAINER, FLEX_REJECTED_SITE_CONFIG, HEALTH_PATH
 from infra.data import COSMOS_DATA_CONTRIBUTOR_ROLE
 from infra.identity import (
     ROLE_COGNITIVE_SERVICES_OPENAI_USER,
@@ -14,7 +14,7 @@ from infra.identity import (
     ROLE_STORAGE_BLOB_DATA_OWNER,
     ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
 )
-from infra.monitoring import ARCHIVE_RUN_PREFIX
+from shared.archive import RUN_LOG_PREFIX
 from shared.storage.containers import DEFAULT_DATABASE, PARTITION_KEY_PATH, container_specs
 from tests.infra.conftest import (
     CLIENT_ID,
@@ -90,6 +90,18 @@ def test_cosmos_data_contributor_is_granted_on_the_database(deployment: Deployme
     assert grant["principalId"] == principal
     assert grant["scope"] == f"{account.id}/dbs/{DEFAULT_DATABASE}"
     assert GUID.match(grant["roleAssignmentId"])
+
+
+def test_cosmos_role_assignment_waits_for_the_database_and_every_container(
+    deployment: Deployment,
+) -> None:
+    # Cosmos DB answers 412 ("another operation in progress requires an exclusive lock") to a
+    # role assignment created while a container is still being created.
+    grant = deployment.one("cosmosdb:SqlResourceSqlRoleAssignment").logical_name
+    database = deployment.one("cosmosdb:SqlResourceSqlDatabase").logical_name
+    containers = [c.logical_name for c in deployment.of_type("cosmosdb:SqlResourceSqlContainer")]
+    assert len(containers) == 2
+    assert {database, *containers} <= set(deployment.depends_on[grant])
 
 
 def test_host_storage_is_keyless_private_and_tls12(deployment: Deployment) -> None:
@@ -188,15 +200,47 @@ def test_function_app_runs_python_311_on_flex_with_the_identity(deployment: Depl
         "userAssignedIdentityResourceId": identity.id,
     }
     assert config["runtime"] == {"name": "python", "version": "3.11"}
-    # From config (4096 / 60 in the test stack, not the defaults).
-    assert config["scaleAndConcurrency"] == {"instanceMemoryMB": 4096, "maximumInstanceCount": 60}
+    # From config (4096 / 60 / 24 in the test stack, not the defaults).
+    assert config["scaleAndConcurrency"] == {
+        "instanceMemoryMB": 4096,
+        "maximumInstanceCount": 60,
+        "triggers": {"http": {"perInstanceConcurrency": 24}},
+    }
+
+
+def test_http_concurrency_defaults_to_many_requests_per_instance() -> None:
+    # Flex gives Python apps 1 concurrent HTTP request per instance unless this is set: every
+    # streaming chat would hold a whole instance.
+    app = run_program(make_config({"httpPerInstanceConcurrency": None})).one("web:WebApp")
+    http = app.inputs["functionAppConfig"]["scaleAndConcurrency"]["triggers"]["http"]
+    assert http == {"perInstanceConcurrency": 16}
+
+
+def test_site_config_sends_nothing_flex_consumption_rejects(deployment: Deployment) -> None:
+    # ARM error 51021 names these for Flex sites; SiteConfigArgs would add netFrameworkVersion.
+    assert {
+        "ftpsState",
+        "netFrameworkVersion",
+        "use32BitWorkerProcess",
+        "functionsRuntimeScaleMonitoringEnabled",
+        "linuxFxVersion",
+    } <= FLEX_REJECTED_SITE_CONFIG
+    site = deployment.one("web:WebApp").inputs["siteConfig"]
+    assert not set(site) & FLEX_REJECTED_SITE_CONFIG, sorted(set(site) & FLEX_REJECTED_SITE_CONFIG)
+    # Exactly what the program means to send, nothing filled in on its behalf.
+    assert set(site) == {
+        "appSettings",
+        "cors",
+        "minTlsVersion",
+        "scmMinTlsVersion",
+        "http20Enabled",
+    }
 
 
 def test_https_tls12_and_no_basic_auth_publishing(deployment: Deployment) -> None:
     site = deployment.one("web:WebApp").inputs["siteConfig"]
     assert site["minTlsVersion"] == "1.2"
     assert site["scmMinTlsVersion"] == "1.2"
-    assert site["ftpsState"] == "Disabled"
     assert "connectionStrings" not in site
     app_name = deployment.one("web:WebApp").outputs["name"]
     for token in ("web:WebAppFtpAllowed", "web:WebAppScmAllowed"):
@@ -245,11 +289,11 @@ def test_azure_openai_account_deployment_and_access(deployment: Deployment) -> N
     assert props["customSubDomainName"] == account.inputs["accountName"]
     model = deployment.one("cognitiveservices:Deployment").inputs
     assert model["accountName"] == account.inputs["accountName"]
-    assert model["deploymentName"] == "gpt-4o-mini"
+    assert model["deploymentName"] == "gpt-4.1-mini"
     assert model["properties"]["model"] == {
         "format": "OpenAI",
-        "name": "gpt-4o-mini",
-        "version": "2024-07-18",
+        "name": "gpt-4.1-mini",
+        "version": "2025-04-14",
     }
     assert model["sku"] == {"name": "GlobalStandard", "capacity": 25}
 
@@ -295,8 +339,8 @@ def test_alert_on_archival_failures(deployment: Deployment) -> None:
     (condition,) = rule["criteria"]["allOf"]
     query = condition["query"]
     assert query.startswith("traces\n")
-    assert f'message startswith "{ARCHIVE_RUN_PREFIX}"' in query
-    assert f'parse_json(substring(message, strlen("{ARCHIVE_RUN_PREFIX}")))' in query
+    assert f'message startswith "{RUN_LOG_PREFIX}"' in query
+    assert f'parse_json(substring(message, strlen("{RUN_LOG_PREFIX}")))' in query
     assert "toint(run.failed) > 0" in query
     assert condition["metricMeasureColumn"] == "failedRuns"
     assert "summarize failedRuns = count()" in query
@@ -312,7 +356,7 @@ def test_alert_when_no_archival_run_completed_for_26_hours(deployment: Deploymen
     query = condition["query"]
     assert query.startswith("traces\n")
     assert "where timestamp > ago(26h)" in query
-    assert f'message startswith "{ARCHIVE_RUN_PREFIX}"' in query
+    assert f'message startswith "{RUN_LOG_PREFIX}"' in query
     assert "summarize completedRuns = count()" in query
     assert condition["metricMeasureColumn"] == "completedRuns"
     assert condition["timeAggregation"] == "Total"
@@ -323,13 +367,23 @@ def test_alert_when_no_archival_run_completed_for_26_hours(deployment: Deploymen
     assert rule["autoMitigate"] is True
 
 
+def test_the_alerts_take_the_prefix_from_the_archive_code() -> None:
+    # One home for the prefix: the archive logs it, the alerts import it (no copy to drift).
+    import infra.monitoring as monitoring
+
+    names = vars(monitoring)
+    assert names["RUN_LOG_PREFIX"] is RUN_LOG_PREFIX
+    copies = [k for k, v in names.items() if v == RUN_LOG_PREFIX and k != "RUN_LOG_PREFIX"]
+    assert not copies
+
+
 def test_the_queries_read_the_summary_line_the_app_logs() -> None:
     # The trace message the archival timer logs (logger parley.archive), as documented.
     summary = {"archived": 3, "skipped": 0, "failed": 2, "orphansRemoved": 0, "durationMs": 812}
     message = f"archive_run {json.dumps(summary)}"
-    assert message.startswith(ARCHIVE_RUN_PREFIX)
+    assert message.startswith(RUN_LOG_PREFIX)
     # What substring(message, strlen(prefix)) yields is the JSON object, whole.
-    assert json.loads(message[len(ARCHIVE_RUN_PREFIX) :])["failed"] == 2
+    assert json.loads(message[len(RUN_LOG_PREFIX) :])["failed"] == 2
 
 
 def test_outputs_name_the_api_cosmos_and_identity(deployment: Deployment) -> None:

@@ -12,6 +12,7 @@ import pytest
 from infra.data import indexing_policy_args
 from infra.stack_config import (
     CONFIG_KEYS,
+    DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY,
     FLEX_DEFAULT_FUNCTION_TIMEOUT_S,
     StackConfigError,
     load_config,
@@ -27,6 +28,9 @@ MINIMAL = {
     "alertEmail": "ops@example.com",
     "authClientId": CLIENT_ID,
     "authTenantId": TENANT,
+    "openAiModel": "gpt-4.1-mini",
+    "openAiModelVersion": "2025-04-14",
+    "openAiApiVersion": "2024-10-21",
     "logHashSalt": "0123456789abcdef0123",
 }
 
@@ -47,13 +51,12 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=1800)
     assert cfg.location == "swedencentral"
     assert cfg.resource_group_name == "rg-parley-dev"
-    assert cfg.openai_model == "gpt-4o-mini" and cfg.openai_model_version == "2024-07-18"
     assert cfg.openai_sku == "GlobalStandard" and cfg.openai_capacity == 10
     assert cfg.cosmos_database == DEFAULT_DATABASE
     assert cfg.instance_memory_mb == 2048 and cfg.maximum_instance_count == 40
+    assert cfg.http_per_instance_concurrency == DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY == 16
     assert cfg.archive_stale_alert_hours == 26
     assert cfg.auth_issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
-    assert cfg.openai_api_version == Settings.model_fields["azure_openai_api_version"].default
     # App-setting defaults are the code's own defaults.
     assert cfg.app_values["ARCHIVE_AFTER_DAYS"] == "30"
     assert cfg.app_values["ARCHIVE_SCHEDULE"] == "0 0 3 * * *"
@@ -168,6 +171,43 @@ def test_openai_api_version_is_a_date() -> None:
     _rejects("openAiApiVersion", "latest", "not an API version")
 
 
+@pytest.mark.parametrize("key", ["openAiModel", "openAiModelVersion", "openAiApiVersion"])
+def test_the_model_and_its_api_version_have_no_default(key: str) -> None:
+    # A default model is refused by Azure once its version closes to new deployments (as
+    # gpt-4o-mini 2024-07-18 did): the operator picks model, version and API version together.
+    _rejects(key, None, "required")
+
+
+def test_a_missing_model_names_the_keys_and_how_to_list_models() -> None:
+    problems = _problems({"openAiModel": None, "openAiModelVersion": None})
+    assert any(p.startswith("parley:openAiModel:") for p in problems), problems
+    assert any(p.startswith("parley:openAiModelVersion:") for p in problems), problems
+    assert all("az cognitiveservices model list --location" in p for p in problems), problems
+    # The deployment name defaults to the model; its absence is not reported twice.
+    assert not any(p.startswith("parley:openAiDeploymentName:") for p in problems), problems
+
+
+def test_openai_model_name_and_version_are_checked() -> None:
+    _rejects("openAiModel", "gpt 4", "not a model name")
+    _rejects("openAiModelVersion", "2025/04/14", "not a model version")
+
+
+def test_the_api_version_is_not_older_than_the_code_is_written_against() -> None:
+    floor = Settings.model_fields["azure_openai_api_version"].default
+    assert floor == "2024-10-21"
+    _rejects("openAiApiVersion", "2024-06-01", "older than 2024-10-21")
+    _rejects("openAiApiVersion", "2024-10-01-preview", "older than 2024-10-21")
+    for accepted in (floor, "2024-12-01-preview", "2025-04-01-preview"):
+        assert make_config({"openAiApiVersion": accepted}).openai_api_version == accepted
+
+
+def test_http_per_instance_concurrency_is_bounded() -> None:
+    _rejects("httpPerInstanceConcurrency", "0", "out of range")
+    _rejects("httpPerInstanceConcurrency", "1001", "out of range")
+    _rejects("httpPerInstanceConcurrency", "many", "not an integer")
+    assert make_config({"httpPerInstanceConcurrency": "1"}).http_per_instance_concurrency == 1
+
+
 def test_instance_memory_is_a_flex_size() -> None:
     _rejects("instanceMemoryMB", "1024", "not a Flex Consumption size")
 
@@ -175,6 +215,12 @@ def test_instance_memory_is_a_flex_size() -> None:
 def test_maximum_instance_count_is_bounded() -> None:
     _rejects("maximumInstanceCount", "0", "out of range")
     _rejects("maximumInstanceCount", "1001", "out of range")
+
+
+def test_maximum_instance_count_is_at_least_flex_s_minimum() -> None:
+    # Flex Consumption refuses a scale-out limit below 40.
+    _rejects("maximumInstanceCount", "39", "must be between 40 and 1000")
+    assert make_config({"maximumInstanceCount": "40"}).maximum_instance_count == 40
 
 
 def test_log_retention_is_bounded() -> None:
