@@ -38,8 +38,12 @@ log = logging.getLogger("parley.http")
 announce_auth_mode()
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
-# Room for a maximal message (4 bytes per character in UTF-8, more when JSON-escaped) and the
-# other fields; anything larger is refused before it is parsed.
+# The most bytes one character of a message can take in a JSON body. MAX_MESSAGE_CHARS counts
+# code points; a code point outside the BMP, escaped as a surrogate pair (``\ud83d\ude00``, what
+# ``json.dumps`` sends by default), takes 12. Raw UTF-8 takes at most 4, any other escape
+# (``\u0000``, ``\n``) at most 6.
+MAX_BODY_BYTES_PER_CHAR = 12
+# Room for the other fields (ids, keys, whitespace).
 BODY_OVERHEAD_BYTES = 8 * 1024
 # API.md promises Retry-After on 503 and 429; errors raised without a hint get this one.
 DEFAULT_RETRY_AFTER_S = 5
@@ -123,6 +127,12 @@ def logged_route(request: Request, template: str) -> str:
     return f"{prefix}/{template.strip('/')}"
 
 
+def body_limit(max_message_chars: int) -> int:
+    """The largest request body accepted: a message of ``max_message_chars`` fits however it is
+    encoded; anything larger is refused before it is parsed."""
+    return max_message_chars * MAX_BODY_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
+
+
 def ensure_utf8(data: Any) -> None:
     """Lone surrogates (``"\\ud800"``) are valid JSON escapes but not text any store can keep:
     refuse them here as a bad request instead of failing later as a 500."""
@@ -169,7 +179,7 @@ class RequestContext:
         media_type = self.request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise UnsupportedMediaType()
-        limit = self.runtime.settings.max_message_chars * 6 + BODY_OVERHEAD_BYTES
+        limit = body_limit(self.runtime.settings.max_message_chars)
         declared = self.request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge()
