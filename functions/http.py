@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from shared.auth import announce_auth_mode
 from shared.errors import (
@@ -45,6 +46,8 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 MAX_BODY_BYTES_PER_CHAR = 12
 # Room for the other fields (ids, keys, whitespace).
 BODY_OVERHEAD_BYTES = 8 * 1024
+# Not an HTTP status: the log's name (nginx's) for a request whose client went away first.
+CLIENT_CLOSED_REQUEST = 499
 # API.md promises Retry-After on 503 and 429; errors raised without a hint get this one.
 DEFAULT_RETRY_AFTER_S = 5
 RETRY_STATUSES = frozenset({429, 503})
@@ -186,9 +189,10 @@ class RequestContext:
         raw = bytearray()
         async for chunk in self.request.stream():
             raw += chunk
+            # Counted as it arrives: a client that leaves half-way is logged with what it sent.
+            self.request_bytes = len(raw)
             if len(raw) > limit:
                 raise PayloadTooLarge()
-        self.request_bytes = len(raw)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -219,8 +223,9 @@ def http_function(bp: func.Blueprint, route: str, methods: list[str]) -> Callabl
 
 
 def endpoint(fn: Body, route: str) -> Handler:
-    """Wrap a function's body: API errors become the error object, anything else a logged 500
-    that reveals nothing; one structured log line per request."""
+    """Wrap a function's body: API errors become the error object, a client gone before its
+    body was read a 499 (in the log only), anything else a logged 500 that reveals nothing;
+    one structured log line per request."""
 
     # The Functions worker binds the trigger to the parameter named ``req`` by its annotation,
     # so the wrapper must not expose the inner signature (no functools.wraps / __wrapped__).
@@ -232,6 +237,10 @@ def endpoint(fn: Body, route: str) -> Handler:
             response = await fn(ctx)
         except ApiError as error:
             response = error_response(error)
+        except ClientDisconnect:
+            # The client went away while its body was read: nobody is left to answer and nothing
+            # failed on our side, so no error and no stack; the request line says 499.
+            response = Response(status_code=CLIENT_CLOSED_REQUEST)
         except Exception as exc:
             _log_unhandled(fn.__name__, exc)
             response = error_response(InternalError())
