@@ -1,5 +1,6 @@
 """POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events."""
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -30,6 +31,12 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
     try:
         async for piece in turn.deltas():
             yield sse("delta", {"content": piece})
+            # Queued pieces come without a pause and the server writes without one, so a backlog
+            # would go out in one step of the event loop: the server could not learn in between
+            # that the client has gone, and each write to the lost connection would log
+            # "socket.send() raised exception.". A step per event lets it see the disconnect
+            # and stop the stream; the turn's own task still stores the answer.
+            await asyncio.sleep(0)
         # A new session's model-written title, once stored (bounded by TITLE_TIMEOUT_S).
         if (title := await turn.model_title()) is not None:
             yield sse("title", {"title": title})

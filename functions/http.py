@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from shared.auth import announce_auth_mode
 from shared.errors import (
@@ -38,9 +39,15 @@ log = logging.getLogger("parley.http")
 announce_auth_mode()
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
-# Room for a maximal message (4 bytes per character in UTF-8, more when JSON-escaped) and the
-# other fields; anything larger is refused before it is parsed.
+# The most bytes one character of a message can take in a JSON body. MAX_MESSAGE_CHARS counts
+# code points; a code point outside the BMP, escaped as a surrogate pair (``\ud83d\ude00``, what
+# ``json.dumps`` sends by default), takes 12. Raw UTF-8 takes at most 4, any other escape
+# (``\u0000``, ``\n``) at most 6.
+MAX_BODY_BYTES_PER_CHAR = 12
+# Room for the other fields (ids, keys, whitespace).
 BODY_OVERHEAD_BYTES = 8 * 1024
+# Not an HTTP status: the log's name (nginx's) for a request whose client went away first.
+CLIENT_CLOSED_REQUEST = 499
 # API.md promises Retry-After on 503 and 429; errors raised without a hint get this one.
 DEFAULT_RETRY_AFTER_S = 5
 RETRY_STATUSES = frozenset({429, 503})
@@ -123,6 +130,12 @@ def logged_route(request: Request, template: str) -> str:
     return f"{prefix}/{template.strip('/')}"
 
 
+def body_limit(max_message_chars: int) -> int:
+    """The largest request body accepted: a message of ``max_message_chars`` fits however it is
+    encoded; anything larger is refused before it is parsed."""
+    return max_message_chars * MAX_BODY_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
+
+
 def ensure_utf8(data: Any) -> None:
     """Lone surrogates (``"\\ud800"``) are valid JSON escapes but not text any store can keep:
     refuse them here as a bad request instead of failing later as a 500."""
@@ -169,16 +182,17 @@ class RequestContext:
         media_type = self.request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise UnsupportedMediaType()
-        limit = self.runtime.settings.max_message_chars * 6 + BODY_OVERHEAD_BYTES
+        limit = body_limit(self.runtime.settings.max_message_chars)
         declared = self.request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge()
         raw = bytearray()
         async for chunk in self.request.stream():
             raw += chunk
+            # Counted as it arrives: a client that leaves half-way is logged with what it sent.
+            self.request_bytes = len(raw)
             if len(raw) > limit:
                 raise PayloadTooLarge()
-        self.request_bytes = len(raw)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -209,8 +223,9 @@ def http_function(bp: func.Blueprint, route: str, methods: list[str]) -> Callabl
 
 
 def endpoint(fn: Body, route: str) -> Handler:
-    """Wrap a function's body: API errors become the error object, anything else a logged 500
-    that reveals nothing; one structured log line per request."""
+    """Wrap a function's body: API errors become the error object, a client gone before its
+    body was read a 499 (in the log only), anything else a logged 500 that reveals nothing;
+    one structured log line per request."""
 
     # The Functions worker binds the trigger to the parameter named ``req`` by its annotation,
     # so the wrapper must not expose the inner signature (no functools.wraps / __wrapped__).
@@ -222,6 +237,10 @@ def endpoint(fn: Body, route: str) -> Handler:
             response = await fn(ctx)
         except ApiError as error:
             response = error_response(error)
+        except ClientDisconnect:
+            # The client went away while its body was read: nobody is left to answer and nothing
+            # failed on our side, so no error and no stack; the request line says 499.
+            response = Response(status_code=CLIENT_CLOSED_REQUEST)
         except Exception as exc:
             _log_unhandled(fn.__name__, exc)
             response = error_response(InternalError())

@@ -32,6 +32,8 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "AUTH_AUDIENCE": "AUTH_MODE=jwt only; Easy Auth's allowedAudiences does this in Azure",
     "AUTH_JWKS_URL": "AUTH_MODE=jwt only; Easy Auth fetches the issuer's keys in Azure",
     "PORT": "the local host's port; the Functions host owns the port in Azure",
+    "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
+    "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
 }
 
 # Settings outside shared.config that the Functions host and platform need.

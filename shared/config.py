@@ -82,6 +82,10 @@ class Settings(BaseModel):
     erase_time_budget_s: float = Field(20.0, alias="ERASE_TIME_BUDGET_S", gt=0, le=120)
 
     port: int = Field(7071, alias="PORT", ge=1, le=65535)
+    # The local host only (devhost/timeouts.py): a request's headers, and then its body, must
+    # arrive within these, or it is answered 408 and its connection closed.
+    devhost_header_timeout_s: float = Field(10.0, alias="DEVHOST_HEADER_TIMEOUT_S", gt=0, le=600)
+    devhost_body_timeout_s: float = Field(30.0, alias="DEVHOST_BODY_TIMEOUT_S", gt=0, le=600)
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,14 +16,16 @@ import pytest
 import uvicorn
 
 from devhost.app import build_app
+from functions.http import body_limit
 from shared import runtime as runtime_module
 from shared.config import ConfigError, load_settings
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, free_port, run_host
 
-MAX_CHARS = 100
-# functions/http.py: MAX_MESSAGE_CHARS * 6 + 8 KiB of room for escapes and other fields.
-BODY_LIMIT = MAX_CHARS * 6 + 8 * 1024
+# Enough characters that the message, not the room left for the other fields, decides the
+# body limit (a maximal message of escaped emoji is then larger than 6 bytes a character).
+MAX_CHARS = 2000
+BODY_LIMIT = body_limit(MAX_CHARS)
 ALICE = dev_headers("alice@example.com")
 UNKNOWN_ID = "s_" + "0" * 32
 MALFORMED_IDS = [
@@ -74,13 +78,70 @@ def test_message_at_the_limit_is_accepted_and_over_it_is_413(client: httpx.Clien
     )
 
 
+EMOJI = "\U0001f600"  # outside the BMP: 4 bytes of UTF-8, 12 escaped (\ud83d\ude00)
+# A maximal message, as a client's JSON library may send it: (text, ASCII escapes or raw UTF-8).
+MAXIMAL_MESSAGES: dict[str, tuple[str, bool]] = {
+    "emoji_escaped": (EMOJI * MAX_CHARS, True),  # what json.dumps sends by default
+    "emoji_raw": (EMOJI * MAX_CHARS, False),
+    "control_escaped": ("\x00" * MAX_CHARS, True),  # \u0000 whatever the library
+    "bmp_escaped": ("\u00e9" * MAX_CHARS, True),
+}
+
+
+def json_body(message: str, ascii_escapes: bool) -> bytes:
+    return json.dumps({"message": message}, ensure_ascii=ascii_escapes).encode()
+
+
+@pytest.mark.parametrize("case", sorted(MAXIMAL_MESSAGES))
+def test_a_maximal_message_fits_whatever_its_encoding(client: httpx.Client, case: str) -> None:
+    text, ascii_escapes = MAXIMAL_MESSAGES[case]
+    body = json_body(text, ascii_escapes)
+    response = client.post("/api/chat", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, (len(body), response.text)
+    assert response.json()["messages"][0]["content"] == text
+
+
+@pytest.mark.parametrize("ascii_escapes", [True, False])
+def test_one_character_more_is_413_by_the_message_rule(
+    client: httpx.Client, ascii_escapes: bool
+) -> None:
+    body = json_body(EMOJI * (MAX_CHARS + 1), ascii_escapes)
+    response = client.post("/api/chat", content=body, headers={"Content-Type": "application/json"})
+    assert_error(response, 413, "payload_too_large")
+    # The message's rule, which names the limit, not the body's size check.
+    assert f"{MAX_CHARS} characters" in response.json()["error"]["message"]
+
+
 def test_oversized_body_is_413_before_it_is_parsed(client: httpx.Client) -> None:
     # Not JSON at all: a 400 would mean the body was parsed first.
+    headers = {"Content-Type": "application/json"}
     garbage = b"{" * (BODY_LIMIT + 1)
-    response = client.post(
-        "/api/chat", content=garbage, headers={"Content-Type": "application/json"}
+    assert_error(
+        client.post("/api/chat", content=garbage, headers=headers), 413, "payload_too_large"
     )
-    assert_error(response, 413, "payload_too_large")
+    # The control: one byte less is within the limit, so it is parsed (and is not JSON).
+    within = client.post("/api/chat", content=garbage[:-1], headers=headers)
+    assert_error(within, 400, "invalid_request")
+
+
+def test_body_declared_far_over_the_limit_is_413_before_it_is_sent(
+    edge_host: RunningHost,
+) -> None:
+    """Refused on its Content-Length alone: the answer comes without one byte of the body."""
+    port = int(edge_host.base_url.rsplit(":", 1)[1])
+    head = (
+        "POST /api/chat HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+        f"X-MS-CLIENT-PRINCIPAL-NAME: alice@example.com\r\nContent-Length: {BODY_LIMIT * 100}"
+        "\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
 
 
 def test_oversized_chunked_body_is_413(client: httpx.Client) -> None:
