@@ -4,7 +4,8 @@ Phases come from what the counting transport saw during the turn (each request's
 order) and from when the model ran, never from the store's internals, so the breakdown survives
 a change of how the store reads or writes:
 
-- ``read``: the read requests (point read or query) before the turn's first write;
+- ``read``: the read requests (point read, query, or the SDK's query plan) before the turn's
+  first write;
 - ``first batch``: every other request before the model starts (the user message's write);
 - ``model``: requests while the model streams (normally none);
 - ``second batch``: requests after the model ends (the answer's write);

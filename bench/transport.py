@@ -23,10 +23,21 @@ from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
 _DOCS = re.compile(r"/dbs/[^/]+/colls/[^/]+/docs(/[^/?]+)?/?$")
 
 # Operation kinds the design's budget speaks of, plus the rest.
-KINDS = ("point_read", "batch", "query", "upsert", "create", "replace", "delete", "patch", "meta")
+KINDS = (
+    "point_read",
+    "batch",
+    "query",
+    "query_plan",
+    "upsert",
+    "create",
+    "replace",
+    "delete",
+    "patch",
+    "meta",
+)
 # What a kind does to the data, which is all the phase breakdown relies on: the store may move
 # from a point read to a query, or split a batch, without the report changing.
-READ_KINDS = frozenset({"point_read", "query"})
+READ_KINDS = frozenset({"point_read", "query", "query_plan"})
 WRITE_KINDS = frozenset({"batch", "upsert", "create", "replace", "delete", "patch"})
 
 CHARGE_HEADER = "x-ms-request-charge"
@@ -103,6 +114,10 @@ def classify(method: str, path: str, headers: Any) -> str:
         return "meta"  # account, database, container, partition key ranges
     if _header(headers, "x-ms-cosmos-is-batch-request").lower() == "true":
         return "batch"
+    if _header(headers, "x-ms-cosmos-is-query-plan-request").lower() == "true":
+        # The SDK asks the gateway how to run a query before some queries: a request of its
+        # own, which a turn's request budget must see.
+        return "query_plan"
     if _header(headers, "x-ms-documentdb-isquery").lower() == "true":
         return "query"
     has_id = match.group(1) is not None

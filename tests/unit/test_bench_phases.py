@@ -74,6 +74,8 @@ def test_classify_reads_and_writes() -> None:
     docs = "/dbs/d/colls/c/docs"
     assert classify("GET", f"{docs}/id1", {}) == "point_read"
     assert classify("POST", docs, {"x-ms-documentdb-isquery": "True"}) == "query"
+    plan = {"x-ms-documentdb-isquery": "True", "x-ms-cosmos-is-query-plan-request": "True"}
+    assert classify("POST", docs, plan) == "query_plan"
     assert classify("POST", docs, {"x-ms-cosmos-is-batch-request": "True"}) == "batch"
     assert classify("POST", docs, {"x-ms-documentdb-is-upsert": "True"}) == "upsert"
     assert classify("GET", "/dbs/d/colls/c", {}) == "meta"
