@@ -48,7 +48,7 @@ test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) lint typecheck
 	out=$$(mktemp -d) && $(PY) -m bench --quick --out "$$out" > "$$out/bench.log" \
 	  || { cat "$$out/bench.log"; exit 1; }
 
-# The full benchmark; writes bench/results/ and the README's Performance section.
+# The full benchmark; writes bench/results/ and the generated part of docs/performance.md.
 bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m bench
 

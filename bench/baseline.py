@@ -15,6 +15,8 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
+from bench.common import echo_reply
+
 BASELINE_CONTAINER = "BaselineConversations"
 
 
@@ -56,6 +58,6 @@ class WholeDocumentChat:
     async def turn(self, email: str, session_id: str, text: str) -> str:
         history = await self._append(email, session_id, "user", text)
         # The same reply as Parley's echo model: N = earlier messages it was given.
-        reply = f"echo[{len(history) - 1}]: {text}"
+        reply = echo_reply(len(history) - 1, text)
         await self._append(email, session_id, "assistant", reply)
         return reply

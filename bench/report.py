@@ -1,8 +1,10 @@
-"""Writing the results: latest.json, summary.md, PNG plots, and the README's Performance section."""
+"""Writing the results: latest.json, summary.md and PNG plots under bench/results/, and the
+generated part of docs/performance.md."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +23,28 @@ def _ok(met: bool | None) -> str:
     return "n/a" if met is None else ("**pass**" if met else "**miss**")
 
 
+DESIGNS = (
+    ("parley", "Parley", "#2471a3"),
+    ("baseline", "whole-document baseline", "#c0392b"),
+    ("langchain", "LangChain CosmosDBChatMessageHistory", "#7d3c98"),
+)
+
+
 def plot_turns(turns: dict[str, Any], path: Path) -> None:
-    parley = turns["parley_bytes_per_turn"]
-    baseline = turns["baseline_bytes_per_turn"]
-    xs = range(1, len(parley) + 1)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    ax.plot(xs, [b / 1024 for b in baseline], label="whole-document baseline", color="#c0392b")
-    ax.plot(xs, [b / 1024 for b in parley], label="Parley", color="#2471a3", linewidth=2)
+    for key, label, color in DESIGNS:
+        per_turn = turns.get(f"{key}_bytes_per_turn")
+        if per_turn:
+            xs = range(1, len(per_turn) + 1)
+            width = 2 if key == "parley" else 1.5
+            ax.plot(xs, [b / 1024 for b in per_turn], label=label, color=color, linewidth=width)
+    # The baselines grow with the conversation and Parley does not: only a log scale shows all
+    # three.
+    ax.set_yscale("log")
     ax.set_xlabel("turn number in the conversation")
-    ax.set_ylabel("KiB on the wire per turn (sent + received)")
+    ax.set_ylabel("KiB on the wire per turn (sent + received, log scale)")
     ax.set_title("Cosmos bytes per chat turn (local Cosmos server)")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -71,40 +84,132 @@ def plot_latency(latency: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _turns_md(t: dict[str, Any]) -> list[str]:
-    if "not_available" in t:
-        return [f"Not available: {t['not_available']}", ""]
-    last = t["last_turn"]
+def _ru(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
+def _ops(kinds: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in kinds.items()) or "none"
+
+
+def _compare_md(t: dict[str, Any]) -> list[str]:
     lines = [
-        "| turn | Parley requests | Parley sent | Parley received | Parley ops "
-        "| baseline requests | baseline sent | baseline received | baseline / Parley bytes |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| turn | Parley bytes | whole-doc bytes | LangChain bytes | whole-doc / Parley "
+        "| LangChain / Parley | requests (P / W / L) | request units (P / W / L) |",
+        "|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for p, b in zip(t["parley"], t["baseline"], strict=True):
-        ops = ", ".join(f"{k} {v}" for k, v in p["kinds"].items())
-        ratio = b["bytes"] / p["bytes"]
+    for p, b, lc in zip(t["parley"], t["baseline"], t["langchain"], strict=True):
         lines.append(
-            f"| {p['turn']} | {p['requests']} | {p['sent']:,} | {p['received']:,} | {ops} "
-            f"| {b['requests']} | {b['sent']:,} | {b['received']:,} | {ratio:.1f}x |"
+            f"| {p['turn']} | {p['bytes']:,} | {b['bytes']:,} | {lc['bytes']:,} "
+            f"| {b['bytes'] / p['bytes']:.1f}x | {lc['bytes'] / p['bytes']:.1f}x "
+            f"| {p['requests']} / {b['requests']} / {lc['requests']} "
+            f"| {_ru(p['ru'])} / {_ru(b['ru'])} / {_ru(lc['ru'])} |"
         )
-    lines += [
-        "",
-        f"- Baseline / Parley at turn {last}: bytes "
-        f"**{t['ratio_baseline_over_parley_bytes_at_last']}x** (sent "
-        f"{t['ratio_baseline_over_parley_sent_at_last']}x, received "
-        f"{t['ratio_baseline_over_parley_received_at_last']}x).",
-        f"- Parley growth, turn {last} / turn 2: {t['parley_growth_last_vs_turn2']}x "
-        f"({_ok(t['budget_growth_vs_turn2_met'])} against 'within 10%': the context window in "
-        "the session item fills up to MAX_HISTORY_MESSAGES=20 by turn 10, then stays bounded); "
-        f"turn {last} / turn 10: {t['parley_growth_last_vs_turn10']}x "
-        f"({_ok(t['budget_growth_vs_turn10_met'])}). "
-        f"Baseline turn {last} / turn 2: {t['baseline_growth_last_vs_turn2']}x.",
-        "- At most 1 point read and 2 batches per turn, nothing else: "
-        f"{_ok(t['budget_operations_met'])} "
-        f"(turns over: {t['turns_over_operation_budget'] or 'none'}).",
+    return [*lines, ""]
+
+
+def _parley_md(t: dict[str, Any]) -> list[str]:
+    lines = [
+        "| turn | requests | operations | sent | received | request units |",
+        "|---:|---:|---|---:|---:|---:|",
+    ]
+    for p in t["parley"]:
+        lines.append(
+            f"| {p['turn']} | {p['requests']} | {_ops(p['kinds'])} | {p['sent']:,} "
+            f"| {p['received']:,} | {_ru(p['ru'])} |"
+        )
+    return [*lines, ""]
+
+
+def _budgets_md(t: dict[str, Any]) -> list[str]:
+    last, at = t["last_turn"], t["compare_turn"]
+    lc, wd = t["ratio_langchain_over_parley"], t["ratio_baseline_over_parley"]
+    ratio_100 = t["ratio_langchain_over_parley_bytes_at_100"]
+    over = t["turns_over_request_budget"] or "none"
+    short = f"(n/a: this run ends at turn {last})"
+    growth = t["parley_growth_last_vs_turn25"]
+    return [
+        f"- At turn {at}: LangChain / Parley bytes **{lc['bytes']}x** (sent {lc['sent']}x, "
+        f"received {lc['received']}x); whole-document / Parley **{wd['bytes']}x** (sent "
+        f"{wd['sent']}x, received {wd['received']}x).",
+        "- Budget, at most 3 Cosmos requests in a turn after the first: "
+        f"{_ok(t['budget_requests_met'])} (turns over: {over}).",
+        f"- Budget, turn {last} within 10% of turn {t['growth_from_turn']} (bytes): "
+        f"{growth}x, {_ok(t['budget_growth_met'])}. Whole-document baseline: "
+        f"{t['baseline_growth_last_vs_turn25']}x.",
+        "- Budget, steady-state bytes at least 20x fewer than LangChain's at turn "
+        f"{t['langchain_turn']}: "
+        + (f"{ratio_100}x, {_ok(t['budget_langchain_ratio_met'])}." if ratio_100 else short),
         "",
     ]
+
+
+def _charge_note(t: dict[str, Any]) -> str:
+    seen = t.get("charges_seen") or []
+    if not seen:
+        return "Request units: the local server sent no `x-ms-request-charge`, so they read n/a."
+    note = (
+        "Request units are the local server's `x-ms-request-charge`, summed per request: a "
+        "**local estimate**, not what Azure would bill."
+    )
+    if len(seen) == 1:
+        note += (
+            f" Every request was charged the same {seen[0]:g} RU here: the server's charge is a "
+            "flat placeholder, so these figures count requests rather than estimate cost."
+        )
+    if not t.get("requests_charged"):
+        note += " Some responses carried no charge; they count as 0."
+    return note
+
+
+def _phases_md(t: dict[str, Any]) -> list[str]:
+    ph = t["phases"]
+    first, last = ph["turns"]
+    lines = [
+        f"Parley turns {first} to {last} (steady state), by phase: mean requests, bytes and "
+        "request units (local estimate); median milliseconds. A phase's wall time is its span "
+        "of the turn (the spans add up to the turn); 'inside' is the time spent within its own "
+        "Cosmos requests, or within the model for the model phase. Phases come from the "
+        "requests the transport saw and when the model ran: reads before the first write, "
+        "the writes before the model, the model, the writes after it (bench/phases.py).",
+        "",
+        "| phase | requests | operations | sent | received | request units "
+        "| wall ms (p50) | inside ms (p50) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in ph["phases"].items():
+        if name == "other" and not row["requests"]:
+            continue
+        lines.append(
+            f"| {name} | {row['requests']:g} | {_ops(row['kinds'])} | {row['sent']:,} "
+            f"| {row['received']:,} | {_ru(row['ru'])} | {row['wall_ms_p50']:.3f} "
+            f"| {row['inside_ms_p50']:.3f} |"
+        )
+    lines += [f"| **turn** | | | | | | **{ph['turn_ms_p50']:.3f}** | |", ""]
     return lines
+
+
+def _turns_md(t: dict[str, Any]) -> list[str]:
+    if "not_available" in t or "error" in t:
+        return [f"Not available: {t.get('not_available') or t.get('error')}", ""]
+    return [
+        "Per turn, the three designs on the same messages: Parley, the whole-document design "
+        "of earlier systems (bench/baseline.py: read + upsert the whole session per message), "
+        "and LangChain's `CosmosDBChatMessageHistory` (bench/langchain_history.py: read the "
+        "history, then upsert the whole session per message). P / W / L: Parley, "
+        "whole-document, LangChain.",
+        "",
+        *_compare_md(t),
+        *_budgets_md(t),
+        _charge_note(t),
+        "",
+        "**Parley per turn**",
+        "",
+        *_parley_md(t),
+        "**Where a Parley turn goes**",
+        "",
+        *_phases_md(t),
+    ]
 
 
 def _latency_md(lat: dict[str, Any]) -> list[str]:
@@ -193,7 +298,8 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
         "### Cost of a chat turn as the conversation grows (local Cosmos server)",
         "",
         "Bytes on the wire per turn (request line, headers and body sent; status line, headers "
-        "and body received), counted by a wrapper around the SDK's aiohttp transport.",
+        "and body received), requests and request units, counted by wrappers around the "
+        "SDK's transports (aiohttp for the async client, requests for the sync one).",
         "",
         *_turns_md(results["turns"]),
         f"![bytes per turn]({plot_prefix}{TURNS_PNG})",
@@ -213,13 +319,17 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
     return "\n".join(lines)
 
 
-README_START = "<!-- bench:start -->"
-README_END = "<!-- bench:end -->"
+PAGE = ROOT / "docs" / "performance.md"
+# docs/performance.md: everything above this line is written by hand and kept; everything
+# below it is replaced by every run.
+PAGE_MARKER = "<!-- bench:generated: everything below this line is rewritten by `make bench` -->"
 
 
 def write(results: dict[str, Any], out: Path = RESULTS) -> None:
-    """Write latest.json, summary.md and the plots to ``out``; a run into the committed
-    results folder also refreshes the README's Performance section."""
+    """Write latest.json, summary.md and the plots to ``out``, and the performance page: a run
+    into the committed results folder rewrites docs/performance.md below its marker; a run
+    elsewhere (the test suite's) writes the page beside its results, so the committed files
+    stay as they are but the page is still generated."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     if "parley_bytes_per_turn" in results["turns"]:
@@ -227,15 +337,14 @@ def write(results: dict[str, Any], out: Path = RESULTS) -> None:
     plot_latency(results["latency"], out / LATENCY_PNG)
     body = summary_md(results, "")
     (out / "summary.md").write_text("# Parley benchmark: latest results\n\n" + body + "\n")
-    if out == RESULTS:
-        update_readme(summary_md(results, "bench/results/"))
+    page = PAGE if out.resolve() == RESULTS.resolve() else out / "performance.md"
+    prefix = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix() + "/"
+    write_page(summary_md(results, prefix), page)
 
 
-def update_readme(section: str, readme: Path = ROOT / "README.md") -> None:
-    """Replace what stands between the README's bench markers with the latest figures."""
-    text = readme.read_text()
-    head, start, rest = text.partition(README_START)
-    _, end, tail = rest.partition(README_END)
-    if not start or not end:
-        raise RuntimeError(f"README.md has no {README_START} … {README_END} markers")
-    readme.write_text(f"{head}{README_START}\n{section}\n{README_END}{tail}")
+def write_page(section: str, page: Path, template: Path = PAGE) -> None:
+    """The hand-written top of ``template`` up to its marker, then ``section``, into ``page``."""
+    head, marker, _ = template.read_text().partition(PAGE_MARKER)
+    if not marker:
+        raise RuntimeError(f"{template} has no line {PAGE_MARKER!r} to write the results below")
+    page.write_text(f"{head}{PAGE_MARKER}\n\n{section}\n")

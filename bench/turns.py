@@ -1,24 +1,32 @@
 """Measurement 1: what a chat turn costs on the wire as the conversation grows.
 
-Parley (ConversationService + CosmosStore + EchoModel) and the whole-document baseline run the
-same messages on the same local Cosmos server, each through its own CountingTransport. Every
-turn is tallied; the report picks turns 1, 2, 10, 50, 100, 200.
+Parley (ConversationService + CosmosStore + EchoModel), the whole-document baseline
+(bench/baseline.py) and LangChain's CosmosDBChatMessageHistory (bench/langchain_history.py)
+run the same messages on the same local Cosmos server, each through its own counting transport.
+Every turn is tallied (requests, bytes, request units); the report picks some turns, and
+Parley's steady-state turns are broken down by phase (bench/phases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 from azure.cosmos.aio import CosmosClient
 
+from bench import langchain_history, phases
 from bench.baseline import WholeDocumentChat, baseline_container
 from bench.common import Cosmos, message_text
 from bench.transport import CountingTransport, Tally
 
-MAX_POINT_READS, MAX_BATCHES = 1, 2  # DESIGN.md's per-turn budget
-GROWTH_TOLERANCE = 0.10  # turn 200 within 10% of turn 2
+# The design's budgets.
+MAX_REQUESTS_AFTER_FIRST = 3  # Cosmos requests in any turn after the first
+GROWTH_FROM_TURN = 25  # the context window is full by then: later turns must cost the same
+GROWTH_TOLERANCE = 0.10  # turn 200 within 10% of turn 25
+LANGCHAIN_TURN = 100
+MIN_LANGCHAIN_RATIO = 20.0  # steady-state bytes at least 20x fewer than LangChain's
 
 
 def _row(turn: int, tally: Tally) -> dict[str, Any]:
@@ -27,12 +35,15 @@ def _row(turn: int, tally: Tally) -> dict[str, Any]:
         "requests": tally.requests,
         "sent": tally.sent,
         "received": tally.received,
-        "bytes": tally.sent + tally.received,
+        "bytes": tally.bytes,
+        "ru": tally.ru(),
         "kinds": dict(sorted(tally.kinds.items())),
     }
 
 
-async def _parley_turns(cosmos: Cosmos, database: str, turns: int) -> list[dict[str, Any]]:
+async def _parley_turns(
+    cosmos: Cosmos, database: str, turns: int
+) -> tuple[list[Tally], list[phases.TurnTrace]]:
     from shared.config import load_settings
     from shared.llm.echo import EchoModel
     from shared.models import ChatRequest
@@ -40,92 +51,134 @@ async def _parley_turns(cosmos: Cosmos, database: str, turns: int) -> list[dict[
 
     transport = CountingTransport()
     store = cosmos.store(database, transport=transport)
-    service = ConversationService(store, EchoModel(), load_settings({}))
-    rows: list[dict[str, Any]] = []
+    model = phases.TimedModel(EchoModel())
+    service = ConversationService(store, model, load_settings({}))
+    tallies: list[Tally] = []
+    traces: list[phases.TurnTrace] = []
     try:
         # Warm-up on another user: account, database and container metadata reads happen once
         # per process, not per turn, so they stay out of turn 1.
         await service.chat("warmup@bench.local", ChatRequest(message="warm-up"))
         session_id: str | None = None
         for turn in range(1, turns + 1):
-            before = transport.tally.copy()
+            start, model.started, model.ended = len(transport.log), None, None
             request = ChatRequest(message=message_text(turn), sessionId=session_id)
+            started = time.perf_counter()
             result = await service.chat("parley@bench.local", request)
+            ended = time.perf_counter()
             session_id = result.session_id
-            rows.append(_row(turn, transport.tally.minus(before)))
+            log = transport.log[start:]
+            tallies.append(Tally.of(log))
+            traces.append(phases.TurnTrace(started, ended, log, model.started, model.ended))
     finally:
         await store.close()
-    return rows
+    return tallies, traces
 
 
-async def _baseline_turns(cosmos: Cosmos, database: str, turns: int) -> list[dict[str, Any]]:
+async def _baseline_turns(cosmos: Cosmos, database: str, turns: int) -> list[Tally]:
     transport = CountingTransport()
     client = CosmosClient(
         cosmos.endpoint, cosmos.key, connection_verify=cosmos.verify_tls, transport=transport
     )
-    rows: list[dict[str, Any]] = []
+    tallies: list[Tally] = []
     try:
         db = await client.create_database_if_not_exists(database)
         chat = WholeDocumentChat(await baseline_container(db))
         await chat.turn("warmup@bench.local", "warmup", "warm-up")
         session_id = str(uuid.uuid4())
         for turn in range(1, turns + 1):
-            before = transport.tally.copy()
+            start = len(transport.log)
             await chat.turn("baseline@bench.local", session_id, message_text(turn))
-            rows.append(_row(turn, transport.tally.minus(before)))
+            tallies.append(Tally.of(transport.log[start:]))
     finally:
         await client.close()
-    return rows
-
-
-def _pick(rows: list[dict[str, Any]], turn: int) -> dict[str, Any]:
-    return rows[turn - 1]
+    return tallies
 
 
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else float("nan")
 
 
-def summarise(
-    parley: list[dict[str, Any]], baseline: list[dict[str, Any]], report_turns: list[int]
-) -> dict[str, Any]:
+def _at(rows: list[dict[str, Any]], turn: int) -> dict[str, Any] | None:
+    return rows[turn - 1] if 0 < turn <= len(rows) else None
+
+
+def _ratios(other: dict[str, Any], parley: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "turn": parley["turn"],
+        "bytes": _ratio(other["bytes"], parley["bytes"]),
+        "sent": _ratio(other["sent"], parley["sent"]),
+        "received": _ratio(other["received"], parley["received"]),
+    }
+
+
+def _budgets(parley: list[dict[str, Any]], langchain: list[dict[str, Any]]) -> dict[str, Any]:
     last = len(parley)
-    over = [
-        r["turn"]
-        for r in parley
-        if r["kinds"].get("point_read", 0) > MAX_POINT_READS
-        or r["kinds"].get("batch", 0) > MAX_BATCHES
-        or set(r["kinds"]) - {"point_read", "batch"}
-    ]
-    p_last, p2, p10 = _pick(parley, last), _pick(parley, 2), _pick(parley, 10)
-    b_last = _pick(baseline, last)
-    growth_vs_2 = _ratio(p_last["bytes"], p2["bytes"])
-    growth_vs_10 = _ratio(p_last["bytes"], p10["bytes"])
+    over = [r["turn"] for r in parley[1:] if r["requests"] > MAX_REQUESTS_AFTER_FIRST]
+    base = _at(parley, GROWTH_FROM_TURN)
+    growth = _ratio(parley[-1]["bytes"], base["bytes"]) if base else None
+    p100, l100 = _at(parley, LANGCHAIN_TURN), _at(langchain, LANGCHAIN_TURN)
+    langchain_ratio = _ratio(l100["bytes"], p100["bytes"]) if p100 and l100 else None
+    return {
+        "turns_over_request_budget": over,
+        "budget_requests_met": not over,
+        "growth_from_turn": GROWTH_FROM_TURN,
+        "parley_growth_last_vs_turn25": growth,
+        "budget_growth_met": (
+            None
+            if growth is None or last <= GROWTH_FROM_TURN
+            else abs(growth - 1) <= GROWTH_TOLERANCE
+        ),
+        "langchain_turn": LANGCHAIN_TURN,
+        "ratio_langchain_over_parley_bytes_at_100": langchain_ratio,
+        "budget_langchain_ratio_met": (
+            None if langchain_ratio is None else langchain_ratio >= MIN_LANGCHAIN_RATIO
+        ),
+    }
+
+
+def summarise(
+    parley: list[Tally],
+    baseline: list[Tally],
+    langchain: list[Tally],
+    traces: list[phases.TurnTrace],
+    report_turns: list[int],
+) -> dict[str, Any]:
+    rows = {
+        name: [_row(i, t) for i, t in enumerate(tallies, start=1)]
+        for name, tallies in (("parley", parley), ("baseline", baseline), ("langchain", langchain))
+    }
+    last = len(parley)
+    # The ratios are at turn 100 when the run got there (the full run), else at its last turn.
+    compare = min(LANGCHAIN_TURN, last)
+    p, b, lc = (_at(rows[n], compare) for n in ("parley", "baseline", "langchain"))
+    assert p and b and lc
+    # Steady state: the context window is full and the session item no longer grows.
+    steady = traces[GROWTH_FROM_TURN - 1 :] or traces[-1:]
     return {
         "report_turns": report_turns,
         "last_turn": last,
-        "parley": [_pick(parley, t) for t in report_turns],
-        "baseline": [_pick(baseline, t) for t in report_turns],
-        "parley_bytes_per_turn": [r["bytes"] for r in parley],
-        "baseline_bytes_per_turn": [r["bytes"] for r in baseline],
-        "ratio_baseline_over_parley_bytes_at_last": _ratio(b_last["bytes"], p_last["bytes"]),
-        "ratio_baseline_over_parley_sent_at_last": _ratio(b_last["sent"], p_last["sent"]),
-        "ratio_baseline_over_parley_received_at_last": _ratio(
-            b_last["received"], p_last["received"]
+        "compare_turn": compare,
+        "requests_charged": all(t.charged == t.requests for t in parley + baseline + langchain),
+        # A server that charges every request the same flat amount gives no estimate at all.
+        "charges_seen": sorted({r.charge for t in traces for r in t.requests if r.charge}),
+        **{name: [rows[name][t - 1] for t in report_turns] for name in rows},
+        **{f"{name}_bytes_per_turn": [r["bytes"] for r in rows[name]] for name in rows},
+        "ratio_baseline_over_parley": _ratios(b, p),
+        "ratio_langchain_over_parley": _ratios(lc, p),
+        "baseline_growth_last_vs_turn25": _ratio(
+            rows["baseline"][-1]["bytes"],
+            rows["baseline"][min(GROWTH_FROM_TURN, last) - 1]["bytes"],
         ),
-        "parley_growth_last_vs_turn2": growth_vs_2,
-        "parley_growth_last_vs_turn10": growth_vs_10,
-        "baseline_growth_last_vs_turn2": _ratio(b_last["bytes"], _pick(baseline, 2)["bytes"]),
-        "turns_over_operation_budget": over,
-        "budget_operations_met": not over,
-        "budget_growth_vs_turn2_met": abs(growth_vs_2 - 1) <= GROWTH_TOLERANCE,
-        "budget_growth_vs_turn10_met": abs(growth_vs_10 - 1) <= GROWTH_TOLERANCE,
+        **_budgets(rows["parley"], rows["langchain"]),
+        "phases": phases.summarise(steady, last - len(steady) + 1),
     }
 
 
 def run(cosmos: Cosmos, report_turns: list[int]) -> dict[str, Any]:
     turns = max(report_turns)
     database = f"bench-turns-{uuid.uuid4().hex[:8]}"
-    parley = asyncio.run(_parley_turns(cosmos, database, turns))
+    parley, traces = asyncio.run(_parley_turns(cosmos, database, turns))
     baseline = asyncio.run(_baseline_turns(cosmos, database, turns))
-    return summarise(parley, baseline, report_turns)
+    langchain = langchain_history.run_turns(cosmos, database, turns)
+    return summarise(parley, baseline, langchain, traces, report_turns)
