@@ -49,6 +49,7 @@ _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,89}[-\w_()]$")
 _DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _COSMOS_NAME = re.compile(r"^[^/\\#?\s][^/\\#?]{0,254}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_ENTRA_V2_ISSUER = re.compile(r"^https://[A-Za-z0-9.-]+/[A-Za-z0-9.-]+/v2\.0$")
 
 
 class StackConfigError(ValueError):
@@ -72,6 +73,7 @@ class StackConfig:
     alert_email: str  # alertEmail
     auth_client_id: str  # authClientId
     auth_issuer: str  # authIssuer, or built from authTenantId
+    auth_jwks_url: str  # authJwksUrl, or built from an Entra ID v2.0 issuer
     auth_allowed_audiences: tuple[str, ...]  # authAllowedAudiences
     openai_location: str  # openAiLocation
     openai_model: str  # openAiModel
@@ -126,6 +128,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "authClientId",
     "authTenantId",
     "authIssuer",
+    "authJwksUrl",
     "authAllowedAudiences",
     "openAiLocation",
     "openAiModel",
@@ -321,7 +324,21 @@ def parse_config(
         issuer = ""
     else:
         issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    # The app verifies tokens itself too (docs/security.md), so it needs the issuer's key set.
+    # An Entra ID v2.0 issuer https://<host>/<tenant>/v2.0 publishes it at a known address.
+    jwks_url = r.raw("authJwksUrl")
+    if jwks_url is not None:
+        if not jwks_url.startswith("https://") or " " in jwks_url:
+            r.fail("authJwksUrl", f"{jwks_url!r} must be an https URL")
+    elif _ENTRA_V2_ISSUER.match(issuer):
+        jwks_url = issuer.removesuffix("v2.0") + "discovery/v2.0/keys"
+    else:
+        if issuer:
+            r.fail("authJwksUrl", f"required: authIssuer {issuer!r} is not an Entra ID v2.0 issuer")
+        jwks_url = ""
     audiences = r.string_list("authAllowedAudiences") or [f"api://{client_id}", client_id]
+    if any("," in audience for audience in audiences):
+        r.fail("authAllowedAudiences", "an audience must not contain ',' (AUTH_AUDIENCE is a list)")
 
     openai_location = r.text("openAiLocation", location, _LOCATION, "an Azure region name")
     openai_model = r.raw("openAiModel") or "gpt-4o-mini"
@@ -377,6 +394,7 @@ def parse_config(
         alert_email=alert_email,
         auth_client_id=client_id,
         auth_issuer=issuer,
+        auth_jwks_url=jwks_url,
         auth_allowed_audiences=tuple(audiences),
         openai_location=openai_location,
         openai_model=openai_model,
