@@ -88,8 +88,8 @@ def normalise_email(value: object) -> str | None:
         return None
 
 
-def email_from_claims(claims: Mapping[str, Any]) -> str | None:
-    """The identity named by a verified set of claims; None if it names none we accept.
+def identity_from_claims(claims: Mapping[str, Any]) -> str:
+    """The identity named by a verified set of claims, or ``InvalidEmail`` saying why not.
 
     The first of ``EMAIL_CLAIMS`` that is present decides. When it is refused (a look-alike, say)
     the caller is refused: a later claim never stands in for it, because an identity provider
@@ -99,5 +99,16 @@ def email_from_claims(claims: Mapping[str, Any]) -> str | None:
         value = claims.get(name)
         if value is None or value == "":
             continue  # absent: the next claim may carry the address
-        return normalise_email(value)
-    return None
+        try:
+            return parse_email(value)
+        except InvalidEmail as exc:
+            raise InvalidEmail(f"{name}: {exc}") from None
+    raise InvalidEmail(f"none of {', '.join(EMAIL_CLAIMS)} is present")
+
+
+def email_from_claims(claims: Mapping[str, Any]) -> str | None:
+    """``identity_from_claims``, or None when the claims name no identity we accept."""
+    try:
+        return identity_from_claims(claims)
+    except InvalidEmail:
+        return None

@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
-from shared.auth.claims import email_from_claims
+from shared.auth.claims import InvalidEmail, identity_from_claims
 from shared.errors import Unauthenticated
+
+log = logging.getLogger("parley.auth")
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
@@ -51,7 +54,9 @@ def email_from_principal(header: str | None) -> str:
         typ = claim.get("typ") if isinstance(claim, dict) else None
         if isinstance(typ, str):
             claims.setdefault(_CLAIM_ALIASES.get(typ, typ), claim.get("val"))
-    email = email_from_claims(claims)
-    if email is None:
-        raise Unauthenticated("The signed-in identity has no usable email address.")
-    return email
+    try:
+        return identity_from_claims(claims)
+    except InvalidEmail as exc:
+        # The reason names the claim and a code point, never the address itself.
+        log.warning("refused a call: the Easy Auth principal has no usable email (%s)", exc)
+        raise Unauthenticated("The signed-in identity has no usable email address.") from None

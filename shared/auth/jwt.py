@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import jwt
 
-from shared.auth.claims import email_from_claims
+from shared.auth.claims import InvalidEmail, identity_from_claims
 from shared.errors import Unauthenticated
 
 log = logging.getLogger("parley.auth")
@@ -116,10 +116,13 @@ class JwtVerifier:
         key = self._key_for(kid)
         claims = self._decode(token, key)
 
-        email = email_from_claims(claims)
-        if email is None:
-            raise self._reject(MSG_NO_EMAIL, "valid token without a usable email claim")
-        return email
+        try:
+            return identity_from_claims(claims)
+        except InvalidEmail as exc:
+            # The reason names the claim and a code point, never the address itself.
+            raise self._reject(
+                MSG_NO_EMAIL, f"valid token without a usable email ({exc})"
+            ) from None
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
         """Check signature, issuer, audience and times; map each failure to a safe message."""

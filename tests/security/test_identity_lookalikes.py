@@ -138,3 +138,19 @@ def test_the_same_address_in_another_ascii_case_is_the_same_user(
         timeout=10,
     )
     assert response.status_code == 200, response.text
+
+
+def test_a_refusal_is_logged_with_its_reason_and_never_the_address(
+    mode_host: tuple[str, RunningHost], issuer: Issuer
+) -> None:
+    mode, host = mode_host
+    if mode == "dev":
+        pytest.skip("dev mode trusts its header as sent; it has no sign-in to explain")
+    httpx.get(
+        host.base_url + "/api/sessions",
+        headers=identity(mode, LOOKALIKES["kelvin_sign"], issuer),
+        timeout=10,
+    )
+    log = host.log()
+    assert "preferred_username: the email address contains U+212A at position 0" in log
+    assert "ate@example.com" not in log and KATE not in log

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.auth.claims import InvalidEmail, email_from_claims, normalise_email, parse_email
+from shared.auth.claims import (
+    InvalidEmail,
+    email_from_claims,
+    identity_from_claims,
+    normalise_email,
+    parse_email,
+)
 
 # A 64-character local part and 63-character labels: the longest each may be.
 LONGEST_PARTS = "X" * 64 + "@" + "D" * 63 + "." + "d" * 63 + ".com"
@@ -130,3 +136,11 @@ def test_the_first_present_claim_decides_and_a_refused_one_is_not_replaced() -> 
     claims = {"preferred_username": "\u212aate@example.com", "email": "kate@example.com"}
     assert email_from_claims(claims) is None
     assert email_from_claims({}) is None
+
+
+def test_a_refused_claim_is_named_in_the_reason() -> None:
+    claims = {"preferred_username": "\u212aate@example.com", "email": "kate@example.com"}
+    with pytest.raises(InvalidEmail, match=r"^preferred_username: .*U\+212A at position 0"):
+        identity_from_claims(claims)
+    with pytest.raises(InvalidEmail, match="none of preferred_username, email, upn is present"):
+        identity_from_claims({"name": "Kate"})
