@@ -111,6 +111,9 @@ class Smoke:
                 self.report(Result(name, "SKIP", str(skip)))
             except CheckFailed as failure:
                 self.report(Result(name, "FAIL", str(failure)))
+            except httpx.HTTPError as error:
+                # Connection, TLS and timeout errors: their text names the URL, never a header.
+                self.report(Result(name, "FAIL", f"{type(error).__name__}: {error}"))
             except CHECK_ERRORS as error:
                 self.report(Result(name, "FAIL", f"unexpected answer: {type(error).__name__}"))
         if self.after_check is not None:
@@ -241,7 +244,11 @@ class Smoke:
     def chat_json(self) -> str:
         body = {"message": f"{self.marker} Smoke test: please answer with one short sentence."}
         self.may_have_written = True
-        response = self.client.post("/chat", json=body, headers=self.auth())
+        try:
+            response = self.client.post("/chat", json=body, headers=self.auth())
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            self.may_have_written = False  # the request never reached the server
+            raise
         if 400 <= response.status_code < 500:
             self.may_have_written = False  # refused before anything was stored
         expect(response, 200, "POST /chat")
