@@ -39,7 +39,7 @@ lint: $(PY_STAMP)
 	$(PY) -m ruff format --check .
 
 typecheck: $(PY_STAMP)
-	$(PY) -m mypy shared functions devhost
+	$(PY) -m mypy shared functions devhost tools
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) lint typecheck
 	$(PY) -m pytest

@@ -28,9 +28,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "OPENAI_BASE_URL": "OpenAI-compatible servers are for local runs; Azure uses Azure OpenAI",
     "OPENAI_API_KEY": "no model keys in Azure; Azure OpenAI is called with the managed identity",
     "OPENAI_MODEL": "OpenAI-compatible servers only; Azure OpenAI uses AZURE_OPENAI_DEPLOYMENT",
-    "AUTH_ISSUER": "AUTH_MODE=jwt only; in Azure, Easy Auth validates tokens (AUTH_MODE=easyauth)",
-    "AUTH_AUDIENCE": "AUTH_MODE=jwt only; Easy Auth's allowedAudiences does this in Azure",
-    "AUTH_JWKS_URL": "AUTH_MODE=jwt only; Easy Auth fetches the issuer's keys in Azure",
+    "WEBSITE_AUTH_ENABLED": "set by App Service itself (read-only): whether Easy Auth is on",
     "PORT": "the local host's port; the Functions host owns the port in Azure",
     "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
@@ -122,6 +120,11 @@ def app_settings(
         "AZURE_OPENAI_DEPLOYMENT": cfg.openai_deployment,
         "AZURE_OPENAI_API_VERSION": cfg.openai_api_version,
         "AUTH_MODE": "easyauth",
+        # The app's second lock behind Easy Auth (docs/security.md, "Authentication"): it
+        # verifies the caller's token itself against what Easy Auth is configured with.
+        "AUTH_ISSUER": cfg.auth_issuer,
+        "AUTH_AUDIENCE": ",".join(cfg.auth_allowed_audiences),
+        "AUTH_JWKS_URL": cfg.auth_jwks_url,
         "CORS_ALLOWED_ORIGINS": ",".join(cfg.spa_origins),
         # A pepper for pseudonymising emails in logs: kept secret in the Pulumi state.
         "LOG_HASH_SALT": pulumi.Output.secret(cfg.log_hash_salt),
@@ -303,6 +306,9 @@ def create_function_app(
                 ),
             )
         ),
+        # Off: its file-system store lives on the content share Flex Consumption does not have,
+        # and its blob store needs a SAS URL in an app setting (a credential). Callers send
+        # bearer tokens, which the app verifies itself.
         login=web.LoginArgs(token_store=web.TokenStoreArgs(enabled=False)),
         http_settings=web.HttpSettingsArgs(require_https=True),
     )

@@ -63,6 +63,7 @@ _API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 LIST_MODELS_COMMAND = "az cognitiveservices model list --location <openAiLocation>"
 _COSMOS_NAME = re.compile(r"^[^/\\#?\s][^/\\#?]{0,254}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_ENTRA_V2_ISSUER = re.compile(r"^https://[A-Za-z0-9.-]+/[A-Za-z0-9.-]+/v2\.0$")
 
 
 class StackConfigError(ValueError):
@@ -86,6 +87,7 @@ class StackConfig:
     alert_email: str  # alertEmail
     auth_client_id: str  # authClientId
     auth_issuer: str  # authIssuer, or built from authTenantId
+    auth_jwks_url: str  # authJwksUrl, or built from an Entra ID v2.0 issuer
     auth_allowed_audiences: tuple[str, ...]  # authAllowedAudiences
     openai_location: str  # openAiLocation
     openai_model: str  # openAiModel
@@ -141,6 +143,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "authClientId",
     "authTenantId",
     "authIssuer",
+    "authJwksUrl",
     "authAllowedAudiences",
     "openAiLocation",
     "openAiModel",
@@ -337,7 +340,21 @@ def parse_config(
         issuer = ""
     else:
         issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    # The app verifies tokens itself too (docs/security.md), so it needs the issuer's key set.
+    # An Entra ID v2.0 issuer https://<host>/<tenant>/v2.0 publishes it at a known address.
+    jwks_url = r.raw("authJwksUrl")
+    if jwks_url is not None:
+        if not jwks_url.startswith("https://") or " " in jwks_url:
+            r.fail("authJwksUrl", f"{jwks_url!r} must be an https URL")
+    elif _ENTRA_V2_ISSUER.match(issuer):
+        jwks_url = issuer.removesuffix("v2.0") + "discovery/v2.0/keys"
+    else:
+        if issuer:
+            r.fail("authJwksUrl", f"required: authIssuer {issuer!r} is not an Entra ID v2.0 issuer")
+        jwks_url = ""
     audiences = r.string_list("authAllowedAudiences") or [f"api://{client_id}", client_id]
+    if any("," in audience for audience in audiences):
+        r.fail("authAllowedAudiences", "an audience must not contain ',' (AUTH_AUDIENCE is a list)")
 
     openai_location = r.text("openAiLocation", location, _LOCATION, "an Azure region name")
     openai_model, openai_model_version, openai_api_version = _openai_model(r)
@@ -395,6 +412,7 @@ def parse_config(
         alert_email=alert_email,
         auth_client_id=client_id,
         auth_issuer=issuer,
+        auth_jwks_url=jwks_url,
         auth_allowed_audiences=tuple(audiences),
         openai_location=openai_location,
         openai_model=openai_model,

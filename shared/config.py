@@ -62,9 +62,14 @@ class Settings(BaseModel):
     title_timeout_s: float = Field(10.0, alias="TITLE_TIMEOUT_S", gt=0, le=120)
 
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
+    # The token issuer, the audiences accepted (comma-separated) and the issuer's key set: what
+    # jwt mode verifies, and what easyauth mode verifies again behind App Service Authentication.
     auth_issuer: str | None = Field(None, alias="AUTH_ISSUER")
-    auth_audience: str | None = Field(None, alias="AUTH_AUDIENCE")
+    auth_audiences: tuple[str, ...] = Field((), alias="AUTH_AUDIENCE")
     auth_jwks_url: str | None = Field(None, alias="AUTH_JWKS_URL")
+    # Set by App Service itself (read-only): whether its authentication module is on. Unset
+    # outside App Service; easyauth mode refuses every call when it says False.
+    website_auth_enabled: bool | None = Field(None, alias="WEBSITE_AUTH_ENABLED")
     cors_allowed_origins: tuple[str, ...] = Field((), alias="CORS_ALLOWED_ORIGINS")
     log_hash_salt: str = Field("parley", alias="LOG_HASH_SALT", repr=False)
 
@@ -87,12 +92,18 @@ class Settings(BaseModel):
     devhost_header_timeout_s: float = Field(10.0, alias="DEVHOST_HEADER_TIMEOUT_S", gt=0, le=600)
     devhost_body_timeout_s: float = Field(30.0, alias="DEVHOST_BODY_TIMEOUT_S", gt=0, le=600)
 
-    @field_validator("cors_allowed_origins", mode="before")
+    @field_validator("cors_allowed_origins", "auth_audiences", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("website_auth_enabled", mode="before")
+    @classmethod
+    def _platform_bool(cls, value: object) -> object:
+        # The platform writes "True"/"False"; tolerate the case and stray spaces it might add.
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -114,7 +125,7 @@ class Settings(BaseModel):
                 "LLM_PROVIDER=azure-openai needs AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT"
             )
         if self.auth_mode == "jwt" and not (
-            self.auth_issuer and self.auth_audience and self.auth_jwks_url
+            self.auth_issuer and self.auth_audiences and self.auth_jwks_url
         ):
             raise ValueError("AUTH_MODE=jwt needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL")
         return self

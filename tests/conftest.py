@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.cosmos_server import cosmos_account  # noqa: F401  (a fixture)
 from tests.support.host import RunningHost, run_host
+from tests.support.jwks import issuer, jwks_url  # noqa: F401  (fixtures)
 
 
 def dev_headers(email: str) -> dict[str, str]:

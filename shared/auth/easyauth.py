@@ -1,8 +1,10 @@
-"""App Service Authentication (Easy Auth): the verified principal the platform injects.
+"""App Service Authentication (Easy Auth): the principal the platform injects.
 
-The platform strips any client-sent ``X-MS-CLIENT-PRINCIPAL`` headers and sets its own after
-verifying the session, so the header is trusted, but it is still decoded defensively: bad
-base64 or JSON is 401, never 500.
+When the platform's authentication is on, it strips client-sent ``X-MS-CLIENT-PRINCIPAL``
+headers and sets its own after verifying the sign-in. The app does not rely on that alone (if
+the authentication settings are ever missing or off, anybody can send the header): the
+Authenticator also verifies a token and requires it to name the same user (docs/security.md,
+"Authentication"). The header is decoded defensively: bad base64 or JSON is 401, never 500.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
-from shared.auth.claims import email_from_claims
+from shared.auth.claims import InvalidEmail, identity_from_claims
 from shared.errors import Unauthenticated
+
+log = logging.getLogger("parley.auth")
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
+# The ID token of a cookie session, forwarded by Easy Auth when its token store is on.
+ID_TOKEN_HEADER = "x-ms-token-aad-id-token"  # noqa: S105 - a header name
 MAX_PRINCIPAL_BYTES = 64 * 1024
 
 # Easy Auth reports claims with their full URIs for some providers.
@@ -28,7 +35,7 @@ _CLAIM_ALIASES = {
 
 
 def email_from_principal(header: str | None) -> str:
-    """The lower-cased email in an ``X-MS-CLIENT-PRINCIPAL`` header value."""
+    """The identity (``claims.parse_email``) in an ``X-MS-CLIENT-PRINCIPAL`` header value."""
     if not header:
         raise Unauthenticated()
     if len(header) > MAX_PRINCIPAL_BYTES:
@@ -47,7 +54,9 @@ def email_from_principal(header: str | None) -> str:
         typ = claim.get("typ") if isinstance(claim, dict) else None
         if isinstance(typ, str):
             claims.setdefault(_CLAIM_ALIASES.get(typ, typ), claim.get("val"))
-    email = email_from_claims(claims)
-    if email is None:
-        raise Unauthenticated("The signed-in identity has no email address.")
-    return email
+    try:
+        return identity_from_claims(claims)
+    except InvalidEmail as exc:
+        # The reason names the claim and a code point, never the address itself.
+        log.warning("refused a call: the Easy Auth principal has no usable email (%s)", exc)
+        raise Unauthenticated("The signed-in identity has no usable email address.") from None

@@ -20,13 +20,13 @@ import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 import jwt
 
-from shared.auth.claims import email_from_claims
+from shared.auth.claims import InvalidEmail, identity_from_claims
 from shared.errors import Unauthenticated
 
 log = logging.getLogger("parley.auth")
@@ -53,7 +53,7 @@ MSG_WRONG_SERVICE = "The sign-in token was not issued for this service."
 MSG_MISSING_CLAIM = "The sign-in token lacks a required claim."
 MSG_BAD_SIGNATURE = "The sign-in token's signature is not valid."
 MSG_UNKNOWN_KEY = "The sign-in token was signed with an unknown key."
-MSG_NO_EMAIL = "The sign-in token does not name an email address."
+MSG_NO_EMAIL = "The sign-in token does not name a usable email address."
 MSG_KEYS_UNAVAILABLE = "Sign-in could not be verified right now; try again shortly."
 
 
@@ -69,7 +69,7 @@ class JwtVerifier:
         self,
         *,
         issuer: str,
-        audience: str,
+        audience: str | Sequence[str],
         jwks_url: str,
         leeway_s: int = 60,
         jwks_refresh_min_interval_s: float = 60.0,
@@ -78,9 +78,11 @@ class JwtVerifier:
         """Configure the verifier; nothing is fetched until the first token arrives.
 
         ``clock`` only drives the refresh throttle (tests inject one so they need no sleeps);
-        PyJWT checks ``exp``/``nbf`` against real time.
+        PyJWT checks ``exp``/``nbf`` against real time. ``audience`` may list several accepted
+        audiences (Entra ID access tokens name the API by ``api://<id>`` or by its bare id).
         """
-        if not issuer or not audience:
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not issuer or not audiences or not all(audiences):
             raise ValueError("JwtVerifier needs an issuer and an audience")
         scheme = urlparse(jwks_url).scheme.lower()
         if scheme not in ("http", "https"):
@@ -89,7 +91,7 @@ class JwtVerifier:
         if leeway_s < 0 or jwks_refresh_min_interval_s < 0:
             raise ValueError("leeway_s and jwks_refresh_min_interval_s must not be negative")
         self._issuer = issuer
-        self._audience = audience
+        self._audiences = audiences
         self._jwks_url = jwks_url
         self._leeway_s = leeway_s
         self._refresh_interval_s = jwks_refresh_min_interval_s
@@ -114,10 +116,13 @@ class JwtVerifier:
         key = self._key_for(kid)
         claims = self._decode(token, key)
 
-        email = email_from_claims(claims)
-        if email is None:
-            raise self._reject(MSG_NO_EMAIL, "valid token without a usable email claim")
-        return email
+        try:
+            return identity_from_claims(claims)
+        except InvalidEmail as exc:
+            # The reason names the claim and a code point, never the address itself.
+            raise self._reject(
+                MSG_NO_EMAIL, f"valid token without a usable email ({exc})"
+            ) from None
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
         """Check signature, issuer, audience and times; map each failure to a safe message."""
@@ -126,7 +131,7 @@ class JwtVerifier:
                 token,
                 key=key.key,  # the bare public key: only an RSA algorithm can use it
                 algorithms=list(ALGORITHMS),
-                audience=self._audience,
+                audience=list(self._audiences),
                 issuer=self._issuer,
                 leeway=self._leeway_s,
                 options={

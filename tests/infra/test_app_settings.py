@@ -11,8 +11,9 @@ import pulumi
 import pytest
 
 from infra.app import NOT_IN_AZURE, PLATFORM_SETTINGS
+from shared.auth import configuration_problem
 from shared.config import SETTINGS, load_settings
-from tests.infra.conftest import Deployment, make_config, pulumi_test, run_program
+from tests.infra.conftest import TENANT, Deployment, make_config, pulumi_test, run_program
 
 # Fragments that only appear in credentials: storage/Service Bus/Event Hubs keys, SAS tokens,
 # database passwords, private keys, and the code's own key settings.
@@ -120,8 +121,35 @@ def test_the_code_accepts_the_deployed_settings(deployment: Deployment) -> None:
     assert settings.resolved_storage_backend == "cosmos"
     assert settings.resolved_llm_provider == "azure-openai"
     assert settings.auth_mode == "easyauth"
+    assert settings.auth_issuer == deployment.cfg.auth_issuer
+    assert settings.auth_audiences == deployment.cfg.auth_allowed_audiences
     assert settings.cosmos_key is None and settings.openai_api_key is None
     assert settings.cors_allowed_origins == deployment.cfg.spa_origins
+
+
+def test_the_app_verifies_tokens_against_what_easy_auth_accepts(deployment: Deployment) -> None:
+    # The second lock behind Easy Auth (docs/security.md): the same issuer and audiences, and
+    # the issuer's key set, so a token Easy Auth accepts is one the app accepts too.
+    settings = deployment.app_settings()
+    aad = deployment.one("web:WebAppAuthSettingsV2").inputs["identityProviders"]
+    aad = aad["azureActiveDirectory"]
+    assert settings["AUTH_MODE"] == "easyauth"
+    assert settings["AUTH_ISSUER"] == aad["registration"]["openIdIssuer"]
+    assert settings["AUTH_AUDIENCE"].split(",") == aad["validation"]["allowedAudiences"]
+    assert settings["AUTH_JWKS_URL"] == (
+        f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"
+    )
+    # What the app makes of them: a verifier, not "every call refused".
+    assert configuration_problem(load_settings(settings)) is None
+    # The platform's own flag is never set by the stack: only App Service may say it.
+    assert "WEBSITE_AUTH_ENABLED" not in settings
+
+
+def test_the_token_store_stays_off(deployment: Deployment) -> None:
+    # On Flex Consumption it would need a blob SAS URL in an app setting; the app takes bearer
+    # tokens (Authorization) as proof instead of the store's X-MS-TOKEN-AAD-ID-TOKEN.
+    login = deployment.one("web:WebAppAuthSettingsV2").inputs["login"]
+    assert login["tokenStore"]["enabled"] is False
 
 
 def _strings(value: Any) -> list[str]:

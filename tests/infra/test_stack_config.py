@@ -151,6 +151,31 @@ def test_auth_issuer_replaces_the_tenant() -> None:
     assert cfg.auth_issuer == issuer
 
 
+def test_the_jwks_url_follows_an_entra_v2_issuer() -> None:
+    # The app verifies tokens itself as well as Easy Auth: it needs the issuer's key set.
+    assert make_config().auth_jwks_url == (
+        f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"
+    )
+    external_id = f"https://{TENANT}.ciamlogin.com/{TENANT}/v2.0"
+    cfg = make_config({"authTenantId": None, "authIssuer": external_id})
+    assert cfg.auth_jwks_url == f"https://{TENANT}.ciamlogin.com/{TENANT}/discovery/v2.0/keys"
+
+
+def test_the_jwks_url_can_be_set_and_must_be_https() -> None:
+    url = "https://keys.example.com/jwks.json"
+    assert make_config({"authJwksUrl": url}).auth_jwks_url == url
+    _rejects("authJwksUrl", "http://keys.example.com/jwks.json", "https URL")
+
+
+def test_another_issuer_needs_its_jwks_url() -> None:
+    problems = _problems({"authTenantId": None, "authIssuer": "https://idp.example.com/"})
+    assert any(p.startswith("parley:authJwksUrl: required") for p in problems), problems
+
+
+def test_an_audience_cannot_contain_a_comma() -> None:
+    _rejects("authAllowedAudiences", '["api://a,b"]', "must not contain ','")
+
+
 def test_openai_capacity_must_be_positive() -> None:
     _rejects("openAiCapacity", "0", "out of range")
 

@@ -1,4 +1,5 @@
-"""AUTH_MODE=easyauth, unset and dev, through the real host."""
+"""AUTH_MODE=easyauth, unset and dev, through the real host. (Easy Auth's second lock, the
+token the app verifies itself, has its own module: test_easyauth_layers.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.host import RunningHost, run_host
+from tests.support.jwks import Issuer, bearer, token_settings
 
 SID = "s_" + "a" * 32
 IDENTITY_CALLS = [
@@ -36,8 +38,9 @@ def _host(env: dict[str, str], tmp: Path) -> Iterator[RunningHost]:
 
 
 @pytest.fixture(scope="module")
-def easyauth_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
-    yield from _host({"AUTH_MODE": "easyauth"}, tmp_path_factory.mktemp("easyauth"))
+def easyauth_host(jwks_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    env = {"AUTH_MODE": "easyauth", **token_settings(jwks_url)}
+    yield from _host(env, tmp_path_factory.mktemp("easyauth"))
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +66,11 @@ BAD_PRINCIPALS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PRINCIPALS))
-def test_bad_principal_is_401_never_500(easyauth_host: RunningHost, case: str) -> None:
-    headers = {"X-MS-CLIENT-PRINCIPAL": BAD_PRINCIPALS[case]}
+def test_bad_principal_is_401_never_500(
+    easyauth_host: RunningHost, issuer: Issuer, case: str
+) -> None:
+    # With a valid token beside it: the principal itself is what is refused.
+    headers = {"X-MS-CLIENT-PRINCIPAL": BAD_PRINCIPALS[case], **bearer(issuer.token())}
     with httpx.Client(base_url=easyauth_host.base_url, headers=headers, timeout=10) as client:
         for method, path, body in IDENTITY_CALLS:
             response = client.request(method, path, json=body)
@@ -72,10 +78,13 @@ def test_bad_principal_is_401_never_500(easyauth_host: RunningHost, case: str) -
             assert response.json()["error"]["code"] == "unauthenticated"
 
 
-def test_easyauth_ignores_the_dev_header(easyauth_host: RunningHost) -> None:
+def test_easyauth_ignores_the_dev_header(easyauth_host: RunningHost, issuer: Issuer) -> None:
     response = httpx.get(
         easyauth_host.base_url + "/api/sessions",
-        headers={"X-MS-CLIENT-PRINCIPAL-NAME": "carol@example.com"},
+        headers={
+            "X-MS-CLIENT-PRINCIPAL-NAME": "carol@example.com",
+            **bearer(issuer.token_for("carol@example.com")),
+        },
         timeout=10,
     )
     assert response.status_code == 401
@@ -90,16 +99,17 @@ def test_easyauth_ignores_the_dev_header(easyauth_host: RunningHost) -> None:
         "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
     ],
 )
-def test_principal_email_is_found_and_lower_cased(easyauth_host: RunningHost, claim: str) -> None:
+def test_principal_email_is_found_and_lower_cased(
+    easyauth_host: RunningHost, issuer: Issuer, claim: str
+) -> None:
+    mixed_email, lower_email = f"Carol.{len(claim)}@Example.COM", f"carol.{len(claim)}@example.com"
     mixed = {
-        "X-MS-CLIENT-PRINCIPAL": principal(
-            [{"typ": claim, "val": f"Carol.{len(claim)}@Example.COM"}]
-        )
+        "X-MS-CLIENT-PRINCIPAL": principal([{"typ": claim, "val": mixed_email}]),
+        **bearer(issuer.token_for(mixed_email)),
     }
     lower = {
-        "X-MS-CLIENT-PRINCIPAL": principal(
-            [{"typ": "email", "val": f"carol.{len(claim)}@example.com"}]
-        )
+        "X-MS-CLIENT-PRINCIPAL": principal([{"typ": "email", "val": lower_email}]),
+        **bearer(issuer.token_for(lower_email.upper())),
     }
     with httpx.Client(base_url=easyauth_host.base_url, timeout=10) as client:
         created = client.post("/api/chat", json={"message": "hi"}, headers=mixed)

@@ -1,6 +1,7 @@
-"""AUTH_MODE=jwt through the real host: a key pair made here, its JWKS served by this test on a
-real socket, tokens signed here. JwtVerifier's unit tests (tests/unit/test_jwt.py) cover each
-rule in depth; this proves the HTTP path applies them and answers 401 with the error object."""
+"""AUTH_MODE=jwt through the real host: a key pair made by the tests, its JWKS served on a real
+socket (tests/support/jwks.py), tokens signed here. JwtVerifier's unit tests
+(tests/unit/test_jwt.py) cover each rule in depth; this proves the HTTP path applies them and
+answers 401 with the error object."""
 
 from __future__ import annotations
 
@@ -8,96 +9,29 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from tests.support.host import RunningHost, run_host
+from tests.support.jwks import (
+    DEFAULT_EMAIL,
+    KID,
+    OTHER_AUDIENCE,
+    Issuer,
+    bearer,
+    token_settings,
+)
 
-ISSUER = "https://login.example.test/tenant/v2.0"
-AUDIENCE = "api://parley-test"
-KID = "key-1"
-EMAIL = "Dana.Jones@Example.COM"
+EMAIL = DEFAULT_EMAIL
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-class Issuer:
-    """A signing key, the JWKS that publishes it, and tokens signed with it."""
-
-    def __init__(self) -> None:
-        # 2048 bits: PyJWT refuses shorter RSA keys for RS256 in its default policy.
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def jwks(self) -> dict[str, Any]:
-        public: dict[str, Any] = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return {"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]}
-
-    def public_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @staticmethod
-    def claims(**changes: Any) -> dict[str, Any]:
-        now = int(time.time())
-        base = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + 600,
-            "preferred_username": EMAIL,
-        }
-        return {k: v for k, v in {**base, **changes}.items() if v is not None}
-
-    def token(self, *, kid: str = KID, key: rsa.RSAPrivateKey | None = None, **changes: Any) -> str:
-        return jwt.encode(
-            self.claims(**changes), key or self.key, algorithm="RS256", headers={"kid": kid}
-        )
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer()
-
-
-@pytest.fixture(scope="module")
-def jwks_url(issuer: Issuer) -> Iterator[str]:
-    body = json.dumps(issuer.jwks()).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:  # keep the test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/keys"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +39,12 @@ def jwt_host(jwks_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     path = tmp_path_factory.mktemp("jwt")
     env = {
         "AUTH_MODE": "jwt",
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "AUTH_JWKS_URL": jwks_url,
+        **token_settings(jwks_url),
         "STORAGE_BACKEND": "sqlite",
         "SQLITE_PATH": str(path / "c.db"),
     }
     with run_host(env, path / "host.log") as running:
         yield running
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _tampered(token: str) -> str:
@@ -206,6 +134,14 @@ def test_valid_token_works_and_the_email_is_lower_cased(
         assert listed.status_code == 200
         assert sid in [s["sessionId"] for s in listed.json()["sessions"]]
         assert client.get(f"/api/sessions/{sid}", headers=lower).status_code == 200
+
+
+def test_every_listed_audience_is_accepted(jwt_host: RunningHost, issuer: Issuer) -> None:
+    # AUTH_AUDIENCE lists two audiences, as Entra ID names an API both ways.
+    for audience in (issuer.claims()["aud"], OTHER_AUDIENCE):
+        headers = bearer(issuer.token(aud=audience))
+        response = httpx.get(jwt_host.base_url + "/api/sessions", headers=headers, timeout=10)
+        assert response.status_code == 200, (audience, response.text)
 
 
 def test_no_token_reaches_the_log(jwt_host: RunningHost, issuer: Issuer) -> None:

@@ -258,6 +258,27 @@ def test_audience_list_containing_ours_is_accepted(
     assert verifier.email_for(token) == "alice.smith@example.com"
 
 
+def test_any_of_several_configured_audiences_is_accepted(
+    make_verifier: VerifierFactory, key_a: SigningKey
+) -> None:
+    verifier = make_verifier(audience=("api://other-name-of-parley", AUDIENCE))
+    for audience in ("api://other-name-of-parley", AUDIENCE):
+        assert verifier.email_for(make_token(key_a, claims(aud=audience))) == EMAIL.lower()
+    assert_401(verifier, make_token(key_a, claims(aud="api://someone-else")))
+
+
+@pytest.mark.parametrize("audience", ["", (), ("api://parley", "")])
+def test_an_empty_audience_is_a_configuration_error(jwks: JwksServer, audience: Any) -> None:
+    with pytest.raises(ValueError, match="audience"):
+        JwtVerifier(issuer=ISSUER, audience=audience, jwks_url=jwks.url)
+
+
+def test_a_lookalike_email_claim_is_401(verifier: JwtVerifier, key_a: SigningKey) -> None:
+    # KELVIN SIGN lower-cases to ASCII k: the rule (shared/auth/claims.py) refuses it.
+    error = assert_401(verifier, make_token(key_a, claims(preferred_username="\u212aate@x.com")))
+    assert "email" in error.message
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"exp": -30}, {"nbf": 30}],

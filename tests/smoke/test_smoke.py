@@ -1,0 +1,235 @@
+"""``python -m tools.smoke`` as a real process against the real local host: it passes against a
+properly locked deployment (jwt mode, the tests' own issuer and JWKS on a socket, CORS set), it
+fails naming the problem against one that trusts client headers (dev mode), and whatever
+happens (a signal half-way, or a kill that allows no cleanup and a second run) it leaves none
+of its sessions behind and never touches the user's other data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import dev_headers
+from tests.support.host import ROOT, RunningHost, run_host
+from tests.support.jwks import Issuer, bearer, token_settings
+
+ORIGIN = "https://app.example.com"
+SMOKE_USER = "smoke-operator@example.com"
+CHECKS = [
+    "health",
+    "no-token",
+    "forged-identity",
+    "cors-allowed",
+    "cors-refused",
+    "leftovers",
+    "chat-json",
+    "list",
+    "get",
+    "chat-stream",
+    "delete",
+    "cleanup",
+]
+RUN_TIMEOUT_S = 120
+
+
+def host_env(mode: str, tmp: Path) -> dict[str, str]:
+    return {
+        "AUTH_MODE": mode,
+        "STORAGE_BACKEND": "sqlite",
+        "SQLITE_PATH": str(tmp / "c.db"),
+        "CORS_ALLOWED_ORIGINS": ORIGIN,
+    }
+
+
+@pytest.fixture(scope="module")
+def jwt_host(jwks_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    tmp = tmp_path_factory.mktemp("smoke-jwt")
+    with run_host({**host_env("jwt", tmp), **token_settings(jwks_url)}, tmp / "h.log") as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def token(issuer: Issuer) -> str:
+    return issuer.token_for(SMOKE_USER)
+
+
+@pytest.fixture(scope="module")
+def own_session(jwt_host: RunningHost, token: str) -> str:
+    """A conversation of the smoke test's user that is not the command's: it must survive."""
+    response = httpx.post(
+        jwt_host.base_url + "/api/chat", json={"message": "my own notes"}, headers=bearer(token)
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["sessionId"])
+
+
+def smoke(
+    host: RunningHost, token: str | None, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **env}
+    if token is not None:
+        base["PARLEY_SMOKE_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "tools.smoke", "--base-url", host.base_url + "/api", *args],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+
+
+def lines(output: str) -> dict[str, str]:
+    """Each check's status, by name, from the command's one-line-per-check output."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        status, _, rest = line.partition(" ")
+        if status in ("PASS", "FAIL", "SKIP"):
+            found[rest.split()[0]] = status
+    return found
+
+
+def sessions(host: RunningHost, headers: dict[str, str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for archived in ("false", "true"):
+        response = httpx.get(
+            host.base_url + "/api/sessions",
+            params={"limit": 100, "archived": archived},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        found += response.json()["sessions"]
+    return found
+
+
+def tagged(host: RunningHost, token: str) -> list[dict[str, Any]]:
+    return [s for s in sessions(host, bearer(token)) if s["preview"].startswith("[parley-smoke:")]
+
+
+def assert_nothing_left(host: RunningHost, token: str, own_session: str) -> None:
+    remaining = sessions(host, bearer(token))
+    assert [s["sessionId"] for s in remaining] == [own_session], remaining
+
+
+# ---- a locked-down deployment ------------------------------------------------------------------
+
+
+def test_the_command_passes_and_leaves_nothing_behind(
+    jwt_host: RunningHost, token: str, own_session: str
+) -> None:
+    done = smoke(jwt_host, token, "--origin", ORIGIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lines(done.stdout) == dict.fromkeys(CHECKS, "PASS"), done.stdout
+    assert done.stdout.splitlines()[-1].startswith("smoke passed (12 passed, 0 failed, 0 skipped)")
+    assert token not in done.stdout + done.stderr
+    assert_nothing_left(jwt_host, token, own_session)
+
+
+def test_the_token_can_come_from_a_command(
+    jwt_host: RunningHost, token: str, own_session: str
+) -> None:
+    command = f"{sys.executable} -c \"print('{token}')\""
+    done = smoke(jwt_host, None, "--token-command", command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Without --origin the allowed-origin check is skipped, not failed.
+    assert lines(done.stdout)["cors-allowed"] == "SKIP"
+    assert token not in done.stdout + done.stderr
+    assert_nothing_left(jwt_host, token, own_session)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "no token: set PARLEY_SMOKE_TOKEN or pass --token-command"),
+        (("--token-command", f"{sys.executable} -c 'import sys; sys.exit(4)'"), "(exit 4)"),
+        (("--token-command", f"{sys.executable} -c 'pass'"), "printed no token"),
+    ],
+    ids=["no_token", "command_fails", "command_prints_nothing"],
+)
+def test_without_a_token_it_does_not_start(
+    jwt_host: RunningHost, args: tuple[str, ...], message: str
+) -> None:
+    done = smoke(jwt_host, None, *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""  # not one request was made
+
+
+def test_a_wrong_token_fails_the_authenticated_checks(
+    jwt_host: RunningHost, issuer: Issuer, token: str, own_session: str
+) -> None:
+    expired = issuer.token_for(SMOKE_USER, exp=1, iat=0, nbf=0)
+    done = smoke(jwt_host, expired, "--origin", ORIGIN)
+    assert done.returncode == 1
+    results = lines(done.stdout)
+    assert results["chat-json"] == "FAIL" and results["health"] == "PASS"
+    assert "POST /chat answered 401 (unauthenticated), not 200" in done.stdout
+    assert results["list"] == "SKIP"
+    assert_nothing_left(jwt_host, token, own_session)
+
+
+# ---- a deployment that trusts client headers ---------------------------------------------------
+
+
+def test_the_command_fails_against_a_host_without_authentication(
+    tmp_path: Path, token: str
+) -> None:
+    with run_host(host_env("dev", tmp_path), tmp_path / "h.log") as host:
+        done = smoke(host, token, "--origin", ORIGIN)
+        forged = sessions(host, dev_headers("smoke-forged-identity@parley.invalid"))
+    assert done.returncode == 1, done.stdout
+    results = lines(done.stdout)
+    assert results["forged-identity"] == "FAIL"
+    assert "the API trusts identity headers a client can forge" in done.stdout
+    assert "forged-identity" in done.stdout.splitlines()[-1]  # the summary names it
+    assert forged == []  # the check only reads: nothing was written as the made-up user
+
+
+# ---- interrupted half-way ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_half_way_cleans_up_before_exiting(
+    jwt_host: RunningHost, token: str, own_session: str, signame: str, code: int
+) -> None:
+    done = smoke(
+        jwt_host, token, "--origin", ORIGIN, PARLEY_SMOKE_SIGNAL_AFTER=f"chat-json:{signame}"
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    results = lines(done.stdout)
+    assert results["chat-json"] == "PASS" and "list" not in results  # stopped right there
+    assert results["cleanup"] == "PASS"
+    assert f"interrupted by {signame}" in done.stdout.splitlines()[-1]
+    assert_nothing_left(jwt_host, token, own_session)
+
+
+def test_a_run_killed_half_way_is_cleaned_up_by_the_next(
+    jwt_host: RunningHost, issuer: Issuer, token: str, own_session: str
+) -> None:
+    # SIGKILL allows no cleanup at all: the tagged session stays until the next run.
+    killed = smoke(jwt_host, token, PARLEY_SMOKE_SIGNAL_AFTER="chat-json:SIGKILL")
+    assert killed.returncode == -9
+    assert "PASS chat-json" in killed.stdout
+    left = tagged(jwt_host, token)
+    assert len(left) == 1
+    # Another user's session that merely looks like a leftover is not the command's to touch.
+    other = "someone-else@example.com"
+    decoy = httpx.post(
+        jwt_host.base_url + "/api/chat",
+        json={"message": left[0]["preview"]},
+        headers=bearer(issuer.token_for(other)),
+    )
+    assert decoy.status_code == 200
+
+    again = smoke(jwt_host, token, "--origin", ORIGIN)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "PASS leftovers        removed 1 session(s) left by an interrupted run" in again.stdout
+    assert_nothing_left(jwt_host, token, own_session)
+    assert len(sessions(jwt_host, bearer(issuer.token_for(other)))) == 1
