@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import archival, coldstart, latency, report, turns
-from bench.common import Cosmos, NotAvailable, cosmos_account, cosmos_store_available, machine
+from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,6 @@ def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> d
 
 @contextlib.contextmanager
 def _maybe_cosmos(failures: list[str]) -> Iterator[Cosmos | None]:
-    if not cosmos_store_available():
-        failures.append("shared/storage/cosmos.py is missing: no Cosmos measurements")
-        yield None
-        return
     try:
         with cosmos_account() as account:
             yield account

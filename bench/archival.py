@@ -16,7 +16,7 @@ SEED_CONCURRENCY = 16
 
 
 async def _seed(store: Any, sessions: int) -> None:
-    from shared.models import ContextMessage, MessageRecord, SessionRecord
+    from shared.models import MessageRecord, SessionRecord
 
     old = datetime.now(UTC) - timedelta(days=STALE_DAYS)
 
@@ -42,9 +42,8 @@ async def _seed(store: Any, sessions: int) -> None:
             updated_at=messages[-1].timestamp,
             message_count=len(messages),
             last_seq=len(messages),
-            context=[ContextMessage(**m.model_dump()) for m in messages],
         )
-        await store.commit(session, messages, expected_etag=None)
+        await store.append(session, messages, expected_etag=None)
 
     gate = asyncio.Semaphore(SEED_CONCURRENCY)
 
@@ -63,18 +62,18 @@ def _pass_function() -> tuple[Any, Any]:
     return ArchivePolicy, run_archive
 
 
-async def _measure(store: Any, sessions: int) -> dict[str, Any]:
+async def _measure(store: Any, sessions: int, concurrency: int) -> dict[str, Any]:
     policy_cls, run_archive = _pass_function()
     await _seed(store, sessions)
-    policy = policy_cls(after_days=30, time_budget_s=3600)
+    policy = policy_cls(after_days=30, time_budget_s=3600, concurrency=concurrency)
     tracemalloc.start()
     started = time.perf_counter()
     summary = await run_archive(store, policy)
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    left, _ = await store.scan_sessions(
-        "active", updated_before=datetime.now(UTC), limit=10, continuation=None
+    left, _ = await store.scan_stale(
+        "active", updated_before=datetime.now(UTC), limit=10, after=None
     )
     await store.close()
     if summary.archived != sessions or summary.failed or left:
@@ -82,6 +81,7 @@ async def _measure(store: Any, sessions: int) -> dict[str, Any]:
     return {
         "sessions": sessions,
         "messages_per_session": MESSAGES_PER_SESSION,
+        "concurrency": concurrency,
         "seconds": round(elapsed, 3),
         "sessions_per_s": round(sessions / elapsed, 1),
         "peak_memory_mib": round(peak / 2**20, 2),
@@ -89,5 +89,5 @@ async def _measure(store: Any, sessions: int) -> dict[str, Any]:
     }
 
 
-def run(make_store: Any, sessions: int) -> dict[str, Any]:
-    return asyncio.run(_measure(make_store(), sessions))
+def run(make_store: Any, sessions: int, concurrency: int = 8) -> dict[str, Any]:
+    return asyncio.run(_measure(make_store(), sessions, concurrency))

@@ -30,14 +30,15 @@ class Cosmos:
 
     def store(self, database: str, **client_options: Any) -> Any:
         """A CosmosStore on this account, in its own database (created on first use)."""
+        from shared.storage.containers import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER
         from shared.storage.cosmos import CosmosStore
 
         return CosmosStore(
             self.endpoint,
             self.key,
             database=database,
-            container="Conversations",
-            archive_container="ConversationsArchive",
+            container=DEFAULT_ACTIVE_CONTAINER,
+            archive_container=DEFAULT_ARCHIVE_CONTAINER,
             verify_tls=self.verify_tls,
             bootstrap=True,
             **({"client_options": client_options} if client_options else {}),
@@ -56,10 +57,6 @@ def cosmos_account() -> Iterator[Cosmos]:
             yield Cosmos(account.endpoint, account.key, account.verify_tls)
     except LocalCosmosError as exc:
         raise NotAvailable(str(exc)) from exc
-
-
-def cosmos_store_available() -> bool:
-    return (ROOT / "shared" / "storage" / "cosmos.py").is_file()
 
 
 def message_text(turn: int) -> str:

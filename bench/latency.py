@@ -135,9 +135,10 @@ class _Timed:
 
 
 async def _floor_chat(store: Any, user: User, n: int, max_history: int, timed: _Timed) -> None:
-    from shared.models import ContextMessage, MessageRecord
+    from shared.models import MessageRecord
 
-    session = await timed(store.get_session(user.email, user.chat_session))
+    view = await timed(store.read_turn(user.email, user.chat_session, history=max_history))
+    session = view.session
     for role in ("user", "assistant"):
         text = message_text(n) if role == "user" else f"echo[1]: {message_text(n)}"
         message = MessageRecord(
@@ -147,16 +148,14 @@ async def _floor_chat(store: Any, user: User, n: int, max_history: int, timed: _
             content=text,
             timestamp=datetime.now(UTC),
         )
-        context = [*session.context, ContextMessage(seq=message.seq, role=role, content=text)]
         updated = session.model_copy(
             update={
                 "message_count": session.message_count + 1,
                 "last_seq": message.seq,
                 "updated_at": message.timestamp,
-                "context": context[-max_history:],
             }
         )
-        session = await timed(store.commit(updated, [message], expected_etag=session.etag))
+        session = await timed(store.append(updated, [message], expected_etag=session.etag))
 
 
 async def _floor_run(store: Any, users: list[User], levels: list[int], requests: int) -> Any:
@@ -168,10 +167,12 @@ async def _floor_run(store: Any, users: list[User], levels: list[int], requests:
             if op == "chat":
                 await _floor_chat(store, user, n, 20, timed)
             elif op == "list":
-                await timed(store.list_sessions(user.email, limit=20, continuation=None))
+                await timed(store.list_sessions(user.email, where="active", limit=20, after=None))
             else:
-                await timed(store.get_session(user.email, user.read_session))
-                await timed(store.list_messages(user.email, user.read_session))
+                await timed(store.get_session(user.email, user.read_session, where="active"))
+                await timed(
+                    store.page_messages(user.email, user.read_session, where="active", limit=200)
+                )
             return timed.spent  # the store calls only, not the record building between them
 
         for level in levels:

@@ -238,8 +238,8 @@ def _latency_md(lat: dict[str, Any]) -> list[str]:
         lines.append("")
     lines += [
         "Times in ms. The floor is the same store methods timed in-process on the same data "
-        "(chat: get_session + 2 commits; list: list_sessions; get: get_session + "
-        "list_messages). The budget (overhead p50 < 5 ms, p99 < 20 ms) is judged at "
+        "(chat: read_turn + 2 appends; list: list_sessions; get: get_session + "
+        "page_messages). The budget (overhead p50 < 5 ms, p99 < 20 ms) is judged at "
         "concurrency 1; at 8 and 32 the single host process, the client and the store share "
         f"{lat.get('nproc', 'the')} cores, so the difference is mostly queueing. "
         "p99 of a difference of two runs is noisy; a negative value means noise.",

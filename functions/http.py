@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from shared.auth import announce_auth_mode
+from shared.deadline import storage_budget
 from shared.errors import (
     ApiError,
     InternalError,
@@ -48,9 +49,6 @@ MAX_BODY_BYTES_PER_CHAR = 12
 BODY_OVERHEAD_BYTES = 8 * 1024
 # Not an HTTP status: the log's name (nginx's) for a request whose client went away first.
 CLIENT_CLOSED_REQUEST = 499
-# API.md promises Retry-After on 503 and 429; errors raised without a hint get this one.
-DEFAULT_RETRY_AFTER_S = 5
-RETRY_STATUSES = frozenset({429, 503})
 SESSION_PARAM = "sessionId"
 
 M = TypeVar("M", bound=BaseModel)
@@ -69,14 +67,9 @@ def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message}}
 
 
-def retry_after(error: ApiError) -> int | None:
-    if error.retry_after_s:
-        return error.retry_after_s
-    return DEFAULT_RETRY_AFTER_S if error.status in RETRY_STATUSES else None
-
-
 def error_response(error: ApiError) -> Response:
-    seconds = retry_after(error)
+    # 429 and 503 always carry one (shared/errors.py); other errors may name one too.
+    seconds = error.retry_after_s
     headers = {"Retry-After": str(seconds)} if seconds else None
     return Response(
         content=json.dumps(error_body(error)),
@@ -234,7 +227,10 @@ def endpoint(fn: Body, route: str) -> Handler:
         ctx: RequestContext | None = None
         try:
             ctx = RequestContext(req, route)
-            response = await fn(ctx)
+            # What the request may spend on storage in all, SDK retries included (a hung or
+            # throttled store is a 503 with Retry-After, never a request near the timeout).
+            with storage_budget(ctx.runtime.settings.store_timeout_s):
+                response = await fn(ctx)
         except ApiError as error:
             response = error_response(error)
         except ClientDisconnect:

@@ -13,6 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.storage.containers import (
+    DEFAULT_ACTIVE_CONTAINER,
+    DEFAULT_ARCHIVE_CONTAINER,
+    DEFAULT_DATABASE,
+)
+
 StorageBackend = Literal["sqlite", "cosmos"]
 LlmProvider = Literal["azure-openai", "openai", "echo"]
 AuthMode = Literal["easyauth", "jwt", "dev"]
@@ -37,9 +43,11 @@ class Settings(BaseModel):
     cosmos_endpoint: str | None = Field(None, alias="COSMOS_ENDPOINT")
     cosmos_key: str | None = Field(None, alias="COSMOS_KEY", repr=False)
     cosmos_verify_tls: bool = Field(True, alias="COSMOS_VERIFY_TLS")
-    cosmos_database: str = Field("chat", alias="COSMOS_DATABASE")
-    cosmos_container: str = Field("Conversations", alias="COSMOS_CONTAINER")
-    cosmos_archive_container: str = Field("ConversationsArchive", alias="COSMOS_ARCHIVE_CONTAINER")
+    cosmos_database: str = Field(DEFAULT_DATABASE, alias="COSMOS_DATABASE")
+    cosmos_container: str = Field(DEFAULT_ACTIVE_CONTAINER, alias="COSMOS_CONTAINER")
+    cosmos_archive_container: str = Field(
+        DEFAULT_ARCHIVE_CONTAINER, alias="COSMOS_ARCHIVE_CONTAINER"
+    )
     azure_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
 
     llm_provider: LlmProvider | None = Field(None, alias="LLM_PROVIDER")

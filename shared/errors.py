@@ -54,13 +54,13 @@ class UnsupportedMediaType(ApiError):
 
 
 class RateLimited(ApiError):
+    """429: always with a Retry-After (the contract promises one)."""
+
     status, code = 429, "rate_limited"
     default_message = "Too many requests to the model; try again shortly."
 
-    def __init__(
-        self, message: str | None = None, *, retry_after_s: int | None = DEFAULT_RETRY_AFTER_S
-    ) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
 
 
 class ModelError(ApiError):
@@ -68,13 +68,13 @@ class ModelError(ApiError):
 
 
 class StorageUnavailable(ApiError):
+    """503: always with a Retry-After (the contract promises one)."""
+
     status, code = 503, "storage_unavailable"
     default_message = "Conversation storage is busy or unreachable; try again shortly."
 
-    def __init__(
-        self, message: str | None = None, *, retry_after_s: int | None = DEFAULT_RETRY_AFTER_S
-    ) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
 
 
 class InternalError(ApiError):

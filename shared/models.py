@@ -153,6 +153,14 @@ class MessageRecord(BaseModel):
         )
 
 
+class ContextMessage(BaseModel):
+    """A message as the model is given it: a turn reads its window of these."""
+
+    seq: int
+    role: Role
+    content: str
+
+
 class RequestRecord(BaseModel):
     """Where the messages of one clientMessageId went, so that a retry stores nothing twice.
     One per clientMessageId per session, kept for the session's life."""

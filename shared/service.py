@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
 
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
-from shared.context import model_messages
+from shared.context import Said, model_messages
+from shared.deadline import storage_budget
 from shared.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -38,6 +39,7 @@ from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
     ChatRequest,
+    ContextMessage,
     Feedback,
     FeedbackRequest,
     MessageOut,
@@ -243,7 +245,7 @@ class ConversationService:
         return self._turn(email, stored, user, [], title=title)
 
     async def _append_user_message(
-        self, session: SessionRecord, window: list[MessageRecord], request: ChatRequest
+        self, session: SessionRecord, window: list[ContextMessage], request: ChatRequest
     ) -> Turn:
         user = self._user_record(session.id, session.last_seq + 1, request)
         stored = await self.store.append(
@@ -302,7 +304,7 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: list[MessageRecord],
+        window: Sequence[Said],
         *,
         title: Awaitable[str | None] | None = None,
     ) -> Turn:
@@ -316,7 +318,7 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: list[MessageRecord],
+        window: Sequence[Said],
         queue: asyncio.Queue[str | None],
     ) -> MessageRecord:
         # The model sees the stored history up to and including this turn's user message.
@@ -381,23 +383,27 @@ class ConversationService:
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None
             )
             try:
-                await self.store.append(
-                    with_messages(session, [assistant]),
-                    [assistant],
-                    expected_etag=session.etag,
-                    request=answered,
-                )
+                # A budget of its own: the answer comes after a model call of any length, and
+                # each attempt may spend the usual storage time.
+                with storage_budget(self.settings.store_timeout_s):
+                    await self.store.append(
+                        with_messages(session, [assistant]),
+                        [assistant],
+                        expected_etag=session.etag,
+                        request=answered,
+                    )
                 return assistant
             except ConcurrencyConflict:
                 waited = (self.clock.now() - started).total_seconds()
                 if waited > ANSWER_COMMIT_PATIENCE_S:
                     raise _too_contended(session.id) from None
                 await self._sleep(backoff_delay(attempt))
-            session = await self._live_session(email, session.id, attempt)
-            if request is not None:
-                stored = await self._stored_answer(email, session.id, request.client_message_id)
-                if stored is not None:  # a concurrent retry of the same request won
-                    return stored
+            with storage_budget(self.settings.store_timeout_s):
+                session = await self._live_session(email, session.id, attempt)
+                if request is not None:
+                    stored = await self._stored_answer(email, session.id, request.client_message_id)
+                    if stored is not None:  # a concurrent retry of the same request won
+                        return stored
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _live_session(self, email: str, session_id: str, attempt: int) -> SessionRecord:

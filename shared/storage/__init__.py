@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from shared.config import Settings
-from shared.storage.base import Store
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Settings import the container names from this package: a name for the checker only.
+    from shared.config import Settings
+    from shared.storage.base import Store
 
 
 def make_store(settings: Settings) -> Store:

@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 
 Where = Literal["active", "archive"]
 WHERES: tuple[Where, Where] = ("active", "archive")
@@ -55,7 +55,7 @@ class TurnView:
 
     presence: Presence
     session: SessionRecord | None = None  # set when LIVE
-    window: tuple[MessageRecord, ...] = ()  # the newest messages, oldest first
+    window: tuple[ContextMessage, ...] = ()  # the newest messages, oldest first
 
 
 class MoveOutcome(enum.Enum):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from shared.clock import parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
-from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
     WHERES,
     MoveOutcome,
@@ -343,7 +343,7 @@ class SqliteStore:
                 return TurnView(
                     Presence.LIVE,
                     _session_from_row(body, etag, "active"),
-                    tuple(MessageRecord.model_validate_json(b) for (b,) in reversed(window)),
+                    tuple(ContextMessage.model_validate_json(b) for (b,) in reversed(window)),
                 )
             return TurnView(Presence.ARCHIVED if "archive" in places else Presence.MISSING)
 

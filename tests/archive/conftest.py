@@ -42,7 +42,21 @@ def _backends() -> list[Any]:
 @pytest.fixture(params=_backends())
 def stores(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> StoreFactory:
     """Opens the store under test (a fresh SQLite file, or a fresh Cosmos database)."""
-    if request.param == "sqlite":
+    return _store_factory(request, request.param, tmp_path, clock)
+
+
+@pytest.fixture
+def cosmos_stores(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
+) -> StoreFactory:
+    """The Cosmos store only: for what exists only there (the steps of a move)."""
+    return _store_factory(request, "cosmos", tmp_path, clock)
+
+
+def _store_factory(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, clock: FixedClock
+) -> StoreFactory:
+    if backend == "sqlite":
         path = tmp_path / "archive.db"
 
         @asynccontextmanager

@@ -43,8 +43,10 @@ def archive_many(path: Path, count: int) -> tuple[int, ArchiveSummary]:
 
 def test_memory_stays_flat_however_many_sessions_are_stale(tmp_path: Path) -> None:
     small_peak, small = archive_many(tmp_path / "small.db", 200)
-    large_peak, large = archive_many(tmp_path / "large.db", 1000)
+    large_peak, large = archive_many(tmp_path / "large.db", 2000)
 
-    assert (small.archived, large.archived, large.failed, large.more) == (200, 1000, 0, False)
-    # Five times the sessions: if the pass collected them, the peak would grow about fivefold.
-    assert large_peak < small_peak * 1.5, (small_peak, large_peak)
+    assert (small.archived, large.archived, large.failed, large.more) == (200, 2000, 0, False)
+    # Ten times the sessions: if the pass collected them, the peak would grow about tenfold.
+    # Concurrent moves make the peak vary by a few tens of percent from run to run; twice the
+    # small pass's peak is far from that noise and far below growth with the backlog.
+    assert large_peak < small_peak * 2, (small_peak, large_peak)

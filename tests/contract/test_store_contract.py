@@ -14,7 +14,7 @@ import pytest
 
 from shared.errors import ConcurrencyConflict, DuplicateRequest, InvalidRequest
 from shared.ids import new_session_id
-from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import MoveOutcome, Presence, SessionRef, Store
 from tests.contract.conftest import Runner
 
@@ -28,6 +28,10 @@ def message(sid: str, seq: int, at: datetime = T0, **extra: Any) -> MessageRecor
     role = "user" if seq % 2 else "assistant"
     fields: dict[str, Any] = {"content": f"text {seq}", **extra}
     return MessageRecord(session_id=sid, seq=seq, role=role, timestamp=at, **fields)
+
+
+def context(message: MessageRecord) -> ContextMessage:
+    return ContextMessage(seq=message.seq, role=message.role, content=message.content)
 
 
 def session(
@@ -104,7 +108,7 @@ def test_append_creates_and_reads_back_every_field(
         assert await store.get_request(alice, sid, "c-1", where="active") == request
         view = await store.read_turn(alice, sid, history=20)
         assert view.presence is Presence.LIVE and view.session == read
-        assert list(view.window) == [first, answer]
+        assert list(view.window) == [context(first), context(answer)]
 
     run(scenario)
 
@@ -142,7 +146,7 @@ def test_the_window_is_the_newest_messages_oldest_first(
         assert [m.seq for m in view.window] == list(range(24, 31))
         assert (await store.read_turn(alice, stored.id, history=0)).window == ()
         everything = await store.read_turn(alice, stored.id, history=100)
-        assert list(everything.window) == messages
+        assert list(everything.window) == [context(m) for m in messages]
 
     run(scenario)
 
@@ -471,7 +475,9 @@ def test_archive_and_restore_move_every_item(run: Runner[None], emails: tuple[st
         assert await store.restore(alice, stored.id) is MoveOutcome.MOVED
         assert await store.restore(alice, stored.id) is MoveOutcome.MOVED  # already back
         view = await store.read_turn(alice, stored.id, history=50)
-        assert view.presence is Presence.LIVE and list(view.window) == messages
+        assert view.presence is Presence.LIVE and list(view.window) == [
+            context(m) for m in messages
+        ]
         assert await store.get_request(alice, stored.id, "c", where="active") == request
         assert await store.get_session(alice, stored.id, where="archive") is None
         assert await all_messages(store, alice, stored.id, "archive") == []
@@ -504,12 +510,13 @@ def test_a_changed_or_missing_session_is_not_archived(
 def test_long_and_non_ascii_sessions_move_in_size_bounded_batches(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
-    """250 messages (more than two batches) of 4,000 'é' each: 100 of them are 2.4 MB as the
-    SDK escapes them by default, over a batch's 2 MB limit (Cosmos measures what is sent)."""
+    """250 messages (more than two batches) of 6,000 emoji each: 100 of them are 2.4 MB even
+    as compact UTF-8 (7.2 MB as the SDK's default escapes), over a transactional batch's 2 MB
+    limit, which Cosmos measures on what is sent. Batches are cut by size as well as count."""
     alice, _ = emails
 
     async def scenario(store: Store) -> None:
-        stored, messages = await create(store, alice, n=250, content="é" * 4000)
+        stored, messages = await create(store, alice, n=250, content="\U0001f600" * 6000)
         assert await store.archive(ref(stored)) is MoveOutcome.MOVED
         assert await all_messages(store, alice, stored.id, "archive") == messages
         assert await all_messages(store, alice, stored.id, "active") == []

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -325,7 +325,7 @@ class CosmosConnection:
         *,
         email: str | None,
         **kwargs: Any,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The results of a query, page by page as the SDK fetches them (flat memory). Each
         page's fetch is bounded by the storage budget."""
         if email is not None:

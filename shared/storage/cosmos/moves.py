@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +43,7 @@ from shared.storage.cosmos.items import (
     INCOMING,
     MOVED,
     RESTORING,
+    SESSION,
     SessionItem,
     State,
     session_body,
@@ -56,6 +59,8 @@ log = logging.getLogger("parley.storage.cosmos")
 MOVE_LEASE = timedelta(minutes=2)
 # Items of a session read per query while copying or purging (memory is bounded by this).
 COPY_PAGE = 500
+# The session item and every other item of the session, in one single-partition query.
+SOURCE_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid"
 ITEMS_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid AND c.id != @sid"
 ITEM_IDS_QUERY = "SELECT TOP {n} c.id FROM c WHERE c.sessionId = @sid AND c.id != @sid"
 
@@ -68,6 +73,20 @@ class CopyNotVerified(StorageUnavailable):
 
 class FenceLost(Exception):
     """Another writer changed the session item this work was fenced by: stop, change nothing."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A session as a move reads it: its session item and (the first page of) its other items,
+    from one query."""
+
+    item: SessionItem | None
+    items: list[dict[str, Any]]
+    complete: bool  # every other item is in ``items``
+
+    @property
+    def ids(self) -> list[str] | None:
+        return [item["id"] for item in self.items] if self.complete else None
 
 
 def _sid_param(session_id: str) -> list[dict[str, object]]:
@@ -103,6 +122,24 @@ class Moves:
             return None
         return session_from_item(raw, archived=where == "archive")
 
+    async def _source(self, where: Where, email: str, session_id: str) -> Source:
+        session: SessionItem | None = None
+        items: list[dict[str, Any]] = []
+        complete = True
+        stream = self.conn.stream(
+            where, SOURCE_QUERY, _sid_param(session_id), email=email, max_item_count=COPY_PAGE + 1
+        )
+        async with aclosing(stream):
+            async for raw in stream:
+                if raw.get("id") == session_id and raw.get("type") == SESSION:
+                    session = session_from_item(raw, archived=where == "archive")
+                elif len(items) < COPY_PAGE:
+                    items.append(raw)
+                else:
+                    complete = False  # a long session: the copy streams the rest itself
+                    break
+        return Source(session, items, complete)
+
     # ---- fenced writes -------------------------------------------------------------------------
 
     @staticmethod
@@ -130,6 +167,7 @@ class Moves:
         session_id: str,
         claim_body: dict[str, Any],
         claim_etag: str | None,
+        read: Source,
     ) -> str:
         """Copy every item of the session (but its session item) from ``source`` to
         ``target``, under the session item ``claim_body`` there (created, or replacing the one
@@ -161,15 +199,18 @@ class Moves:
                 fence = str(results[0]["eTag"])
                 self._verify(chunk, results[1:])
 
-        pending: list[dict[str, Any]] = []
-        async for item in self.conn.stream(
-            source, ITEMS_QUERY, _sid_param(session_id), email=email, max_item_count=COPY_PAGE
-        ):
-            pending.append(item)
-            if len(pending) >= COPY_PAGE:
-                await write(pending, last=False)
-                pending = []
-        await write(pending, last=True)
+        if read.complete:
+            await write(read.items, last=True)
+        else:
+            pending: list[dict[str, Any]] = []
+            async for item in self.conn.stream(
+                source, ITEMS_QUERY, _sid_param(session_id), email=email, max_item_count=COPY_PAGE
+            ):
+                pending.append(item)
+                if len(pending) >= COPY_PAGE:
+                    await write(pending, last=False)
+                    pending = []
+            await write(pending, last=True)
         assert fence is not None
         return fence
 
@@ -235,44 +276,49 @@ class Moves:
 
     async def archive(self, ref: SessionRef) -> MoveOutcome:
         email, session_id = ref.email, ref.session_id
-        source = await self.item("active", email, session_id)
+        read = await self._source("active", email, session_id)
+        source = read.item
         if source is None or not source.live:
             return MoveOutcome.GONE
         if source.etag != ref.etag:
             return MoveOutcome.CHANGED
-        target = await self.item("archive", email, session_id)
-        if target is not None and (
-            target.live
-            or target.state == DELETING
-            or (target.state == INCOMING and self._fresh(target))
-        ):
-            if target.live:
-                log.error("session_live_twice", extra={"session_id": session_id})
-            return MoveOutcome.BUSY if target.state == INCOMING else MoveOutcome.CHANGED
         await self._at("archive:read", session_id)
-        # A stale copy of a move that died, or leftovers of a restore being removed, is taken
-        # over: its items are overwritten by ours (the source holds every item it ever had).
         claim = state_body(source.record, INCOMING, since=self._now(), origin=source.etag)
         try:
-            copy_etag = await self._copy(
-                "active", "archive", email, session_id, claim, target.etag if target else None
-            )
+            # Usually the archive has nothing of this session: claim it by creating the item.
+            copy_etag = await self._copy("active", "archive", email, session_id, claim, None, read)
         except FenceLost:
-            return MoveOutcome.BUSY  # another mover claimed the target first
+            target = await self.item("archive", email, session_id)
+            if target is None:
+                return MoveOutcome.BUSY
+            if (
+                target.live
+                or target.state == DELETING
+                or (target.state == INCOMING and self._fresh(target))
+            ):
+                if target.live:
+                    log.error("session_live_twice", extra={"session_id": session_id})
+                return MoveOutcome.BUSY if target.state == INCOMING else MoveOutcome.CHANGED
+            # A stale copy of a move that died, or leftovers of a restore being removed: take
+            # it over. Its items are overwritten by ours (the source holds every item it had).
+            try:
+                copy_etag = await self._copy(
+                    "active", "archive", email, session_id, claim, target.etag, read
+                )
+            except FenceLost:
+                return MoveOutcome.BUSY  # another mover claimed it first
         await self._at("archive:copied", session_id)
 
         stub = state_body(source.record, ARCHIVED, since=self._now(), origin=source.etag)
         if not await self._commit(
-            "active", email, session_id, source.etag, stub, leftovers_state=ARCHIVED
+            "active", email, session_id, source.etag, stub, ARCHIVED, read.ids
         ):
-            await self._discard(
-                "archive", email, session_id, copy_etag
-            )  # the session changed: the source stays as it is
+            # The session changed since it was read: the source stays as it is.
+            await self._discard("archive", email, session_id, copy_etag)
             return MoveOutcome.CHANGED
         await self._at("archive:committed", session_id)
         await self._activate("archive", email, session_id, copy_etag, source.record)
         await self._at("archive:activated", session_id)
-        await self._finish_stub_cleanup(email, session_id)
         log.info("session_archived", extra={"session_id": session_id})
         return MoveOutcome.MOVED
 
@@ -283,20 +329,19 @@ class Moves:
         session_id: str,
         etag: str,
         replacement: dict[str, Any] | None,
-        *,
         leftovers_state: State,
+        known_ids: list[str] | None,
     ) -> bool:
         """The commit point: replace (or delete, ``replacement`` None) the source session item
         if-match ``etag``, deleting the source's other items in the same batch when they fit;
         what does not fit is removed afterwards under the fence (``cleanup``). False when the
         source changed since it was copied."""
         room = MAX_BATCH_OPERATIONS - 1
-        ids = [
-            item["id"]
-            for item in await self.conn.query(
-                where, ITEM_IDS_QUERY.format(n=room + 1), _sid_param(session_id), email=email
-            )
-        ]
+        ids = known_ids
+        if ids is None:
+            query = ITEM_IDS_QUERY.format(n=room + 1)
+            found = await self.conn.query(where, query, _sid_param(session_id), email=email)
+            ids = [item["id"] for item in found]
         fits = len(ids) <= room
         if replacement is not None and not fits:
             replacement = {**replacement, "cleanup": True}
@@ -375,7 +420,8 @@ class Moves:
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         stub = await self.item("active", email, session_id)
-        source = await self.item("archive", email, session_id)
+        read = await self._source("archive", email, session_id)
+        source = read.item
         if stub is not None and stub.live:
             return MoveOutcome.MOVED  # a concurrent request restored it first
         if stub is not None and stub.state == DELETING:
@@ -400,14 +446,12 @@ class Moves:
         await self._at("restore:read", session_id)
         try:
             copy_etag = await self._copy(
-                "archive", "active", email, session_id, claim, stub.etag if stub else None
+                "archive", "active", email, session_id, claim, stub.etag if stub else None, read
             )
         except FenceLost:
             return MoveOutcome.BUSY
         await self._at("restore:copied", session_id)
-        if not await self._commit(
-            "archive", email, session_id, source.etag, None, leftovers_state=MOVED
-        ):
+        if not await self._commit("archive", email, session_id, source.etag, None, MOVED, read.ids):
             await self._undo_restore(email, session_id, copy_etag, source.record)
             return MoveOutcome.CHANGED
         await self._at("restore:committed", session_id)
@@ -495,23 +539,25 @@ class Moves:
     async def delete_everywhere(
         self, email: str, session_id: str, *, archive_etag: str | None = None
     ) -> bool:
-        """Delete the session from both containers: mark the active item first when an archive
-        copy exists (turns and restores stop there), then remove the archive's items, then the
-        active ones. With ``archive_etag`` (retention) only if the archive copy is still at
-        that version, claimed first so that a restore racing it fails its commit. True if
-        anything was there."""
-        active = await self.item("active", email, session_id)
-        archive = await self.item("archive", email, session_id)
+        """Delete the session from both containers. The active item is marked ``deleting``
+        first: from then on no turn, restore or archival can commit anything for it. Only then
+        is the archive read and emptied, then the active container. With ``archive_etag``
+        (retention) only if the archive copy is still at that version: it is claimed before
+        anything else, so that a restore racing it fails its commit. True if anything was
+        there."""
+        archive: SessionItem | None = None
         if archive_etag is not None:
+            archive = await self.item("archive", email, session_id)
             if archive is None or archive.etag != archive_etag:
                 return False
-            marked = await self._mark_deleting("archive", email, session_id, archive, once=True)
-            if marked is None:
+            if await self._mark_deleting("archive", email, session_id, archive, once=True) is None:
                 return False
-            archive = marked
-        if active is not None and archive is not None and active.state != DELETING:
+        active = await self.item("active", email, session_id)
+        if active is not None and active.state != DELETING:
             active = await self._mark_deleting("active", email, session_id, active)
         await self._at("delete:marked", session_id)
+        # Read after the mark: a move can no longer commit into or out of the archive now.
+        archive = await self.item("archive", email, session_id)
         found = active is not None or archive is not None
         found = await self._delete_in("archive", email, session_id, archive) or found
         await self._at("delete:archive-done", session_id)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared.clock import Clock, SystemClock, parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest
 from shared.ids import message_item_id
-from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
     MoveOutcome,
     Presence,
@@ -30,9 +30,8 @@ from shared.storage.containers import LOCAL_HOSTS, container_specs
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
-    MESSAGE,
+    DELETING,
     RESTORING,
-    SESSION,
     SESSION_ITEM_SEQ,
     feedback_body,
     message_body,
@@ -52,9 +51,12 @@ if TYPE_CHECKING:
     from shared.config import Settings
 
 # The session item, then its newest messages: one query, served by the (sessionId, seq) index.
+# Only the fields a turn uses come back (no system properties, ids or cost fields): a turn's
+# read is most of its bytes, and every one of them is on the user's bill.
 TURN_QUERY = (
-    "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq >= 0"
-    " ORDER BY c.sessionId DESC, c.seq DESC"
+    "SELECT TOP {n} c.seq, c.role, c.content, c.title, c.titleSource, c.preview,"
+    " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.state, c._etag FROM c"
+    " WHERE c.sessionId = @sid AND c.seq >= 0 ORDER BY c.sessionId DESC, c.seq DESC"
 )
 # Live session items, newest first, from the (type, updatedAt, id) composite index; summary
 # fields only: listing never reads more than it shows.
@@ -156,14 +158,19 @@ class CosmosStore:
             [{"name": "@sid", "value": session_id}],
             email=email,
         )
-        if not items or items[0].get("type") != SESSION:
+        if not items or items[0].get("seq") != SESSION_ITEM_SEQ:
             return TurnView(Presence.MISSING)
-        session = session_from_item(items[0], archived=False)
+        known = {"id": session_id, "sessionId": session_id, "EmailID": email}
+        session = session_from_item({**items[0], **known}, archived=False)
         if session.state in (ARCHIVED, RESTORING):
             return TurnView(Presence.ARCHIVED)
+        if session.state == DELETING:
+            # A delete under way, or one that stopped half-way (a crash): help it finish, so a
+            # retried first message can start its session again instead of meeting it forever.
+            await self.moves.delete_everywhere(email, session_id)
         if not session.live:
             return TurnView(Presence.MISSING)
-        window = [message_from_item(item) for item in items[1:] if item.get("type") == MESSAGE]
+        window = [ContextMessage.model_validate(item) for item in items[1:]]
         return TurnView(Presence.LIVE, session.record, tuple(reversed(window)))
 
     async def append(
