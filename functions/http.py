@@ -5,7 +5,6 @@ Functions use the request and response types of the Functions HTTP streaming ext
 and in the local host alike.
 """
 
-import hashlib
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from shared.audit import user_hash
 from shared.auth import announce_auth_mode
 from shared.deadline import storage_budget
 from shared.errors import (
@@ -77,11 +77,6 @@ def error_response(error: ApiError) -> Response:
         media_type=JSON_MEDIA_TYPE,
         headers=headers,
     )
-
-
-def email_hash(email: str, salt: str) -> str:
-    """A salted hash that lets logs follow one user without ever holding the address."""
-    return hashlib.sha256(f"{salt}:{email}".encode()).hexdigest()[:16]
 
 
 def loggable_session_id(value: object) -> str | None:
@@ -157,6 +152,36 @@ class RequestContext:
     @session_id.setter
     def session_id(self, value: str | None) -> None:
         self._session_id = loggable_session_id(value)
+
+    def query_limit(self, default: int, maximum: int) -> int:
+        """``limit`` from the query: absent is ``default``; anything but 1..maximum is 400."""
+        raw = self.request.query_params.get("limit")
+        if raw is None:
+            return default
+        # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+            raise InvalidRequest(f"limit must be a whole number from 1 to {maximum}.")
+        return int(raw)
+
+    def query_flag(self, name: str) -> bool:
+        """A true/false query parameter (absent is false)."""
+        raw = self.request.query_params.get(name)
+        if raw is None or raw.lower() == "false":
+            return False
+        if raw.lower() == "true":
+            return True
+        raise InvalidRequest(f"{name} must be true or false.")
+
+    def query_text(self, name: str) -> str | None:
+        """A query parameter as given (empty counts as absent)."""
+        return self.request.query_params.get(name) or None
+
+    def path_value(self, name: str) -> str:
+        """A route parameter other than the session id (whose shape the service checks)."""
+        raw = self.route_values.get(name)
+        if raw is None:
+            raise NotFound()
+        return raw
 
     def path_session_id(self) -> str:
         """The ``{sessionId}`` of the URL. Anything not of our id shape cannot exist: 404 here,
@@ -269,7 +294,7 @@ def _log_request(
         if ctx.session_id:
             fields["sessionId"] = ctx.session_id
         if ctx.email:
-            fields["user"] = email_hash(ctx.email, ctx.runtime.settings.log_hash_salt)
+            fields["user"] = user_hash(ctx.email, ctx.runtime.settings.log_hash_salt)
         fields["requestBytes"] = ctx.request_bytes
     body = getattr(response, "body", None)
     if isinstance(body, bytes):

@@ -1,44 +1,48 @@
-"""GET /api/sessions, GET /api/sessions/{sessionId}, DELETE /api/sessions/{sessionId}."""
+"""Sessions and their messages: list, read, page, rename, rate, delete one, delete all."""
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
 
 from functions.http import RequestContext, http_function, json_response
-from shared.errors import InvalidRequest
-from shared.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from shared.models import EraseProgress, FeedbackRequest, RenameRequest
+from shared.service import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    MESSAGES_LIMIT_DEFAULT,
+    MESSAGES_LIMIT_MAX,
+)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
 
-
-def parse_limit(raw: str | None) -> int:
-    """``limit`` from the query: absent is the default; anything but 1..100 is 400."""
-    if raw is None:
-        return LIST_LIMIT_DEFAULT
-    # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}.")
-    return int(raw)
-
-
-def parse_flag(name: str, raw: str | None) -> bool:
-    if raw is None or raw.lower() == "false":
-        return False
-    if raw.lower() == "true":
-        return True
-    raise InvalidRequest(f"{name} must be true or false.")
+MESSAGE_PARAM = "messageId"
+# DELETE /api/sessions answers 202 when its time ran out: the client asks again this soon.
+ERASE_RETRY_AFTER_S = 1
 
 
 @http_function(bp, "sessions", ["GET"])
 async def list_sessions(ctx: RequestContext) -> Response:
     email = await ctx.caller()
-    query = ctx.request.query_params
     listing = await ctx.runtime.service.list_sessions(
         email,
-        limit=parse_limit(query.get("limit")),
-        continuation=query.get("continuationToken") or None,
-        archived=parse_flag("archived", query.get("archived")),
+        limit=ctx.query_limit(LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
+        continuation=ctx.query_text("continuationToken"),
+        archived=ctx.query_flag("archived"),
     )
     return json_response(listing)
+
+
+@http_function(bp, "sessions", ["DELETE"])
+async def delete_all_sessions(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    runtime = ctx.runtime
+    done = await runtime.service.erase_everything(
+        email, budget_s=runtime.settings.erase_time_budget_s
+    )
+    if done:
+        return Response(status_code=204)
+    response = json_response(EraseProgress(remaining=True), status=202)
+    response.headers["Retry-After"] = str(ERASE_RETRY_AFTER_S)
+    return response
 
 
 @http_function(bp, "sessions/{sessionId}", ["GET"])
@@ -48,8 +52,49 @@ async def get_session(ctx: RequestContext) -> Response:
     return json_response(detail)
 
 
+@http_function(bp, "sessions/{sessionId}", ["PATCH"])
+async def rename_session(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    request = await ctx.body(RenameRequest)
+    summary = await ctx.runtime.service.rename(email, session_id, request.title)
+    return json_response(summary)
+
+
 @http_function(bp, "sessions/{sessionId}", ["DELETE"])
 async def delete_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     await ctx.runtime.service.delete_session(email, ctx.path_session_id())
+    return Response(status_code=204)
+
+
+@http_function(bp, "sessions/{sessionId}/messages", ["GET"])
+async def page_messages(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    page = await ctx.runtime.service.page_messages(
+        email,
+        ctx.path_session_id(),
+        before=ctx.query_text("before"),
+        limit=ctx.query_limit(MESSAGES_LIMIT_DEFAULT, MESSAGES_LIMIT_MAX),
+    )
+    return json_response(page)
+
+
+@http_function(bp, "sessions/{sessionId}/messages/{messageId}/feedback", ["PUT"])
+async def set_feedback(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    request = await ctx.body(FeedbackRequest)
+    message = await ctx.runtime.service.set_feedback(
+        email, session_id, ctx.path_value(MESSAGE_PARAM), request
+    )
+    assert message is not None
+    return json_response(message)
+
+
+@http_function(bp, "sessions/{sessionId}/messages/{messageId}/feedback", ["DELETE"])
+async def clear_feedback(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    await ctx.runtime.service.set_feedback(email, session_id, ctx.path_value(MESSAGE_PARAM), None)
     return Response(status_code=204)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.clock import iso
 from shared.ids import message_item_id
@@ -63,8 +64,11 @@ class MessageOut(ApiModel):
     role: Role
     content: str
     timestamp: str
-    # Only on assistant messages that have some: absent otherwise, not null.
-    feedback: FeedbackOut | None = Field(None, exclude_if=lambda value: value is None)
+    # Only on assistant messages that have some: absent otherwise, never null (so the schema
+    # does not offer null either).
+    feedback: FeedbackOut | SkipJsonSchema[None] = Field(
+        None, exclude_if=lambda value: value is None
+    )
 
 
 class SessionSummary(ApiModel):
@@ -97,6 +101,31 @@ class ChatResponse(ApiModel):
     session_id: str = Field(alias="sessionId")
     title: str
     messages: list[MessageOut]
+
+
+class SearchMatch(ApiModel):
+    message_id: str = Field(alias="messageId")
+    role: Role
+    snippet: str
+
+
+class SearchResult(ApiModel):
+    session_id: str = Field(alias="sessionId")
+    title: str
+    updated_at: str = Field(alias="updatedAt")
+    archived: bool
+    matches: list[SearchMatch]
+
+
+class SearchResults(ApiModel):
+    results: list[SearchResult]
+    continuation_token: str | None = Field(alias="continuationToken")
+
+
+class EraseProgress(ApiModel):
+    """202 of DELETE /api/sessions: the request's time ran out before everything was gone."""
+
+    remaining: Literal[True]
 
 
 class ErrorDetail(ApiModel):

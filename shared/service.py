@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import count
 
-from shared.clock import Clock, SystemClock
+from shared.audit import audit, structured, user_hash
+from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
 from shared.context import Said, model_messages
 from shared.deadline import storage_budget
+from shared.erase import erase_sessions
 from shared.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -34,7 +36,8 @@ from shared.errors import (
     PayloadTooLarge,
     StorageUnavailable,
 )
-from shared.ids import is_session_id, new_session_id, parse_message_id
+from shared.export import ExportCount, export_document
+from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
@@ -46,6 +49,9 @@ from shared.models import (
     MessagePage,
     MessageRecord,
     RequestRecord,
+    SearchMatch,
+    SearchResult,
+    SearchResults,
     SessionDetail,
     SessionList,
     SessionRecord,
@@ -53,6 +59,7 @@ from shared.models import (
     TitleSource,
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
+from shared.search import HITS_PER_SESSION, phrase_of, snippet
 from shared.storage.base import WHERES, ConversationStore, MoveOutcome, Presence, Where
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -604,7 +611,7 @@ class ConversationService:
                 "rating": feedback.rating if feedback else None,
                 "model": message.model,
             }
-            log.info("%s%s", FEEDBACK_LOG_PREFIX, json.dumps(fields, separators=(",", ":")))
+            log.info("%s", structured(FEEDBACK_LOG_PREFIX, fields))
             return stored.to_api()
         raise _too_contended(session_id)
 
@@ -614,6 +621,73 @@ class ConversationService:
         if not await self.store.delete_session(email, session_id):
             raise NotFound()
         log.info("session_deleted", extra={"session_id": session_id})
+
+    async def erase_everything(self, email: str, *, budget_s: float) -> bool:
+        """Delete every session of the caller (``shared/erase.py``); True once nothing is
+        left, False when ``budget_s`` ran out first (the caller asks again)."""
+        done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
+        audit("erase", user=self._user(email), by="api", complete=done)
+        return done
+
+    async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
+        """Everything of the caller as one JSON document, in pieces (``shared/export.py``);
+        one audit line at the end says how much went out and whether it was whole."""
+        count = ExportCount()
+        try:
+            async for piece in export_document(self.store, email, now=now, count=count):
+                yield piece
+        finally:
+            audit(
+                "export",
+                user=self._user(email),
+                by="api",
+                sessions=count.sessions,
+                messages=count.messages,
+                complete=count.complete,
+            )
+
+    def _user(self, email: str) -> str:
+        return user_hash(email, self.settings.log_hash_salt)
+
+    # ---- search --------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        email: str,
+        raw_phrase: str | None,
+        *,
+        limit: int,
+        continuation: str | None,
+        archived: bool,
+    ) -> SearchResults:
+        phrase = phrase_of(raw_phrase)
+        where: Where = "archive" if archived else "active"
+        scope = listing_scope(f"search:{where}", phrase)
+        after = decode_page_token(continuation, scope, email) if continuation else None
+        found, position = await self.store.search(
+            email, phrase, where=where, limit=limit, after=after, hits_per_session=HITS_PER_SESSION
+        )
+        results = [
+            SearchResult(
+                session_id=session.id,
+                title=session.title,
+                updated_at=iso(session.updated_at),
+                archived=session.archived,
+                matches=[
+                    SearchMatch(
+                        message_id=message_item_id(session.id, hit.seq),
+                        role=hit.role,
+                        snippet=snippet(hit.text, phrase),
+                    )
+                    for hit in hits
+                ],
+            )
+            for session, hits in found
+        ]
+        return SearchResults(
+            results=results,
+            continuation_token=encode_page_token(scope, position, email) if position else None,
+        )
 
 
 def _too_contended(session_id: str) -> ApiError:

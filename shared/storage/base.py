@@ -93,6 +93,10 @@ class SearchHit(BaseModel):
     text: str
 
 
+# One page of search results: each matching session with its hits, and the next position.
+SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]
+
+
 class ConversationStore(Protocol):
     # ---- a turn --------------------------------------------------------------------------------
 
@@ -167,10 +171,22 @@ class ConversationStore(Protocol):
         limit: int,
         after: str | None,
         hits_per_session: int,
-    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+    ) -> SearchPage:
         """The caller's readable sessions whose title or messages contain ``phrase`` (matched
         literally and case-insensitively), newest first like ``list_sessions``, each with its
         first ``hits_per_session`` matching messages in order; and the next page's position."""
+        ...
+
+    async def all_sessions(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        """Every readable session of the caller, active and archived (``archived`` says
+        which), each once, oldest ``updated_at`` first (ties by id): a session that moves
+        between the containers meanwhile keeps its place in this order (exports)."""
+        ...
+
+    async def usage(self, email: str) -> tuple[int, int]:
+        """How many sessions and messages the caller has in all (an erasure's count)."""
         ...
 
     # ---- other writes --------------------------------------------------------------------------

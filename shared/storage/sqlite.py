@@ -14,6 +14,8 @@ sqlite3 blocks, so every call runs in a worker thread with a connection of its o
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import secrets
 import sqlite3
 import threading
@@ -31,6 +33,7 @@ from shared.storage.base import (
     MoveOutcome,
     Presence,
     SearchHit,
+    SearchPage,
     SessionRef,
     TurnView,
     Unfinished,
@@ -101,8 +104,39 @@ MIGRATIONS: tuple[str, ...] = (
         AND o.seq = messages.seq AND o.body = messages.body);
     DROP INDEX messages_by_age;
     """,
+    # 3: full-text search (a trigram index: any phrase of three or more characters, in any
+    # script, case-insensitively), kept in step with every write, move and delete by triggers
+    # and built here for what is stored already; and an index for a user's sessions across
+    # both containers (exports).
+    """
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        text, container UNINDEXED, email UNINDEXED, session_id UNINDEXED, seq UNINDEXED,
+        tokenize = 'trigram'
+    );
+    INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        SELECT parley_search_rowid(email, session_id, seq), json_extract(body, '$.content'),
+               container, email, session_id, seq
+        FROM messages;
+    CREATE TRIGGER message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        VALUES (parley_search_rowid(new.email, new.session_id, new.seq),
+                json_extract(new.body, '$.content'), new.container, new.email,
+                new.session_id, new.seq);
+    END;
+    CREATE TRIGGER message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search
+        WHERE rowid = parley_search_rowid(old.email, old.session_id, old.seq);
+    END;
+    CREATE TRIGGER message_search_move AFTER UPDATE OF container ON messages BEGIN
+        UPDATE message_search SET container = new.container
+        WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
+    END;
+    CREATE INDEX sessions_of_user ON sessions (email, updated_at, id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
+SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
 TABLES = ("sessions", "messages", "requests")
 # The session id column of each table.
@@ -111,6 +145,29 @@ SESSION_COLUMN = {"sessions": "id", "messages": "session_id", "requests": "sessi
 
 def _new_etag() -> str:
     return secrets.token_hex(8)
+
+
+def _search_rowid(email: str, session_id: str, seq: int) -> int:
+    """The search index's row for a message: a 63-bit digest of its key (the messages table
+    has no rowid of its own), so triggers can find it again without scanning the index."""
+    digest = hashlib.sha256(f"{email}\n{session_id}\n{seq}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _lower(text: str | None) -> str | None:
+    """Unicode lower case inside SQL (SQLite's own lower() folds ASCII only)."""
+    return text.lower() if text is not None else None
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A migration's statements, whole (triggers hold semicolons of their own)."""
+    buffer = ""
+    for part in script.split(";"):
+        buffer += part + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                yield buffer
+            buffer = ""
 
 
 def _session_body(session: SessionRecord) -> str:
@@ -268,6 +325,9 @@ class SqliteStore:
             # may lose the last commits but never corrupts the file.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # Used by the search index's triggers and queries: every connection needs them.
+            conn.create_function("parley_search_rowid", 3, _search_rowid, deterministic=True)
+            conn.create_function("parley_lower", 1, _lower, deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -317,7 +377,7 @@ class SqliteStore:
                 f"{self._path} has schema version {version}; this code knows {SCHEMA_VERSION}"
             )
         for script in MIGRATIONS[version:]:
-            for statement in filter(str.strip, script.split(";")):
+            for statement in _statements(script):
                 conn.execute(statement)
         if row is None:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -497,8 +557,88 @@ class SqliteStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
-    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
-        raise NotImplementedError("search arrives with the full-text index migration")
+    ) -> SearchPage:
+        needle = phrase.lower()
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+            if len(phrase) >= SEARCH_TRIGRAM:
+                # A quoted FTS5 string is matched literally: its quotes doubled, nothing else
+                # in it (*, -, NEAR, ...) is syntax.
+                found = conn.execute(
+                    "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
+                    " AND email = ? AND container = ? LIMIT ?",
+                    ('"' + phrase.replace('"', '""') + '"', email, where, SEARCH_SCAN_LIMIT),
+                ).fetchall()
+            else:  # shorter than a trigram: the caller's own messages, scanned
+                found = conn.execute(
+                    "SELECT session_id, seq FROM messages WHERE container = ? AND email = ?"
+                    " AND instr(parley_lower(json_extract(body, '$.content')), ?) > 0 LIMIT ?",
+                    (where, email, needle, SEARCH_SCAN_LIMIT),
+                ).fetchall()
+            seqs: dict[str, list[int]] = {}
+            for session_id, seq in found:
+                seqs.setdefault(session_id, []).append(int(seq))
+            titled = conn.execute(
+                "SELECT id FROM sessions WHERE container = ? AND email = ?"
+                " AND instr(parley_lower(json_extract(body, '$.title')), ?) > 0",
+                (where, email, needle),
+            ).fetchall()
+            matched = sorted({*seqs, *(sid for (sid,) in titled)})
+            rows, position = _keyset_sessions(
+                conn,
+                "body, etag, updated_at, id",
+                "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))",
+                [where, email, json.dumps(matched)],
+                newest_first=True,
+                limit=limit,
+                after=after,
+            )
+            results: list[tuple[SessionRecord, list[SearchHit]]] = []
+            for body, etag, _, session_id in rows:
+                hits = []
+                for seq in sorted(seqs.get(session_id, []))[:hits_per_session]:
+                    (message_body,) = conn.execute(
+                        "SELECT body FROM messages"
+                        " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
+                        (where, email, session_id, seq),
+                    ).fetchone()
+                    message = MessageRecord.model_validate_json(message_body)
+                    hits.append(SearchHit(seq=seq, role=message.role, text=message.content))
+                results.append((_session_from_row(body, etag, where), hits))
+            return results, position
+
+        return await self._read(read)
+
+    async def all_sessions(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        def read(conn: sqlite3.Connection) -> tuple[list[SessionRecord], str | None]:
+            rows, position = _keyset_sessions(
+                conn,
+                "container, body, etag, updated_at, id",
+                "email = ?",
+                [email],
+                newest_first=False,
+                limit=limit,
+                after=after,
+            )
+            return [_session_from_row(body, etag, c) for c, body, etag, _, _ in rows], position
+
+        return await self._read(read)
+
+    async def usage(self, email: str) -> tuple[int, int]:
+        def read(conn: sqlite3.Connection) -> tuple[int, int]:
+            (sessions,) = conn.execute(
+                "SELECT COUNT(*) FROM sessions WHERE email = ?", (email,)
+            ).fetchone()
+            (messages,) = conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE email = ?", (email,)
+            ).fetchone()
+            return int(sessions), int(messages)
+
+        return await self._read(read)
 
     # ---- other writes --------------------------------------------------------------------------
 

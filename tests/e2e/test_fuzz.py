@@ -30,9 +30,35 @@ from shared.models import ChatResponse, ErrorResponse
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, run_host
 
-MAX_EXAMPLES = 100
-MIN_CASES = 800
+MAX_EXAMPLES = 60
+MIN_CASES = 1600
 FUZZER = dev_headers("fuzzer@example.com")
+# DELETE /api/sessions erases everything of its caller: it runs as a user of its own, so the
+# fuzzer's session stays for the operations that need one that exists.
+ERASER = dev_headers("eraser@example.com")
+OPERATIONS = {
+    "POST /api/chat",
+    "GET /api/sessions",
+    "DELETE /api/sessions",
+    "GET /api/sessions/{sessionId}",
+    "PATCH /api/sessions/{sessionId}",
+    "DELETE /api/sessions/{sessionId}",
+    "GET /api/sessions/{sessionId}/messages",
+    "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/search",
+    "GET /api/export",
+    "GET /api/health",
+}
+# Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200
+# answers are checked too, not only their 404s.
+ON_EXISTING = {
+    "GET /api/sessions/{sessionId}",
+    "PATCH /api/sessions/{sessionId}",
+    "GET /api/sessions/{sessionId}/messages",
+    "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+}
 
 
 def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bool | None:
@@ -48,7 +74,8 @@ def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bo
     ]
     names = [event["event"] for event in events]
     assert names[0] == "session" and names[-1] in ("done", "error"), names
-    assert set(names[1:-1]) <= {"delta"}, names
+    assert set(names[1:-1]) <= {"delta", "title"}, names
+    assert "title" not in names or names.index("title") == len(names) - 2, names
     first = json.loads(events[0]["data"])
     last = json.loads(events[-1]["data"])
     if names[-1] == "done":
@@ -127,28 +154,30 @@ def test_fuzz_the_whole_api(
         return send
 
     operations = _operations(fuzz_host)
-    assert {op.label for op in operations} == {
-        "POST /api/chat",
-        "GET /api/sessions",
-        "GET /api/sessions/{sessionId}",
-        "DELETE /api/sessions/{sessionId}",
-        "GET /api/health",
-    }
+    assert {op.label for op in operations} == OPERATIONS
     for operation in operations:
-        # Health takes no input at all: there is nothing to make invalid.
+        headers = ERASER if operation.label == "DELETE /api/sessions" else FUZZER
+        # Health and export take no input at all: there is nothing to make invalid.
         modes = [GenerationMode.POSITIVE]
-        if operation.label != "GET /api/health":
+        if operation.label not in ("GET /api/health", "GET /api/export"):
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
-            _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", FUZZER))
+            _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", headers))
         if operation.label == "POST /api/chat":
             # The Server-Sent Events variant of the same operation.
             stream = {**FUZZER, "Accept": "text/event-stream"}
             _fuzz(operation, GenerationMode.POSITIVE, sender("POST /api/chat sse", stream))
-        if "{sessionId}" in operation.label and operation.method.upper() == "GET":
-            # An id that exists (the fuzzer's own session): 200 answers are checked too.
-            fixed = {"path_parameters": {"sessionId": existing_session}}
-            _fuzz(operation, GenerationMode.POSITIVE, sender("GET existing", FUZZER), **fixed)
+        if operation.label in ON_EXISTING:
+            path = {"sessionId": existing_session}
+            if "{messageId}" in operation.label:
+                path["messageId"] = f"{existing_session}:{2:08d}"  # the seed's answer
+            label = f"{operation.label} existing"
+            _fuzz(
+                operation,
+                GenerationMode.POSITIVE,
+                sender(label, FUZZER),
+                path_parameters=path,
+            )
 
     total = sum(counts.values())
     with capsys.disabled():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from functions.http import email_hash
+from shared.audit import user_hash
 from tests.conftest import dev_headers
 from tests.support.host import run_host
 
@@ -71,7 +71,7 @@ def test_log_has_one_safe_line_per_request(tmp_path: Path) -> None:
 
     lines = [json.loads(m.group(1)) for m in map(LINE.search, log.splitlines()) if m]
     assert [line["status"] for line in lines] == statuses
-    user = email_hash(EMAIL.lower(), SALT)
+    user = user_hash(EMAIL.lower(), SALT)
     for line in lines:
         assert {"route", "method", "status", "durationMs", "requestBytes"} <= set(line)
         assert line["durationMs"] >= 0

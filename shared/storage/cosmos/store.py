@@ -21,6 +21,7 @@ from shared.storage.base import (
     MoveOutcome,
     Presence,
     SearchHit,
+    SearchPage,
     SessionRef,
     TurnView,
     Unfinished,
@@ -85,6 +86,37 @@ UNFINISHED_QUERY = (
     " WHERE c.type = 'session' AND IS_DEFINED(c.state) AND c.since < @cutoff"
     " AND (c.state != 'archived' OR c.cleanup = true)"
 )
+# Every session of a user once: the active container holds an item for each (live, or the stub
+# of an archived one), oldest first from the same composite index as the list.
+ALL_SESSIONS_QUERY = (
+    "SELECT TOP {n} c.id, c.state, c.updatedAt FROM c WHERE c.type = 'session'"
+    " AND (NOT IS_DEFINED(c.state) OR c.state IN ('archived', 'restoring')){after}"
+    " ORDER BY c.type ASC, c.updatedAt ASC, c.id ASC"
+)
+ALL_AFTER_CLAUSE = " AND (c.updatedAt > @u OR (c.updatedAt = @u AND c.id > @i))"
+COUNT_QUERY = "SELECT VALUE COUNT(1) FROM c WHERE c.type = @type"
+# Search: message text and titles are not indexed (writes stay cheap), so these filter the
+# caller's partition by scan (the request allows it); the cost grows with the caller's data,
+# which docs/performance.md measures. CONTAINS(..., true) matches case-insensitively, and the
+# phrase is a parameter: matched literally, whatever it holds.
+SEARCH_MESSAGES_QUERY = (
+    "SELECT c.sessionId FROM c WHERE c.type = 'message' AND CONTAINS(c.content, @q, true)"
+)
+SEARCH_TITLES_QUERY = (
+    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state)"
+    " AND CONTAINS(c.title, @q, true)"
+)
+SEARCH_PAGE_QUERY = (
+    "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
+    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
+    " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+)
+SEARCH_HITS_QUERY = (
+    "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.type = 'message'"
+    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
+)
+SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 # Erasing a user: their session items, then (once none is left) any item at all.
 SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
@@ -285,8 +317,89 @@ class CosmosStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
-    ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
-        raise NotImplementedError("search arrives with its own change")
+    ) -> SearchPage:
+        q: list[dict[str, object]] = [{"name": "@q", "value": phrase}]
+        matched: set[str] = set()
+        async for item in self.conn.stream(
+            where, SEARCH_MESSAGES_QUERY, q, email=email, enable_scan_in_query=True
+        ):
+            matched.add(item["sessionId"])
+            if len(matched) >= SEARCH_SCAN_LIMIT:
+                break
+        titles = await self.conn.query(
+            where, SEARCH_TITLES_QUERY, q, email=email, enable_scan_in_query=True
+        )
+        matched |= {item["id"] for item in titles}
+        if not matched:
+            return [], None
+        params: list[dict[str, object]] = [{"name": "@ids", "value": sorted(matched)}]
+        clause = ""
+        if after is not None:
+            updated_at, session_id = decode_position(after, 2)
+            clause = AFTER_CLAUSE
+            params += [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        items = await self.conn.query(
+            where, SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause), params, email=email
+        )
+        page = items[:limit]
+        sessions = [session_from_item(item, archived=where == "archive").record for item in page]
+        hits: dict[str, list[SearchHit]] = {session.id: [] for session in sessions}
+        if sessions:
+            found = await self.conn.query(
+                where,
+                SEARCH_HITS_QUERY,
+                [*q, {"name": "@ids", "value": list(hits)}],
+                email=email,
+                enable_scan_in_query=True,
+            )
+            for item in sorted(found, key=lambda i: (i["sessionId"], i["seq"])):
+                kept = hits[item["sessionId"]]
+                if len(kept) < hits_per_session:
+                    kept.append(SearchHit(seq=item["seq"], role=item["role"], text=item["content"]))
+        position = (
+            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
+        )
+        return [(session, hits[session.id]) for session in sessions], position
+
+    async def all_sessions(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[SessionRecord], str | None]:
+        params: list[dict[str, object]] = []
+        clause = ""
+        if after is not None:
+            updated_at, session_id = decode_position(after, 2)
+            clause = ALL_AFTER_CLAUSE
+            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        query = ALL_SESSIONS_QUERY.format(n=int(limit) + 1, after=clause)
+        items = await self.conn.query("active", query, params, email=email)
+        page = items[:limit]
+        sessions: list[SessionRecord] = []
+        for item in page:
+            # A live one is read where it lives; a stub stands for the archive copy (or, on
+            # its way back, for whichever copy is readable right now).
+            for where in (
+                ("active", "archive") if item.get("state") is None else ("archive", "active")
+            ):
+                record = await self.get_session(email, item["id"], where=where)  # type: ignore[arg-type]
+                if record is not None:
+                    sessions.append(record)
+                    break
+        position = (
+            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
+        )
+        return sessions, position
+
+    async def usage(self, email: str) -> tuple[int, int]:
+        async def count(where: Where, kind: str) -> int:
+            values: list[Any] = await self.conn.query(
+                where, COUNT_QUERY, [{"name": "@type", "value": kind}], email=email
+            )
+            return int(values[0]) if values else 0
+
+        # Every session has one item in the active container (live or a stub).
+        sessions = await count("active", "session")
+        messages = await count("active", "message") + await count("archive", "message")
+        return sessions, messages
 
     # ---- other writes --------------------------------------------------------------------------
 

@@ -1,0 +1,22 @@
+"""GET /api/search: the caller's conversations that contain a phrase."""
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Response
+
+from functions.http import RequestContext, http_function, json_response
+from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
+
+
+@http_function(bp, "search", ["GET"])
+async def search(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    results = await ctx.runtime.service.search(
+        email,
+        ctx.query_text("q"),
+        limit=ctx.query_limit(SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX),
+        continuation=ctx.query_text("continuationToken"),
+        archived=ctx.query_flag("archived"),
+    )
+    return json_response(results)

@@ -1,0 +1,102 @@
+"""Erasing a user: every session and message, active and archived, in both containers.
+
+Used by ``DELETE /api/sessions`` (in time-bounded steps: 204 when nothing is left, 202 to be
+asked again) and by the operators' command for requests that come by support:
+
+    python -m shared.erase --email alice@example.com [--dry-run]
+
+which prints one JSON line ``{"sessions", "messages", "dryRun"}`` and writes an audit line
+(hashed email, counts, who; never the data). Each session goes whole or not at all (the
+store's delete), so an erasure is safe to repeat and to interrupt; a session started while it
+runs is found by the next look and erased too (``docs/operations.md``, "Erasure").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.audit import audit
+from shared.cli import run_for_user
+from shared.clock import Clock, SystemClock
+from shared.config import Settings
+from shared.storage.base import ConversationStore
+
+ERASE_PAGE = 50  # session ids an erasure reads at a time
+# The operator's command works to the end, in steps this long (its own time is not bounded).
+CLI_STEP_S = 60.0
+
+
+async def erase_sessions(
+    store: ConversationStore, email: str, *, clock: Clock, budget_s: float
+) -> bool:
+    """Delete the user's sessions until none is left (True) or the next one might not finish
+    within ``budget_s`` (False: call again)."""
+    started: datetime = clock.now()
+    slowest = 0.0
+    while True:
+        ids = await store.session_ids(email, limit=ERASE_PAGE)
+        if not ids:
+            return True
+        for session_id in ids:
+            elapsed = (clock.now() - started).total_seconds()
+            if elapsed + slowest >= budget_s:
+                return False
+            step = clock.now()
+            await store.delete_session(email, session_id)
+            slowest = max(slowest, (clock.now() - step).total_seconds())
+
+
+class EraseSummary(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sessions: int
+    messages: int
+    dry_run: bool = Field(alias="dryRun")
+
+
+# ---- python -m shared.erase -----------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.erase",
+        description="Delete everything of one user in both containers; print a JSON summary.",
+    )
+    parser.add_argument("--email", required=True, help="the user's email address")
+    parser.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
+    return parser.parse_args(argv)
+
+
+async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) -> int:
+    from shared.storage import make_store
+
+    store = make_store(settings)
+    try:
+        sessions, messages = await store.usage(email)
+        if not dry_run:
+            while not await erase_sessions(store, email, clock=SystemClock(), budget_s=CLI_STEP_S):
+                pass
+    finally:
+        await store.close()
+    summary = EraseSummary(sessions=sessions, messages=messages, dry_run=dry_run)
+    audit("erase", user=user, by="operator", sessions=sessions, messages=messages, dryRun=dry_run)
+    print(summary.model_dump_json(by_alias=True), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_for_user(
+        "erase",
+        args.email,
+        lambda email, user, settings: _erase(email, user, settings, dry_run=args.dry_run),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Exporting a user: one JSON document with every session, active and archived, and all of
+their messages (feedback included), streamed from paged reads.
+
+Used by ``GET /api/export`` and by the operators' command for requests that come by support:
+
+    python -m shared.export --email alice@example.com [--out FILE]
+
+The document is ``{"exportedAt", "email", "sessions": [summary + "messages": [...]],
+"complete": true}``. Memory does not grow with the user's data: sessions are read a page at a
+time, in an order a session keeps while it moves between the containers (so none is missed or
+doubled), and each session's messages a page at a time. Once the first byte is out the status
+cannot change, so a failure part-way ends the stream without its closing ``"complete": true``
+and with the document unterminated: it does not parse, and the HTTP response is cut off
+(``docs/http.md``, "Export"). The command writes to a temporary file that becomes ``FILE``
+only when the document is whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from shared.clock import SystemClock, iso
+from shared.config import Settings
+from shared.errors import StorageUnavailable
+from shared.storage.base import ConversationStore, Where
+
+SESSIONS_PAGE = 50
+MESSAGES_PAGE = 200
+
+
+@dataclass
+class ExportCount:
+    sessions: int = 0
+    messages: int = 0
+    complete: bool = False
+
+
+async def export_document(
+    store: ConversationStore,
+    email: str,
+    *,
+    now: datetime,
+    count: ExportCount | None = None,
+) -> AsyncIterator[str]:
+    """The document, in pieces of text. ``count`` (if given) tallies what went out."""
+    count = count if count is not None else ExportCount()
+    head = json.dumps({"exportedAt": iso(now), "email": email}, separators=(",", ":"))
+    yield head[:-1] + ',"sessions":['
+    after: str | None = None
+    while True:
+        sessions, after = await store.all_sessions(email, limit=SESSIONS_PAGE, after=after)
+        for session in sessions:
+            where: Where = "archive" if session.archived else "active"
+            summary = session.to_summary().model_dump_json(by_alias=True)
+            yield ("," if count.sessions else "") + summary[:-1] + ',"messages":['
+            count.sessions += 1
+            sent = 0
+            after_seq = 0
+            while True:
+                page, more = await store.page_messages(
+                    email, session.id, where=where, limit=MESSAGES_PAGE, after_seq=after_seq
+                )
+                for message in page:
+                    yield ("," if sent else "") + message.to_api().model_dump_json(by_alias=True)
+                    sent += 1
+                if not more or not page:
+                    break
+                after_seq = page[-1].seq
+            if sent < session.message_count:
+                # It moved (archived or restored) while its messages were being read: what
+                # went out is short, and a short export must never look whole.
+                raise StorageUnavailable(
+                    "A conversation moved while it was exported; export again.", retry_after_s=1
+                )
+            count.messages += sent
+            yield "]}"
+        if after is None:
+            break
+    count.complete = True
+    yield '],"complete":true}'
+
+
+# ---- python -m shared.export ---------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.export",
+        description=(
+            "Write everything of one user as one JSON document (to --out, else to standard "
+            "output); print a JSON summary."
+        ),
+    )
+    parser.add_argument("--email", required=True, help="the user's email address")
+    parser.add_argument("--out", type=Path, help="the file to write (made only when complete)")
+    return parser.parse_args(argv)
+
+
+async def _export(email: str, user: str, settings: Settings, *, out: Path | None) -> int:
+    from shared.audit import audit
+    from shared.storage import make_store
+
+    store = make_store(settings)
+    count = ExportCount()
+    try:
+        pieces = export_document(store, email, now=SystemClock().now(), count=count)
+        if out is None:
+            async for piece in pieces:
+                sys.stdout.write(piece)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        else:
+            await _write_atomically(out, pieces)
+    finally:
+        await store.close()
+        audit(
+            "export",
+            user=user,
+            by="operator",
+            sessions=count.sessions,
+            messages=count.messages,
+            complete=count.complete,
+        )
+    summary = {"sessions": count.sessions, "messages": count.messages, "complete": True}
+    # With the document on stdout, the summary goes to stderr.
+    print(json.dumps(summary, separators=(",", ":")), file=sys.stdout if out else sys.stderr)
+    return 0
+
+
+async def _write_atomically(out: Path, pieces: AsyncIterator[str]) -> None:
+    """The file appears under its name only when the document is whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            async for piece in pieces:
+                file.write(piece)
+            file.write("\n")
+        os.replace(temporary, out)
+    except BaseException:
+        await asyncio.to_thread(Path(temporary).unlink, missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import run_for_user
+
+    args = parse_args(argv)
+    return run_for_user(
+        "export",
+        args.email,
+        lambda email, user, settings: _export(email, user, settings, out=args.out),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
