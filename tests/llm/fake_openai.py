@@ -1,9 +1,11 @@
 """A scripted OpenAI-compatible chat server on a real socket, for the model adapter tests.
 
 It speaks just enough of the Chat Completions API for the ``openai`` client: streamed answers
-(SSE chunks, a usage chunk, ``[DONE]``), error statuses with headers, an error event in the
-middle of a stream, and answers held until the test releases them (so the client's timeout,
-not a sleep, decides what happens). Every request is recorded: path, headers and JSON body.
+(SSE chunks, a usage chunk, ``[DONE]``), whole answers (what the title call asks for), error
+statuses with headers, an error event in the middle of a stream, and answers held until the
+test releases them (so the client's timeout, not a sleep, decides what happens). Streamed and
+whole requests have scripts of their own, since a turn's title call runs beside its answer.
+Every request is recorded: path, headers and JSON body.
 """
 
 from __future__ import annotations
@@ -54,7 +56,16 @@ class Hang:
     gate: threading.Event = field(default_factory=threading.Event)
 
 
-Reply = Stream | Status | Hang
+@dataclass
+class Whole:
+    """A whole (not streamed) answer; with ``hold``, given only once that is set."""
+
+    content: str
+    model: str = "fake-model-2025"
+    hold: threading.Event | None = None
+
+
+Reply = Stream | Status | Hang | Whole
 
 
 @dataclass
@@ -68,15 +79,17 @@ class Recorded:
         return list(self.body["messages"])
 
 
-def default_reply(body: dict[str, Any]) -> Stream:
-    """Unscripted requests are answered ``re: <last message>`` in two pieces."""
-    return Stream(("re: ", str(body["messages"][-1]["content"])))
+def default_reply(body: dict[str, Any]) -> Stream | Whole:
+    """Unscripted requests are answered ``re: <last message>``: in two pieces if streamed."""
+    last = str(body["messages"][-1]["content"])
+    return Stream(("re: ", last)) if body.get("stream") else Whole(f"re: {last}")
 
 
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: deque[Reply] = deque()
+        self._whole_script: deque[Reply] = deque()
         self._gates: list[threading.Event] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -84,15 +97,21 @@ class FakeOpenAI:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def script(self, *replies: Reply) -> None:
-        """Answer the next requests with ``replies``, in order."""
+        """Answer the next streamed requests with ``replies``, in order."""
         with self._lock:
             self._script.extend(replies)
+
+    def script_whole(self, *replies: Reply) -> None:
+        """Answer the next whole (not streamed) requests with ``replies``, in order."""
+        with self._lock:
+            self._whole_script.extend(replies)
 
     def reset(self) -> None:
         self.release_all()
         with self._lock:
             self.requests.clear()
             self._script.clear()
+            self._whole_script.clear()
 
     def release_all(self) -> None:
         with self._lock:
@@ -103,9 +122,12 @@ class FakeOpenAI:
     def _next(self, recorded: Recorded) -> Reply:
         with self._lock:
             self.requests.append(recorded)
-            reply = self._script.popleft() if self._script else default_reply(recorded.body)
+            script = self._script if recorded.body.get("stream") else self._whole_script
+            reply = script.popleft() if script else default_reply(recorded.body)
             if isinstance(reply, Stream | Hang):
                 self._gates.append(reply.gate)
+            elif isinstance(reply, Whole) and reply.hold is not None:
+                self._gates.append(reply.hold)
             return reply
 
     @contextmanager
@@ -149,6 +171,8 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                 elif isinstance(reply, Status):
                     self._status(reply)
+                elif isinstance(reply, Whole):
+                    self._whole(reply)
                 else:
                     self._stream(reply)
             except (BrokenPipeError, ConnectionResetError):
@@ -162,6 +186,25 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _whole(self, reply: Whole) -> None:
+            if reply.hold is not None:
+                reply.hold.wait(MAX_HOLD_S)
+            completion = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": reply.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+            }
+            self._status(Status(200, completion))
 
         def _stream(self, reply: Stream) -> None:
             self.send_response(200)
