@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import archival, coldstart, latency, report, turns
+from bench import archival, coldstart, latency, reads, report, turns
 from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
@@ -31,13 +31,14 @@ class Plan:
     archive_sessions: int
     cosmos_archive_sessions: int
     import_detail: bool  # also time the FastAPI extension alone, and list the heavy imports
+    search_sizes: list[int]  # messages of the users searched
 
 
 # Turn 25 stays in both: the growth budget compares the last turn with it.
-FULL = Plan([1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True)
+FULL = Plan([1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True, [100, 1000, 10000])
 # Quick: every measurement still runs (LangChain's history for 50 turns, like Parley and the
 # whole-document baseline), small enough for 60 s on 2 busy cores.
-QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False)
+QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000])
 
 
 def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> dict[str, Any]:
@@ -54,6 +55,17 @@ def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> d
         return {"error": f"{type(exc).__name__}: {exc}"}
     print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return result
+
+
+def _cosmos_step(
+    name: str,
+    cosmos: Cosmos | None,
+    fn: Callable[[Cosmos], dict[str, Any]],
+    failures: list[str],
+) -> dict[str, Any]:
+    if cosmos is None:
+        return {"not_available": "the Cosmos store or server is not available"}
+    return _step(name, lambda: fn(cosmos), failures)
 
 
 @contextlib.contextmanager
@@ -77,15 +89,13 @@ def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[st
             lambda: archival.run(lambda: SqliteStore(db), plan.archive_sessions),
             failures,
         )
-    if cosmos is None:
-        out["cosmos"] = {"not_available": "the Cosmos store or server is not available"}
-    else:
-        database = f"bench-archive-{int(time.time())}"
-        out["cosmos"] = _step(
-            "archival (cosmos)",
-            lambda: archival.run(lambda: cosmos.store(database), plan.cosmos_archive_sessions),
-            failures,
-        )
+    database = f"bench-archive-{int(time.time())}"
+    out["cosmos"] = _cosmos_step(
+        "archival (cosmos)",
+        cosmos,
+        lambda c: archival.run(lambda: c.store(database), plan.cosmos_archive_sessions),
+        failures,
+    )
     return out
 
 
@@ -105,17 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine()}
     with _maybe_cosmos(failures) as cosmos:
-        if cosmos is None:
-            results["turns"] = {"not_available": "the Cosmos store or server is not available"}
-        else:
-            results["turns"] = _step(
-                "turn cost", lambda: turns.run(cosmos, plan.report_turns), failures
-            )
+        results["turns"] = _cosmos_step(
+            "turn cost", cosmos, lambda c: turns.run(c, plan.report_turns), failures
+        )
         results["latency"] = _step(
             "latency", lambda: latency.run(cosmos, plan.levels, plan.requests), failures
         )
         results["latency"]["nproc"] = results["machine"]["nproc"]
         results["archival"] = _archival(cosmos, plan, failures)
+        results["reads"] = _cosmos_step(
+            "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
+        )
     results["cold_start"] = _step(
         "cold start", lambda: coldstart.run(plan.import_runs, detail=plan.import_detail), failures
     )

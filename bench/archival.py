@@ -8,7 +8,7 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import NotAvailable, message_text
+from bench.common import NotAvailable, seed_session
 
 MESSAGES_PER_SESSION = 10
 STALE_DAYS = 60
@@ -16,42 +16,20 @@ SEED_CONCURRENCY = 16
 
 
 async def _seed(store: Any, sessions: int) -> None:
-    from shared.models import MessageRecord, SessionRecord
-
     old = datetime.now(UTC) - timedelta(days=STALE_DAYS)
-
-    async def one(index: int) -> None:
-        session_id = f"s_{index:032x}"
-        email = f"arch{index % 50}@bench.local"  # 50 users: several sessions per partition
-        messages = [
-            MessageRecord(
-                session_id=session_id,
-                seq=seq,
-                role="user" if seq % 2 else "assistant",
-                content=message_text(seq),
-                timestamp=old + timedelta(seconds=seq),
-            )
-            for seq in range(1, MESSAGES_PER_SESSION + 1)
-        ]
-        session = SessionRecord(
-            id=session_id,
-            email=email,
-            title="archival bench",
-            preview=message_text(1)[:100],
-            created_at=old,
-            updated_at=messages[-1].timestamp,
-            message_count=len(messages),
-            last_seq=len(messages),
-        )
-        await store.append(session, messages, expected_etag=None)
-
     gate = asyncio.Semaphore(SEED_CONCURRENCY)
 
-    async def gated(index: int) -> None:
+    async def one(index: int) -> None:
         async with gate:
-            await one(index)
+            await seed_session(
+                store,
+                f"arch{index % 50}@bench.local",  # 50 users: several sessions per partition
+                messages=MESSAGES_PER_SESSION,
+                start=old,
+                session_id=f"s_{index:032x}",
+            )
 
-    await asyncio.gather(*(gated(i) for i in range(sessions)))
+    await asyncio.gather(*(one(i) for i in range(sessions)))
 
 
 def _pass_function() -> tuple[Any, Any]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +125,51 @@ def machine() -> dict[str, Any]:
 
 def python_exe() -> str:
     return sys.executable
+
+
+async def seed_session(
+    store: Any,
+    email: str,
+    *,
+    messages: int,
+    start: datetime,
+    session_id: str | None = None,
+    extra: dict[int, str] | None = None,
+    chunk: int = 50,
+) -> str:
+    """A session of ``messages`` realistic messages, one second apart from ``start``, written
+    through the store ``chunk`` at a time; ``extra`` appends text to the messages it names."""
+    from shared.ids import new_session_id
+    from shared.models import MessageRecord, SessionRecord
+
+    session_id = session_id or new_session_id()
+    records = [
+        MessageRecord(
+            session_id=session_id,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            content=message_text(seq) + (extra or {}).get(seq, ""),
+            timestamp=start + timedelta(seconds=seq),
+        )
+        for seq in range(1, messages + 1)
+    ]
+    session = SessionRecord(
+        id=session_id,
+        email=email,
+        title="bench",
+        preview=records[0].content[:100],
+        created_at=start,
+        updated_at=start,
+    )
+    stored: SessionRecord | None = None
+    for begin in range(0, messages, chunk):
+        part = records[begin : begin + chunk]
+        session = session.model_copy(
+            update={
+                "message_count": part[-1].seq,
+                "last_seq": part[-1].seq,
+                "updated_at": part[-1].timestamp,
+            }
+        )
+        stored = await store.append(session, part, expected_etag=stored.etag if stored else None)
+    return session_id

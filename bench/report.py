@@ -274,18 +274,55 @@ def _cold_md(c: dict[str, Any]) -> list[str]:
 
 def _archive_md(a: dict[str, Any]) -> list[str]:
     lines = [
-        "| store | sessions x messages | seconds | sessions/s | peak memory (MiB) |",
-        "|---|---|---:|---:|---:|",
+        "| store | sessions x messages | concurrency | seconds | sessions/s | peak memory (MiB) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for backend, r in a.items():
         if "sessions" in r:
             lines.append(
-                f"| {backend} | {r['sessions']} x {r['messages_per_session']} | {r['seconds']} "
+                f"| {backend} | {r['sessions']} x {r['messages_per_session']} "
+                f"| {r.get('concurrency', 1)} | {r['seconds']} "
                 f"| {r['sessions_per_s']} | {r['peak_memory_mib']} |"
             )
         else:
             lines.append(f"| {backend} | not available: {r.get('not_available')} | | | |")
     return [*lines, "", "Peak memory is Python allocations during the pass (tracemalloc).", ""]
+
+
+def _reads_md(r: dict[str, Any]) -> list[str]:
+    if "pages" not in r:
+        return [f"Not available: {r.get('not_available') or r.get('error')}", ""]
+    p = r["pages"]
+    lines = [
+        f"A conversation of {p['session_messages']:,} messages, paged backwards "
+        f"{p['page_size']} at a time (`GET /api/sessions/{{id}}/messages?before=`):",
+        "",
+        "| page | requests | bytes | request units (local estimate) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("page_1", "page_20"):
+        row = p[name]
+        lines.append(
+            f"| {name.replace('_', ' ')} | {row['requests']} | {row['bytes']:,} "
+            f"| {_ru(row['request_units'])} |"
+        )
+    lines += [
+        "",
+        f"Page 20 / page 1 bytes: {p['ratio_bytes_20_over_1']}x; one query each: "
+        f"{_ok(p['budget_met'])}.",
+        "",
+        "Search for a phrase in one message, by how many messages the user has (message text "
+        "is not indexed, so a search scans the user's own partition):",
+        "",
+        "| user's messages | requests | bytes | request units (local estimate) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in r["search"]["rows"]:
+        lines.append(
+            f"| {row['messages']:,} | {row['requests']} | {row['bytes']:,} "
+            f"| {_ru(row['request_units'])} |"
+        )
+    return [*lines, ""]
 
 
 def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
@@ -315,6 +352,9 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
         "### Archival pass",
         "",
         *_archive_md(results["archival"]),
+        "### Reading as the data grows (local Cosmos server)",
+        "",
+        *_reads_md(results.get("reads", {"not_available": "not measured"})),
     ]
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
 from shared.clock import Clock
+from shared.errors import NotFound
 
 log = logging.getLogger("parley.devhost")
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def timers(functions: list[func.Function], environ: dict[str, str]) -> list[Time
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    body = {"error": {"code": "not_found", "message": "No such endpoint."}}
+    body = NotFound("No such endpoint.").body()
     return JSONResponse(body, status_code=404)
 
 
@@ -143,7 +144,7 @@ def build_app(
         name = request.path_params["name"]
         timer = next((t for t in scheduled if t.name == name), None)
         if timer is None:
-            return JSONResponse({"error": {"code": "not_found", "message": "No such timer."}}, 404)
+            return JSONResponse(NotFound("No such timer.").body(), 404)
         await timer.fire()
         return Response(status_code=202)
 

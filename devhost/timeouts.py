@@ -24,11 +24,15 @@ from typing import Any, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from shared.errors import error_object
+
 log = logging.getLogger("parley.devhost")
 
 Phase = Literal["headers", "body"]
+# The local host's own answer (in Azure the platform's front end times slow clients out), in
+# the service's error shape.
 TIMEOUT_ANSWER = json.dumps(
-    {"error": {"code": "request_timeout", "message": "The request did not arrive in time."}}
+    error_object("request_timeout", "The request did not arrive in time.")
 ).encode()
 
 

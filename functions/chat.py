@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
-from functions.http import RequestContext, error_body, http_function, json_response
+from functions.http import RequestContext, http_function, json_response
 from shared.errors import ApiError, InternalError
 from shared.models import ChatRequest
 from shared.turns import Turn
@@ -42,12 +42,12 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
             yield sse("title", {"title": title})
         result = await turn.result()
     except ApiError as error:
-        yield sse("error", error_body(error))
+        yield sse("error", error.body())
         return
     except Exception as exc:
         # The type only: an exception's message may quote the conversation.
         log.error("stream_failed %s", type(exc).__name__, extra={"session_id": turn.session_id})
-        yield sse("error", error_body(InternalError()))
+        yield sse("error", InternalError().body())
         return
     messages = [m.model_dump(by_alias=True) for m in (result.user, result.assistant)]
     yield sse("done", {"messages": messages})

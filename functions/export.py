@@ -5,7 +5,7 @@ from azurefunctions.extensions.http.fastapi import Response, StreamingResponse
 
 from functions.http import JSON_MEDIA_TYPE, RequestContext, http_function
 
-bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
+bp = func.Blueprint()
 
 
 @http_function(bp, "export", ["GET"])

@@ -63,16 +63,12 @@ def json_response(model: BaseModel, status: int = 200) -> Response:
     )
 
 
-def error_body(error: ApiError) -> dict[str, Any]:
-    return {"error": {"code": error.code, "message": error.message}}
-
-
 def error_response(error: ApiError) -> Response:
     # 429 and 503 always carry one (shared/errors.py); other errors may name one too.
     seconds = error.retry_after_s
     headers = {"Retry-After": str(seconds)} if seconds else None
     return Response(
-        content=json.dumps(error_body(error)),
+        content=json.dumps(error.body()),
         status_code=error.status,
         media_type=JSON_MEDIA_TYPE,
         headers=headers,

@@ -6,7 +6,7 @@ from azurefunctions.extensions.http.fastapi import Response
 from functions.http import RequestContext, http_function, json_response
 from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX
 
-bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
+bp = func.Blueprint()
 
 
 @http_function(bp, "search", ["GET"])

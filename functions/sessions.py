@@ -12,7 +12,7 @@ from shared.service import (
     MESSAGES_LIMIT_MAX,
 )
 
-bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure.functions lacks the hint
+bp = func.Blueprint()
 
 MESSAGE_PARAM = "messageId"
 # DELETE /api/sessions answers 202 when its time ran out: the client asks again this soon.

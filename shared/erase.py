@@ -24,6 +24,7 @@ from shared.audit import audit
 from shared.cli import run_for_user
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
+from shared.storage import make_store
 from shared.storage.base import ConversationStore
 
 ERASE_PAGE = 50  # session ids an erasure reads at a time
@@ -73,8 +74,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) -> int:
-    from shared.storage import make_store
-
     store = make_store(settings)
     try:
         sessions, messages = await store.usage(email)

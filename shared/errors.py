@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_AFTER_S = 5
 
 
+def error_object(code: str, message: str) -> dict[str, dict[str, str]]:
+    """``{"error": {"code", "message"}}``: the one shape of every error the service answers
+    (the local host's own errors too)."""
+    return {"error": {"code": code, "message": message}}
+
+
 class ApiError(Exception):
     """An error that the caller may see: ``message`` is safe to show to anybody."""
 
@@ -26,6 +32,10 @@ class ApiError(Exception):
         self.message = message or self.default_message
         self.retry_after_s = retry_after_s
         super().__init__(self.message)
+
+    def body(self) -> dict[str, dict[str, str]]:
+        """The error object every error response carries."""
+        return error_object(self.code, self.message)
 
 
 class InvalidRequest(ApiError):
@@ -53,28 +63,25 @@ class UnsupportedMediaType(ApiError):
     default_message = "Send the request body as application/json."
 
 
-class RateLimited(ApiError):
-    """429: always with a Retry-After (the contract promises one)."""
-
-    status, code = 429, "rate_limited"
-    default_message = "Too many requests to the model; try again shortly."
+class TryLater(ApiError):
+    """An error that always carries a Retry-After (the contract promises one on 429 and 503)."""
 
     def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
         super().__init__(message, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
+
+
+class RateLimited(TryLater):
+    status, code = 429, "rate_limited"
+    default_message = "Too many requests to the model; try again shortly."
 
 
 class ModelError(ApiError):
     status, code, default_message = 502, "model_error", "The model could not answer."
 
 
-class StorageUnavailable(ApiError):
-    """503: always with a Retry-After (the contract promises one)."""
-
+class StorageUnavailable(TryLater):
     status, code = 503, "storage_unavailable"
     default_message = "Conversation storage is busy or unreachable; try again shortly."
-
-    def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
-        super().__init__(message, retry_after_s=retry_after_s or DEFAULT_RETRY_AFTER_S)
 
 
 class InternalError(ApiError):

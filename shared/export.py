@@ -28,9 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from shared.audit import audit
+from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.storage import make_store
 from shared.storage.base import ConversationStore, Where
 
 SESSIONS_PAGE = 50
@@ -106,9 +109,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _export(email: str, user: str, settings: Settings, *, out: Path | None) -> int:
-    from shared.audit import audit
-    from shared.storage import make_store
-
     store = make_store(settings)
     count = ExportCount()
     try:
@@ -152,8 +152,6 @@ async def _write_atomically(out: Path, pieces: AsyncIterator[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from shared.cli import run_for_user
-
     args = parse_args(argv)
     return run_for_user(
         "export",

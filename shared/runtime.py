@@ -1,5 +1,6 @@
 """The composition root: one store, model, clock, service and authenticator per process, built
-on first use (not at import, which keeps cold starts fast) from the validated settings."""
+on first use from the validated settings (the SDKs a store or model needs load only then:
+see ``shared.storage.make_store`` and ``shared.llm.make_model``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from dataclasses import dataclass
 from shared.auth import Authenticator
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings, reset_settings
+from shared.llm import make_model
 from shared.llm.base import ChatModel
 from shared.service import ConversationService
+from shared.storage import make_store
 from shared.storage.base import Store
 
 
@@ -27,9 +30,6 @@ _runtime: Runtime | None = None
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    from shared.llm import make_model
-    from shared.storage import make_store
-
     clock = clock or SystemClock()
     store = make_store(settings)
     model = make_model(settings)

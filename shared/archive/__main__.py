@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from shared.archive.sweep import ArchivePolicy, ArchiveSummary, run_archive
 from shared.config import ConfigError, Settings, load_settings
+from shared.storage import make_store
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,8 +33,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _main(args: argparse.Namespace, settings: Settings) -> ArchiveSummary:
-    from shared.storage import make_store
-
     store = make_store(settings)
     try:
         policy = ArchivePolicy.from_settings(

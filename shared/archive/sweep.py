@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -118,6 +119,13 @@ class AdaptiveLimit:
 
 
 Step = Callable[[], Awaitable[None]]
+T = TypeVar("T", SessionRef, Unfinished)
+# One page of a scan, from a position (None: the start), and the next position.
+Scan = Callable[[str | None], Awaitable[tuple[list[T], str | None]]]
+
+
+def _session_of(item: SessionRef | Unfinished) -> str:
+    return item.session_id
 
 
 class _Pass:
@@ -211,16 +219,25 @@ class _Pass:
 
     # ---- archiving stale sessions ----
 
-    async def archive_stale(self) -> None:
+    async def each_page(self, what: str, scan: Scan[T], step_for: Callable[[T], Step]) -> None:
+        """Page through ``scan``, running each page's steps (bounded, adaptive concurrency)."""
         after: str | None = None
         while True:
             self.check_time()
-            page, after = await self.store.scan_stale(
-                "active", updated_before=self.cutoff, limit=SCAN_PAGE, after=after
-            )
-            await self.run_all("session", [(ref.session_id, self._archiver(ref)) for ref in page])
+            page, after = await scan(after)
+            await self.run_all(what, [(_session_of(item), step_for(item)) for item in page])
             if after is None:
                 return
+
+    # ---- archiving stale sessions ----
+
+    async def archive_stale(self) -> None:
+        async def scan(after: str | None) -> tuple[list[SessionRef], str | None]:
+            return await self.store.scan_stale(
+                "active", updated_before=self.cutoff, limit=SCAN_PAGE, after=after
+            )
+
+        await self.each_page("session", scan, self._archiver)
 
     def _archiver(self, ref: SessionRef) -> Step:
         async def archive() -> None:
@@ -242,16 +259,14 @@ class _Pass:
     # ---- housekeeping: interrupted moves and deletes ----
 
     async def finish_unfinished(self) -> None:
-        after: str | None = None
         older_than = self.started - UNFINISHED_GRACE
-        while True:
-            self.check_time()
-            page, after = await self.store.scan_unfinished(
+
+        async def scan(after: str | None) -> tuple[list[Unfinished], str | None]:
+            return await self.store.scan_unfinished(
                 older_than=older_than, limit=SCAN_PAGE, after=after
             )
-            await self.run_all("resume", [(item.session_id, self._finisher(item)) for item in page])
-            if after is None:
-                return
+
+        await self.each_page("resume", scan, self._finisher)
 
     def _finisher(self, item: Unfinished) -> Step:
         async def finish() -> None:
@@ -271,15 +286,13 @@ class _Pass:
 
     async def apply_retention(self, days: int) -> None:
         before = self.started - timedelta(days=days)
-        after: str | None = None
-        while True:
-            self.check_time()
-            page, after = await self.store.scan_stale(
+
+        async def scan(after: str | None) -> tuple[list[SessionRef], str | None]:
+            return await self.store.scan_stale(
                 "archive", updated_before=before, limit=SCAN_PAGE, after=after
             )
-            await self.run_all("retention", [(ref.session_id, self._expirer(ref)) for ref in page])
-            if after is None:
-                return
+
+        await self.each_page("retention", scan, self._expirer)
 
     def _expirer(self, ref: SessionRef) -> Step:
         async def expire() -> None:

@@ -19,9 +19,11 @@ import asyncio
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import PartitionKey
@@ -55,6 +57,7 @@ UNAVAILABLE_STATUSES = frozenset({408, 429, 449, 503})
 # The outcomes of a conditional write that lost a race: the caller re-reads and decides.
 RACE_STATUSES = frozenset({404, 409, 412})
 OWNER_RESOURCE_NOT_FOUND = 1003  # the database or container itself is missing
+_ITEM_PATH = re.compile(r"/docs/[^/]+$")  # a request that addresses one item
 
 # The SDK's own retries. Throttling (429) is retried up to 9 times within 30 s of waiting (the
 # SDK honours the service's x-ms-retry-after-ms); connection and 5xx retries are capped; one
@@ -104,6 +107,19 @@ def status_of(error: CosmosHttpResponseError | CosmosBatchOperationError) -> int
     return int(error.status_code or 0)
 
 
+def owner_missing(error: CosmosHttpResponseError) -> bool:
+    """A 404 that means the database or container is gone, not an item: Cosmos says so with
+    substatus 1003, and a 404 to a request that did not address an item (the SDK's read of the
+    container's properties, a query, a batch) can only mean that too."""
+    if status_of(error) != 404:
+        return False
+    if error.sub_status == OWNER_RESOURCE_NOT_FOUND:
+        return True
+    request = getattr(getattr(error, "response", None), "request", None)
+    path = urlsplit(str(getattr(request, "url", ""))).path.rstrip("/")
+    return not _ITEM_PATH.search(path)
+
+
 def _unavailable(operation: str, status: int, headers: Any) -> StorageUnavailable:
     log.warning("cosmos_unavailable", extra={"operation": operation, "status": status})
     return StorageUnavailable(retry_after_s=retry_after_s(headers))
@@ -125,7 +141,7 @@ def mapped(operation: str) -> Iterator[None]:
         raise
     except CosmosHttpResponseError as exc:
         status = status_of(exc)
-        if status == 404 and exc.sub_status == OWNER_RESOURCE_NOT_FOUND:
+        if owner_missing(exc):
             raise ContainerGone() from exc
         if status in UNAVAILABLE_STATUSES:
             raise _unavailable(operation, status, exc.headers) from exc
@@ -289,8 +305,8 @@ class CosmosConnection:
                     item_id, partition_key=email, timeout=budget
                 )
             except CosmosHttpResponseError as exc:
-                if status_of(exc) == 404 and exc.sub_status != OWNER_RESOURCE_NOT_FOUND:
-                    return None
+                if status_of(exc) == 404 and not owner_missing(exc):
+                    return None  # no such item
                 raise
             return item
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from shared.azure_credential import azure_credential
 from shared.clock import Clock, SystemClock, parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest
 from shared.ids import message_item_id
@@ -122,6 +124,23 @@ SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
 
 
+def _keyset(after: str | None, clause: str) -> tuple[str, list[dict[str, object]]]:
+    """The filter that starts a page after ``after`` (an (updatedAt, id) position)."""
+    if after is None:
+        return "", []
+    updated_at, session_id = decode_position(after, 2)
+    return clause, [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+
+
+def _next_position(items: list[dict[str, Any]], limit: int) -> str | None:
+    """The position after a page, from a query that read one item more than it returns: only
+    when something follows (never a position that leads to an empty page)."""
+    if len(items) <= limit:
+        return None
+    last = items[limit - 1]
+    return encode_position(last["updatedAt"], last["id"])
+
+
 class CosmosStore:
     """ConversationStore and ArchiveStore on Cosmos DB."""
 
@@ -154,10 +173,6 @@ class CosmosStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
-        from urllib.parse import urlsplit
-
-        from shared.azure_credential import azure_credential
-
         endpoint = settings.cosmos_endpoint
         if not endpoint:
             raise ValueError("COSMOS_ENDPOINT is required for the Cosmos store")
@@ -293,20 +308,12 @@ class CosmosStore:
     async def list_sessions(
         self, email: str, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
-        params: list[dict[str, object]] = []
-        clause = ""
-        if after is not None:
-            updated_at, session_id = decode_position(after, 2)
-            clause = AFTER_CLAUSE
-            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        clause, params = _keyset(after, AFTER_CLAUSE)
         query = LIST_QUERY.format(n=int(limit) + 1, after=clause)
         items = await self.conn.query(where, query, params, email=email)
         page = items[:limit]
         sessions = [session_from_item(item, archived=where == "archive").record for item in page]
-        position = (
-            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
-        )
-        return sessions, position
+        return sessions, _next_position(items, limit)
 
     async def search(
         self,
@@ -332,12 +339,8 @@ class CosmosStore:
         matched |= {item["id"] for item in titles}
         if not matched:
             return [], None
-        params: list[dict[str, object]] = [{"name": "@ids", "value": sorted(matched)}]
-        clause = ""
-        if after is not None:
-            updated_at, session_id = decode_position(after, 2)
-            clause = AFTER_CLAUSE
-            params += [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        clause, params = _keyset(after, AFTER_CLAUSE)
+        params.append({"name": "@ids", "value": sorted(matched)})
         items = await self.conn.query(
             where, SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause), params, email=email
         )
@@ -356,20 +359,12 @@ class CosmosStore:
                 kept = hits[item["sessionId"]]
                 if len(kept) < hits_per_session:
                     kept.append(SearchHit(seq=item["seq"], role=item["role"], text=item["content"]))
-        position = (
-            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
-        )
-        return [(session, hits[session.id]) for session in sessions], position
+        return [(session, hits[session.id]) for session in sessions], _next_position(items, limit)
 
     async def all_sessions(
         self, email: str, *, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
-        params: list[dict[str, object]] = []
-        clause = ""
-        if after is not None:
-            updated_at, session_id = decode_position(after, 2)
-            clause = ALL_AFTER_CLAUSE
-            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
+        clause, params = _keyset(after, ALL_AFTER_CLAUSE)
         query = ALL_SESSIONS_QUERY.format(n=int(limit) + 1, after=clause)
         items = await self.conn.query("active", query, params, email=email)
         page = items[:limit]
@@ -377,17 +372,15 @@ class CosmosStore:
         for item in page:
             # A live one is read where it lives; a stub stands for the archive copy (or, on
             # its way back, for whichever copy is readable right now).
-            for where in (
+            order: tuple[Where, Where] = (
                 ("active", "archive") if item.get("state") is None else ("archive", "active")
-            ):
-                record = await self.get_session(email, item["id"], where=where)  # type: ignore[arg-type]
+            )
+            for where in order:
+                record = await self.get_session(email, item["id"], where=where)
                 if record is not None:
                     sessions.append(record)
                     break
-        position = (
-            encode_position(page[-1]["updatedAt"], page[-1]["id"]) if len(items) > limit else None
-        )
-        return sessions, position
+        return sessions, _next_position(items, limit)
 
     async def usage(self, email: str) -> tuple[int, int]:
         async def count(where: Where, kind: str) -> int:
@@ -508,12 +501,11 @@ class CosmosStore:
         self, *, older_than: datetime, limit: int, after: str | None
     ) -> tuple[list[Unfinished], str | None]:
         # One container after the other: the position says which, and where in it.
-        where, continuation = decode_position(after, 2) if after else ("active", "")
-        if where not in ("active", "archive"):
-            where = "active"
+        container, continuation = decode_position(after, 2) if after else ("active", "")
+        where: Where = "archive" if container == "archive" else "active"
         params: list[dict[str, object]] = [{"name": "@cutoff", "value": stored_time(older_than)}]
         items, token = await self.conn.page(
-            where,  # type: ignore[arg-type]
+            where,
             UNFINISHED_QUERY,
             params,
             limit=limit,
@@ -521,7 +513,7 @@ class CosmosStore:
         )
         found = [
             Unfinished(
-                where=where,  # type: ignore[arg-type]
+                where=where,
                 email=item["EmailID"],
                 session_id=item["id"],
                 state=item["state"],

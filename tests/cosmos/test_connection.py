@@ -1,0 +1,150 @@
+"""The Cosmos connection: an entered client (Session consistency tracked), our timeouts, and a
+local stack that survives races and restarts.
+
+- The SDK sets up session-token tracking only when its client is entered (``async with``):
+  without it, reads carry no session token and a replica may not have this instance's writes.
+- The SDK's read timeout is 65 s by default; ours keeps a turn well inside the Functions timeout.
+- Two hosts starting against a fresh local server both create the database and containers: the
+  loser of that race must carry on, not fail its first request.
+- A local server that restarts empty: the next request creates everything again (only locally,
+  with the emulator key; in Azure a missing container is a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from azure.cosmos import CosmosClient
+
+from shared.errors import StorageUnavailable
+from shared.ids import new_session_id
+from shared.models import MessageRecord, SessionRecord
+from shared.storage.cosmos import CosmosStore
+from shared.storage.cosmos.client import READ_TIMEOUT_S
+from tests.contract.test_store_contract import T0
+from tests.support.cosmos_server import CosmosAccount
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+
+def store_on(account: CosmosAccount, database: str, *, bootstrap: bool = True) -> CosmosStore:
+    return CosmosStore(
+        account.endpoint,
+        account.key,
+        database=database,
+        container="Conversations",
+        archive_container="ConversationsArchive",
+        verify_tls=account.verify_tls,
+        bootstrap=bootstrap,
+        timeout_s=10,
+    )
+
+
+def a_session(email: str) -> tuple[SessionRecord, list[MessageRecord]]:
+    sid = new_session_id()
+    message = MessageRecord(session_id=sid, seq=1, role="user", content="hi", timestamp=T0)
+    session = SessionRecord(
+        id=sid,
+        email=email,
+        title="t",
+        preview="hi",
+        created_at=T0,
+        updated_at=T0,
+        message_count=1,
+        last_seq=1,
+    )
+    return session, [message]
+
+
+def drop_database(account: CosmosAccount, name: str) -> None:
+    client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
+    client.delete_database(name)
+
+
+def test_the_client_is_entered_and_reads_with_our_timeout(cosmos_account: CosmosAccount) -> None:
+    async def main() -> None:
+        store = store_on(cosmos_account, f"conn-{uuid.uuid4().hex[:8]}")
+        try:
+            await store.get_session("a@example.com", new_session_id(), where="active")
+            connection = store.conn._client.client_connection  # type: ignore[union-attr]
+            # Entered: the account was read and, it being Session consistency, a session
+            # container tracks this instance's tokens.
+            assert connection.session is not None
+            assert connection.connection_policy.ReadTimeout == READ_TIMEOUT_S
+        finally:
+            await store.close()
+        drop_database(cosmos_account, store.conn._database)
+
+    asyncio.run(main())
+
+
+def test_two_hosts_starting_together_both_carry_on(cosmos_account: CosmosAccount) -> None:
+    if not cosmos_account.is_local:
+        pytest.skip("creating databases is the local bootstrap's; COSMOS_ENDPOINT names another")
+    name = f"race-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        stores = [store_on(cosmos_account, name) for _ in range(4)]  # four clients: four hosts
+        try:
+            results = await asyncio.gather(
+                *(
+                    store.get_session("a@example.com", new_session_id(), where="active")
+                    for store in stores
+                    for _ in range(3)
+                ),
+                return_exceptions=True,
+            )
+            assert results == [None] * 12, results
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
+    drop_database(cosmos_account, name)
+
+
+def test_a_server_that_restarted_empty_is_set_up_again(cosmos_account: CosmosAccount) -> None:
+    if not cosmos_account.is_local:
+        pytest.skip("only the local bootstrap may create databases")
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    email = "a@example.com"
+
+    async def main() -> None:
+        store = store_on(cosmos_account, name)
+        try:
+            session, messages = a_session(email)
+            await store.append(session, messages, expected_etag=None)
+            drop_database(cosmos_account, name)  # what a restarted, empty local server holds
+            # Reads and writes work again: the store notices and creates everything anew.
+            assert await store.get_session(email, session.id, where="active") is None
+            listed, _ = await store.list_sessions(email, where="active", limit=5, after=None)
+            assert listed == []
+            again, more = a_session(email)
+            await store.append(again, more, expected_etag=None)
+            assert await store.get_session(email, again.id, where="active") is not None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    drop_database(cosmos_account, name)
+
+
+def test_a_missing_container_in_azure_is_a_503(cosmos_account: CosmosAccount) -> None:
+    """Without the local bootstrap (as in Azure, where Pulumi owns the containers), a missing
+    database is not created: it is storage being unavailable, never a 500."""
+    name = f"none-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        store = store_on(cosmos_account, name, bootstrap=False)
+        try:
+            with pytest.raises(StorageUnavailable):
+                await store.list_sessions("a@example.com", where="active", limit=5, after=None)
+            session, messages = a_session("a@example.com")
+            with pytest.raises(StorageUnavailable):
+                await store.append(session, messages, expected_etag=None)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
