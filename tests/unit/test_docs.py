@@ -57,7 +57,9 @@ SKIPPED_DIRS = frozenset(
         "artifacts",
     }
 )
-SCANNED_SUFFIXES = frozenset({".py", ".js", ".mjs", ".yaml", ".yml", ".md", ".html", ".css", ".toml"})
+SCANNED_SUFFIXES = frozenset(
+    {".py", ".js", ".mjs", ".yaml", ".yml", ".md", ".html", ".css", ".toml"}
+)
 SCANNED_NAMES = frozenset({"Makefile", "package.json", ".funcignore", "run"})
 
 # A path cited in text: folders and a file name with an extension we keep in the repository.
