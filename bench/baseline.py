@@ -1,9 +1,9 @@
 """The whole-document design of the reference systems, for comparison only (never used by Parley).
 
 One document per session holds a ``messages`` array; every message is stored by reading the
-document and upserting all of it again (as ``../shared/reference/`` describes). It runs on the
-same Cosmos client and counting transport as Parley, with the same messages and the same echo
-reply, so the two designs differ only in their data model.
+document and upserting all of it again. It runs on the same Cosmos client and counting
+transport as Parley, with the same messages and the same echo reply, so the two designs differ
+only in their data model.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bench.common import Cosmos, latency_stats, message_text
 
 OPS = ("chat", "list", "get")
 SEED_TURNS = 5  # the session that "get" reads holds 10 messages
-OVERHEAD_P50_MS, OVERHEAD_P99_MS = 5.0, 20.0  # DESIGN.md's budget
+OVERHEAD_P50_MS, OVERHEAD_P99_MS = 5.0, 20.0  # the budget docs/performance.md states
 WARMUP_PER_WORKER = 2
 
 

@@ -3,7 +3,7 @@
 Unattended means watched. The archival timer logs, once per run, a trace whose message is its
 prefix (``shared.archive.RUN_LOG_PREFIX``, imported here so the two cannot drift) followed by a
 one-line JSON summary (logger ``parley.archive``), e.g.
-``archive_run {"archived": 3, "skipped": 0, "failed": 0, "orphansRemoved": 0, ...}``.
+``archive_run {"archived": 3, "skipped": 0, "failed": 0, "resumed": 0, ...}``.
 Two scheduled query rules on the Application Insights component (its ``traces`` table) read it,
 each declared by ``log_alert_rule``: one fires when a run reports failures, one when no run has
 completed for too long.

@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """Every setting of API.md (and the issues), by its environment variable name."""
+    """Every setting, by its environment variable name (``docs/configuration.md`` lists them)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 

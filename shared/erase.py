@@ -8,7 +8,7 @@ asked again) and by the operators' command for requests that come by support:
 which prints one JSON line ``{"sessions", "messages", "dryRun"}`` and writes an audit line
 (hashed email, counts, who; never the data). Each session goes whole or not at all (the
 store's delete), so an erasure is safe to repeat and to interrupt; a session started while it
-runs is found by the next look and erased too (``docs/operations.md``, "Erasure").
+runs is found by the next look and erased too (``docs/privacy.md``, "Erasure").
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 With ``TITLE_MODE=model`` the first turn of a new session asks the model, in a short call of its
 own, for a title; until it is stored (and whenever the call fails) the first-message rule's
-title stands, and a title the user set is never replaced (``docs/http.md``, "Titles").
+title stands, and a title the user set is never replaced (``docs/http.md``, "New sessions and
+titles").
 """
 
 from __future__ import annotations

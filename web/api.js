@@ -1,4 +1,5 @@
-// A tiny client for every Parley endpoint (see API.md). No dependencies: fetch, streams, JSON.
+// A tiny client for every Parley endpoint (see openapi.yaml and docs/http.md). No dependencies:
+// fetch, streams, JSON.
 
 /** An API failure: `code` is the API's error code, or `network_error` when nothing answered. */
 export class ApiError extends Error {
@@ -11,7 +12,8 @@ export class ApiError extends Error {
   }
 }
 
-/** A client message id, so that a retry of the same message is stored once (API.md). */
+/** A client message id, so that a retry of the same message is stored once (docs/http.md,
+ * "Retries and clientMessageId"). */
 export function newClientMessageId() {
   if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
   // randomUUID needs a secure context; a static host on plain http may not be one.

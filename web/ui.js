@@ -112,7 +112,7 @@ function seconds(n) {
   return `${n} second${n === 1 ? "" : "s"}`;
 }
 
-/** A clear, human sentence for an ApiError, chosen by its `code` (API.md's error codes). */
+/** A clear, human sentence for an ApiError, chosen by its `code` (openapi.yaml's error codes). */
 export function describeError(error) {
   const later = error.retryAfterSeconds ? `in ${seconds(error.retryAfterSeconds)}` : "in a moment";
   switch (error.code) {
@@ -132,7 +132,8 @@ export function describeError(error) {
       return "Parley could not be reached. Check your connection and try again.";
     case "invalid_request":
     case "unsupported_media_type":
-      // The API's messages are written to be shown to anybody (API.md).
+      // The API's messages are written to be shown to anybody (docs/http.md, "Errors and
+      // Retry-After").
       return `That request was not accepted: ${error.message}`;
     case "conflict":
       return "Another change to this conversation happened at the same time. Try again.";

@@ -1,4 +1,5 @@
-"""The echo model (API.md): for running and testing without any model service."""
+"""The echo model (``docs/configuration.md``, "The model"): for running and testing without
+any model service."""
 
 from __future__ import annotations
 

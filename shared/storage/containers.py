@@ -16,8 +16,8 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _indexing_policy() -> dict[str, Any]:
-    # Index only what queries filter or sort on. Message text and the context window are the
-    # bulk of every write; leaving them out of the index keeps each write's RU charge small.
+    # Index only what queries filter or sort on. Message text is the bulk of every write;
+    # leaving it out of the index keeps each write's RU charge small.
     return {
         "indexingMode": "consistent",
         "automatic": True,

@@ -56,7 +56,7 @@ def test_the_timer_is_registered_with_the_configured_schedule() -> None:
     assert raw["type"] == "timerTrigger"
     assert raw["schedule"] == "%ARCHIVE_SCHEDULE%"  # Azure reads the app setting
     assert (raw["name"], raw["useMonitor"], raw["runOnStartup"]) == ("timer", True, False)
-    # The local host resolves it the same way: the setting, else API.md's default.
+    # The local host resolves it the same way: the setting, else shared/config.py's default.
     assert archive_timer({"ARCHIVE_SCHEDULE": "0 15 4 * * 1"}).expression == "0 15 4 * * 1"
     defaults = {k: v for k, v in settings_environ().items() if k != "ARCHIVE_SCHEDULE"}
     from shared.config import Settings

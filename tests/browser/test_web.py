@@ -374,7 +374,8 @@ def test_model_failure_shows_a_clear_message_and_keeps_the_text(
     expect(error_alert(page)).to_contain_text("The model could not answer")
     expect(composer(page)).to_have_value("Will this work?")
     expect(composer(page)).to_be_focused()
-    # The message is stored (API.md), so it stays in the log, marked as unanswered.
+    # The message is stored before the model is called (docs/http.md, "Chat"), so it stays in
+    # the log, marked as unanswered.
     expect(page.locator("#messages .from-user.unanswered")).to_have_count(1)
     expect(page.locator("#messages .from-assistant")).to_have_count(0)
     expect(session_titles(page)).to_have_text(["Will this work?"])

@@ -1,4 +1,5 @@
-"""The small rules of API.md that live in shared/: titles, previews, ids, tokens, settings."""
+"""The small rules of the API (docs/http.md) that live in shared/: titles, previews, ids,
+tokens, settings."""
 
 from __future__ import annotations
 
