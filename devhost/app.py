@@ -162,7 +162,7 @@ def build_app(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_credentials=True,
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                 allow_headers=["Content-Type", "Authorization", "X-MS-CLIENT-PRINCIPAL-NAME"],
             )
         )

@@ -50,6 +50,9 @@ BODY_OVERHEAD_BYTES = 8 * 1024
 # Not an HTTP status: the log's name (nginx's) for a request whose client went away first.
 CLIENT_CLOSED_REQUEST = 499
 SESSION_PARAM = "sessionId"
+# Response headers a single-page app on another origin needs to read: when to retry (429, 503,
+# a 202 of DELETE /api/sessions) and an export's file name.
+EXPOSED_HEADERS = "Retry-After, Content-Disposition"
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -261,6 +264,8 @@ def endpoint(fn: Body, route: str) -> Handler:
         except Exception as exc:
             _log_unhandled(fn.__name__, exc)
             response = error_response(InternalError())
+        # Cross-origin pages may read these (the platform's CORS does not expose them).
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         _log_request(req, route, ctx, response, started)
         return response
 

@@ -122,9 +122,10 @@ def archive_alerts(hours: int) -> tuple[LogAlert, LogAlert]:
         name="archive-failures",
         display_name="Parley: archival run reported failures",
         description=(
-            "An archival run logged failed > 0 in its archive_run summary. The sessions it could "
-            "not move stay whole in Conversations and are retried by the next run; look at the "
-            "run's exceptions in Application Insights."
+            "An archival run logged failed > 0 in its archive_run summary: a session it could "
+            "not move, an interrupted move or delete it could not finish, an expiry, or a scan "
+            "failed. Nothing is lost (each stays whole where it was) and the next run tries "
+            "again; look at the run's archive_*_failed warnings in Application Insights."
         ),
         severity=1,
         query=ARCHIVE_FAILURES_QUERY,

@@ -5,14 +5,17 @@ Used by ``GET /api/export`` and by the operators' command for requests that come
 
     python -m shared.export --email alice@example.com [--out FILE]
 
-The document is ``{"exportedAt", "email", "sessions": [summary + "messages": [...]],
-"complete": true}``. Memory does not grow with the user's data: sessions are read a page at a
-time, in an order a session keeps while it moves between the containers (so none is missed or
-doubled), and each session's messages a page at a time. Once the first byte is out the status
-cannot change, so a failure part-way ends the stream without its closing ``"complete": true``
-and with the document unterminated: it does not parse, and the HTTP response is cut off
-(``docs/http.md``, "Export"). The command writes to a temporary file that becomes ``FILE``
-only when the document is whole.
+The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" + "messages":
+[...]], "complete": true}``, each message with everything stored with it (feedback, the model
+that answered and its token counts, the client's message id).
+
+Memory does not grow with the user's data: sessions are read a page at a time, in an order a
+session keeps while it moves between the containers (so none is missed or doubled), and each
+session's messages a page at a time. Once the first byte is out the status cannot change, so a
+failure part-way ends the stream without its closing ``"complete": true`` and with the document
+unterminated: it does not parse, and the HTTP response is cut off (``docs/http.md``,
+"Export"). The command writes to a temporary file that becomes ``FILE`` only when the document
+is whole.
 """
 
 from __future__ import annotations
@@ -64,7 +67,13 @@ async def export_document(
         for session in sessions:
             where: Where = "archive" if session.archived else "active"
             summary = session.to_summary().model_dump_json(by_alias=True)
-            yield ("," if count.sessions else "") + summary[:-1] + ',"messages":['
+            # Who set the title is stored too: everything stored goes into an export.
+            title_source = json.dumps(session.title_source)
+            yield (
+                ("," if count.sessions else "")
+                + summary[:-1]
+                + f',"titleSource":{title_source},"messages":['
+            )
             count.sessions += 1
             sent = 0
             after_seq = 0
@@ -73,7 +82,7 @@ async def export_document(
                     email, session.id, where=where, limit=MESSAGES_PAGE, after_seq=after_seq
                 )
                 for message in page:
-                    yield ("," if sent else "") + message.to_api().model_dump_json(by_alias=True)
+                    yield ("," if sent else "") + message.to_export().model_dump_json(by_alias=True)
                     sent += 1
                 if not more or not page:
                     break

@@ -71,6 +71,26 @@ class MessageOut(ApiModel):
     )
 
 
+def _absent_if_none(value: object) -> bool:
+    return value is None
+
+
+class ExportMessage(MessageOut):
+    """A message as an export holds it: the API's message and everything else stored with it
+    (a right-of-access request gets all of it)."""
+
+    client_message_id: str | SkipJsonSchema[None] = Field(
+        None, alias="clientMessageId", exclude_if=_absent_if_none
+    )
+    model: str | SkipJsonSchema[None] = Field(None, exclude_if=_absent_if_none)
+    prompt_tokens: int | SkipJsonSchema[None] = Field(
+        None, alias="promptTokens", exclude_if=_absent_if_none
+    )
+    completion_tokens: int | SkipJsonSchema[None] = Field(
+        None, alias="completionTokens", exclude_if=_absent_if_none
+    )
+
+
 class SessionSummary(ApiModel):
     session_id: str = Field(alias="sessionId")
     title: str
@@ -179,6 +199,19 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+        )
+
+    def to_export(self) -> ExportMessage:
+        return ExportMessage(
+            id=self.id,
+            role=self.role,
+            content=self.content,
+            timestamp=iso(self.timestamp),
+            feedback=self.feedback.to_api() if self.feedback else None,
+            client_message_id=self.client_message_id,
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
         )
 
 

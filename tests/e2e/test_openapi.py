@@ -38,6 +38,7 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "SearchResult": models.SearchResult,
     "SearchResults": models.SearchResults,
     "EraseProgress": models.EraseProgress,
+    "ExportMessage": models.ExportMessage,
     "ErrorDetail": models.ErrorDetail,
     "ErrorResponse": models.ErrorResponse,
     "HealthResponse": models.HealthResponse,

@@ -348,6 +348,33 @@ def test_preflight_from_an_allowed_origin(edge_host: RunningHost, origin: str) -
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+def test_preflight_allows_every_method_the_api_has(edge_host: RunningHost, method: str) -> None:
+    response = httpx.options(
+        edge_host.base_url + "/api/sessions/s_" + "0" * 32,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert method in response.headers["access-control-allow-methods"]
+
+
+def test_a_cross_origin_page_may_read_retry_after(edge_host: RunningHost) -> None:
+    """Retry-After (429, 503, a 202 of deleting everything) and an export's file name are
+    readable by a page on another origin: the service exposes them itself."""
+    response = httpx.get(
+        edge_host.base_url + "/api/sessions",
+        headers={"Origin": "https://app.example.com"},
+        timeout=10,
+    )
+    exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert {"Retry-After", "Content-Disposition"} <= exposed
+
+
 @pytest.mark.parametrize(
     "origin",
     [
