@@ -162,11 +162,8 @@ def pause_at(
     return gate
 
 
-def messages_of(email: str, store_items: dict[str, list[dict[str, Any]]]) -> int:
-    """How many message items of ``email`` the raw items hold (SQLite rows or Cosmos items)."""
+def messages_of(items: list[dict[str, Any]]) -> int:
+    """How many message items raw items of one container hold (SQLite rows, Cosmos items)."""
     return sum(
-        1
-        for found in store_items.values()
-        for item in found
-        if item.get("table") == "messages" or item.get("type") == "message"
+        1 for item in items if item.get("table") == "messages" or item.get("type") == "message"
     )
