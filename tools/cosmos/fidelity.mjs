@@ -5,7 +5,9 @@
 //   - lib/routes `default` (the router): wrapped to check auth, to add a route, and to put a
 //     wrapper around the handlers whose behaviour departs from Cosmos DB;
 //   - lib/json `default` (the body reader): wrapped so a handler can read a body we read first;
-//   - the compiled-query `code` getter of @zeit/cosmosdb-query: a linear-time rewrite.
+//   - the compiled-query `code` getter of @zeit/cosmosdb-query: a linear-time rewrite;
+//   - the query compiler's built-in functions (read at call time): string functions that take
+//     Cosmos' ignore-case argument.
 // Each gap is explained where it is closed, and listed in README.md beside this file.
 
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -545,6 +547,32 @@ function patchQueryCompiler() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// GAP: string functions. Cosmos' CONTAINS, STARTSWITH and ENDSWITH take an optional third
+// argument, ignore case (`CONTAINS(c.content, @q, true)`); the package accepted two arguments
+// only and refused the query (400). Same type rules as the package: a non-string operand, or a
+// non-boolean third argument, is undefined (no match).
+
+function withIgnoreCase(name, test) {
+  return (...args) => {
+    if (args.length < 2 || args.length > 3) {
+      throw new Error(`The ${name} function requires 2 or 3 argument(s)`);
+    }
+    const [text, part, ignoreCase = false] = args;
+    if (typeof text !== "string" || typeof part !== "string" || typeof ignoreCase !== "boolean") {
+      return undefined;
+    }
+    return ignoreCase ? test(text.toLowerCase(), part.toLowerCase()) : test(text, part);
+  };
+}
+
+function patchStringFunctions() {
+  const builtins = require("@zeit/cosmosdb-query/lib/builtin-functions");
+  builtins.CONTAINS = withIgnoreCase("CONTAINS", (a, b) => a.includes(b));
+  builtins.STARTSWITH = withIgnoreCase("STARTSWITH", (a, b) => a.startsWith(b));
+  builtins.ENDSWITH = withIgnoreCase("ENDSWITH", (a, b) => a.endsWith(b));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Error bodies: Cosmos always names the error (`{"code": "NotFound", "message": ...}`); several
 // package handlers answer `{}` (e.g. delete or replace of a missing item). Fill the code in.
 
@@ -586,6 +614,7 @@ export function installFidelityPatches({ auth = true } = {}) {
     req[RAW_BODY] !== undefined ? JSON.parse(req[RAW_BODY].toString("utf8")) : originalJson(req);
 
   patchQueryCompiler();
+  patchStringFunctions();
 
   const handler = (rel) => lib(`handler/${rel}`).default;
   const wrappers = new Map([

@@ -1,0 +1,333 @@
+"""Search through the service, on every store (``openapi.yaml``: GET /api/search): a phrase is
+matched literally and case-insensitively in titles and message text, whatever it holds.
+
+The oracle is Python's own substring test over the seeded texts: each search must find exactly
+the messages (and titles) that contain the phrase, case-folded, and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.errors import InvalidRequest
+from shared.ids import message_item_id
+from shared.search import HITS_PER_SESSION, SNIPPET_CHARS
+from shared.service import ConversationService
+from shared.storage.base import Store
+from tests.contract.conftest import Runner
+from tests.support.scenarios import START, make_service, seed_session
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+# One message per session, each holding one tricky phrase; the decoys are what a search that
+# interpreted the phrase (as LIKE, regex, FTS5, Cosmos or plain SQL) would find instead.
+TRICKY = {
+    "50% off": "everything is 50% off today",
+    "e_c": "my snake_case name",
+    "C:\\new": "the file is in C:\\new\\dir",
+    '"hello world"': 'she wrote "hello world" in quotes',
+    "a*b": "the glob a*b matches",
+    "x-ray": "an x-ray of the hand",
+    "NEAR(alpha omega)": "the token NEAR(alpha omega) is FTS5 syntax",
+    "' OR 1=1 --": "classic ' OR 1=1 -- injection",
+    "c.content, @q) OR (true": "cosmos c.content, @q) OR (true attempt",
+    "text:secret": "an fts5 column filter text:secret here",
+    "it's": "well it's fine",
+    "^begin": "anchored ^begin marker",
+    "{a b}": "braces {a b} group",
+    "5%": "a 5% tip",
+    "__": "double __ underscores",
+    "\\\\": "two \\\\ backslashes",
+    "'; DROP TABLE messages; --": "bobby '; DROP TABLE messages; -- tables",
+}
+DECOYS = [
+    "everything is 50 cents off",  # LIKE '%50% off%'
+    "the cat",  # LIKE '%e_c%'
+    "C:\new",  # a backslash escape read as a newline
+    "hello world without quotes",  # a quoted FTS5 phrase
+    "the glob ab matches, also aXXb",  # * as a wildcard
+    "an x ray, a ray x",  # - as NOT
+    "alpha and omega",  # NEAR
+    "nothing to see",  # ' OR 1=1 matches everything
+    "the secret text",  # a column filter
+    "its fine",
+    "begin here",
+    "a b",
+    "a 5x tip",
+    "ab",
+    "a single \\ backslash",
+]
+UNICODE = {
+    "ÉCOLE": "je vais à l'école demain",
+    "МОСКВА": "поездка в москва скоро",  # noqa: RUF001 (Cyrillic on purpose)
+    "東京タワー": "私は東京タワーに行きました",
+    "東京": "東京 again",
+    "🎉🎉": "party 🎉🎉 time",
+    "🎉 t": "party 🎉🎉 time",
+    "HeLLo ThErE": "well hello there friend",
+}
+
+
+def expected(corpus: dict[str, list[str]], titles: dict[str, str], q: str) -> dict[str, list[int]]:
+    """Session id -> the seqs of its messages that contain ``q`` (case-insensitively), for
+    every session whose title or messages contain it."""
+    needle = q.lower()
+    found: dict[str, list[int]] = {}
+    for sid, texts in corpus.items():
+        seqs = [seq for seq, text in enumerate(texts, start=1) if needle in text.lower()]
+        if seqs or needle in titles[sid].lower():
+            found[sid] = seqs
+    return found
+
+
+def got(results: Any) -> dict[str, list[int]]:
+    return {
+        r.session_id: [int(m.message_id.rsplit(":", 1)[1]) for m in r.matches]
+        for r in results.results
+    }
+
+
+async def search(
+    svc: ConversationService,
+    email: str,
+    q: str,
+    *,
+    limit: int = 50,
+    archived: bool = False,
+    continuation: str | None = None,
+) -> Any:
+    return await svc.search(email, q, limit=limit, continuation=continuation, archived=archived)
+
+
+def test_metacharacters_and_syntax_are_matched_literally(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        corpus: dict[str, list[str]] = {}
+        titles: dict[str, str] = {}
+        targets: dict[str, str] = {}
+        texts = [*TRICKY.values(), *DECOYS]
+        for index, text in enumerate(texts):
+            session = await seed_session(
+                store, alice, [text], at=START + timedelta(seconds=index), title=f"note {index}"
+            )
+            corpus[session.id], titles[session.id] = [text], f"note {index}"
+            targets[text] = session.id
+        for q, text in TRICKY.items():
+            want = expected(corpus, titles, q)
+            assert want == {targets[text]: [1]}, f"the corpus itself is ambiguous for {q!r}"
+            found = await search(svc, alice, q)
+            assert got(found) == want, q
+            [match] = found.results[0].matches
+            assert (match.message_id, match.role) == (message_item_id(targets[text], 1), "user")
+            assert q.lower() in match.snippet.lower()
+
+    run(scenario)
+
+
+def test_case_is_ignored_in_any_script_and_emoji_match(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        corpus: dict[str, list[str]] = {}
+        titles: dict[str, str] = {}
+        texts = [*sorted(set(UNICODE.values())), "ecole without the accent", "tokyo"]
+        for index, text in enumerate(texts):
+            session = await seed_session(
+                store, alice, [text, "ok"], at=START + timedelta(seconds=index), title="t"
+            )
+            corpus[session.id], titles[session.id] = [text, "ok"], "t"
+        for q in UNICODE:
+            want = expected(corpus, titles, q)
+            assert want, q
+            assert got(await search(svc, alice, q)) == want, q
+            assert got(await search(svc, alice, q.lower())) == want, q
+            assert got(await search(svc, alice, q.upper())) == expected(corpus, titles, q.upper())
+
+    run(scenario)
+
+
+def test_titles_and_messages_match_newest_session_first(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        by_title = await seed_session(
+            store, alice, ["nothing here", "nor here"], at=START, title="Kiwi Recipes"
+        )
+        by_message = await seed_session(
+            store,
+            alice,
+            ["how do I peel a KIWI?", "carefully", "and a kiwi smoothie", "sure", "kiwi", "x"],
+            at=START + timedelta(minutes=1),
+        )
+        both = await seed_session(
+            store, alice, ["kiwis again", "yes"], at=START + timedelta(minutes=2), title="kiwi"
+        )
+        await seed_session(store, alice, ["no fruit", "none"], at=START + timedelta(minutes=3))
+        found = await search(svc, alice, "kiwi")
+        assert [r.session_id for r in found.results] == [both.id, by_message.id, by_title.id]
+        assert got(found) == {both.id: [1], by_message.id: [1, 3, 5], by_title.id: []}
+        assert [r.title for r in found.results] == ["kiwi", "seeded", "Kiwi Recipes"]
+        assert [r.archived for r in found.results] == [False] * 3
+        assert found.continuation_token is None
+        # Up to three matches per session, the first ones in order.
+        many = await seed_session(
+            store, alice, [f"kiwi number {i}" for i in range(1, 9)], at=START + timedelta(hours=1)
+        )
+        assert got(await search(svc, alice, "kiwi number"))[many.id] == [1, 2, 3]
+        assert HITS_PER_SESSION == 3
+
+    run(scenario)
+
+
+def test_snippets_hold_the_match_within_160_characters(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+    filler = "lorem ipsum dolor sit amet " * 20  # 540 characters of words
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        texts = {
+            "middle": filler + "the NEEDLE-middle is here " + filler,
+            "start": "NEEDLE-start begins it " + filler,
+            "end": filler + "it ends with NEEDLE-end",
+            "short": "a short NEEDLE-short text",
+            "unbroken": "x" * 500 + "NEEDLE-unbroken" + "y" * 500,
+        }
+        for index, text in enumerate(texts.values()):
+            await seed_session(store, alice, [text], at=START + timedelta(seconds=index))
+        for name, text in texts.items():
+            phrase = f"needle-{name}"
+            [result] = (await search(svc, alice, phrase)).results
+            [match] = result.matches
+            assert len(match.snippet) <= SNIPPET_CHARS
+            assert f"NEEDLE-{name}" in match.snippet, (name, match.snippet)
+            assert match.snippet in text
+            if len(text) <= SNIPPET_CHARS:
+                assert match.snippet == text
+
+    run(scenario)
+
+
+def test_pages_follow_on_and_tokens_are_bound_to_user_and_query(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        made = [
+            (await seed_session(store, alice, [f"page me {i}"], at=START + timedelta(minutes=i))).id
+            for i in range(7)
+        ]
+        await seed_session(store, bob, ["page me too"])
+        seen: list[str] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            found = await search(svc, alice, "page me", limit=3, continuation=token)
+            pages += 1
+            seen += [r.session_id for r in found.results]
+            token = found.continuation_token
+            if token is None:
+                break
+        assert pages == 3
+        assert seen == made[::-1]
+
+        first = await search(svc, alice, "page me", limit=3)
+        token = first.continuation_token
+        assert token is not None
+        for email, q, archived in (
+            (bob, "page me", False),  # another user's token
+            (alice, "page me too", False),  # another query's
+            (alice, "PAGE ME", False),  # the same words, another phrase
+            (alice, "page me", True),  # the archive's search
+        ):
+            with pytest.raises(InvalidRequest):
+                await search(svc, email, q, limit=3, continuation=token, archived=archived)
+        with pytest.raises(InvalidRequest):  # a listing's token is not a search's
+            listing = await svc.list_sessions(alice, limit=3, continuation=None, archived=False)
+            assert listing.continuation_token is not None
+            await search(svc, alice, "page me", limit=3, continuation=listing.continuation_token)
+        with pytest.raises(InvalidRequest):
+            await search(svc, alice, "page me", limit=3, continuation="garbage")
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "q", ["", " ", "a", " a ", "é", "🎉", "x" * 201, "tab\there", "nul\x00x", " \n "]
+)
+def test_phrases_that_cannot_be_searched_are_refused(
+    run: Runner[None], emails: tuple[str, str], q: str
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        with pytest.raises(InvalidRequest):
+            await search(make_service(store), alice, q)
+
+    run(scenario)
+
+
+def test_the_longest_and_shortest_phrases_work(run: Runner[None], emails: tuple[str, str]) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        long_phrase = ("abcdefghij" * 20)[:200]
+        target = await seed_session(store, alice, [f"x {long_phrase} y", "ok"])
+        short = await seed_session(store, alice, ["an Ox here", "ok"])
+        await seed_session(store, alice, ["o and x apart", "nothing"])
+        assert got(await search(svc, alice, long_phrase)) == {target.id: [1]}
+        assert got(await search(svc, alice, f"  {long_phrase}  ")) == {target.id: [1]}
+        # Two characters take another path on SQLite (shorter than its index's trigrams).
+        assert got(await search(svc, alice, "ox")) == {short.id: [1]}
+        assert got(await search(svc, alice, "OX")) == {short.id: [1]}
+
+    run(scenario)
+
+
+def test_archive_isolation_deletes_and_erasure(run: Runner[None], emails: tuple[str, str]) -> None:
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        active = await seed_session(store, alice, ["find the walrus", "ok"])
+        archived = await seed_session(
+            store,
+            alice,
+            ["an archived walrus", "ok"],
+            at=START + timedelta(minutes=1),
+            archived=True,
+        )
+        deleted = await seed_session(store, alice, ["a deleted walrus", "ok"])
+        bobs = await seed_session(store, bob, ["bob's walrus", "ok"])
+        await svc.delete_session(alice, deleted.id)
+
+        assert got(await search(svc, alice, "walrus")) == {active.id: [1]}
+        in_archive = await search(svc, alice, "walrus", archived=True)
+        assert got(in_archive) == {archived.id: [1]}
+        assert [r.archived for r in in_archive.results] == [True]
+        assert got(await search(svc, bob, "walrus")) == {bobs.id: [1]}
+        assert got(await search(svc, bob, "walrus", archived=True)) == {}
+        assert got(await search(svc, alice, "bob's walrus")) == {}
+
+        assert await svc.erase_everything(bob, budget_s=600)
+        assert got(await search(svc, bob, "walrus")) == {}
+        assert got(await search(svc, alice, "walrus")) == {active.id: [1]}
+
+    run(scenario)

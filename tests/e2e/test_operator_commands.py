@@ -1,0 +1,289 @@
+"""The operators' commands for one user, as processes (``shared/export.py``, ``shared/erase.py``):
+
+    python -m shared.export --email alice@example.com [--out FILE]
+    python -m shared.erase --email alice@example.com [--dry-run]
+
+on the embedded store and on Cosmos (the local server, or COSMOS_ENDPOINT's account). What they
+print, what they write, what they leave, and their audit line on stderr: the hashed user and
+counts, never the address or any message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from shared.audit import user_hash
+from shared.models import FeedbackRequest
+from shared.storage.base import Store
+from shared.storage.sqlite import SqliteStore
+from tests.archive.conftest import raw_items
+from tests.conftest import dev_headers
+from tests.contract.conftest import cosmos_database
+from tests.support.cosmos_server import CosmosAccount
+from tests.support.faulty import FAIL_ENV
+from tests.support.host import ROOT, run_host
+from tests.support.scenarios import (
+    START,
+    chat_request,
+    make_service,
+    nothing_of,
+    seed_session,
+    without_volatile,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+T = TypeVar("T")
+SALT = "operator-test-salt"
+SECRET = "the-secret-words"  # in every seeded message: never in a command's output
+
+
+@dataclass
+class Storage:
+    name: str
+    env: dict[str, str]
+    open_store: Callable[[], Store]
+
+    def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        async def main() -> T:
+            store = self.open_store()
+            try:
+                return await work(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    def command(
+        self, *args: str, extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env={**base, **self.env, **(extra or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+@pytest.fixture(params=["sqlite", "cosmos"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    common = {"AUTH_MODE": "dev", "LOG_HASH_SALT": SALT, "LLM_PROVIDER": "echo"}
+    if request.param == "sqlite":
+        path = tmp_path / "ops.db"
+        env = {**common, "STORAGE_BACKEND": "sqlite", "SQLITE_PATH": str(path)}
+        yield Storage("sqlite", env, lambda: SqliteStore(path))
+        return
+    account: CosmosAccount = request.getfixturevalue("cosmos_account")
+    with cosmos_database(account) as database:
+        env = {
+            **common,
+            "STORAGE_BACKEND": "cosmos",
+            "COSMOS_ENDPOINT": account.endpoint,
+            "COSMOS_KEY": account.key,
+            "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
+            "COSMOS_DATABASE": database.name,
+        }
+        yield Storage("cosmos", env, database.store)
+
+
+@pytest.fixture
+def users() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:10]
+    return f"kate-{tag}@example.com", f"bob-{tag}@example.com"
+
+
+async def populate(store: Store, email: str) -> tuple[int, int]:
+    """Active, archived and deleted conversations with feedback; (sessions, messages) kept."""
+    svc = make_service(store)
+    first = await svc.chat(email, chat_request(f"hello {SECRET}"))
+    await svc.chat(email, chat_request(f"more {SECRET}", first.session_id))
+    await svc.set_feedback(
+        email,
+        first.session_id,
+        first.assistant.id,
+        FeedbackRequest.model_validate({"rating": "up", "comment": f"comment {SECRET}"}),
+    )
+    await seed_session(store, email, [f"archived {SECRET} {i}" for i in range(250)], archived=True)
+    await seed_session(store, email, [f"active {SECRET}", "answer"], at=START)
+    gone = await svc.chat(email, chat_request(f"deleted {SECRET}"))
+    await svc.delete_session(email, gone.session_id)
+    return 3, 4 + 250 + 2
+
+
+def audit_lines(stderr: str, event: str) -> list[dict[str, Any]]:
+    prefix = f"{event} "
+    return [
+        json.loads(line.removeprefix(prefix))
+        for line in stderr.splitlines()
+        if line.startswith(prefix + "{")
+    ]
+
+
+def assert_nothing_revealed(output: str, *emails: str) -> None:
+    assert SECRET not in output
+    for email in emails:
+        assert email not in output
+
+
+def test_export_writes_what_the_api_serves(
+    storage: Storage, users: tuple[str, str], tmp_path: Path
+) -> None:
+    kate, bob = users
+    sessions, messages = storage.with_store(lambda store: populate(store, kate))
+    storage.with_store(lambda store: populate(store, bob))
+    with (
+        run_host(storage.env, tmp_path / "host.log") as host,
+        httpx.Client(base_url=host.base_url, headers=dev_headers(kate), timeout=60) as client,
+    ):
+        served = client.get("/api/export").json()
+
+    out = tmp_path / "exports" / "kate.json"
+    ran = storage.command("shared.export", "--email", kate, "--out", str(out))
+    assert ran.returncode == 0, ran.stderr
+    [line] = ran.stdout.splitlines()
+    assert json.loads(line) == {"sessions": sessions, "messages": messages, "complete": True}
+    text = out.read_text(encoding="utf-8")
+    assert text.endswith('"complete":true}\n')
+    written = json.loads(text)
+    assert written.pop("exportedAt").endswith("Z")
+    served.pop("exportedAt")
+    assert written == served
+    assert len(written["sessions"]) == sessions
+    assert audit_lines(ran.stderr, "export") == [
+        {
+            "user": user_hash(kate, SALT),
+            "by": "operator",
+            "sessions": sessions,
+            "messages": messages,
+            "complete": True,
+        }
+    ]
+    assert_nothing_revealed(ran.stderr + ran.stdout, kate, bob)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["kate.json"]  # no temporary left
+
+    # Without --out the document is the standard output, the summary goes to stderr; the
+    # address is taken as the identity rule takes it (lower-cased).
+    to_stdout = storage.command("shared.export", "--email", kate.upper())
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    document = json.loads(to_stdout.stdout)
+    document.pop("exportedAt")
+    assert document == served
+    assert {"sessions": sessions, "messages": messages, "complete": True} in [
+        json.loads(x) for x in to_stdout.stderr.splitlines() if x.startswith('{"sessions"')
+    ]
+
+
+@pytest.mark.parametrize("fail", ["page_messages:3", "all_sessions:1"])
+def test_an_export_that_fails_part_way_writes_no_file(
+    storage: Storage, users: tuple[str, str], tmp_path: Path, fail: str
+) -> None:
+    kate, _ = users
+    storage.with_store(lambda store: populate(store, kate))
+    out = tmp_path / "out" / "kate.json"
+    ran = storage.command(
+        "tests.support.faulty",
+        "shared.export",
+        "--email",
+        kate,
+        "--out",
+        str(out),
+        extra={FAIL_ENV: fail},
+    )
+    assert ran.returncode == 1, ran.stderr
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []  # nor any part of it under another name
+    assert ran.stdout == ""
+    [audit] = audit_lines(ran.stderr, "export")
+    assert (audit["complete"], audit["user"]) == (False, user_hash(kate, SALT))
+    assert_nothing_revealed(ran.stderr, kate)
+
+
+def test_erase_counts_then_leaves_nothing(storage: Storage, users: tuple[str, str]) -> None:
+    kate, bob = users
+    sessions, messages = storage.with_store(lambda store: populate(store, kate))
+    storage.with_store(lambda store: populate(store, bob))
+    before = storage.with_store(lambda store: raw_items(store, kate))
+    bob_before = storage.with_store(lambda store: raw_items(store, bob))
+
+    dry = storage.command("shared.erase", "--email", kate, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    [line] = dry.stdout.splitlines()
+    assert json.loads(line) == {"sessions": sessions, "messages": messages, "dryRun": True}
+    after_dry = storage.with_store(lambda store: raw_items(store, kate))
+    assert without_volatile(after_dry) == without_volatile(before)
+    assert audit_lines(dry.stderr, "erase") == [
+        {
+            "user": user_hash(kate, SALT),
+            "by": "operator",
+            "sessions": sessions,
+            "messages": messages,
+            "dryRun": True,
+        }
+    ]
+
+    ran = storage.command("shared.erase", "--email", kate)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"sessions": sessions, "messages": messages, "dryRun": False}
+    assert storage.with_store(lambda store: nothing_of(store, kate))
+    bob_after = storage.with_store(lambda store: raw_items(store, bob))
+    assert without_volatile(bob_after) == without_volatile(bob_before)
+    [audit] = audit_lines(ran.stderr, "erase")
+    assert (audit["user"], audit["sessions"], audit["messages"], audit["dryRun"]) == (
+        user_hash(kate, SALT),
+        sessions,
+        messages,
+        False,
+    )
+    for output in (dry.stdout + dry.stderr, ran.stdout + ran.stderr):
+        assert_nothing_revealed(output, kate, bob)
+
+    again = storage.command("shared.erase", "--email", kate)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"sessions": 0, "messages": 0, "dryRun": False}
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "\u212aATE@example.com",  # a Kelvin sign, which lower-cases to the k of kate@...
+        "kate@example.com\u200b",  # a zero-width space
+        "kate@@example.com",
+        "",
+    ],
+    ids=["not-an-email", "kelvin-sign", "zero-width", "two-at", "empty"],
+)
+@pytest.mark.parametrize("command", ["export", "erase"])
+def test_a_malformed_email_exits_2_and_touches_nothing(
+    storage: Storage, tmp_path: Path, email: str, command: str
+) -> None:
+    victim = "kate@example.com"  # what a look-alike must never become
+    storage.with_store(lambda store: populate(store, victim))
+    before = storage.with_store(lambda store: raw_items(store, victim))
+    out = tmp_path / "never.json"
+    args = ["--out", str(out)] if command == "export" else []
+    ran = storage.command(f"shared.{command}", "--email", email, *args)
+    assert ran.returncode == 2, (ran.stdout, ran.stderr)
+    assert ran.stdout == ""
+    assert f"{command}: --email: " in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1  # one clear line, no stack
+    assert audit_lines(ran.stderr, command) == []
+    assert not out.exists()
+    after = storage.with_store(lambda store: raw_items(store, victim))
+    assert without_volatile(after) == without_volatile(before)
