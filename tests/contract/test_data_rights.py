@@ -50,7 +50,8 @@ async def export_text(svc: ConversationService, email: str) -> str:
 async def all_messages(store: Store, email: str, sid: str, where: Any) -> list[dict[str, Any]]:
     page, more = await store.page_messages(email, sid, where=where, limit=100_000)
     assert not more
-    return [m.to_api().model_dump(by_alias=True) for m in page]
+    # As an export holds them: the API's message and everything else stored with it.
+    return [m.to_export().model_dump(by_alias=True) for m in page]
 
 
 # ---- export --------------------------------------------------------------------------------------
@@ -118,14 +119,18 @@ def test_export_holds_every_session_once_with_its_messages_in_order(
             assert session["archived"] is (sid in archived_ids)
             record = await store.get_session(alice, sid, where=where)  # type: ignore[arg-type]
             assert record is not None
-            assert {k: v for k, v in session.items() if k != "messages"} == (
-                record.to_summary().model_dump(by_alias=True)
-            )
+            assert {k: v for k, v in session.items() if k != "messages"} == {
+                **record.to_summary().model_dump(by_alias=True),
+                "titleSource": record.title_source,
+            }
             assert session["messages"] == await all_messages(store, alice, sid, where)
             assert len(session["messages"]) == session["messageCount"]
         by_id = {s["sessionId"]: s for s in sessions}
         assert len(by_id[long_active.id]["messages"]) == MESSAGES_PAGE * 2 + 50
         assert by_id[rated.session_id]["messages"][1]["feedback"]["comment"] == "great"
+        # Everything stored goes out: the answer's model and token counts too.
+        assert by_id[rated.session_id]["messages"][1]["model"] == "echo"
+        assert "completionTokens" in by_id[rated.session_id]["messages"][1]
         assert by_id[small_archived.id]["messages"][1]["feedback"]["rating"] == "down"
 
         bob_document = json.loads(await export_text(svc, bob))

@@ -438,8 +438,14 @@ def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
         assert gone not in by_id and bobs not in by_id
         assert (by_id[sid]["archived"], by_id[archived.id]["archived"]) == (False, True)
         for session_id, session in by_id.items():
-            assert session["messages"] == every_message(client, session_id)
+            # The API's message fields, the same; the export adds what else is stored.
+            api = every_message(client, session_id)
+            assert [
+                {k: m[k] for k in a} for m, a in zip(session["messages"], api, strict=True)
+            ] == api
             assert len(session["messages"]) == session["messageCount"]
+        assert by_id[sid]["messages"][1]["model"] == "echo"
+        assert by_id[sid]["titleSource"] == "first-message"
         assert by_id[sid]["messages"][1]["feedback"]["comment"] == "ok"
         assert [m["content"] for m in by_id[sid]["messages"]] == [
             "export me",
