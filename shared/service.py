@@ -97,10 +97,11 @@ def derived_session_id(email: str, client_message_id: str) -> str:
     return "s_" + digest[:32]
 
 
-def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: spreads contending writers apart."""
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with jitter ("equal jitter": between half and all of the step), so
+    writers that lost the same race try again at different moments."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-    return (rng or random).uniform(ceiling / 2, ceiling)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (spreading retries, not secrets)
 
 
 def title_of(raw: str) -> str:
