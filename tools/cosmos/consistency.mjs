@@ -40,7 +40,8 @@ export function formatSessionToken(lsn) {
 
 /**
  * Reads the request's x-ms-session-token. The SDK sends `<range>:<vector>` pairs joined by
- * commas (`0:-1#42`, or `0:-1#42#1=40` in multi-region accounts); a legacy token is `<range>:<lsn>`.
+ * commas (`0:-1#42`, or `0:-1#42#1=40` in multi-region accounts); a legacy token is
+ * `<range>:<lsn>`.
  * Returns { lsn } (lsn null when no token applies to range 0) or { invalid: true }: Cosmos
  * refuses a token it cannot parse with 400.
  */

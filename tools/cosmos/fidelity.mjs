@@ -787,6 +787,10 @@ function itemOperation(kind, run) {
       return fail(res, 400, "BadRequest", "The session token provided is invalid.");
     }
 
+    // Read the body first: what follows then runs without waiting on the network, so no other
+    // request's write lands between choosing a view (or taking the write lock) and using it.
+    if (req.method !== "GET" && req.method !== "DELETE") await readRawBody(req);
+
     let body;
     let lsn;
     let retryAfterMs = null;
@@ -798,8 +802,6 @@ function itemOperation(kind, run) {
       retryAfterMs = throttle(charge);
       lsn = req[VIEW].lsn;
     } else {
-      // Read the body first: the write itself then runs without waiting on the network.
-      if (req.method !== "GET" && req.method !== "DELETE") await readRawBody(req);
       const done = await consistency.write(
         collection,
         async () => {

@@ -31,8 +31,10 @@ Modes (off unless given):
                             x-ms-retry-after-ms (env COSMOS_RU_PER_SECOND)
 
 Strict behaviours of Azure (on unless turned off):
-  --no-strict-continuations a page exactly full may end the results without a continuation
-                            token (env COSMOS_STRICT_CONTINUATIONS=off)
+  --strict-continuations    a page exactly full may carry a continuation token that leads to an
+                            empty page, as Cosmos may answer (the default)
+  --no-strict-continuations a page exactly full ends the results without a token
+                            (env COSMOS_STRICT_CONTINUATIONS=off)
   --utf8-payload-size       weigh items as UTF-8 instead of as sent with non-ASCII escaped
                             (env COSMOS_PAYLOAD_SIZE=utf8)
   --no-request-charges      answer x-ms-request-charge: 1 instead of the estimate
@@ -105,7 +107,9 @@ function options() {
     strictContinuations:
       values["strict-continuations"] ??
       !(values["no-strict-continuations"] || isOff(env.COSMOS_STRICT_CONTINUATIONS ?? "on")),
-    payloadAsSent: !(values["utf8-payload-size"] || /^utf-?8$/i.test(env.COSMOS_PAYLOAD_SIZE ?? "")),
+    payloadAsSent: !(
+      values["utf8-payload-size"] || /^utf-?8$/i.test(env.COSMOS_PAYLOAD_SIZE ?? "")
+    ),
     requestCharges: !(values["no-request-charges"] || isOff(env.COSMOS_REQUEST_CHARGES ?? "on")),
     ownerSubstatus: !(values["no-owner-substatus"] || isOff(env.COSMOS_OWNER_SUBSTATUS ?? "on")),
   };
