@@ -5,6 +5,7 @@ use the real azure-cosmos SDK and are skipped when COSMOS_ENDPOINT names another
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -13,11 +14,13 @@ import pytest
 from azure.core import MatchConditions
 from azure.cosmos import PartitionKey, exceptions
 from azure.cosmos.aio import ContainerProxy as AsyncContainerProxy
+from azure.cosmos.aio import CosmosClient as AsyncCosmosClient
 from azure.cosmos.documents import ConnectionPolicy, RetryOptions
 
 from tests.cosmos.fidelity_support import (
     ALICE,
     BOB,
+    CONTAINER,
     LIST_QUERY,
     Store,
     exists,
@@ -111,6 +114,23 @@ def test_client_sees_its_own_writes_at_once(lagging: Store) -> None:
         assert not await exists(container, "s1:000001", ALICE)
 
     lagging.run(scenario)
+
+
+def test_an_aio_client_not_entered_misses_its_own_writes(lagging: Store) -> None:
+    """The aio client reads the account, and starts keeping session tokens, in `__aenter__`:
+    used without `async with` it sends none, so a lagging replica hides its own writes."""
+
+    async def main() -> bool:
+        account = lagging.account
+        client = AsyncCosmosClient(account.endpoint, account.key, **account.client_kwargs())
+        try:
+            container = client.get_database_client(lagging.database).get_container_client(CONTAINER)
+            await container.create_item(session(ALICE, "s1"))
+            return await exists(container, "s1", ALICE)
+        finally:
+            await client.close()
+
+    assert asyncio.run(main()) is False
 
 
 def test_a_write_session_token_makes_the_write_visible(lagging: Store) -> None:
