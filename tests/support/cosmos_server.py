@@ -55,6 +55,17 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 _FALSE_WORDS = {"0", "false", "no", "off"}
+# The server's own environment switches (tools/cosmos/README.md). local_cosmos() removes them
+# from the server's environment, so that its mode is exactly the one asked for.
+_MODE_ENV = (
+    "COSMOS_REPLICA_LAG_WRITES",
+    "COSMOS_REPLICA_LAG_MS",
+    "COSMOS_RU_PER_SECOND",
+    "COSMOS_STRICT_CONTINUATIONS",
+    "COSMOS_PAYLOAD_SIZE",
+    "COSMOS_REQUEST_CHARGES",
+    "COSMOS_OWNER_SUBSTATUS",
+)
 
 
 @dataclass(frozen=True)
@@ -175,12 +186,14 @@ def local_cosmos(
 ) -> Iterator[CosmosAccount]:
     """Starts ``node tools/cosmos/server.mjs`` on 127.0.0.1 (port 0: any free port) in ``mode``
     (default: the server's defaults) with ``mode_fields`` (CosmosMode's fields) on top, waits for
-    its ready line, yields the account, and stops the server when the block ends."""
+    its ready line, yields the account, and stops the server when the block ends. The server's
+    COSMOS_* mode variables are not passed on: the mode is exactly the one asked for."""
     node = _check_installed()
     chosen = dataclasses.replace(mode or CosmosMode(), **mode_fields)
     proc = subprocess.Popen(
         [node, str(LAUNCHER), "--port", str(port), "--exit-on-stdin-close", *chosen.args()],
         cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if k not in _MODE_ENV},
         stdin=subprocess.PIPE,  # closes when this process dies: the server then stops too
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
