@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cosmos_server import cosmos_account  # noqa: F401  (a fixture)
+from tests.support.cosmos_server import (  # noqa: F401  (fixtures)
+    cosmos_account,
+    cosmos_account_lagging,
+    cosmos_account_throttled,
+)
 from tests.support.host import RunningHost, run_host
 from tests.support.jwks import issuer, jwks_url  # noqa: F401  (fixtures)
 

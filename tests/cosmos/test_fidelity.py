@@ -8,12 +8,10 @@ they are skipped when COSMOS_ENDPOINT names another account.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from azure.core import MatchConditions
@@ -22,6 +20,25 @@ from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from azure.cosmos.aio import ContainerProxy as AsyncContainerProxy
 from azure.cosmos.aio import CosmosClient as AsyncCosmosClient
 
+from tests.cosmos.fidelity_support import (
+    ALICE,
+    ARCHIVE_QUERY,
+    BOB,
+    CAROL,
+    CONTAINER,
+    INDEXING_POLICY,
+    LIST_QUERY,
+    MB,
+    Store,
+    exists,
+    fresh_store,
+    lsn_of,
+    message,
+    page_of,
+    page_of_sync,
+    session,
+    sync_client,
+)
 from tests.support.cosmos_server import CosmosAccount, cosmos_target
 
 pytestmark = [
@@ -33,37 +50,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Unverified HTTPS request"),
 ]
 
-T = TypeVar("T")
-
-CONTAINER = "Conversations"
-ALICE = "alice@example.com"
-BOB = "bob@example.com"
-CAROL = "carol@example.com"
-MB = 1024 * 1024
-LIST_QUERY = (
-    "SELECT c.id, c.updatedAt FROM c WHERE c.type = 'session' ORDER BY c.updatedAt DESC, c.id DESC"
-)
-ARCHIVE_QUERY = (
-    "SELECT c.id, c.EmailID, c.updatedAt, c._etag FROM c "
-    "WHERE c.type = 'session' AND c.updatedAt < @cutoff"
-)
-INDEXING_POLICY = {
-    "indexingMode": "consistent",
-    "includedPaths": [
-        {"path": "/type/?"},
-        {"path": "/sessionId/?"},
-        {"path": "/seq/?"},
-        {"path": "/updatedAt/?"},
-    ],
-    "excludedPaths": [{"path": "/*"}],
-    "compositeIndexes": [
-        [
-            {"path": "/updatedAt", "order": "descending"},
-            {"path": "/id", "order": "descending"},
-        ]
-    ],
-}
-
 
 @pytest.fixture(scope="module")
 def account() -> Iterator[CosmosAccount]:
@@ -71,67 +57,10 @@ def account() -> Iterator[CosmosAccount]:
         yield target
 
 
-@dataclass
-class Store:
-    """A fresh database with Parley's container, reachable with both clients."""
-
-    account: CosmosAccount
-    database: str
-    sync: ContainerProxy
-
-    def run(self, scenario: Callable[[AsyncContainerProxy], Awaitable[T]]) -> T:
-        async def main() -> T:
-            async with AsyncCosmosClient(
-                self.account.endpoint, self.account.key, **self.account.client_kwargs()
-            ) as client:
-                container = client.get_database_client(self.database).get_container_client(
-                    CONTAINER
-                )
-                return await scenario(container)
-
-        return asyncio.run(main())
-
-
 @pytest.fixture
 def store(account: CosmosAccount) -> Iterator[Store]:
-    client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
-    name = f"fidelity-{uuid.uuid4().hex[:12]}"
-    database = client.create_database_if_not_exists(name)
-    container = database.create_container_if_not_exists(
-        CONTAINER, partition_key=PartitionKey("/EmailID"), indexing_policy=INDEXING_POLICY
-    )
-    try:
-        yield Store(account, name, container)
-    finally:
-        client.delete_database(name)
-
-
-def session(email: str, sid: str, updated_at: str = "2024-01-01T00:00:00Z", **extra: Any) -> dict:
-    return {"id": sid, "EmailID": email, "type": "session", "updatedAt": updated_at, **extra}
-
-
-def message(email: str, sid: str, seq: int, **extra: Any) -> dict:
-    return {
-        "id": f"{sid}:{seq:06d}",
-        "EmailID": email,
-        "type": "message",
-        "sessionId": sid,
-        "seq": seq,
-        "content": "hello",
-        **extra,
-    }
-
-
-async def exists(container: AsyncContainerProxy, item_id: str, email: str) -> bool:
-    try:
-        await container.read_item(item_id, partition_key=email)
-    except exceptions.CosmosResourceNotFoundError:
-        return False
-    return True
-
-
-def strip_system(item: dict) -> dict:
-    return {k: v for k, v in item.items() if not k.startswith("_")}
+    with fresh_store(account) as created:
+        yield created
 
 
 # --- point operations -----------------------------------------------------------------------
@@ -480,8 +409,8 @@ def test_order_by_pages_resume_in_a_new_query_call(store: Store) -> None:
         pager = store.sync.query_items(LIST_QUERY, partition_key=ALICE, max_item_count=3).by_page(
             token
         )
-        ids = [i["id"] for i in next(pager)]
-        return ids, pager.continuation_token
+        items, next_token = page_of_sync(pager)
+        return [i["id"] for i in items], next_token
 
     pages, token = [], None
     while True:
@@ -498,8 +427,8 @@ def test_order_by_pages_resume_in_a_new_query_call(store: Store) -> None:
             pager = container.query_items(
                 LIST_QUERY, partition_key=ALICE, max_item_count=3
             ).by_page(token)
-            pages.append([i["id"] async for i in await pager.__anext__()])
-            token = pager.continuation_token
+            items, token = await page_of(pager)
+            pages.append([i["id"] for i in items])
             if not token:
                 return pages
 
@@ -548,8 +477,8 @@ def test_cross_partition_query_pages_with_continuation(store: Store) -> None:
             pager = container.query_items(
                 ARCHIVE_QUERY, parameters=params, max_item_count=2
             ).by_page(token)
-            found += [(i["EmailID"], i["id"]) async for i in await pager.__anext__()]
-            token = pager.continuation_token
+            items, token = await page_of(pager)
+            found += [(i["EmailID"], i["id"]) for i in items]
             if not token:
                 return found
 
@@ -602,3 +531,325 @@ def test_delete_all_items_by_partition_key(store: Store) -> None:
         return left, others
 
     assert store.run(scenario) == ([0], [14])
+
+
+# --- session consistency ---------------------------------------------------------------------
+
+
+def test_account_reports_session_consistency(store: Store) -> None:
+    """The SDK reads the account's default consistency (the aio client in __aenter__) and keeps
+    session tokens only when it is Session, as a new Azure account's is."""
+    client = sync_client(store.account)
+    assert client.get_database_account().ConsistencyPolicy["defaultConsistencyLevel"] == "Session"
+
+    async def scenario(container: AsyncContainerProxy) -> bool:
+        return container.client_connection.session is not None
+
+    assert store.run(scenario)
+
+
+def test_session_tokens_flow_from_writes_to_reads_and_queries(store: Store) -> None:
+    """Every response on items carries `0:-1#<LSN>`, the LSN advances on every write, and the
+    aio client (entered with `async with`) sends the token back on reads and queries."""
+    seen: list[tuple[str | None, str | None]] = []  # (token sent, token received)
+
+    def hook(response: Any) -> None:
+        seen.append(
+            (
+                response.http_request.headers.get("x-ms-session-token"),
+                response.http_response.headers.get("x-ms-session-token"),
+            )
+        )
+
+    async def scenario(container: AsyncContainerProxy) -> None:
+        await container.create_item(session(ALICE, "s1"), raw_response_hook=hook)
+        first = seen[-1][1]
+        await container.read_item("s1", partition_key=ALICE, raw_response_hook=hook)
+        assert seen[-1] == (first, first)
+        query = container.query_items(
+            "SELECT * FROM c", partition_key=ALICE, raw_response_hook=hook
+        )
+        assert [i["id"] async for i in query] == ["s1"]
+        assert seen[-1] == (first, first)
+        await container.upsert_item(session(ALICE, "s1", title="t"), raw_response_hook=hook)
+        second = seen[-1][1]
+        assert lsn_of(second) > lsn_of(first)
+        await container.delete_item("s1", partition_key=ALICE, raw_response_hook=hook)
+        third = seen[-1][1]
+        assert lsn_of(third) > lsn_of(second)
+        cross = container.query_items("SELECT * FROM c", raw_response_hook=hook)
+        assert [i async for i in cross] == []
+        assert seen[-1] == (third, third)
+
+    store.run(scenario)
+
+
+def test_errors_on_items_carry_the_session_token(store: Store) -> None:
+    """404 (missing item), 409 and 412 are stamped with the token, as Cosmos does (the SDKs
+    capture it from these); a refused write does not advance the LSN."""
+
+    async def scenario(container: AsyncContainerProxy) -> None:
+        created = await container.create_item(session(ALICE, "s1"))
+        token = created.get_response_headers()["x-ms-session-token"]
+        await container.replace_item("s1", session(ALICE, "s1", title="new"))
+        after_replace = container.client_connection.last_response_headers["x-ms-session-token"]
+        attempts: list[Callable[[], Awaitable[Any]]] = [
+            lambda: container.read_item("nope", partition_key=ALICE),
+            lambda: container.create_item(session(ALICE, "s1")),
+            lambda: container.replace_item(
+                "s1",
+                session(ALICE, "s1"),
+                etag=created["_etag"],
+                match_condition=MatchConditions.IfNotModified,
+            ),
+        ]
+        statuses = []
+        for attempt in attempts:
+            with pytest.raises(exceptions.CosmosHttpResponseError) as caught:
+                await attempt()
+            statuses.append(caught.value.status_code)
+            assert caught.value.headers["x-ms-session-token"] == after_replace
+        assert statuses == [404, 409, 412]
+        assert lsn_of(after_replace) > lsn_of(token)
+
+    store.run(scenario)
+
+
+# --- request charges ---------------------------------------------------------------------------
+
+
+def charge(container: ContainerProxy | AsyncContainerProxy) -> float:
+    return float(container.client_connection.last_response_headers["x-ms-request-charge"])
+
+
+def test_request_charges_follow_the_size_based_estimate(store: Store) -> None:
+    """tools/cosmos/README.md: point read 1 + 0.14 (KB - 1), write 5 + 0.68 (KB - 1),
+    query 2.5 + 0.02 per item examined + 0.14 per KB returned, batch the sum."""
+    c = store.sync
+    small = session(ALICE, "small", blob="x" * 700)  # under 1 KB
+    big = session(ALICE, "big", blob="x" * (64 * 1024 - 200))  # about 64 KB
+    c.create_item(small)
+    assert charge(c) == 5
+    c.create_item(big)
+    assert 47 <= charge(c) <= 49  # Azure's table: ~48 RU to write 64 KB
+    c.read_item("small", partition_key=ALICE)
+    assert charge(c) == 1
+    c.read_item("big", partition_key=ALICE)
+    assert 9 <= charge(c) <= 10.5  # Azure's table: ~10 RU to read 64 KB
+    with pytest.raises(exceptions.CosmosResourceNotFoundError) as caught:
+        c.read_item("nope", partition_key=ALICE)
+    assert caught.value.headers["x-ms-request-charge"] == "1"
+
+    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.id = 'small'", partition_key=ALICE))
+    few = charge(c)
+    for i in range(50):
+        c.create_item(message(ALICE, "s1", i))
+    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.id = 'small'", partition_key=ALICE))
+    assert round(charge(c) - few, 2) == 1.0  # 50 more items examined at 0.02
+    list(c.query_items("SELECT * FROM c WHERE c.id = 'big'", partition_key=ALICE))
+    assert charge(c) > few + 8  # ~64 KB returned
+
+    results = c.execute_item_batch(
+        [("read", ("small",)), ("upsert", (message(ALICE, "s2", 1),)), ("delete", ("big",))],
+        partition_key=ALICE,
+    )
+    per_operation = [r["requestCharge"] for r in results]
+    assert per_operation[0] == 1 and per_operation[1] == 5 and 47 <= per_operation[2] <= 49
+    assert charge(c) == pytest.approx(sum(per_operation), abs=0.01)
+    c.delete_item("small", partition_key=ALICE)
+    assert charge(c) == 5
+
+
+# --- payload size as sent ----------------------------------------------------------------------
+
+
+def test_payload_is_weighed_as_sent_with_non_ascii_escaped(store: Store) -> None:
+    """The SDK sends `é` as `\\u00e9` (6 bytes): 400 000 of them are 2.4 MB as sent though
+    0.8 MB in UTF-8, and Cosmos weighs what was sent against its 2 MB limits."""
+    accents = "é" * 4_000
+
+    async def scenario(container: AsyncContainerProxy) -> None:
+        batch = [("create", (message(ALICE, "s1", seq, content=accents),)) for seq in range(100)]
+        with pytest.raises(exceptions.CosmosHttpResponseError) as caught:
+            await container.execute_item_batch(batch, partition_key=ALICE)
+        assert caught.value.status_code == 413
+        assert not await exists(container, "s1:000000", ALICE)
+
+        with pytest.raises(exceptions.CosmosHttpResponseError) as caught:
+            await container.create_item(session(ALICE, "big", blob="é" * 400_000))
+        assert caught.value.status_code == 413
+        assert not await exists(container, "big", ALICE)
+
+        # Under the limit as sent (1.8 MB): stored; a patch that grows it past 2 MB as sent
+        # (though 0.8 MB in UTF-8) is refused and changes nothing.
+        await container.create_item(session(ALICE, "near", blob="é" * 300_000))
+        with pytest.raises(exceptions.CosmosHttpResponseError) as caught:
+            await container.patch_item(
+                "near",
+                partition_key=ALICE,
+                patch_operations=[{"op": "set", "path": "/more", "value": "ü" * 60_000}],
+            )
+        assert caught.value.status_code == 413
+        assert "more" not in await container.read_item("near", partition_key=ALICE)
+
+    store.run(scenario)
+
+
+# --- paging --------------------------------------------------------------------------------------
+
+
+def test_exactly_full_last_page_carries_a_token_to_an_empty_page(store: Store) -> None:
+    """As Cosmos may: 6 items by 3 give pages of 3, 3 (with a token) and then an empty page with
+    no token. The SDK yields no page for it and keeps the token it was given."""
+    for i in range(6):
+        store.sync.create_item(session(ALICE, f"s{i}", f"2024-01-0{1 + i % 3}T00:00:00Z"))
+    for query in (LIST_QUERY, "SELECT c.id FROM c"):
+        items, tokens, token = [], [], None
+        for _ in range(3):  # two pages, then the empty one
+            pager = store.sync.query_items(query, partition_key=ALICE, max_item_count=3)
+            page, next_token = page_of_sync(pager.by_page(token))
+            if not page:
+                break
+            items += page
+            tokens.append(next_token)
+            token = next_token
+        assert len(items) == 6 and len({i["id"] for i in items}) == 6
+        assert all(tokens), "the full last page carries a continuation token"
+        empty = store.sync.query_items(query, partition_key=ALICE, max_item_count=3).by_page(token)
+        assert page_of_sync(empty) == ([], None)
+        assert empty.continuation_token == token  # the SDK's pager keeps the stale token
+
+    # The token of the full last page resumes after its last item: a later item is returned.
+    store.sync.create_item(session(ALICE, "s9", "2023-12-31T00:00:00Z"))
+    later = store.sync.query_items(LIST_QUERY, partition_key=ALICE, max_item_count=3)
+    last_token = tokens[-1]
+    page, _ = page_of_sync(later.by_page(last_token))
+    assert [i["id"] for i in page] == ["s9"]
+
+
+# --- missing owners ------------------------------------------------------------------------------
+
+
+def test_missing_container_or_database_is_404_with_substatus_1003(store: Store) -> None:
+    """Distinguishable from a missing item (404, substatus 0): point reads, queries, batches
+    and writes under a container that was deleted, or a database that does not exist."""
+    with pytest.raises(exceptions.CosmosResourceNotFoundError) as caught:
+        store.sync.read_item("nope", partition_key=ALICE)
+    assert caught.value.sub_status == 0
+
+    client = sync_client(store.account)
+    database = client.get_database_client(store.database)
+    database.create_container("Gone", partition_key=PartitionKey("/EmailID"))
+    gone = database.get_container_client("Gone")
+    gone.read()  # the SDK now caches the container's properties, as a running app would
+    database.delete_container("Gone")
+    elsewhere = client.get_database_client("no-such-database").get_container_client(CONTAINER)
+
+    for container in (gone, elsewhere):
+        for operation in item_operations(container):
+            with pytest.raises(exceptions.CosmosResourceNotFoundError) as caught:
+                operation()
+            assert caught.value.sub_status == 1003
+
+
+def item_operations(container: ContainerProxy) -> list[Callable[[], Any]]:
+    """A point read, a query, a create, an upsert and a batch on ``container``."""
+    return [
+        lambda: container.read_item("s1", partition_key=ALICE),
+        lambda: list(container.query_items("SELECT * FROM c", partition_key=ALICE)),
+        lambda: container.create_item(session(ALICE, "s1")),
+        lambda: container.upsert_item(session(ALICE, "s1")),
+        lambda: container.execute_item_batch(
+            [("create", (session(ALICE, "s1"),))], partition_key=ALICE
+        ),
+    ]
+
+
+# --- query features Parley is about to use -------------------------------------------------------
+
+
+def query_ids(store: Store, query: str, **params: Any) -> list[Any]:
+    parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
+    return list(store.sync.query_items(query, parameters=parameters, partition_key=ALICE))
+
+
+def test_contains_ignoring_case_and_lower(store: Store) -> None:
+    store.sync.create_item(session(ALICE, "s1", title="Trip to PARIS"))
+    store.sync.create_item(session(ALICE, "s2", title="paris notes"))
+    store.sync.create_item(session(ALICE, "s3", title="Berlin"))
+    store.sync.create_item(session(ALICE, "s4"))  # no title: CONTAINS is undefined, not true
+    search = "SELECT VALUE c.id FROM c WHERE CONTAINS(c.title, @q, true) ORDER BY c.id"
+    assert query_ids(store, search, q="Paris") == ["s1", "s2"]
+    exact = "SELECT VALUE c.id FROM c WHERE CONTAINS(c.title, @q) ORDER BY c.id"
+    assert query_ids(store, exact, q="paris") == ["s2"]
+    assert query_ids(store, exact.replace("@q)", "@q, false)"), q="paris") == ["s2"]
+    lowered = "SELECT VALUE c.id FROM c WHERE CONTAINS(LOWER(c.title), @q) ORDER BY c.id"
+    assert query_ids(store, lowered, q="paris") == ["s1", "s2"]
+    assert query_ids(store, "SELECT VALUE LOWER(c.title) FROM c WHERE c.id = 's1'") == [
+        "trip to paris"
+    ]
+
+
+def test_top_parameter_in_not_is_defined_array_length_and_count(store: Store) -> None:
+    for i in range(5):
+        extra = {"context": [{"role": "user"}] * i} if i % 2 else {}
+        store.sync.create_item(session(ALICE, f"s{i}", **extra))
+    top = "SELECT TOP @n VALUE c.id FROM c WHERE c.type = 'session' ORDER BY c.id DESC"
+    assert query_ids(store, top, n=2) == ["s4", "s3"]
+    within = "SELECT VALUE c.id FROM c WHERE c.id IN (@a, @b, 's9') ORDER BY c.id"
+    assert query_ids(store, within, a="s1", b="s4") == ["s1", "s4"]
+    bare = "SELECT VALUE c.id FROM c WHERE NOT IS_DEFINED(c.context) ORDER BY c.id"
+    assert query_ids(store, bare) == ["s0", "s2", "s4"]
+    lengths = "SELECT VALUE ARRAY_LENGTH(c.context) FROM c WHERE IS_DEFINED(c.context)"
+    assert sorted(query_ids(store, lengths)) == [1, 3]
+    counted = "SELECT VALUE COUNT(1) FROM c WHERE c.type = @type AND IS_DEFINED(c.context)"
+    assert query_ids(store, counted, type="session") == [2]
+
+
+def test_keyset_paging_over_a_two_property_order(store: Store) -> None:
+    """(updatedAt, id) DESC with ties on updatedAt: each page starts after the last one seen."""
+    stamps = ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-02", "2024-01-03", "2024-01-01"]
+    for i, stamp in enumerate(stamps):
+        store.sync.create_item(session(ALICE, f"s{i}", stamp))
+    expected = [
+        i["id"]
+        for i in sorted(
+            (session(ALICE, f"s{i}", s) for i, s in enumerate(stamps)),
+            key=lambda i: (i["updatedAt"], i["id"]),
+            reverse=True,
+        )
+    ]
+    first = "SELECT TOP @n c.id, c.updatedAt FROM c ORDER BY c.updatedAt DESC, c.id DESC"
+    after = (
+        "SELECT TOP @n c.id, c.updatedAt FROM c "
+        "WHERE (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @id)) "
+        "ORDER BY c.updatedAt DESC, c.id DESC"
+    )
+    seen: list[str] = []
+    page = query_ids(store, first, n=2)
+    while page:
+        seen += [i["id"] for i in page]
+        page = query_ids(store, after, n=2, u=page[-1]["updatedAt"], id=page[-1]["id"])
+    assert seen == expected
+
+
+def test_order_by_with_an_equality_filter_uses_the_composite_index(store: Store) -> None:
+    for i in range(3):
+        store.sync.create_item(session(ALICE, f"s{i}", f"2024-01-0{i + 1}T00:00:00Z"))
+        store.sync.create_item(message(ALICE, "s1", i + 1))
+    sessions = (
+        "SELECT VALUE c.id FROM c WHERE c.type = 'session' "
+        "ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+    )
+    assert query_ids(store, sessions) == ["s2", "s1", "s0"]
+    messages = (
+        "SELECT TOP @n VALUE c.seq FROM c WHERE c.sessionId = @s AND c.type = 'message' "
+        "ORDER BY c.sessionId DESC, c.seq DESC"
+    )
+    assert query_ids(store, messages, n=2, s="s1") == [3, 2]
+    reverse = messages.replace("DESC", "ASC")  # the index's exact reverse serves it too
+    assert query_ids(store, reverse, n=2, s="s1") == [1, 2]
+    unindexed = "SELECT VALUE c.id FROM c WHERE c.type = 'session' ORDER BY c.type, c.id"
+    with pytest.raises(exceptions.CosmosHttpResponseError) as caught:
+        query_ids(store, unindexed)
+    assert caught.value.status_code == 400

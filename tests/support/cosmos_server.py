@@ -7,13 +7,20 @@ localhost, which has the well-known key) and ``COSMOS_VERIFY_TLS`` (default true
 ``false``, ``no`` or ``off`` turn it off) says whether to verify its TLS certificate.
 
 Public API:
-    CosmosAccount          endpoint, key, verify_tls, is_local; client_kwargs()
+    CosmosAccount          endpoint, key, verify_tls, is_local, mode; client_kwargs()
+    CosmosMode             how a local server departs from its defaults (replica lag,
+                           throttling) or relaxes Azure's strict behaviours; LAGGING, THROTTLED
     LocalCosmosError       the local server could not be started
     EMULATOR_KEY           the emulator's well-known key (the only one the local server accepts)
-    local_cosmos(port=0)   context manager: a fresh local server for the duration of the block
+    local_cosmos(port=0, *, mode=None, **mode_fields)
+                           context manager: a fresh local server for the duration of the block,
+                           e.g. local_cosmos(replica_lag_writes=3) or local_cosmos(mode=LAGGING)
     cosmos_target()        context manager: the user's account, else a local server shared
-                           (reference-counted) by every caller in this process
+                           (reference-counted) by every caller in this process (default mode)
     cosmos_account         session-scoped pytest fixture built on cosmos_target()
+    cosmos_account_lagging, cosmos_account_throttled
+                           session-scoped pytest fixtures: each its own local server in the
+                           LAGGING / THROTTLED mode; skipped when COSMOS_ENDPOINT is set
 
 This module installs nothing: the server comes from ``npm ci`` at the repository root.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import queue
 import shutil
@@ -47,16 +55,83 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 _FALSE_WORDS = {"0", "false", "no", "off"}
+# The server's own environment switches (tools/cosmos/README.md). local_cosmos() removes them
+# from the server's environment, so that its mode is exactly the one asked for.
+_MODE_ENV = (
+    "COSMOS_REPLICA_LAG_WRITES",
+    "COSMOS_REPLICA_LAG_MS",
+    "COSMOS_RU_PER_SECOND",
+    "COSMOS_STRICT_CONTINUATIONS",
+    "COSMOS_PAYLOAD_SIZE",
+    "COSMOS_REQUEST_CHARGES",
+    "COSMOS_OWNER_SUBSTATUS",
+)
+
+
+@dataclass(frozen=True)
+class CosmosMode:
+    """The switches of ``node tools/cosmos/server.mjs`` (see tools/cosmos/README.md).
+
+    The defaults are the server's: Azure's strict behaviours on, replica lag and throttling off.
+    """
+
+    # Reads, queries and feed reads without a session token that covers them see their
+    # container as it was before its last N writes (0: off).
+    replica_lag_writes: int = 0
+    # ... or before the writes of the last N milliseconds (0: off).
+    replica_lag_ms: int = 0
+    # Throttle operations on items at N request units per second: 429 (0: off).
+    ru_per_second: int = 0
+    # A page exactly full may carry a continuation token that leads to an empty page.
+    strict_continuations: bool = True
+    # Items are weighed as sent (non-ASCII escaped) against the 2 MB limits, not as UTF-8.
+    payload_as_sent: bool = True
+    # x-ms-request-charge is the size-based estimate, not a constant 1.
+    request_charges: bool = True
+    # A missing database or container is 404 with x-ms-substatus 1003.
+    owner_substatus: bool = True
+
+    def args(self) -> list[str]:
+        """The server's command-line switches for this mode."""
+        args: list[str] = []
+        for flag, value in (
+            ("--replica-lag-writes", self.replica_lag_writes),
+            ("--replica-lag-ms", self.replica_lag_ms),
+            ("--ru-per-second", self.ru_per_second),
+        ):
+            if value < 0:
+                raise ValueError(f"{flag} must not be negative: {value}")
+            if value:
+                args += [flag, str(value)]
+        for flag, on in (
+            ("--no-strict-continuations", self.strict_continuations),
+            ("--utf8-payload-size", self.payload_as_sent),
+            ("--no-request-charges", self.request_charges),
+            ("--no-owner-substatus", self.owner_substatus),
+        ):
+            if not on:
+                args.append(flag)
+        return args
+
+
+# Replica lag: a client without a session token misses the last 5 writes of a container.
+LAGGING = CosmosMode(replica_lag_writes=5)
+# Throttling at 400 RU/s, the least throughput Azure lets a container provision: bursts get 429s
+# that the SDK retries.
+THROTTLED = CosmosMode(ru_per_second=400)
 
 
 @dataclass(frozen=True)
 class CosmosAccount:
-    """Where to connect: pass ``endpoint``, ``key`` and ``**client_kwargs()`` to CosmosClient."""
+    """Where to connect: pass ``endpoint``, ``key`` and ``**client_kwargs()`` to CosmosClient.
+
+    ``mode`` is the local server's mode, None for an account named by COSMOS_ENDPOINT."""
 
     endpoint: str
     key: str
     verify_tls: bool
     is_local: bool
+    mode: CosmosMode | None = None
 
     def client_kwargs(self) -> dict[str, Any]:
         return {"connection_verify": self.verify_tls}
@@ -106,13 +181,19 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def local_cosmos(port: int = 0) -> Iterator[CosmosAccount]:
-    """Starts ``node tools/cosmos/server.mjs`` on 127.0.0.1 (port 0: any free port), waits for
-    its ready line, yields the account, and stops the server when the block ends."""
+def local_cosmos(
+    port: int = 0, *, mode: CosmosMode | None = None, **mode_fields: Any
+) -> Iterator[CosmosAccount]:
+    """Starts ``node tools/cosmos/server.mjs`` on 127.0.0.1 (port 0: any free port) in ``mode``
+    (default: the server's defaults) with ``mode_fields`` (CosmosMode's fields) on top, waits for
+    its ready line, yields the account, and stops the server when the block ends. The server's
+    COSMOS_* mode variables are not passed on: the mode is exactly the one asked for."""
     node = _check_installed()
+    chosen = dataclasses.replace(mode or CosmosMode(), **mode_fields)
     proc = subprocess.Popen(
-        [node, str(LAUNCHER), "--port", str(port), "--exit-on-stdin-close"],
+        [node, str(LAUNCHER), "--port", str(port), "--exit-on-stdin-close", *chosen.args()],
         cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if k not in _MODE_ENV},
         stdin=subprocess.PIPE,  # closes when this process dies: the server then stops too
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -145,7 +226,9 @@ def local_cosmos(port: int = 0) -> Iterator[CosmosAccount]:
         stop()
         raise
     try:
-        yield CosmosAccount(endpoint=endpoint, key=EMULATOR_KEY, verify_tls=False, is_local=True)
+        yield CosmosAccount(
+            endpoint=endpoint, key=EMULATOR_KEY, verify_tls=False, is_local=True, mode=chosen
+        )
     finally:
         stop()
 
@@ -243,3 +326,22 @@ def cosmos_account() -> Iterator[CosmosAccount]:
     """The Cosmos account for the whole test session (see cosmos_target)."""
     with cosmos_target() as account:
         yield account
+
+
+def _local_mode_account(mode: CosmosMode) -> Iterator[CosmosAccount]:
+    if _user_account() is not None:
+        pytest.skip("COSMOS_ENDPOINT names an account; server modes exist on the local server only")
+    with local_cosmos(mode=mode) as account:
+        yield account
+
+
+@pytest.fixture(scope="session")
+def cosmos_account_lagging() -> Iterator[CosmosAccount]:
+    """A local server of its own in the LAGGING mode, for the whole test session."""
+    yield from _local_mode_account(LAGGING)
+
+
+@pytest.fixture(scope="session")
+def cosmos_account_throttled() -> Iterator[CosmosAccount]:
+    """A local server of its own in the THROTTLED mode, for the whole test session."""
+    yield from _local_mode_account(THROTTLED)

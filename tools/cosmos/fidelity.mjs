@@ -1,18 +1,41 @@
 // Fidelity patches for @vercel/cosmosdb-server, applied in-process by server.mjs.
 //
 // The package is not forked: every change below is an interception around its own modules.
-// Three seams are used, all module exports that the package reads at call time:
-//   - lib/routes `default` (the router): wrapped to check auth, to add a route, and to put a
-//     wrapper around the handlers whose behaviour departs from Cosmos DB;
+// The seams used are module exports and prototype methods that the package reads at call time:
+//   - lib/routes `default` (the router): wrapped to check auth, to add a route, to put a
+//     wrapper around the handlers whose behaviour departs from Cosmos DB, and to run every
+//     operation on items through `itemOperation` (session tokens, replica lag, request charges,
+//     throttling, missing owners);
 //   - lib/json `default` (the body reader): wrapped so a handler can read a body we read first;
-//   - the compiled-query `code` getter of @zeit/cosmosdb-query: a linear-time rewrite;
-//   - the query compiler's built-in functions (read at call time): string functions that take
-//     Cosmos' ignore-case argument.
+//   - Documents#_set / Documents#delete: observed to record what a write changed
+//     (consistency.mjs);
+//   - @zeit/cosmosdb-query: the compiled-query `code` getter (a linear-time rewrite), and
+//     built-in functions and paging (query-features.mjs).
 // Each gap is explained where it is closed, and listed in README.md beside this file.
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createRequire } from "node:module";
 import { parse as parseUrl } from "node:url";
+
+import {
+  Consistency,
+  formatSessionToken,
+  installWriteCapture,
+  parseSessionToken,
+  PK_RANGE_ID,
+} from "./consistency.mjs";
+import { installQueryPatches } from "./query-features.mjs";
+import {
+  escapedJsonBytes,
+  formatCharge,
+  PARTITION_DELETE_CHARGE,
+  pointReadCharge,
+  queryCharge,
+  TokenBucket,
+  tooManyRequestsBody,
+  utf8JsonBytes,
+  writeCharge,
+} from "./throughput.mjs";
 
 const require = createRequire(import.meta.url);
 const PKG = "@vercel/cosmosdb-server";
@@ -27,10 +50,26 @@ export const MAX_ITEM_BYTES = 2 * 1024 * 1024;
 export const MAX_BATCH_OPERATIONS = 100;
 
 const RAW_BODY = Symbol("parley.rawBody");
+const VIEW = Symbol("parley.view"); // the consistency View a read is served from
+const CHARGE = Symbol("parley.charge"); // the request charge a handler worked out
+const QUERY_STATS = Symbol("parley.queryStats"); // { examined, returnedBytes } of a query page
 const PK_HEADER = "x-ms-documentdb-partitionkey";
 const NOT_FOUND_MESSAGE = "Entity with the specified id does not exist in the system.";
 const PRECONDITION_MESSAGE =
   "Operation cannot be performed because one of the specified precondition is not met.";
+
+/**
+ * Behaviours that can be switched (installFidelityPatches sets them; README.md lists them).
+ * payloadAsSent: item sizes are measured as the client sent them (non-ASCII escaped by the
+ * Python SDK), not as UTF-8.
+ */
+const config = {
+  payloadAsSent: true,
+  requestCharges: true,
+  ownerSubstatus: true,
+};
+let consistency = new Consistency();
+let bucket = null; // TokenBucket when throttling is on
 
 function fail(res, statusCode, code, message) {
   res.statusCode = statusCode;
@@ -65,8 +104,18 @@ async function readJson(req, res) {
   }
 }
 
-function jsonBytes(value) {
-  return Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
+/**
+ * An item's size for the 2 MB limit. Cosmos measures what the client sent; the Python SDK sends
+ * JSON with non-ASCII characters escaped (`é` is 6 bytes, an emoji 12), so an item of text that
+ * fits in 2 MB of UTF-8 can be refused. `asciiBody` false: the client sent raw UTF-8.
+ */
+function itemBytes(value, asciiBody = true) {
+  return config.payloadAsSent && asciiBody ? escapedJsonBytes(value) : utf8JsonBytes(value);
+}
+
+/** Whether a request body is pure ASCII (as the Python SDK sends JSON by default). */
+function isAscii(raw) {
+  return raw.every((byte) => byte < 0x80);
 }
 
 function tooLarge(res) {
@@ -105,12 +154,14 @@ function itemPartitionValue(collection, item) {
   return value === undefined ? UNDEFINED_PK : value;
 }
 
-function allItems(collection) {
-  return [...collection.documents._data.values()].map((entry) => entry.read());
+/** The view a read is served from: set by itemOperation; the latest state otherwise. */
+function viewOf(req, collection) {
+  if (!req[VIEW]) req[VIEW] = consistency.view(collection, null);
+  return req[VIEW];
 }
 
-function partitionItems(collection, value) {
-  return allItems(collection).filter((item) => itemPartitionValue(collection, item) === value);
+function partitionItems(collection, items, value) {
+  return items.filter((item) => itemPartitionValue(collection, item) === value);
 }
 
 /** The package's own key for an item: the parsed partition value, or the id as a fallback. */
@@ -203,24 +254,32 @@ class UndoLog {
 // ---------------------------------------------------------------------------------------------
 // GAP: a point read of a missing item (or of an item under another partition key) in a
 // partitioned container crashed with a TypeError, answered as 500. Cosmos answers 404.
+// The item is read from the request's view (the latest state, or a lagging replica's).
 
 async function readDocument(account, req, res, params, original) {
   const collection = account.database(params.dbId).collection(params.collId);
   const pk = partitionKeyHeader(req);
-  if (collection.read() && pk.present && !pk.invalid) {
-    const item = collection.document(params.docId, storageKey(pk.raw, params.docId)).read();
-    if (!item || itemPartitionValue(collection, item) !== pk.value) {
-      return fail(res, 404, "NotFound", NOT_FOUND_MESSAGE);
-    }
+  if (!collection.read() || !pk.present || pk.invalid) {
+    return original(account, req, res, params);
   }
-  return original(account, req, res, params);
+  const item = viewOf(req, collection).get(storageKey(pk.raw, params.docId), params.docId);
+  if (!item || itemPartitionValue(collection, item) !== pk.value) {
+    return fail(res, 404, "NotFound", NOT_FOUND_MESSAGE);
+  }
+  res.statusCode = 200;
+  return item;
+}
+
+/** The size Cosmos weighs a create/upsert/replace by: the request body as received. */
+function sentBytes(body, size) {
+  return config.payloadAsSent ? size : utf8JsonBytes(body);
 }
 
 // GAP: item size. Cosmos refuses an item (request) over 2 MB with 413; the package stored it.
 async function createOrUpsertDocument(account, req, res, params, original) {
   const { body, size, error } = await readJson(req, res);
   if (error) return error;
-  if (size > MAX_ITEM_BYTES) return tooLarge(res);
+  if (sentBytes(body, size) > MAX_ITEM_BYTES) return tooLarge(res);
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     return fail(res, 400, "BadRequest", "The input content is invalid.");
   }
@@ -232,7 +291,7 @@ async function createOrUpsertDocument(account, req, res, params, original) {
 async function replaceDocument(account, req, res, params, original) {
   const { body, size, error } = await readJson(req, res);
   if (error) return error;
-  if (size > MAX_ITEM_BYTES) return tooLarge(res);
+  if (sentBytes(body, size) > MAX_ITEM_BYTES) return tooLarge(res);
   if (!body || typeof body !== "object" || body.id !== params.docId) {
     return fail(res, 400, "BadRequest", "The id in the body does not match the id of the item.");
   }
@@ -240,7 +299,8 @@ async function replaceDocument(account, req, res, params, original) {
 }
 
 // GAP: a patch whose result is over 2 MB must be refused (413) and leave the item as it was;
-// a patch that fails (400, 412) must leave it as it was too.
+// a patch that fails (400, 412) must leave it as it was too. The result is weighed as the SDK
+// would send it (non-ASCII escaped).
 async function patchDocument(account, req, res, params, original) {
   const collection = account.database(params.dbId).collection(params.collId);
   const pk = partitionKeyHeader(req);
@@ -253,7 +313,7 @@ async function patchDocument(account, req, res, params, original) {
   if (res.statusCode >= 400) {
     // the package's patch mutates nested objects of the stored item before it can fail
     undo.rollback();
-  } else if (result && jsonBytes(result) > MAX_ITEM_BYTES) {
+  } else if (result && itemBytes(result) > MAX_ITEM_BYTES) {
     undo.rollback();
     return tooLarge(res);
   }
@@ -275,10 +335,13 @@ async function patchDocument(account, req, res, params, original) {
 //     the failed operation's status_code and error_index;
 //   - more than 100 operations, or none: 400 for the whole request (CosmosHttpResponseError);
 //   - a body over 2 MB: 413 for the whole request;
-//   - every item written must belong to the batch's partition key (else that operation: 400).
+//   - every item written must belong to the batch's partition key (else that operation: 400);
+//   - an item is weighed as it was sent: escaped JSON if the body was pure ASCII (the Python
+//     SDK's default), else UTF-8;
+//   - each result carries its own requestCharge (throughput.mjs); the batch's charge is their sum.
 
-function opResult(statusCode, body) {
-  const result = { statusCode, requestCharge: statusCode < 400 ? 1 : 0 };
+function opResult(statusCode, body, charge) {
+  const result = { statusCode, requestCharge: Math.round(charge * 100) / 100 };
   if (body && statusCode < 400 && body._etag) {
     result.eTag = body._etag;
     result.resourceBody = body;
@@ -286,38 +349,51 @@ function opResult(statusCode, body) {
   return result;
 }
 
-function runBatchOperation(collection, op, pk, undo) {
-  const ops = lib("handler/_document-operations");
-  const { patchOperation } = lib("handler/_patch-operations");
+/** The estimated charge of one batch operation (throughput.mjs); `current`: the item before. */
+function batchOperationCharge(type, result, current) {
+  if (result.statusCode >= 400) return 1;
+  if (type === "read") return pointReadCharge(result.body);
+  if (type === "delete") return writeCharge(current);
+  return writeCharge(result.body);
+}
+
+function runBatchOperation(collection, op, pk, undo, asciiBody) {
   const type = String(op && op.operationType).toLowerCase();
   const body = op ? op.resourceBody : undefined;
-  const pkRaw = op && typeof op.partitionKey === "string" ? op.partitionKey : pk.raw;
-  const ifMatch = op ? op.ifMatch : undefined;
-  const ifNoneMatch = op ? op.ifNoneMatch : undefined;
-
   const writesBody = type === "create" || type === "upsert" || type === "replace";
   if (writesBody) {
     if (!body || typeof body !== "object" || Array.isArray(body) || !body.id) {
-      return { statusCode: 400 };
+      return { statusCode: 400, charge: 1 };
     }
-    if (jsonBytes(body) > MAX_ITEM_BYTES) return { statusCode: 413 };
-    if (itemPartitionValue(collection, body) !== pk.value) return { statusCode: 400 };
-    if (type === "replace" && op.id !== undefined && op.id !== body.id) return { statusCode: 400 };
+    if (itemBytes(body, asciiBody) > MAX_ITEM_BYTES) return { statusCode: 413, charge: 1 };
+    if (itemPartitionValue(collection, body) !== pk.value) return { statusCode: 400, charge: 1 };
+    if (type === "replace" && op.id !== undefined && op.id !== body.id) {
+      return { statusCode: 400, charge: 1 };
+    }
   } else if (!op || typeof op.id !== "string") {
-    return { statusCode: 400 };
+    return { statusCode: 400, charge: 1 };
   }
-
   const id = writesBody ? body.id : op.id;
+  const pkRaw = typeof op.partitionKey === "string" ? op.partitionKey : pk.raw;
   const partition = storageKey(pkRaw, id);
   const current = collection.document(id, partition).read();
+  const target = { type, id, pk, pkRaw, partition, current };
+  const result = applyBatchOperation(collection, op, target, undo);
+  return { ...result, charge: batchOperationCharge(type, result, current) };
+}
+
+function applyBatchOperation(collection, op, { type, id, pk, pkRaw, partition, current }, undo) {
+  const ops = lib("handler/_document-operations");
+  const { patchOperation } = lib("handler/_patch-operations");
+  const body = op.resourceBody;
   const sameValue = current && itemPartitionValue(collection, current) === pk.value;
-  if (ifNoneMatch !== undefined && current && sameValue) {
-    if (ifNoneMatch === "*" || ifNoneMatch === current._etag) {
+  if (op.ifNoneMatch !== undefined && current && sameValue) {
+    if (op.ifNoneMatch === "*" || op.ifNoneMatch === current._etag) {
       return { statusCode: type === "read" ? 304 : 412 };
     }
   }
 
-  const input = { partitionKey: pkRaw, id, ifMatch, resourceBody: body };
+  const input = { partitionKey: pkRaw, id, ifMatch: op.ifMatch, resourceBody: body };
   switch (type) {
     case "create":
       undo.remember(partition, id);
@@ -345,7 +421,7 @@ function runBatchOperation(collection, op, pk, undo) {
         operations: spec.operations,
         condition: spec.condition,
       });
-      if (result.statusCode < 400 && jsonBytes(result.body) > MAX_ITEM_BYTES) {
+      if (result.statusCode < 400 && itemBytes(result.body) > MAX_ITEM_BYTES) {
         return { statusCode: 413 };
       }
       return result;
@@ -355,12 +431,15 @@ function runBatchOperation(collection, op, pk, undo) {
   }
 }
 
+// The whole batch request is weighed as received (Cosmos: "the payload of a transactional batch
+// cannot exceed 2 MB").
 async function batchDocuments(account, req, res, params) {
   const { body, size, error } = await readJson(req, res);
   if (error) return error;
   const collection = account.database(params.dbId).collection(params.collId);
   if (!collection.read()) return fail(res, 404, "NotFound", NOT_FOUND_MESSAGE);
-  if (size > MAX_ITEM_BYTES) return tooLarge(res);
+  const raw = req[RAW_BODY];
+  if ((config.payloadAsSent ? size : utf8JsonBytes(body)) > MAX_ITEM_BYTES) return tooLarge(res);
   if (!Array.isArray(body) || body.length === 0) {
     return fail(res, 400, "BadRequest", "Batch request has no operations.");
   }
@@ -377,23 +456,25 @@ async function batchDocuments(account, req, res, params) {
     return fail(res, 400, "BadRequest", "A transactional batch requires a partition key.");
   }
 
+  const asciiBody = isAscii(raw);
   const undo = new UndoLog(collection);
   const results = [];
   let failedAt = -1;
   for (let i = 0; i < body.length; i += 1) {
     let result;
     try {
-      result = runBatchOperation(collection, body[i], pk, undo);
+      result = runBatchOperation(collection, body[i], pk, undo, asciiBody);
     } catch (err) {
       undo.rollback();
       throw err;
     }
-    results.push(opResult(result.statusCode, result.body));
+    results.push(opResult(result.statusCode, result.body, result.charge));
     if (result.statusCode >= 400) {
       failedAt = i;
       break;
     }
   }
+  req[CHARGE] = results.reduce((sum, r) => sum + r.requestCharge, 0);
 
   if (failedAt < 0) {
     res.statusCode = 200;
@@ -403,7 +484,7 @@ async function batchDocuments(account, req, res, params) {
   res.statusCode = 207;
   return body.map((_, i) =>
     i === failedAt
-      ? { statusCode: results[i].statusCode, requestCharge: 0 }
+      ? { statusCode: results[i].statusCode, requestCharge: results[i].requestCharge }
       : { statusCode: 424, requestCharge: 0 },
   );
 }
@@ -415,6 +496,9 @@ async function batchDocuments(account, req, res, params) {
 // Also: Cosmos serves ORDER BY a, b from a composite index (a, b) or its exact reverse; the
 // package accepted only the exact order. Continuation tokens are the package's own (opaque to
 // the SDK) and can be resumed by a new query call, as in Cosmos.
+// Queries and feed reads run over the request's view (the latest state, or a lagging replica's),
+// with the same query engine, items in _rid order (the order Cosmos pages in without ORDER BY;
+// the package paged in insertion order, which repeats or skips items once one was replaced).
 
 function withReversedComposites(compositeIndexes) {
   const flip = (order) => (order === "descending" ? "ascending" : "descending");
@@ -424,11 +508,12 @@ function withReversedComposites(compositeIndexes) {
   );
 }
 
-function queryCollection(collection, items, query, { maxItemCount, continuation }) {
+function queryCollection(req, collection, items, query, { maxItemCount, continuation }) {
   const meta = collection.read();
   const q = collection.documents._getQuery(query.query);
+  let page;
   try {
-    return q.exec(items, {
+    page = q.exec(items, {
       parameters: query.parameters,
       udf: collection.documents._userDefinedFunctions(),
       maxItemCount,
@@ -439,6 +524,9 @@ function queryCollection(collection, items, query, { maxItemCount, continuation 
     err.badRequest = true;
     throw err;
   }
+  const returnedBytes = page.result.reduce((sum, row) => sum + escapedJsonBytes(row), 0);
+  req[QUERY_STATS] = { examined: items.length, returnedBytes };
+  return page;
 }
 
 async function queryDocuments(account, req, res, params) {
@@ -454,9 +542,9 @@ async function queryDocuments(account, req, res, params) {
     if (!meta) return null;
     const pk = partitionKeyHeader(req);
     if (pk.invalid) return fail(res, 400, "BadRequest", "Invalid partition key header.");
-    let items;
+    let items = viewOf(req, collection).items();
     if (pk.present) {
-      items = partitionItems(collection, pk.value);
+      items = partitionItems(collection, items, pk.value);
     } else {
       const paths = (meta.partitionKey || {}).paths || [];
       const crossPartition = isTrue(req, "x-ms-documentdb-query-enablecrosspartition");
@@ -473,10 +561,9 @@ async function queryDocuments(account, req, res, params) {
           );
         }
       }
-      items = allItems(collection);
     }
     try {
-      return queryCollection(collection, items, body, paging);
+      return queryCollection(req, collection, items, body, paging);
     } catch (err) {
       if (err.badRequest) return fail(res, 400, "BadRequest", err.message);
       throw err;
@@ -485,20 +572,21 @@ async function queryDocuments(account, req, res, params) {
 }
 
 // GAP: reading the item feed (read_all_items) with a partition key read every partition.
-async function readDocuments(account, req, res, params, original) {
+async function readDocuments(account, req, res, params) {
   const pk = partitionKeyHeader(req);
-  if (!pk.present || pk.invalid) return original(account, req, res, params);
+  if (pk.invalid) return fail(res, 400, "BadRequest", "Invalid partition key header.");
   const readItems = lib("handler/_read-items").default;
   return readItems(req, res, "Documents", async (paging) => {
     const collection = account.database(params.dbId).collection(params.collId);
     if (!collection.read()) return null;
-    const items = partitionItems(collection, pk.value);
-    return queryCollection(collection, items, { query: "SELECT * FROM c" }, paging);
+    let items = viewOf(req, collection).items();
+    if (pk.present) items = partitionItems(collection, items, pk.value);
+    return queryCollection(req, collection, items, { query: "SELECT * FROM c" }, paging);
   });
 }
 
 // GAP: delete_all_items_by_partition_key had no route (400 "no route"). Cosmos deletes in the
-// background; here it is immediate.
+// background; here it is immediate (and one write: one LSN).
 async function deletePartition(account, req, res, params) {
   const collection = account.database(params.dbId).collection(params.collId);
   if (!collection.read()) return fail(res, 404, "NotFound", NOT_FOUND_MESSAGE);
@@ -506,11 +594,28 @@ async function deletePartition(account, req, res, params) {
   if (!pk.present || pk.invalid) {
     return fail(res, 400, "BadRequest", "A partition key is required.");
   }
-  for (const item of partitionItems(collection, pk.value)) {
+  const live = [...collection.documents._data.values()].map((entry) => entry.read());
+  for (const item of partitionItems(collection, live, pk.value)) {
     collection.documents.delete(item.id, storageKey(pk.raw, item.id));
   }
+  req[CHARGE] = PARTITION_DELETE_CHARGE;
   res.statusCode = 200;
   return {};
+}
+
+// GAP: the partition key ranges feed gave range ids as numbers (`"id": 0`); Cosmos gives strings
+// (`"id": "0"`). The SDK looks up its session tokens by the range id it parsed from a token
+// (always a string), so with a number it never found them and sent no session token at all.
+async function readPartitionKeyRanges(account, req, res, params, original) {
+  const body = await original(account, req, res, params);
+  if (body && Array.isArray(body.PartitionKeyRanges)) {
+    body.PartitionKeyRanges = body.PartitionKeyRanges.map((range) => ({
+      ...range,
+      id: String(range.id),
+      parents: (range.parents || []).map(String),
+    }));
+  }
+  return body;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,32 +652,6 @@ function patchQueryCompiler() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// GAP: string functions. Cosmos' CONTAINS, STARTSWITH and ENDSWITH take an optional third
-// argument, ignore case (`CONTAINS(c.content, @q, true)`); the package accepted two arguments
-// only and refused the query (400). Same type rules as the package: a non-string operand, or a
-// non-boolean third argument, is undefined (no match).
-
-function withIgnoreCase(name, test) {
-  return (...args) => {
-    if (args.length < 2 || args.length > 3) {
-      throw new Error(`The ${name} function requires 2 or 3 argument(s)`);
-    }
-    const [text, part, ignoreCase = false] = args;
-    if (typeof text !== "string" || typeof part !== "string" || typeof ignoreCase !== "boolean") {
-      return undefined;
-    }
-    return ignoreCase ? test(text.toLowerCase(), part.toLowerCase()) : test(text, part);
-  };
-}
-
-function patchStringFunctions() {
-  const builtins = require("@zeit/cosmosdb-query/lib/builtin-functions");
-  builtins.CONTAINS = withIgnoreCase("CONTAINS", (a, b) => a.includes(b));
-  builtins.STARTSWITH = withIgnoreCase("STARTSWITH", (a, b) => a.startsWith(b));
-  builtins.ENDSWITH = withIgnoreCase("ENDSWITH", (a, b) => a.endsWith(b));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Error bodies: Cosmos always names the error (`{"code": "NotFound", "message": ...}`); several
 // package handlers answer `{}` (e.g. delete or replace of a missing item). Fill the code in.
 
@@ -598,15 +677,189 @@ function withErrorCode(handler) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// GAP: a missing database or container. Cosmos answers an operation under a database or
+// container that does not exist with 404 and x-ms-substatus 1003 ("owner resource does not
+// exist"), so that a caller can tell it from a missing item (404, substatus 0). The package
+// answered 404 with no substatus, an empty body, or 500 (a create in a missing container).
+
+const OWNER_MISSING_MESSAGE =
+  "Owner resource does not exist. Learn more: https://aka.ms/cosmosdb-tsg-not-found";
+
+/** Whether the request is under a database or container (its owner) that does not exist. */
+function ownerIsMissing(account, req, params) {
+  if (params.dbId === undefined) return false;
+  const depth = (parseUrl(req.url).pathname || "").split("/").filter(Boolean).length;
+  const database = account.database(params.dbId);
+  if (!database.read()) return depth > 2; // below /dbs/{db}
+  if (params.collId === undefined) return false;
+  return !database.collection(params.collId).read() && depth > 4; // below /dbs/{db}/colls/{c}
+}
+
+function withOwner(handler) {
+  return async (account, req, res, params) => {
+    if (!ownerIsMissing(account, req, params)) return handler(account, req, res, params);
+    res.statusCode = 404;
+    res.setHeader("x-ms-substatus", config.ownerSubstatus ? "1003" : "0");
+    return { code: "NotFound", message: OWNER_MISSING_MESSAGE };
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations on items: session tokens, replica lag, request charges and throttling.
+//
+// GAP: session consistency. The package sent no x-ms-session-token and no x-ms-alt-content-path
+// (the SDK stores a token only when both are present), so the SDK never sent a token back and a
+// stale read could not be told from a fresh one. Here every response to an operation on items
+// carries `x-ms-session-token: 0:-1#<LSN>` (2xx, and 404 / 409 / 412, which Cosmos also stamps
+// and the SDKs read), `x-ms-alt-content-path: dbs/<db>/colls/<container>` and
+// `x-ms-documentdb-partitionkeyrangeid: 0`. Reads, queries and feed reads are served from the
+// view their token asks for (consistency.mjs); writes always apply to the latest state.
+// GAP: request charges. The package answered `x-ms-request-charge: 1` to everything; here each
+// response carries the estimate of throughput.mjs, and throttling (429) is applied when on.
+
+const KIND = { read: "read", query: "query", feed: "feed", write: "write", delete: "delete" };
+const READ_KINDS = new Set([KIND.read, KIND.query, KIND.feed]);
+const CHARGE_SENT = Symbol("parley.chargeSent");
+
+function setCharge(res, charge) {
+  if (!config.requestCharges) return;
+  res.setHeader("x-ms-request-charge", formatCharge(charge));
+  res[CHARGE_SENT] = true;
+}
+
+/** The package sets `x-ms-request-charge: 1` after every handler: keep the one we set. */
+function keepChargeHeader(res) {
+  const setHeader = res.setHeader;
+  res.setHeader = function setHeaderUnlessCharged(name, value) {
+    if (this[CHARGE_SENT] && String(name).toLowerCase() === "x-ms-request-charge") return this;
+    return setHeader.call(this, name, value);
+  };
+}
+
+function chargeOf(kind, req, res, body, tx) {
+  if (req[CHARGE] !== undefined) return req[CHARGE]; // batch, partition-key delete
+  const ok = res.statusCode < 400;
+  if (READ_KINDS.has(kind) && kind !== KIND.read) {
+    const stats = req[QUERY_STATS];
+    return stats ? queryCharge(stats.examined, stats.returnedBytes) : 1;
+  }
+  if (!ok) return 1;
+  if (kind === KIND.read) return pointReadCharge(body);
+  if (kind === KIND.delete) return writeCharge([...tx.befores.values()][0]?.doc);
+  return writeCharge(body);
+}
+
+/** Takes the charge from the bucket; returns null when admitted, else the retry delay (ms). */
+function throttle(charge) {
+  if (!bucket) return null;
+  const taken = bucket.take(charge);
+  return taken.ok ? null : taken.retryAfterMs;
+}
+
+function throttled(res, retryAfterMs) {
+  for (const name of ["x-ms-continuation", "x-ms-item-count", "etag"]) res.removeHeader(name);
+  res.statusCode = 429;
+  res.setHeader("x-ms-retry-after-ms", String(retryAfterMs));
+  res.setHeader("x-ms-substatus", "3200");
+  setCharge(res, 0);
+  return tooManyRequestsBody();
+}
+
+/** Whether Cosmos stamps a response with the session token (the SDKs read it from these). */
+function carriesSessionToken(statusCode) {
+  return statusCode < 400 || statusCode === 404 || statusCode === 409 || statusCode === 412;
+}
+
+function headerSafe(name) {
+  return String(name).replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c));
+}
+
+function itemOperation(kind, run) {
+  return async (account, req, res, params) => {
+    const collection = account.database(params.dbId).collection(params.collId);
+    res.setHeader(
+      "x-ms-alt-content-path",
+      `dbs/${headerSafe(params.dbId)}/colls/${headerSafe(params.collId)}`,
+    );
+    res.setHeader("x-ms-documentdb-partitionkeyrangeid", PK_RANGE_ID);
+    const token = parseSessionToken(req.headers["x-ms-session-token"]);
+    if (token.invalid) {
+      return fail(res, 400, "BadRequest", "The session token provided is invalid.");
+    }
+
+    // Read the body first: what follows then runs without waiting on the network, so no other
+    // request's write lands between choosing a view (or taking the write lock) and using it.
+    if (req.method !== "GET" && req.method !== "DELETE") await readRawBody(req);
+
+    let body;
+    let lsn;
+    let retryAfterMs = null;
+    let charge = 0;
+    if (READ_KINDS.has(kind)) {
+      req[VIEW] = consistency.view(collection, token.lsn);
+      body = await run(account, req, res, params);
+      charge = chargeOf(kind, req, res, body, null);
+      retryAfterMs = throttle(charge);
+      lsn = req[VIEW].lsn;
+    } else {
+      const done = await consistency.write(
+        collection,
+        async () => {
+          const out = await run(account, req, res, params);
+          return { ok: res.statusCode < 400, body: out };
+        },
+        (result, tx) => {
+          charge = chargeOf(kind, req, res, result.body, tx);
+          retryAfterMs = throttle(charge);
+          return retryAfterMs === null;
+        },
+      );
+      body = done.result.body;
+      lsn = done.lsn;
+    }
+
+    if (retryAfterMs !== null) return throttled(res, retryAfterMs);
+    setCharge(res, charge);
+    if (carriesSessionToken(res.statusCode)) {
+      res.setHeader("x-ms-session-token", formatSessionToken(lsn));
+    }
+    if (res.statusCode === 404) res.setHeader("x-ms-substatus", "0");
+    return body;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /**
  * Installs every patch. Call once, before the first request.
- * @param {{ auth?: boolean }} options  auth: check master-key signatures (default true)
+ * @param {object} options
+ * @param {boolean} [options.auth]  check master-key signatures (default true)
+ * @param {number} [options.replicaLagWrites]  reads without a (recent enough) session token see
+ *   the state before the last N writes of their container (default 0: off)
+ * @param {number} [options.replicaLagMs]  ... or before the writes of the last M milliseconds
+ * @param {number} [options.ruPerSecond]  throttle at N RU/s (default 0: off)
+ * @param {boolean} [options.strictContinuations]  a full last page may carry a continuation
+ *   (default true)
+ * @param {boolean} [options.payloadAsSent]  weigh items as sent, non-ASCII escaped (default true)
+ * @param {boolean} [options.requestCharges]  estimate x-ms-request-charge (default true)
+ * @param {boolean} [options.ownerSubstatus]  substatus 1003 for a missing owner (default true)
  */
-export function installFidelityPatches({ auth = true } = {}) {
+export function installFidelityPatches({
+  auth = true,
+  replicaLagWrites = 0,
+  replicaLagMs = 0,
+  ruPerSecond = 0,
+  strictContinuations = true,
+  payloadAsSent = true,
+  requestCharges = true,
+  ownerSubstatus = true,
+} = {}) {
   const routes = lib("routes");
   const json = lib("json");
   const pathMatch = lib("path-match").default;
+  Object.assign(config, { payloadAsSent, requestCharges, ownerSubstatus });
+  consistency = new Consistency({ lagWrites: replicaLagWrites, lagMs: replicaLagMs });
+  bucket = ruPerSecond > 0 ? new TokenBucket(ruPerSecond) : null;
 
   // Handlers get the body we already read, if we did.
   const originalJson = json.default;
@@ -614,7 +867,8 @@ export function installFidelityPatches({ auth = true } = {}) {
     req[RAW_BODY] !== undefined ? JSON.parse(req[RAW_BODY].toString("utf8")) : originalJson(req);
 
   patchQueryCompiler();
-  patchStringFunctions();
+  installQueryPatches({ strictContinuations });
+  installWriteCapture();
 
   const handler = (rel) => lib(`handler/${rel}`).default;
   const wrappers = new Map([
@@ -625,11 +879,30 @@ export function installFidelityPatches({ auth = true } = {}) {
     [handler("patch-document"), patchDocument],
     [handler("batch-documents"), (a, q, r, p) => batchDocuments(a, q, r, p)],
     [handler("query-documents"), (a, q, r, p) => queryDocuments(a, q, r, p)],
-    [handler("read-documents"), readDocuments],
+    [handler("read-documents"), (a, q, r, p) => readDocuments(a, q, r, p)],
+    [handler("read-partition-key-ranges"), readPartitionKeyRanges],
+  ]);
+  const kinds = new Map([
+    [handler("read-document"), KIND.read],
+    [handler("read-documents"), KIND.feed],
+    [handler("query-documents"), KIND.query],
+    [handler("create-document"), KIND.write],
+    [handler("upsert-document"), KIND.write],
+    [handler("replace-document"), KIND.write],
+    [handler("patch-document"), KIND.write],
+    [handler("delete-document"), KIND.delete],
+    [handler("batch-documents"), KIND.write],
   ]);
   const partitionKeyDelete = pathMatch("/dbs/:dbId/colls/:collId/operations/partitionkeydelete");
 
   const originalRoute = routes.default;
+  const wrap = (run) => {
+    const handle = withErrorCode(withOwner(run));
+    return (account, req, res, params) => {
+      keepChargeHeader(res);
+      return handle(account, req, res, params);
+    };
+  };
   const route = (req) => {
     if (auth) {
       const denied = checkAuthorization(req);
@@ -638,14 +911,16 @@ export function installFidelityPatches({ auth = true } = {}) {
     if (req.method === "POST") {
       const pathname = (parseUrl(req.url).pathname || "").replace(/^\/+/, "/");
       const params = partitionKeyDelete(pathname.replace(/\/+$/, ""));
-      if (params) return [params, deletePartition];
+      if (params) return [params, wrap(itemOperation(KIND.write, deletePartition))];
     }
     const found = originalRoute(req);
     if (!found) return found;
     const [params, original] = found;
     const wrapper = wrappers.get(original);
-    const run = wrapper ? (a, rq, rs, p) => wrapper(a, rq, rs, p, original) : original;
-    return [params, withErrorCode(run)];
+    let run = wrapper ? (a, rq, rs, p) => wrapper(a, rq, rs, p, original) : original;
+    const kind = kinds.get(original);
+    if (kind) run = itemOperation(kind, run);
+    return [params, wrap(run)];
   };
   // The package calls the router outside its try/catch: a throw there (a malformed %-escape in
   // the URL) would crash the process. Answer 400 instead.

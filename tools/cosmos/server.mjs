@@ -1,18 +1,6 @@
 #!/usr/bin/env node
 // Parley's local Cosmos DB for tests: @vercel/cosmosdb-server (pinned in package.json) with the
-// fidelity patches of fidelity.mjs, served over HTTPS on 127.0.0.1.
-//
-//   node tools/cosmos/server.mjs [--port N] [--no-auth] [--exit-on-stdin-close]
-//
-//   --port N    port to listen on (default: env COSMOS_PORT, else 8081); 0 picks a free port
-//   --no-auth   accept any key (default: only the emulator's well-known key; env COSMOS_AUTH=off)
-//   --exit-on-stdin-close
-//               stop when standard input closes, so a test process that dies takes the server
-//               with it (used by tests/support/cosmos_server.py)
-//
-// When it listens it prints one line to stdout, and nothing else there:
-//   COSMOS_READY https://127.0.0.1:PORT
-// Logs go to stderr. SIGTERM or SIGINT stop it (exit code 0). Data lives in memory only.
+// fidelity patches of fidelity.mjs, served over HTTPS on 127.0.0.1. See README.md beside this file.
 
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -25,8 +13,56 @@ import { installFidelityPatches } from "./fidelity.mjs";
 
 const HOST = "127.0.0.1";
 
+const USAGE = `usage: node tools/cosmos/server.mjs [options]
+
+  --port N                  port to listen on (env COSMOS_PORT; default 8081); 0: any free port
+  --no-auth                 accept any key (env COSMOS_AUTH=off; default: only the emulator's
+                            well-known key, as the official emulator)
+  --exit-on-stdin-close     stop when standard input closes, so a test process that dies takes
+                            the server with it (tests/support/cosmos_server.py uses it)
+
+Modes (off unless given):
+  --replica-lag-writes N    reads, queries and feed reads without a session token that covers
+                            them see their container as it was before its last N writes
+                            (env COSMOS_REPLICA_LAG_WRITES)
+  --replica-lag-ms MS       ... or before the writes of the last MS milliseconds
+                            (env COSMOS_REPLICA_LAG_MS)
+  --ru-per-second N         throttle operations on items at N request units per second: 429 with
+                            x-ms-retry-after-ms (env COSMOS_RU_PER_SECOND)
+
+Strict behaviours of Azure (on unless turned off):
+  --strict-continuations    a page exactly full may carry a continuation token that leads to an
+                            empty page, as Cosmos may answer (the default)
+  --no-strict-continuations a page exactly full ends the results without a token
+                            (env COSMOS_STRICT_CONTINUATIONS=off)
+  --utf8-payload-size       weigh items as UTF-8 instead of as sent with non-ASCII escaped
+                            (env COSMOS_PAYLOAD_SIZE=utf8)
+  --no-request-charges      answer x-ms-request-charge: 1 instead of the estimate
+                            (env COSMOS_REQUEST_CHARGES=off)
+  --no-owner-substatus      a missing database or container is 404 without substatus 1003
+                            (env COSMOS_OWNER_SUBSTATUS=off)
+
+When it listens it prints one line to stdout, and nothing else there:
+  COSMOS_READY https://127.0.0.1:PORT
+Logs go to stderr. SIGTERM or SIGINT stop it (exit code 0). Data lives in memory only.
+`;
+
 function log(message) {
   process.stderr.write(`[local-cosmos] ${message}\n`);
+}
+
+function isOff(value) {
+  return /^(0|off|false|no)$/i.test(String(value ?? "").trim());
+}
+
+/** A non-negative integer from a flag or its environment variable (0 when neither is set). */
+function count(name, flag, env) {
+  const raw = flag ?? process.env[env] ?? "0";
+  if (!/^\d+$/.test(String(raw).trim())) {
+    log(`invalid --${name}: ${raw}`);
+    process.exit(2);
+  }
+  return Number(raw);
 }
 
 function options() {
@@ -35,13 +71,19 @@ function options() {
       port: { type: "string" },
       "no-auth": { type: "boolean", default: false },
       "exit-on-stdin-close": { type: "boolean", default: false },
+      "replica-lag-writes": { type: "string" },
+      "replica-lag-ms": { type: "string" },
+      "ru-per-second": { type: "string" },
+      "strict-continuations": { type: "boolean" },
+      "no-strict-continuations": { type: "boolean", default: false },
+      "utf8-payload-size": { type: "boolean", default: false },
+      "no-request-charges": { type: "boolean", default: false },
+      "no-owner-substatus": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    process.stdout.write(
-      "usage: node tools/cosmos/server.mjs [--port N] [--no-auth] [--exit-on-stdin-close]\n",
-    );
+    process.stdout.write(USAGE);
     process.exit(0);
   }
   const rawPort = values.port ?? process.env.COSMOS_PORT ?? "8081";
@@ -50,8 +92,41 @@ function options() {
     log(`invalid port: ${rawPort}`);
     process.exit(2);
   }
-  const authOff = values["no-auth"] || /^(0|off|false|no)$/i.test(process.env.COSMOS_AUTH ?? "");
-  return { port, auth: !authOff, exitOnStdinClose: values["exit-on-stdin-close"] };
+  const env = process.env;
+  return {
+    port,
+    auth: !(values["no-auth"] || isOff(env.COSMOS_AUTH ?? "on")),
+    exitOnStdinClose: values["exit-on-stdin-close"],
+    replicaLagWrites: count(
+      "replica-lag-writes",
+      values["replica-lag-writes"],
+      "COSMOS_REPLICA_LAG_WRITES",
+    ),
+    replicaLagMs: count("replica-lag-ms", values["replica-lag-ms"], "COSMOS_REPLICA_LAG_MS"),
+    ruPerSecond: count("ru-per-second", values["ru-per-second"], "COSMOS_RU_PER_SECOND"),
+    strictContinuations:
+      values["strict-continuations"] ??
+      !(values["no-strict-continuations"] || isOff(env.COSMOS_STRICT_CONTINUATIONS ?? "on")),
+    payloadAsSent: !(
+      values["utf8-payload-size"] || /^utf-?8$/i.test(env.COSMOS_PAYLOAD_SIZE ?? "")
+    ),
+    requestCharges: !(values["no-request-charges"] || isOff(env.COSMOS_REQUEST_CHARGES ?? "on")),
+    ownerSubstatus: !(values["no-owner-substatus"] || isOff(env.COSMOS_OWNER_SUBSTATUS ?? "on")),
+  };
+}
+
+/** One stderr line naming the modes that differ from the defaults. */
+function describe(opts) {
+  const notes = [];
+  if (!opts.auth) notes.push("authorization checks are off (--no-auth)");
+  if (opts.replicaLagWrites) notes.push(`replica lag: ${opts.replicaLagWrites} writes`);
+  if (opts.replicaLagMs) notes.push(`replica lag: ${opts.replicaLagMs} ms`);
+  if (opts.ruPerSecond) notes.push(`throttling at ${opts.ruPerSecond} RU/s`);
+  if (!opts.strictContinuations) notes.push("strict continuations off");
+  if (!opts.payloadAsSent) notes.push("items weighed as UTF-8");
+  if (!opts.requestCharges) notes.push("request charges off");
+  if (!opts.ownerSubstatus) notes.push("owner substatus off");
+  return notes;
 }
 
 // A fresh self-signed certificate for 127.0.0.1/localhost, made with the system's openssl (EC
@@ -93,7 +168,7 @@ function main() {
     log("@vercel/cosmosdb-server is not installed: run `npm ci` at the repository root");
     process.exit(3);
   }
-  installFidelityPatches({ auth: opts.auth });
+  installFidelityPatches(opts);
 
   const server = cosmos.createHttpsServer({ ...certificate(), keepAlive: true });
   // Keep connections open longer than clients keep idle ones (aiohttp: 15 s), so a client never
@@ -124,7 +199,7 @@ function main() {
   });
   server.listen(opts.port, HOST, () => {
     const { port } = server.address();
-    if (!opts.auth) log("authorization checks are off (--no-auth)");
+    for (const note of describe(opts)) log(note);
     process.stdout.write(`COSMOS_READY https://${HOST}:${port}\n`);
   });
 }
