@@ -10,6 +10,12 @@ from devhost.app import build_app
 from devhost.timeouts import timed_protocol
 from shared.config import get_settings
 
+# The largest request head (request line and headers) the local host reads. h11's own limit
+# (16 KiB) applies only when a head arrives in several pieces, so a large identity header was
+# refused or let through by chance of the network; with this, the app's own limits decide
+# (an Easy Auth principal of more than 64 KiB is 401), every time.
+MAX_REQUEST_HEAD_BYTES = 128 * 1024
+
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -20,6 +26,7 @@ def main() -> None:
         port=settings.port,
         log_level="warning",
         http=timed_protocol(settings.devhost_header_timeout_s, settings.devhost_body_timeout_s),
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
 
 

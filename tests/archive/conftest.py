@@ -7,7 +7,6 @@ gets the test's FixedClock, so the ages its moves stamp are the test's to decide
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,6 +23,7 @@ from shared.llm.echo import EchoModel
 from shared.models import MessageRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store, Where
+from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 COMMIT_CHUNK = 50  # messages per seeding commit: well inside Cosmos' 100-operation batches
@@ -31,15 +31,12 @@ COMMIT_CHUNK = 50  # messages per seeding commit: well inside Cosmos' 100-operat
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
 
-def _backends() -> list[Any]:
-    backends: list[Any] = [pytest.param("sqlite", id="sqlite")]
-    # The Cosmos adapter is written concurrently: collect its runs once the module exists.
-    if importlib.util.find_spec("shared.storage.cosmos") is not None:
-        backends.append(pytest.param("cosmos", id="cosmos"))
-    return backends
+# SQLite, and the local Cosmos server as it is by default, with lagging replicas, and under a
+# tight request-unit budget (tests/support/cosmos_server.py: COSMOS_MODE_FIXTURES).
+BACKENDS = ["sqlite", *COSMOS_MODE_FIXTURES]
 
 
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=BACKENDS)
 def stores(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> StoreFactory:
     """Opens the store under test (a fresh SQLite file, or a fresh Cosmos database)."""
     return _store_factory(request, request.param, tmp_path, clock)
@@ -71,7 +68,7 @@ def _store_factory(
 
         return open_sqlite
 
-    account = request.getfixturevalue("cosmos_account")
+    account = account_for(request, backend)
     # A database of its own: the archival scans read every partition of a container.
     database = f"archive-{uuid.uuid4().hex[:12]}"
     settings = load_settings(

@@ -416,3 +416,32 @@ def test_the_summary_is_one_log_line(
     ]
     assert summary.archived == 1
     assert ALICE not in caplog.text  # no raw emails in the logs
+
+
+def test_a_move_throttled_after_its_commit_is_finished_by_the_retry(
+    cosmos_stores: StoreFactory, clock: FixedClock
+) -> None:
+    """Throttling can strike between a move's commit and its activation: the pass tries the
+    session again, and the retry finishes that very move (it is archived, listed and counted)
+    instead of finding the active item a stub and calling the session gone."""
+
+    async def scenario() -> None:
+        async with cosmos_stores() as store:
+            session_id = await seed(store, ALICE, CUTOFF - timedelta(days=1), 4)
+            expected = await messages_of(store, ALICE, session_id)
+            refusals: list[str] = []
+
+            async def throttled_once(at: str, _: str) -> None:
+                if at == "archive:committed" and not refusals:
+                    refusals.append(at)
+                    raise StorageUnavailable(retry_after_s=1)
+
+            store.moves.checkpoint = throttled_once  # type: ignore[attr-defined]
+            summary = await run_archive(store, policy(), clock=clock, sleep=no_pause)
+
+            assert (summary.archived, summary.skipped, summary.throttled) == (1, 0, 1)
+            await assert_exactly_once(store, ALICE, session_id, expected, "archive")
+            listed, _ = await store.list_sessions(ALICE, where="archive", limit=5, after=None)
+            assert [s.id for s in listed] == [session_id]
+
+    asyncio.run(scenario())

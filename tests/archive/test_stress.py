@@ -74,6 +74,7 @@ async def passes(store: Store, done: asyncio.Event, lanes: list[int]) -> int:
     return archived
 
 
+@pytest.mark.volume
 def test_turns_against_back_to_back_passes_lose_nothing(
     stores: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,6 +3,9 @@
 - ``sqlite``: a fresh file per test.
 - ``cosmos-local``: the local Cosmos wire-protocol server (tools/cosmos), one database for the
   test session; each test isolates itself with emails of its own.
+- ``cosmos-lagging`` / ``cosmos-throttled``: the same on a local server whose replicas lag the
+  writes (reads without a fresh session token see an older snapshot) or whose request-unit
+  budget is tight (429s the SDK must ride out): what the app relies on must hold there too.
 - ``cosmos-account``: the account named by ``COSMOS_ENDPOINT`` (a real account or the official
   emulator), skipped when it is not set. Its database is created here with the key, as a test
   fixture, and deleted at the end: the app itself never creates anything in Azure.
@@ -78,6 +81,20 @@ def local_cosmos_database() -> Iterator[CosmosDatabase]:
 
 
 @pytest.fixture(scope="session")
+def lagging_cosmos_database(cosmos_account_lagging: CosmosAccount) -> Iterator[CosmosDatabase]:
+    with cosmos_database(cosmos_account_lagging) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def throttled_cosmos_database(
+    cosmos_account_throttled: CosmosAccount,
+) -> Iterator[CosmosDatabase]:
+    with cosmos_database(cosmos_account_throttled) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
 def user_cosmos_database() -> Iterator[CosmosDatabase]:
     if not USER_ACCOUNT_SET:
         pytest.skip("COSMOS_ENDPOINT is not set: no real Cosmos account or emulator to run on")
@@ -85,15 +102,28 @@ def user_cosmos_database() -> Iterator[CosmosDatabase]:
         yield database
 
 
-@pytest.fixture(params=["sqlite", "cosmos-local", "cosmos-account"])
+DATABASE_FIXTURES = {
+    "cosmos-local": "local_cosmos_database",
+    "cosmos-lagging": "lagging_cosmos_database",
+    "cosmos-throttled": "throttled_cosmos_database",
+    "cosmos-account": "user_cosmos_database",
+}
+
+
+@pytest.fixture(params=["sqlite", *DATABASE_FIXTURES])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
     """Makes a store on this test's data: each call is a new client on the same data."""
     if request.param == "sqlite":
         path = tmp_path / "contract.db"
         return lambda: SqliteStore(path)
-    fixture = "local_cosmos_database" if request.param == "cosmos-local" else "user_cosmos_database"
-    database: CosmosDatabase = request.getfixturevalue(fixture)
+    database: CosmosDatabase = request.getfixturevalue(DATABASE_FIXTURES[request.param])
     return database.store
+
+
+@pytest.fixture
+def throttled(request: pytest.FixtureRequest) -> bool:
+    """Whether this test runs under the tight request-unit budget."""
+    return "cosmos-throttled" in request.node.name
 
 
 @pytest.fixture

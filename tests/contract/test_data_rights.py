@@ -57,6 +57,7 @@ async def all_messages(store: Store, email: str, sid: str, where: Any) -> list[d
 # ---- export --------------------------------------------------------------------------------------
 
 
+@pytest.mark.volume
 def test_export_holds_every_session_once_with_its_messages_in_order(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
@@ -278,6 +279,7 @@ class Interrupter:
             self._conn.batch = self._batch
 
 
+@pytest.mark.volume
 @pytest.mark.parametrize("seed", [1, 2])
 def test_an_erasure_in_many_interrupted_rounds_leaves_nothing(
     run: Runner[None], emails: tuple[str, str], seed: int
@@ -375,7 +377,7 @@ def test_a_turn_racing_an_erasure_is_refused_and_leaves_nothing(
         # The turn read what it needed; its write (the user message, or the answer) waits.
         gate = pause_at(faulty, "append", call=pause_call)
         turn = asyncio.create_task(svc.chat(alice, chat_request("racing", sid)))
-        await gate.reached.wait()
+        await gate.reached_by(turn)
         assert await make_service(store).erase_everything(alice, budget_s=600)
         gate.release.set()
         with pytest.raises(NotFound):
@@ -431,7 +433,7 @@ def test_a_new_conversation_whose_first_write_lands_after_the_erasure_is_whole(
         await seed_session(store, alice, 4)
         gate = pause_at(faulty, "append", call=1)
         turn = asyncio.create_task(svc.chat(alice, chat_request("racing")))
-        await gate.reached.wait()
+        await gate.reached_by(turn)
         assert await make_service(store).erase_everything(alice, budget_s=600)
         assert await nothing_of(store, alice)
         gate.release.set()

@@ -193,7 +193,7 @@ def test_a_rename_racing_a_turn_keeps_both(
         # chosen one after the turn read the session (and its ETag), before the write.
         gate = pause_at(faulty, "append", call=1 if pause == "before-the-user-message" else 2)
         turn = asyncio.create_task(svc.chat(alice, chat_request("second", sid)))
-        await gate.reached.wait()
+        await gate.reached_by(turn)
         renamed = await make_service(store).rename(alice, sid, "Renamed meanwhile")
         assert renamed.title == "Renamed meanwhile"
         gate.release.set()
@@ -466,6 +466,7 @@ def test_a_session_shows_its_newest_messages_only(
     run(scenario)
 
 
+@pytest.mark.volume
 @pytest.mark.parametrize("limit", [200, 37])
 def test_paging_2000_messages_back_reaches_each_once_in_order(
     run: Runner[None], emails: tuple[str, str], limit: int

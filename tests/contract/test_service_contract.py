@@ -131,21 +131,35 @@ def test_a_retried_client_message_id_stores_nothing_twice(
     run(scenario)
 
 
-def test_twenty_concurrent_turns_in_one_session(run: Runner[None], emails: tuple[str, str]) -> None:
+def test_twenty_concurrent_turns_in_one_session(
+    run: Runner[None], emails: tuple[str, str], throttled: bool
+) -> None:
+    """All twenty are stored, each once. Under a tight request-unit budget a turn may instead
+    be refused with 503 and Retry-After once the SDK's own retries are spent: that turn is not
+    acknowledged, and whatever it stored is whole (its question, maybe without an answer)."""
     alice, _ = emails
 
     async def scenario(store: Store) -> None:
         svc = service(store)
         start = await svc.chat(alice, chat("start"))
         sid = start.session_id
-        results = await asyncio.gather(*(svc.chat(alice, chat(f"m{i}", sid)) for i in range(20)))
+        outcomes = await asyncio.gather(
+            *(svc.chat(alice, chat(f"m{i}", sid)) for i in range(20)), return_exceptions=True
+        )
+        results = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in refused:
+            assert throttled and isinstance(error, StorageUnavailable), error
+            assert error.retry_after_s and error.retry_after_s > 0
         contents = await assert_consistent(store, alice, sid)
-        assert len(contents) == 2 + 40
         users = [c for c in contents if c.startswith("m")]
-        assert sorted(users) == sorted(f"m{i}" for i in range(20))  # each once, none lost
-        for result in results:  # every answer stored once, under the seq returned
+        assert len(users) == len(set(users))  # none stored twice
+        for result in results:  # every acknowledged turn stored once, answer included
+            assert users.count(result.user.content) == 1
             stored = [c for c in contents if c.endswith(f": {result.user.content}")]
             assert stored == [result.assistant.content]
+        if not throttled:
+            assert len(contents) == 2 + 40 and sorted(users) == sorted(f"m{i}" for i in range(20))
 
     run(scenario)
 

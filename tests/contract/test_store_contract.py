@@ -507,6 +507,7 @@ def test_a_changed_or_missing_session_is_not_archived(
     run(scenario)
 
 
+@pytest.mark.volume
 def test_long_and_non_ascii_sessions_move_in_size_bounded_batches(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:

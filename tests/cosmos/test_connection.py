@@ -148,3 +148,28 @@ def test_a_missing_container_in_azure_is_a_503(cosmos_account: CosmosAccount) ->
             await store.close()
 
     asyncio.run(main())
+
+
+def test_an_instance_reads_its_own_batch_writes_on_lagging_replicas(
+    cosmos_account_lagging: CosmosAccount,
+) -> None:
+    """Every turn writes by transactional batch; the SDK does not record a batch's session
+    token itself, so without the store doing it the next read carries an older token and a
+    lagging replica answers from before the write (the session seems not to exist)."""
+    name = f"lag-{uuid.uuid4().hex[:8]}"
+    email = "a@example.com"
+
+    async def main() -> None:
+        store = store_on(cosmos_account_lagging, name)
+        try:
+            for _ in range(3):
+                session, messages = a_session(email)
+                await store.append(session, messages, expected_etag=None)
+                view = await store.read_turn(email, session.id, history=5)
+                assert view.session is not None, "an instance must read its own batch writes"
+                assert [m.content for m in view.window] == ["hi"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    drop_database(cosmos_account_lagging, name)

@@ -89,21 +89,43 @@ def cosmos_env(database: CosmosDatabase) -> dict[str, str]:
     }
 
 
+def _cosmos_deployment(
+    account: CosmosAccount, mode: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    folder = tmp_path_factory.mktemp(f"http-additions-{mode}")
+    with cosmos_database(account) as database:
+        env = cosmos_env(database)
+        with run_host(env, folder / "host.log") as host:
+            yield Deployment(mode, host, env, database.store)
+
+
 @pytest.fixture(scope="module")
 def cosmos_deployment(
     cosmos_account: CosmosAccount, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    folder = tmp_path_factory.mktemp("http-additions-cosmos")
-    with cosmos_database(cosmos_account) as database:
-        env = cosmos_env(database)
-        with run_host(env, folder / "host.log") as host:
-            yield Deployment("cosmos", host, env, database.store)
+    yield from _cosmos_deployment(cosmos_account, "cosmos", tmp_path_factory)
 
 
-@pytest.fixture(params=["sqlite", "cosmos"])
+@pytest.fixture(scope="module")
+def cosmos_lagging_deployment(
+    cosmos_account_lagging: CosmosAccount, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    yield from _cosmos_deployment(cosmos_account_lagging, "cosmos-lagging", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cosmos_throttled_deployment(
+    cosmos_account_throttled: CosmosAccount, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    yield from _cosmos_deployment(cosmos_account_throttled, "cosmos-throttled", tmp_path_factory)
+
+
+@pytest.fixture(params=["sqlite", "cosmos", "cosmos-lagging", "cosmos-throttled"])
 def deployment(request: pytest.FixtureRequest) -> Deployment:
-    """Each store, for what depends on it (export, erasure, search)."""
-    found: Deployment = request.getfixturevalue(f"{request.param}_deployment")
+    """Each store (and the local Cosmos server's lagging and throttled modes), for what
+    depends on it (export, erasure, search)."""
+    name = request.param.replace("-", "_")
+    found: Deployment = request.getfixturevalue(f"{name}_deployment")
     return found
 
 
@@ -406,6 +428,7 @@ def test_paging_2000_messages_back_over_http(
 # ---- export --------------------------------------------------------------------------------------
 
 
+@pytest.mark.cross_instance
 def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
     alice, bob = users
     with deployment.client(alice) as client, deployment.client(bob) as other:
@@ -498,6 +521,8 @@ def test_an_export_cut_off_by_storage_is_never_complete(
 # ---- erasure -----------------------------------------------------------------------------------
 
 
+@pytest.mark.cross_instance
+@pytest.mark.volume
 def test_erasure_in_rounds(deployment: Deployment, users: tuple[str, str]) -> None:
     alice, bob = users
 
@@ -569,6 +594,7 @@ def found(response: httpx.Response) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.cross_instance
 def test_search(deployment: Deployment, users: tuple[str, str]) -> None:
     alice, bob = users
 

@@ -30,7 +30,7 @@ from shared.config import load_settings
 from shared.storage import make_store
 from shared.storage.base import Store
 from tests.conftest import dev_headers
-from tests.support.cosmos_server import CosmosAccount
+from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
 from tests.support.host import RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -62,7 +62,7 @@ def archive_everything(stack: Stack) -> int:
     return asyncio.run(run())
 
 
-@pytest.fixture(params=["sqlite", "cosmos"])
+@pytest.fixture(params=["sqlite", *COSMOS_MODE_FIXTURES])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     yield from _stack(request, request.param, tmp_path)
 
@@ -81,7 +81,7 @@ def _stack(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iter
         return
     from tests.contract.conftest import cosmos_database
 
-    account: CosmosAccount = request.getfixturevalue("cosmos_account")
+    account = account_for(request, backend)
     with cosmos_database(account) as database:
         env |= {
             "STORAGE_BACKEND": "cosmos",
@@ -107,6 +107,7 @@ def chat(http: httpx.Client, **body: Any) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.cross_instance
 def test_a_first_message_retried_after_archival_lands_in_its_session(stack: Stack) -> None:
     email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
     with client(stack, email) as http:

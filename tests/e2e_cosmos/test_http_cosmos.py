@@ -13,15 +13,16 @@ from azure.cosmos import CosmosClient
 
 from tests.conftest import dev_headers
 from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
-from tests.support.cosmos_server import CosmosAccount
+from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
 from tests.support.host import run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 
-@pytest.fixture
-def database(cosmos_account: CosmosAccount) -> Iterator[CosmosDatabase]:
-    with cosmos_database(cosmos_account) as db:
+@pytest.fixture(params=list(COSMOS_MODE_FIXTURES))
+def database(request: pytest.FixtureRequest) -> Iterator[CosmosDatabase]:
+    """The local server as it is by default, with lagging replicas, and throttled."""
+    with cosmos_database(account_for(request, request.param)) as db:
         yield db
 
 
@@ -38,6 +39,7 @@ def cosmos_env(database: CosmosDatabase) -> dict[str, str]:
     }
 
 
+@pytest.mark.cross_instance
 def test_conversation_list_get_delete_and_restart(database: CosmosDatabase, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     caller = dev_headers(f"Alice-{tag}@Example.com")  # stored under the lower-cased email

@@ -345,3 +345,18 @@ def cosmos_account_lagging() -> Iterator[CosmosAccount]:
 def cosmos_account_throttled() -> Iterator[CosmosAccount]:
     """A local server of its own in the THROTTLED mode, for the whole test session."""
     yield from _local_mode_account(THROTTLED)
+
+
+# The local server's modes the suites run in, by the parameter id they use, and the fixture
+# that provides each: the default (strict) one, lagging replicas, and a tight RU budget.
+COSMOS_MODE_FIXTURES: dict[str, str] = {
+    "cosmos": "cosmos_account",
+    "cosmos-lagging": "cosmos_account_lagging",
+    "cosmos-throttled": "cosmos_account_throttled",
+}
+
+
+def account_for(request: pytest.FixtureRequest, backend: str) -> CosmosAccount:
+    """The Cosmos account of a suite parameter such as ``"cosmos-lagging"``."""
+    account: CosmosAccount = request.getfixturevalue(COSMOS_MODE_FIXTURES[backend])
+    return account

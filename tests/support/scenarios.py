@@ -130,6 +130,15 @@ class Gate:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     calls: int = 0
 
+    async def reached_by(self, task: asyncio.Task[Any]) -> None:
+        """Wait until ``task`` gets to the pause; if it ends first (it failed, or never made
+        that call), say so instead of waiting for ever."""
+        reached = asyncio.ensure_future(self.reached.wait())
+        await asyncio.wait({reached, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.reached.is_set():
+            reached.cancel()
+            raise AssertionError(f"the task ended before the pause: {task.exception()!r}")
+
 
 def pause_at(
     store: FaultyStore,

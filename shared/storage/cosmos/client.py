@@ -178,6 +178,21 @@ def chunks(ops: list[BatchOp], *, room: int = MAX_BATCH_OPERATIONS) -> Iterator[
         yield current
 
 
+def _remember_session_token(container: ContainerProxy, headers: Any) -> None:
+    """Record a transactional batch's session token in the client's session container.
+
+    azure-cosmos 4.17.1's aio client records the token of every write but a batch
+    (``_cosmos_client_connection_async.Batch`` never updates the session), so after a batch the
+    next read of this instance would carry an older token and could be served by a replica
+    that has not seen the batch: an instance not reading its own writes. Every turn writes by
+    batch, so the token is recorded here (``tests/cosmos/test_connection.py`` pins it on a
+    local server whose replicas lag)."""
+    connection: Any = container.client_connection
+    session = getattr(connection, "session", None)
+    if session is not None and headers and "x-ms-session-token" in headers:
+        session.update_session(connection, {}, headers)
+
+
 class CosmosConnection:
     """One client per event loop (aiohttp sessions belong to one loop), made on first use."""
 
@@ -316,7 +331,14 @@ class CosmosConnection:
         """One transactional batch; raises BatchRefused when an operation lost a race."""
 
         async def run(container: ContainerProxy, budget: float) -> list[dict[str, Any]]:
-            results = await container.execute_item_batch(ops, partition_key=email, timeout=budget)
+            try:
+                results = await container.execute_item_batch(
+                    ops, partition_key=email, timeout=budget
+                )
+            except CosmosBatchOperationError as exc:
+                _remember_session_token(container, exc.headers)
+                raise
+            _remember_session_token(container, results.get_response_headers())
             return list(results)
 
         return await self.call("batch", where, run)

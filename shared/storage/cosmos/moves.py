@@ -278,6 +278,10 @@ class Moves:
         email, session_id = ref.email, ref.session_id
         read = await self._source("active", email, session_id)
         source = read.item
+        if source is not None and source.state == ARCHIVED and source.origin == ref.etag:
+            # This very move committed already (a retry after a throttled or lost answer):
+            # finish it rather than call the session gone.
+            return await self._finish_committed_archive(email, session_id, source)
         if source is None or not source.live:
             return MoveOutcome.GONE
         if source.etag != ref.etag:
@@ -320,6 +324,18 @@ class Moves:
         await self._activate("archive", email, session_id, copy_etag, source.record)
         await self._at("archive:activated", session_id)
         log.info("session_archived", extra={"session_id": session_id})
+        return MoveOutcome.MOVED
+
+    async def _finish_committed_archive(
+        self, email: str, session_id: str, stub: SessionItem
+    ) -> MoveOutcome:
+        copy = await self.item("archive", email, session_id)
+        if copy is not None and copy.state == INCOMING:
+            await self._settle_incoming(email, session_id, copy, stub)
+            copy = await self.item("archive", email, session_id)
+        if copy is None or not copy.live:
+            return MoveOutcome.GONE  # deleted meanwhile
+        await self._finish_stub_cleanup(email, session_id)
         return MoveOutcome.MOVED
 
     async def _commit(
