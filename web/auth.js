@@ -1,4 +1,4 @@
-// Who the caller is, in the three ways the API accepts (API.md, "Identity").
+// Who the caller is, in the three ways the API accepts (openapi.yaml, securitySchemes).
 
 const DEV_EMAIL_KEY = "parley.devEmail";
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
