@@ -34,9 +34,12 @@ export function feedbackControls(message, { save }) {
       icon(rating),
     ),
   );
+  const formId = uniqueId("comment-form");
   const toggle = el("button", {
     type: "button",
     className: "link-button comment-toggle",
+    "aria-expanded": "false",
+    "aria-controls": formId,
     onclick: () => openForm(),
   });
   const shown = el("p", { className: "feedback-comment" });
@@ -54,7 +57,7 @@ export function feedbackControls(message, { save }) {
   const count = el("p", { id: countId, className: "comment-count" });
   const form = el(
     "form",
-    { className: "comment-form", novalidate: true, hidden: true },
+    { id: formId, className: "comment-form", novalidate: true, hidden: true },
     el("label", { for: textareaId }, "Comment (optional)"),
     textarea,
     count,

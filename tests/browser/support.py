@@ -5,6 +5,7 @@ more of them than it could create through the API in reasonable time."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from shared.ids import message_item_id, new_session_id
 from shared.models import MessageRecord, SessionRecord
@@ -118,6 +119,13 @@ def error_alert(page: Page) -> Locator:
     return page.locator("#chat-error")
 
 
+def page_scroll(page: Page) -> list[int]:
+    """How far the page itself is scrolled (it never should be: the log and the list scroll)."""
+    return list(
+        page.evaluate("() => [document.scrollingElement.scrollTop, document.body.scrollTop]")
+    )
+
+
 def scroller_overflow(page: Page) -> int:
     return int(
         page.evaluate(
@@ -127,6 +135,19 @@ def scroller_overflow(page: Page) -> int:
 
 
 # ---------------------------------------------------------------- the API
+
+
+def json_error(
+    status: int, code: str, headers: dict[str, str] | None = None
+) -> Callable[[Route], None]:
+    def handle(route: Route) -> None:
+        route.fulfill(
+            status=status,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            body=json.dumps({"error": {"code": code, "message": "from the API"}}),
+        )
+
+    return handle
 
 
 def api_chat(host: RunningHost, message: str, email: str = EMAIL, **extra: str) -> dict[str, Any]:
@@ -228,6 +249,24 @@ class StoredHost:
         finally:
             await store.close()
         return session_id
+
+
+def archive_everything(sqlite_path: str) -> int:
+    """Archive every session of the SQLite store now (as the nightly pass would, days later)."""
+    from shared.archive import ArchivePolicy, run_archive
+    from shared.clock import FixedClock
+    from shared.storage.sqlite import SqliteStore
+
+    async def archive() -> int:
+        store = SqliteStore(sqlite_path)
+        try:
+            later = FixedClock(datetime.now(UTC) + timedelta(days=2))
+            policy = ArchivePolicy(after_days=1, time_budget_s=60)
+            return (await run_archive(store, policy, clock=later)).archived
+        finally:
+            await store.close()
+
+    return run_async(archive())
 
 
 def message_id(session_id: str, seq: int) -> str:

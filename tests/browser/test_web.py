@@ -9,24 +9,24 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 from tests.browser.support import (
     EMAIL,
     api_chat,
+    archive_everything,
     composer,
     contents,
     current_session_id,
     error_alert,
+    json_error,
     log_items,
-    run_async,
     screenshot,
     scroller_overflow,
     send,
@@ -38,24 +38,6 @@ from tests.conftest import dev_headers
 from tests.support.host import RunningHost, run_host
 
 pytestmark = pytest.mark.browser
-
-
-def archive_everything(sqlite_path: str) -> int:
-    """Archive every session of the SQLite store now (as the nightly pass would, days later)."""
-    from shared.archive import ArchivePolicy, run_archive
-    from shared.clock import FixedClock
-    from shared.storage.sqlite import SqliteStore
-
-    async def archive() -> int:
-        store = SqliteStore(sqlite_path)
-        try:
-            later = FixedClock(datetime.now(UTC) + timedelta(days=2))
-            policy = ArchivePolicy(after_days=1, time_budget_s=60)
-            return (await run_archive(store, policy, clock=later)).archived
-        finally:
-            await store.close()
-
-    return run_async(archive())
 
 
 # ---------------------------------------------------------------- the main path
@@ -329,19 +311,6 @@ def test_real_413_and_404_from_the_host(host: RunningHost, page: Page) -> None:
         "echo[0]: Are you there?"
     )
     expect(error_alert(page)).not_to_have_class(re.compile(r"\bshown\b"))
-
-
-def json_error(
-    status: int, code: str, headers: dict[str, str] | None = None
-) -> Callable[[Route], None]:
-    def handle(route: Route) -> None:
-        route.fulfill(
-            status=status,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            body=json.dumps({"error": {"code": code, "message": "from the API"}}),
-        )
-
-    return handle
 
 
 @pytest.mark.parametrize(
