@@ -823,6 +823,8 @@ const search = setupSearch({
     history.pushState(null, "", href);
     routeFromHash();
     closeNavOnPhone();
+    // A match puts the keyboard on its message (revealMessage); a title, in the message box.
+    if (!new URLSearchParams(href.slice(1)).has("m")) input.focus();
   },
 });
 

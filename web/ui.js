@@ -78,6 +78,7 @@ export function sessionItem(summary, { current, onDelete, onRename }) {
     {
       className: "session-link",
       href: `#s=${encodeURIComponent(summary.sessionId)}`,
+      title, // the whole title, when the list cuts it short
       "aria-current": current ? "page" : null,
       onkeydown: (event) => {
         if (event.key === "F2") {

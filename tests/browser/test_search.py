@@ -18,6 +18,7 @@ from tests.browser.support import (
     page_scroll,
     recorded_requests,
     screenshot,
+    scroller_overflow,
     session_titles,
     sidebar,
     sign_in,
@@ -156,3 +157,22 @@ def test_a_result_deep_in_a_long_conversation_loads_pages_until_it_is_there(
     expect(log_items(page)).to_have_count(900)
     assert page_scroll(page) == [0, 0]  # only the log scrolled to the message
     screenshot(page, "search-deep-result.png")
+
+
+def test_search_at_phone_width(sqlite_host: StoredHost, phone: Page) -> None:
+    host = sqlite_host.host
+    chat = api_chat(host, "Where is the best pastry in Porto? Asking for a very long trip")
+    sign_in(phone, host)
+    toggle = phone.get_by_role("button", name="Chats", exact=True).first
+    toggle.click()
+    expect(phone.get_by_role("search", name="Search conversations")).to_be_visible()
+    search_box(phone).fill("pastry")
+    expect(results(phone)).to_have_count(1)
+    assert scroller_overflow(phone) == 0
+    screenshot(phone, "search-phone.png")
+    results(phone).locator(".match-link").first.click()
+    # The panel closes on the conversation, at the message.
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    target = phone.locator(f'#messages > li[data-message-id="{message_id(chat["sessionId"], 1)}"]')
+    expect(target).to_be_in_viewport()
+    assert scroller_overflow(phone) == 0
