@@ -190,7 +190,14 @@ function showNewTitle(sessionId, title) {
     state.sessions.set(sessionId, updated);
     const item = listItem(sessionId);
     // An entry being renamed keeps its editor; the rename's own answer comes next.
-    if (item && !item.classList.contains("editing")) item.replaceWith(renderSession(updated));
+    if (item && !item.classList.contains("editing")) {
+      const controls = [...item.querySelectorAll("a, button")];
+      const focused = controls.indexOf(document.activeElement);
+      const fresh = renderSession(updated);
+      item.replaceWith(fresh);
+      // Keep the keyboard where it was, on the new entry's same control.
+      if (focused >= 0) fresh.querySelectorAll("a, button")[focused]?.focus();
+    }
   }
   if (sessionId === state.sessionId) {
     state.title = title;

@@ -8,6 +8,8 @@ const $ = (id) => document.getElementById(id);
 const COUNT_PAGE = 100;
 // When the API's Retry-After cannot be read (a cross-origin page the API does not expose it to).
 const DEFAULT_RETRY_S = 1;
+// Steps of DELETE /api/sessions before the page stops asking (each makes progress, normally).
+export const MAX_ERASE_STEPS = 100;
 
 /**
  * Wire up "Download my data" and "Delete all my conversations". `onErased()` is called once
@@ -79,9 +81,10 @@ export function setupDataRights({ api, onErased }) {
     }
     setBusy(erase, true, "Deleting all your conversations…");
     try {
-      for (;;) {
+      for (let steps = 1; ; steps += 1) {
         const step = await api.deleteAllSessions();
         if (step.done) break;
+        if (steps >= MAX_ERASE_STEPS) throw new Error("too many steps");
         say("Still deleting: there is a lot to delete…");
         await delay((step.retryAfterSeconds ?? DEFAULT_RETRY_S) * 1000);
       }
@@ -90,9 +93,8 @@ export function setupDataRights({ api, onErased }) {
       say("All your conversations were deleted.");
     } catch (error) {
       setBusy(erase, false);
-      sayError(
-        `Not everything was deleted. ${describe(error)} Deleting again finishes the job.`,
-      );
+      const why = error instanceof ApiError ? describe(error) : "It is taking too long.";
+      sayError(`Not everything was deleted. ${why} Deleting again finishes the job.`);
       onErased();
     }
   }

@@ -24,9 +24,11 @@ def vendored_libraries() -> None:
     assert not missing, f"web/vendor/ lacks {missing}: run `make vendor` (docs/web.md)"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     # Debian's Chromium: Playwright's own browser download cannot work here (see Makefile).
+    # One per module, not per session: Playwright's sync API runs an event loop on this thread
+    # while it is open, and the suites after this one need the thread's asyncio.run.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched

@@ -168,3 +168,32 @@ def test_delete_everything_names_the_loss_and_repeats_until_done(
     assert api_get(host, "/sessions", email="bob@example.com").json()["sessions"] != []
     page.get_by_role("button", name="Archived").click()
     expect(page.get_by_text("No archived conversations.")).to_be_visible()
+
+
+def test_delete_everything_stops_asking_when_it_never_ends(host: RunningHost, page: Page) -> None:
+    api_chat(host, "Kept, as the server never finishes")
+    sign_in(page, host)
+    steps: list[str] = []
+
+    def never_done(route: Route) -> None:
+        if route.request.method != "DELETE":
+            route.fallback()
+            return
+        steps.append(route.request.url)
+        route.fulfill(
+            status=202,
+            headers={"Content-Type": "application/json", "Retry-After": "0"},
+            body='{"remaining":true}',
+        )
+
+    page.route("**/api/sessions", never_done)
+    page.get_by_role("button", name="Delete all my conversations").click()
+    dialog = page.get_by_role("dialog", name="Delete all your conversations?")
+    expect(dialog).to_contain_text("Your 1 conversation (1 active, 0 archived)")
+    dialog.get_by_role("button", name="Delete everything").click()
+    expect(page.locator("#data-error")).to_have_text(
+        "Not everything was deleted. It is taking too long. Deleting again finishes the job.",
+        timeout=15_000,
+    )
+    assert len(steps) == 100
+    expect(session_titles(page)).to_have_text(["Kept, as the server never finishes"])
