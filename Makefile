@@ -7,9 +7,12 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 BROWSER_STAMP := $(VENV)/.browser
+# The web client's libraries (marked, DOMPurify), copied from node_modules (docs/web.md).
+VENDOR := web/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
 PORT ?= 7071
 
-.PHONY: dev test lint typecheck unit cosmos bench bench-quick browser clean
+.PHONY: dev test lint typecheck unit cosmos bench bench-quick browser vendor clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -28,7 +31,20 @@ $(BROWSER_STAMP): | $(PY_STAMP)
 
 browser: $(BROWSER_STAMP)
 
-dev: $(PY_STAMP)
+# The ES module builds that web/ imports, as they are pinned in package-lock.json; served and
+# deployed with the rest of web/ (git-ignored: `make vendor` before copying web/ anywhere).
+$(VENDOR_STAMP): $(NODE_STAMP)
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
+	cp node_modules/marked/lib/marked.esm.js node_modules/marked/lib/marked.esm.js.map $(VENDOR)/
+	cp node_modules/marked/LICENSE $(VENDOR)/marked.LICENSE.md
+	cp node_modules/dompurify/dist/purify.es.mjs $(VENDOR)/purify.es.js
+	cp node_modules/dompurify/dist/purify.es.mjs.map $(VENDOR)/
+	cp node_modules/dompurify/LICENSE $(VENDOR)/dompurify.LICENSE
+	touch $@
+
+vendor: $(VENDOR_STAMP)
+
+dev: $(PY_STAMP) $(VENDOR_STAMP)
 	AUTH_MODE=$${AUTH_MODE:-dev} PORT=$(PORT) $(PY) -m devhost
 
 cosmos: $(NODE_STAMP)
@@ -41,7 +57,7 @@ lint: $(PY_STAMP)
 typecheck: $(PY_STAMP)
 	$(PY) -m mypy shared functions devhost tools
 
-test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) lint typecheck
+test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	$(PY) -m pytest
 	# The benchmark, smaller, into a scratch folder: it must keep running, and a test run
 	# must not rewrite the committed results.
@@ -56,4 +72,4 @@ bench-quick: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m bench --quick
 
 clean:
-	rm -rf $(VENV) node_modules .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules $(VENDOR) .data .pytest_cache .mypy_cache .ruff_cache

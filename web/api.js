@@ -68,19 +68,89 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return json("GET", `/sessions?${query}`);
     },
 
-    getSession: (sessionId) => json("GET", `/sessions/${encodeURIComponent(sessionId)}`),
+    /** The session with its newest messages; `hasMoreMessages` says whether older ones exist. */
+    getSession: (sessionId) => json("GET", sessionPath(sessionId)),
 
-    deleteSession: (sessionId) => json("DELETE", `/sessions/${encodeURIComponent(sessionId)}`),
+    /** Older messages: `{messages (oldest first), hasMore}`, ending just before `before`. */
+    pageMessages(sessionId, { before, limit = 50, signal } = {}) {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (before) query.set("before", before);
+      return json("GET", `${sessionPath(sessionId)}/messages?${query}`, { signal });
+    },
+
+    /** Rename: resolves to the session's summary with its new (trimmed) title. */
+    renameSession: (sessionId, title) =>
+      json("PATCH", sessionPath(sessionId), { body: { title } }),
+
+    deleteSession: (sessionId) => json("DELETE", sessionPath(sessionId)),
+
+    /**
+     * One step of deleting everything: resolves to `{done: true}` (204) or, when the server's
+     * time ran out first (202), `{done: false, retryAfterSeconds}`: ask again after that long.
+     */
+    async deleteAllSessions() {
+      const response = await send("DELETE", "/sessions");
+      if (response.status === 204) return { done: true, retryAfterSeconds: null };
+      // Retry-After is not readable across origins unless the API exposes it: null then.
+      return {
+        done: false,
+        retryAfterSeconds: parseRetryAfter(response.headers.get("Retry-After")),
+      };
+    },
+
+    /** Rate an assistant message: resolves to the message with its `feedback`. */
+    setFeedback: (sessionId, messageId, { rating, comment = null }) =>
+      json("PUT", feedbackPath(sessionId, messageId), { body: { rating, comment } }),
+
+    clearFeedback: (sessionId, messageId) => json("DELETE", feedbackPath(sessionId, messageId)),
+
+    /** `{results: [{sessionId, title, updatedAt, archived, matches}], continuationToken}`. */
+    search({ q, limit = 20, continuationToken = null, archived = false, signal } = {}) {
+      const query = new URLSearchParams({ q, limit: String(limit) });
+      if (continuationToken) query.set("continuationToken", continuationToken);
+      if (archived) query.set("archived", "true");
+      return json("GET", `/search?${query}`, { signal });
+    },
+
+    /**
+     * Everything of the caller as one JSON document. Resolves to `{text, document, filename}`
+     * only when the whole document arrived: the server streams it, and a failure part-way
+     * leaves it cut off (it does not parse) or without `"complete": true`; both reject with an
+     * ApiError whose code is `incomplete_export`.
+     */
+    async exportAll() {
+      const response = await send("GET", "/export");
+      let text;
+      try {
+        text = await response.text();
+      } catch {
+        throw new ApiError(0, "incomplete_export", "The download broke off.");
+      }
+      let document = null;
+      try {
+        document = JSON.parse(text);
+      } catch {
+        // Cut off part-way: see below.
+      }
+      if (document?.complete !== true) {
+        throw new ApiError(0, "incomplete_export", "The export is incomplete.");
+      }
+      return { text, document, filename: attachmentName(response) ?? "parley-export.json" };
+    },
 
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
     chat: (request) => json("POST", "/chat", { body: request }),
 
     /**
      * One turn as Server-Sent Events over fetch. Calls `onSession({sessionId, title})` first,
-     * `onDelta(text)` for each piece of the answer; resolves to the `done` payload
-     * (`{messages: [user, assistant]}`), rejects with an ApiError on any failure.
+     * `onDelta(text)` for each piece of the answer, `onTitle(title)` when the model wrote a new
+     * session's title; resolves to the `done` payload (`{messages: [user, assistant]}`),
+     * rejects with an ApiError on any failure.
      */
-    async chatStream(request, { onSession = () => {}, onDelta = () => {}, signal } = {}) {
+    async chatStream(
+      request,
+      { onSession = () => {}, onDelta = () => {}, onTitle = () => {}, signal } = {},
+    ) {
       const response = await send("POST", "/chat", {
         body: request,
         accept: "text/event-stream",
@@ -92,6 +162,7 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
           const payload = JSON.parse(data);
           if (event === "session") onSession(payload);
           else if (event === "delta") onDelta(payload.content);
+          else if (event === "title") onTitle(payload.title);
           else if (event === "done") done = payload;
           else if (event === "error") throw apiErrorFromBody(200, payload, null);
         }
@@ -105,6 +176,22 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return done;
     },
   };
+}
+
+function sessionPath(sessionId) {
+  return `/sessions/${encodeURIComponent(sessionId)}`;
+}
+
+function feedbackPath(sessionId, messageId) {
+  return `${sessionPath(sessionId)}/messages/${encodeURIComponent(messageId)}/feedback`;
+}
+
+/** The file name of a `Content-Disposition: attachment; filename="..."` answer, if readable. */
+function attachmentName(response) {
+  const header = response.headers.get("Content-Disposition") ?? "";
+  const match = /filename="?([^";]+)"?/i.exec(header);
+  // Only a plain name: never a path the browser would have to clean up.
+  return match && /^[\w.-]+$/.test(match[1]) ? match[1] : null;
 }
 
 async function errorFrom(response) {

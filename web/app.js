@@ -1,10 +1,25 @@
-// The Parley reference client: sign-in, the conversation list, and a streaming chat view.
+// The Parley reference client: sign-in, the conversation list (rename, delete, search), a
+// streaming chat view (Markdown answers, feedback, older messages on scroll) and data rights.
 
 import { ApiError, createClient, newClientMessageId } from "./api.js";
 import { resolveAuth } from "./auth.js";
-import { describeError, el, messageItem, sessionItem, setMessageTime } from "./ui.js";
+import { setupDataRights } from "./data.js";
+import { feedbackControls } from "./feedback.js";
+import { setMarkdown } from "./markdown.js";
+import { setupSearch } from "./search.js";
+import {
+  describeError,
+  el,
+  messageItem,
+  renameForm,
+  sessionItem,
+  setMessageTime,
+} from "./ui.js";
 
 const PAGE_SIZE = 20;
+const OLDER_PAGE = 50; // older messages per page while scrolling up
+const JUMP_PAGE = 200; // ... and while looking for a search result's message (the API's most)
+const FLASH_MS = 3000;
 const $ = (id) => document.getElementById(id);
 
 const auth = resolveAuth(window.parleyConfig ?? {});
@@ -20,6 +35,13 @@ const state = {
   sessions: new Map(), // sessionId -> summary, for the list shown
   sessionId: null, // the open conversation; null for a new chat
   view: 0, // bumped whenever another conversation is opened, so late answers land nowhere
+  loaded: null, // a promise: the open conversation's first page is shown
+  title: "", // the open conversation's title, as stored
+  archivedOpen: false, // whether the open conversation is archived
+  hasMoreMessages: false, // older messages exist than the oldest shown
+  oldestId: null, // the oldest message shown
+  loadingOlder: null, // the page of older messages being fetched, as a promise
+  olderFailed: false, // the last page failed: wait for the button rather than retry on scroll
   sending: false,
   // The last message that got no answer: resending the same text reuses its clientMessageId,
   // so the server stores it once and only asks the model again.
@@ -70,6 +92,8 @@ $("signin-form").addEventListener("submit", (event) => {
 
 $("sign-out").addEventListener("click", async () => {
   if (await auth.signOut()) {
+    search.clear();
+    $("data-status").textContent = "";
     resetChat();
     history.replaceState(null, "", location.pathname + location.search);
     showSignIn();
@@ -90,6 +114,7 @@ function setListView(archived) {
   $("list-heading").textContent = archived ? "Archived chats" : "Chats";
   $("list-empty").textContent = archived ? "No archived conversations." : "No conversations yet.";
   loadSessions({ reset: true });
+  search.refresh();
 }
 
 async function loadSessions({ reset }) {
@@ -135,13 +160,18 @@ function renderSession(summary) {
   return sessionItem(summary, {
     current: summary.sessionId === state.sessionId,
     onDelete: confirmDelete,
+    onRename: renameInList,
   });
+}
+
+function listItem(sessionId) {
+  return $("session-list").querySelector(`[data-session-id="${CSS.escape(sessionId)}"]`);
 }
 
 /** After a turn: the conversation goes to the top of the active list, with its new title. */
 function upsertSession(summary) {
   const list = $("session-list");
-  list.querySelector(`[data-session-id="${CSS.escape(summary.sessionId)}"]`)?.remove();
+  listItem(summary.sessionId)?.remove();
   if (state.archived) {
     // A message brings an archived conversation back: it is no longer in this view.
     state.sessions.delete(summary.sessionId);
@@ -150,6 +180,29 @@ function upsertSession(summary) {
     list.prepend(renderSession(summary));
   }
   $("list-empty").hidden = state.sessions.size > 0;
+}
+
+/** A new title (renamed, or written by the model): in the list and, if open, the header. */
+function showNewTitle(sessionId, title) {
+  const summary = state.sessions.get(sessionId);
+  if (summary) {
+    const updated = { ...summary, title };
+    state.sessions.set(sessionId, updated);
+    const item = listItem(sessionId);
+    // An entry being renamed keeps its editor; the rename's own answer comes next.
+    if (item && !item.classList.contains("editing")) {
+      const controls = [...item.querySelectorAll("a, button")];
+      const focused = controls.indexOf(document.activeElement);
+      const fresh = renderSession(updated);
+      item.replaceWith(fresh);
+      // Keep the keyboard where it was, on the new entry's same control.
+      if (focused >= 0) fresh.querySelectorAll("a, button")[focused]?.focus();
+    }
+  }
+  if (sessionId === state.sessionId) {
+    state.title = title;
+    if (!$("chat-header").classList.contains("editing")) showTitle(title, state.archivedOpen);
+  }
 }
 
 function markCurrentInList() {
@@ -163,6 +216,73 @@ function markCurrentInList() {
 $("show-active").addEventListener("click", () => setListView(false));
 $("show-archived").addEventListener("click", () => setListView(true));
 $("load-more").addEventListener("click", () => loadSessions({ reset: false }));
+
+// ---------------------------------------------------------------- rename in place
+
+/** Save a title: resolves when stored; rejects with the reason, in words. */
+async function saveTitle(sessionId, title) {
+  try {
+    const summary = await api.renameSession(sessionId, title);
+    showNewTitle(sessionId, summary.title);
+    return summary;
+  } catch (error) {
+    const apiError = asApiError(error);
+    if (apiError.code === "invalid_request") {
+      throw new Error("A title needs 1 to 100 characters on one line.");
+    }
+    if (apiError.code === "not_found") {
+      throw new Error("This conversation no longer exists; it may have been deleted.");
+    }
+    throw new Error(describeError(apiError));
+  }
+}
+
+function renameInList(summary) {
+  const item = listItem(summary.sessionId);
+  if (!item || item.classList.contains("editing")) return;
+  const current = state.sessions.get(summary.sessionId) ?? summary;
+  const done = (focusSelector) => {
+    const fresh = renderSession(state.sessions.get(summary.sessionId) ?? current);
+    item.replaceWith(fresh);
+    fresh.querySelector(focusSelector)?.focus();
+  };
+  const form = renameForm(current.title, {
+    async onSave(value) {
+      if (value.trim() === current.title) return done(".session-rename");
+      await saveTitle(summary.sessionId, value);
+      done(".session-rename");
+    },
+    onCancel: () => done(".session-rename"),
+  });
+  item.classList.add("editing");
+  item.append(form);
+  form.focusInput();
+}
+
+function renameInHeader() {
+  const header = $("chat-header");
+  const sessionId = state.sessionId;
+  if (!sessionId || header.classList.contains("editing")) return;
+  const done = () => {
+    form.remove();
+    header.classList.remove("editing");
+    showTitle(state.title, state.archivedOpen);
+    $("rename-chat").focus();
+  };
+  const form = renameForm(state.title, {
+    async onSave(value) {
+      if (value.trim() !== state.title) await saveTitle(sessionId, value);
+      done();
+    },
+    onCancel: done,
+  });
+  form.classList.add("rename-title");
+  header.classList.add("editing");
+  $("chat-title-row").after(form);
+  form.focusInput();
+}
+
+$("rename-chat").addEventListener("click", renameInHeader);
 
 // ---------------------------------------------------------------- delete, with confirmation
 
@@ -212,10 +332,21 @@ function resetChat() {
   state.view += 1;
   state.sessionId = null;
   state.failed = null;
+  state.loaded = null;
+  state.title = "";
+  state.archivedOpen = false;
+  state.hasMoreMessages = false;
+  state.oldestId = null;
+  state.loadingOlder = null;
+  state.olderFailed = false;
+  $("chat-header").querySelector(".rename-form")?.remove();
+  $("chat-header").classList.remove("editing");
   $("messages").replaceChildren();
   $("chat-title").textContent = "New chat";
   $("chat-meta").textContent = "";
+  $("rename-chat").hidden = true;
   $("chat-empty").hidden = false;
+  updateOlder();
   clearError();
 }
 
@@ -225,20 +356,30 @@ function openNewChat() {
   markCurrentInList();
 }
 
-async function openSession(sessionId) {
+function openSession(sessionId, { messageId = null } = {}) {
   resetChat();
   state.sessionId = sessionId;
-  const view = state.view;
   markCurrentInList();
+  state.loaded = loadSession(sessionId, state.view, messageId);
+}
+
+async function loadSession(sessionId, view, messageId) {
   $("chat-title").textContent = "Loading…";
   $("chat-empty").hidden = true;
   try {
     const session = await api.getSession(sessionId);
     if (view !== state.view) return;
+    state.archivedOpen = session.archived;
+    state.title = session.title;
     showTitle(session.title, session.archived);
-    $("messages").replaceChildren(...session.messages.map(messageItem));
+    $("rename-chat").hidden = false;
+    $("messages").replaceChildren(...session.messages.map(renderMessage));
+    state.oldestId = session.messages[0]?.id ?? null;
+    state.hasMoreMessages = Boolean(session.hasMoreMessages) && state.oldestId !== null;
     $("chat-empty").hidden = session.messages.length > 0;
     scrollToEnd(true);
+    updateOlder();
+    if (messageId) await revealMessage(messageId, view);
   } catch (error) {
     if (view !== state.view) return;
     $("chat-title").textContent = "New chat";
@@ -255,16 +396,25 @@ async function openSession(sessionId) {
 
 function showTitle(title, archived) {
   $("chat-title").textContent = title || "Untitled";
+  $("rename-chat").setAttribute("aria-label", `Rename “${title || "Untitled"}”`);
   $("chat-meta").textContent = archived
     ? "Archived. Sending a message brings it back to your chats."
     : "";
 }
 
+/** `#s=<sessionId>` opens a conversation; `&m=<messageId>` also goes to one of its messages. */
 function routeFromHash() {
-  const match = /^#s=(.+)$/.exec(location.hash);
-  const sessionId = match ? decodeURIComponent(match[1]) : null;
-  if (sessionId === state.sessionId && sessionId !== null) return;
-  if (sessionId) openSession(sessionId);
+  const params = new URLSearchParams(location.hash.slice(1));
+  const sessionId = params.get("s");
+  const messageId = params.get("m");
+  if (sessionId !== null && sessionId === state.sessionId) {
+    if (messageId) {
+      const view = state.view;
+      Promise.resolve(state.loaded).then(() => revealMessage(messageId, view));
+    }
+    return;
+  }
+  if (sessionId) openSession(sessionId, { messageId });
   else resetChat();
   markCurrentInList();
 }
@@ -324,10 +474,138 @@ function asApiError(error) {
   return error instanceof ApiError ? error : new ApiError(0, "internal", String(error));
 }
 
+/** Whether the log is scrolled to (about) its end: new text then keeps it there. */
+function atEnd() {
+  const scroller = $("scroller");
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
+}
+
 function scrollToEnd(force = false) {
   const scroller = $("scroller");
-  const nearEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
-  if (force || nearEnd) scroller.scrollTop = scroller.scrollHeight;
+  if (force || atEnd()) scroller.scrollTop = scroller.scrollHeight;
+}
+
+// ---------------------------------------------------------------- messages and feedback
+
+/** A message of the open conversation, with feedback controls on the model's answers. */
+function renderMessage(message) {
+  const item = messageItem(message);
+  if (message.role === "assistant" && message.id) addFeedback(item, message);
+  return item;
+}
+
+function addFeedback(item, message) {
+  const sessionId = state.sessionId;
+  item.append(
+    feedbackControls(message, {
+      async save(request) {
+        if (!request) {
+          await api.clearFeedback(sessionId, message.id);
+          return null;
+        }
+        const stored = await api.setFeedback(sessionId, message.id, request);
+        return stored.feedback ?? null;
+      },
+    }),
+  );
+}
+
+function findMessage(messageId) {
+  return $("messages").querySelector(`[data-message-id="${CSS.escape(messageId)}"]`);
+}
+
+// ---------------------------------------------------------------- older messages
+
+/** The "earlier messages" row above the log: shown while older messages exist. */
+function updateOlder({ busy = false, error = "" } = {}) {
+  $("older").hidden = !state.hasMoreMessages;
+  const button = $("load-older");
+  button.textContent = busy ? "Loading earlier messages…" : "Load earlier messages";
+  if (busy) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+  $("older-error").textContent = error;
+  $("messages").setAttribute("aria-busy", String(busy));
+}
+
+/**
+ * Fetch the page before the oldest message shown and put it above, keeping what is on screen
+ * where it is. Resolves once done (at once when nothing older exists); one page at a time.
+ */
+function loadOlder({ limit = OLDER_PAGE } = {}) {
+  if (state.loadingOlder) return state.loadingOlder;
+  if (!state.hasMoreMessages || !state.sessionId) return Promise.resolve();
+  const view = state.view;
+  const sessionId = state.sessionId;
+  const loading = (async () => {
+    updateOlder({ busy: true });
+    try {
+      const page = await api.pageMessages(sessionId, { before: state.oldestId, limit });
+      if (view !== state.view) return;
+      state.olderFailed = false;
+      state.hasMoreMessages = page.hasMore && page.messages.length > 0;
+      prependMessages(page.messages);
+    } catch (error) {
+      if (view !== state.view) return;
+      state.olderFailed = true;
+      updateOlder({ error: `Earlier messages could not be loaded. ${describeError(asApiError(error))}` });
+    } finally {
+      if (view === state.view) state.loadingOlder = null;
+    }
+  })();
+  state.loadingOlder = loading;
+  return loading;
+}
+
+function prependMessages(messages) {
+  const scroller = $("scroller");
+  const anchor = $("messages").firstElementChild;
+  const before = anchor?.getBoundingClientRect().top ?? 0;
+  if (messages.length) {
+    $("messages").prepend(...messages.map(renderMessage));
+    state.oldestId = messages[0].id;
+  }
+  updateOlder();
+  // Scroll by exactly what was added above the message that was first: nothing on screen moves.
+  if (anchor) scroller.scrollTop += anchor.getBoundingClientRect().top - before;
+  // Observe again: if the row is still in view (a short page), the observer loads the next one.
+  olderObserver.unobserve($("older"));
+  olderObserver.observe($("older"));
+}
+
+// Scrolling near the top loads the page before; the button does the same from the keyboard.
+const olderObserver = new IntersectionObserver(
+  (entries) => {
+    if (entries.some((entry) => entry.isIntersecting) && !state.olderFailed) loadOlder();
+  },
+  { root: $("scroller"), rootMargin: "300px 0px 0px 0px" },
+);
+olderObserver.observe($("older"));
+
+$("load-older").addEventListener("click", () => {
+  state.olderFailed = false;
+  loadOlder();
+});
+
+/** Show one message of the open conversation, loading older pages until it is there. */
+async function revealMessage(messageId, view) {
+  let item = findMessage(messageId);
+  while (!item && state.hasMoreMessages && !state.olderFailed && view === state.view) {
+    await loadOlder({ limit: JUMP_PAGE });
+    item = findMessage(messageId);
+  }
+  if (view !== state.view) return;
+  if (!item) {
+    if (!state.olderFailed) $("chat-status").textContent = "That message is no longer here.";
+    return;
+  }
+  item.scrollIntoView({ block: "center" });
+  item.setAttribute("tabindex", "-1");
+  item.focus({ preventScroll: true });
+  item.classList.remove("flash");
+  void item.offsetWidth; // restart the highlight if it is already showing
+  item.classList.add("flash");
+  clearTimeout(item.flashTimer);
+  item.flashTimer = setTimeout(() => item.classList.remove("flash"), FLASH_MS);
 }
 
 // ---------------------------------------------------------------- sending a message
@@ -373,6 +651,7 @@ async function send() {
   // The user's message shows at once; the answer streams in below it.
   const userItem = messageItem({ role: "user", content: text });
   const answerItem = messageItem({ role: "assistant", content: "" });
+  $("older").hidden = true; // not while the end of the log is what matters
   answerItem.classList.add("streaming");
   answerItem.setAttribute("aria-busy", "true"); // read out once complete, not word by word
   $("chat-empty").hidden = true;
@@ -385,6 +664,7 @@ async function send() {
 
   let title = null;
   let answer = "";
+  let baseCount = null; // the conversation's message count before this turn, once known
   const answerText = answerItem.querySelector(".content");
   try {
     const done = await api.chatStream(
@@ -393,33 +673,61 @@ async function send() {
         onSession(payload) {
           sessionId = payload.sessionId;
           title = payload.title;
+          // The turn began: the conversation goes to the top of the list now.
+          const previous = state.sessions.get(sessionId);
+          baseCount = previous?.messageCount ?? 0;
+          upsertSession({
+            ...previous,
+            sessionId,
+            title,
+            updatedAt: new Date().toISOString(),
+            messageCount: baseCount + (retry ? 0 : 1),
+            archived: false,
+          });
           if (view !== state.view) return;
           if (state.sessionId !== sessionId) {
             state.sessionId = sessionId;
             // Remember the conversation in the URL, so a reload brings it back.
             history.replaceState(null, "", `#s=${encodeURIComponent(sessionId)}`);
           }
+          state.title = title;
+          state.archivedOpen = false;
           showTitle(title, false);
+          $("rename-chat").hidden = false;
+          markCurrentInList();
         },
         onDelta(piece) {
           answer += piece;
           if (view !== state.view) return;
-          answerText.textContent = answer;
-          scrollToEnd();
+          // The whole answer so far, rendered again: Markdown is only whole in context (a
+          // list, a code fence), and an answer is short enough for this to stay cheap.
+          const stick = atEnd();
+          setMarkdown(answerText, answer);
+          scrollToEnd(stick);
+        },
+        onTitle(newTitle) {
+          // The model named the new conversation: header and list entry change at once.
+          title = newTitle;
+          showNewTitle(sessionId, newTitle);
         },
       },
     );
     const [user, assistant] = done.messages;
-    answerText.textContent = assistant.content;
+    const stick = view === state.view && atEnd();
+    setMarkdown(answerText, assistant.content);
+    userItem.dataset.messageId = user.id;
+    answerItem.dataset.messageId = assistant.id;
     setMessageTime(userItem, user.timestamp);
     setMessageTime(answerItem, assistant.timestamp);
+    if (view === state.view) addFeedback(answerItem, assistant);
+    if (stick) scrollToEnd(true);
     const previous = state.sessions.get(sessionId);
     upsertSession({
       ...previous,
       sessionId,
       title: title ?? previous?.title,
       updatedAt: assistant.timestamp,
-      messageCount: (previous?.messageCount ?? 0) + 2,
+      messageCount: (baseCount ?? previous?.messageCount ?? 0) + (retry ? 1 : 2),
       archived: false,
     });
     markCurrentInList();
@@ -436,7 +744,7 @@ async function send() {
       userItem.classList.add("unanswered");
       userItem.querySelector(".meta").append(el("span", { className: "unanswered-note" }, "Not answered"));
     }
-    if (sessionId && !(apiError.status >= 400) && apiError.code !== "not_found") {
+    if (baseCount === null && sessionId && !(apiError.status >= 400) && apiError.code !== "not_found") {
       // The server began the turn, so the conversation exists (with this message): list it.
       const previous = state.sessions.get(sessionId);
       upsertSession({
@@ -473,6 +781,7 @@ async function send() {
     answerItem.removeAttribute("aria-busy");
     answerItem.classList.remove("streaming");
     setSending(false);
+    if (view === state.view) updateOlder();
   }
 }
 
@@ -506,6 +815,36 @@ document.addEventListener("keydown", (event) => {
     setNavOpen(false);
     $("nav-toggle").focus();
   }
+});
+
+// ---------------------------------------------------------------- search
+
+const search = setupSearch({
+  api,
+  isArchived: () => state.archived,
+  onActiveChange(active) {
+    // Results take the list's place while there is a search.
+    $("list-area").hidden = active;
+  },
+  onChoose(href) {
+    history.pushState(null, "", href);
+    routeFromHash();
+    closeNavOnPhone();
+    // A match puts the keyboard on its message (revealMessage); a title, in the message box.
+    if (!new URLSearchParams(href.slice(1)).has("m")) input.focus();
+  },
+});
+
+// ---------------------------------------------------------------- data rights
+
+setupDataRights({
+  api,
+  onErased() {
+    search.clear();
+    openNewChat();
+    setListView(false);
+    $("new-chat").focus();
+  },
 });
 
 // ---------------------------------------------------------------- start

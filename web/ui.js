@@ -1,5 +1,8 @@
-// DOM helpers and renderers. Text from users and the model only ever goes in via textContent
-// (never innerHTML), so nothing they write can become markup or script.
+// DOM helpers and renderers. Text from users and the server only ever goes in via textContent
+// (never innerHTML), so nothing they write can become markup or script; the one exception is
+// the model's Markdown, which goes through the sanitizer in markdown.js.
+
+import { setMarkdown } from "./markdown.js";
 
 /** Create an element: `attrs` are attributes (or `on*` listeners); children are nodes or text. */
 export function el(tag, attrs = {}, ...children) {
@@ -38,13 +41,19 @@ function timeElement(iso) {
   return iso ? el("time", { datetime: iso, title: new Date(iso).toLocaleString() }, shortTime(iso)) : null;
 }
 
-/** One message of the conversation, as a list item of the message log. */
-export function messageItem({ role, content, timestamp }) {
+/** One message of the conversation, as a list item of the message log. The model's answers
+ * are Markdown (rendered through the sanitizer); what the user typed stays plain text. */
+export function messageItem({ id, role, content, timestamp }) {
   const who = role === "user" ? "You" : "Parley";
-  const body = el("div", { className: "content" }, content ?? "");
+  const body = el("div", { className: role === "user" ? "content" : "content markdown" });
+  if (role === "user") body.textContent = content ?? "";
+  else setMarkdown(body, content ?? "");
   return el(
     "li",
-    { className: `message ${role === "user" ? "from-user" : "from-assistant"}` },
+    {
+      className: `message ${role === "user" ? "from-user" : "from-assistant"}`,
+      "data-message-id": id ?? null,
+    },
     el("div", { className: "meta" }, el("span", { className: "who" }, who), timeElement(timestamp)),
     el("div", { className: "bubble" }, body),
   );
@@ -58,15 +67,25 @@ export function setMessageTime(item, iso) {
   if (time) meta.append(time);
 }
 
-/** One conversation in the side list: a link that opens it and a button that deletes it. */
-export function sessionItem(summary, { current, onDelete }) {
+/**
+ * One conversation in the side list: a link that opens it, and buttons that rename and delete
+ * it. F2 on the link starts renaming too.
+ */
+export function sessionItem(summary, { current, onDelete, onRename }) {
   const title = summary.title || "Untitled";
   const link = el(
     "a",
     {
       className: "session-link",
       href: `#s=${encodeURIComponent(summary.sessionId)}`,
+      title, // the whole title, when the list cuts it short
       "aria-current": current ? "page" : null,
+      onkeydown: (event) => {
+        if (event.key === "F2") {
+          event.preventDefault();
+          onRename(summary);
+        }
+      },
     },
     el("span", { className: "session-title" }, title),
     el(
@@ -78,6 +97,17 @@ export function sessionItem(summary, { current, onDelete }) {
         : null,
     ),
   );
+  const rename = el(
+    "button",
+    {
+      type: "button",
+      className: "icon-button session-rename",
+      "aria-label": `Rename “${title}”`,
+      title: "Rename",
+      onclick: () => onRename(summary),
+    },
+    icon("pencil"),
+  );
   const remove = el(
     "button",
     {
@@ -87,12 +117,134 @@ export function sessionItem(summary, { current, onDelete }) {
       title: "Delete",
       onclick: () => onDelete(summary),
     },
-    trashIcon(),
+    icon("trash"),
   );
-  return el("li", { className: "session", "data-session-id": summary.sessionId }, link, remove);
+  return el("li", { className: "session", "data-session-id": summary.sessionId }, link, rename, remove);
 }
 
-function trashIcon() {
+let uniqueIds = 0;
+/** An id for an element made here (a label's `for`, an `aria-describedby`). */
+export function uniqueId(prefix) {
+  uniqueIds += 1;
+  return `${prefix}-${uniqueIds}`;
+}
+
+/**
+ * An inline title editor. Enter (or the tick) calls `onSave(title)`, which resolves when saved
+ * or rejects with an Error whose message is shown under the field; Escape (or the cross) calls
+ * `onCancel()`. Returns the form; the caller puts it in place and calls `form.focusInput()`.
+ */
+export function renameForm(title, { onSave, onCancel }) {
+  const inputId = uniqueId("rename");
+  const errorId = `${inputId}-error`;
+  const input = el("input", {
+    id: inputId,
+    className: "rename-input",
+    type: "text",
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-describedby": errorId,
+  });
+  input.value = title;
+  const error = el("p", { id: errorId, className: "field-error rename-error", "aria-live": "polite" });
+  let busy = false;
+  const form = el(
+    "form",
+    { className: "rename-form", novalidate: true },
+    el("label", { for: inputId, className: "visually-hidden" }, "Title"),
+    input,
+    el(
+      "button",
+      { type: "submit", className: "icon-button", "aria-label": "Save title", title: "Save" },
+      icon("check"),
+    ),
+    el(
+      "button",
+      {
+        type: "button",
+        className: "icon-button",
+        "aria-label": "Cancel renaming",
+        title: "Cancel",
+        onclick: () => onCancel(),
+      },
+      icon("close"),
+    ),
+    error,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    form.setAttribute("aria-busy", "true");
+    try {
+      await onSave(input.value);
+    } catch (failure) {
+      error.textContent = failure.message;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    } finally {
+      busy = false;
+      form.removeAttribute("aria-busy");
+    }
+  });
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      // Only the editor closes (not the phone-width panel around it).
+      event.preventDefault();
+      event.stopPropagation();
+      onCancel();
+    }
+  });
+  form.focusInput = () => {
+    input.focus();
+    input.select();
+  };
+  return form;
+}
+
+/**
+ * `text` with each case-insensitive occurrence of `phrase` in a <mark>: built from text nodes,
+ * so nothing in either can become markup.
+ */
+export function highlighted(text, phrase) {
+  const fragment = document.createDocumentFragment();
+  const needle = phrase.trim();
+  if (!needle) {
+    fragment.append(text);
+    return fragment;
+  }
+  const pattern = new RegExp(needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "giu");
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > last) fragment.append(text.slice(last, match.index));
+    fragment.append(el("mark", {}, match[0]));
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) fragment.append(text.slice(last));
+  return fragment;
+}
+
+const ICONS = {
+  trash: "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z",
+  pencil:
+    "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zM20.71 7.04a1 1 0 0 0 0-1.41l-2.34-2.34" +
+    "a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
+  check: "M9 16.17 4.83 12l-1.42 1.41L9 19 21 7l-1.41-1.41z",
+  close:
+    "M19 6.41 17.59 5 12 10.59 6.41 5 5 6.41 10.59 12 5 17.59 6.41 19 12 13.41 17.59 19 19 " +
+    "17.59 13.41 12z",
+  up:
+    "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 " +
+    "7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-" +
+    ".23.14-.47.14-.73v-2z",
+  down:
+    "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 " +
+    "4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2z" +
+    "m4 0v12h4V3h-4z",
+};
+
+/** A decorative icon: the button around it carries the name. */
+export function icon(name) {
   // Built with DOM calls, like everything else here, rather than parsed from a string.
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -100,10 +252,7 @@ function trashIcon() {
   svg.setAttribute("aria-hidden", "true");
   svg.setAttribute("focusable", "false");
   const path = document.createElementNS(ns, "path");
-  path.setAttribute(
-    "d",
-    "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z",
-  );
+  path.setAttribute("d", ICONS[name]);
   svg.append(path);
   return svg;
 }

@@ -6,136 +6,38 @@ Enter, click. Waiting is Playwright's auto-waiting ``expect``; nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.browser.support import (
+    EMAIL,
+    api_chat,
+    archive_everything,
+    composer,
+    contents,
+    current_session_id,
+    error_alert,
+    json_error,
+    log_items,
+    screenshot,
+    scroller_overflow,
+    send,
+    session_links,
+    session_titles,
+    sign_in,
+)
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, run_host
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-EMAIL = "alice@example.com"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 375, "height": 740}
-
-
-# ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Debian's Chromium: Playwright's own browser download cannot work here (see Makefile).
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def open_page(browser: Browser, viewport: dict[str, int]) -> Iterator[Page]:
-    context = browser.new_context(viewport=viewport)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"the page threw: {errors}"
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    yield from open_page(browser, DESKTOP)
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[Page]:
-    yield from open_page(browser, PHONE)
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name))
-
-
-def sign_in(page: Page, host: RunningHost, email: str = EMAIL) -> None:
-    page.goto(host.base_url + "/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def composer(page: Page) -> Locator:
-    return page.get_by_role("textbox", name="Message")
-
-
-def send(page: Page, text: str) -> None:
-    box = composer(page)
-    box.fill(text)
-    box.press("Enter")
-
-
-def log_items(page: Page) -> Locator:
-    return page.get_by_role("log").get_by_role("listitem")
-
-
-def contents(page: Page, selector: str = ".message") -> list[str]:
-    """The exact text of the log's messages (Playwright's to_have_text collapses spaces)."""
-    return page.locator(f"#messages {selector} .content").evaluate_all(
-        "nodes => nodes.map(n => n.textContent)"
-    )
-
-
-def session_links(page: Page) -> Locator:
-    return page.get_by_role("navigation", name="Conversations").locator(".session-link")
-
-
-def session_titles(page: Page) -> Locator:
-    return page.get_by_role("navigation", name="Conversations").locator(".session-title")
-
-
-def current_session_id(page: Page) -> str:
-    """The open conversation, as the page remembers it in the URL."""
-    match = re.search(r"#s=(.+)$", page.url)
-    assert match, f"no session in {page.url}"
-    return match.group(1)
-
-
-def api_chat(host: RunningHost, message: str, email: str = EMAIL, **extra: str) -> dict[str, Any]:
-    response = httpx.post(
-        host.base_url + "/api/chat",
-        json={"message": message, **extra},
-        headers=dev_headers(email),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def error_alert(page: Page) -> Locator:
-    return page.locator("#chat-error")
 
 
 # ---------------------------------------------------------------- the main path
@@ -288,29 +190,24 @@ def test_delete_asks_first_then_removes_everywhere(host: RunningHost, page: Page
 def test_archived_view_lists_archived_sessions_and_a_message_brings_one_back(
     host: RunningHost, page: Page, sqlite_env: dict[str, str]
 ) -> None:
-    from shared.archive import ArchivePolicy, run_archive
-    from shared.clock import FixedClock
-    from shared.storage.sqlite import SqliteStore
-
-    api_chat(host, "An old conversation")
-
-    async def archive_everything() -> int:
-        store = SqliteStore(sqlite_env["SQLITE_PATH"])
-        try:
-            later = FixedClock(datetime.now(UTC) + timedelta(days=2))
-            policy = ArchivePolicy(after_days=1, time_budget_s=60)
-            return (await run_archive(store, policy, clock=later)).archived
-        finally:
-            await store.close()
-
-    # Playwright's sync API keeps an event loop on this thread; the pass gets its own thread.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(asyncio.run, archive_everything()).result() == 1
+    old = api_chat(host, "An old conversation")
+    assert archive_everything(sqlite_env["SQLITE_PATH"]) == 1
 
     sign_in(page, host)
     expect(page.get_by_text("No conversations yet.")).to_be_visible()
     page.get_by_role("button", name="Archived").click()
     expect(page.get_by_role("button", name="Archived")).to_have_attribute("aria-pressed", "true")
+
+    # An archived conversation can be renamed, and stays archived.
+    page.get_by_role("button", name="Rename “An old conversation”").click()
+    page.get_by_role("textbox", name="Title").fill("An old conversation, renamed")
+    page.keyboard.press("Enter")
+    expect(session_titles(page)).to_have_text(["An old conversation, renamed"])
+    stored = httpx.get(
+        f"{host.base_url}/api/sessions/{old['sessionId']}", headers=dev_headers(EMAIL)
+    ).json()
+    assert stored["title"] == "An old conversation, renamed" and stored["archived"] is True
+
     session_links(page).filter(has_text="An old conversation").click()
     expect(page.locator("#chat-meta")).to_contain_text("Archived")
     expect(log_items(page)).to_have_count(2)
@@ -319,7 +216,7 @@ def test_archived_view_lists_archived_sessions_and_a_message_brings_one_back(
     expect(page.locator("#messages .from-assistant").last).to_contain_text("echo[2]: Back again")
     expect(session_titles(page)).to_have_count(0)  # no longer archived
     page.get_by_role("button", name="Chats", exact=True).click()
-    expect(session_titles(page)).to_have_text(["An old conversation"])
+    expect(session_titles(page)).to_have_text(["An old conversation, renamed"])
 
 
 # ---------------------------------------------------------------- errors
@@ -417,19 +314,6 @@ def test_real_413_and_404_from_the_host(host: RunningHost, page: Page) -> None:
     expect(error_alert(page)).not_to_have_class(re.compile(r"\bshown\b"))
 
 
-def json_error(
-    status: int, code: str, headers: dict[str, str] | None = None
-) -> Callable[[Route], None]:
-    def handle(route: Route) -> None:
-        route.fulfill(
-            status=status,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            body=json.dumps({"error": {"code": code, "message": "from the API"}}),
-        )
-
-    return handle
-
-
 @pytest.mark.parametrize(
     ("status", "code", "headers", "expected"),
     [
@@ -504,10 +388,16 @@ def test_phone_width_has_no_horizontal_scroll(host: RunningHost, phone: Page) ->
     sign_in(phone, host)
     send(phone, "A message with a very long word: " + "supercalifragilistic" * 8)
     expect(phone.locator("#messages .from-assistant .content")).to_contain_text("echo[0]:")
-    overflow = phone.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow == 0
+    assert scroller_overflow(phone) == 0
+    # A wide table and a long line of code scroll inside the answer, not the page.
+    wide = "| " + " | ".join(f"column {n}" for n in range(12)) + " |"
+    rule = "|" + "---|" * 12
+    row = "| " + " | ".join(f"value {n}" for n in range(12)) + " |"
+    code = "```\n" + "x = '" + "long " * 60 + "'\n```"
+    send(phone, f"Wide things\n\n{wide}\n{rule}\n{row}\n\n{code}")
+    expect(phone.locator("#messages .from-assistant table")).to_have_count(1)
+    expect(phone.locator("#messages .from-assistant pre")).to_have_count(1)
+    assert scroller_overflow(phone) == 0
     send_box = phone.get_by_role("button", name="Send")
     expect(send_box).to_be_in_viewport()
     screenshot(phone, "chat-phone.png")
@@ -522,10 +412,7 @@ def test_phone_width_has_no_horizontal_scroll(host: RunningHost, phone: Page) ->
     session_links(phone).filter(has_text="An earlier conversation").click()
     expect(toggle).to_have_attribute("aria-expanded", "false")
     expect(phone.get_by_role("heading", level=1)).to_have_text("An earlier conversation")
-    overflow = phone.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow == 0
+    assert scroller_overflow(phone) == 0
 
 
 def test_keyboard_only_sign_in_and_send(host: RunningHost, page: Page) -> None:
