@@ -1,4 +1,8 @@
-"""Measurement 4: one archival pass over stale sessions: sessions per second, peak memory."""
+"""Measurement 4: archival passes over stale sessions: sessions per second, peak memory.
+
+Two passes over the same number of freshly seeded sessions: the first is timed as it runs in
+production; the second runs under tracemalloc for its peak memory (tracemalloc makes Python
+code several times slower, so its rate is reported beside, never as, the throughput)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ from bench.common import NotAvailable, seed_session
 MESSAGES_PER_SESSION = 10
 STALE_DAYS = 60
 SEED_CONCURRENCY = 16
+# The first version's pass on the local Cosmos server; the budget is five times that.
+FIRST_VERSION_SESSIONS_PER_S = 19.5
+BUDGET_SESSIONS_PER_S = 5 * FIRST_VERSION_SESSIONS_PER_S
 
 
-async def _seed(store: Any, sessions: int) -> None:
+async def _seed(store: Any, sessions: int, first: int) -> None:
     old = datetime.now(UTC) - timedelta(days=STALE_DAYS)
     gate = asyncio.Semaphore(SEED_CONCURRENCY)
 
@@ -29,7 +36,7 @@ async def _seed(store: Any, sessions: int) -> None:
                 session_id=f"s_{index:032x}",
             )
 
-    await asyncio.gather(*(one(i) for i in range(sessions)))
+    await asyncio.gather(*(one(i) for i in range(first, first + sessions)))
 
 
 def _pass_function() -> tuple[Any, Any]:
@@ -40,32 +47,49 @@ def _pass_function() -> tuple[Any, Any]:
     return ArchivePolicy, run_archive
 
 
-async def _measure(store: Any, sessions: int, concurrency: int) -> dict[str, Any]:
+async def _one_pass(
+    store: Any, sessions: int, first: int, concurrency: int, *, traced: bool
+) -> tuple[float, int]:
+    """Seed ``sessions`` stale sessions (ids from ``first``), archive them in one pass; the
+    pass's seconds and (``traced``) its peak Python allocations."""
     policy_cls, run_archive = _pass_function()
-    await _seed(store, sessions)
-    policy = policy_cls(after_days=30, time_budget_s=3600, concurrency=concurrency)
-    tracemalloc.start()
-    started = time.perf_counter()
-    summary = await run_archive(store, policy)
-    elapsed = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    left, _ = await store.scan_stale(
-        "active", updated_before=datetime.now(UTC), limit=10, after=None
-    )
-    await store.close()
+    try:
+        await _seed(store, sessions, first)
+        policy = policy_cls(after_days=30, time_budget_s=3600, concurrency=concurrency)
+        if traced:
+            tracemalloc.start()
+        started = time.perf_counter()
+        summary = await run_archive(store, policy)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
+        tracemalloc.stop()
+        left, _ = await store.scan_stale(
+            "active", updated_before=datetime.now(UTC), limit=10, after=None
+        )
+    finally:
+        await store.close()
     if summary.archived != sessions or summary.failed or left:
         raise RuntimeError(f"the archival pass did not archive everything: {summary!r}")
+    return elapsed, peak
+
+
+async def _measure(make_store: Any, sessions: int, concurrency: int) -> dict[str, Any]:
+    elapsed, _ = await _one_pass(make_store(), sessions, 0, concurrency, traced=False)
+    traced_elapsed, peak = await _one_pass(
+        make_store(), sessions, sessions, concurrency, traced=True
+    )
     return {
         "sessions": sessions,
         "messages_per_session": MESSAGES_PER_SESSION,
         "concurrency": concurrency,
         "seconds": round(elapsed, 3),
         "sessions_per_s": round(sessions / elapsed, 1),
+        "budget_sessions_per_s": BUDGET_SESSIONS_PER_S,
+        "budget_met": sessions / elapsed >= BUDGET_SESSIONS_PER_S,
         "peak_memory_mib": round(peak / 2**20, 2),
-        "note": "tracemalloc slows Python code; the rate is a lower bound",
+        "traced_sessions_per_s": round(sessions / traced_elapsed, 1),
     }
 
 
 def run(make_store: Any, sessions: int, concurrency: int = 8) -> dict[str, Any]:
-    return asyncio.run(_measure(make_store(), sessions, concurrency))
+    return asyncio.run(_measure(make_store, sessions, concurrency))

@@ -418,12 +418,15 @@ def test_the_summary_is_one_log_line(
     assert ALICE not in caplog.text  # no raw emails in the logs
 
 
-def test_a_move_throttled_after_its_commit_is_finished_by_the_retry(
-    cosmos_stores: StoreFactory, clock: FixedClock
+@pytest.mark.parametrize("step", MOVE_STEPS[:3])
+def test_a_move_throttled_half_way_is_finished_by_the_retry(
+    cosmos_stores: StoreFactory, clock: FixedClock, step: str
 ) -> None:
-    """Throttling can strike between a move's commit and its activation: the pass tries the
-    session again, and the retry finishes that very move (it is archived, listed and counted)
-    instead of finding the active item a stub and calling the session gone."""
+    """Throttling can strike between any two steps of a move: the pass tries the session
+    again, and the retry carries on with that very move (it is archived, listed and counted):
+    it takes over the copy its own host left (never waiting out the lease as for another
+    host's claim), and finishes a move that already committed instead of calling the session
+    gone."""
 
     async def scenario() -> None:
         async with cosmos_stores() as store:
@@ -432,7 +435,7 @@ def test_a_move_throttled_after_its_commit_is_finished_by_the_retry(
             refusals: list[str] = []
 
             async def throttled_once(at: str, _: str) -> None:
-                if at == "archive:committed" and not refusals:
+                if at == step and not refusals:
                     refusals.append(at)
                     raise StorageUnavailable(retry_after_s=1)
 
@@ -443,5 +446,45 @@ def test_a_move_throttled_after_its_commit_is_finished_by_the_retry(
             await assert_exactly_once(store, ALICE, session_id, expected, "archive")
             listed, _ = await store.list_sessions(ALICE, where="archive", limit=5, after=None)
             assert [s.id for s in listed] == [session_id]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("step", ["restore:read", "restore:copied", "restore:committed"])
+def test_a_restore_throttled_half_way_is_finished_by_the_users_retry(
+    cosmos_stores: StoreFactory, clock: FixedClock, step: str
+) -> None:
+    """A message to an archived session restores it first; throttled half-way, the turn is a
+    503 and stores nothing, and the user's retry on the same host carries that restore on at
+    once (its own claim is not another host's move under way: no 503s for the lease's two
+    minutes)."""
+
+    async def scenario() -> None:
+        async with cosmos_stores() as store:
+            session_id = await seed(store, ALICE, CUTOFF - timedelta(days=1), 4, where="archive")
+            svc = service(store, clock)
+            before = [m.content for m in (await svc.get_session(ALICE, session_id)).messages]
+            refusals: list[str] = []
+
+            async def throttled_once(at: str, _: str) -> None:
+                if at == step and not refusals:
+                    refusals.append(at)
+                    raise StorageUnavailable(retry_after_s=1)
+
+            store.moves.checkpoint = throttled_once  # type: ignore[attr-defined]
+            request = ChatRequest(message="back again", sessionId=session_id)
+            with pytest.raises(StorageUnavailable):
+                await svc.chat(ALICE, request)
+            answer = await svc.chat(ALICE, request)
+
+            assert refusals == [step]
+            detail = await svc.get_session(ALICE, session_id)
+            assert [m.content for m in detail.messages] == [
+                *before,
+                "back again",
+                answer.assistant.content,
+            ]
+            state = await items(store, ALICE, session_id)
+            assert (state["active"][0], state["archive"]) == (True, (False, []))
 
     asyncio.run(scenario())

@@ -397,6 +397,38 @@ def test_query_with_partition_key_reads_only_that_partition(store: Store) -> Non
     assert store.run(scenario) == ["s0", "s1"]
 
 
+def test_a_partition_query_follows_every_kind_of_write(store: Store) -> None:
+    """The server keeps each logical partition's items apart (a partition's query reads only
+    that partition, as in Cosmos); creates, replaces, upserts, deletes, a refused batch and a
+    partition delete must all show in the next query of that partition and no other."""
+
+    async def titles(container: AsyncContainerProxy, email: str) -> list[tuple[str, str]]:
+        query = "SELECT c.id, c.title FROM c"
+        found = container.query_items(query, partition_key=email)
+        return sorted([(i["id"], i["title"]) async for i in found])
+
+    async def scenario(container: AsyncContainerProxy) -> None:
+        for email in (ALICE, BOB):
+            await container.create_item(session(email, "a", title="a"))
+            await container.create_item(session(email, "b", title="b"))
+        await container.replace_item("a", session(ALICE, "a", title="a2"))
+        await container.upsert_item(session(ALICE, "c", title="c"))
+        await container.delete_item("b", partition_key=ALICE)
+        with pytest.raises(exceptions.CosmosBatchOperationError):
+            await container.execute_item_batch(
+                [("delete", ("a",)), ("create", (session(ALICE, "d"),)), ("read", ("none",))],
+                partition_key=ALICE,
+            )
+        assert await titles(container, ALICE) == [("a", "a2"), ("c", "c")]
+        assert await titles(container, BOB) == [("a", "a"), ("b", "b")]
+        await container.delete_all_items_by_partition_key(ALICE)
+        await container.create_item(session(ALICE, "b", title="again"))
+        assert await titles(container, ALICE) == [("b", "again")]
+        assert await titles(container, BOB) == [("a", "a"), ("b", "b")]
+
+    store.run(scenario)
+
+
 def expected_list_order(items: list[dict]) -> list[str]:
     return [i["id"] for i in sorted(items, key=lambda i: (i["updatedAt"], i["id"]), reverse=True)]
 

@@ -32,6 +32,40 @@ let capture = null; // the open write transaction, if any
 // some change count: a query reuses the sorted list until the next change.
 const changes = new WeakMap();
 const sortedLive = new WeakMap();
+// Items (the package's item store) -> partition key -> { rids, sorted }: the _rids of
+// the live items of each logical partition, kept by the write hooks. A query that names its
+// partition reads only that partition, as in Cosmos, where its cost does not grow with the
+// container; `sorted` caches the partition's items in _rid order until its next change.
+const partitions = new WeakMap();
+
+/** One string per partition key value; `undefined` (the item has no such field) is its own. */
+function partitionKey(value) {
+  return value === undefined ? "u" : `j${JSON.stringify(value)}`;
+}
+
+function partitionEntry(documents, value) {
+  let byKey = partitions.get(documents);
+  if (!byKey) {
+    byKey = new Map();
+    partitions.set(documents, byKey);
+  }
+  const key = partitionKey(value);
+  let entry = byKey.get(key);
+  if (!entry) {
+    entry = { rids: new Set(), sorted: null };
+    byKey.set(key, entry);
+  }
+  return entry;
+}
+
+/** The live items of one logical partition in _rid order (shared: do not modify). */
+export function livePartition(documents, value) {
+  const entry = partitionEntry(documents, value);
+  if (!entry.sorted) {
+    entry.sorted = [...entry.rids].map((rid) => documents._data.get(rid).read()).sort(byRid);
+  }
+  return entry.sorted;
+}
 
 /** `0:-1#42`, as Cosmos answers for partition key range 0 at LSN 42. */
 export function formatSessionToken(lsn) {
@@ -172,6 +206,28 @@ class View {
     }
     return [...byKey.values()].sort(byRid);
   }
+
+  /**
+   * The items of the logical partition whose key is `value` (`undefined`: the items without
+   * the field), in _rid order: read from the partition's index, never from the whole container.
+   */
+  partitionItems(value) {
+    const { documents } = this.collection;
+    const live = livePartition(documents, value);
+    if (!this.lagging) return live;
+    const wanted = partitionKey(value);
+    const inPartition = (doc) => partitionKey(documents._getPartition(doc)) === wanted;
+    const byKey = new Map(
+      live.map((doc) => [keyOf(documents, doc.id, documents._getPartition(doc)), doc]),
+    );
+    for (let i = this.hidden.length - 1; i >= 0; i -= 1) {
+      for (const [key, { doc }] of this.hidden[i].befores) {
+        if (doc && inPartition(doc)) byKey.set(key, doc);
+        else if (!doc) byKey.delete(key);
+      }
+    }
+    return [...byKey.values()].sort(byRid);
+  }
 }
 
 function byRid(a, b) {
@@ -295,8 +351,9 @@ export class Consistency {
 }
 
 /**
- * Hooks the package's item store so an open write transaction sees every change, and every
- * change (in a transaction or not) invalidates the container's sorted item list. Installed once.
+ * Hooks the package's item store so an open write transaction sees every change, every change
+ * (in a transaction or not) invalidates the container's sorted item list, and each logical
+ * partition's index follows its items. Installed once.
  */
 export function installWriteCapture() {
   const Documents = require("@vercel/cosmosdb-server/lib/account/documents").default;
@@ -304,20 +361,29 @@ export function installWriteCapture() {
   if (proto._parleyCaptured) return;
   const { _set: set, delete: del } = proto;
   const changed = (collection) => changes.set(collection, (changes.get(collection) ?? 0) + 1);
+  const indexed = (documents, doc, apply) => {
+    const entry = partitionEntry(documents, documents._getPartition(doc));
+    apply(entry.rids, doc._rid);
+    entry.sorted = null;
+  };
   proto._set = function captureSet(data) {
     changed(this._parent);
     if (capture && capture.log.collection === this._parent) {
       capture.remember(this, data.id, this._getPartition(data));
     }
-    return set.call(this, data);
+    const result = set.call(this, data);
+    indexed(this, data, (rids, rid) => rids.add(rid));
+    return result;
   };
   proto.delete = function captureDelete(idOrRid, partition) {
     changed(this._parent);
-    if (capture && capture.log.collection === this._parent) {
-      const doc = this._item("/id", idOrRid, partition).read();
-      if (doc) capture.remember(this, doc.id, partition);
+    const doc = this._item("/id", idOrRid, partition).read();
+    if (doc && capture && capture.log.collection === this._parent) {
+      capture.remember(this, doc.id, partition);
     }
-    return del.call(this, idOrRid, partition);
+    const result = del.call(this, idOrRid, partition);
+    if (doc) indexed(this, doc, (rids, rid) => rids.delete(rid));
+    return result;
   };
   proto._parleyCaptured = true;
 }

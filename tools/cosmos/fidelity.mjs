@@ -21,6 +21,7 @@ import {
   Consistency,
   formatSessionToken,
   installWriteCapture,
+  livePartition,
   parseSessionToken,
   PK_RANGE_ID,
 } from "./consistency.mjs";
@@ -160,8 +161,9 @@ function viewOf(req, collection) {
   return req[VIEW];
 }
 
-function partitionItems(collection, items, value) {
-  return items.filter((item) => itemPartitionValue(collection, item) === value);
+/** The partition named by a request's partition key header, in the view it is served from. */
+function partitionItems(view, value) {
+  return view.partitionItems(value === UNDEFINED_PK ? undefined : value);
 }
 
 /** The package's own key for an item: the parsed partition value, or the id as a fallback. */
@@ -542,10 +544,9 @@ async function queryDocuments(account, req, res, params) {
     if (!meta) return null;
     const pk = partitionKeyHeader(req);
     if (pk.invalid) return fail(res, 400, "BadRequest", "Invalid partition key header.");
-    let items = viewOf(req, collection).items();
-    if (pk.present) {
-      items = partitionItems(collection, items, pk.value);
-    } else {
+    const view = viewOf(req, collection);
+    const items = pk.present ? partitionItems(view, pk.value) : view.items();
+    if (!pk.present) {
       const paths = (meta.partitionKey || {}).paths || [];
       const crossPartition = isTrue(req, "x-ms-documentdb-query-enablecrosspartition");
       if (!crossPartition && paths.length) {
@@ -579,8 +580,8 @@ async function readDocuments(account, req, res, params) {
   return readItems(req, res, "Documents", async (paging) => {
     const collection = account.database(params.dbId).collection(params.collId);
     if (!collection.read()) return null;
-    let items = viewOf(req, collection).items();
-    if (pk.present) items = partitionItems(collection, items, pk.value);
+    const view = viewOf(req, collection);
+    const items = pk.present ? partitionItems(view, pk.value) : view.items();
     return queryCollection(req, collection, items, { query: "SELECT * FROM c" }, paging);
   });
 }
@@ -594,8 +595,8 @@ async function deletePartition(account, req, res, params) {
   if (!pk.present || pk.invalid) {
     return fail(res, 400, "BadRequest", "A partition key is required.");
   }
-  const live = [...collection.documents._data.values()].map((entry) => entry.read());
-  for (const item of partitionItems(collection, live, pk.value)) {
+  const value = pk.value === UNDEFINED_PK ? undefined : pk.value;
+  for (const item of [...livePartition(collection.documents, value)]) {
     collection.documents.delete(item.id, storageKey(pk.raw, item.id));
   }
   req[CHARGE] = PARTITION_DELETE_CHARGE;

@@ -44,7 +44,7 @@ RESTORING: State = "restoring"
 INCOMING: State = "incoming"
 MOVED: State = "moved"
 DELETING: State = "deleting"
-STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched")
+STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched", "mover")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class SessionItem:
     origin: str | None = None  # "from": the source ETag a copy or stub stands for
     complete: bool = False
     cleanup: bool = False
+    mover: str | None = None  # which store instance wrote the claim (``Moves.mover``)
 
     @property
     def live(self) -> bool:
@@ -95,12 +96,15 @@ def state_body(
     origin: str | None = None,
     complete: bool = False,
     cleanup: bool = False,
+    mover: str | None = None,
 ) -> dict[str, Any]:
     """The session item in a state: the record (so anyone can finish the work) and the state."""
     body = session_body(session)
     body.update({"state": state, "since": since, "complete": complete, "cleanup": cleanup})
     if origin is not None:
         body["from"] = origin
+    if mover is not None:
+        body["mover"] = mover
     return body
 
 
@@ -126,6 +130,7 @@ def session_from_item(item: dict[str, Any], archived: bool) -> SessionItem:
         origin=item.get("from"),
         complete=bool(item.get("complete")),
         cleanup=bool(item.get("cleanup")),
+        mover=item.get("mover"),
     )
 
 

@@ -20,13 +20,16 @@ interleaving it is tested against. Its rules:
    ETag it copied) matching the source's stub, or the source being gone; it is activated by
    whoever meets it (a read, a restore, the pass's housekeeping). An uncommitted copy is
    discarded only when its source is provably not committed to it. Nothing else deletes items.
+5. **Another host's fresh claim is left alone; our own abandoned one is not.** Claims carry the
+   writing instance's ``mover``, and an instance moves a session one call at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
@@ -101,6 +104,12 @@ class Moves:
         self.clock = clock
         # Tests set this to pause a move between its steps (``docs/design.md`` lists them).
         self.checkpoint: Checkpoint | None = None
+        # This instance's name on the claims it writes, and the sessions it is moving now: a
+        # claim of ours on a session we are not moving is an attempt that stopped half-way
+        # (throttled, timed out), which the retry may take over at once instead of waiting
+        # out the lease.
+        self.mover = uuid.uuid4().hex
+        self._moving: set[tuple[str, str]] = set()
 
     async def _at(self, step: str, session_id: str) -> None:
         if self.checkpoint is not None:
@@ -110,9 +119,25 @@ class Moves:
         return stored_time(self.clock.now())
 
     def _fresh(self, item: SessionItem) -> bool:
-        if item.since is None:
+        """Whether a claim may still be worked on by its writer. Only asked inside
+        ``_exclusive``: a claim of ours is then an abandoned attempt, never a running one."""
+        if item.since is None or item.mover == self.mover:
             return False
         return parse_iso(item.since) > self.clock.now() - MOVE_LEASE
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, email: str, session_id: str) -> AsyncIterator[bool]:
+        """Yields False if this instance is moving the session already (the caller backs
+        off), else True, holding the session until the block ends."""
+        key = (email, session_id)
+        if key in self._moving:
+            yield False
+            return
+        self._moving.add(key)
+        try:
+            yield True
+        finally:
+            self._moving.discard(key)
 
     # ---- reading session items -----------------------------------------------------------------
 
@@ -275,6 +300,10 @@ class Moves:
     # ---- archiving (active -> archive) ---------------------------------------------------------
 
     async def archive(self, ref: SessionRef) -> MoveOutcome:
+        async with self._exclusive(ref.email, ref.session_id) as alone:
+            return await self._archive(ref) if alone else MoveOutcome.BUSY
+
+    async def _archive(self, ref: SessionRef) -> MoveOutcome:
         email, session_id = ref.email, ref.session_id
         read = await self._source("active", email, session_id)
         source = read.item
@@ -287,7 +316,9 @@ class Moves:
         if source.etag != ref.etag:
             return MoveOutcome.CHANGED
         await self._at("archive:read", session_id)
-        claim = state_body(source.record, INCOMING, since=self._now(), origin=source.etag)
+        claim = state_body(
+            source.record, INCOMING, since=self._now(), origin=source.etag, mover=self.mover
+        )
         try:
             # Usually the archive has nothing of this session: claim it by creating the item.
             copy_etag = await self._copy("active", "archive", email, session_id, claim, None, read)
@@ -435,6 +466,10 @@ class Moves:
     # ---- restoring (archive -> active) ---------------------------------------------------------
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
+        async with self._exclusive(email, session_id) as alone:
+            return await self._restore(email, session_id) if alone else MoveOutcome.BUSY
+
+    async def _restore(self, email: str, session_id: str) -> MoveOutcome:
         stub = await self.item("active", email, session_id)
         read = await self._source("archive", email, session_id)
         source = read.item
@@ -458,7 +493,9 @@ class Moves:
                 await self.delete_everywhere(email, session_id)
             return MoveOutcome.GONE
 
-        claim = state_body(source.record, RESTORING, since=self._now(), origin=source.etag)
+        claim = state_body(
+            source.record, RESTORING, since=self._now(), origin=source.etag, mover=self.mover
+        )
         await self._at("restore:read", session_id)
         try:
             copy_etag = await self._copy(
@@ -643,6 +680,10 @@ class Moves:
 
     async def finish(self, where: Where, email: str, session_id: str) -> bool:
         """Finish (or safely undo) whatever stopped half-way for this session."""
+        async with self._exclusive(email, session_id) as alone:
+            return await self._finish(where, email, session_id) if alone else False
+
+    async def _finish(self, where: Where, email: str, session_id: str) -> bool:
         item = await self.item(where, email, session_id)
         if item is None or item.live:
             return False
