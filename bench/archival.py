@@ -64,7 +64,7 @@ async def _one_pass(
         peak = tracemalloc.get_traced_memory()[1] if traced else 0
         tracemalloc.stop()
         left, _ = await store.scan_stale(
-            "active", updated_before=datetime.now(UTC), limit=10, after=None
+            where="active", updated_before=datetime.now(UTC), limit=10, after=None
         )
     finally:
         await store.close()

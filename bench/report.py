@@ -373,6 +373,62 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
     return "\n".join(lines)
 
 
+def headline_md(results: dict[str, Any]) -> str:
+    """The few figures the README shows (its "Performance" section), from the same run."""
+    m, t = results["machine"], results["turns"]
+    lines = []
+    if "parley" in t:
+        turn = {row["turn"]: row for row in t["parley"]}[t["compare_turn"]]
+        langchain = t["ratio_langchain_over_parley_bytes_at_100"]
+        against = (
+            f": {langchain:.1f}x fewer bytes than LangChain's `CosmosDBChatMessageHistory` on "
+            "the same messages"
+            if langchain
+            else ""
+        )
+        lines.append(
+            f"- A chat turn at turn {t['compare_turn']} moves {turn['bytes']:,} bytes in "
+            f"{turn['requests']} Cosmos DB requests ({turn['ru']} request units, local "
+            f"estimate){against}; turn {t['last_turn']} costs "
+            f"{t['parley_growth_last_vs_turn25']}x what turn {t['growth_from_turn']} does."
+        )
+    cosmos = results["archival"].get("cosmos", {})
+    if "sessions_per_s" in cosmos:
+        lines.append(
+            f"- An archival pass moves {cosmos['sessions_per_s']} sessions a second "
+            f"({cosmos['sessions']:,} sessions of {cosmos['messages_per_session']} messages, "
+            f"{cosmos['concurrency']} at a time) with {cosmos['peak_memory_mib']} MiB of "
+            "Python allocations at its peak."
+        )
+    cold = results["cold_start"]
+    if "ratio" in cold:
+        lines.append(
+            f"- The app imports in {cold['function_app_median_ms']} ms: {cold['ratio']}x "
+            "what `azure.functions` and its HTTP streaming extension take alone."
+        )
+    lines.append(
+        f"\nMeasured by `make bench` ({results['mode']} run) on {m['nproc']} x {m['cpu']} "
+        f"against the local Cosmos DB server, commit {m['commit']}; "
+        "[docs/performance.md](docs/performance.md) has the tables and what they mean."
+    )
+    return "\n".join(lines)
+
+
+README = ROOT / "README.md"
+README_START = "<!-- bench:headline: rewritten by `make bench` -->"
+README_END = "<!-- /bench:headline -->"
+
+
+def write_headline(headline: str, readme: Path, template: Path = README) -> None:
+    """``template`` with ``headline`` between its headline markers, into ``readme``."""
+    text = template.read_text()
+    head, start, rest = text.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not start or not end:
+        raise RuntimeError(f"{readme} has no {README_START!r} ... {README_END!r} block")
+    readme.write_text(f"{head}{README_START}\n{headline}\n{README_END}{tail}")
+
+
 PAGE = ROOT / "docs" / "performance.md"
 # docs/performance.md: everything above this line is written by hand and kept; everything
 # below it is replaced by every run.
@@ -380,10 +436,11 @@ PAGE_MARKER = "<!-- bench:generated: everything below this line is rewritten by 
 
 
 def write(results: dict[str, Any], out: Path = RESULTS) -> None:
-    """Write latest.json, summary.md and the plots to ``out``, and the performance page: a run
-    into the committed results folder rewrites docs/performance.md below its marker; a run
-    elsewhere (the test suite's) writes the page beside its results, so the committed files
-    stay as they are but the page is still generated."""
+    """Write latest.json, summary.md and the plots to ``out``, the performance page and the
+    README's headline figures: a run into the committed results folder rewrites
+    docs/performance.md below its marker and the README's headline block; a run elsewhere (the
+    test suite's) writes both beside its results, so the committed files stay as they are but
+    everything is still generated."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     if "parley_bytes_per_turn" in results["turns"]:
@@ -391,9 +448,11 @@ def write(results: dict[str, Any], out: Path = RESULTS) -> None:
     plot_latency(results["latency"], out / LATENCY_PNG)
     body = summary_md(results, "")
     (out / "summary.md").write_text("# Parley benchmark: latest results\n\n" + body + "\n")
-    page = PAGE if out.resolve() == RESULTS.resolve() else out / "performance.md"
+    committed = out.resolve() == RESULTS.resolve()
+    page = PAGE if committed else out / "performance.md"
     prefix = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix() + "/"
     write_page(summary_md(results, prefix), page)
+    write_headline(headline_md(results), README if committed else out / "README.md")
 
 
 def write_page(section: str, page: Path, template: Path = PAGE) -> None:

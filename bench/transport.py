@@ -19,6 +19,8 @@ from typing import Any
 
 from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
 
+from shared.storage.cosmos.client import transport_options
+
 # Item paths: /dbs/<db>/colls/<coll>/docs[/<id>]
 _DOCS = re.compile(r"/dbs/[^/]+/colls/[^/]+/docs(/[^/?]+)?/?$")
 
@@ -180,10 +182,11 @@ class _Recorder:
 
 
 class CountingTransport(AioHttpTransport, _Recorder):
-    """An aiohttp transport that logs every request and response passing through it."""
+    """An aiohttp transport that logs every request and response passing through it,
+    configured as the store configures its own."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{**transport_options(), **kwargs})
         self._start_log()
 
     async def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]

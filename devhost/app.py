@@ -136,7 +136,9 @@ def build_app(
             for task in tasks:
                 task.cancel()
             from shared.runtime import reset_runtime
+            from shared.turns import settled
 
+            await settled()  # answers still being written (their clients gone) are stored
             await reset_runtime()
 
     async def fire_timer(request: Request) -> Response:
@@ -148,9 +150,18 @@ def build_app(
         await timer.fire()
         return Response(status_code=202)
 
+    async def settle_turns(_: Request) -> Response:
+        # Answers outlive their requests (a streaming client that hung up): this answers once
+        # every one this host is writing has been stored (or has failed). Locally only.
+        from shared.turns import settled
+
+        await settled()
+        return Response(status_code=204)
+
     routes: list[BaseRoute] = [
         *http_routes(functions, route_prefix()),
         Route("/admin/functions/{name}", fire_timer, methods=["POST"]),
+        Route("/admin/turns/settle", settle_turns, methods=["POST"]),
         *(extra_routes or []),
         *static_routes(),
     ]

@@ -24,7 +24,7 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.storage.containers import DEFAULT_DATABASE
+from shared.storage.containers import DEFAULT_DATABASE, LOCAL_HOSTS
 
 PROJECT = "parley"
 
@@ -62,7 +62,6 @@ _API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 # How an operator finds what a region offers (the error messages and docs/deploy.md show it).
 LIST_MODELS_COMMAND = "az cognitiveservices model list --location <openAiLocation>"
 _COSMOS_NAME = re.compile(r"^[^/\\#?\s][^/\\#?]{0,254}$")
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _ENTRA_V2_ISSUER = re.compile(r"^https://[A-Za-z0-9.-]+/[A-Za-z0-9.-]+/v2\.0$")
 
 
@@ -250,7 +249,7 @@ def _check_origin(origin: str) -> str | None:
         return f"{origin!r} must be lower case, as browsers send it"
     if parts.scheme == "https":
         return None
-    if parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
+    if parts.scheme == "http" and parts.hostname in LOCAL_HOSTS:
         return None
     return f"{origin!r} must use https (http is allowed only for localhost)"
 

@@ -1,7 +1,8 @@
 """Settings read from the environment once, validated, and shared by every layer.
 
-``SETTINGS`` below is the one list of environment variables the code reads; the Pulumi
-program sets app settings from the same list, and a test checks that nothing is missed.
+``SETTINGS`` below is the one list of environment variables the code reads (besides the
+platform's proxy variables, ``PROXY_VARIABLES``); the Pulumi program sets app settings from the
+same list, and a test checks that nothing is missed.
 """
 
 from __future__ import annotations
@@ -166,6 +167,23 @@ class Settings(BaseModel):
 SETTINGS: tuple[str, ...] = tuple(
     str(field.alias) for field in Settings.model_fields.values() if field.alias
 )
+
+
+# Not Parley's settings but the platform's: the proxy variables HTTP clients honour. They are
+# read only to know whether there is a proxy to look for (``proxy_configured``).
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
+    source = os.environ if environ is None else environ
+    return any(source.get(name) for name in PROXY_VARIABLES)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

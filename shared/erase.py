@@ -6,9 +6,10 @@ asked again) and by the operators' command for requests that come by support:
     python -m shared.erase --email alice@example.com [--dry-run]
 
 which prints one JSON line ``{"sessions", "messages", "dryRun"}`` and writes an audit line
-(hashed email, counts, who; never the data). Each session goes whole or not at all (the
-store's delete), so an erasure is safe to repeat and to interrupt; a session started while it
-runs is found by the next look and erased too (``docs/privacy.md``, "Erasure").
+(hashed email, counts, who, whether it completed; never the data), also when it fails
+part-way. Each session goes whole or not at all (the store's delete), so an erasure is safe to
+repeat and to interrupt; a session started while it runs is found by the next look and erased
+too (``docs/privacy.md``, "Erasure").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,17 +78,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass
+class EraseRun:
+    """What the operator's run got to, for its audit line: the counts stay None until read."""
+
+    sessions: int | None = None
+    messages: int | None = None
+    complete: bool = False
+
+
 async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) -> int:
     store = make_store(settings)
+    run = EraseRun()
     try:
         sessions, messages = await store.usage(email)
+        run.sessions, run.messages = sessions, messages
         if not dry_run:
             while not await erase_sessions(store, email, clock=SystemClock(), budget_s=CLI_STEP_S):
                 pass
+        run.complete = True
     finally:
+        # Written whatever happened, and before closing (which may fail too): an erasure that
+        # stopped part-way has deleted some sessions, and the audit trail must say so.
+        audit(
+            "erase",
+            user=user,
+            by="operator",
+            sessions=run.sessions,
+            messages=run.messages,
+            dryRun=dry_run,
+            complete=run.complete,
+        )
         await store.close()
     summary = EraseSummary(sessions=sessions, messages=messages, dry_run=dry_run)
-    audit("erase", user=user, by="operator", sessions=sessions, messages=messages, dryRun=dry_run)
     print(summary.model_dump_json(by_alias=True), flush=True)
     return 0
 

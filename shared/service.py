@@ -625,9 +625,13 @@ class ConversationService:
 
     async def erase_everything(self, email: str, *, budget_s: float) -> bool:
         """Delete every session of the caller (``shared/erase.py``); True once nothing is
-        left, False when ``budget_s`` ran out first (the caller asks again)."""
-        done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
-        audit("erase", user=self._user(email), by="api", complete=done)
+        left, False when ``budget_s`` ran out first (the caller asks again). Its audit line is
+        written also when the step fails: sessions may have gone before the failure."""
+        done = False
+        try:
+            done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
+        finally:
+            audit("erase", user=self._user(email), by="api", complete=done)
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:

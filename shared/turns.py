@@ -110,3 +110,12 @@ def _finished(task: asyncio.Future[Any]) -> None:
         # Mark a failure as seen: when the streaming client has gone, nobody awaits the task,
         # and the failure was logged where it happened.
         task.exception()
+
+
+async def settled() -> None:
+    """Wait until every answer and title task of this event loop has ended, including those
+    started meanwhile: the local host's ``POST /admin/turns/settle`` (tests wait on it for the
+    answers of clients that hung up) and its shutdown (which must not cut an answer off)."""
+    loop = asyncio.get_running_loop()
+    while pending := [task for task in _RUNNING if task.get_loop() is loop]:
+        await asyncio.gather(*pending, return_exceptions=True)

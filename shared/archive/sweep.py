@@ -7,9 +7,13 @@ session"); this module decides what to move and when to stop:
 
 - scans page through candidates, so memory is bounded by a page, not by the backlog;
 - moves run ``ARCHIVE_CONCURRENCY`` at a time at most; throttling (a 503 after the SDK's own
-  retries) halves that and retries the session later, so it slows the pass, never fails it;
+  retries) halves that and retries the session after the store's Retry-After; a session still
+  throttled (or with no time left to wait) is left for the next pass (``more: true``), so
+  throttling slows the pass, never fails it;
 - the pass stops before ``ARCHIVE_TIME_BUDGET_S`` would be exceeded (``more: true``) and the
-  next pass carries on; after ``MAX_CONSECUTIVE_FAILURES`` failures in a row it stops too.
+  next pass carries on; after ``MAX_CONSECUTIVE_FAILURES`` failures in a row it stops too;
+- a scan page throttled is asked for again the same way; one that still fails fails the pass
+  (``failed``, which alerts: the store is down or unreachable).
 """
 
 from __future__ import annotations
@@ -160,6 +164,18 @@ class _Pass:
         if self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
             raise _Stop()
 
+    def time_for(self, wait_s: float) -> bool:
+        """Whether a step can still wait ``wait_s`` and then end within the budget."""
+        return self.elapsed_s() + wait_s + self.slowest_s < self.policy.time_budget_s
+
+    def leave_for_next_pass(self, what: str, session_id: str) -> None:
+        """A step still throttled (or out of time to wait for the store) is not a failure:
+        nothing happened to the session, and the next pass tries it again. It still counts
+        towards stopping the pass: a store that refuses step after step may be down."""
+        self.summary.more = True
+        self.failures_in_a_row += 1
+        log.info("archive_%s_left_for_next_pass", what, extra={"session_id": session_id})
+
     def failed(self, what: str, session_id: str | None, exc: BaseException) -> None:
         self.summary.failed += 1
         self.failures_in_a_row += 1
@@ -199,10 +215,11 @@ class _Pass:
                 await self._step_ended(started, throttled=True)
                 self.summary.throttled += 1
                 log.info("archive_throttled", extra={"session_id": session_id, "attempt": attempt})
-                if attempt == MAX_THROTTLED_ATTEMPTS:
-                    self.failed(what, session_id, exc)
+                wait = float(exc.retry_after_s or 1)
+                if attempt == MAX_THROTTLED_ATTEMPTS or not self.time_for(wait):
+                    self.leave_for_next_pass(what, session_id)
                     return
-                await self.sleep(float(exc.retry_after_s or 1))
+                await self.sleep(wait)
                 await self.limit.acquire()
                 continue
             except Exception as exc:  # one session's failure must not stop the others
@@ -217,24 +234,40 @@ class _Pass:
         self.slowest_s = max(self.slowest_s, (self.clock.now() - started).total_seconds())
         await self.limit.release(throttled=throttled)
 
-    # ---- archiving stale sessions ----
+    # ---- scanning, a page at a time ----
 
     async def each_page(self, what: str, scan: Scan[T], step_for: Callable[[T], Step]) -> None:
         """Page through ``scan``, running each page's steps (bounded, adaptive concurrency)."""
         after: str | None = None
         while True:
             self.check_time()
-            page, after = await scan(after)
+            page, after = await self._scan_page(scan, after)
             await self.run_all(what, [(_session_of(item), step_for(item)) for item in page])
             if after is None:
                 return
+
+    async def _scan_page(self, scan: Scan[T], after: str | None) -> tuple[list[T], str | None]:
+        """One page of a scan; throttled, it waits the store's Retry-After and asks again (up
+        to five times, within the budget). A scan that still cannot be read fails the pass."""
+        attempt = 1
+        while True:
+            try:
+                return await scan(after)
+            except StorageUnavailable as exc:
+                self.summary.throttled += 1
+                wait = float(exc.retry_after_s or 1)
+                if attempt == MAX_THROTTLED_ATTEMPTS or not self.time_for(wait):
+                    raise
+                log.info("archive_scan_throttled", extra={"attempt": attempt})
+                await self.sleep(wait)
+                attempt += 1
 
     # ---- archiving stale sessions ----
 
     async def archive_stale(self) -> None:
         async def scan(after: str | None) -> tuple[list[SessionRef], str | None]:
             return await self.store.scan_stale(
-                "active", updated_before=self.cutoff, limit=SCAN_PAGE, after=after
+                where="active", updated_before=self.cutoff, limit=SCAN_PAGE, after=after
             )
 
         await self.each_page("session", scan, self._archiver)
@@ -289,7 +322,7 @@ class _Pass:
 
         async def scan(after: str | None) -> tuple[list[SessionRef], str | None]:
             return await self.store.scan_stale(
-                "archive", updated_before=before, limit=SCAN_PAGE, after=after
+                where="archive", updated_before=before, limit=SCAN_PAGE, after=after
             )
 
         await self.each_page("retention", scan, self._expirer)

@@ -226,7 +226,7 @@ class ConversationStore(Protocol):
 
 class ArchiveStore(Protocol):
     async def scan_stale(
-        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
+        self, *, where: Where, updated_before: datetime, limit: int, after: str | None
     ) -> tuple[list[SessionRef], str | None]:
         """One page of readable sessions (all users) not updated since ``updated_before``."""
         ...

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PARTITION_KEY_PATH = "/EmailID"
-# Endpoints that can only be a local emulator (never an Azure account).
+# Host names that can only be this machine: a Cosmos DB endpoint there is a local emulator
+# (never an Azure account), and a CORS origin there may use http (infra/stack_config.py).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 

@@ -710,7 +710,7 @@ class SqliteStore:
     # ---- archival ------------------------------------------------------------------------------
 
     async def scan_stale(
-        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
+        self, *, where: Where, updated_before: datetime, limit: int, after: str | None
     ) -> tuple[list[SessionRef], str | None]:
         def read(conn: sqlite3.Connection) -> tuple[list[SessionRef], str | None]:
             rows, position = _keyset_sessions(

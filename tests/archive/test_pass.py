@@ -210,7 +210,7 @@ def test_a_message_between_scan_and_move_skips_the_session(
 
                 async def after_scan(real: Any, *args: Any, **kwargs: Any) -> Any:
                     page = await real(*args, **kwargs)
-                    if args[0] == "active" and not wrote:
+                    if kwargs["where"] == "active" and not wrote:
                         wrote.append(True)
                         await user_writes()
                     return page
@@ -345,6 +345,102 @@ def test_throttling_slows_the_pass_down_and_never_fails_it(
             )
             assert (summary.archived, summary.failed, summary.throttled) == (6, 0, 4)
             assert waits == [2.0, 2.0, 2.0, 2.0]  # each waited for what the store asked
+
+    asyncio.run(scenario())
+
+
+def test_a_session_still_throttled_is_left_for_the_next_pass_not_failed(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    async def scenario() -> None:
+        async with stores() as store:
+            unlucky = await seed(store, ALICE, CUTOFF - timedelta(days=1))
+            others = [await seed(store, BOB, CUTOFF - timedelta(days=d)) for d in (1, 2)]
+            faulty = FaultyStore(store)
+            waits: list[float] = []
+
+            async def throttled(real: Any, ref: Any) -> Any:
+                if ref.session_id == unlucky:  # its partition stays hot all pass long
+                    raise StorageUnavailable(retry_after_s=1)
+                return await real(ref)
+
+            async def wait(seconds: float) -> None:
+                waits.append(seconds)
+
+            faulty.hooks["archive"] = throttled
+            summary = await run_archive(faulty, policy(), clock=clock, sleep=wait)  # type: ignore[arg-type]
+            assert (summary.archived, summary.failed, summary.throttled) == (2, 0, 5)
+            assert summary.more and waits == [1.0] * 4
+            assert (await items(store, ALICE, unlucky))["active"][0]  # untouched, readable
+            for session_id in others:
+                assert (await items(store, BOB, session_id))["archive"][0]
+
+            calm = await run_archive(store, policy(), clock=clock, sleep=wait)
+            assert (calm.archived, calm.failed, calm.more) == (1, 0, False)
+
+    asyncio.run(scenario())
+
+
+def test_a_throttled_session_never_waits_past_the_time_budget(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    async def scenario() -> None:
+        async with stores() as store:
+            session_id = await seed(store, ALICE, CUTOFF - timedelta(days=1))
+            faulty = FaultyStore(store)
+            waits: list[float] = []
+
+            async def throttled(real: Any, ref: Any) -> Any:
+                raise StorageUnavailable(retry_after_s=30)  # longer than the budget left
+
+            async def wait(seconds: float) -> None:
+                waits.append(seconds)
+
+            faulty.hooks["archive"] = throttled
+            summary = await run_archive(
+                faulty,  # type: ignore[arg-type]
+                policy(time_budget_s=20.0),
+                clock=clock,
+                sleep=wait,
+            )
+            assert (summary.archived, summary.failed, summary.throttled) == (0, 0, 1)
+            assert summary.more and waits == []
+            assert (await items(store, ALICE, session_id))["active"][0]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("refusals", "archived", "failed"), [(2, 2, 0), (5, 0, 1)])
+def test_a_throttled_scan_is_asked_again_and_fails_the_pass_only_when_it_never_answers(
+    stores: StoreFactory, clock: FixedClock, refusals: int, archived: int, failed: int
+) -> None:
+    async def scenario() -> None:
+        async with stores() as store:
+            for d in (1, 2):
+                await seed(store, ALICE, CUTOFF - timedelta(days=d))
+            faulty = FaultyStore(store)
+            refused = 0
+            waits: list[float] = []
+
+            async def throttled_scan(real: Any, *args: Any, **kwargs: Any) -> Any:
+                nonlocal refused
+                if refused < refusals:
+                    refused += 1
+                    raise StorageUnavailable(retry_after_s=3)
+                return await real(*args, **kwargs)
+
+            async def wait(seconds: float) -> None:
+                waits.append(seconds)
+
+            faulty.hooks["scan_stale"] = throttled_scan
+            summary = await run_archive(faulty, policy(), clock=clock, sleep=wait)  # type: ignore[arg-type]
+            assert (summary.archived, summary.failed, summary.throttled) == (
+                archived,
+                failed,
+                refusals,
+            )
+            assert summary.more is bool(failed)
+            assert waits == [3.0] * min(refusals, 4)  # the last of five is not waited for
 
     asyncio.run(scenario())
 

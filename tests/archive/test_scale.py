@@ -32,7 +32,9 @@ def archive_many(path: Path, count: int) -> tuple[int, ArchiveSummary]:
             retained, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        remaining, _ = await store.scan_stale("active", updated_before=NOW, limit=10, after=None)
+        remaining, _ = await store.scan_stale(
+            where="active", updated_before=NOW, limit=10, after=None
+        )
         assert remaining == []
         # What the pass held at once, less what stays afterwards: pydantic-core's JSON string
         # cache keeps (a bounded number of) parsed strings, which is not the pass's working set.

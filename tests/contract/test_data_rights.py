@@ -187,6 +187,37 @@ def test_an_export_cut_off_by_storage_never_looks_complete(
     assert alice not in audit
 
 
+def test_an_erasure_step_cut_off_by_storage_still_writes_its_audit_line(
+    run: Runner[None], emails: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        for i in range(3):
+            await seed_session(store, alice, 2, at=START + timedelta(seconds=i))
+        faulty = FaultyStore(store)
+        calls = 0
+
+        async def fail_second(real: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls >= 2:
+                raise StorageUnavailable()
+            return await real(*args, **kwargs)
+
+        faulty.hooks["delete_session"] = fail_second
+        with pytest.raises(StorageUnavailable):
+            await make_service(faulty).erase_everything(alice, budget_s=600)
+        assert (await store.usage(alice))[0] == 2  # one session went before the failure
+
+    with caplog.at_level(logging.INFO, logger="parley.audit"):
+        run(scenario)
+    [audit] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("erase ")]
+    fields = json.loads(audit.removeprefix("erase "))
+    assert (fields["complete"], fields["by"]) == (False, "api")
+    assert alice not in audit
+
+
 def test_export_memory_does_not_grow_with_the_data(tmp_path: Path) -> None:
     """SQLite only: ten times the sessions must not mean ten times the export's peak memory.
     The Cosmos store pages the same way (TOP n keyset queries, as here) but seeding 5,000

@@ -591,7 +591,7 @@ def test_scan_stale_pages_through_old_sessions_of_all_users(
         after: str | None = None
         while True:
             page, after = await store.scan_stale(
-                "active", updated_before=OLD + timedelta(days=1), limit=2, after=after
+                where="active", updated_before=OLD + timedelta(days=1), limit=2, after=after
             )
             assert len(page) <= 2
             found |= {r.session_id for r in page if r.email in (alice, bob)}

@@ -18,11 +18,12 @@ import uuid
 import pytest
 from azure.cosmos import CosmosClient
 
+from shared.config import PROXY_VARIABLES
 from shared.errors import StorageUnavailable
 from shared.ids import new_session_id
 from shared.models import MessageRecord, SessionRecord
 from shared.storage.cosmos import CosmosStore
-from shared.storage.cosmos.client import READ_TIMEOUT_S
+from shared.storage.cosmos.client import READ_TIMEOUT_S, transport_options
 from tests.contract.test_store_contract import T0
 from tests.support.cosmos_server import CosmosAccount
 
@@ -78,6 +79,30 @@ def test_the_client_is_entered_and_reads_with_our_timeout(cosmos_account: Cosmos
         drop_database(cosmos_account, store.conn._database)
 
     asyncio.run(main())
+
+
+def test_the_transport_reads_no_proxy_settings_unless_a_proxy_is_configured(
+    cosmos_account: CosmosAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp reading the environment costs two thread hops per request (netrc and proxy
+    lookups): only worth it when there is a proxy to find."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+    async def transport_reads_env() -> bool:
+        store = store_on(cosmos_account, f"conn-{uuid.uuid4().hex[:8]}")
+        try:
+            await store.get_session("a@example.com", new_session_id(), where="active")
+            connection = store.conn._client.client_connection  # type: ignore[union-attr]
+            transport = connection.pipeline_client._pipeline._transport
+            return bool(transport._use_env_settings)
+        finally:
+            await store.close()
+            drop_database(cosmos_account, store.conn._database)
+
+    assert asyncio.run(transport_reads_env()) is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert transport_options() == {"use_env_settings": True}
 
 
 def test_two_hosts_starting_together_both_carry_on(cosmos_account: CosmosAccount) -> None:

@@ -107,6 +107,38 @@ def test_idempotent_retry_stores_nothing_twice(alice: httpx.Client) -> None:
     assert alice.get(f"/api/sessions/{sid}").json()["messageCount"] == 4
 
 
+def assert_conflict(response: httpx.Response, text: str) -> None:
+    """409 with the documented error object, which does not quote the message."""
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    body = response.json()
+    assert list(body) == ["error"] and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == "conflict"
+    assert body["error"]["message"] and text not in body["error"]["message"]
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/event-stream"])
+def test_a_client_message_id_reused_for_another_message_is_409(
+    alice: httpx.Client, accept: str
+) -> None:
+    first = chat(alice, "first of all", clientMessageId="c-0")
+    sid = first["sessionId"]
+    turn = chat(alice, "the real question", sid, clientMessageId="c-1")
+    before = alice.get(f"/api/sessions/{sid}").json()
+
+    reused = {"message": "something else", "sessionId": sid, "clientMessageId": "c-1"}
+    # A streamed request is refused before its stream starts: a plain JSON error.
+    assert_conflict(alice.post("/api/chat", json=reused, headers={"Accept": accept}), "something")
+    # The same id without a sessionId names the session it began: a conflict there too.
+    new_first = {"message": "not the first", "clientMessageId": "c-0"}
+    assert_conflict(alice.post("/api/chat", json=new_first, headers={"Accept": accept}), "first")
+
+    # Nothing of either is stored, and the id still replays its own message.
+    assert alice.get(f"/api/sessions/{sid}").json() == before
+    assert [s["sessionId"] for s in alice.get("/api/sessions").json()["sessions"]] == [sid]
+    assert chat(alice, "the real question", sid, clientMessageId="c-1") == turn
+
+
 def test_restart_keeps_the_conversation(sqlite_env: dict[str, str], tmp_path: Path) -> None:
     with (
         run_host(sqlite_env, tmp_path / "a.log") as host,

@@ -234,6 +234,7 @@ def test_erase_counts_then_leaves_nothing(storage: Storage, users: tuple[str, st
             "sessions": sessions,
             "messages": messages,
             "dryRun": True,
+            "complete": True,
         }
     ]
 
@@ -243,19 +244,52 @@ def test_erase_counts_then_leaves_nothing(storage: Storage, users: tuple[str, st
     assert storage.with_store(lambda store: nothing_of(store, kate))
     bob_after = storage.with_store(lambda store: raw_items(store, bob))
     assert without_volatile(bob_after) == without_volatile(bob_before)
-    [audit] = audit_lines(ran.stderr, "erase")
-    assert (audit["user"], audit["sessions"], audit["messages"], audit["dryRun"]) == (
-        user_hash(kate, SALT),
-        sessions,
-        messages,
-        False,
-    )
+    assert audit_lines(ran.stderr, "erase") == [
+        {
+            "user": user_hash(kate, SALT),
+            "by": "operator",
+            "sessions": sessions,
+            "messages": messages,
+            "dryRun": False,
+            "complete": True,
+        }
+    ]
     for output in (dry.stdout + dry.stderr, ran.stdout + ran.stderr):
         assert_nothing_revealed(output, kate, bob)
 
     again = storage.command("shared.erase", "--email", kate)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"sessions": 0, "messages": 0, "dryRun": False}
+
+
+@pytest.mark.parametrize(
+    ("fail", "counted", "left"),
+    [("delete_session:2", True, 2), ("usage:1", False, 3)],
+    ids=["after-one-session", "before-counting"],
+)
+def test_an_erase_that_fails_part_way_still_writes_its_audit_line(
+    storage: Storage, users: tuple[str, str], fail: str, counted: bool, left: int
+) -> None:
+    kate, _ = users
+    sessions, messages = storage.with_store(lambda store: populate(store, kate))
+    ran = storage.command(
+        "tests.support.faulty", "shared.erase", "--email", kate, extra={FAIL_ENV: fail}
+    )
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stdout == ""  # no summary: it did not finish
+    # One session went before the failure, or none did; the line says so either way.
+    assert storage.with_store(lambda store: store.usage(kate))[0] == left
+    assert audit_lines(ran.stderr, "erase") == [
+        {
+            "user": user_hash(kate, SALT),
+            "by": "operator",
+            "sessions": sessions if counted else None,
+            "messages": messages if counted else None,
+            "dryRun": False,
+            "complete": False,
+        }
+    ]
+    assert_nothing_revealed(ran.stderr, kate)
 
 
 @pytest.mark.parametrize(

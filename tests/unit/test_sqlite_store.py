@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shared.storage.sqlite import SCHEMA_VERSION, SqliteStore
+from shared.clock import stored_time
+from shared.ids import new_session_id
+from shared.models import MessageRecord, SessionRecord
+from shared.storage.base import Where
+from shared.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
+
+START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def test_new_file_is_wal_and_at_the_current_schema(tmp_path: Path) -> None:
@@ -35,3 +44,67 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(RuntimeError, match="schema version"):
         SqliteStore(path)
+
+
+def _version_2_file(path: Path, email: str) -> list[MessageRecord]:
+    """A file as version 2 of the code left it: its schema, one active and one archived
+    session, written as that code wrote rows (no search index existed yet)."""
+    stored: list[MessageRecord] = []
+    with closing(sqlite3.connect(path)) as conn:
+        for script in MIGRATIONS[:2]:
+            conn.executescript(script)
+        conn.executescript(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+            " INSERT INTO schema_version (version) VALUES (2);"
+        )
+        for container, text in (("active", "Ünïcode kept Before"), ("archive", "archived words")):
+            message = MessageRecord(
+                session_id=new_session_id(), seq=1, role="user", content=text, timestamp=START
+            )
+            session = SessionRecord(
+                id=message.session_id,
+                email=email,
+                title="old",
+                preview=text,
+                created_at=START,
+                updated_at=START,
+                message_count=1,
+                last_seq=1,
+            )
+            conn.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, 0, 'v2', ?)",
+                (
+                    container,
+                    email,
+                    session.id,
+                    stored_time(START),
+                    session.model_dump_json(exclude={"etag", "archived"}),
+                ),
+            )
+            conn.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, 1, ?, ?)",
+                (container, email, session.id, stored_time(START), message.model_dump_json()),
+            )
+            stored.append(message)
+        conn.commit()
+    return stored
+
+
+def test_upgrading_from_version_2_makes_old_messages_searchable(tmp_path: Path) -> None:
+    path, email = tmp_path / "v2.db", "kate@example.com"
+    active, archived = _version_2_file(path, email)
+    store = SqliteStore(path)
+
+    async def found(phrase: str, where: Where) -> list[tuple[str, list[str]]]:
+        page, _ = await store.search(
+            email, phrase, where=where, limit=10, after=None, hits_per_session=3
+        )
+        return [(session.id, [hit.text for hit in hits]) for session, hits in page]
+
+    # Phrases of three or more characters go to the index the upgrade built, case-insensitively.
+    assert asyncio.run(found("ünïcode KEPT", "active")) == [(active.session_id, [active.content])]
+    assert asyncio.run(found("ived wor", "archive")) == [(archived.session_id, [archived.content])]
+    assert asyncio.run(found("archived", "active")) == []  # each row keeps its container
+    asyncio.run(store.close())
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION

@@ -467,7 +467,7 @@ class CosmosStore:
     # ---- archival ------------------------------------------------------------------------------
 
     async def scan_stale(
-        self, where: Where, *, updated_before: datetime, limit: int, after: str | None
+        self, *, where: Where, updated_before: datetime, limit: int, after: str | None
     ) -> tuple[list[SessionRef], str | None]:
         params: list[dict[str, object]] = [
             {"name": "@cutoff", "value": stored_time(updated_before)}
