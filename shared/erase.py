@@ -14,11 +14,11 @@ too (``docs/privacy.md``, "Erasure").
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,9 @@ from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.storage import make_store
 from shared.storage.base import ConversationStore
+
+if TYPE_CHECKING:
+    import argparse
 
 ERASE_PAGE = 50  # session ids an erasure reads at a time
 # The operator's command works to the end, in steps this long (its own time is not bounded).
@@ -69,6 +72,8 @@ class EraseSummary(BaseModel):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    import argparse  # the command's only: the function app imports this module too
+
     parser = argparse.ArgumentParser(
         prog="python -m shared.erase",
         description="Delete everything of one user in both containers; print a JSON summary.",

@@ -20,7 +20,6 @@ is whole.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -30,6 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.audit import audit
 from shared.cli import run_for_user
@@ -38,6 +38,9 @@ from shared.config import Settings
 from shared.errors import StorageUnavailable
 from shared.storage import make_store
 from shared.storage.base import ConversationStore, Where
+
+if TYPE_CHECKING:
+    import argparse
 
 SESSIONS_PAGE = 50
 MESSAGES_PAGE = 200
@@ -105,6 +108,8 @@ async def export_document(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    import argparse  # the command's only: the function app imports this module too
+
     parser = argparse.ArgumentParser(
         prog="python -m shared.export",
         description=(
