@@ -141,6 +141,7 @@ async def seed_session(
     through the store ``chunk`` at a time; ``extra`` appends text to the messages it names."""
     from shared.ids import new_session_id
     from shared.models import MessageRecord, SessionRecord
+    from tests.support.seeding import append_in_batches
 
     session_id = session_id or new_session_id()
     records = [
@@ -161,15 +162,5 @@ async def seed_session(
         created_at=start,
         updated_at=start,
     )
-    stored: SessionRecord | None = None
-    for begin in range(0, messages, chunk):
-        part = records[begin : begin + chunk]
-        session = session.model_copy(
-            update={
-                "message_count": part[-1].seq,
-                "last_seq": part[-1].seq,
-                "updated_at": part[-1].timestamp,
-            }
-        )
-        stored = await store.append(session, part, expected_etag=stored.etag if stored else None)
+    await append_in_batches(store, session, records, batch=chunk)
     return session_id

@@ -24,9 +24,9 @@ from shared.models import MessageRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store, Where
 from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
+from tests.support.seeding import append_in_batches
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
-COMMIT_CHUNK = 50  # messages per seeding commit: well inside Cosmos' 100-operation batches
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
@@ -137,17 +137,7 @@ async def seed(
         created_at=records[0].timestamp,
         updated_at=records[0].timestamp,
     )
-    stored: SessionRecord | None = None
-    for start in range(0, len(records), COMMIT_CHUNK):
-        chunk = records[start : start + COMMIT_CHUNK]
-        session = session.model_copy(
-            update={
-                "message_count": chunk[-1].seq,
-                "last_seq": chunk[-1].seq,
-                "updated_at": chunk[-1].timestamp,
-            }
-        )
-        stored = await store.append(session, chunk, expected_etag=stored.etag if stored else None)
+    stored = await append_in_batches(store, session, records)
     if where == "archive":
         assert stored is not None and stored.etag
         ref = SessionRef(email, session_id, stored.updated_at, stored.etag)

@@ -38,6 +38,13 @@ DAYS = 30
 CUTOFF = NOW - timedelta(days=DAYS)
 
 
+class Waits(list[float]):
+    """The pass's sleep: each wait it asks for, recorded instead of slept."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 def policy(**overrides: Any) -> ArchivePolicy:
     values: dict[str, Any] = {"after_days": DAYS, "time_budget_s": 240.0, **overrides}
     return ArchivePolicy(**values)
@@ -324,7 +331,7 @@ def test_throttling_slows_the_pass_down_and_never_fails_it(
                 await seed(store, f"user{i}@example.com", CUTOFF - timedelta(days=1))
             faulty = FaultyStore(store)
             refusals = 0
-            waits: list[float] = []
+            waits = Waits()
 
             async def throttled(real: Any, ref: Any) -> Any:
                 nonlocal refusals
@@ -333,15 +340,12 @@ def test_throttling_slows_the_pass_down_and_never_fails_it(
                     raise StorageUnavailable(retry_after_s=2)
                 return await real(ref)
 
-            async def wait(seconds: float) -> None:
-                waits.append(seconds)
-
             faulty.hooks["archive"] = throttled
             summary = await run_archive(
                 faulty,  # type: ignore[arg-type]
                 policy(concurrency=4),
                 clock=clock,
-                sleep=wait,
+                sleep=waits,
             )
             assert (summary.archived, summary.failed, summary.throttled) == (6, 0, 4)
             assert waits == [2.0, 2.0, 2.0, 2.0]  # each waited for what the store asked
@@ -357,25 +361,22 @@ def test_a_session_still_throttled_is_left_for_the_next_pass_not_failed(
             unlucky = await seed(store, ALICE, CUTOFF - timedelta(days=1))
             others = [await seed(store, BOB, CUTOFF - timedelta(days=d)) for d in (1, 2)]
             faulty = FaultyStore(store)
-            waits: list[float] = []
+            waits = Waits()
 
             async def throttled(real: Any, ref: Any) -> Any:
                 if ref.session_id == unlucky:  # its partition stays hot all pass long
                     raise StorageUnavailable(retry_after_s=1)
                 return await real(ref)
 
-            async def wait(seconds: float) -> None:
-                waits.append(seconds)
-
             faulty.hooks["archive"] = throttled
-            summary = await run_archive(faulty, policy(), clock=clock, sleep=wait)  # type: ignore[arg-type]
+            summary = await run_archive(faulty, policy(), clock=clock, sleep=waits)  # type: ignore[arg-type]
             assert (summary.archived, summary.failed, summary.throttled) == (2, 0, 5)
             assert summary.more and waits == [1.0] * 4
             assert (await items(store, ALICE, unlucky))["active"][0]  # untouched, readable
             for session_id in others:
                 assert (await items(store, BOB, session_id))["archive"][0]
 
-            calm = await run_archive(store, policy(), clock=clock, sleep=wait)
+            calm = await run_archive(store, policy(), clock=clock, sleep=waits)
             assert (calm.archived, calm.failed, calm.more) == (1, 0, False)
 
     asyncio.run(scenario())
@@ -388,20 +389,17 @@ def test_a_throttled_session_never_waits_past_the_time_budget(
         async with stores() as store:
             session_id = await seed(store, ALICE, CUTOFF - timedelta(days=1))
             faulty = FaultyStore(store)
-            waits: list[float] = []
+            waits = Waits()
 
             async def throttled(real: Any, ref: Any) -> Any:
                 raise StorageUnavailable(retry_after_s=30)  # longer than the budget left
-
-            async def wait(seconds: float) -> None:
-                waits.append(seconds)
 
             faulty.hooks["archive"] = throttled
             summary = await run_archive(
                 faulty,  # type: ignore[arg-type]
                 policy(time_budget_s=20.0),
                 clock=clock,
-                sleep=wait,
+                sleep=waits,
             )
             assert (summary.archived, summary.failed, summary.throttled) == (0, 0, 1)
             assert summary.more and waits == []
@@ -420,7 +418,7 @@ def test_a_throttled_scan_is_asked_again_and_fails_the_pass_only_when_it_never_a
                 await seed(store, ALICE, CUTOFF - timedelta(days=d))
             faulty = FaultyStore(store)
             refused = 0
-            waits: list[float] = []
+            waits = Waits()
 
             async def throttled_scan(real: Any, *args: Any, **kwargs: Any) -> Any:
                 nonlocal refused
@@ -429,11 +427,8 @@ def test_a_throttled_scan_is_asked_again_and_fails_the_pass_only_when_it_never_a
                     raise StorageUnavailable(retry_after_s=3)
                 return await real(*args, **kwargs)
 
-            async def wait(seconds: float) -> None:
-                waits.append(seconds)
-
             faulty.hooks["scan_stale"] = throttled_scan
-            summary = await run_archive(faulty, policy(), clock=clock, sleep=wait)  # type: ignore[arg-type]
+            summary = await run_archive(faulty, policy(), clock=clock, sleep=waits)  # type: ignore[arg-type]
             assert (summary.archived, summary.failed, summary.throttled) == (
                 archived,
                 failed,

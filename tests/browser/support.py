@@ -23,6 +23,7 @@ from shared.models import MessageRecord, SessionRecord
 from shared.storage.base import Store
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost
+from tests.support.seeding import append_in_batches
 
 T = TypeVar("T")
 
@@ -40,7 +41,6 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 EMAIL = "alice@example.com"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
-SEED_CHUNK = 50  # messages per store commit: well inside Cosmos' 100-operation batches
 
 
 # ---------------------------------------------------------------- the page
@@ -202,7 +202,7 @@ class StoredHost:
         content: Callable[[int, str], str] | None = None,
     ) -> str:
         """A conversation of ``messages`` messages (user, assistant, ...), its last one now,
-        written in commits of SEED_CHUNK; returns its session id."""
+        written in batches (``append_in_batches``); returns its session id."""
         text = content or (lambda seq, role: f"{'Question' if role == 'user' else 'Answer'} {seq}")
         return run_async(self._seed(messages, title, email, text))
 
@@ -233,19 +233,7 @@ class StoredHost:
         )
         store = self.open_store()
         try:
-            stored: SessionRecord | None = None
-            for start in range(0, len(records), SEED_CHUNK):
-                chunk = records[start : start + SEED_CHUNK]
-                session = session.model_copy(
-                    update={
-                        "message_count": chunk[-1].seq,
-                        "last_seq": chunk[-1].seq,
-                        "updated_at": chunk[-1].timestamp,
-                    }
-                )
-                stored = await store.append(
-                    session, chunk, expected_etag=stored.etag if stored else None
-                )
+            await append_in_batches(store, session, records)
         finally:
             await store.close()
         return session_id

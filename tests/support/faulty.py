@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import runpy
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.host import ROOT, RunningHost, _wait_ready, free_port
+from tests.support.host import RunningHost, run_host
 
 FAIL_ENV = "PARLEY_TEST_FAIL"
 
@@ -55,28 +54,8 @@ def install(plan: str) -> None:
 @contextmanager
 def run_faulty_host(env: Mapping[str, str], log_path: Path) -> Iterator[RunningHost]:
     """``run_host``, with this module in front of ``devhost``."""
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    full_env = {**base, "PYTHONUNBUFFERED": "1", "PORT": str(port), **env}
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.faulty", "devhost"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    host = RunningHost(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(host)
+    with run_host(env, log_path, command=("tests.support.faulty", "devhost")) as host:
         yield host
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main() -> None:

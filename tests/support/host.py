@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +35,18 @@ class RunningHost:
 
 
 @contextmanager
-def run_host(env: Mapping[str, str], log_path: Path) -> Iterator[RunningHost]:
-    """Start ``python -m devhost`` with exactly ``env`` on top of a clean base environment,
-    wait until /api/health answers, and stop it afterwards (SIGTERM, then SIGKILL)."""
+def run_host(
+    env: Mapping[str, str], log_path: Path, *, command: Sequence[str] = ("devhost",)
+) -> Iterator[RunningHost]:
+    """Start ``python -m devhost`` (or ``python -m <command...>``) with exactly ``env`` on top
+    of a clean base environment, wait until /api/health answers, and stop it afterwards
+    (SIGTERM, then SIGKILL)."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     full_env = {**base, "PYTHONUNBUFFERED": "1", "PORT": str(port), **env}
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devhost"],
+            [sys.executable, "-m", *command],
             cwd=ROOT,
             env=full_env,
             stdout=log_file,

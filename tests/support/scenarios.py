@@ -22,9 +22,9 @@ from shared.models import ChatRequest, MessageRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store
 from tests.archive.conftest import FaultyStore, raw_items
+from tests.support.seeding import append_in_batches
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
-SEED_CHUNK = 50  # messages per seeding write: inside one Cosmos batch
 
 
 async def no_pause(_: float) -> None:
@@ -79,18 +79,7 @@ async def seed_session(
         created_at=records[0].timestamp,
         updated_at=records[0].timestamp,
     )
-    stored: SessionRecord | None = None
-    for start in range(0, len(records), SEED_CHUNK):
-        chunk = records[start : start + SEED_CHUNK]
-        session = session.model_copy(
-            update={
-                "message_count": chunk[-1].seq,
-                "last_seq": chunk[-1].seq,
-                "updated_at": chunk[-1].timestamp,
-            }
-        )
-        stored = await store.append(session, chunk, expected_etag=stored.etag if stored else None)
-    assert stored is not None
+    stored = await append_in_batches(store, session, records)
     if archived:
         await archive(store, stored)
         moved = await store.get_session(email, session_id, where="archive")
