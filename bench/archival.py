@@ -61,8 +61,10 @@ async def _one_pass(
         started = time.perf_counter()
         summary = await run_archive(store, policy)
         elapsed = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1] if traced else 0
-        tracemalloc.stop()
+        peak = 0
+        if traced:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
         left, _ = await store.scan_stale(
             where="active", updated_before=datetime.now(UTC), limit=10, after=None
         )

@@ -164,9 +164,17 @@ class _Pass:
         if self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
             raise _Stop()
 
-    def time_for(self, wait_s: float) -> bool:
-        """Whether a step can still wait ``wait_s`` and then end within the budget."""
-        return self.elapsed_s() + wait_s + self.slowest_s < self.policy.time_budget_s
+    def wait_before_retry(self, exc: StorageUnavailable, attempt: int) -> float | None:
+        """A throttled step or scan (counted): how long to wait before trying again (the
+        store's Retry-After), or None when its tries are used up or the wait would not leave
+        time within the budget for the step itself."""
+        self.summary.throttled += 1
+        wait = float(exc.retry_after_s or 1)
+        if attempt == MAX_THROTTLED_ATTEMPTS:
+            return None
+        if self.elapsed_s() + wait + self.slowest_s >= self.policy.time_budget_s:
+            return None
+        return wait
 
     def leave_for_next_pass(self, what: str, session_id: str) -> None:
         """A step still throttled (or out of time to wait for the store) is not a failure:
@@ -213,10 +221,9 @@ class _Pass:
                 await step()
             except StorageUnavailable as exc:
                 await self._step_ended(started, throttled=True)
-                self.summary.throttled += 1
                 log.info("archive_throttled", extra={"session_id": session_id, "attempt": attempt})
-                wait = float(exc.retry_after_s or 1)
-                if attempt == MAX_THROTTLED_ATTEMPTS or not self.time_for(wait):
+                wait = self.wait_before_retry(exc, attempt)
+                if wait is None:
                     self.leave_for_next_pass(what, session_id)
                     return
                 await self.sleep(wait)
@@ -254,9 +261,8 @@ class _Pass:
             try:
                 return await scan(after)
             except StorageUnavailable as exc:
-                self.summary.throttled += 1
-                wait = float(exc.retry_after_s or 1)
-                if attempt == MAX_THROTTLED_ATTEMPTS or not self.time_for(wait):
+                wait = self.wait_before_retry(exc, attempt)
+                if wait is None:
                     raise
                 log.info("archive_scan_throttled", extra={"attempt": attempt})
                 await self.sleep(wait)
