@@ -4,6 +4,7 @@ see ``shared.storage.make_store`` and ``shared.llm.make_model``)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from shared.auth import Authenticator
@@ -28,9 +29,16 @@ class Runtime:
 
 _runtime: Runtime | None = None
 
+log = logging.getLogger(__name__)
+
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
+    if settings.token_signing_key is None:
+        log.warning(
+            "TOKEN_SIGNING_KEY is not set: the tokens handed to clients are sealed with the "
+            "development key, which anyone can forge; set a secret one in any shared deployment"
+        )
     store = make_store(settings)
     model = make_model(settings)
     service = ConversationService(store, model, settings, clock=clock)

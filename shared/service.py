@@ -146,6 +146,7 @@ class ConversationService:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._sleep = sleep
+        self._token_key = settings.resolved_token_signing_key
 
     # ---- chat ----------------------------------------------------------------------------------
 
@@ -514,18 +515,27 @@ class ConversationService:
             raise NotFound()
         return located
 
+    def _position(self, continuation: str | None, scope: str, email: str) -> str | None:
+        """The store position a caller's continuation token holds (400 unless it is ours)."""
+        if not continuation:
+            return None
+        return decode_page_token(self._token_key, continuation, scope, email)
+
+    def _page_token(self, position: str | None, scope: str, email: str) -> str | None:
+        return encode_page_token(self._token_key, scope, position, email) if position else None
+
     async def list_sessions(
         self, email: str, *, limit: int, continuation: str | None, archived: bool
     ) -> SessionList:
         where: Where = "archive" if archived else "active"
         scope = listing_scope(f"list:{where}")
-        after = decode_page_token(continuation, scope, email) if continuation else None
+        after = self._position(continuation, scope, email)
         sessions, position = await self.store.list_sessions(
             email, where=where, limit=limit, after=after
         )
         return SessionList(
             sessions=[s.to_summary() for s in sessions],
-            continuation_token=encode_page_token(scope, position, email) if position else None,
+            continuation_token=self._page_token(position, scope, email),
         )
 
     async def get_session(self, email: str, session_id: str) -> SessionDetail:
@@ -668,7 +678,7 @@ class ConversationService:
         phrase = phrase_of(raw_phrase)
         where: Where = "archive" if archived else "active"
         scope = listing_scope(f"search:{where}", phrase)
-        after = decode_page_token(continuation, scope, email) if continuation else None
+        after = self._position(continuation, scope, email)
         found, position = await self.store.search(
             email, phrase, where=where, limit=limit, after=after, hits_per_session=HITS_PER_SESSION
         )
@@ -691,7 +701,7 @@ class ConversationService:
         ]
         return SearchResults(
             results=results,
-            continuation_token=encode_page_token(scope, position, email) if position else None,
+            continuation_token=self._page_token(position, scope, email),
         )
 
 

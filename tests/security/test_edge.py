@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
 import json
 import socket
@@ -19,6 +21,7 @@ from devhost.app import build_app
 from functions.http import body_limit
 from shared import runtime as runtime_module
 from shared.config import ConfigError, load_settings
+from shared.paging import listing_scope
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, free_port, run_host
 
@@ -226,6 +229,40 @@ def test_bad_continuation_token_is_400(client: httpx.Client, token: str) -> None
     assert_error(
         client.get("/api/sessions", params={"continuationToken": token}), 400, "invalid_request"
     )
+
+
+def _minted_token(scope: str, position: str, email: str) -> str:
+    """A token in the shape the server used before tokens were sealed: an unkeyed owner digest
+    anyone could compute, around a position of the minter's choosing."""
+    owner = hashlib.sha256(f"page-token\n{email}".encode()).hexdigest()[:16]
+    raw = json.dumps({"w": scope, "u": owner, "t": position}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# A keyset position whose value holds a lone surrogate: once answered 500 on SQLite.
+_SURROGATE_POSITION = base64.urlsafe_b64encode(b'["\\ud800","s_1"]').decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "scope"),
+    [
+        ("/api/sessions", {}, listing_scope("list:active")),
+        ("/api/sessions", {"archived": "true"}, listing_scope("list:archive")),
+        ("/api/search", {"q": "hello"}, listing_scope("search:active", "hello")),
+    ],
+)
+def test_a_minted_continuation_token_is_400_before_it_is_decoded(
+    client: httpx.Client, path: str, params: dict[str, str], scope: str
+) -> None:
+    """Only tokens the server sealed with its key are accepted: one minted by a client for its
+    own address, with a position crafted to break the store, is refused with 400 (never 500)."""
+    for position in (_SURROGATE_POSITION, '["2026-01-01", "s_1"]'):
+        token = _minted_token(scope, position, "alice@example.com")
+        assert_error(
+            client.get(path, params={**params, "continuationToken": token}),
+            400,
+            "invalid_request",
+        )
 
 
 # ---- session ids: 404 without touching storage -------------------------------------------------

@@ -3,6 +3,9 @@ tokens, settings."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from shared.config import SETTINGS, ConfigError, load_settings
@@ -68,16 +71,39 @@ def test_message_ids_sort_in_sequence_order() -> None:
     assert ids[0] == "s_1:00000001"
 
 
+KEY = "k" * 32
+
+
 def test_page_tokens_round_trip_and_are_bound_to_the_view_and_user() -> None:
-    token = encode_page_token("active", '{"token":"+#x"}', "a@x.com")
-    assert decode_page_token(token, "active", "a@x.com") == '{"token":"+#x"}'
+    token = encode_page_token(KEY, "active", '{"token":"+#x"}', "a@x.com")
+    assert decode_page_token(KEY, token, "active", "a@x.com") == '{"token":"+#x"}'
     with pytest.raises(InvalidRequest):
-        decode_page_token(token, "archive", "a@x.com")
+        decode_page_token(KEY, token, "archive", "a@x.com")
     with pytest.raises(InvalidRequest):
-        decode_page_token(token, "active", "b@x.com")
-    for bad in ("", "!!!", "e30", "bnVsbA"):
+        decode_page_token(KEY, token, "active", "b@x.com")
+    for bad in ("", "!!!", "e30", "bnVsbA", "e30.", ".", "e30.AAAA"):
         with pytest.raises(InvalidRequest):
-            decode_page_token(bad, "active", "a@x.com")
+            decode_page_token(KEY, bad, "active", "a@x.com")
+
+
+def test_page_tokens_are_sealed_with_the_server_key() -> None:
+    """Only a holder of the key can make a token: the old unkeyed shape, a token sealed with
+    another key and an altered one are all refused before their position is decoded."""
+    token = encode_page_token(KEY, "active", "position", "a@x.com")
+    with pytest.raises(InvalidRequest):
+        decode_page_token("x" * 32, token, "active", "a@x.com")
+    body, _, mac = token.rpartition(".")
+    forged_body = base64.urlsafe_b64encode(b'"\\ud800"').decode().rstrip("=")
+    for altered in (f"{forged_body}.{mac}", f"{body}.{mac[:-2]}AA", body, f"{token}x"):
+        with pytest.raises(InvalidRequest):
+            decode_page_token(KEY, altered, "active", "a@x.com")
+    unkeyed = base64.urlsafe_b64encode(
+        json.dumps({"w": "active", "u": "0" * 16, "t": "position"}).encode()
+    ).decode()
+    with pytest.raises(InvalidRequest):
+        decode_page_token(KEY, unkeyed, "active", "a@x.com")
+    with pytest.raises(InvalidRequest):
+        decode_page_token(KEY, "a" * 9000, "active", "a@x.com")
 
 
 def test_settings_defaults_follow_api_md() -> None:
