@@ -116,6 +116,9 @@ _ARM_PATH = {
 }
 
 
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
 # How the mock monitor hands over a secret input value: {SECRET_SIG: SECRET_MARK, "value": ...}.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
@@ -160,7 +163,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         token = args.typ
         name = str(inputs.get(_NAME_INPUT.get(token, ""), "") or _FIXED_NAME.get(token, args.name))
         group = inputs.get("resourceGroupName", "rg-unknown")
-        if token == "azure-native:resources:ResourceGroup":
+        if token == RANDOM_PASSWORD:
+            # Not an Azure resource: the provider's id is the literal "none".
+            resource_id = "none"
+        elif token == "azure-native:resources:ResourceGroup":
             resource_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
         elif token == "azure-native:authorization:RoleAssignment":
             resource_id = (
@@ -190,6 +196,12 @@ def _guid(*parts: str) -> str:
 
 
 def _extra_outputs(token: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    if token == RANDOM_PASSWORD:
+        # As the provider makes it: `length` characters of the allowed classes (here letters and
+        # digits, two uuid5 hex strings long enough for any test length).
+        length = int(inputs["length"])
+        pool = (_guid("password", name) + _guid("password2", name)).replace("-", "") * 4
+        return {"result": pool[:length]}
     if token == "azure-native:managedidentity:UserAssignedIdentity":
         return {
             "clientId": _guid("client", name),

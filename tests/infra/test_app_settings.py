@@ -13,7 +13,14 @@ import pytest
 from infra.app import NOT_IN_AZURE, PLATFORM_SETTINGS
 from shared.auth import configuration_problem
 from shared.config import SETTINGS, load_settings
-from tests.infra.conftest import TENANT, Deployment, make_config, pulumi_test, run_program
+from tests.infra.conftest import (
+    RANDOM_PASSWORD,
+    TENANT,
+    Deployment,
+    make_config,
+    pulumi_test,
+    run_program,
+)
 
 # Fragments that only appear in credentials: storage/Service Bus/Event Hubs keys, SAS tokens,
 # database passwords, private keys, and the code's own key settings.
@@ -170,6 +177,7 @@ def test_no_credential_in_any_app_setting_or_output(deployment: Deployment) -> N
         for marker in CREDENTIAL_MARKERS + CONNECTION_STRING_MARKERS:
             assert marker.lower() not in str(value).lower(), f"output {name} holds {marker}"
     assert deployment.cfg.log_hash_salt not in _strings(dict(deployment.outputs))
+    assert deployment.app_settings()["TOKEN_SIGNING_KEY"] not in _strings(dict(deployment.outputs))
 
 
 def test_only_connection_string_is_application_insights(deployment: Deployment) -> None:
@@ -206,6 +214,21 @@ def test_the_log_hash_salt_is_a_pulumi_secret(deployment: Deployment) -> None:
     assert deployment.app_settings()["LOG_HASH_SALT"] == deployment.cfg.log_hash_salt
 
 
+def test_the_token_signing_key_is_generated_by_the_stack(deployment: Deployment) -> None:
+    # TOKEN_SIGNING_KEY (docs/security.md, "Tokens the server made"): a random password the stack
+    # makes once and keeps, 64 letters and digits, never typed by anyone and never exported.
+    (key,) = [r for r in deployment.resources if r.type == RANDOM_PASSWORD]
+    assert key.inputs["length"] == 64
+    assert key.inputs["special"] is False
+    value = deployment.app_settings()["TOKEN_SIGNING_KEY"]
+    assert value == key.outputs["result"]
+    assert len(value) == 64 and value.isalnum()
+    assert "siteConfig" in deployment.one("web:WebApp").secret_inputs
+    assert value not in _strings(dict(deployment.outputs))
+    # The code takes it as its key (32 to 512 characters), not its development fallback.
+    assert load_settings(deployment.app_settings()).resolved_token_signing_key == value
+
+
 @pytest.mark.parametrize("marker", ["AccountKey=abc", "SharedAccessKey=abc"])
 def test_the_scan_finds_key_material(marker: str) -> None:
     # The scan above must be able to fail: a planted key is caught.
@@ -226,11 +249,15 @@ def test_app_settings_never_include_the_key_settings() -> Any:
         archive_container="ConversationsArchive",
         openai_endpoint="https://x.openai.azure.com/",
         appinsights_connection_string="InstrumentationKey=k;IngestionEndpoint=https://i/",
+        # A plain value: the setting must be secret whatever the key's source says about it.
+        token_signing_key=pulumi.Output.from_input("k" * 64),
     )
     assert "COSMOS_KEY" not in settings and "OPENAI_API_KEY" not in settings
     salt = pulumi.Output.from_input(settings["LOG_HASH_SALT"])
+    signing_key = pulumi.Output.from_input(settings["TOKEN_SIGNING_KEY"])
 
     async def salt_is_secret() -> None:
         assert await salt.is_secret() is True
+        assert await signing_key.is_secret() is True
 
     return asyncio.ensure_future(salt_is_secret())

@@ -401,7 +401,7 @@ def test_the_program_reads_pulumi_config(pulumi_mocks: Any) -> None:
     finally:
         pulumi.runtime.set_all_config({})
     types = {r.type for r in pulumi_mocks.resources}
-    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 25
+    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 26
 
 
 def test_the_defaults_fit_the_repository_host_json() -> None:
