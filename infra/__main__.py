@@ -1,7 +1,8 @@
 """Parley in Azure: the Pulumi program's entry point (``Pulumi.yaml``: ``main: infra/``).
 
 ``build`` composes the modules: resource group, identity, Cosmos DB, Azure OpenAI, monitoring and
-the Function App; ``main`` reads and validates the stack's config, builds, and exports.
+the Function App; ``main`` reads and validates the stack's config, and ``deploy`` refuses a change
+that would replace a data resource (``infra/protection.py``), builds, and exports.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 # Pulumi runs this folder as a script, so only infra/ is on sys.path. The repository root must be
 # importable too: the program reads shared.config.SETTINGS (the app settings the code reads) and
@@ -26,7 +28,15 @@ from infra.app import create_function_app  # noqa: E402
 from infra.data import create_data  # noqa: E402
 from infra.identity import create_identity  # noqa: E402
 from infra.monitoring import create_alerts, create_observability  # noqa: E402
+from infra.protection import (  # noqa: E402
+    DATA_IDENTITY_OUTPUT,
+    data_identity,
+    deployed_data_identity,
+    keep_data,
+    refuse_data_replacement,
+)
 from infra.stack_config import PROJECT, StackConfig, load_config  # noqa: E402
+from shared.storage.containers import container_specs  # noqa: E402
 
 
 def unique_suffix(resource_group_id: str) -> str:
@@ -34,7 +44,7 @@ def unique_suffix(resource_group_id: str) -> str:
     return hashlib.sha256(resource_group_id.lower().encode()).hexdigest()[:8]
 
 
-def build(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
+def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
     """Declare every resource; return the stack outputs (no secrets among them)."""
     prefix = cfg.name_prefix
     tags = {"app": PROJECT, "stack": cfg.stack, "managed-by": "pulumi"}
@@ -44,6 +54,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
         resource_group_name=cfg.resource_group_name,
         location=cfg.location,
         tags=tags,
+        # Deleting the group would delete the data in it, retained or not (infra/protection.py).
+        opts=keep_data(),
     )
     suffix = group.id.apply(unique_suffix)
 
@@ -97,7 +109,18 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
         "openAiEndpoint": openai.endpoint,
         "identityClientId": identity.client_id,
         "identityPrincipalId": identity.principal_id,
+        # Read back at the next update: the settings the data resources were deployed with.
+        DATA_IDENTITY_OUTPUT: pulumi.Output.from_input(data_identity(cfg, data.specs)),
     }
+
+
+async def deploy(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
+    """Refuse a change that would replace a data resource, then declare everything.
+
+    The check runs before the first resource is declared, so a refused change touches nothing.
+    """
+    refuse_data_replacement(await deployed_data_identity(), data_identity(cfg, container_specs()))
+    return build(cfg)
 
 
 def main() -> None:
@@ -108,8 +131,8 @@ def main() -> None:
         stack=pulumi.get_stack(),
         repo_root=REPO_ROOT,
     )
-    for name, value in build(cfg).items():
-        pulumi.export(name, value)
+    # Asynchronous, so that the deployed identity is read before anything is declared.
+    pulumi.run(lambda: deploy(cfg))
 
 
 if __name__ == "__main__":

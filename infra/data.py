@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import cosmosdb
+from pulumi_azure_native import authorization, cosmosdb
 
 from infra.identity import assignment_name
+from infra.protection import create_delete_lock, keep_data
 from shared.storage.containers import ContainerSpec, container_specs
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
@@ -27,6 +28,7 @@ class CosmosData:
     containers: tuple[cosmosdb.SqlResourceSqlContainer, ...]
     specs: tuple[ContainerSpec, ...]
     role_assignment: cosmosdb.SqlResourceSqlRoleAssignment
+    delete_lock: authorization.ManagementLockByScope
 
 
 def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyArgs:
@@ -94,6 +96,8 @@ def create_data(
         ),
         public_network_access=cosmosdb.PublicNetworkAccess.ENABLED,
         tags=dict(tags),
+        # The users' data: never deleted or replaced by the stack (infra/protection.py).
+        opts=keep_data(),
     )
 
     database = cosmosdb.SqlResourceSqlDatabase(
@@ -102,6 +106,7 @@ def create_data(
         resource_group_name=resource_group_name,
         database_name=database_name,
         resource=cosmosdb.SqlDatabaseResourceArgs(id=database_name),
+        opts=keep_data(),
     )
 
     specs = container_specs()
@@ -121,6 +126,7 @@ def create_data(
                 ),
                 indexing_policy=indexing_policy_args(spec.indexing_policy),
             ),
+            opts=keep_data(),
         )
         for spec in specs
     )
@@ -144,4 +150,5 @@ def create_data(
         # an exclusive lock") to a role assignment made while a container is being created.
         opts=pulumi.ResourceOptions(depends_on=[database, *containers]),
     )
-    return CosmosData(account, database, containers, specs, role_assignment)
+    lock = create_delete_lock(prefix, account_id=account.id)
+    return CosmosData(account, database, containers, specs, role_assignment, lock)

@@ -70,6 +70,7 @@ _NAME_INPUT = {
     "azure-native:web:AppServicePlan": "name",
     "azure-native:web:WebApp": "name",
     "azure-native:authorization:RoleAssignment": "roleAssignmentName",
+    "azure-native:authorization:ManagementLockByScope": "lockName",
 }
 _FIXED_NAME = {
     "azure-native:web:WebAppAuthSettingsV2": "authsettingsV2",
@@ -117,6 +118,7 @@ _ARM_PATH = {
 
 
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 
 # How the mock monitor hands over a secret input value: {SECRET_SIG: SECRET_MARK, "value": ...}.
@@ -152,8 +154,11 @@ class Recorded:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    """``deployed_outputs``: the stack outputs a stack reference reads (a deployed stack's)."""
+
+    def __init__(self, deployed_outputs: Mapping[str, Any] | None = None) -> None:
         self.resources: list[Recorded] = []
+        self.deployed_outputs = dict(deployed_outputs or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         secret_inputs = tuple(
@@ -163,7 +168,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         token = args.typ
         name = str(inputs.get(_NAME_INPUT.get(token, ""), "") or _FIXED_NAME.get(token, args.name))
         group = inputs.get("resourceGroupName", "rg-unknown")
-        if token == RANDOM_PASSWORD:
+        if token == STACK_REFERENCE:
+            # Read, not created: its id is the referenced stack's name, as the engine answers.
+            resource_id = str(args.resource_id)
+        elif token == RANDOM_PASSWORD:
             # Not an Azure resource: the provider's id is the literal "none".
             resource_id = "none"
         elif token == "azure-native:resources:ResourceGroup":
@@ -172,6 +180,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = (
                 f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
             )
+        elif token == "azure-native:authorization:ManagementLockByScope":
+            resource_id = f"{inputs['scope']}/providers/Microsoft.Authorization/locks/{name}"
         elif token in _ARM_PATH:
             # For the site's singletons (auth, ftp, scm) the "name" input is the site's name.
             fields = {**inputs, "name": inputs["name"] if token in _FIXED_NAME else name}
@@ -181,6 +191,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             raise AssertionError(f"the mocks do not know resource type {token}")
         outputs: dict[str, Any] = {**inputs, "name": name, "id": resource_id}
         outputs.update(_extra_outputs(token, name, inputs))
+        if token == STACK_REFERENCE:
+            outputs = {
+                "name": inputs["name"],
+                "outputs": dict(self.deployed_outputs),
+                "secretOutputNames": [],
+            }
         self.resources.append(
             Recorded(token, args.name, resource_id, inputs, outputs, secret_inputs)
         )
@@ -255,6 +271,8 @@ class Deployment:
     # Logical name -> logical names of the resources named in its depends_on option. The mocks
     # never see options, so a stack transformation (run by the SDK, mocks or not) records them.
     depends_on: Mapping[str, tuple[str, ...]]
+    # Logical name -> the options it was declared with (protect, retain_on_delete...), ditto.
+    options: Mapping[str, pulumi.ResourceOptions]
 
     def of_type(self, token: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == f"azure-native:{token}"]
@@ -289,8 +307,11 @@ def run_program(cfg: StackConfig) -> Deployment:
     names: dict[int, str] = {}
     dependencies: dict[str, list[Any]] = {}
 
+    options: dict[str, pulumi.ResourceOptions] = {}
+
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
         names[id(args.resource)] = args.name
+        options[args.name] = args.opts or pulumi.ResourceOptions()
         depends_on = args.opts.depends_on if args.opts else None
         if isinstance(depends_on, list):
             dependencies[args.name] = depends_on
@@ -310,8 +331,34 @@ def run_program(cfg: StackConfig) -> Deployment:
         for name, resources in dependencies.items()
     }
     return Deployment(
-        cfg=cfg, resources=list(mocks.resources), outputs=exported, depends_on=depends_on
+        cfg=cfg,
+        resources=list(mocks.resources),
+        outputs=exported,
+        depends_on=depends_on,
+        options=options,
     )
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run ``infra/__main__.py``'s ``main`` as the engine would; return what it exported.
+
+    ``main`` hands its program to ``pulumi.run``, which the mocks' already finished root stack
+    refuses; the test takes the program from it and runs it the way the SDK would.
+    """
+    import infra.__main__ as program
+
+    entries: list[Callable[[], Any]] = []
+    monkeypatch.setattr(pulumi, "run", entries.append)
+    program.main()
+    (entry,) = entries
+    exported: dict[str, Any] = {}
+
+    async def run() -> None:
+        outputs = await entry()
+        exported.update(await pulumi.Output.all(**outputs).future() or {})
+
+    pulumi_test(lambda: asyncio.ensure_future(run()))()
+    return exported
 
 
 @pytest.fixture(scope="session")
@@ -321,7 +368,8 @@ def deployment() -> Deployment:
 
 @pytest.fixture
 def pulumi_mocks() -> RecordingMocks:
-    """Fresh mocks for a test that declares resources itself."""
+    """Fresh mocks for a test that declares resources itself (set ``deployed_outputs`` to give
+    the stack a previous deployment)."""
     mocks = RecordingMocks()
     # Pulumi's mocks use the thread's current event loop; an earlier test's asyncio.run()
     # leaves none set, so give the program a fresh one.

@@ -21,7 +21,13 @@ from infra.stack_config import (
 )
 from shared.config import Settings
 from shared.storage.containers import DEFAULT_DATABASE
-from tests.infra.conftest import CLIENT_ID, FULL_CONFIG, TENANT, make_config, pulumi_test
+from tests.infra.conftest import (
+    CLIENT_ID,
+    FULL_CONFIG,
+    TENANT,
+    make_config,
+    run_main,
+)
 
 MINIMAL = {
     "spaOrigins": "https://chat.example.com",
@@ -391,17 +397,19 @@ def test_the_program_refuses_bad_config_before_declaring_anything(
     assert pulumi_mocks.resources == []
 
 
-def test_the_program_reads_pulumi_config(pulumi_mocks: Any) -> None:
-    import infra.__main__ as program
-
+def test_the_program_reads_pulumi_config(
+    pulumi_mocks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = {f"parley:{k}": v for k, v in FULL_CONFIG.items()}
     pulumi.runtime.set_all_config(config, secret_keys=["parley:logHashSalt"])
     try:
-        pulumi_test(program.main)()
+        outputs = run_main(monkeypatch)
     finally:
         pulumi.runtime.set_all_config({})
     types = {r.type for r in pulumi_mocks.resources}
-    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 26
+    # 26 resources, the lock, and the stack's reference to its own deployed outputs.
+    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 28
+    assert outputs["dataIdentity"]["location"] == "westeurope"
 
 
 def test_the_defaults_fit_the_repository_host_json() -> None:
