@@ -84,6 +84,37 @@ def test_the_last_step_is_the_smoke_test() -> None:
     assert steps[-1][1] == "Smoke test"
     assert [int(n) for n, _ in steps] == list(range(1, len(steps) + 1))
     text = _text()
-    assert "python -m tools.smoke --base-url" in text
+    assert ".venv/bin/python -m tools.smoke --base-url" in text
     assert "az account get-access-token --resource" in text and "PARLEY_SMOKE_TOKEN" in text
     assert "(smoke-test.md)" in text
+
+
+SMOKE_DOC = DOC.parent / "smoke-test.md"
+
+
+def _smoke_commands(text: str) -> list[str]:
+    """Lines of fenced code blocks that run the smoke command."""
+    commands: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif fenced and "tools.smoke" in line:
+            commands.append(line.strip())
+    return commands
+
+
+@pytest.mark.parametrize("doc", [DOC, SMOKE_DOC], ids=lambda p: p.name)
+def test_the_smoke_step_runs_in_the_project_s_virtualenv(doc: Path) -> None:
+    # The virtualenv holds the pinned versions the tests ran with; a system python may have
+    # other versions of the smoke command's dependencies, or none.
+    commands = _smoke_commands(doc.read_text(encoding="utf-8"))
+    assert commands, f"{doc.name} shows no smoke command"
+    for command in commands:
+        assert command.startswith(".venv/bin/python -m tools.smoke "), command
+
+
+def test_the_smoke_command_check_catches_a_system_python() -> None:
+    planted = "```bash\npython -m tools.smoke --base-url x\n```\n"
+    (command,) = _smoke_commands(planted)
+    assert not command.startswith(".venv/bin/python -m tools.smoke ")
