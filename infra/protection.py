@@ -131,13 +131,40 @@ def own_stack_name() -> str:
     return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
-async def deployed_data_identity() -> Mapping[str, Any] | None:
-    """The identity this stack recorded at its last update, or None if it recorded none.
+# Outputs exported before the stack recorded its identity, and what they still tell about it.
+_OLDER_OUTPUTS = ("resourceGroupName", "cosmosAccountName")
 
-    A stack reference to the stack itself: the engine reads the stack's outputs from its state
-    as the last completed update left them (the new ones are registered only at the end).
+
+def identity_from_outputs(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The deployed identity, from the stack's outputs; None when they tell nothing.
+
+    A stack last updated before the record still exported its resource group's name and the
+    account's name, ``<namePrefix>-cosmos-<suffix>`` (the prefix has no '-'), so those two
+    settings are guarded from the first update with this program on.
+    """
+    recorded = outputs.get(DATA_IDENTITY_OUTPUT)
+    if isinstance(recorded, Mapping):
+        return recorded
+    derived: dict[str, str] = {}
+    group = outputs.get("resourceGroupName")
+    if isinstance(group, str) and group:
+        derived["resourceGroupName"] = group
+    account = outputs.get("cosmosAccountName")
+    if isinstance(account, str) and "-cosmos-" in account:
+        derived["namePrefix"] = account.split("-cosmos-", 1)[0]
+    return derived or None
+
+
+async def deployed_data_identity() -> Mapping[str, Any] | None:
+    """The identity this stack deployed its data with, or None for a stack not yet deployed.
+
+    A stack reference to the stack itself: the engine reads the stack's outputs from its state,
+    where they stay as the last completed update left them until this update registers its own
+    at the end (a resource the program registers again keeps its old outputs until then).
     """
     reference = pulumi.StackReference(f"{PROJECT}-deployed-identity", stack_name=own_stack_name())
-    details = await reference.get_output_details(DATA_IDENTITY_OUTPUT)
-    value = details.value if details.value is not None else details.secret_value
-    return value if isinstance(value, Mapping) else None
+    outputs: dict[str, Any] = {}
+    for name in (DATA_IDENTITY_OUTPUT, *_OLDER_OUTPUTS):
+        details = await reference.get_output_details(name)
+        outputs[name] = details.value if details.value is not None else details.secret_value
+    return identity_from_outputs(outputs)

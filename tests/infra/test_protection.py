@@ -8,7 +8,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.protection import DATA_IDENTITY_KEYS, data_identity, data_identity_changes
+from infra.protection import (
+    DATA_IDENTITY_KEYS,
+    data_identity,
+    data_identity_changes,
+    identity_from_outputs,
+)
 from infra.stack_config import StackConfigError
 from shared.storage.containers import ContainerSpec, container_specs
 from tests.infra.conftest import (
@@ -163,6 +168,20 @@ def test_a_first_deployment_has_nothing_to_compare(
     assert "chat-cosmos" in _azure_resources(pulumi_mocks)
 
 
+def test_a_stack_deployed_before_the_record_is_guarded_by_its_older_outputs(
+    pulumi_mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outputs every earlier version exported: the group's name, the account's name.
+    pulumi_mocks.deployed_outputs = {
+        "resourceGroupName": "rg-parley-test",
+        "cosmosAccountName": "parley-cosmos-0a1b2c3d",
+    }
+    with pytest.raises(StackConfigError) as refused:
+        _up(monkeypatch, {"namePrefix": "chat"})
+    assert [p.split(":")[1] for p in refused.value.problems] == ["namePrefix", "resourceGroupName"]
+    assert _azure_resources(pulumi_mocks) == []
+
+
 def test_changes_are_compared_entry_by_entry() -> None:
     wanted = data_identity(make_config({"location": "northeurope"}), container_specs())
     assert data_identity_changes(None, wanted) == []
@@ -171,3 +190,13 @@ def test_changes_are_compared_entry_by_entry() -> None:
     assert data_identity_changes({"namePrefix": "parley"}, wanted) == []
     (problem,) = data_identity_changes({"location": "westeurope"}, wanted)
     assert problem.startswith("parley:location: 'northeurope' differs from 'westeurope'")
+
+
+def test_the_identity_is_read_from_the_record_or_the_older_outputs() -> None:
+    record = {"namePrefix": "parley", "location": "westeurope"}
+    assert identity_from_outputs({"dataIdentity": record, "resourceGroupName": "x"}) == record
+    assert identity_from_outputs(
+        {"dataIdentity": None, "resourceGroupName": "rg-a", "cosmosAccountName": "ab-cosmos-12"}
+    ) == {"resourceGroupName": "rg-a", "namePrefix": "ab"}
+    assert identity_from_outputs({"dataIdentity": None, "resourceGroupName": None}) is None
+    assert identity_from_outputs({}) is None
