@@ -2,10 +2,11 @@
 
 Cosmos serves a filter on an indexed path from the index; a filter on a path the indexing
 policy excludes (``/*`` is excluded: only what queries need is indexed, so writes stay cheap)
-reads every item of the scope instead. The local server charges a query by the items in its
-scope either way, so it cannot show the difference; this pins it where it is decided: the
-queries against the one indexing policy (``shared/storage/containers.py``). A scan that
-started filtering on an unindexed field (housekeeping reading message items, say) fails here.
+reads every item of the scope instead. The local server charges a query the same way
+(``tools/cosmos/index-cost.mjs``), but only for the data a test happens to hold; this pins it
+where it is decided: the queries against the one indexing policy
+(``shared/storage/containers.py``). A scan that started filtering on an unindexed field
+(housekeeping reading message items, say), or on "no state" again, fails here.
 """
 
 from __future__ import annotations
