@@ -32,13 +32,16 @@ class Plan:
     cosmos_archive_sessions: int
     import_detail: bool  # also time the FastAPI extension alone, and list the heavy imports
     search_sizes: list[int]  # messages of the users searched
+    archive_stubs: int  # stubs of earlier passes present for the pass counted in request units
 
 
 # Turn 25 stays in both: the growth budget compares the last turn with it.
-FULL = Plan([1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True, [100, 1000, 10000])
+FULL = Plan(
+    [1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True, [100, 1000, 10000], 10000
+)
 # Quick: every measurement still runs (LangChain's history for 50 turns, like Parley and the
 # whole-document baseline), small enough for 60 s on 2 busy cores.
-QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000])
+QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000], 500)
 
 
 def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> dict[str, Any]:
@@ -94,6 +97,12 @@ def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[st
         "archival (cosmos)",
         cosmos,
         lambda c: archival.run(lambda: c.store(database), plan.cosmos_archive_sessions),
+        failures,
+    )
+    out["stubs"] = _cosmos_step(
+        "archival with stubs (cosmos)",
+        cosmos,
+        lambda c: archival.run_stubs(c, plan.archive_stubs),
         failures,
     )
     return out

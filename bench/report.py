@@ -270,12 +270,38 @@ def _cold_md(c: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _stubs_md(s: dict[str, Any]) -> list[str]:
+    if "ratio" not in s:
+        return [f"Stubs: not available: {s.get('not_available') or s.get('error')}", ""]
+    without, present = s["without_stubs"], s["with_stubs"]
+    return [
+        f"Request units of one pass (archiving {s['sessions_archived']} stale sessions, with "
+        f"housekeeping and retention), without stubs and with {s['stubs']:,} stubs that earlier "
+        "passes left in the active container (local estimate):",
+        "",
+        "| stubs present | pass RU | of which queries | requests "
+        "| the former stale scan (`NOT IS_DEFINED`) |",
+        "|---:|---:|---:|---:|---:|",
+        f"| 0 | {_ru(without['pass_request_units'])} | {_ru(without['scan_request_units'])} "
+        f"| {without['pass_requests']} | {_ru(without['legacy_stale_scan_request_units'])} |",
+        f"| {s['stubs']:,} | {_ru(present['pass_request_units'])} "
+        f"| {_ru(present['scan_request_units'])} | {present['pass_requests']} "
+        f"| {_ru(present['legacy_stale_scan_request_units'])} |",
+        "",
+        f"With stubs / without: {s['ratio']}x. Budget: a pass's request units do not grow with "
+        f"the stubs of earlier passes (at most {s['budget_ratio']}x): {_ok(s['budget_met'])}.",
+        "",
+    ]
+
+
 def _archive_md(a: dict[str, Any]) -> list[str]:
     lines = [
         "| store | sessions x messages | concurrency | seconds | sessions/s | peak memory (MiB) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for backend, r in a.items():
+        if backend == "stubs":
+            continue
         if "sessions" in r:
             lines.append(
                 f"| {backend} | {r['sessions']} x {r['messages_per_session']} "
@@ -300,7 +326,8 @@ def _archive_md(a: dict[str, Any]) -> list[str]:
             f" Budget on the local Cosmos server: at least {cosmos['budget_sessions_per_s']} "
             f"sessions/s (five times the first version's): {_ok(cosmos['budget_met'])}."
         )
-    return [*lines, "", note, ""]
+    stubs = [*_stubs_md(a["stubs"])] if "stubs" in a else []
+    return [*lines, "", note, "", *stubs]
 
 
 def _reads_md(r: dict[str, Any]) -> list[str]:

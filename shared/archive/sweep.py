@@ -10,8 +10,12 @@ session"); this module decides what to move and when to stop:
   retries) halves that and retries the session after the store's Retry-After; a session still
   throttled (or with no time left to wait) is left for the next pass (``more: true``), so
   throttling slows the pass, never fails it;
-- the pass stops before ``ARCHIVE_TIME_BUDGET_S`` would be exceeded (``more: true``) and the
-  next pass carries on; after ``MAX_CONSECUTIVE_FAILURES`` failures in a row it stops too;
+- the pass runs housekeeping (interrupted moves and deletes), then archival, then retention,
+  each until its own deadline within ``ARCHIVE_TIME_BUDGET_S``: housekeeping gets at most its
+  share (``HOUSEKEEPING_SHARE``), retention always keeps its share (``RETENTION_SHARE``), and
+  archival the rest, so a stale backlog never starves the other two, nor they archival; a job
+  that reaches its deadline leaves the rest for the next pass (``more: true``), and the next
+  job starts; after ``MAX_CONSECUTIVE_FAILURES`` failures in a row the pass stops;
 - a scan page throttled is asked for again the same way; one that still fails fails the pass
   (``failed``, which alerts: the store is down or unreachable).
 """
@@ -44,6 +48,11 @@ MAX_CONSECUTIVE_FAILURES = 10
 UNFINISHED_GRACE = timedelta(minutes=10)
 # A throttled session is tried again this many times in one pass before it counts as failed.
 MAX_THROTTLED_ATTEMPTS = 5
+# Shares of the time budget: housekeeping runs first and stops at its share (the rest goes on
+# to archival); retention runs last and always has its share left (plus what archival did not
+# use). Each is rarely more than a few steps; a backlog of them is finished over a few passes.
+HOUSEKEEPING_SHARE = 0.1
+RETENTION_SHARE = 0.1
 
 
 class ArchiveSummary(BaseModel):
@@ -87,7 +96,8 @@ class ArchivePolicy:
 
 
 class _Stop(Exception):
-    """Stop the pass: out of time, or the store looks down."""
+    """Stop the current job: out of its time, or (``failures_in_a_row``) the store looks
+    down, which stops the pass."""
 
 
 class AdaptiveLimit:
@@ -152,16 +162,21 @@ class _Pass:
         self.slowest_s = 0.0  # the longest step so far predicts the next one
         self.failures_in_a_row = 0
         self.limit = AdaptiveLimit(policy.concurrency)
+        # The current job's deadline, in seconds from the start (``run`` sets it per job).
+        self.deadline_s = policy.time_budget_s
 
     def elapsed_s(self) -> float:
         return (self.clock.now() - self.started).total_seconds()
 
+    def store_looks_down(self) -> bool:
+        return self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES
+
     def check_time(self) -> None:
-        """Before each step: stop if it might not end within the budget, or if so many steps
-        failed in a row that the store looks down."""
-        if self.elapsed_s() + self.slowest_s >= self.policy.time_budget_s:
+        """Before each step: stop the job if the step might not end before the job's deadline,
+        or if so many steps failed in a row that the store looks down."""
+        if self.elapsed_s() + self.slowest_s >= self.deadline_s:
             raise _Stop()
-        if self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+        if self.store_looks_down():
             raise _Stop()
 
     def wait_before_retry(self, exc: StorageUnavailable, attempt: int) -> float | None:
@@ -172,7 +187,7 @@ class _Pass:
         wait = float(exc.retry_after_s or 1)
         if attempt == MAX_THROTTLED_ATTEMPTS:
             return None
-        if self.elapsed_s() + wait + self.slowest_s >= self.policy.time_budget_s:
+        if self.elapsed_s() + wait + self.slowest_s >= self.deadline_s:
             return None
         return wait
 
@@ -342,19 +357,38 @@ class _Pass:
 
     # ---- the whole run ----
 
+    def jobs(self) -> list[tuple[Callable[[], Awaitable[None]], float]]:
+        """The pass's jobs in order, each with its deadline (seconds from the start)."""
+        budget = self.policy.time_budget_s
+        days = self.policy.retention_days
+        jobs: list[tuple[Callable[[], Awaitable[None]], float]] = [
+            (self.finish_unfinished, HOUSEKEEPING_SHARE * budget),
+            (self.archive_stale, budget - (RETENTION_SHARE * budget if days is not None else 0)),
+        ]
+        if days is not None:
+            jobs.append((lambda: self.apply_retention(days), budget))
+        return jobs
+
     async def run(self) -> ArchiveSummary:
+        for job, deadline_s in self.jobs():
+            self.deadline_s = deadline_s
+            if not await self._run_job(job):
+                break
+        self.summary.duration_ms = int(self.elapsed_s() * 1000)
+        return self.summary
+
+    async def _run_job(self, job: Callable[[], Awaitable[None]]) -> bool:
+        """One job until it is done or its deadline; False when the pass must stop."""
+        scan_failed = False
         try:
-            await self.archive_stale()
-            await self.finish_unfinished()
-            if self.policy.retention_days is not None:
-                await self.apply_retention(self.policy.retention_days)
+            await job()
         except* _Stop:
-            self.summary.more = True
+            self.summary.more = True  # the job carries on in the next pass
         except* Exception as group:  # a scan failed: report it in the run's line, then stop
             self.summary.more = True
             self.failed("scan", None, group.exceptions[0])
-        self.summary.duration_ms = int(self.elapsed_s() * 1000)
-        return self.summary
+            scan_failed = True
+        return not (scan_failed or self.store_looks_down())
 
 
 async def run_archive(

@@ -27,6 +27,8 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/sessionId/?"},
             {"path": "/seq/?"},
             {"path": "/updatedAt/?"},
+            # Live session items only (``items.LIVE_MARKER``): the stale and retention scans.
+            {"path": "/live/?"},
             # A move's or delete's state: housekeeping finds the few unfinished ones by these.
             {"path": "/state/?"},
             {"path": "/since/?"},
@@ -45,6 +47,25 @@ def _indexing_policy() -> dict[str, Any]:
             [
                 {"path": "/sessionId", "order": "ascending"},
                 {"path": "/seq", "order": "ascending"},
+            ],
+            # The archival scans, across partitions: an equality filter then one range, served
+            # as one range of one composite index (equalities first, the range last), so a
+            # scan reads what it finds and never the stubs every earlier pass left behind.
+            # Stale and retention: live session items not updated since the cutoff.
+            [
+                {"path": "/live", "order": "ascending"},
+                {"path": "/updatedAt", "order": "ascending"},
+            ],
+            # Housekeeping: items in one unfinished state since before the grace period ...
+            [
+                {"path": "/state", "order": "ascending"},
+                {"path": "/since", "order": "ascending"},
+            ],
+            # ... and stubs still removing the active copies of their items.
+            [
+                {"path": "/state", "order": "ascending"},
+                {"path": "/cleanup", "order": "ascending"},
+                {"path": "/since", "order": "ascending"},
             ],
         ],
     }

@@ -19,7 +19,7 @@ from shared.archive.sweep import UNFINISHED_GRACE, AdaptiveLimit
 from shared.clock import FixedClock
 from shared.errors import StorageUnavailable
 from shared.models import ChatRequest
-from shared.storage.base import Store
+from shared.storage.base import Store, Unfinished
 from tests.archive.conftest import (
     NOW,
     Crash,
@@ -283,6 +283,64 @@ def test_the_time_budget_stops_the_pass_and_the_next_run_continues(
             assert (second.archived, second.more, second.failed) == (2, False, 0)
             for session_id in sessions:
                 assert (await items(store, ALICE, session_id))["active"] == (False, [])
+
+    asyncio.run(scenario())
+
+
+def test_a_backlog_past_the_budget_leaves_housekeeping_and_retention_their_share(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    """Housekeeping and retention each have their share of the budget (sweep.HOUSEKEEPING_SHARE,
+    RETENTION_SHARE): a stale backlog that would take the whole budget is archived as far as
+    its own share goes, and an interrupted move and an expired session are still seen to in
+    the same pass; the rest of the backlog is the next pass's."""
+
+    async def scenario() -> None:
+        async with stores() as store:
+            backlog = [await seed(store, ALICE, CUTOFF - timedelta(days=d)) for d in range(1, 11)]
+            expired = await seed(store, BOB, NOW - timedelta(days=400), where="archive")
+            faulty = FaultyStore(store)
+            # An interrupted move for housekeeping (the SQLite store never leaves one: its
+            # moves are single transactions), offered once by a scan of its own.
+            interrupted = Unfinished("active", BOB, "s_interrupted", "restoring")
+            offered: list[Unfinished] = []
+            finished: list[Unfinished] = []
+
+            async def scan_unfinished(real: Any, **kwargs: Any) -> Any:
+                page, after = await real(**kwargs)
+                if offered:
+                    return page, after
+                offered.append(interrupted)
+                return [*page, interrupted], after
+
+            async def finish(real: Any, item: Unfinished) -> bool:
+                clock.advance(seconds=3)
+                if item is interrupted:
+                    finished.append(item)
+                    return True
+                return bool(await real(item))
+
+            async def slow(real: Any, ref: Any) -> Any:
+                clock.advance(seconds=3)  # each step takes 3 s of the (fixed) clock
+                return await real(ref)
+
+            faulty.hooks.update(
+                scan_unfinished=scan_unfinished, finish=finish, archive=slow, expire=slow
+            )
+            # 10 moves of 3 s are 30 s: more than the whole budget of 20 s.
+            budget = policy(time_budget_s=20.0, concurrency=1, retention_days=365)
+
+            summary = await run_archive(faulty, budget, clock=clock)  # type: ignore[arg-type]
+
+            assert finished == [interrupted]
+            assert summary.resumed == 1 and summary.retention_deleted == 1
+            # Housekeeping took 3 s; archival stops when a 3 s move might pass its deadline
+            # (the budget less retention's 2 s share): moves at 3, 6, 9 and 12 s.
+            assert (summary.archived, summary.more, summary.failed) == (4, True, 0)
+            assert summary.duration_ms == 18_000
+            assert (await items(store, BOB, expired))["archive"] == (False, [])
+            left = [s for s in backlog if (await items(store, ALICE, s))["active"][0]]
+            assert len(left) == 6
 
     asyncio.run(scenario())
 

@@ -20,6 +20,7 @@ from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from azure.cosmos.aio import ContainerProxy as AsyncContainerProxy
 from azure.cosmos.aio import CosmosClient as AsyncCosmosClient
 
+from shared.storage.containers import ContainerSpec
 from tests.cosmos.fidelity_support import (
     ALICE,
     ARCHIVE_QUERY,
@@ -672,11 +673,12 @@ def test_request_charges_follow_the_size_based_estimate(store: Store) -> None:
         c.read_item("nope", partition_key=ALICE)
     assert caught.value.headers["x-ms-request-charge"] == "1"
 
-    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.id = 'small'", partition_key=ALICE))
+    # A filter on a path the policy does not index examines the whole partition.
+    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.blob = 'none'", partition_key=ALICE))
     few = charge(c)
     for i in range(50):
         c.create_item(message(ALICE, "s1", i))
-    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.id = 'small'", partition_key=ALICE))
+    list(c.query_items("SELECT VALUE c.id FROM c WHERE c.blob = 'none'", partition_key=ALICE))
     assert round(charge(c) - few, 2) == 1.0  # 50 more items examined at 0.02
     list(c.query_items("SELECT * FROM c WHERE c.id = 'big'", partition_key=ALICE))
     assert charge(c) > few + 8  # ~64 KB returned
@@ -690,6 +692,67 @@ def test_request_charges_follow_the_size_based_estimate(store: Store) -> None:
     assert charge(c) == pytest.approx(sum(per_operation), abs=0.01)
     c.delete_item("small", partition_key=ALICE)
     assert charge(c) == 5
+
+
+def test_a_query_is_charged_by_what_the_index_serves(store: Store) -> None:
+    """tools/cosmos/index-cost.mjs, as Azure uses an index ("Index usage": a seek or a range
+    loads the items it matches, a full scan every item in scope): an equality and a range one
+    composite index covers examine what they match; a negative filter (NOT IS_DEFINED, !=), a
+    path the policy excludes, or filters on several paths no composite index covers examine
+    more. Parley's archival scans rely on the first (docs/design.md, "Indexing")."""
+    database = sync_client(store.account).get_database_client(store.database)
+    c = database.create_container(
+        "Indexed",
+        partition_key=PartitionKey("/EmailID"),
+        indexing_policy=ContainerSpec("Indexed").indexing_policy,
+    )
+    old, cutoff = "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"
+    users = [ALICE, BOB, CAROL]
+
+    def stubs(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            c.create_item(
+                session(users[i % 3], f"stub{i}", old, state="archived", since=old, cleanup=False)
+            )
+
+    for i in range(5):
+        c.create_item(session(users[i % 3], f"live{i}", old, live=True))
+        c.create_item(session(users[i % 3], f"fresh{i}", "2025-01-01T00:00:00Z", live=True))
+    c.create_item(session(ALICE, "gone", old, state="deleting", since=old))
+    stubs(0, 100)
+    params = [{"name": "@cutoff", "value": cutoff}]
+    queries = {
+        "positive": "SELECT c.id FROM c WHERE c.live = true AND c.updatedAt < @cutoff",
+        "not_defined": "SELECT c.id FROM c WHERE c.type = 'session'"
+        " AND NOT IS_DEFINED(c.state) AND c.updatedAt < @cutoff",
+        "not_equal": "SELECT c.id FROM c WHERE c.state != 'archived' AND c.since < @cutoff",
+        "unindexed": "SELECT c.id FROM c WHERE c.role = 'user'",
+        "uncovered": "SELECT c.id FROM c WHERE c.live = true AND c.since < @cutoff",
+        "state": "SELECT c.id FROM c WHERE c.state = 'deleting' AND c.since < @cutoff",
+    }
+
+    def charges() -> dict[str, tuple[float, list[str]]]:
+        out = {}
+        for name, query in queries.items():
+            found = c.query_items(query, parameters=params, enable_cross_partition_query=True)
+            ids = sorted(item["id"] for item in found)
+            out[name] = (charge(c), ids)
+        return out
+
+    before = charges()
+    stubs(100, 100)
+    after = charges()
+    assert before["positive"][1] == [f"live{i}" for i in range(5)]
+    assert before["state"][1] == ["gone"]
+    for name in ("positive", "state"):  # served: 100 more stubs cost nothing
+        assert after[name] == before[name], name
+    # Not served (or, uncovered, served path by path): each of the 100 stubs is read.
+    for name in ("not_defined", "not_equal", "unindexed", "uncovered"):
+        assert round(after[name][0] - before[name][0], 2) == 2.0, name
+        assert after[name][1] == before[name][1], name
+    # The served one reads its 5 items; the full scan all 111 (the formula of the README).
+    assert before["positive"][0] < 2.5 + 0.02 * 5 + 0.14
+    assert before["unindexed"][0] == pytest.approx(2.5 + 0.02 * 111, abs=0.01)
 
 
 # --- payload size as sent ----------------------------------------------------------------------

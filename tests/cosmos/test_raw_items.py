@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from azure.cosmos import ContainerProxy, CosmosClient
 
-from shared.clock import FixedClock
+from shared.clock import FixedClock, stored_time
 from shared.config import load_settings
 from shared.ids import message_item_id
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest
 from shared.service import ConversationService
 from shared.storage.cosmos import CosmosStore
+from tests.archive.conftest import seed
 from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
 from tests.support.cosmos_server import CosmosAccount
 
@@ -182,3 +183,70 @@ def test_from_settings_uses_the_key_and_bootstraps_only_locally(
         assert names == {"Conversations", "ConversationsArchive"}
     finally:
         client.delete_database(name)
+
+
+def test_the_archival_scans_offer_neither_stubs_nor_live_items_in_a_state(
+    database: CosmosDatabase, container: ContainerProxy
+) -> None:
+    """The scans' indexed filters (docs/design.md, "Indexing") on the items moves really
+    write: a stub lacks the live marker, so the stale scan never reads it, and housekeeping
+    reads it only while it still cleans up; a live item a delete's fence moved to ``deleting``
+    keeps the marker, yet the stale scan leaves it to housekeeping."""
+    email = f"scans-{uuid.uuid4().hex[:8]}@example.com"
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    cutoff = datetime.now(UTC)
+
+    async def main() -> None:
+        store = database.store()
+        try:
+            archived = await seed(store, email, old, where="archive")
+            fenced, stale = await seed(store, email, old), await seed(store, email, old)
+            stub = container.read_item(archived, partition_key=email)
+            assert stub["state"] == "archived" and "live" not in stub
+            # What a delete's fence patch does to a live session item.
+            container.patch_item(
+                fenced,
+                partition_key=email,
+                patch_operations=[
+                    {"op": "set", "path": "/state", "value": "deleting"},
+                    {"op": "set", "path": "/since", "value": stored_time(old)},
+                ],
+            )
+            assert container.read_item(fenced, partition_key=email)["live"] is True
+
+            async def stale_ids() -> set[str]:
+                refs, _ = await store.scan_stale(
+                    where="active", updated_before=cutoff, limit=100, after=None
+                )
+                return {r.session_id for r in refs if r.email == email}
+
+            async def unfinished() -> set[tuple[str, str, str]]:
+                found: set[tuple[str, str, str]] = set()
+                after: str | None = None
+                while True:
+                    page, after = await store.scan_unfinished(
+                        older_than=cutoff, limit=100, after=after
+                    )
+                    found |= {(u.where, u.session_id, u.state) for u in page if u.email == email}
+                    if after is None:
+                        return found
+
+            assert await stale_ids() == {stale}
+            assert await unfinished() == {("active", fenced, "deleting")}
+            # A stub still removing its old items is housekeeping's until it is done.
+            container.patch_item(
+                archived,
+                partition_key=email,
+                patch_operations=[
+                    {"op": "set", "path": "/cleanup", "value": True},
+                    {"op": "set", "path": "/since", "value": stored_time(old)},
+                ],
+            )
+            assert await unfinished() == {
+                ("active", fenced, "deleting"),
+                ("active", archived, "archived"),
+            }
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -25,6 +25,7 @@ import {
   parseSessionToken,
   PK_RANGE_ID,
 } from "./consistency.mjs";
+import { examinedItems } from "./index-cost.mjs";
 import { installQueryPatches } from "./query-features.mjs";
 import {
   escapedJsonBytes,
@@ -527,7 +528,15 @@ function queryCollection(req, collection, items, query, { maxItemCount, continua
     throw err;
   }
   const returnedBytes = page.result.reduce((sum, row) => sum + escapedJsonBytes(row), 0);
-  req[QUERY_STATS] = { examined: items.length, returnedBytes };
+  // What the index serves, as Azure uses it; a filter it cannot serve reads the whole scope.
+  const examined = examinedItems(
+    q.ast,
+    items,
+    query.parameters,
+    meta.indexingPolicy,
+    (meta.partitionKey || {}).paths || [],
+  );
+  req[QUERY_STATS] = { examined, returnedBytes };
   return page;
 }
 

@@ -12,7 +12,8 @@
 //   write       = 5 + 0.68 * (KB - 1)   create, upsert, replace, patch: the item written;
 //                                       delete: the item removed     (failed write: 1)
 //   query/feed  = 2.5 + 0.02 * items examined + 0.14 * KB returned
-//                 (items examined = every item in the partition, or container, queried)
+//                 (items examined: those the index serves, else every item in the
+//                 partition, or container, queried: index-cost.mjs)
 //   batch       = the sum of its operations, as above
 //   partition-key delete = 10 (Cosmos deletes in the background, from spare throughput)
 //   anything else (account, databases, containers, pkranges) = 1, and never throttled

@@ -5,7 +5,8 @@ Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailI
 - session item: ``id`` = session id, ``type: "session"``, ``sessionId`` (its own id), ``seq``
   (a constant above every message's, so one query ordered by ``seq`` returns the session item
   and then its newest messages), title, titleSource, preview, createdAt, updatedAt,
-  messageCount, lastSeq; and, while a move or delete is under way, ``state`` and its fields;
+  messageCount, lastSeq; ``live: true`` while it is live (the archival scans' indexed marker,
+  below); and, while a move or delete is under way, ``state`` and its fields;
 - message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
   content, timestamp, clientMessageId, model, token counts, feedback;
 - request item: ``id`` = ``<sessionId>:r:<digest of clientMessageId>``, ``type: "request"``,
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from shared.clock import parse_iso, stored_time
 from shared.ids import message_item_id
 from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.storage.base import Where
 
 SESSION, MESSAGE, REQUEST = "session", "message", "request"
 # Above any message's seq: ORDER BY seq DESC puts the session item first. Safe in JSON doubles.
@@ -45,6 +47,19 @@ INCOMING: State = "incoming"
 MOVED: State = "moved"
 DELETING: State = "deleting"
 STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched", "mover")
+# The archival scans read only what the index serves as an equality or a range
+# (``docs/design.md``, "Indexing"): "no state" cannot be one (``NOT IS_DEFINED`` reads every
+# session item, stubs included), so a live session item also carries ``live: true``, which a
+# stub and every other state's item lack (``state_body`` writes none). ``state`` stays the
+# truth: a fence patch that moves a live item to ``deleting`` leaves the marker on it until the
+# delete removes the item, so the stale scan drops what it finds in a state.
+LIVE_MARKER = "live"
+# The unfinished work housekeeping looks for, by container: each state is one equality, and a
+# stub still removing the active copies of its items is ``archived`` with ``cleanup: true``.
+UNFINISHED_STATES: dict[Where, tuple[State, ...]] = {
+    "active": (RESTORING, DELETING),
+    "archive": (INCOMING, MOVED, DELETING),
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ def session_body(session: SessionRecord) -> dict[str, Any]:
         "updatedAt": stored_time(session.updated_at),
         "messageCount": session.message_count,
         "lastSeq": session.last_seq,
+        LIVE_MARKER: True,
     }
 
 
@@ -100,6 +116,7 @@ def state_body(
 ) -> dict[str, Any]:
     """The session item in a state: the record (so anyone can finish the work) and the state."""
     body = session_body(session)
+    del body[LIVE_MARKER]  # only live items are offered to the stale scan
     body.update({"state": state, "since": since, "complete": complete, "cleanup": cleanup})
     if origin is not None:
         body["from"] = origin

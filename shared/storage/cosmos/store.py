@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from shared.azure_credential import azure_credential
 from shared.clock import Clock, SystemClock, parse_iso, stored_time
-from shared.errors import ConcurrencyConflict, DuplicateRequest
+from shared.errors import ConcurrencyConflict, DuplicateRequest, InvalidRequest
 from shared.ids import message_item_id
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
@@ -36,6 +36,8 @@ from shared.storage.cosmos.items import (
     DELETING,
     RESTORING,
     SESSION_ITEM_SEQ,
+    UNFINISHED_STATES,
+    State,
     feedback_body,
     message_body,
     message_from_item,
@@ -78,15 +80,26 @@ MESSAGES_AFTER_QUERY = (
     "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq > @after AND c.seq < @end"
     " ORDER BY c.sessionId ASC, c.seq ASC"
 )
-# Scans across users (the archival pass only), in no particular order.
+# Scans across users (the archival pass only), in no particular order. Each is an equality
+# then one range, served by one composite index (``shared/storage/containers.py``): a scan reads
+# what it finds, never the stubs of earlier passes (``docs/design.md``, "Indexing").
 STALE_QUERY = (
-    "SELECT c.EmailID, c.id, c.updatedAt, c._etag FROM c"
-    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND c.updatedAt < @cutoff"
+    "SELECT c.EmailID, c.id, c.updatedAt, c.state, c._etag FROM c"
+    " WHERE c.live = true AND c.updatedAt < @cutoff"
 )
 UNFINISHED_QUERY = (
+    "SELECT c.EmailID, c.id, c.state FROM c WHERE c.state = @state AND c.since < @cutoff"
+)
+CLEANUP_QUERY = (
     "SELECT c.EmailID, c.id, c.state FROM c"
-    " WHERE c.type = 'session' AND IS_DEFINED(c.state) AND c.since < @cutoff"
-    " AND (c.state != 'archived' OR c.cleanup = true)"
+    " WHERE c.state = 'archived' AND c.cleanup = true AND c.since < @cutoff"
+)
+# Housekeeping's scans one after the other (a state of a container, or the stubs still
+# cleaning up; ``None``): the position says which, and where in it.
+UNFINISHED_PHASES: tuple[tuple[Where, State | None], ...] = (
+    *(("active", state) for state in UNFINISHED_STATES["active"]),
+    ("active", None),
+    *(("archive", state) for state in UNFINISHED_STATES["archive"]),
 )
 # Every session of a user once: the active container holds an item for each (live, or the stub
 # of an archived one), oldest first from the same composite index as the list.
@@ -488,6 +501,9 @@ class CosmosStore:
                 etag=item["_etag"],
             )
             for item in items
+            # A live item a fence patch moved on keeps its marker (items.LIVE_MARKER) until
+            # the work removes it: it is not stale, it is someone's unfinished work.
+            if item.get("state") is None
         ]
         return refs, encode_position(str(token)) if token else None
 
@@ -500,13 +516,18 @@ class CosmosStore:
     async def scan_unfinished(
         self, *, older_than: datetime, limit: int, after: str | None
     ) -> tuple[list[Unfinished], str | None]:
-        # One container after the other: the position says which, and where in it.
-        container, continuation = decode_position(after, 2) if after else ("active", "")
-        where: Where = "archive" if container == "archive" else "active"
+        # One scan after the other (UNFINISHED_PHASES): the position says which, and where.
+        phase, continuation = decode_position(after, 2) if after else ("0", "")
+        if not (phase.isdigit() and int(phase) < len(UNFINISHED_PHASES)):
+            raise InvalidRequest("continuationToken is not valid.")
+        index = int(phase)
+        where, state = UNFINISHED_PHASES[index]
         params: list[dict[str, object]] = [{"name": "@cutoff", "value": stored_time(older_than)}]
+        if state is not None:
+            params.append({"name": "@state", "value": state})
         items, token = await self.conn.page(
             where,
-            UNFINISHED_QUERY,
+            UNFINISHED_QUERY if state is not None else CLEANUP_QUERY,
             params,
             limit=limit,
             continuation=continuation or None,
@@ -521,9 +542,9 @@ class CosmosStore:
             for item in items
         ]
         if token:
-            return found, encode_position(where, str(token))
-        if where == "active":
-            return found, encode_position("archive", "")
+            return found, encode_position(str(index), str(token))
+        if index + 1 < len(UNFINISHED_PHASES):
+            return found, encode_position(str(index + 1), "")
         return found, None
 
     async def finish(self, item: Unfinished) -> bool:
