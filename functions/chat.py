@@ -74,6 +74,9 @@ async def with_keepalive(events: AsyncIterator[str], interval_s: float) -> Async
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(source))
+                # Seen even when nobody reads it any more (the client gone): the stream's end
+                # (StopAsyncIteration) is not an error to report.
+                pending.add_done_callback(_retrieved)
             done, _ = await asyncio.wait({pending}, timeout=interval_s)
             if not done:
                 yield KEEPALIVE
@@ -87,6 +90,11 @@ async def with_keepalive(events: AsyncIterator[str], interval_s: float) -> Async
     finally:
         if pending is not None:
             pending.cancel()
+
+
+def _retrieved(task: asyncio.Future[str]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class TurnStream(StreamingResponse):
