@@ -122,6 +122,10 @@ class TurnStream(StreamingResponse):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The wait is here, not in the event generator: on a hang-up Starlette (whose
+        # StreamingResponse the extension's is) cancels the task that drives the generator,
+        # which may leave it suspended at a ``yield`` and never resumed; this call is what the
+        # server (the worker's, or the local host's) awaits to the end.
         try:
             await super().__call__(scope, receive, send)
         finally:
