@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,7 +115,9 @@ class TurnStream(StreamingResponse):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self.turn = turn
-        self.finish_within_s = turn_budget_s(
+        # The turn's whole budget, counted from now (the question is stored already): a wait
+        # after a hang-up never takes the invocation past it.
+        self.finish_by = time.monotonic() + turn_budget_s(
             llm_timeout_s=settings.llm_timeout_s,
             llm_max_retries=settings.llm_max_retries,
             store_timeout_s=settings.store_timeout_s,
@@ -131,7 +134,7 @@ class TurnStream(StreamingResponse):
         finally:
             # Shielded: a hang-up cancels the stream's scope, not this wait.
             with anyio.CancelScope(shield=True):
-                if not await self.turn.finish(self.finish_within_s):
+                if not await self.turn.finish(max(self.finish_by - time.monotonic(), 0.0)):
                     log.error("answer_unfinished", extra={"session_id": self.turn.session_id})
 
 
