@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
 from shared.clock import Clock
@@ -33,19 +35,76 @@ def route_prefix(host_json: Path = ROOT / "host.json") -> str:
     return str(prefix).strip("/")
 
 
-def _http_endpoint(user_function: Callable[..., Any]) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        # As in Azure, where the HTTP streaming extension routes every request through one
-        # catch-all FastAPI route: the function sees that route's ``path``, not its own route
-        # parameters (it reads them from the URL against its template).
-        request.scope["path_params"] = {"path": request.url.path.lstrip("/")}
-        response: Response = await user_function(request)
-        return response
+class Invocations:
+    """The function invocations in flight, as the Functions host counts them.
 
-    return endpoint
+    In Azure an HTTP invocation ends when the worker has returned the function's result *and*
+    the host has finished proxying its response (the host's ``EnsureSuccessfulForwardingAsync``,
+    awaited before the invocation's result is set); scale-in and deployments wait only for
+    invocations. So here an invocation runs from the request until the function's response has
+    ended, whatever the client does meanwhile, and nothing else is waited for: work a function
+    leaves behind in tasks of its own is as invisible to this host as it is to Azure's.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, dict[str, Any]] = {}
+        self._changed = asyncio.Condition()
+
+    async def _update(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    @asynccontextmanager
+    async def running(self, function: str) -> AsyncIterator[dict[str, Any]]:
+        state: dict[str, Any] = {"function": function, "clientGone": False}
+        self._running[id(state)] = state
+        try:
+            yield state
+        finally:
+            del self._running[id(state)]
+            await self._update()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [dict(state) for state in self._running.values()]
+
+    async def idle(self) -> None:
+        """Return once no invocation is in flight (new ones included)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._running)
 
 
-def http_routes(functions: list[func.Function], prefix: str) -> list[Route]:
+class FunctionEndpoint:
+    """One HTTP function as an ASGI app: its response is sent inside the invocation."""
+
+    def __init__(
+        self, name: str, user_function: Callable[..., Any], invocations: Invocations
+    ) -> None:
+        self.name = name
+        self.user_function = user_function
+        self.invocations = invocations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self.invocations.running(self.name) as state:
+
+            async def watched() -> Message:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    state["clientGone"] = True
+                return message
+
+            # As in Azure, where the HTTP streaming extension routes every request through one
+            # catch-all FastAPI route: the function sees that route's ``path``, not its own
+            # route parameters (it reads them from the URL against its template).
+            scope["path_params"] = {"path": str(scope["path"]).lstrip("/")}
+            request = Request(scope, watched, send)
+            response: Response = await self.user_function(request)
+            await response(scope, watched, send)
+
+
+def http_routes(
+    functions: list[func.Function], prefix: str, invocations: Invocations | None = None
+) -> list[Route]:
+    invocations = invocations or Invocations()
     routes: list[Route] = []
     seen: set[tuple[str, str]] = set()
     for function in functions:
@@ -64,7 +123,9 @@ def http_routes(functions: list[func.Function], prefix: str) -> list[Route]:
             routes.append(
                 Route(
                     path,
-                    _http_endpoint(function.get_user_function()),
+                    FunctionEndpoint(
+                        str(function.get_function_name()), function.get_user_function(), invocations
+                    ),
                     methods=methods,
                     name=function.get_function_name(),
                 )
@@ -126,6 +187,7 @@ def build_app(
     functions = function_app.get_functions()
     scheduled = timers(functions, settings_environ())
     runner = TimerRunner(scheduled, clock=clock)
+    invocations = Invocations()
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -136,9 +198,10 @@ def build_app(
             for task in tasks:
                 task.cancel()
             from shared.runtime import reset_runtime
-            from shared.turns import settled
 
-            await settled()  # answers still being written (their clients gone) are stored
+            # uvicorn has waited for every request already; as Azure's host, wait for the
+            # invocations (and for nothing they left behind).
+            await invocations.idle()
             await reset_runtime()
 
     async def fire_timer(request: Request) -> Response:
@@ -151,17 +214,20 @@ def build_app(
         return Response(status_code=202)
 
     async def settle_turns(_: Request) -> Response:
-        # Answers outlive their requests (a streaming client that hung up): this answers once
-        # every one this host is writing has been stored (or has failed). Locally only.
-        from shared.turns import settled
-
-        await settled()
+        # Once every invocation in flight has ended: a streamed answer's invocation lasts until
+        # the answer is stored, its client gone or not. Locally only.
+        await invocations.idle()
         return Response(status_code=204)
 
+    async def list_invocations(_: Request) -> Response:
+        # The invocations in flight (function, whether its client has gone). Locally only.
+        return JSONResponse({"inFlight": invocations.snapshot()})
+
     routes: list[BaseRoute] = [
-        *http_routes(functions, route_prefix()),
+        *http_routes(functions, route_prefix(), invocations),
         Route("/admin/functions/{name}", fire_timer, methods=["POST"]),
         Route("/admin/turns/settle", settle_turns, methods=["POST"]),
+        Route("/admin/invocations", list_invocations, methods=["GET"]),
         *(extra_routes or []),
         *static_routes(),
     ]
@@ -186,4 +252,5 @@ def build_app(
         exception_handlers={404: not_found, 405: not_found},
     )
     starlette.state.timers = scheduled
+    starlette.state.invocations = invocations
     return starlette

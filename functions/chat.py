@@ -3,15 +3,21 @@
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import azure.functions as func
-from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
+from azurefunctions.extensions.http.fastapi import Request, Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from functions.http import RequestContext, http_function, json_response
+from shared.config import Settings
 from shared.errors import ApiError, InternalError
 from shared.models import ChatRequest
+from shared.time_limits import turn_budget_s
 from shared.turns import Turn
 
 bp = func.Blueprint()
@@ -20,6 +26,11 @@ log = logging.getLogger("parley.chat")
 
 def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+# An SSE comment line: clients ignore it (docs/http.md, "Streaming"); it keeps the connection
+# from looking idle while the model is silent.
+KEEPALIVE = ": keep-alive\n\n"
 
 
 def wants_stream(request: Request) -> bool:
@@ -53,6 +64,80 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
     yield sse("done", {"messages": messages})
 
 
+async def with_keepalive(events: AsyncIterator[str], interval_s: float) -> AsyncIterator[str]:
+    """``events`` as they come, with ``KEEPALIVE`` whenever none came for ``interval_s``.
+
+    The next event is awaited in a task of its own that a keep-alive does not disturb (waiting
+    on it with a timeout that cancelled it could lose a piece of the answer)."""
+    source = aiter(events)
+    pending: asyncio.Future[str] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+                # Seen even when nobody reads it any more (the client gone): the stream's end
+                # (StopAsyncIteration) is not an error to report.
+                pending.add_done_callback(_retrieved)
+            done, _ = await asyncio.wait({pending}, timeout=interval_s)
+            if not done:
+                yield KEEPALIVE
+                continue
+            finished, pending = pending, None
+            try:
+                event = finished.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def _retrieved(task: asyncio.Future[str]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class TurnStream(StreamingResponse):
+    """The turn's events, and an invocation that ends only once its answer is stored.
+
+    In Azure an invocation ends when its function's response has ended (the host waits for the
+    worker's result and for the proxied response); an instance may be shut down as soon as
+    none is running. A client that hangs up ends the stream early, but the answer is still
+    being written by a task the host does not see: the response waits for it (bounded by the
+    turn's own time budget, within the 230 s of an HTTP answer), the client gone or not.
+    """
+
+    def __init__(self, turn: Turn, settings: Settings) -> None:
+        super().__init__(
+            with_keepalive(event_stream(turn), settings.sse_keepalive_s),
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.turn = turn
+        # The turn's whole budget, counted from now (the question is stored already): a wait
+        # after a hang-up never takes the invocation past it.
+        self.finish_by = time.monotonic() + turn_budget_s(
+            llm_timeout_s=settings.llm_timeout_s,
+            llm_max_retries=settings.llm_max_retries,
+            store_timeout_s=settings.store_timeout_s,
+            title_timeout_s=settings.title_timeout_s,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The wait is here, not in the event generator: on a hang-up Starlette (whose
+        # StreamingResponse the extension's is) cancels the task that drives the generator,
+        # which may leave it suspended at a ``yield`` and never resumed; this call is what the
+        # server (the worker's, or the local host's) awaits to the end.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: a hang-up cancels the stream's scope, not this wait.
+            with anyio.CancelScope(shield=True):
+                if not await self.turn.finish(max(self.finish_by - time.monotonic(), 0.0)):
+                    log.error("answer_unfinished", extra={"session_id": self.turn.session_id})
+
+
 @http_function(bp, "chat", ["POST"])
 async def chat(ctx: RequestContext) -> Response:
     email = await ctx.caller()
@@ -61,11 +146,7 @@ async def chat(ctx: RequestContext) -> Response:
     turn = await ctx.runtime.service.begin_turn(email, request)
     ctx.session_id = turn.session_id
     if wants_stream(ctx.request):
-        return StreamingResponse(
-            event_stream(turn),
-            media_type="text/event-stream; charset=utf-8",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return TurnStream(turn, ctx.runtime.settings)
     result = await turn.result()
     return json_response(result.to_response())
 

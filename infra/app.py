@@ -33,6 +33,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "PORT": "the local host's port; the Functions host owns the port in Azure",
     "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
+    "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
 }
 
 # Settings outside shared.config that the Functions host and platform need.

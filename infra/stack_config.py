@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from shared.config import Settings
 from shared.storage.containers import DEFAULT_DATABASE, LOCAL_HOSTS
+from shared.time_limits import TURN_SETTINGS, turn_time_problem
 
 PROJECT = "parley"
 
@@ -399,6 +400,7 @@ def parse_config(
 
     app_values = _app_setting_values(r)
     _check_archive(r, app_values, function_timeout_s, stale_hours)
+    _check_turn_time(r, app_values)
 
     if r.problems:
         raise StackConfigError(r.problems)
@@ -489,9 +491,12 @@ def _app_setting_values(r: _Reader) -> dict[str, str]:
         try:
             Settings.model_validate({env_name: value})
         except ValidationError as exc:
-            message = "; ".join(str(err["msg"]) for err in exc.errors())
-            r.fail(key, f"{value!r} is not valid for {env_name}: {message}")
-            continue
+            # The value itself; rules on combinations (errors with no field) are checked with
+            # every configured value, not this one beside the defaults (``_check_turn_time``).
+            if errors := [err for err in exc.errors() if err["loc"]]:
+                message = "; ".join(str(err["msg"]) for err in errors)
+                r.fail(key, f"{value!r} is not valid for {env_name}: {message}")
+                continue
         result[env_name] = value
     return result
 
@@ -525,6 +530,24 @@ def _check_archive(
                 f"host.json or the Flex default) minus {ARCHIVE_BUDGET_MARGIN_S}s: "
                 f"at most {limit}s",
             )
+
+
+def _check_turn_time(r: _Reader, values: Mapping[str, str]) -> None:
+    """A chat turn must fit in Azure's 230 s for an HTTP answer: the app's own rule
+    (``shared.time_limits``), with the config keys named instead of the app settings."""
+    keys = {env: key for key, env in APP_SETTING_KEYS.items()}
+    names = {field: keys[env] for field, env in TURN_SETTINGS.items()}
+    if any(env not in values for env in TURN_SETTINGS.values()):
+        return  # a bad value, reported already
+    problem = turn_time_problem(
+        llm_timeout_s=float(values["LLM_TIMEOUT_S"]),
+        llm_max_retries=int(values["LLM_MAX_RETRIES"]),
+        store_timeout_s=float(values["STORE_TIMEOUT_S"]),
+        title_timeout_s=float(values["TITLE_TIMEOUT_S"]),
+        names=names,
+    )
+    if problem:
+        r.fail(names["llm_timeout_s"], problem)
 
 
 def load_config(

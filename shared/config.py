@@ -20,6 +20,7 @@ from shared.storage.containers import (
     DEFAULT_ARCHIVE_CONTAINER,
     DEFAULT_DATABASE,
 )
+from shared.time_limits import turn_time_problem
 
 StorageBackend = Literal["sqlite", "cosmos"]
 LlmProvider = Literal["azure-openai", "openai", "echo"]
@@ -70,6 +71,9 @@ class Settings(BaseModel):
     # Titles written by the model; unset: "model" with a real model, "first-message" with echo.
     title_mode: TitleMode | None = Field(None, alias="TITLE_MODE")
     title_timeout_s: float = Field(10.0, alias="TITLE_TIMEOUT_S", gt=0, le=120)
+    # A streamed answer sends an SSE comment after this many seconds without an event, so that
+    # no proxy or load balancer on the way takes a silent model for a dead connection.
+    sse_keepalive_s: float = Field(15.0, alias="SSE_KEEPALIVE_S", gt=0, le=120)
 
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
     # The token issuer, the audiences accepted (comma-separated) and the issuer's key set: what
@@ -143,6 +147,15 @@ class Settings(BaseModel):
             self.auth_issuer and self.auth_audiences and self.auth_jwks_url
         ):
             raise ValueError("AUTH_MODE=jwt needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL")
+        # A turn must be able to end within Azure's limit for an HTTP answer (230 s).
+        problem = turn_time_problem(
+            llm_timeout_s=self.llm_timeout_s,
+            llm_max_retries=self.llm_max_retries,
+            store_timeout_s=self.store_timeout_s,
+            title_timeout_s=self.title_timeout_s,
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property

@@ -61,6 +61,7 @@ from shared.models import (
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, phrase_of, snippet
 from shared.storage.base import WHERES, ConversationStore, MoveOutcome, Presence, Where
+from shared.time_limits import model_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
     clean_model_title,
@@ -339,13 +340,28 @@ class ConversationService:
         )
         pieces: list[str] = []
         usage: Usage | None = None
+        # The answer's whole deadline: every attempt and the pauses between, as counted against
+        # Azure's 230 s for an HTTP answer (shared/time_limits.py). The SDK's own timeout is per
+        # read, and it honours a server's Retry-After of up to two minutes: neither may stretch it.
+        deadline_s = model_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
         try:
-            async for piece in self.model.stream(messages):
-                if isinstance(piece, Usage):
-                    usage = piece
-                else:
-                    pieces.append(piece)
-                    queue.put_nowait(piece)
+            async with asyncio.timeout(deadline_s):
+                async for piece in self.model.stream(messages):
+                    if isinstance(piece, Usage):
+                        usage = piece
+                    else:
+                        pieces.append(piece)
+                        queue.put_nowait(piece)
+        except TimeoutError:
+            log.warning(
+                "model_failed",
+                extra={
+                    "session_id": session.id,
+                    "code": "model_deadline",
+                    "answer_chars": sum(map(len, pieces)),
+                },
+            )
+            raise ModelError("The model did not answer in time.") from None
         except ApiError as error:
             log.warning(
                 "model_failed",

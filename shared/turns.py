@@ -2,8 +2,10 @@
 
 Once the user's message is stored, the model's answer and its final write run in a task that
 does not belong to the HTTP request: a streaming client that goes away half-way does not stop
-the answer from being stored (``docs/http.md``, "Streaming"). Strong references keep those
-tasks alive until they end.
+the answer from being stored (``docs/http.md``, "Streaming"). The request's response still
+waits for that task (``Turn.finish``) before it ends: the Functions host knows nothing of the
+task, and an instance may be shut down once its invocations have ended. Strong references keep
+those tasks alive until they end.
 """
 
 from __future__ import annotations
@@ -84,6 +86,21 @@ class Turn:
             self.title = title
         return title
 
+    async def finish(self, within_s: float) -> bool:
+        """Wait, at most ``within_s``, until the answer (started now if the stream never asked
+        for it) and the title have been stored or have failed; True if they have. What a
+        response whose client has gone awaits, so that its invocation ends only then."""
+        tasks: list[asyncio.Future[Any]] = []
+        if self._answer is not None and self._replayed is None:
+            tasks.append(self._start())
+        if self._title_task is not None:
+            tasks.append(self._title_task)
+        if not tasks:
+            return True
+        # asyncio.wait cancels nothing: past the bound the tasks go on, unawaited.
+        _, pending = await asyncio.wait(tasks, timeout=within_s)
+        return not pending
+
     async def result(self) -> TurnResult:
         if self._replayed is not None:
             assistant = self._replayed
@@ -110,12 +127,3 @@ def _finished(task: asyncio.Future[Any]) -> None:
         # Mark a failure as seen: when the streaming client has gone, nobody awaits the task,
         # and the failure was logged where it happened.
         task.exception()
-
-
-async def settled() -> None:
-    """Wait until every answer and title task of this event loop has ended, including those
-    started meanwhile: the local host's ``POST /admin/turns/settle`` (tests wait on it for the
-    answers of clients that hung up) and its shutdown (which must not cut an answer off)."""
-    loop = asyncio.get_running_loop()
-    while pending := [task for task in _RUNNING if task.get_loop() is loop]:
-        await asyncio.gather(*pending, return_exceptions=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -42,6 +43,7 @@ from shared.storage.base import (
 from shared.storage.keyset import decode_position, encode_position
 
 T = TypeVar("T")
+log = logging.getLogger("parley.storage.sqlite")
 
 # Each entry migrates the schema from version i to i + 1; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -309,7 +311,11 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
-        self._local = threading.local()
+        # One connection per worker thread, kept here (not in thread-local storage) so that
+        # ``close`` can close them all: SQLite checkpoints the write-ahead log and removes it
+        # when the last connection closes.
+        self._connections: dict[int, sqlite3.Connection] = {}
+        self._lock = threading.Lock()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as conn:
             self._migrate(conn)
@@ -317,19 +323,54 @@ class SqliteStore:
     # ---- connections and transactions ------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        thread = threading.get_ident()
+        with self._lock:
+            conn = self._connections.get(thread)
         if conn is None:
-            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            # check_same_thread=False only so that ``close`` may close it from another thread;
+            # each connection is used by its own thread alone.
+            conn = sqlite3.connect(
+                self._path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed transaction survives a process crash; an OS crash
             # may lose the last commits but never corrupts the file.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # Deleted content is overwritten with zeros, in the database and in the log, rather
+            # than left in free space: said explicitly, since the default depends on how SQLite
+            # was built (docs/privacy.md).
+            conn.execute("PRAGMA secure_delete=ON")
             # Used by the search index's triggers and queries: every connection needs them.
             conn.create_function("parley_search_rowid", 3, _search_rowid, deterministic=True)
             conn.create_function("parley_lower", 1, _lower, deterministic=True)
-            self._local.conn = conn
+            with self._lock:
+                self._connections[thread] = conn
         return conn
+
+    def _forget(self) -> None:
+        """After a delete: drop the search index's traces of the deleted text and empty the
+        write-ahead log, where the deleted rows (and their earlier versions) still are.
+
+        FTS5 deletes by adding entries that cancel the old ones (each names the deleted text's
+        trigrams) until segments merge: ``optimize`` merges them all now. A ``TRUNCATE``
+        checkpoint copies the log into the database, whose deleted content ``secure_delete``
+        zeroes, and truncates the log to nothing. It waits (the busy timeout) for readers of
+        older snapshots; one still reading then leaves the log for the next delete or
+        ``close``."""
+        try:
+            with self._transaction() as conn:
+                conn.execute("INSERT INTO message_search (message_search) VALUES ('optimize')")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except (sqlite3.OperationalError, StorageUnavailable):
+            # The delete itself is committed: report it done (a retry would find nothing to
+            # delete, and so nothing to forget); the next delete or ``close`` empties the log.
+            busy = 1
+        if busy:
+            log.warning("sqlite_wal_not_truncated")
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
@@ -693,7 +734,14 @@ class SqliteStore:
         return await self._write(write)
 
     async def delete_session(self, email: str, session_id: str) -> bool:
-        return await self._write(lambda conn: _delete_rows(conn, email, session_id) > 0)
+        def delete() -> bool:
+            with self._transaction() as conn:
+                deleted = _delete_rows(conn, email, session_id) > 0
+            if deleted:
+                self._forget()
+            return deleted
+
+        return await self._run(delete)
 
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
@@ -743,12 +791,16 @@ class SqliteStore:
         return await self._write(move)
 
     async def expire(self, ref: SessionRef) -> bool:
-        def delete(conn: sqlite3.Connection) -> bool:
-            if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
-                return False  # restored, renamed, rated or deleted since the scan
-            return _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
+        def delete() -> bool:
+            with self._transaction() as conn:
+                if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
+                    return False  # restored, renamed, rated or deleted since the scan
+                deleted = _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
+            if deleted:
+                self._forget()
+            return deleted
 
-        return await self._write(delete)
+        return await self._run(delete)
 
     async def scan_unfinished(
         self, *, older_than: datetime, limit: int, after: str | None
@@ -760,9 +812,17 @@ class SqliteStore:
         return False
 
     async def close(self) -> None:
-        # Connections belong to worker threads; they close when those threads end. Nothing
-        # here holds state that matters for correctness.
-        return None
+        """Close every connection. The last one to close checkpoints the write-ahead log into
+        the database and removes it (and the shared-memory file), so nothing deleted stays
+        in them once the host has stopped."""
+
+        def close_all() -> None:
+            with self._lock:
+                connections, self._connections = list(self._connections.values()), {}
+            for conn in connections:
+                conn.close()
+
+        await asyncio.to_thread(close_all)
 
 
 __all__ = ["WHERES", "SqliteStore"]

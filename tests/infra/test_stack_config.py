@@ -419,3 +419,30 @@ def test_the_defaults_fit_the_repository_host_json() -> None:
     cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=timeout)
     if timeout is not None:
         assert float(cfg.app_values["ARCHIVE_TIME_BUDGET_S"]) < timeout
+
+
+# ---- a chat turn within Azure's 230 s for an HTTP answer -------------------------------------
+
+
+def test_model_timeouts_that_cannot_answer_within_230_s_are_refused_naming_the_keys() -> None:
+    # 3 attempts of 70 s, the backoff, and two 20 s storage budgets: 251.5 s.
+    problems = _problems({"llmTimeoutSeconds": "70"})
+    [problem] = [p for p in problems if "230s" in p]
+    assert problem.startswith("parley:llmTimeoutSeconds:")
+    for key in ("llmTimeoutSeconds=70", "llmMaxRetries=2", "storeTimeoutSeconds=20"):
+        assert key in problem
+    assert "LLM_TIMEOUT_S" not in problem  # the operator's keys, not the app's names
+
+
+def test_the_same_timeout_fits_with_fewer_retries() -> None:
+    # 2 attempts of 70 s, 0.5 s of backoff, 40 s of storage: 180.5 s. Each value alone is
+    # checked beside the others as configured, not beside the defaults.
+    values = {**FULL_CONFIG, "llmTimeoutSeconds": "70", "llmMaxRetries": "1"}
+    cfg = parse_config(values, stack="test", function_timeout_s=1800)
+    assert cfg.app_values["LLM_TIMEOUT_S"] == "70"
+
+
+def test_storage_budgets_count_too() -> None:
+    values = {"llmMaxRetries": "0", "llmTimeoutSeconds": "150", "storeTimeoutSeconds": "45"}
+    problems = _problems(values)
+    assert any(p.startswith("parley:llmTimeoutSeconds:") and "230s" in p for p in problems)

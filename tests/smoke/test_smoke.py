@@ -6,6 +6,7 @@ of its sessions behind and never touches the user's other data."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import dev_headers
 from tests.support.host import ROOT, RunningHost, run_host
 from tests.support.jwks import Issuer, bearer, token_settings
+from tools.smoke.checks import MIN_DELTA_READS, Smoke
 
 ORIGIN = "https://app.example.com"
 SMOKE_USER = "smoke-operator@example.com"
@@ -233,3 +235,70 @@ def test_a_run_killed_half_way_is_cleaned_up_by_the_next(
     assert "PASS leftovers        removed 1 session(s) left by an interrupted run" in again.stdout
     assert_nothing_left(jwt_host, token, own_session)
     assert len(sessions(jwt_host, bearer(issuer.token_for(other)))) == 1
+
+
+# ---- a stream that reaches the client piece by piece, or in one block --------------------------
+
+
+def test_the_stream_check_reports_deltas_arriving_in_separate_reads(
+    jwt_host: RunningHost, token: str, own_session: str
+) -> None:
+    done = smoke(jwt_host, token, "--origin", ORIGIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("PASS chat-stream")]
+    reads = int(line.split(" in ", 1)[1].split(" reads", 1)[0])
+    assert reads >= MIN_DELTA_READS, line
+
+
+SSE_HEAD = 'event: session\ndata: {"sessionId":"s1","title":"t"}\n\n'
+SSE_DELTAS = [f'event: delta\ndata: {{"content":"w{n} "}}\n\n' for n in range(6)]
+SSE_DONE = 'event: done\ndata: {"messages":[]}\n\n'
+
+
+def stream_check(chunks: list[str]) -> tuple[str, str]:
+    """``chat-stream`` against a deployment that sends the stream in these chunks (one read
+    each): its status and detail. Each read is one tick of the injected clock."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream; charset=utf-8"},
+            content=iter([chunk.encode() for chunk in chunks]),
+        )
+
+    ticks = iter(range(1000))
+    out = io.StringIO()
+    with httpx.Client(base_url="https://api.test/api", transport=httpx.MockTransport(answer)) as c:
+        check = Smoke(c, "token", out, clock=lambda: float(next(ticks)), session_id="s1")
+        check.check("chat-stream", check.chat_stream)
+    [result] = check.results
+    return result.status, result.detail
+
+
+def test_deltas_in_separate_reads_pass() -> None:
+    status, detail = stream_check([SSE_HEAD, *SSE_DELTAS, SSE_DONE])
+    assert (status, detail) == ("PASS", "session, delta x6 in 6 reads over 5.00s, done")
+
+
+def test_a_stream_buffered_into_one_block_fails() -> None:
+    # What a buffering proxy delivers: everything at once, when the answer is over.
+    status, detail = stream_check(["".join([SSE_HEAD, *SSE_DELTAS, SSE_DONE])])
+    assert status == "FAIL"
+    assert "the 6 deltas arrived in 1 read(s) of the response, all at once" in detail
+
+
+def test_deltas_buffered_apart_from_the_first_event_fail_too() -> None:
+    status, _ = stream_check([SSE_HEAD, "".join(SSE_DELTAS) + SSE_DONE])
+    assert status == "FAIL"
+
+
+def test_events_split_across_reads_and_keepalives_are_read_whole() -> None:
+    text = "".join([SSE_HEAD, ": keep-alive\n\n", *SSE_DELTAS, SSE_DONE])
+    chunks = [text[i : i + 7] for i in range(0, len(text), 7)]  # cut anywhere, even mid-event
+    status, detail = stream_check(chunks)
+    assert status == "PASS" and "delta x6" in detail
+
+
+def test_a_single_delta_cannot_show_streaming() -> None:
+    status, detail = stream_check([SSE_HEAD, SSE_DELTAS[0], SSE_DONE])
+    assert status == "FAIL" and "too few to tell" in detail

@@ -1,33 +1,76 @@
-"""Answers outlive their requests; ``settled`` waits for every one of them, new ones too."""
+"""``Turn.finish``: what a streamed response whose client has gone waits for before its
+invocation ends (``functions/chat.py``, ``TurnStream``)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
-from shared.turns import _keep, settled
+from shared.models import MessageRecord
+from shared.turns import Turn
+
+AT = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
 
-def test_settled_waits_for_every_answer_including_those_started_meanwhile() -> None:
-    async def scenario() -> list[int]:
+def record(seq: int, role: str, content: str) -> MessageRecord:
+    return MessageRecord.model_validate(
+        {"session_id": "s1", "seq": seq, "role": role, "content": content, "timestamp": AT}
+    )
+
+
+def test_finish_starts_an_answer_the_stream_never_asked_for_and_waits_for_it() -> None:
+    async def scenario() -> tuple[bool, list[str]]:
+        stored: list[str] = []
+
+        async def answer(queue: asyncio.Queue[str | None]) -> MessageRecord:
+            stored.append("the answer")
+            return record(2, "assistant", "the answer")
+
+        # The client left before the stream read a single delta: nothing started the answer.
+        turn = Turn("s1", "t", record(1, "user", "q"), _answer=answer)
+        return await turn.finish(5), stored
+
+    assert asyncio.run(scenario()) == (True, ["the answer"])
+
+
+def test_finish_waits_for_the_title_too() -> None:
+    async def scenario() -> tuple[bool, str]:
         gate = asyncio.Event()
-        stored: list[int] = []
 
-        async def answer(n: int) -> None:
+        async def answer(queue: asyncio.Queue[str | None]) -> MessageRecord:
+            return record(2, "assistant", "a")
+
+        async def title() -> str | None:
             await gate.wait()
-            stored.append(n)
-            if n == 0:  # another answer starts while the host is settling
-                _keep(asyncio.create_task(answer(1)))
+            return "A title"
 
-        _keep(asyncio.create_task(answer(0)))
-        waiting = asyncio.create_task(settled())
-        await asyncio.sleep(0)  # one turn of the loop: settled is waiting now
-        assert not waiting.done()
+        turn = Turn("s1", "t", record(1, "user", "q"), _answer=answer, _title=title())
+        finishing = asyncio.create_task(turn.finish(5))
+        await asyncio.sleep(0)  # one turn of the loop: the answer is done, the title is not
+        assert not finishing.done()
         gate.set()
-        await waiting
-        return stored
+        return await finishing, await turn.model_title() or ""
 
-    assert asyncio.run(scenario()) == [0, 1]
+    assert asyncio.run(scenario()) == (True, "A title")
 
 
-def test_settled_returns_at_once_when_nothing_runs() -> None:
-    asyncio.run(asyncio.wait_for(settled(), timeout=5))
+def test_finish_gives_up_at_its_bound_without_cancelling_the_answer() -> None:
+    async def scenario() -> tuple[bool, str]:
+        gate = asyncio.Event()
+
+        async def answer(queue: asyncio.Queue[str | None]) -> MessageRecord:
+            await gate.wait()
+            return record(2, "assistant", "late")
+
+        turn = Turn("s1", "t", record(1, "user", "q"), _answer=answer)
+        finished = await turn.finish(0)  # the bound under test, not a wait for time
+        gate.set()
+        result = await turn.result()
+        return finished, result.assistant.content
+
+    assert asyncio.run(scenario()) == (False, "late")
+
+
+def test_a_replayed_answer_has_nothing_to_finish() -> None:
+    turn = Turn("s1", "t", record(1, "user", "q"), _replayed=record(2, "assistant", "a"))
+    assert asyncio.run(turn.finish(0)) is True

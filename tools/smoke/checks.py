@@ -9,10 +9,11 @@ deleted: this run's in ``finally``, an earlier interrupted run's at the start.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -28,6 +29,10 @@ MAX_PAGES = 100  # at most 10,000 sessions looked at for leftovers: bounded, wha
 # DELETE may answer 202 + Retry-After when erasing takes longer than one request may.
 DELETE_WAIT_LIMIT_S = 120.0
 REFUSED_STATUSES = (401, 403)
+# The streamed turn asks for an answer of several words, and its deltas must arrive in at least
+# this many separate reads of the response: a stream buffered on the way arrives in one.
+STREAM_PROMPT = "And once more, streamed: count from one to ten in words."
+MIN_DELTA_READS = 2
 
 Hook = Callable[[str], None]
 # What a check may raise when a deployment answers something unexpected: reported as FAIL.
@@ -73,6 +78,7 @@ class Smoke:
     after_check: Hook | None = None  # called after each check, by name (tests interrupt here)
     before_cleanup: Callable[[], None] | None = None  # e.g. to defer signals while cleaning
     marker: str = field(default_factory=run_marker)
+    clock: Callable[[], float] = time.monotonic  # when each read of a stream arrived
     results: list[Result] = field(default_factory=list)
     created: set[str] = field(default_factory=set)  # session ids this run made
     # Whether a request that can create a session was sent without a clear "nothing stored" (a
@@ -277,7 +283,7 @@ class Smoke:
         return "200, 2 messages"
 
     def chat_stream(self) -> str:
-        body = {"message": f"{self.marker} And once more, streamed.", "sessionId": self.session_id}
+        body = {"message": f"{self.marker} {STREAM_PROMPT}", "sessionId": self.session_id}
         headers = {**self.auth(), "Accept": "text/event-stream"}
         with self.client.stream("POST", "/chat", json=body, headers=headers) as response:
             if response.status_code != 200:
@@ -286,16 +292,17 @@ class Smoke:
             kind = response.headers.get("content-type", "")
             if not kind.startswith("text/event-stream"):
                 raise CheckFailed(f"POST /chat (event stream) answered {kind!r}")
-            events = list(read_events(response.iter_lines()))
-        names = [name for name, _ in events]
-        for name, data in events:
-            if name == "session" and isinstance(data, dict) and data.get("sessionId"):
+            arrivals = list(events_by_read(response.iter_bytes(), self.clock))
+        names = [arrival.name for arrival in arrivals]
+        for arrival in arrivals:
+            data = arrival.data
+            if arrival.name == "session" and isinstance(data, dict) and data.get("sessionId"):
                 self.created.add(str(data["sessionId"]))
-        deltas = names[1:-1]
+        deltas = [arrival for arrival in arrivals if arrival.name == "delta"]
         well_formed = names[:1] == ["session"] and names[-1:] == ["done"]
-        if not well_formed or not deltas or set(deltas) != {"delta"}:
+        if not well_formed or not deltas or set(names[1:-1]) - {"delta", "title"}:
             raise CheckFailed(f"the stream was {compress(names)}, not session, delta..., done")
-        return f"session, delta x{len(deltas)}, done"
+        return f"session, delta x{len(deltas)} {one_by_one(deltas)}, done"
 
     def delete(self) -> str:
         assert self.session_id is not None
@@ -367,6 +374,49 @@ def read_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
             data.append(line[len("data:") :].strip())
     if data:
         yield name, json.loads("\n".join(data))
+
+
+@dataclass
+class Arrival:
+    """An event, with the read of the response body that completed it and when."""
+
+    name: str
+    data: Any
+    read: int
+    at: float
+
+
+def events_by_read(chunks: Iterable[bytes], clock: Callable[[], float]) -> Iterator[Arrival]:
+    """The events of a Server-Sent Events body, as the reads that carry them arrive."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    for read, chunk in enumerate(chunks):
+        at = clock()
+        buffer = (buffer + decoder.decode(chunk)).replace("\r\n", "\n")
+        *blocks, buffer = buffer.split("\n\n")
+        for block in blocks:
+            for name, data in read_events(iter([*block.split("\n"), ""])):
+                yield Arrival(name, data, read, at)
+    for name, data in read_events(iter(buffer.split("\n"))):
+        yield Arrival(name, data, -1, clock())
+
+
+def one_by_one(deltas: list[Arrival]) -> str:
+    """How the deltas arrived; CheckFailed when they came in one block, as a buffering proxy or
+    front end delivers them (the answer would appear all at once, at its end)."""
+    reads = len({delta.read for delta in deltas})
+    spread = deltas[-1].at - deltas[0].at
+    if len(deltas) < MIN_DELTA_READS:
+        raise CheckFailed(
+            f"the answer came in {len(deltas)} delta(s): too few to tell whether the stream "
+            "reaches the client piece by piece"
+        )
+    if reads < MIN_DELTA_READS:
+        raise CheckFailed(
+            f"the {len(deltas)} deltas arrived in {reads} read(s) of the response, all at once: "
+            "something between the client and the function buffers the stream"
+        )
+    return f"in {reads} reads over {spread:.2f}s"
 
 
 def compress(names: list[str]) -> str:
