@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
+from shared import consistency
 from shared.clock import Clock
 from shared.errors import NotFound
 
@@ -174,7 +175,12 @@ def build_app(
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_credentials=True,
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                allow_headers=["Content-Type", "Authorization", "X-MS-CLIENT-PRINCIPAL-NAME"],
+                allow_headers=[
+                    "Content-Type",
+                    "Authorization",
+                    "X-MS-CLIENT-PRINCIPAL-NAME",
+                    consistency.HEADER,
+                ],
             )
         )
     starlette = Starlette(

@@ -233,3 +233,22 @@ def test_a_run_killed_half_way_is_cleaned_up_by_the_next(
     assert "PASS leftovers        removed 1 session(s) left by an interrupted run" in again.stdout
     assert_nothing_left(jwt_host, token, own_session)
     assert len(sessions(jwt_host, bearer(issuer.token_for(other)))) == 1
+
+
+def test_the_command_carries_the_latest_consistency_token() -> None:
+    """Each request goes with the Parley-Consistency of the latest answer that had one."""
+    from tools.smoke.__main__ import ConsistencyCarrier
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Parley-Consistency"))
+        token = {1: "first", 3: "second"}.get(len(seen))
+        return httpx.Response(200, headers={"Parley-Consistency": token} if token else {})
+
+    carrier = ConsistencyCarrier()
+    hooks = {"request": [carrier.on_request], "response": [carrier.on_response]}
+    with httpx.Client(transport=httpx.MockTransport(answer), event_hooks=hooks) as client:
+        for _ in range(4):
+            client.get("https://api.example/api/sessions")
+    assert seen == [None, "first", "first", "second"]
