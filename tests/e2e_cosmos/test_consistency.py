@@ -54,6 +54,7 @@ class Carrier:
     """A client that carries the latest Parley-Consistency (as web/api.js does), or not."""
 
     def __init__(self, email: str, *, carry: bool) -> None:
+        self.email = email
         self.headers = dev_headers(email)
         self.carry = carry
         self.token: str | None = None
@@ -133,7 +134,7 @@ def _not_missing(response: httpx.Response) -> None:
 
 
 def test_without_the_header_a_session_just_made_is_never_missing(
-    hosts: tuple[RunningHost, RunningHost],
+    hosts: tuple[RunningHost, RunningHost], database: CosmosDatabase
 ) -> None:
     a, b = hosts
     tag = uuid.uuid4().hex[:8]
@@ -161,7 +162,11 @@ def test_without_the_header_a_session_just_made_is_never_missing(
         )
         created = user.call(a, "POST", "/api/chat", json={"message": f"gone {round_}"})
         sid = created.json()["sessionId"]
-        _not_missing(user.call(b, "DELETE", f"/api/sessions/{sid}"))
+        deleted = user.call(b, "DELETE", f"/api/sessions/{sid}")
+        _not_missing(deleted)
+        if deleted.status_code == 204:  # done when it says so
+            left = [i for i in latest_items(database, user.email) if sid in i["id"]]
+            assert left == [], left
     # A session that never existed is still 404: the catch-up confirms it, it does not hide it.
     missing = user.call(b, "GET", "/api/sessions/s_" + "0" * 32)
     assert missing.status_code == 404
