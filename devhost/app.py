@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
+from shared import consistency
 from shared.clock import Clock
 from shared.errors import NotFound
 
@@ -240,7 +241,12 @@ def build_app(
                 allow_origins=list(settings.cors_allowed_origins),
                 allow_credentials=True,
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                allow_headers=["Content-Type", "Authorization", "X-MS-CLIENT-PRINCIPAL-NAME"],
+                allow_headers=[
+                    "Content-Type",
+                    "Authorization",
+                    "X-MS-CLIENT-PRINCIPAL-NAME",
+                    consistency.HEADER,
+                ],
             )
         )
     starlette = Starlette(

@@ -19,8 +19,10 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from shared import consistency
 from shared.audit import user_hash
 from shared.auth import announce_auth_mode
+from shared.consistency import CatchesUp
 from shared.deadline import storage_budget
 from shared.errors import (
     ApiError,
@@ -28,6 +30,7 @@ from shared.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 from shared.ids import is_session_id
@@ -51,8 +54,9 @@ BODY_OVERHEAD_BYTES = 8 * 1024
 CLIENT_CLOSED_REQUEST = 499
 SESSION_PARAM = "sessionId"
 # Response headers a single-page app on another origin needs to read: when to retry (429, 503,
-# a 202 of DELETE /api/sessions) and an export's file name.
-EXPOSED_HEADERS = "Retry-After, Content-Disposition"
+# a 202 of DELETE /api/sessions), an export's file name and the token that lets the next
+# request read this one's writes on any instance.
+EXPOSED_HEADERS = f"Retry-After, Content-Disposition, {consistency.HEADER}"
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -143,6 +147,7 @@ class RequestContext:
         self.email: str | None = None
         self._session_id: str | None = loggable_session_id(self.route_values.get(SESSION_PARAM))
         self.request_bytes = 0
+        self._body: bytes | None = None  # kept: a request run again after a catch-up reads it again
 
     @property
     def session_id(self) -> str | None:
@@ -192,6 +197,12 @@ class RequestContext:
 
     async def caller(self) -> str:
         self.email = await self.runtime.authenticator.email_for(self.request.headers)
+        # The caller's Parley-Consistency: ignored unless this server sealed it for this caller.
+        consistency.adopt(
+            self.runtime.settings.resolved_token_signing_key,
+            self.email,
+            self.request.headers.get(consistency.HEADER),
+        )
         return self.email
 
     async def body(self, model: type[M]) -> M:
@@ -203,13 +214,16 @@ class RequestContext:
         declared = self.request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge()
-        raw = bytearray()
-        async for chunk in self.request.stream():
-            raw += chunk
-            # Counted as it arrives: a client that leaves half-way is logged with what it sent.
-            self.request_bytes = len(raw)
-            if len(raw) > limit:
-                raise PayloadTooLarge()
+        if self._body is None:
+            received = bytearray()
+            async for chunk in self.request.stream():
+                received += chunk
+                # Counted as it arrives: a client that leaves half-way is logged with what it sent.
+                self.request_bytes = len(received)
+                if len(received) > limit:
+                    raise PayloadTooLarge()
+            self._body = bytes(received)
+        raw = self._body
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -253,8 +267,9 @@ def endpoint(fn: Body, route: str) -> Handler:
             ctx = RequestContext(req, route)
             # What the request may spend on storage in all, SDK retries included (a hung or
             # throttled store is a 503 with Retry-After, never a request near the timeout).
+            consistency.begin()
             with storage_budget(ctx.runtime.settings.store_timeout_s):
-                response = await fn(ctx)
+                response = await _run_caught_up(fn, ctx)
         except ApiError as error:
             response = error_response(error)
         except ClientDisconnect:
@@ -266,6 +281,10 @@ def endpoint(fn: Body, route: str) -> Handler:
             response = error_response(InternalError())
         # Cross-origin pages may read these (the platform's CORS does not expose them).
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        if ctx is not None and ctx.email is not None:
+            token = consistency.seal_for(ctx.runtime.settings.resolved_token_signing_key, ctx.email)
+            if token is not None:
+                response.headers[consistency.HEADER] = token
         _log_request(req, route, ctx, response, started)
         return response
 
@@ -273,6 +292,22 @@ def endpoint(fn: Body, route: str) -> Handler:
     handler.__doc__ = fn.__doc__
     handler.__module__ = fn.__module__
     return handler
+
+
+async def _run_caught_up(fn: Body, ctx: RequestContext) -> Response:
+    """Run ``fn``; a session of the caller's it did not find is looked for once more with
+    reads that see every acknowledged write (``shared/consistency.py``): a replica behind
+    another instance's writes never makes a session the caller just created a 404. When the
+    store cannot promise that, 503 with Retry-After, never 404."""
+    try:
+        return await fn(ctx)
+    except NotFound:
+        store = ctx.runtime.store
+        if ctx.email is None or ctx.session_id is None or not isinstance(store, CatchesUp):
+            raise  # no storage was asked, or the store's reads never lag (SQLite)
+        if not await store.catch_up(ctx.email):
+            raise StorageUnavailable() from None
+    return await fn(ctx)
 
 
 def _log_unhandled(name: str, exc: BaseException) -> None:

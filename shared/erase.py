@@ -26,6 +26,7 @@ from shared.audit import audit
 from shared.cli import run_for_user
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
+from shared.consistency import catch_up
 from shared.storage import make_store
 from shared.storage.base import ConversationStore
 
@@ -42,14 +43,24 @@ async def erase_sessions(
 ) -> bool:
     """Delete the user's sessions until none is left (True) or the next one might not finish
     within ``budget_s`` (False: call again). Each call deletes at least one session, however
-    long listing them took, so that calling again always ends."""
+    long listing them took, so that calling again always ends.
+
+    "None is left" is never the word of a read that may lag: an empty listing is checked again
+    after a catch-up (``shared/consistency.py``), whose reads see every write acknowledged
+    before it, whichever instance made it; a store that cannot catch up answers "call again"."""
     started: datetime = clock.now()
     slowest = 0.0
     deleted = 0
+    caught_up = False
     while True:
         ids = await store.session_ids(email, limit=ERASE_PAGE)
         if not ids:
-            return True
+            if caught_up:
+                return True
+            if not await catch_up(store, email):
+                return False
+            caught_up = True
+            continue
         for session_id in ids:
             elapsed = (clock.now() - started).total_seconds()
             if deleted and elapsed + slowest >= budget_s:
@@ -96,6 +107,8 @@ async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) ->
     store = make_store(settings)
     run = EraseRun()
     try:
+        # The counts too come from reads that see the latest writes, not a lagging replica's.
+        await catch_up(store, email)
         sessions, messages = await store.usage(email)
         run.sessions, run.messages = sessions, messages
         if not dry_run:

@@ -1,6 +1,9 @@
 // A tiny client for every Parley endpoint (see openapi.yaml and docs/http.md). No dependencies:
 // fetch, streams, JSON.
 
+/** The response header that lets the next call read this one's writes on any instance. */
+export const CONSISTENCY_HEADER = "Parley-Consistency";
+
 /** An API failure: `code` is the API's error code, or `network_error` when nothing answered. */
 export class ApiError extends Error {
   constructor(status, code, message, retryAfterSeconds = null) {
@@ -30,6 +33,10 @@ export function newClientMessageId() {
  */
 export function createClient({ apiBase = "", headers = () => ({}), credentials = "same-origin" } = {}) {
   const base = apiBase.replace(/\/+$/, "");
+  // The latest Parley-Consistency the API answered, sent back with every call, so that any
+  // instance serving the next one shows what this client has written (docs/http.md, on
+  // Parley-Consistency). Opaque: only the server reads it.
+  let consistency = null;
 
   async function send(method, path, { body, accept = "application/json", signal } = {}) {
     const init = {
@@ -38,6 +45,7 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       signal,
       headers: { Accept: accept, ...(await headers()) },
     };
+    if (consistency) init.headers[CONSISTENCY_HEADER] = consistency;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -49,6 +57,7 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       if (error?.name === "AbortError") throw error;
       throw new ApiError(0, "network_error", "The service could not be reached.");
     }
+    consistency = response.headers.get(CONSISTENCY_HEADER) || consistency;
     if (!response.ok) throw await errorFrom(response);
     return response;
   }

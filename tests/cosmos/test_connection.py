@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from azure.cosmos import CosmosClient
 
+from shared import consistency
+from shared.clock import SystemClock
 from shared.config import PROXY_VARIABLES
+from shared.erase import erase_sessions
 from shared.errors import StorageUnavailable
 from shared.ids import new_session_id
 from shared.models import MessageRecord, SessionRecord
@@ -195,6 +199,125 @@ def test_an_instance_reads_its_own_batch_writes_on_lagging_replicas(
                 assert [m.content for m in view.window] == ["hi"]
         finally:
             await store.close()
+
+    asyncio.run(main())
+    drop_database(cosmos_account_lagging, name)
+
+
+def test_tokens_carried_from_one_instance_make_another_read_its_writes(
+    cosmos_account_lagging: CosmosAccount,
+) -> None:
+    """Two stores (two instances) on one lagging account. B misses what A just wrote, unless
+    it reads with the tokens of A's request (sealed and handed over as Parley-Consistency), or
+    catches up first (a write that cannot apply, whose token covers every earlier write)."""
+    name = f"lag-{uuid.uuid4().hex[:8]}"
+    email = "a@example.com"
+    key = "k" * 32
+
+    async def on_a(
+        store: CosmosStore, session: SessionRecord, messages: list[MessageRecord]
+    ) -> str:
+        """A's request, in a context of its own (as each request has): its sealed tokens."""
+
+        async def request() -> str | None:
+            consistency.begin()
+            await store.append(session, messages, expected_etag=None)
+            return consistency.seal_for(key, email)
+
+        sealed = await asyncio.create_task(request())
+        assert sealed is not None and len(sealed) <= consistency.MAX_TOKEN_CHARS
+        return sealed
+
+    async def main() -> None:
+        a, b = store_on(cosmos_account_lagging, name), store_on(cosmos_account_lagging, name)
+        try:
+            await b.session_ids(email, limit=1)  # B is connected (and its containers exist)
+            session, messages = a_session(email)
+            handed_over = await on_a(a, session, messages)
+
+            consistency.begin()  # B's request, without the header: a lagging replica answers
+            assert (await b.read_turn(email, session.id, history=5)).session is None
+            consistency.begin()  # ... with another user's token: the same
+            assert not consistency.adopt(key, "b@example.com", handed_over)
+            assert (await b.read_turn(email, session.id, history=5)).session is None
+
+            consistency.begin()  # ... with the caller's own token: A's write is there
+            assert consistency.adopt(key, email, handed_over)
+            view = await b.read_turn(email, session.id, history=5)
+            assert view.session is not None and [m.content for m in view.window] == ["hi"]
+            assert await b.session_ids(email, limit=5) == [session.id]
+
+            consistency.begin()  # ... without it, after a catch-up: there too
+            second, messages = a_session(email)
+            await on_a(a, second, messages)
+            assert (await b.read_turn(email, second.id, history=5)).session is None
+            assert await b.catch_up(email)
+            assert (await b.read_turn(email, second.id, history=5)).session is not None
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+    drop_database(cosmos_account_lagging, name)
+
+
+def test_an_erasure_finds_what_another_instance_wrote_before_it_says_done(
+    cosmos_account_lagging: CosmosAccount,
+) -> None:
+    """Interleaving: instance B's erasure lists nothing (its replica lags), and before it could
+    answer, instance A stores a turn. The erasure catches up and looks again: it says done only
+    when the latest state holds nothing of the user."""
+    name = f"lag-{uuid.uuid4().hex[:8]}"
+    email = "erase@example.com"
+
+    class PausedAfterEmptyListing:
+        """B's store, with the pause injected after its first listing that found nothing."""
+
+        def __init__(self, inner: CosmosStore, pause: Callable[[], Awaitable[None]]) -> None:
+            self.inner, self.pause, self.paused = inner, pause, False
+
+        async def session_ids(self, email: str, *, limit: int) -> list[str]:
+            found = await self.inner.session_ids(email, limit=limit)
+            if not found and not self.paused:
+                self.paused = True
+                await self.pause()
+            return found
+
+        async def delete_session(self, email: str, session_id: str) -> bool:
+            return await self.inner.delete_session(email, session_id)
+
+        async def catch_up(self, email: str) -> bool:
+            return await self.inner.catch_up(email)
+
+    async def main() -> None:
+        a, b = store_on(cosmos_account_lagging, name), store_on(cosmos_account_lagging, name)
+        try:
+            await b.session_ids(email, limit=1)  # B is connected
+
+            async def a_turn() -> None:
+                async def request() -> None:
+                    consistency.begin()  # A's request, in a context of its own
+                    session, messages = a_session(email)
+                    await a.append(session, messages, expected_etag=None)
+
+                await asyncio.create_task(request())
+
+            await a_turn()  # stored before the erasure starts: B's replica has not seen it
+            paused = PausedAfterEmptyListing(b, a_turn)  # and one more while it runs
+            consistency.begin()  # B's request, without the caller's token
+            done = await erase_sessions(
+                paused,  # type: ignore[arg-type]
+                email,
+                clock=SystemClock(),
+                budget_s=60,
+            )
+            assert done and paused.paused
+            consistency.begin()  # what the latest state holds
+            assert await b.catch_up(email)
+            assert await b.session_ids(email, limit=5) == []
+        finally:
+            await a.close()
+            await b.close()
 
     asyncio.run(main())
     drop_database(cosmos_account_lagging, name)

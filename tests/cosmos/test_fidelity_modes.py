@@ -284,3 +284,38 @@ def test_strict_behaviours_can_be_switched_off() -> None:
         with pytest.raises(exceptions.CosmosResourceNotFoundError) as caught:
             gone.read_item("s1", partition_key=ALICE)
         assert caught.value.sub_status == 0
+
+
+@pytest.mark.parametrize("exists_already", [False, True], ids=["404", "412"])
+def test_a_write_that_cannot_apply_brings_the_latest_token(
+    lagging: Store, exists_already: bool
+) -> None:
+    """A write is served by the primary: its answer, 404 or 412 too, carries a session token
+    that covers every earlier write of the partition, so a client that never saw those writes
+    reads them with it (what shared/storage/cosmos/client.py's catch_up relies on)."""
+    writer = lagging.sync
+    writer.create_item(session(ALICE, "s1"))
+    for i in range(LAG - 1):  # the session and its messages: the last LAG writes
+        writer.create_item(message(ALICE, "s1", i))
+    reader = lagging.fresh_sync()
+    assert not exists_sync(reader, "s1", ALICE)  # a lagging replica
+    target = "s1" if exists_already else "never-made"
+    with pytest.raises(exceptions.CosmosHttpResponseError) as refused:
+        reader.replace_item(
+            target,
+            session(ALICE, target),
+            etag='"no-item-has-this-etag"',
+            match_condition=MatchConditions.IfNotModified,
+        )
+    assert refused.value.status_code == (412 if exists_already else 404)
+    token = (refused.value.headers or {})["x-ms-session-token"]
+    other = lagging.fresh_sync()
+    assert exists_sync(other, "s1", ALICE, session_token=token)
+    query = other.query_items(
+        "SELECT VALUE c.id FROM c WHERE c.type = 'message'",
+        partition_key=ALICE,
+        session_token=token,
+    )
+    assert len(list(query)) == LAG - 1
+    # Nothing was written: the item that did not exist still does not.
+    assert not exists_sync(other, "never-made", ALICE, session_token=token)

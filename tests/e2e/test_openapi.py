@@ -159,6 +159,26 @@ def test_every_error_status_answers_with_the_error_object(spec: dict[str, Any]) 
                     )
 
 
+def test_every_operation_carries_parley_consistency(spec: dict[str, Any]) -> None:
+    """Every operation of a signed-in caller accepts the header and declares it on every
+    answer but 401 (no caller: nothing to seal for)."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or operation.get("security") == []:
+                continue
+            params = [_resolve(p, spec)[1] for p in operation.get("parameters", [])]
+            assert {"name": "Parley-Consistency", "in": "header"}.items() <= next(
+                (p.items() for p in params if p.get("name") == "Parley-Consistency"), set()
+            ), (path, method)
+            for status, response in operation["responses"].items():
+                headers = _resolve(response, spec)[1].get("headers", {})
+                assert ("Parley-Consistency" in headers) == (status != "401"), (
+                    path,
+                    method,
+                    status,
+                )
+
+
 def test_chat_documents_the_event_stream(spec: dict[str, Any]) -> None:
     content = spec["paths"]["/api/chat"]["post"]["responses"]["200"]["content"]
     assert set(content) == {"application/json", "text/event-stream"}

@@ -412,6 +412,29 @@ def test_a_cross_origin_page_may_read_retry_after(edge_host: RunningHost) -> Non
     assert {"Retry-After", "Content-Disposition"} <= exposed
 
 
+def test_a_cross_origin_page_may_send_and_read_parley_consistency(edge_host: RunningHost) -> None:
+    """The web client on another origin sends the token back and reads the new one."""
+    response = httpx.options(
+        edge_host.base_url + "/api/sessions",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, parley-consistency",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "parley-consistency" in {h.strip() for h in allowed.split(",")}
+    answer = httpx.get(
+        edge_host.base_url + "/api/sessions",
+        headers={"Origin": "https://app.example.com"},
+        timeout=10,
+    )
+    exposed = {h.strip() for h in answer.headers["access-control-expose-headers"].split(",")}
+    assert "Parley-Consistency" in exposed
+
+
 @pytest.mark.parametrize(
     "origin",
     [

@@ -302,3 +302,22 @@ def test_events_split_across_reads_and_keepalives_are_read_whole() -> None:
 def test_a_single_delta_cannot_show_streaming() -> None:
     status, detail = stream_check([SSE_HEAD, SSE_DELTAS[0], SSE_DONE])
     assert status == "FAIL" and "too few to tell" in detail
+
+
+def test_the_command_carries_the_latest_consistency_token() -> None:
+    """Each request goes with the Parley-Consistency of the latest answer that had one."""
+    from tools.smoke.__main__ import ConsistencyCarrier
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Parley-Consistency"))
+        token = {1: "first", 3: "second"}.get(len(seen))
+        return httpx.Response(200, headers={"Parley-Consistency": token} if token else {})
+
+    carrier = ConsistencyCarrier()
+    hooks = {"request": [carrier.on_request], "response": [carrier.on_response]}
+    with httpx.Client(transport=httpx.MockTransport(answer), event_hooks=hooks) as client:
+        for _ in range(4):
+            client.get("https://api.example/api/sessions")
+    assert seen == [None, "first", "first", "second"]

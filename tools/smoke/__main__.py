@@ -14,11 +14,13 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 import httpx
 
+from shared.consistency import HEADER as CONSISTENCY_HEADER
 from tools.smoke.checks import Hook, Smoke
 
 TOKEN_ENV = "PARLEY_SMOKE_TOKEN"  # noqa: S105 - the name of the variable
@@ -156,6 +158,24 @@ def summary(smoke: Smoke, base_url: str, interrupted: int | None) -> str:
     )
 
 
+class ConsistencyCarrier:
+    """Sends each request with the latest Parley-Consistency the API answered, as the web
+    client does: a deployment of several instances then shows each check what the previous
+    one wrote (docs/http.md, on Parley-Consistency)."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def on_request(self, request: httpx.Request) -> None:
+        if self.value is not None:
+            request.headers[CONSISTENCY_HEADER] = self.value
+
+    def on_response(self, response: httpx.Response) -> None:
+        value = response.headers.get(CONSISTENCY_HEADER)
+        if value:
+            self.value = value
+
+
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = parse_args(argv)
     env = dict(os.environ if environ is None else environ)
@@ -168,7 +188,12 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     signals = Signals()
     signals.install()
     base_url = args.base_url.rstrip("/")
-    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+    carrier = ConsistencyCarrier()
+    hooks: dict[str, list[Callable[..., Any]]] = {
+        "request": [carrier.on_request],
+        "response": [carrier.on_response],
+    }
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, event_hooks=hooks) as client:
         smoke = Smoke(
             client=client,
             token=token,

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from shared.consistency import HEADER as CONSISTENCY_HEADER
+
 # The tag of every session the command creates; "[parley-smoke:<run id>] ..." in full.
 MARKER_PREFIX = "[parley-smoke:"
 # A made-up caller for the forged-identity check. Nothing is ever written as this identity: the
@@ -214,7 +216,9 @@ class Smoke:
             headers={
                 "Origin": origin,
                 "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization,content-type",
+                "Access-Control-Request-Headers": (
+                    f"authorization,content-type,{CONSISTENCY_HEADER.lower()}"
+                ),
             },
         )
 
@@ -228,6 +232,13 @@ class Smoke:
                 f"preflight from {self.origin} answered {describe(response)} with"
                 f" Access-Control-Allow-Origin {allowed!r}: the single-page app cannot call"
                 " the API"
+            )
+        headers = response.headers.get("access-control-allow-headers", "").lower()
+        if CONSISTENCY_HEADER.lower() not in [h.strip() for h in headers.split(",")]:
+            raise CheckFailed(
+                f"preflight from {self.origin} does not allow {CONSISTENCY_HEADER}"
+                f" (Access-Control-Allow-Headers {headers!r}): the single-page app cannot read"
+                " its own writes on every instance"
             )
         return f"{response.status_code}, Access-Control-Allow-Origin: {allowed}"
 
@@ -267,6 +278,11 @@ class Smoke:
         if roles != ["user", "assistant"]:
             raise CheckFailed(f"POST /chat answered roles {roles}, not user and assistant")
         self.session_id = session_id
+        if not response.headers.get(CONSISTENCY_HEADER):
+            raise CheckFailed(
+                f"POST /chat answered without {CONSISTENCY_HEADER}: another instance may not"
+                " show the turn just stored"
+            )
         return f"200, session {session_id}"
 
     def listed(self) -> str:

@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.cosmos import PartitionKey
@@ -36,6 +37,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceExistsError,
 )
 
+from shared import consistency
 from shared.config import proxy_configured
 from shared.deadline import remaining
 from shared.errors import DEFAULT_RETRY_AFTER_S, InvalidRequest, PayloadTooLarge, StorageUnavailable
@@ -76,7 +78,14 @@ CLIENT_OPTIONS: dict[str, Any] = {
     # Non-ASCII text goes out as UTF-8 (1-4 bytes a character) instead of \\uXXXX escapes
     # (6-12): fewer bytes, fewer request units, for every language but English.
     "enable_compact_utf8_item_writes": True,
+    # Parley-Consistency: every read also carries the session tokens the caller brought, and
+    # every response's token is recorded for the caller (shared/consistency.py).
+    "raw_request_hook": consistency.request_hook,
+    "raw_response_hook": consistency.response_hook,
 }
+# catch_up's conditional write: an id no item has and an etag no item has, so it never applies.
+CATCH_UP_ID = "parley-catch-up"
+CATCH_UP_ETAG = '"parley-never-matches"'
 
 
 def transport_options() -> dict[str, Any]:
@@ -341,6 +350,41 @@ class CosmosConnection:
             return item
 
         return await self.call("read", where, read)
+
+    async def catch_up(self, email: str) -> bool:
+        """Make this context's next reads of ``email``'s partition, in both containers, see
+        every write acknowledged before this call, whichever replica serves them.
+
+        A write is served by the partition's primary, and its response's session token covers
+        every write the partition committed before it; Cosmos stamps that token on a write's
+        404 and 412 too (the local server does the same; ``tests/cosmos/test_fidelity.py``).
+        So one conditional replace that can never apply (an etag no item has) brings the latest
+        token, which ``consistency.response_hook`` records for this context's reads. False when
+        a response brought no token: the caller must not trust a read that missed."""
+        consistency.ensure()
+        wheres: tuple[Where, Where] = ("active", "archive")
+        caught = True
+        for where, spec in zip(wheres, self._specs, strict=True):
+            field = spec.partition_key_path.strip("/")
+
+            async def probe(container: ContainerProxy, budget: float, field: str = field) -> bool:
+                try:
+                    await container.replace_item(
+                        CATCH_UP_ID,
+                        {"id": CATCH_UP_ID, field: email},
+                        etag=CATCH_UP_ETAG,
+                        match_condition=MatchConditions.IfNotModified,
+                        timeout=budget,
+                    )
+                except CosmosHttpResponseError as exc:
+                    if status_of(exc) in (404, 412) and not owner_missing(exc):
+                        headers = exc.headers or {}
+                        return bool(headers.get(consistency.SESSION_TOKEN_HEADER))
+                    raise
+                raise AssertionError("a replace with an etag no item has applied")
+
+            caught = await self.call("catch_up", where, probe) and caught
+        return caught
 
     async def batch(self, where: Where, email: str, ops: list[BatchOp]) -> list[dict[str, Any]]:
         """One transactional batch; raises BatchRefused when an operation lost a race."""

@@ -209,6 +209,11 @@ class CosmosStore:
     async def close(self) -> None:
         await self.conn.close()
 
+    async def catch_up(self, email: str) -> bool:
+        """Reads of ``email``'s data from here on see every acknowledged write
+        (shared/consistency.py)."""
+        return await self.conn.catch_up(email)
+
     # ---- a turn --------------------------------------------------------------------------------
 
     async def read_turn(self, email: str, session_id: str, *, history: int) -> TurnView:
