@@ -191,8 +191,12 @@ class RequestContext:
         return raw
 
     async def caller(self) -> str:
-        self.email = await self.runtime.authenticator.email_for(self.request.headers)
-        return self.email
+        """The verified caller's address, once it is theirs: 401 for no valid sign-in, 403
+        when the address is bound to another account (``shared.identity``). Every endpoint
+        asks this before reading or writing anything."""
+        caller = await self.runtime.authenticator.caller_for(self.request.headers)
+        self.email = caller.email  # the request line names the (hashed) user, refused or not
+        return await self.runtime.identities.admit(caller)
 
     async def body(self, model: type[M]) -> M:
         """Parse the JSON body as ``model``: 415, 413 and 400 for what cannot be."""
