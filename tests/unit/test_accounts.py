@@ -79,3 +79,31 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_confirmed() -> None:
     assert not cache.confirmed("u0@example.com", KATE)
     assert not cache.confirmed("u1@example.com", KATE)
     assert all(cache.confirmed(f"u{i}@example.com", KATE) for i in (2, 3, 4))
+
+
+def test_cosmos_never_admits_on_a_guess_when_its_create_met_a_binding_it_cannot_read() -> None:
+    """The create (on the primary) says the address is bound; a read served by a replica that
+    has not seen that binding yet says nothing. The caller is asked to retry (503), never let
+    in, never refused on a guess."""
+    import asyncio
+    from typing import Any
+
+    from shared.errors import StorageUnavailable
+    from shared.storage.base import Binding
+    from shared.storage.cosmos import CosmosStore
+
+    store = CosmosStore(
+        "https://127.0.0.1:9", "key", database="d", container="a", archive_container="b"
+    )
+
+    async def create(where: str, body: dict[str, Any]) -> bool:
+        return False  # 409: an item with this id exists
+
+    async def read(where: str, item_id: str, email: str) -> dict[str, Any] | None:
+        return None  # a lagging replica
+
+    store.conn.create = create  # type: ignore[method-assign]
+    store.conn.read = read  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable) as refused:
+        asyncio.run(store.bind(Binding("kate@example.com", KATE, T0)))
+    assert refused.value.retry_after_s == 1
