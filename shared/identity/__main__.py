@@ -1,6 +1,7 @@
 """The operators' commands for addresses and the accounts they are bound to
 (``docs/operations.md``, "Accounts and address changes"):
 
+    python -m shared.identity show --email kate@example.com
     python -m shared.identity release --email old@example.com
     python -m shared.identity move --from old@example.com --to new@example.com
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.audit import audit, user_hash
 from shared.auth.claims import InvalidEmail, normalise_email, parse_email
 from shared.cli import run_for_user
-from shared.clock import SystemClock
+from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.identity.move import AddressTaken, MoveReport, move_user
 from shared.storage import make_store
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
 
 class ReleaseSummary(BaseModel):
     released: bool
+
+
+class ShowSummary(BaseModel):
+    """Whether the address is bound, and since when: never the account's ids."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    bound: bool
+    bound_at: str | None = Field(default=None, alias="boundAt")
 
 
 class MoveSummary(BaseModel):
@@ -52,12 +62,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Release an address's binding, or move a user's data to a new address.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("show", help="whether the address is bound to an account")
+    show.add_argument("--email", required=True, help="the address")
     release = commands.add_parser("release", help="let the next account to sign in bind it")
     release.add_argument("--email", required=True, help="the address to release")
     move = commands.add_parser("move", help="move every session and the binding")
     move.add_argument("--from", dest="old", required=True, help="the user's old address")
     move.add_argument("--to", dest="new", required=True, help="the user's new address")
     return parser.parse_args(argv)
+
+
+async def _show(email: str, user: str, settings: Settings) -> int:
+    store = make_store(settings)
+    try:
+        held = await store.read_binding(email)
+    finally:
+        await store.close()
+    summary = ShowSummary(
+        bound=held is not None, bound_at=iso(held.bound_at) if held is not None else None
+    )
+    print(summary.model_dump_json(by_alias=True, exclude_none=True), flush=True)
+    return 0
 
 
 async def _release(email: str, user: str, settings: Settings) -> int:
@@ -112,6 +137,8 @@ async def _move(old: str, new: str, user: str, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "show":
+        return run_for_user("identity show", args.email, _show)
     if args.command == "release":
         return run_for_user("identity release", args.email, _release)
     try:

@@ -152,7 +152,12 @@ def test_move_to_an_address_of_another_account_moves_nothing(
 
 def test_release_frees_the_address(storage: Storage, users: tuple[str, str]) -> None:
     kate, _ = users
+    unbound = storage.command("shared.identity", "show", "--email", kate)
+    assert unbound.returncode == 0 and _json(unbound.stdout.strip()) == {"bound": False}
     storage.with_store(lambda store: store.bind(Binding(kate, KATE, T0)))
+    shown = storage.command("shared.identity", "show", "--email", kate.upper())
+    assert _json(shown.stdout.strip()) == {"bound": True, "boundAt": "2026-12-05T00:00:00.000Z"}
+    assert KATE.object_id not in shown.stdout + shown.stderr
     done = storage.command("shared.identity", "release", "--email", kate)
     assert done.returncode == 0, done.stderr
     assert _json(done.stdout.strip()) == {"released": True}
