@@ -434,3 +434,35 @@ def test_a_move_that_dies_at_a_step_is_finished_by_the_next_run(
             assert held is not None and held.account == KATE
 
     asyncio.run(scenario())
+
+
+def test_a_session_deleted_between_rounds_leaves_no_copy_behind(
+    cosmos_stores: StoreFactory, clock: FixedClock
+) -> None:
+    """A turn fails the first commit (the session is copied again next round); before that
+    round the user deletes the session: the old address no longer lists it, and the copies the
+    first round left under the new address must go all the same."""
+
+    async def scenario() -> None:
+        async with cosmos_stores() as store, cosmos_stores() as other_host:
+            sid, _ = await prepare(store, archived=False)
+            outcome = Outcome()
+            user = service(other_host, clock)
+            turned = False
+
+            async def turn_once(at: str, _: str) -> None:
+                nonlocal turned
+                if at == "rehome:copied" and not turned:
+                    turned = True
+                    await user_op("turn-old", user, sid, outcome)()
+
+            async def delete_between_rounds(_: float) -> None:
+                await user_op("delete-old", user, sid, outcome)()
+
+            store.moves.checkpoint = turn_once  # type: ignore[attr-defined]
+            report = await move_user(store, OLD, NEW, clock=clock, sleep=delete_between_rounds)
+            assert turned and outcome.said and outcome.deleted
+            assert report.complete and report.sessions == 0
+            await check(store, sid, [], outcome)
+
+    asyncio.run(scenario())
