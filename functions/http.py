@@ -26,6 +26,7 @@ from shared.consistency import CatchesUp
 from shared.deadline import storage_budget
 from shared.errors import (
     ApiError,
+    Forbidden,
     InternalError,
     InvalidRequest,
     NotFound,
@@ -196,14 +197,19 @@ class RequestContext:
         return raw
 
     async def caller(self) -> str:
-        self.email = await self.runtime.authenticator.email_for(self.request.headers)
+        """The verified caller's address, once it is theirs: 401 for no valid sign-in, 403
+        when the address is bound to another account (``shared.identity``). Every endpoint
+        asks this before reading or writing anything."""
+        caller = await self.runtime.authenticator.caller_for(self.request.headers)
+        self.email = caller.email  # the request line names the (hashed) user, refused or not
+        email = await self.runtime.identities.admit(caller)
         # The caller's Parley-Consistency: ignored unless this server sealed it for this caller.
         consistency.adopt(
             self.runtime.settings.resolved_token_signing_key,
-            self.email,
+            email,
             self.request.headers.get(consistency.HEADER),
         )
-        return self.email
+        return email
 
     async def body(self, model: type[M]) -> M:
         """Parse the JSON body as ``model``: 415, 413 and 400 for what cannot be."""
@@ -281,7 +287,8 @@ def endpoint(fn: Body, route: str) -> Handler:
             response = error_response(InternalError())
         # Cross-origin pages may read these (the platform's CORS does not expose them).
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        if ctx is not None and ctx.email is not None:
+        # Never to a caller refused for an address bound to another account: it reads nothing.
+        if ctx is not None and ctx.email is not None and response.status_code != Forbidden.status:
             token = consistency.seal_for(ctx.runtime.settings.resolved_token_signing_key, ctx.email)
             if token is not None:
                 response.headers[consistency.HEADER] = token

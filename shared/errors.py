@@ -46,6 +46,17 @@ class Unauthenticated(ApiError):
     status, code, default_message = 401, "unauthenticated", "Sign in to use this endpoint."
 
 
+class Forbidden(ApiError):
+    """The caller is signed in, but the address they present is bound to another account
+    (``docs/security.md``, "Accounts")."""
+
+    status, code = 403, "forbidden"
+    default_message = (
+        "This email address belongs to another account. If your account changed, ask support"
+        " to move or release the address."
+    )
+
+
 class NotFound(ApiError):
     status, code, default_message = 404, "not_found", "No such session."
 

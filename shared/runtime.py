@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from shared.auth import Authenticator
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings, reset_settings
+from shared.identity import IdentityGuard
 from shared.llm import make_model
 from shared.llm.base import ChatModel
 from shared.service import ConversationService
@@ -25,6 +26,7 @@ class Runtime:
     clock: Clock
     service: ConversationService
     authenticator: Authenticator
+    identities: IdentityGuard
 
 
 _runtime: Runtime | None = None
@@ -42,7 +44,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     store = make_store(settings)
     model = make_model(settings)
     service = ConversationService(store, model, settings, clock=clock)
-    return Runtime(settings, store, model, clock, service, Authenticator(settings))
+    identities = IdentityGuard(store, clock=clock)
+    return Runtime(settings, store, model, clock, service, Authenticator(settings), identities)
 
 
 def get_runtime() -> Runtime:

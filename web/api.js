@@ -217,6 +217,7 @@ async function errorFrom(response) {
 const CODES_BY_STATUS = {
   400: "invalid_request",
   401: "unauthenticated",
+  403: "forbidden",
   404: "not_found",
   409: "conflict",
   413: "payload_too_large",

@@ -267,6 +267,10 @@ export function describeError(error) {
   switch (error.code) {
     case "unauthenticated":
       return "You are signed out, or your sign-in has expired. Sign in again to continue.";
+    case "forbidden":
+      // The address is bound to another account (docs/security.md, "Accounts"): only an
+      // operator can change that, so the page says whom to ask.
+      return "This email address belongs to another account. Ask your support team to move or release it.";
     case "not_found":
       return "This conversation no longer exists; it may have been deleted. Start a new chat.";
     case "payload_too_large":

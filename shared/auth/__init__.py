@@ -9,6 +9,9 @@ ID token Easy Auth forwards for a cookie session) that must name the same user. 
 platform's authentication is ever off, a forged principal still opens nothing; if the app cannot
 verify tokens (settings missing or unusable) or the platform says its authentication is off,
 every call is refused and the log says why.
+
+The caller comes with the account behind the address when the sign-in names one (``Caller``);
+``shared.identity`` then checks that the address is bound to that account.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from shared.auth.claims import normalise_email
+from shared.auth.claims import Caller, normalise_email
 from shared.auth.easyauth import (
     ID_TOKEN_HEADER,
     PRINCIPAL_HEADER,
     PRINCIPAL_NAME_HEADER,
-    email_from_principal,
+    caller_from_principal,
 )
 from shared.config import Settings
 from shared.errors import Unauthenticated
@@ -37,6 +40,7 @@ log = logging.getLogger("parley.auth")
 MSG_NOT_CONFIGURED = "Authentication is not configured on this service."
 MSG_SEND_TOKEN = "Send an Authorization: Bearer token."  # noqa: S105 - a message
 MSG_MISMATCH = "The sign-in token and the signed-in identity name different users."
+MSG_ACCOUNT_MISMATCH = "The sign-in token and the signed-in identity name different accounts."
 
 _announced = False
 
@@ -129,42 +133,53 @@ class Authenticator:
 
     async def email_for(self, headers: Mapping[str, str]) -> str:
         """The caller's email from the request headers (case-insensitive mapping)."""
+        return (await self.caller_for(headers)).email
+
+    async def caller_for(self, headers: Mapping[str, str]) -> Caller:
+        """The caller (email, and account when the sign-in names one) from the headers."""
         if self._refusal is not None:
             log.warning("refused a call: %s", self._refusal)
             raise Unauthenticated(MSG_NOT_CONFIGURED)
         if self._mode == "easyauth":
-            return await self._easyauth_email(headers)
+            return await self._easyauth_caller(headers)
         if self._mode == "dev":
             email = normalise_email(headers.get(PRINCIPAL_NAME_HEADER))
             if email is None:
                 raise Unauthenticated(
                     "Set the X-MS-CLIENT-PRINCIPAL-NAME header to an email address."
                 )
-            return email
+            return Caller(email)  # no account: dev identities bind nothing
         if self._mode == "jwt":
             token = bearer_token(headers)
             if token is None:
                 raise Unauthenticated(MSG_SEND_TOKEN)
-            return await self._verified_email(token)
+            return await self._verified_caller(token)
         log.warning("refused a call: AUTH_MODE is not set, so no identity can be verified")
         raise Unauthenticated(MSG_NOT_CONFIGURED)
 
-    async def _easyauth_email(self, headers: Mapping[str, str]) -> str:
-        """The principal's email, once a token verified here names the same user."""
-        email = email_from_principal(headers.get(PRINCIPAL_HEADER))
+    async def _easyauth_caller(self, headers: Mapping[str, str]) -> Caller:
+        """The principal's caller, once a token verified here names the same user (and, when
+        both name an account, the same account: the verified token's is the one used)."""
+        principal = caller_from_principal(headers.get(PRINCIPAL_HEADER))
         token = bearer_token(headers) or (headers.get(ID_TOKEN_HEADER) or "").strip()
         if not token:
             # Forged, or a cookie session without Easy Auth's token store: either way unproven.
             log.warning("refused a call: an Easy Auth principal came without a token to verify")
             raise Unauthenticated(MSG_SEND_TOKEN)
-        if await self._verified_email(token) != email:
+        verified = await self._verified_caller(token)
+        if verified.email != principal.email:
             log.warning(
                 "refused a call: the Easy Auth principal and the token name different users"
             )
             raise Unauthenticated(MSG_MISMATCH)
-        return email
+        if principal.account and verified.account and principal.account != verified.account:
+            log.warning(
+                "refused a call: the Easy Auth principal and the token name different accounts"
+            )
+            raise Unauthenticated(MSG_ACCOUNT_MISMATCH)
+        return Caller(principal.email, verified.account or principal.account)
 
-    async def _verified_email(self, token: str) -> str:
+    async def _verified_caller(self, token: str) -> Caller:
         assert self._verifier is not None  # set whenever a token mode has no refusal
         # A JWKS refresh (rare) blocks on the network: keep it off the event loop.
-        return await asyncio.to_thread(self._verifier.email_for, token)
+        return await asyncio.to_thread(self._verifier.caller_for, token)

@@ -17,12 +17,17 @@ is ASCII only:
 
 docs/security.md ("Identities") explains the choice; every auth mode and the operator commands
 use ``parse_email`` (or ``normalise_email``) from here, so there is one rule.
+
+The address is mutable and may be given to somebody else later, so it is not trusted alone: the
+account behind it (``account_from_claims``: the tenant and object ids, ``tid``/``oid``) is what
+an address is bound to (``shared.identity``, docs/security.md, "Accounts").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # In this order: Entra ID puts the sign-in name in preferred_username; others use email/upn.
@@ -37,6 +42,33 @@ _LOCAL_PART = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 # One LDH label: letters, digits and hyphens, not starting or ending with a hyphen.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _PRINTABLE_ASCII = frozenset(chr(code) for code in range(0x21, 0x7F))
+
+# The account's immutable ids, by their short names (tokens) and by the URIs Easy Auth's
+# principal may report them under (its default claim mapping, as .NET's).
+OBJECT_ID_CLAIMS: tuple[str, ...] = (
+    "oid",
+    "http://schemas.microsoft.com/identity/claims/objectidentifier",
+)
+TENANT_ID_CLAIMS: tuple[str, ...] = ("tid", "http://schemas.microsoft.com/identity/claims/tenantid")
+MAX_ACCOUNT_ID_LENGTH = 128  # Entra ids are 36-character GUIDs; anything far longer is not one
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who the sign-in is, whatever their address: Entra ID's tenant and object ids. Microsoft
+    advises identifying a user by the pair (an object id is unique within its tenant)."""
+
+    tenant_id: str
+    object_id: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified caller: the address (the partition) and the account behind it, when the
+    sign-in names one (dev mode and tokens without ``oid``/``tid`` do not)."""
+
+    email: str
+    account: Account | None = None
 
 
 class InvalidEmail(ValueError):
@@ -104,6 +136,38 @@ def identity_from_claims(claims: Mapping[str, Any]) -> str:
         except InvalidEmail as exc:
             raise InvalidEmail(f"{name}: {exc}") from None
     raise InvalidEmail(f"none of {', '.join(EMAIL_CLAIMS)} is present")
+
+
+def _account_id(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The first present of ``names``, lower-cased (GUIDs compare case-insensitively)."""
+    for name in names:
+        value = claims.get(name)
+        if value is None or value == "":
+            continue
+        if (
+            not isinstance(value, str)
+            or len(value) > MAX_ACCOUNT_ID_LENGTH
+            or any(char not in _PRINTABLE_ASCII for char in value)
+        ):
+            raise InvalidEmail(f"{name} is not a usable account id")
+        return value.lower()
+    return None
+
+
+def account_from_claims(claims: Mapping[str, Any]) -> Account | None:
+    """The account a verified set of claims names: both a tenant and an object id, or None
+    (such a caller binds nothing). A present but unusable id is ``InvalidEmail`` (refused),
+    so that a malformed claim can never pass as one that is absent."""
+    object_id = _account_id(claims, OBJECT_ID_CLAIMS)
+    tenant_id = _account_id(claims, TENANT_ID_CLAIMS)
+    if object_id is None or tenant_id is None:
+        return None
+    return Account(tenant_id=tenant_id, object_id=object_id)
+
+
+def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
+    """``identity_from_claims`` and ``account_from_claims`` together."""
+    return Caller(identity_from_claims(claims), account_from_claims(claims))
 
 
 def email_from_claims(claims: Mapping[str, Any]) -> str | None:

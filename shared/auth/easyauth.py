@@ -15,7 +15,13 @@ import json
 import logging
 from typing import Any
 
-from shared.auth.claims import InvalidEmail, identity_from_claims
+from shared.auth.claims import (
+    OBJECT_ID_CLAIMS,
+    TENANT_ID_CLAIMS,
+    Caller,
+    InvalidEmail,
+    caller_from_claims,
+)
 from shared.errors import Unauthenticated
 
 log = logging.getLogger("parley.auth")
@@ -31,11 +37,15 @@ _CLAIM_ALIASES = {
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "upn",
     "emails": "email",
+    # The account's ids, reported under their URIs (claims.OBJECT_ID_CLAIMS/TENANT_ID_CLAIMS).
+    OBJECT_ID_CLAIMS[1]: "oid",
+    TENANT_ID_CLAIMS[1]: "tid",
 }
 
 
-def email_from_principal(header: str | None) -> str:
-    """The identity (``claims.parse_email``) in an ``X-MS-CLIENT-PRINCIPAL`` header value."""
+def caller_from_principal(header: str | None) -> Caller:
+    """The caller (address, and account when its claims name one) in an
+    ``X-MS-CLIENT-PRINCIPAL`` header value."""
     if not header:
         raise Unauthenticated()
     if len(header) > MAX_PRINCIPAL_BYTES:
@@ -55,7 +65,7 @@ def email_from_principal(header: str | None) -> str:
         if isinstance(typ, str):
             claims.setdefault(_CLAIM_ALIASES.get(typ, typ), claim.get("val"))
     try:
-        return identity_from_claims(claims)
+        return caller_from_claims(claims)
     except InvalidEmail as exc:
         # The reason names the claim and a code point, never the address itself.
         log.warning("refused a call: the Easy Auth principal has no usable email (%s)", exc)

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import jwt
 
-from shared.auth.claims import InvalidEmail, identity_from_claims
+from shared.auth.claims import Caller, InvalidEmail, caller_from_claims
 from shared.errors import Unauthenticated
 
 log = logging.getLogger("parley.auth")
@@ -103,6 +103,11 @@ class JwtVerifier:
 
     def email_for(self, token: str) -> str:
         """The lower-cased email of a valid token's caller; ``Unauthenticated`` otherwise."""
+        return self.caller_for(token).email
+
+    def caller_for(self, token: str) -> Caller:
+        """A valid token's caller (email, and account when it names one); ``Unauthenticated``
+        otherwise."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise self._reject(MSG_INVALID, "malformed token (empty, not text or too long)")
         try:
@@ -117,7 +122,7 @@ class JwtVerifier:
         claims = self._decode(token, key)
 
         try:
-            return identity_from_claims(claims)
+            return caller_from_claims(claims)
         except InvalidEmail as exc:
             # The reason names the claim and a code point, never the address itself.
             raise self._reject(

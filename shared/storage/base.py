@@ -4,11 +4,13 @@ A store persists what the service decides; it knows no rule of the API. Every ca
 caller's email, the partition key, except the archival scans. ``where`` (always a keyword)
 picks the container: ``"active"`` (Conversations) or ``"archive"`` (ConversationsArchive).
 
-Two protocols, for two audiences:
+Three protocols, for three audiences:
 
 - ``ConversationStore``: the request path (turns, reads, rename, feedback, search, deletes,
   and the restore a turn starts when its session is archived);
-- ``ArchiveStore``: the archival pass (scans across users, moves, finishing interrupted work).
+- ``ArchiveStore``: the archival pass (scans across users, moves, finishing interrupted work);
+- ``IdentityStore``: which account an address is bound to (``shared.identity``), kept with the
+  user's data: one record in the user's own partition of the active container.
 
 What every store guarantees (``docs/design.md``, "Concurrency" and "Moving a session"):
 
@@ -29,6 +31,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from shared.auth.claims import Account
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 
 Where = Literal["active", "archive"]
@@ -65,6 +68,16 @@ class MoveOutcome(enum.Enum):
     GONE = "gone"  # not in the source (deleted, or already moved)
 
 
+class RehomeOutcome(enum.Enum):
+    """What moving one session to another address (``IdentityStore.rehome_session``) did."""
+
+    MOVED = "moved"  # it is under the new address now (or was already)
+    GONE = "gone"  # nothing of it is under the old address (deleted meanwhile, or moved)
+    CHANGED = "changed"  # it changed while it was copied: nothing committed, try again
+    BUSY = "busy"  # another move or delete of it is under way: try again later
+    TAKEN = "taken"  # the new address has a session with this id already: left as it is
+
+
 @dataclass(frozen=True)
 class SessionRef:
     """A session found by an archival scan: just enough to move or expire it safely."""
@@ -83,6 +96,15 @@ class Unfinished:
     email: str
     session_id: str
     state: str
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An address bound to the account that first used it (``shared.identity``)."""
+
+    email: str
+    account: Account
+    bound_at: datetime
 
 
 class SearchHit(BaseModel):
@@ -252,5 +274,34 @@ class ArchiveStore(Protocol):
     async def close(self) -> None: ...
 
 
-class Store(ConversationStore, ArchiveStore, Protocol):
-    """What each store implements: both audiences' protocols (``shared.storage.make_store``)."""
+class IdentityStore(Protocol):
+    async def read_binding(self, email: str) -> Binding | None:
+        """The account ``email`` is bound to, or None."""
+        ...
+
+    async def bind(self, binding: Binding) -> Binding:
+        """Bind ``binding.email`` to ``binding.account`` unless it is bound already, in one
+        create that cannot overwrite (two accounts racing for a fresh address: exactly one
+        wins); returns the binding that holds now, ours or the one that was there first."""
+        ...
+
+    async def release_binding(self, email: str) -> bool:
+        """Remove the address's binding; False if there was none."""
+        ...
+
+    async def rehome_session(self, old: str, new: str, session_id: str) -> RehomeOutcome:
+        """Move one session of ``old`` (active or archived, with its messages, request items
+        and feedback) to ``new``: copied under the new address where nobody sees it, verified,
+        committed only if the source has not changed since it was copied, then made visible
+        and the source removed. Safe to interrupt at any point and to call again: the next
+        call finishes a committed move, and redoes one that did not commit."""
+        ...
+
+    async def rehome_pending(self, old: str) -> list[str]:
+        """Sessions of ``old`` whose move committed but did not finish (their source may be
+        gone already): what ``rehome_session`` must be called for again."""
+        ...
+
+
+class Store(ConversationStore, ArchiveStore, IdentityStore, Protocol):
+    """What each store implements: every audience's protocol (``shared.storage.make_store``)."""

@@ -26,13 +26,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
     WHERES,
+    Binding,
     MoveOutcome,
     Presence,
+    RehomeOutcome,
     SearchHit,
     SearchPage,
     SessionRef,
@@ -134,6 +137,16 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
     END;
     CREATE INDEX sessions_of_user ON sessions (email, updated_at, id);
+    """,
+    # 4: each address bound to the account that first used it (shared.identity): the primary
+    # key makes the first writer win; nothing is bound for data stored before.
+    """
+    CREATE TABLE identities (
+        email     TEXT NOT NULL PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        bound_at  TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -278,6 +291,31 @@ def _delete_rows(
     return removed
 
 
+def _rehome_rows(conn: sqlite3.Connection, old: str, new: str, session_id: str) -> int:
+    """Every row of the session from address ``old`` to ``new`` (sessions with a new ETag);
+    how many rows moved. Messages are inserted anew and deleted, so that the search index's
+    triggers (keyed by address) follow them."""
+    moved = conn.execute(
+        "UPDATE sessions SET email = ?, etag = ?, body = json_set(body, '$.email', ?)"
+        " WHERE email = ? AND id = ?",
+        (new, _new_etag(), new, old, session_id),
+    ).rowcount
+    moved += conn.execute(
+        "UPDATE requests SET email = ? WHERE email = ? AND session_id = ?",
+        (new, old, session_id),
+    ).rowcount
+    conn.execute(
+        "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
+        " SELECT container, ?, session_id, seq, timestamp, body FROM messages"
+        " WHERE email = ? AND session_id = ?",
+        (new, old, session_id),
+    )
+    moved += conn.execute(
+        "DELETE FROM messages WHERE email = ? AND session_id = ?", (old, session_id)
+    ).rowcount
+    return moved
+
+
 def _keyset_sessions(
     conn: sqlite3.Connection,
     columns: str,
@@ -304,6 +342,16 @@ def _keyset_sessions(
     page = rows[:limit]
     position = encode_position(page[-1][-2], page[-1][-1]) if len(rows) > limit else None
     return page, position
+
+
+def _binding(conn: sqlite3.Connection, email: str) -> Binding | None:
+    row = conn.execute(
+        "SELECT tenant_id, object_id, bound_at FROM identities WHERE email = ?", (email,)
+    ).fetchone()
+    if row is None:
+        return None
+    tenant_id, object_id, bound_at = row
+    return Binding(email, Account(tenant_id=tenant_id, object_id=object_id), parse_iso(bound_at))
 
 
 class SqliteStore:
@@ -810,6 +858,53 @@ class SqliteStore:
 
     async def finish(self, item: Unfinished) -> bool:
         return False
+
+    # ---- identities ----------------------------------------------------------------------------
+
+    async def read_binding(self, email: str) -> Binding | None:
+        return await self._read(lambda conn: _binding(conn, email))
+
+    async def bind(self, binding: Binding) -> Binding:
+        def write(conn: sqlite3.Connection) -> Binding:
+            conn.execute(
+                "INSERT OR IGNORE INTO identities (email, tenant_id, object_id, bound_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    binding.email,
+                    binding.account.tenant_id,
+                    binding.account.object_id,
+                    stored_time(binding.bound_at),
+                ),
+            )
+            held = _binding(conn, binding.email)
+            assert held is not None  # inserted, or there already, in this transaction
+            return held
+
+        return await self._write(write)
+
+    async def release_binding(self, email: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute("DELETE FROM identities WHERE email = ?", (email,))
+            return cursor.rowcount > 0
+
+        return await self._write(write)
+
+    async def rehome_session(self, old: str, new: str, session_id: str) -> RehomeOutcome:
+        # One transaction: every row of the session, in whichever container it is, changes
+        # address at once, or none does; there is nothing in between to finish later.
+        def move(conn: sqlite3.Connection) -> RehomeOutcome:
+            taken = conn.execute(
+                "SELECT 1 FROM sessions WHERE email = ? AND id = ?", (new, session_id)
+            ).fetchone()
+            if taken is not None:
+                return RehomeOutcome.TAKEN
+            found = _rehome_rows(conn, old, new, session_id)
+            return RehomeOutcome.MOVED if found else RehomeOutcome.GONE
+
+        return await self._write(move)
+
+    async def rehome_pending(self, old: str) -> list[str]:
+        return []  # a move is one transaction here: never half-done
 
     async def close(self) -> None:
         """Close every connection. The last one to close checkpoints the write-ahead log into

@@ -318,6 +318,7 @@ def test_real_413_and_404_from_the_host(host: RunningHost, page: Page) -> None:
     ("status", "code", "headers", "expected"),
     [
         (401, "unauthenticated", None, "Sign in again to continue"),
+        (403, "forbidden", None, "belongs to another account"),
         (429, "rate_limited", {"Retry-After": "7"}, "try again in 7 seconds"),
         (503, "storage_unavailable", {"Retry-After": "5"}, "Try again in 5 seconds"),
         (502, "model_error", None, "The model could not answer"),

@@ -386,6 +386,33 @@ class CosmosConnection:
             caught = await self.call("catch_up", where, probe) and caught
         return caught
 
+    async def create(self, where: Where, body: dict[str, Any]) -> bool:
+        """Create an item; False (nothing written) when one with its id is there already. A
+        create, never an upsert: the first writer wins, whoever comes second learns it."""
+
+        async def create(container: ContainerProxy, budget: float) -> bool:
+            try:
+                await container.create_item(body, timeout=budget)
+            except CosmosResourceExistsError:
+                return False
+            return True
+
+        return await self.call("create", where, create)
+
+    async def delete(self, where: Where, item_id: str, email: str) -> bool:
+        """Delete an item; False when there was none."""
+
+        async def delete(container: ContainerProxy, budget: float) -> bool:
+            try:
+                await container.delete_item(item_id, partition_key=email, timeout=budget)
+            except CosmosHttpResponseError as exc:
+                if status_of(exc) == 404 and not owner_missing(exc):
+                    return False
+                raise
+            return True
+
+        return await self.call("delete", where, delete)
+
     async def batch(self, where: Where, email: str, ops: list[BatchOp]) -> list[dict[str, Any]]:
         """One transactional batch; raises BatchRefused when an operation lost a race."""
 

@@ -10,7 +10,10 @@ Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailI
 - message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
   content, timestamp, clientMessageId, model, token counts, feedback;
 - request item: ``id`` = ``<sessionId>:r:<digest of clientMessageId>``, ``type: "request"``,
-  sessionId, clientMessageId, userSeq, assistantSeq: one per clientMessageId, for retries.
+  sessionId, clientMessageId, userSeq, assistantSeq: one per clientMessageId, for retries;
+- identity item (active container only): ``id`` = ``identity``, ``type: "identity"``,
+  tenantId, objectId, boundAt: the account the address is bound to (``shared.identity``). It
+  has no ``sessionId`` or ``seq``, so no query of sessions or messages ever reads it.
 
 Times are fixed-width strings (``shared.clock.stored_time``), so text order is time order.
 """
@@ -21,12 +24,15 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.ids import message_item_id
 from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
-from shared.storage.base import Where
+from shared.storage.base import Binding, Where
 
-SESSION, MESSAGE, REQUEST = "session", "message", "request"
+SESSION, MESSAGE, REQUEST, IDENTITY = "session", "message", "request", "identity"
+# The identity item's id: one per partition, and never a session id (those start with "s_").
+IDENTITY_ITEM_ID = "identity"
 # Above any message's seq: ORDER BY seq DESC puts the session item first. Safe in JSON doubles.
 SESSION_ITEM_SEQ = 2**53 - 1
 # Cosmos' own properties, left out when comparing what was written with what was sent.
@@ -227,6 +233,22 @@ def request_from_item(item: dict[str, Any]) -> RequestRecord:
         user_seq=item["userSeq"],
         assistant_seq=item.get("assistantSeq"),
     )
+
+
+def identity_body(binding: Binding) -> dict[str, Any]:
+    return {
+        "id": IDENTITY_ITEM_ID,
+        "type": IDENTITY,
+        "EmailID": binding.email,
+        "tenantId": binding.account.tenant_id,
+        "objectId": binding.account.object_id,
+        "boundAt": stored_time(binding.bound_at),
+    }
+
+
+def binding_from_item(item: dict[str, Any]) -> Binding:
+    account = Account(tenant_id=item["tenantId"], object_id=item["objectId"])
+    return Binding(item["EmailID"], account, parse_iso(item["boundAt"]))
 
 
 def user_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,19 @@ from urllib.parse import urlsplit
 
 from shared.azure_credential import azure_credential
 from shared.clock import Clock, SystemClock, parse_iso, stored_time
-from shared.errors import ConcurrencyConflict, DuplicateRequest, InvalidRequest
+from shared.errors import (
+    ConcurrencyConflict,
+    DuplicateRequest,
+    InvalidRequest,
+    StorageUnavailable,
+)
 from shared.ids import message_item_id
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
+    Binding,
     MoveOutcome,
     Presence,
+    RehomeOutcome,
     SearchHit,
     SearchPage,
     SessionRef,
@@ -34,11 +41,14 @@ from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
+    IDENTITY_ITEM_ID,
     RESTORING,
     SESSION_ITEM_SEQ,
     UNFINISHED_STATES,
     State,
+    binding_from_item,
     feedback_body,
+    identity_body,
     message_body,
     message_from_item,
     request_body,
@@ -48,6 +58,7 @@ from shared.storage.cosmos.items import (
     session_from_item,
 )
 from shared.storage.cosmos.moves import Moves
+from shared.storage.cosmos.rehome import Rehome
 from shared.storage.keyset import decode_position, encode_position
 
 if TYPE_CHECKING:
@@ -183,6 +194,7 @@ class CosmosStore:
         )
         self.clock = clock or SystemClock()
         self.moves = Moves(self.conn, self.clock)
+        self.rehome = Rehome(self.conn, self.moves, self.clock)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
@@ -481,6 +493,32 @@ class CosmosStore:
             if found:
                 break
         return list(found)[:limit]
+
+    # ---- identities ----------------------------------------------------------------------------
+
+    async def read_binding(self, email: str) -> Binding | None:
+        item = await self.conn.read("active", IDENTITY_ITEM_ID, email)
+        return binding_from_item(item) if item is not None else None
+
+    async def bind(self, binding: Binding) -> Binding:
+        if await self.conn.create("active", identity_body(binding)):
+            return binding
+        held = await self.read_binding(binding.email)
+        if held is None:
+            # The create met an item that this read missed: a replica behind the write, or a
+            # release just now. Never admit on a guess: the caller asks again shortly.
+            raise StorageUnavailable(retry_after_s=1)
+        return held
+
+    async def release_binding(self, email: str) -> bool:
+        # A delete, never read-then-delete: a read may come from a replica behind the write.
+        return await self.conn.delete("active", IDENTITY_ITEM_ID, email)
+
+    async def rehome_session(self, old: str, new: str, session_id: str) -> RehomeOutcome:
+        return await self.rehome.session(old, new, session_id)
+
+    async def rehome_pending(self, old: str) -> list[str]:
+        return await self.rehome.pending(old)
 
     # ---- archival ------------------------------------------------------------------------------
 
