@@ -71,6 +71,10 @@ SOURCE_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid"
 ITEMS_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid AND c.id != @sid"
 ITEM_IDS_QUERY = "SELECT TOP {n} c.id FROM c WHERE c.sessionId = @sid AND c.id != @sid"
 
+# Reads that locating a session makes to follow a move in flight (each move's window between
+# two states is one request long) before it answers 503 instead.
+LOCATE_TRIES = 5
+
 Checkpoint = Callable[[str, str], Awaitable[None]]
 
 
@@ -688,6 +692,31 @@ class Moves:
         if await self._settle_incoming(email, session_id, copy, stub):
             return await self.item("archive", email, session_id)
         return None
+
+    async def locate(self, email: str, session_id: str) -> tuple[SessionItem, Where] | None:
+        """The session's live item and its container, following a move in flight: the active
+        container holds an item for every session (rule 2), live or a stub standing for the
+        archive copy, so a stub is followed to the archive, and a copy met half-way is
+        finished (a committed one made live) or looked at again. None only when the session
+        does not exist; a move that cannot be followed in a few reads is 503, never 404."""
+        for _ in range(LOCATE_TRIES):
+            active = await self.item("active", email, session_id)
+            if active is not None and active.live:
+                return active, "active"
+            if active is not None and active.state == DELETING:
+                return None
+            copy = await self.readable_archive(email, session_id)
+            if copy is not None and copy.live:
+                return copy, "archive"
+            if active is None:
+                return None  # no item for it in the active container: no such session
+            if active.state == RESTORING:
+                source = await self.item("archive", email, session_id)
+                if source is None or (source.state == MOVED and source.origin == active.origin):
+                    # Committed, not yet live: make it live rather than wait for its mover.
+                    await self._settle_restoring(email, session_id, active, source)
+            # A move landed between these reads: look again from the start.
+        raise StorageUnavailable("The conversation is being moved; try again.", retry_after_s=1)
 
     # ---- deleting ------------------------------------------------------------------------------
 
