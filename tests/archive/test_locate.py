@@ -11,6 +11,7 @@ store; the operation must succeed and show everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from shared.clock import FixedClock
+from shared.errors import StorageUnavailable
 from shared.models import FeedbackRequest
 from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store, Where
@@ -29,14 +31,17 @@ SEEDED = 6
 Move = Callable[[], Awaitable[Any]]
 
 
-def mover(store: Store, session_id: str, archived: bool) -> Move:
-    """The move that takes the session to the other container (to completion)."""
+def mover(store: Store, session_id: str, archived: bool, *, must: bool = True) -> Move:
+    """The move that takes the session to the other container (to completion); unless
+    ``must``, nothing when the session is not where this host reads it right now."""
 
     async def move() -> None:
         if archived:
             await store.restore(ALICE, session_id)
             return
         session = await store.get_session(ALICE, session_id, where="active")
+        if not must and (session is None or session.etag is None):
+            return
         assert session is not None and session.etag is not None
         await store.archive(SessionRef(ALICE, session_id, session.updated_at, session.etag))
 
@@ -134,5 +139,49 @@ def test_a_move_landing_while_a_session_is_located_never_hides_it(
                 if await real.get_session(ALICE, session_id, where=w)
             ]  # type: ignore[arg-type]
             assert len(places) == 1, places
+
+    asyncio.run(scenario())
+
+
+CYCLES = 15
+
+
+@pytest.mark.volume  # live traffic: not at 400 RU/s
+def test_reads_and_writes_racing_back_to_back_moves_never_miss_the_session(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    """The report's race, free-running: while one host archives and restores a session back to
+    back (archival passes and the turns that bring it back), another gets it, pages its
+    messages, renames it and rates a message, over and over. None of it may be told that the
+    session does not exist, nor miss a message of it."""
+
+    async def scenario() -> None:
+        async with stores() as real, stores() as other:
+            session_id = await seed(real, ALICE, NOW - timedelta(days=60), SEEDED)
+            done = asyncio.Event()
+
+            async def moves() -> None:
+                try:
+                    for _ in range(CYCLES):
+                        await mover(other, session_id, archived=False, must=False)()
+                        await asyncio.sleep(0)
+                        await mover(other, session_id, archived=True, must=False)()
+                        await asyncio.sleep(0)
+                finally:
+                    done.set()
+
+            async def reader(op: str) -> int:
+                count = 0
+                while not done.is_set():
+                    # 503 (a move not followed in a few reads) is allowed; 404 never is.
+                    with contextlib.suppress(StorageUnavailable):
+                        await run_op(service(real, clock), op, session_id)
+                    count += 1
+                return count
+
+            results = await asyncio.gather(
+                moves(), *(reader(op) for op in ("get", "messages", "rename", "feedback"))
+            )
+            assert all(n > 0 for n in results[1:])
 
     asyncio.run(scenario())
