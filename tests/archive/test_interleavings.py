@@ -475,3 +475,35 @@ def test_a_paused_move_meets_a_host_whose_clock_is_ahead(
                 await check(world, seeded)
 
     asyncio.run(scenario())
+
+
+def test_a_restore_that_reads_no_archive_copy_from_a_lagging_replica_deletes_nothing(
+    cosmos_stores: StoreFactory, clock: FixedClock
+) -> None:
+    """A host that has not written a user's partition may read it from a replica some writes
+    behind: right after another host archived a session, its stub is visible and its archive
+    copy not yet. A restore that took that for "the archive copy is gone" used to delete the
+    session; only the latest state (asked by a write) may say a copy is gone."""
+
+    async def scenario() -> None:
+        async with cosmos_stores() as store:
+            world, seeded = await prepare(store, clock, archived=True)
+            moves = store.moves  # type: ignore[attr-defined]
+            source = moves._source
+            lagged = False
+
+            async def lagging_source(where: str, email: str, session_id: str) -> Any:
+                nonlocal lagged
+                read = await source(where, email, session_id)
+                if where == "archive" and not lagged:
+                    lagged = True
+                    return type(read)(None, [], True)  # the replica has not seen the copy yet
+                return read
+
+            moves._source = lagging_source
+            await turn(world)  # restores the session first, then stores the turn
+            assert lagged
+            await settle(world)
+            await check(world, seeded)
+
+    asyncio.run(scenario())
