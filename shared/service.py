@@ -60,7 +60,7 @@ from shared.models import (
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, phrase_of, snippet
-from shared.storage.base import WHERES, ConversationStore, MoveOutcome, Presence, Where
+from shared.storage.base import ConversationStore, MoveOutcome, Presence, Where
 from shared.time_limits import model_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -86,6 +86,9 @@ ANSWER_COMMIT_PATIENCE_S = 120.0
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
 # A title is rarely contended; a few attempts, then the first-message title stays.
 MAX_TITLE_ATTEMPTS = 5
+# Reads of a session's messages that may each find it moved away since it was located (each
+# move leaves it for good, so a few suffice) before answering 503.
+MAX_MOVED_READS = 4
 
 Sleep = Callable[[float], Awaitable[None]]
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
@@ -517,13 +520,12 @@ class ConversationService:
     # ---- reading -------------------------------------------------------------------------------
 
     async def _locate(self, email: str, session_id: str) -> Located | None:
+        """Where the session is now; None only when it does not exist (a move in flight is
+        followed by the store, never taken for a missing session)."""
         if not is_session_id(session_id):
             return None
-        for where in WHERES:
-            session = await self.store.get_session(email, session_id, where=where)
-            if session is not None:
-                return Located(session, where)
-        return None
+        found = await self.store.locate(email, session_id)
+        return Located(*found) if found is not None else None
 
     async def _find(self, email: str, session_id: str) -> Located:
         located = await self._locate(email, session_id)
@@ -555,10 +557,16 @@ class ConversationService:
         )
 
     async def get_session(self, email: str, session_id: str) -> SessionDetail:
-        located = await self._find(email, session_id)
-        messages, more = await self.store.page_messages(
-            email, session_id, where=located.where, limit=self.settings.max_session_messages
-        )
+        limit = self.settings.max_session_messages
+        for _ in range(MAX_MOVED_READS):
+            located = await self._find(email, session_id)
+            messages, more = await self.store.page_messages(
+                email, session_id, where=located.where, limit=limit
+            )
+            if not _moved_away(located.session, messages, limit, before_seq=None):
+                break
+        else:
+            raise _still_moving()
         return SessionDetail(
             **located.session.to_summary().model_dump(),
             messages=[m.to_api() for m in messages],
@@ -568,11 +576,16 @@ class ConversationService:
     async def page_messages(
         self, email: str, session_id: str, *, before: str | None, limit: int
     ) -> MessagePage:
-        located = await self._find(email, session_id)
         before_seq = self._seq_in(session_id, before) if before is not None else None
-        messages, more = await self.store.page_messages(
-            email, session_id, where=located.where, limit=limit, before_seq=before_seq
-        )
+        for _ in range(MAX_MOVED_READS):
+            located = await self._find(email, session_id)
+            messages, more = await self.store.page_messages(
+                email, session_id, where=located.where, limit=limit, before_seq=before_seq
+            )
+            if not _moved_away(located.session, messages, limit, before_seq=before_seq):
+                break
+        else:
+            raise _still_moving()
         return MessagePage(messages=[m.to_api() for m in messages], has_more=more)
 
     @staticmethod
@@ -605,6 +618,10 @@ class ConversationService:
             located = await self._find(email, session_id)
             message = await self.store.get_message(email, session_id, seq, where=located.where)
             if message is None:
+                if 1 <= seq <= located.session.last_seq:
+                    # It exists (seqs have no gaps): the session moved since it was located.
+                    await self._sleep(backoff_delay(attempt))
+                    continue
                 raise NotFound("No such message.")
             if message.role != "assistant":
                 raise InvalidRequest("Only assistant messages take feedback.")
@@ -719,6 +736,20 @@ class ConversationService:
             results=results,
             continuation_token=self._page_token(position, scope, email),
         )
+
+
+def _moved_away(
+    session: SessionRecord, page: list[MessageRecord], limit: int, *, before_seq: int | None
+) -> bool:
+    """Whether a page read where the session was located misses messages it has (seqs have no
+    gaps, and only a move takes messages away): the session moved between the two reads, so
+    read again where it is now."""
+    end = session.last_seq + 1 if before_seq is None else min(before_seq, session.last_seq + 1)
+    return len(page) < min(limit, max(end - 1, 0))
+
+
+def _still_moving() -> StorageUnavailable:
+    return StorageUnavailable("The conversation is being moved; try again.", retry_after_s=1)
 
 
 def _too_contended(session_id: str) -> ApiError:

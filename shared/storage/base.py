@@ -154,6 +154,12 @@ class ConversationStore(Protocol):
         """One point read; None unless the session is readable there."""
         ...
 
+    async def locate(self, email: str, session_id: str) -> tuple[SessionRecord, Where] | None:
+        """The session and the container it is readable in now; None only when it does not
+        exist. A move in flight is followed (or finished), never reported as missing; if it
+        cannot be followed in a few reads, ``StorageUnavailable`` (503), never None."""
+        ...
+
     async def get_message(
         self, email: str, session_id: str, seq: int, *, where: Where
     ) -> MessageRecord | None: ...

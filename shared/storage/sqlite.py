@@ -564,6 +564,22 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def locate(self, email: str, session_id: str) -> tuple[SessionRecord, Where] | None:
+        # Both containers in one statement of one read transaction: a move (one transaction
+        # too) is entirely before it or entirely after, so a session that exists is found.
+        def read(conn: sqlite3.Connection) -> tuple[SessionRecord, Where] | None:
+            row = conn.execute(
+                "SELECT body, etag, container FROM sessions WHERE email = ? AND id = ?"
+                " AND container IN ('active', 'archive') ORDER BY container = 'active' DESC",
+                (email, session_id),
+            ).fetchone()
+            if row is None:
+                return None
+            where: Where = "archive" if row[2] == "archive" else "active"
+            return _session_from_row(row[0], row[1], where), where
+
+        return await self._read(read)
+
     async def get_message(
         self, email: str, session_id: str, seq: int, *, where: Where
     ) -> MessageRecord | None:

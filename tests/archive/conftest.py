@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
-from shared.clock import FixedClock
+from shared.clock import Clock, FixedClock
 from shared.config import Settings, load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
@@ -28,7 +28,24 @@ from tests.support.seeding import append_in_batches
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
-StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
+
+class StoreFactory(Protocol):
+    """Opens a store on the test's database; another call is another host on the same data.
+    ``clock`` is that host's clock (the test's FixedClock unless told otherwise)."""
+
+    def __call__(self, clock: Clock | None = None) -> AbstractAsyncContextManager[Store]: ...
+
+
+class SkewedClock:
+    """Another host's clock: the test's clock, ``offset`` off (it follows the test's clock as
+    that one advances)."""
+
+    def __init__(self, base: Clock, offset: timedelta) -> None:
+        self.base = base
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
 
 
 # SQLite, and the local Cosmos server as it is by default, with lagging replicas, and under a
@@ -57,7 +74,7 @@ def _store_factory(
         path = tmp_path / "archive.db"
 
         @asynccontextmanager
-        async def open_sqlite() -> AsyncIterator[Store]:
+        async def open_sqlite(clock: Clock | None = None) -> AsyncIterator[Store]:
             from shared.storage.sqlite import SqliteStore
 
             store = SqliteStore(path)
@@ -68,6 +85,7 @@ def _store_factory(
 
         return open_sqlite
 
+    test_clock = clock
     account = account_for(request, backend)
     # A database of its own: the archival scans read every partition of a container.
     database = f"archive-{uuid.uuid4().hex[:12]}"
@@ -82,10 +100,10 @@ def _store_factory(
     )
 
     @asynccontextmanager
-    async def open_cosmos() -> AsyncIterator[Store]:
+    async def open_cosmos(clock: Clock | None = None) -> AsyncIterator[Store]:
         from shared.storage.cosmos import CosmosStore
 
-        store = CosmosStore.from_settings(settings, clock=clock)
+        store = CosmosStore.from_settings(settings, clock=clock or test_clock)
         try:
             yield store
         finally:

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +39,9 @@ from shared.storage.cosmos.moves import MOVE_LEASE
 from tests.archive.conftest import (
     NOW,
     FaultyStore,
+    SkewedClock,
     StoreFactory,
+    _store_factory,
     raw_items,
     seed,
     service,
@@ -387,6 +390,119 @@ def test_a_turn_paused_between_its_steps_while_another_operation_runs(
                 await turn(paused_world)
 
             await interleave(world, first, pause, lambda _: None, OPS[other])
+            await settle(world)
+            await check(world, seeded)
+
+    asyncio.run(scenario())
+
+
+# ---- a paused move against a host whose clock runs ahead --------------------------------------
+#
+# Safety never depends on a lease or a clock: a host whose clock is past every lease sees the
+# paused move's claim as abandoned, and undoes, discards or takes over its copy at once. The
+# paused mover then resumes. Whatever that host did, the mover's commit must fail if its copy was
+# undone, and nothing acknowledged may be lost (the report: a restore stalled after its copy,
+# undone by housekeeping on a host 180 s ahead, then committed, deleting the archive copy).
+
+SKEWS = {"180s": timedelta(seconds=180), "40d": timedelta(days=40)}
+SKEWED_OTHERS = ("housekeeping", "archive", "restore", "delete", "expire")
+SKEW_CASES = [
+    (first, step, archived, other, skew)
+    for first, steps, archived_options in (
+        ("archive", ("read", "copied", "committed", "activated"), (False,)),
+        ("restore", ("read", "copied", "committed", "activated"), (True,)),
+        ("delete", ("marked", "archive-done"), (False, True)),
+        ("expire", ("marked",), (True,)),
+    )
+    for step in steps
+    for archived in archived_options
+    for other in SKEWED_OTHERS
+    for skew in SKEWS
+]
+
+
+@pytest.fixture(params=["cosmos", "cosmos-lagging"])
+def both_cosmos_modes(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
+) -> StoreFactory:
+    """The Cosmos store on the local server as it is, and with lagging replicas."""
+    return _store_factory(request, request.param, tmp_path, clock)
+
+
+@pytest.mark.parametrize(
+    ("first", "step", "archived", "second", "skew"),
+    SKEW_CASES,
+    ids=[f"{f}@{s}{'-archived' if a else ''}+{o}-ahead-{k}" for f, s, a, o, k in SKEW_CASES],
+)
+def test_a_paused_move_meets_a_host_whose_clock_is_ahead(
+    both_cosmos_modes: StoreFactory,
+    clock: FixedClock,
+    first: str,
+    step: str,
+    archived: bool,
+    second: str,
+    skew: str,
+) -> None:
+    prefix = "delete" if first == "expire" else first
+
+    async def scenario() -> None:
+        ahead = SkewedClock(clock, SKEWS[skew])
+        async with both_cosmos_modes() as store, both_cosmos_modes(ahead) as other_host:
+            world, seeded = await prepare(store, clock, archived=archived)
+            store.moves.checkpoint = Pause(f"{prefix}:{step}")  # type: ignore[attr-defined]
+            pause = store.moves.checkpoint  # type: ignore[attr-defined]
+            paused = asyncio.create_task(attempt(OPS[first], world))
+            reached = asyncio.create_task(pause.reached.wait())
+            await asyncio.wait({paused, reached}, return_when=asyncio.FIRST_COMPLETED)
+            if not pause.reached.is_set():
+                reached.cancel()
+                await paused
+                pytest.fail(f"the first operation never reached {pause.step}")
+            # The other host: its own store and service, and its own clock, ahead.
+            own = world.store, world.svc, world.clock
+            world.store, world.svc = other_host, service(other_host, ahead)  # type: ignore[arg-type]
+            try:
+                await attempt(OPS[second], world)
+            finally:
+                world.store, world.svc, world.clock = own
+            pause.go.set()
+            await paused
+            store.moves.checkpoint = None  # type: ignore[attr-defined]
+            await settle(world)
+            await check(world, seeded)
+            if not world.deleted:
+                await turn(world)
+                await check(world, seeded)
+
+    asyncio.run(scenario())
+
+
+def test_a_restore_that_reads_no_archive_copy_from_a_lagging_replica_deletes_nothing(
+    cosmos_stores: StoreFactory, clock: FixedClock
+) -> None:
+    """A host that has not written a user's partition may read it from a replica some writes
+    behind: right after another host archived a session, its stub is visible and its archive
+    copy not yet. A restore that took that for "the archive copy is gone" used to delete the
+    session; only the latest state (asked by a write) may say a copy is gone."""
+
+    async def scenario() -> None:
+        async with cosmos_stores() as store:
+            world, seeded = await prepare(store, clock, archived=True)
+            moves = store.moves  # type: ignore[attr-defined]
+            source = moves._source
+            lagged = False
+
+            async def lagging_source(where: str, email: str, session_id: str) -> Any:
+                nonlocal lagged
+                read = await source(where, email, session_id)
+                if where == "archive" and not lagged:
+                    lagged = True
+                    return type(read)(None, [], True)  # the replica has not seen the copy yet
+                return read
+
+            moves._source = lagging_source
+            await turn(world)  # restores the session first, then stores the turn
+            assert lagged
             await settle(world)
             await check(world, seeded)
 

@@ -33,10 +33,19 @@ MIN_TURNS_PER_CLIENT = 6
 
 
 class AheadClock:
-    """The passes' clock: the real time, forty days on (every session is stale to it)."""
+    """The real time, ``offset`` on: forty days for the passes (every session is stale to
+    them), and the second host's own clock (its moves and housekeeping take every claim of the
+    first host for abandoned)."""
+
+    def __init__(self, offset: timedelta = timedelta(days=40)) -> None:
+        self.offset = offset
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(days=40)
+        return datetime.now(UTC) + self.offset
+
+
+# How far the second host's clock runs ahead: past the move lease, and past everything.
+SKEWS = {"180s": timedelta(seconds=180), "40d": timedelta(days=40)}
 
 
 async def client(
@@ -61,11 +70,11 @@ async def client(
     raise AssertionError("unreachable")
 
 
-async def passes(store: Store, done: asyncio.Event, lanes: list[int]) -> int:
+async def passes(store: Store, done: asyncio.Event, lanes: list[int], ahead: timedelta) -> int:
     archived = 0
     policy = ArchivePolicy(after_days=30, time_budget_s=600, concurrency=4)
     for _ in range(PASSES_PER_LANE):
-        summary = await run_archive(store, policy, clock=AheadClock())
+        summary = await run_archive(store, policy, clock=AheadClock(timedelta(days=40) + ahead))
         archived += summary.archived
         await asyncio.sleep(0)  # let the clients in between passes, as time would
     lanes.append(archived)
@@ -75,15 +84,21 @@ async def passes(store: Store, done: asyncio.Event, lanes: list[int]) -> int:
 
 
 @pytest.mark.volume
+@pytest.mark.parametrize("skew", list(SKEWS))
 def test_turns_against_back_to_back_passes_lose_nothing(
-    stores: StoreFactory, caplog: pytest.LogCaptureFixture
+    stores: StoreFactory, caplog: pytest.LogCaptureFixture, skew: str
 ) -> None:
+    """The two lanes run on two hosts (two stores on the same data), the second with its
+    clock ahead; the clients take turns on both hosts."""
+
     async def scenario() -> None:
-        async with stores() as store:
-            # The store's own clock is the real one here (turns and moves stamp real times).
-            if hasattr(store, "clock"):
-                store.clock = SystemClock()  # type: ignore[attr-defined]
-                store.moves.clock = store.clock  # type: ignore[attr-defined]
+        async with stores() as store, stores() as second:
+            # The stores' own clocks are real here (turns and moves stamp real times); the
+            # second host's runs ahead.
+            for host, clock in ((store, SystemClock()), (second, AheadClock(SKEWS[skew]))):
+                if hasattr(host, "clock"):
+                    host.clock = clock  # type: ignore[attr-defined]
+                    host.moves.clock = clock  # type: ignore[attr-defined]
             emails = [f"user{i}@example.com" for i in range(SESSIONS)]
             sessions = [
                 await seed(store, email, datetime.now(UTC) - timedelta(days=60), SEEDED)
@@ -96,26 +111,31 @@ def test_turns_against_back_to_back_passes_lose_nothing(
                 ]
                 for e, sid in zip(emails, sessions, strict=True)
             }
-            svc = service(store, SystemClock())  # type: ignore[arg-type]
+            services = [
+                service(store, SystemClock()),  # type: ignore[arg-type]
+                service(second, AheadClock(SKEWS[skew])),  # type: ignore[arg-type]
+            ]
             done = asyncio.Event()
             lanes: list[int] = []
             clients = [
-                asyncio.create_task(client(svc, e, sid, done, seed=i))
+                asyncio.create_task(client(services[i % 2], e, sid, done, seed=i))
                 for i, (e, sid) in enumerate(zip(emails, sessions, strict=True))
             ]
-            archived = await asyncio.gather(*(passes(store, done, lanes) for _ in range(LANES)))
+            archived = await asyncio.gather(
+                passes(store, done, lanes, timedelta(0)),
+                passes(second, done, lanes, SKEWS[skew]),
+            )
             results = await asyncio.gather(*clients)
 
             # The passes really moved sessions while the clients brought them back.
             restores = [r for r in caplog.records if r.getMessage() == "session_restored"]
             assert sum(archived) >= SESSIONS and len(restores) >= SESSIONS, (archived, restores)
-            # The next pass's housekeeping, far enough ahead that no move counts as under way.
+            # The next pass's housekeeping, far enough ahead (of the second host's clock too)
+            # that no move counts as under way.
             await run_archive(
                 store,
                 ArchivePolicy(after_days=100_000, time_budget_s=600),
-                clock=type(
-                    "Later", (), {"now": lambda self: datetime.now(UTC) + timedelta(days=1)}
-                )(),
+                clock=AheadClock(SKEWS[skew] + timedelta(days=1)),
             )
 
             for email, sid, acknowledged in zip(emails, sessions, results, strict=True):

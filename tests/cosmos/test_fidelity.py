@@ -242,6 +242,29 @@ def test_batch_runs_every_operation_type(store: Store) -> None:
     store.run(scenario)
 
 
+def test_batch_patch_answers_the_item_as_written_and_404_when_it_is_missing(
+    store: Store,
+) -> None:
+    """A move's fence (``moves.py: _touch``): an unconditional patch in a batch answers with the
+    item as written (the latest state, a new ETag) and a missing item is refused with 404."""
+
+    async def scenario(container: AsyncContainerProxy) -> None:
+        before = await container.create_item(session(ALICE, "s1", title="t"))
+        touch = [{"op": "set", "path": "/touched", "value": "now"}]
+        results = await container.execute_item_batch(
+            [("patch", ("s1", touch))], partition_key=ALICE
+        )
+        written = results[0]["resourceBody"]
+        assert written["title"] == "t" and written["touched"] == "now"
+        assert written["_etag"] == results[0]["eTag"] != before["_etag"]
+        with pytest.raises(exceptions.CosmosBatchOperationError) as caught:
+            await container.execute_item_batch([("patch", ("nope", touch))], partition_key=ALICE)
+        assert caught.value.status_code == 404
+        assert caught.value.error_index == 0
+
+    store.run(scenario)
+
+
 def test_batch_create_conflict_is_409_and_applies_nothing(store: Store) -> None:
     async def scenario(container: AsyncContainerProxy) -> None:
         await container.create_item(message(ALICE, "s1", 2))

@@ -17,10 +17,14 @@ interleaving it is tested against. Its rules:
    source since the read (a turn, a rename, feedback, a delete) fails the commit: the copy is
    discarded and the source is untouched.
 4. **Anyone finishes, nobody guesses.** A committed copy is recognised by its ``from`` (the source
-   ETag it copied) matching the source's stub, or the source being gone; it is activated by
-   whoever meets it (a read, a restore, the pass's housekeeping). An uncommitted copy is
-   discarded only when its source is provably not committed to it. Nothing else deletes items.
-5. **Another host's fresh claim is left alone; our own abandoned one is not.** Claims carry the
+   ETag it copied) matching the source's stub, or the source being gone or ``moved`` from it; it
+   is activated by whoever meets it (a read, a restore, the pass's housekeeping).
+5. **Nobody undoes a copy whose commit is still possible.** Whoever undoes, discards or takes
+   over a copy it did not make first writes the source session item (``_void``): the copy's
+   commit, if-match the ETag it copied, can then never succeed, and the write's answer (the
+   latest state, never a lagging replica's) says whether it already did. A mover whose own
+   commit failed undoes its own copy, fenced by its target item. No lease or clock decides.
+6. **Another host's fresh claim is left alone; our own abandoned one is not.** Claims carry the
    writing instance's ``mover``, and an instance moves a session one call at a time.
 """
 
@@ -66,6 +70,10 @@ COPY_PAGE = 500
 SOURCE_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid"
 ITEMS_QUERY = "SELECT * FROM c WHERE c.sessionId = @sid AND c.id != @sid"
 ITEM_IDS_QUERY = "SELECT TOP {n} c.id FROM c WHERE c.sessionId = @sid AND c.id != @sid"
+
+# Reads that locating a session makes to follow a move in flight (each move's window between
+# two states is one request long) before it answers 503 instead.
+LOCATE_TRIES = 5
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 
@@ -120,10 +128,13 @@ class Moves:
 
     def _fresh(self, item: SessionItem) -> bool:
         """Whether a claim may still be worked on by its writer. Only asked inside
-        ``_exclusive``: a claim of ours is then an abandoned attempt, never a running one."""
+        ``_exclusive``: a claim of ours is then an abandoned attempt, never a running one. A
+        claim stamped further ahead than the lease came from a clock that runs ahead: it is
+        not left alone for however long that clock is off (the fences keep this safe)."""
         if item.since is None or item.mover == self.mover:
             return False
-        return parse_iso(item.since) > self.clock.now() - MOVE_LEASE
+        now = self.clock.now()
+        return now - MOVE_LEASE < parse_iso(item.since) < now + MOVE_LEASE
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, email: str, session_id: str) -> AsyncIterator[bool]:
@@ -183,6 +194,43 @@ class Moves:
             if refused.index == 0:
                 raise FenceLost() from refused
             raise
+
+    async def _touch(self, where: Where, email: str, session_id: str) -> SessionItem | None:
+        """Write the session item (``touched``, unconditionally) and return it as written, or
+        None if it does not exist. A write is decided on the latest state, and its answer is
+        that state: unlike a read, it can never be served by a replica that lags behind."""
+        op: BatchOp = (
+            "patch",
+            (session_id, [{"op": "set", "path": "/touched", "value": self._now()}]),
+        )
+        try:
+            results = await self.conn.batch(where, email, [op])
+        except BatchRefused as refused:
+            if refused.status == 404:
+                return None
+            raise
+        return session_from_item(results[0]["resourceBody"], archived=where == "archive")
+
+    async def _void(self, source: Where, email: str, session_id: str, origin: str | None) -> bool:
+        """Before anyone undoes, discards or takes over a copy: make sure its commit can never
+        happen, and learn whether it already did. The commit replaces (or deletes) the source
+        session item if-match ``origin``, the ETag the copy was made from; any write to the
+        source moves that ETag on for good (ETags never come back), and the write's answer is
+        the source's latest state. True if the copy may go (its commit is impossible now);
+        False if the source committed to it (the copy must be made live, never discarded).
+        No lease, clock or read takes part: a stalled mover, a host whose clock runs ahead or
+        a lagging replica cannot make anyone undo a move that committed."""
+        current = await self._touch(source, email, session_id)
+        if source == "active":
+            # An archive commits by replacing the live item with a stub ``from`` its ETag;
+            # no active item at all is a delete (it marks the active item first).
+            return not (
+                current is not None and current.state == ARCHIVED and current.origin == origin
+            )
+        # A restore commits by deleting the archive item, or by marking it ``moved`` from its
+        # ETag when its items take more than one batch to remove. A delete or expiry marks the
+        # active item before the archive item goes, so its copy is never activated.
+        return not (current is None or (current.state == MOVED and current.origin == origin))
 
     async def _copy(
         self,
@@ -334,8 +382,29 @@ class Moves:
                 if target.live:
                     log.error("session_live_twice", extra={"session_id": session_id})
                 return MoveOutcome.BUSY if target.state == INCOMING else MoveOutcome.CHANGED
-            # A stale copy of a move that died, or leftovers of a restore being removed: take
-            # it over. Its items are overwritten by ours (the source holds every item it had).
+            # A stale copy of a move that died (or stalled), or leftovers of a restore being
+            # removed: take it over. Its items are overwritten by ours (the source holds every
+            # item it had). A copy's own commit is fenced off first, whoever's it was.
+            if target.state == INCOMING:
+                if not await self._void("active", email, session_id, target.origin):
+                    return MoveOutcome.BUSY  # it committed meanwhile: it is being finished
+                # Fencing it moved our source's ETag too: copy from what it is now (read
+                # after our own write, so no replica serves it older than that).
+                read = await self._source("active", email, session_id)
+                if (
+                    read.item is None
+                    or not read.item.live
+                    or read.item.record.updated_at != ref.updated_at
+                ):
+                    return MoveOutcome.CHANGED
+                source = read.item
+                claim = state_body(
+                    source.record,
+                    INCOMING,
+                    since=self._now(),
+                    origin=source.etag,
+                    mover=self.mover,
+                )
             try:
                 copy_etag = await self._copy(
                     "active", "archive", email, session_id, claim, target.etag, read
@@ -349,7 +418,11 @@ class Moves:
             "active", email, session_id, source.etag, stub, ARCHIVED, read.ids
         ):
             # The session changed since it was read: the source stays as it is.
-            await self._discard("archive", email, session_id, copy_etag)
+            # Our own copy, which nobody else commits: no fencing needed (and none wanted, as
+            # it would fail whoever took the copy over).
+            await self._purge(
+                "archive", email, session_id, copy_etag, delete_session_item=True, state=INCOMING
+            )
             return MoveOutcome.CHANGED
         await self._at("archive:committed", session_id)
         await self._activate("archive", email, session_id, copy_etag, source.record)
@@ -396,7 +469,9 @@ class Moves:
             head: BatchOp = (
                 ("delete", (session_id,), {"if_match_etag": etag})
                 if fits
-                else self._fence(session_id, etag, state=leftovers_state, since=self._now())
+                else self._fence(
+                    session_id, etag, state=leftovers_state, since=self._now(), **{"from": etag}
+                )
             )
         else:
             head = ("replace", (session_id, replacement), {"if_match_etag": etag})
@@ -444,12 +519,6 @@ class Moves:
             return False  # a delete got to it first: it goes, as the user asked
         return True
 
-    async def _discard(self, where: Where, email: str, session_id: str, etag: str) -> None:
-        """Remove an uncommitted archive copy (its session item was ours at ``etag``). It stays
-        ``incoming`` while it goes: a discard that stops half-way must never read as a user's
-        delete, which would take the live session with it."""
-        await self._purge(where, email, session_id, etag, delete_session_item=True, state=INCOMING)
-
     async def _finish_stub_cleanup(self, email: str, session_id: str) -> None:
         """After an archive whose active items did not fit the commit batch: remove the rest."""
         stub = await self.item("active", email, session_id)
@@ -470,6 +539,14 @@ class Moves:
             return await self._restore(email, session_id) if alone else MoveOutcome.BUSY
 
     async def _restore(self, email: str, session_id: str) -> MoveOutcome:
+        for _ in range(2):
+            outcome = await self._restore_once(email, session_id)
+            if outcome is not None:
+                return outcome
+        return MoveOutcome.BUSY
+
+    async def _restore_once(self, email: str, session_id: str) -> MoveOutcome | None:
+        """One attempt; None when it undid another restore that had stalled (look again)."""
         stub = await self.item("active", email, session_id)
         read = await self._source("archive", email, session_id)
         source = read.item
@@ -480,17 +557,23 @@ class Moves:
         if stub is not None and stub.state == RESTORING:
             if await self._settle_restoring(email, session_id, stub, source):
                 return MoveOutcome.MOVED
-            if self._fresh(stub):
-                return MoveOutcome.BUSY
-            stub = await self.item("active", email, session_id)  # undone: a stub again
+            # Undone if it was stale (its commit fenced off first): read everything again.
+            return MoveOutcome.BUSY if self._fresh(stub) else None
+        if stub is not None and stub.state != ARCHIVED:
+            return MoveOutcome.BUSY
         if source is not None and source.state == INCOMING:
             # An archive that committed but was not activated yet: finish it first.
             await self._settle_incoming(email, session_id, source, stub)
             return MoveOutcome.BUSY
+        if source is None and stub is not None:
+            # A stub without its archive copy is what a lagging replica shows right after an
+            # archive; asked of the latest state (a write), it is there, and the next look
+            # sees it. Only a stub whose copy truly is gone (a legacy half-done expiry) goes.
+            if await self._touch("archive", email, session_id) is not None:
+                return None
+            await self.delete_everywhere(email, session_id)
+            return MoveOutcome.GONE
         if source is None or not source.live:
-            if stub is not None and stub.state == ARCHIVED and source is None:
-                # A stub whose archive copy is gone (deleted by retention): it goes too.
-                await self.delete_everywhere(email, session_id)
             return MoveOutcome.GONE
 
         claim = state_body(
@@ -505,6 +588,7 @@ class Moves:
             return MoveOutcome.BUSY
         await self._at("restore:copied", session_id)
         if not await self._commit("archive", email, session_id, source.etag, None, MOVED, read.ids):
+            # Our own copy, which nobody else commits: undone without fencing (see above).
             await self._undo_restore(email, session_id, copy_etag, source.record)
             return MoveOutcome.CHANGED
         await self._at("restore:committed", session_id)
@@ -515,8 +599,11 @@ class Moves:
     async def _undo_restore(
         self, email: str, session_id: str, etag: str, record: SessionRecord
     ) -> None:
-        """The archive copy changed (rename, feedback) or went (retention, delete) while we
-        copied: remove our copies from the active container and stand the stub back up."""
+        """Remove a restore's uncommitted copies (the ``restoring`` item at ``etag``) from the
+        active container and stand the stub back up: the archive copy changed (rename,
+        feedback) or went (retention, delete) while it was copied, or its restore stalled.
+        Only once its commit is fenced off (``_void``): a restore that resumes later then fails
+        its commit instead of deleting the only copy left."""
         if not await self._purge(
             "active", email, session_id, etag, delete_session_item=False, state=RESTORING
         ):
@@ -536,28 +623,35 @@ class Moves:
     ) -> bool:
         """A ``restoring`` active item met by someone else. Its restore committed if the
         archive item is gone or ``moved`` from the copied version: activate it (a complete copy
-        always precedes a commit). It did not if the archive copy is still there: undo it once
-        it is stale. True if the session is live now."""
-        committed = source is None or (source.state == MOVED and source.origin == stub.origin)
-        if committed and stub.complete:
-            if not await self._activate("active", email, session_id, stub.etag, stub.record):
+        always precedes a commit). If it did not, and it is stale, fence its commit off and
+        undo it. What was read only says whether to look: the fencing write decides. True if
+        the session is live now."""
+        looks_committed = source is None or (source.state == MOVED and source.origin == stub.origin)
+        if self._fresh(stub) and not looks_committed:
+            return False  # under way: its mover commits or undoes it
+        if not await self._void("archive", email, session_id, stub.origin):
+            # Committed: make it live (a committed copy is complete), then remove leftovers.
+            if not stub.complete or not await self._activate(
+                "active", email, session_id, stub.etag, stub.record
+            ):
                 return False
-            if source is not None:
+            leftovers = await self.item("archive", email, session_id)
+            if leftovers is not None and leftovers.state == MOVED:
                 await self._purge(
                     "archive",
                     email,
                     session_id,
-                    source.etag,
+                    leftovers.etag,
                     delete_session_item=True,
                     state=MOVED,
                 )
             return True
         if self._fresh(stub):
-            return False
-        if source is None or source.state == DELETING:
-            # The archive copy was expired or deleted while the restore was starting.
+            return False  # a stale read: its mover now fails its commit and undoes it
+        if source is not None and source.state == DELETING:
+            # The archive copy is being expired or deleted: finish that.
             await self.delete_everywhere(email, session_id)
-        elif source.live:
+        else:
             await self._undo_restore(email, session_id, stub.etag, stub.record)
         return False
 
@@ -565,13 +659,25 @@ class Moves:
         self, email: str, session_id: str, copy: SessionItem, stub: SessionItem | None
     ) -> bool:
         """An ``incoming`` archive item met by someone else: activate it if its archive
-        committed (the active stub stands for the copied version); discard it if it provably
-        did not commit and is stale. True if it is live now."""
+        committed (the active stub stands for the copied version); discard it if it did not
+        and is stale, after fencing its commit off. True if it is live now."""
         committed = stub is not None and stub.state == ARCHIVED and stub.origin == copy.origin
-        if committed and copy.complete:
+        if not committed:
+            if self._fresh(copy):
+                return False  # under way: its mover commits or discards it
+            committed = not await self._void("active", email, session_id, copy.origin)
+            if not committed:
+                await self._purge(
+                    "archive",
+                    email,
+                    session_id,
+                    copy.etag,
+                    delete_session_item=True,
+                    state=INCOMING,
+                )
+                return False
+        if copy.complete:
             return await self._activate("archive", email, session_id, copy.etag, copy.record)
-        if not committed and not self._fresh(copy):
-            await self._discard("archive", email, session_id, copy.etag)
         return False
 
     async def readable_archive(self, email: str, session_id: str) -> SessionItem | None:
@@ -586,6 +692,31 @@ class Moves:
         if await self._settle_incoming(email, session_id, copy, stub):
             return await self.item("archive", email, session_id)
         return None
+
+    async def locate(self, email: str, session_id: str) -> tuple[SessionItem, Where] | None:
+        """The session's live item and its container, following a move in flight: the active
+        container holds an item for every session (rule 2), live or a stub standing for the
+        archive copy, so a stub is followed to the archive, and a copy met half-way is
+        finished (a committed one made live) or looked at again. None only when the session
+        does not exist; a move that cannot be followed in a few reads is 503, never 404."""
+        for _ in range(LOCATE_TRIES):
+            active = await self.item("active", email, session_id)
+            if active is not None and active.live:
+                return active, "active"
+            if active is not None and active.state == DELETING:
+                return None
+            copy = await self.readable_archive(email, session_id)
+            if copy is not None and copy.live:
+                return copy, "archive"
+            if active is None:
+                return None  # no item for it in the active container: no such session
+            if active.state == RESTORING:
+                source = await self.item("archive", email, session_id)
+                if source is None or (source.state == MOVED and source.origin == active.origin):
+                    # Committed, not yet live: make it live rather than wait for its mover.
+                    await self._settle_restoring(email, session_id, active, source)
+            # A move landed between these reads: look again from the start.
+        raise StorageUnavailable("The conversation is being moved; try again.", retry_after_s=1)
 
     # ---- deleting ------------------------------------------------------------------------------
 

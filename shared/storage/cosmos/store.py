@@ -296,6 +296,10 @@ class CosmosStore:
             item = await self.moves.item(where, email, session_id)
         return item.record if item is not None and item.live else None
 
+    async def locate(self, email: str, session_id: str) -> tuple[SessionRecord, Where] | None:
+        found = await self.moves.locate(email, session_id)
+        return (found[0].record, found[1]) if found is not None else None
+
     async def get_message(
         self, email: str, session_id: str, seq: int, *, where: Where
     ) -> MessageRecord | None:
