@@ -37,6 +37,16 @@ import {
   utf8JsonBytes,
   writeCharge,
 } from "./throughput.mjs";
+import {
+  clockRoute,
+  defaultTtlError,
+  hasDue,
+  installExpiryIndex,
+  installTestClock,
+  itemTtlError,
+  purgeExpired,
+  reindexExpiry,
+} from "./ttl.mjs";
 
 const require = createRequire(import.meta.url);
 const PKG = "@vercel/cosmosdb-server";
@@ -285,6 +295,8 @@ async function createOrUpsertDocument(account, req, res, params, original) {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     return fail(res, 400, "BadRequest", "The input content is invalid.");
   }
+  const ttlError = itemTtlError(body);
+  if (ttlError) return fail(res, 400, "BadRequest", ttlError);
   return original(account, req, res, params);
 }
 
@@ -297,6 +309,8 @@ async function replaceDocument(account, req, res, params, original) {
   if (!body || typeof body !== "object" || body.id !== params.docId) {
     return fail(res, 400, "BadRequest", "The id in the body does not match the id of the item.");
   }
+  const ttlError = itemTtlError(body);
+  if (ttlError) return fail(res, 400, "BadRequest", ttlError);
   return original(account, req, res, params);
 }
 
@@ -318,6 +332,10 @@ async function patchDocument(account, req, res, params, original) {
   } else if (result && itemBytes(result) > MAX_ITEM_BYTES) {
     undo.rollback();
     return tooLarge(res);
+  } else if (itemTtlError(result)) {
+    // a patch that sets an invalid ttl is refused like a write of one (ttl.mjs)
+    undo.rollback();
+    return fail(res, 400, "BadRequest", itemTtlError(result));
   }
   return result;
 }
@@ -368,6 +386,7 @@ function runBatchOperation(collection, op, pk, undo, asciiBody) {
       return { statusCode: 400, charge: 1 };
     }
     if (itemBytes(body, asciiBody) > MAX_ITEM_BYTES) return { statusCode: 413, charge: 1 };
+    if (itemTtlError(body)) return { statusCode: 400, charge: 1 };
     if (itemPartitionValue(collection, body) !== pk.value) return { statusCode: 400, charge: 1 };
     if (type === "replace" && op.id !== undefined && op.id !== body.id) {
       return { statusCode: 400, charge: 1 };
@@ -426,6 +445,7 @@ function applyBatchOperation(collection, op, { type, id, pk, pkRaw, partition, c
       if (result.statusCode < 400 && itemBytes(result.body) > MAX_ITEM_BYTES) {
         return { statusCode: 413 };
       }
+      if (result.statusCode < 400 && itemTtlError(result.body)) return { statusCode: 400 };
       return result;
     }
     default:
@@ -602,6 +622,42 @@ async function deletePartition(account, req, res, params) {
   req[CHARGE] = PARTITION_DELETE_CHARGE;
   res.statusCode = 200;
   return {};
+}
+
+// GAP: time to live (ttl.mjs). The package stored any defaultTtl; Cosmos refuses one that is not
+// null, -1 or a positive integer (400). A replace that changes defaultTtl changes when the
+// container's items expire.
+async function createContainer(account, req, res, params, original) {
+  const { body, error } = await readJson(req, res);
+  if (error) return error;
+  const ttlError = defaultTtlError(body);
+  if (ttlError) return fail(res, 400, "BadRequest", ttlError);
+  return original(account, req, res, params);
+}
+
+async function replaceContainer(account, req, res, params, original) {
+  const { body, error } = await readJson(req, res);
+  if (error) return error;
+  const ttlError = defaultTtlError(body);
+  if (ttlError) return fail(res, 400, "BadRequest", ttlError);
+  const database = account.database(params.dbId);
+  const before = database.collection(params.collId);
+  const result = await original(account, req, res, params);
+  const after = database.collection(params.collId);
+  if (res.statusCode < 400 && after.read()) {
+    if (after !== before) adoptItems(after, before);
+    reindexExpiry(after);
+  }
+  return result;
+}
+
+// GAP: replacing a container (its indexing policy, its defaultTtl) dropped every item in it: the
+// package makes a new container object with empty stores. Cosmos keeps the items; so does this.
+function adoptItems(after, before) {
+  for (const store of ["documents", "userDefinedFunctions"]) {
+    after[store] = before[store];
+    after[store]._parent = after;
+  }
 }
 
 // GAP: the partition key ranges feed gave range ids as numbers (`"id": 0`); Cosmos gives strings
@@ -783,6 +839,11 @@ function itemOperation(kind, run) {
       `dbs/${headerSafe(params.dbId)}/colls/${headerSafe(params.collId)}`,
     );
     res.setHeader("x-ms-documentdb-partitionkeyrangeid", PK_RANGE_ID);
+    // Expired items are gone before anything reads or writes the container (ttl.mjs); the
+    // deletion runs under the write lock so no write transaction records it.
+    if (collection.read() && hasDue(collection)) {
+      await consistency.writeLock.run(async () => purgeExpired(collection));
+    }
     const token = parseSessionToken(req.headers["x-ms-session-token"]);
     if (token.invalid) {
       return fail(res, 400, "BadRequest", "The session token provided is invalid.");
@@ -844,6 +905,8 @@ function itemOperation(kind, run) {
  * @param {boolean} [options.payloadAsSent]  weigh items as sent, non-ASCII escaped (default true)
  * @param {boolean} [options.requestCharges]  estimate x-ms-request-charge (default true)
  * @param {boolean} [options.ownerSubstatus]  substatus 1003 for a missing owner (default true)
+ * @param {boolean} [options.testClock]  serve POST /_parley/clock to advance the server's clock
+ *   (default false; ttl.mjs)
  */
 export function installFidelityPatches({
   auth = true,
@@ -854,6 +917,7 @@ export function installFidelityPatches({
   payloadAsSent = true,
   requestCharges = true,
   ownerSubstatus = true,
+  testClock = false,
 } = {}) {
   const routes = lib("routes");
   const json = lib("json");
@@ -870,6 +934,8 @@ export function installFidelityPatches({
   patchQueryCompiler();
   installQueryPatches({ strictContinuations });
   installWriteCapture();
+  installExpiryIndex();
+  if (testClock) installTestClock();
 
   const handler = (rel) => lib(`handler/${rel}`).default;
   const wrappers = new Map([
@@ -882,6 +948,8 @@ export function installFidelityPatches({
     [handler("query-documents"), (a, q, r, p) => queryDocuments(a, q, r, p)],
     [handler("read-documents"), (a, q, r, p) => readDocuments(a, q, r, p)],
     [handler("read-partition-key-ranges"), readPartitionKeyRanges],
+    [handler("create-collection"), createContainer],
+    [handler("replace-collection"), replaceContainer],
   ]);
   const kinds = new Map([
     [handler("read-document"), KIND.read],
@@ -905,6 +973,8 @@ export function installFidelityPatches({
     };
   };
   const route = (req) => {
+    const clock = testClock ? clockRoute(req) : null;
+    if (clock) return [{}, clock];
     if (auth) {
       const denied = checkAuthorization(req);
       if (denied) return [{}, (_a, _q, res) => fail(res, 401, "Unauthorized", denied)];

@@ -42,6 +42,11 @@ Strict behaviours of Azure (on unless turned off):
   --no-owner-substatus      a missing database or container is 404 without substatus 1003
                             (env COSMOS_OWNER_SUBSTATUS=off)
 
+For tests (off unless given):
+  --test-clock              the server's clock (items' _ts, time-to-live expiry) can be moved
+                            forward with POST /_parley/clock {"advanceSeconds": N}, unsigned
+                            (env COSMOS_TEST_CLOCK=on)
+
 When it listens it prints one line to stdout, and nothing else there:
   COSMOS_READY https://127.0.0.1:PORT
 Logs go to stderr. SIGTERM or SIGINT stop it (exit code 0). Data lives in memory only.
@@ -79,6 +84,7 @@ function options() {
       "utf8-payload-size": { type: "boolean", default: false },
       "no-request-charges": { type: "boolean", default: false },
       "no-owner-substatus": { type: "boolean", default: false },
+      "test-clock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -112,6 +118,7 @@ function options() {
     ),
     requestCharges: !(values["no-request-charges"] || isOff(env.COSMOS_REQUEST_CHARGES ?? "on")),
     ownerSubstatus: !(values["no-owner-substatus"] || isOff(env.COSMOS_OWNER_SUBSTATUS ?? "on")),
+    testClock: values["test-clock"] || /^(1|on|true|yes)$/i.test(env.COSMOS_TEST_CLOCK ?? ""),
   };
 }
 
@@ -126,6 +133,7 @@ function describe(opts) {
   if (!opts.payloadAsSent) notes.push("items weighed as UTF-8");
   if (!opts.requestCharges) notes.push("request charges off");
   if (!opts.ownerSubstatus) notes.push("owner substatus off");
+  if (opts.testClock) notes.push("test clock on: POST /_parley/clock moves time forward");
   return notes;
 }
 
