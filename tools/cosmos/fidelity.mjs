@@ -470,7 +470,9 @@ async function batchDocuments(account, req, res, params) {
       res,
       400,
       "BadRequest",
-      `Batch request has more operations than what is supported (${MAX_BATCH_OPERATIONS}).`,
+      // Cosmos's wording, which the SDK's test_transactional_batch.py checks
+      "Batch request has more operations than what is supported. " +
+        `At most ${MAX_BATCH_OPERATIONS} are allowed.`,
     );
   }
   const pk = partitionKeyHeader(req);
