@@ -30,6 +30,10 @@ _PREFIX_QUERY = (
     "a query on a prefix of a hierarchical partition key is sent as a feed-range query; "
     "hierarchical keys are not modelled beyond point operations (Parley uses one-path keys)"
 )
+_HIERARCHICAL = (
+    "hierarchical (MultiHash) keys: the package keys items by the first level only, so an item "
+    "missing a lower level is stored instead of refused (Parley uses one-path keys)"
+)
 
 OUT_OF_SCOPE: dict[str, str] = {
     # --- users, permissions, scripts, offers, conflicts ---------------------------------
@@ -86,49 +90,22 @@ OUT_OF_SCOPE: dict[str, str] = {
     "test_query_response_headers.py::*::test_response_hook_parity_query_items_change_feed": (
         _CHANGE_FEED
     ),
-    # --- OPEN: gaps of issue 32 still to close ----------------------------------------------
-    "test_crud.py::TestCRUDOperations::test_document_upsert": "OPEN: read/replace by _self link",
     "test_crud*.py::*::test_get_resource_with_dictionary_and_object": (
-        "OPEN: read/replace by _self link"
+        _SCRIPTS + " (it reads a stored procedure by id and by properties)"
     ),
-    "test_crud.py::TestCRUDOperations::test_partitioned_collection_document_crud_and_query": (
-        "OPEN: read/replace by _self link"
-    ),
-    "test_crud_subpartition.py::TestSubpartitionCrud::test_partitioned_collection_document_crud_and_query_subpartition": (  # noqa: E501
-        "OPEN: read/replace by _self link"
-    ),
-    "test_crud_response_payload_on_write_disabled.py::TestCRUDOperationsResponsePayloadOnWriteDisabled::test_document_crud_response_payload_enabled_via_override": (  # noqa: E501
-        "OPEN: read/replace by _self link"
-    ),
-    "test_crud.py::TestCRUDOperations::test_document_crud": "OPEN: If-None-Match 304",
-    "test_crud_response_payload_on_write_disabled.py::*::test_document_crud": (
-        "OPEN: no_response empty body"
-    ),
-    "test_crud_response_payload_on_write_disabled.py::*::test_document_upsert": (
-        "OPEN: no_response empty body"
-    ),
-    "test_crud_response_payload_on_write_disabled.py::*::test_patch_operations": (
-        "OPEN: no_response empty body"
-    ),
-    "test_crud_response_payload_on_write_disabled.py::*::test_partitioned_collection_document_crud_and_query": (  # noqa: E501
-        "OPEN: no_response empty body"
-    ),
-    "test_crud*.py::*::test_conditional_patching": "OPEN: patch filter alias other than c: 412",
-    "test_crud*.py::*::test_collection_indexing_policy": "OPEN: default indexing policy _etag",
-    "test_crud*.py::*::test_create_default_indexing_policy": "OPEN: default indexing policy _etag",
-    "test_crud_subpartition.py::*::test_partitioned_collection_partition_key_extraction_subpartition": (  # noqa: E501
-        "OPEN: an item missing a level of a hierarchical key"
-    ),
-    "test_transactional_batch.py::*::test_batch_lsn": "OPEN: lsn header on batches",
-    "test_transactional_batch.py::*::test_batch_subpartition": "OPEN: batch on a key prefix",
-    "test_headers.py::*::test_container_replace_item_throughput_bucket": (
-        "OPEN: replace that changes the id"
-    ),
-    "test_session.py::*::test_session_token_*_for_ops": "OPEN: batch operations of the test",
     "test_partition_key.py::*::test_multi_partition_collection_read_document_with_no_pk*": (
-        "OPEN: point operations with no partition key"
+        _CONFLICTS + " (each operation on the key is followed by a conflicts query)"
     ),
-    "test_partition_key.py::*::test_with_null_pk*": "OPEN: point operations with a null key",
+    "test_partition_key.py::*::test_with_null_pk*": (
+        _CONFLICTS + " (each operation on the key is followed by a conflicts query)"
+    ),
+    "test_crud_subpartition.py::*::test_partitioned_collection_document_crud_and_query_subpartition": (  # noqa: E501
+        _HIERARCHICAL
+    ),
+    "test_crud_subpartition.py::*::test_partitioned_collection_partition_key_extraction_subpartition": (  # noqa: E501
+        _HIERARCHICAL
+    ),
+    # --- OPEN: gaps of issue 32 still to close ----------------------------------------------
     "test_query.py::*::test_distinct*": "OPEN: DISTINCT",
     "test_query.py::*::test_offset_limit": "OPEN: OFFSET ... LIMIT",
     "test_query.py::*::test_query_items_with_parameters_none": "OPEN: a property named value",

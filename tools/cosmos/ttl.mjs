@@ -72,7 +72,7 @@ export function itemTtlError(item) {
   );
 }
 
-/** When (seconds since the epoch) an item of a container with this definition expires; null: never. */
+/** When (seconds since the epoch) an item of a container so defined expires; null: never. */
 export function expiresAt(definition, item) {
   const defaultTtl = definition ? definition.defaultTtl : undefined;
   if (defaultTtl === undefined || defaultTtl === null) return null; // TTL off
