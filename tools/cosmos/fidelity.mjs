@@ -26,6 +26,15 @@ import {
   PK_RANGE_ID,
 } from "./consistency.mjs";
 import { installQueryPatches } from "./query-features.mjs";
+import { needsWholeResult, pageOfWhole, planQuery } from "./query-language.mjs";
+import {
+  fullTextPolicyError,
+  indexLookupCount,
+  installFullTextFunctions,
+  rankItems,
+  withoutRank,
+  usesFullText,
+} from "./fulltext.mjs";
 import {
   escapedJsonBytes,
   formatCharge,
@@ -627,24 +636,50 @@ function withReversedComposites(compositeIndexes) {
   );
 }
 
-function queryCollection(req, collection, items, query, { maxItemCount, continuation }) {
+function queryCollection(req, collection, scanned, query, paging, crossPartition = false) {
+  const { maxItemCount, continuation } = paging;
   const meta = collection.read();
-  const q = collection.documents._getQuery(query.query);
+  // DISTINCT, OFFSET ... LIMIT, `c.value`, aggregates (query-language.mjs)
+  const plan = planQuery(query.query, query.parameters);
+  const badRequest = (message) => Object.assign(new Error(message), { badRequest: true });
+  if (plan.error) throw badRequest(plan.error);
+  if (crossPartition && plan.bareAggregate) {
+    throw badRequest(
+      "Cross partition query only supports 'VALUE <AggregateFunc>' for aggregates.",
+    );
+  }
+  // ORDER BY RANK: the items ranked first, the rest of the query runs over them (fulltext.mjs)
+  const ranked = rankItems(plan.sql, scanned, query.parameters);
+  if (ranked.error) throw badRequest(ranked.error);
+  plan.sql = ranked.sql;
+  const { items } = ranked;
+  const whole = needsWholeResult(plan);
   let page;
   try {
+    const q = collection.documents._getQuery(plan.sql);
     page = q.exec(items, {
-      parameters: query.parameters,
+      parameters: plan.parameters,
       udf: collection.documents._userDefinedFunctions(),
-      maxItemCount,
-      continuation,
+      maxItemCount: whole ? null : maxItemCount,
+      continuation: whole ? null : continuation,
       compositeIndexes: withReversedComposites((meta.indexingPolicy || {}).compositeIndexes),
     });
   } catch (err) {
     err.badRequest = true;
     throw err;
   }
+  if (whole) page = pageOfWhole(plan, page.result, paging);
+  if (items !== scanned) withoutRank(page.result);
+  if (crossPartition && plan.valueAggregate && page.result.length === 0 && !page.continuation) {
+    page = { ...page, result: [null] };
+  }
   const returnedBytes = page.result.reduce((sum, row) => sum + escapedJsonBytes(row), 0);
-  req[QUERY_STATS] = { examined: items.length, returnedBytes };
+  // A full-text query reads the full-text index: it is charged for the items holding one of its
+  // terms, not for every item of the partition (fulltext.mjs).
+  const examined = usesFullText(query.query)
+    ? indexLookupCount(query.query, items)
+    : items.length;
+  req[QUERY_STATS] = { examined, returnedBytes };
   return page;
 }
 
@@ -681,7 +716,7 @@ async function queryDocuments(account, req, res, params) {
       }
     }
     try {
-      return queryCollection(req, collection, items, body, paging);
+      return queryCollection(req, collection, items, body, paging, !pk.present);
     } catch (err) {
       if (err.badRequest) return fail(res, 400, "BadRequest", err.message);
       throw err;
@@ -729,6 +764,8 @@ async function createContainer(account, req, res, params, original) {
   if (error) return error;
   const ttlError = defaultTtlError(body);
   if (ttlError) return fail(res, 400, "BadRequest", ttlError);
+  const fullTextError = fullTextPolicyError(body);
+  if (fullTextError) return fail(res, 400, "BadRequest", fullTextError);
   withStoredIndexingPolicy(req, body);
   return original(account, req, res, params);
 }
@@ -746,6 +783,8 @@ async function replaceContainer(account, req, res, params, original) {
   if (error) return error;
   const ttlError = defaultTtlError(body);
   if (ttlError) return fail(res, 400, "BadRequest", ttlError);
+  const fullTextError = fullTextPolicyError(body);
+  if (fullTextError) return fail(res, 400, "BadRequest", fullTextError);
   withStoredIndexingPolicy(req, body);
   const database = account.database(params.dbId);
   const before = database.collection(params.collId);
@@ -1049,6 +1088,7 @@ export function installFidelityPatches({
 
   patchQueryCompiler();
   installQueryPatches({ strictContinuations });
+  installFullTextFunctions();
   installWriteCapture();
   installExpiryIndex();
   if (testClock) installTestClock();

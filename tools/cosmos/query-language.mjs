@@ -1,0 +1,152 @@
+// Query-language features of Cosmos DB for NoSQL that the package's parser lacked, added around
+// it (fidelity.mjs: queryDocuments / queryCollection call planQuery and finishQuery):
+//   - a property named `value` (`c.value`): VALUE is a keyword of the package's grammar, so
+//     `.value` is rewritten to `["value"]` (same meaning) outside string literals, and a
+//     parameter `@value` to `@parley_value`;
+//   - `SELECT DISTINCT ...`: the query runs without DISTINCT, then repeated rows (equal JSON,
+//     whatever the order of an object's properties) are dropped, first occurrence kept;
+//   - `... OFFSET n LIMIT m` (numbers or @parameters) at the end: the query runs without it,
+//     then rows n..n+m are kept (docs: "OFFSET LIMIT (NoSQL query)");
+//   - `SELECT VALUE MAX|MIN|AVG(...)` over no item in a cross-partition query: `[null]`, what the
+//     SDK answers on Azure (its test_value_max_query); the server answered `[]`. Not confirmed for
+//     a single-partition query (Azure's gateway may answer `[]` there), so left as it was;
+//   - an aggregate without VALUE (`SELECT COUNT(1) FROM c`) in a cross-partition query: 400, as
+//     the SDK's test_unsupported_queries expects ("Cross partition query only supports 'VALUE
+//     <AggregateFunc>' for aggregates"; the wording is not confirmed). With a partition key it
+//     runs, returning [{"$1": n}], as the package did.
+// DISTINCT and OFFSET...LIMIT need every row before a page is cut: such a query is answered from
+// its whole result, paged here with a continuation token of our own (`{"parleyOffset": n}`).
+
+const AGGREGATE = /\b(COUNT|SUM|MIN|MAX|AVG)\s*\(/i;
+
+/** Splits SQL into code and string-literal parts, so rewrites touch code only. */
+function parts(sql) {
+  const out = [];
+  let i = 0;
+  let start = 0;
+  while (i < sql.length) {
+    const ch = sql[i];
+    if (ch === "'" || ch === '"') {
+      if (i > start) out.push({ code: true, text: sql.slice(start, i) });
+      let j = i + 1;
+      while (j < sql.length && sql[j] !== ch) j += sql[j] === "\\" ? 2 : 1;
+      out.push({ code: false, text: sql.slice(i, j + 1) });
+      i = j + 1;
+      start = i;
+    } else {
+      i += 1;
+    }
+  }
+  if (start < sql.length) out.push({ code: true, text: sql.slice(start) });
+  return out;
+}
+
+function parameterValue(token, parameters) {
+  if (/^\d+$/.test(token)) return Number(token);
+  const found = (parameters || []).find((p) => p && p.name === token);
+  return found ? found.value : undefined;
+}
+
+/**
+ * What a query needs beyond the package: { sql, distinct, offset, limit, valueAggregate,
+ * bareAggregate } or { error } (400).
+ */
+export function planQuery(sql, parameters) {
+  const pieces = parts(String(sql));
+  const code = pieces.filter((p) => p.code).map((p) => p.text).join(" ");
+  const plan = { distinct: false, offset: null, limit: null };
+  // a parameter named like a keyword (`@value`) is renamed too: the parser refused it
+  const renamed = new Map();
+  plan.parameters = (parameters || []).map((p) => {
+    if (!p || typeof p.name !== "string" || !/^@value$/i.test(p.name)) return p;
+    renamed.set(p.name.toLowerCase(), `@parley_${p.name.slice(1)}`);
+    return { ...p, name: `@parley_${p.name.slice(1)}` };
+  });
+  for (const piece of pieces) {
+    if (!piece.code) continue;
+    piece.text = piece.text
+      .replace(/@value\b/gi, (m) => renamed.get(m.toLowerCase()) ?? m)
+      .replace(/\.\s*value\b/gi, '["value"]');
+  }
+  const first = pieces.find((p) => p.code);
+  if (first && /^\s*SELECT\s+DISTINCT\b/i.test(first.text)) {
+    first.text = first.text.replace(/^(\s*SELECT\s+)DISTINCT\b\s*/i, "$1");
+    plan.distinct = true;
+  }
+  const last = pieces[pieces.length - 1];
+  const tail = last && last.code ? /\s+OFFSET\s+(\d+|@\w+)\s+LIMIT\s+(\d+|@\w+)\s*$/i : null;
+  const match = tail && tail.exec(last.text);
+  if (match) {
+    plan.offset = parameterValue(match[1], parameters);
+    plan.limit = parameterValue(match[2], parameters);
+    if (!Number.isInteger(plan.offset) || !Number.isInteger(plan.limit)) {
+      return { error: "OFFSET and LIMIT take non-negative integers." };
+    }
+    if (plan.offset < 0 || plan.limit < 0) {
+      return { error: "OFFSET and LIMIT take non-negative integers." };
+    }
+    last.text = last.text.slice(0, match.index);
+  }
+  const select =
+    /^\s*SELECT\s+(?:DISTINCT\s+)?(?:TOP\s+\S+\s+)?(VALUE\s+)?([\s\S]*?)\bFROM\b/i.exec(code);
+  const projection = select ? select[2] : "";
+  plan.valueAggregate = Boolean(select && select[1] && /^\s*(MAX|MIN|AVG)\s*\(/i.test(projection));
+  // GROUP BY (which Azure runs across partitions) is not modelled: the package's parser refuses it
+  plan.bareAggregate = Boolean(
+    select && !select[1] && AGGREGATE.test(projection) && !/\bGROUP\s+BY\b/i.test(code),
+  );
+  plan.sql = pieces.map((p) => p.text).join("");
+  return plan;
+}
+
+/** Whether the query must be answered from its whole result (paged here, not by the package). */
+export function needsWholeResult(plan) {
+  return plan.distinct || plan.offset !== null;
+}
+
+/** JSON with object keys sorted: equal for rows that differ only in property order. */
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "undefined";
+}
+
+/**
+ * One page of a query answered from its whole result `rows`: DISTINCT and OFFSET...LIMIT applied,
+ * then `maxItemCount` rows from the offset in `continuation` (our own token).
+ */
+export function pageOfWhole(plan, rows, { maxItemCount, continuation }) {
+  let kept = rows;
+  if (plan.distinct) {
+    const seen = new Set();
+    kept = rows.filter((row) => {
+      const key = canonical(row);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  }
+  if (plan.offset !== null) kept = kept.slice(plan.offset, plan.offset + plan.limit);
+  const token = continuation && continuation.token;
+  let from = 0;
+  if (typeof token === "string") {
+    try {
+      from = Number(JSON.parse(token).parleyOffset) || 0;
+    } catch {
+      from = 0;
+    }
+  }
+  const size = maxItemCount > 0 ? maxItemCount : kept.length;
+  const result = kept.slice(from, from + size);
+  const next = from + size;
+  return {
+    result,
+    continuation:
+      next < kept.length
+        ? { token: JSON.stringify({ parleyOffset: next }), range: { min: "", max: "FF" } }
+        : null,
+  };
+}
