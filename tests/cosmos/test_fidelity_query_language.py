@@ -1,8 +1,8 @@
 """Query-language features of the local Cosmos server (tools/cosmos/query-language.mjs) that the
 package's parser lacked: DISTINCT, OFFSET ... LIMIT (the examples of Azure's "OFFSET LIMIT (NoSQL
-query)" and "DISTINCT" pages, on their Families-style items), a property named ``value``, MAX
-over nothing, and aggregates without VALUE across partitions. Skipped when COSMOS_ENDPOINT names
-another account.
+query)" and "DISTINCT" pages, on their Families-style items), properties whose names start with
+a keyword, MAX over nothing, and aggregates without VALUE across partitions. Skipped when
+COSMOS_ENDPOINT names another account.
 """
 
 from __future__ import annotations
@@ -50,7 +50,16 @@ def _families(account: CosmosAccount) -> Iterator[ContainerProxy]:
         for family in FAMILIES:
             container.create_item(family)
         for i in range(6):
-            container.create_item({"id": f"v{i}", "value": i // 2, "kind": "numbered"})
+            container.create_item(
+                {
+                    "id": f"v{i}",
+                    "value": i // 2,
+                    "value1": i // 2,
+                    "orderId": f"o{i}",
+                    "notes": f"n{i}",
+                    "kind": "numbered",
+                }
+            )
         yield container
     finally:
         client.delete_database(name)
@@ -77,7 +86,7 @@ def test_distinct(families: ContainerProxy) -> None:
     )
     assert rows == [{"state": "NY"}, {"state": "WA"}]
     pages = families.query_items(
-        "SELECT DISTINCT VALUE f.value FROM f WHERE f.kind = 'numbered'",
+        "SELECT DISTINCT VALUE f.value1 FROM f WHERE f.kind = 'numbered'",
         enable_cross_partition_query=True,
         max_item_count=2,
     ).by_page()
@@ -106,25 +115,29 @@ def test_offset_limit(families: ContainerProxy) -> None:
     assert [list(page) for page in pages] == [["v1", "v2", "v3"], ["v4"]]
 
 
-def test_a_property_named_value(families: ContainerProxy) -> None:
-    assert query(families, "SELECT VALUE f.id FROM f WHERE f.value = 2 ORDER BY f.id") == [
-        "v4",
-        "v5",
-    ]
-    assert query(families, "SELECT f.value FROM f WHERE f.id = 'v0'") == [{"value": 0}]
+def test_properties_whose_names_start_with_a_keyword(families: ContainerProxy) -> None:
+    # the SDK's test_query_items_with_parameters_none: `c.value1 = @value`
     rows = query(
         families,
-        "SELECT VALUE f.id FROM f WHERE f.value = @value ORDER BY f.id",
+        "SELECT VALUE f.id FROM f WHERE f.value1 = @value ORDER BY f.id",
         parameters=[{"name": "@value", "value": 1}],
     )
     assert rows == ["v2", "v3"]
+    assert query(families, "SELECT f.orderId, f.notes FROM f WHERE f.id = 'v0'") == [
+        {"orderId": "o0", "notes": "n0"}
+    ]
     # the word inside a string literal is left alone
-    assert query(families, "SELECT VALUE f.id FROM f WHERE f.id = 'f.value'") == []
+    assert query(families, "SELECT VALUE f.id FROM f WHERE f.id = 'f.value1'") == []
+    # a property named exactly `value` is written f["value"], as the SDK's own tests do
+    assert query(families, 'SELECT VALUE f.id FROM f WHERE f["value"] = 2 ORDER BY f.id') == [
+        "v4",
+        "v5",
+    ]
 
 
 def test_max_over_nothing_is_null_across_partitions(families: ContainerProxy) -> None:
     assert query(families, "SELECT VALUE MAX(f.version) FROM f WHERE f.kind = 'none'") == [None]
-    assert query(families, "SELECT VALUE MAX(f.value) FROM f") == [2]
+    assert query(families, "SELECT VALUE MAX(f.value1) FROM f") == [2]
     assert query(families, "SELECT VALUE COUNT(1) FROM f WHERE f.kind = 'none'") == [0]
 
 

@@ -1,8 +1,11 @@
 // Query-language features of Cosmos DB for NoSQL that the package's parser lacked, added around
 // it (fidelity.mjs: queryDocuments / queryCollection call planQuery and finishQuery):
-//   - a property named `value` (`c.value`): VALUE is a keyword of the package's grammar, so
-//     `.value` is rewritten to `["value"]` (same meaning) outside string literals, and a
-//     parameter `@value` to `@parley_value`;
+//   - a property whose name starts with a keyword (`c.value1`, `c.orderId`, `c.description`,
+//     `c.notes`): the package's grammar refused any identifier beginning with one of its
+//     keywords, so `.name` is rewritten to `["name"]` (same meaning) outside string literals,
+//     and a parameter `@value` to `@parley_value`. A property named exactly like a keyword
+//     (`c.value`) is left to the parser (400): the SDK's tests write `c["value"]`, and whether
+//     Azure accepts `c.value` is not confirmed;
 //   - `SELECT DISTINCT ...`: the query runs without DISTINCT, then repeated rows (equal JSON,
 //     whatever the order of an object's properties) are dropped, first occurrence kept;
 //   - `... OFFSET n LIMIT m` (numbers or @parameters) at the end: the query runs without it,
@@ -18,6 +21,12 @@
 // its whole result, paged here with a continuation token of our own (`{"parleyOffset": n}`).
 
 const AGGREGATE = /\b(COUNT|SUM|MIN|MAX|AVG)\s*\(/i;
+// The keywords the package's grammar will not let an identifier start with (found by trying).
+const KEYWORDS =
+  "value|select|top|order|in|by|from|not|and|as|or|where|join|between|true|false|null|asc|" +
+  "desc|exists|array|udf";
+const KEYWORD_PREFIX = new RegExp(`^(${KEYWORDS})`, "i");
+const KEYWORD = new RegExp(`^(${KEYWORDS})$`, "i");
 
 /** Splits SQL into code and string-literal parts, so rewrites touch code only. */
 function parts(sql) {
@@ -66,7 +75,9 @@ export function planQuery(sql, parameters) {
     if (!piece.code) continue;
     piece.text = piece.text
       .replace(/@value\b/gi, (m) => renamed.get(m.toLowerCase()) ?? m)
-      .replace(/\.\s*value\b/gi, '["value"]');
+      .replace(/\.\s*([A-Za-z_]\w*)/g, (m, name) =>
+        KEYWORD_PREFIX.test(name) && !KEYWORD.test(name) ? `["${name}"]` : m,
+      );
   }
   const first = pieces.find((p) => p.code);
   if (first && /^\s*SELECT\s+DISTINCT\b/i.test(first.text)) {
