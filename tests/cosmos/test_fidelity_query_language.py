@@ -1,7 +1,7 @@
 """Query-language features of the local Cosmos server (tools/cosmos/query-language.mjs) that the
 package's parser lacked: DISTINCT, OFFSET ... LIMIT (the examples of Azure's "OFFSET LIMIT (NoSQL
 query)" and "DISTINCT" pages, on their Families-style items), properties whose names start with
-a keyword, MAX over nothing, and aggregates without VALUE across partitions. Skipped when
+a keyword, GROUP BY, MAX over nothing, and aggregates without VALUE across partitions. Skipped when
 COSMOS_ENDPOINT names another account.
 """
 
@@ -149,3 +149,31 @@ def test_aggregate_without_value_is_refused_across_partitions(families: Containe
     # within one partition it runs
     rows = list(families.query_items("SELECT COUNT(1) FROM f", partition_key="v0"))
     assert rows == [{"$1": 1}]
+
+
+def test_group_by(families: ContainerProxy) -> None:
+    # the shape of the docs' example: SELECT COUNT(1) AS n, f.key FROM f GROUP BY f.key
+    rows = query(
+        families,
+        "SELECT COUNT(1) AS n, f.address.state FROM f WHERE IS_DEFINED(f.address) "
+        "GROUP BY f.address.state",
+    )
+    assert sorted(rows, key=lambda r: r["state"]) == [
+        {"n": 2, "state": "NY"},
+        {"n": 2, "state": "WA"},
+    ]
+    counts = query(
+        families, "SELECT VALUE MAX(f.value1) FROM f WHERE f.kind = 'numbered' GROUP BY f.value1"
+    )
+    assert sorted(counts) == [0, 1, 2]
+    # two keys; an aggregate over each group, the other columns from the group
+    rows = query(
+        families,
+        "SELECT f.value1 AS v, MIN(f.orderId) AS first, COUNT(1) AS n FROM f "
+        "WHERE f.kind = 'numbered' GROUP BY f.value1, f.kind",
+    )
+    assert sorted(rows, key=lambda r: r["v"]) == [
+        {"v": 0, "first": "o0", "n": 2},
+        {"v": 1, "first": "o2", "n": 2},
+        {"v": 2, "first": "o4", "n": 2},
+    ]

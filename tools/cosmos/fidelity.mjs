@@ -26,7 +26,7 @@ import {
   PK_RANGE_ID,
 } from "./consistency.mjs";
 import { installQueryPatches } from "./query-features.mjs";
-import { needsWholeResult, pageOfWhole, planQuery } from "./query-language.mjs";
+import { groupRows, needsWholeResult, pageOfWhole, planQuery } from "./query-language.mjs";
 import {
   fullTextPolicyError,
   indexLookupCount,
@@ -655,15 +655,22 @@ function queryCollection(req, collection, scanned, query, paging, crossPartition
   const { items } = ranked;
   const whole = needsWholeResult(plan);
   let page;
+  const udf = collection.documents._userDefinedFunctions();
+  const runOn = (sql, docs) =>
+    collection.documents._getQuery(sql).exec(docs, { parameters: plan.parameters, udf }).result;
   try {
-    const q = collection.documents._getQuery(plan.sql);
-    page = q.exec(items, {
-      parameters: plan.parameters,
-      udf: collection.documents._userDefinedFunctions(),
-      maxItemCount: whole ? null : maxItemCount,
-      continuation: whole ? null : continuation,
-      compositeIndexes: withReversedComposites((meta.indexingPolicy || {}).compositeIndexes),
-    });
+    if (plan.groupBy) {
+      page = { result: groupRows(plan, (sql) => runOn(sql, items), runOn) };
+    } else {
+      const q = collection.documents._getQuery(plan.sql);
+      page = q.exec(items, {
+        parameters: plan.parameters,
+        udf: collection.documents._userDefinedFunctions(),
+        maxItemCount: whole ? null : maxItemCount,
+        continuation: whole ? null : continuation,
+        compositeIndexes: withReversedComposites((meta.indexingPolicy || {}).compositeIndexes),
+      });
+    }
   } catch (err) {
     err.badRequest = true;
     throw err;

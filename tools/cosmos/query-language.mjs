@@ -17,8 +17,10 @@
 //     the SDK's test_unsupported_queries expects ("Cross partition query only supports 'VALUE
 //     <AggregateFunc>' for aggregates"; the wording is not confirmed). With a partition key it
 //     runs, returning [{"$1": n}], as the package did.
-// DISTINCT and OFFSET...LIMIT need every row before a page is cut: such a query is answered from
-// its whole result, paged here with a continuation token of our own (`{"parleyOffset": n}`).
+//   - GROUP BY (groupRows, below).
+// DISTINCT, OFFSET...LIMIT and GROUP BY need every row before a page is cut: such a query is
+// answered from its whole result, paged here with a continuation token of our own
+// (`{"parleyOffset": n}`).
 
 const AGGREGATE = /\b(COUNT|SUM|MIN|MAX|AVG)\s*\(/i;
 // The keywords the package's grammar will not let an identifier start with (found by trying).
@@ -98,6 +100,17 @@ export function planQuery(sql, parameters) {
     }
     last.text = last.text.slice(0, match.index);
   }
+  const grouping = last && last.code ? /\bGROUP\s+BY\s+([\s\S]+)$/i.exec(last.text) : null;
+  if (grouping) {
+    const text = pieces
+      .map((p) => (p === last ? p.text.slice(0, grouping.index) : p.text))
+      .join("");
+    const m = /^\s*SELECT\s+(VALUE\s+)?([\s\S]*?)\b(FROM\b[\s\S]*)$/i.exec(text);
+    if (!m || /\bORDER\s+BY\b/i.test(grouping[1])) {
+      return { error: "GROUP BY is modelled for SELECT ... FROM ... [WHERE ...] GROUP BY only." };
+    }
+    plan.groupBy = { value: Boolean(m[1]), projection: m[2].trim(), from: m[3], keys: grouping[1] };
+  }
   const select =
     /^\s*SELECT\s+(?:DISTINCT\s+)?(?:TOP\s+\S+\s+)?(VALUE\s+)?([\s\S]*?)\bFROM\b/i.exec(code);
   const projection = select ? select[2] : "";
@@ -112,7 +125,70 @@ export function planQuery(sql, parameters) {
 
 /** Whether the query must be answered from its whole result (paged here, not by the package). */
 export function needsWholeResult(plan) {
-  return plan.distinct || plan.offset !== null;
+  return plan.distinct || plan.offset !== null || Boolean(plan.groupBy);
+}
+
+function splitTopLevel(text) {
+  const out = [];
+  let depth = 0;
+  let quote = null;
+  let start = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text[i];
+    if (quote) {
+      if (ch === "\\") i += 1;
+      else if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '"') quote = ch;
+    else if ("([{".includes(ch)) depth += 1;
+    else if (")]}".includes(ch)) depth -= 1;
+    else if (ch === "," && depth === 0) {
+      out.push(text.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  out.push(text.slice(start).trim());
+  return out;
+}
+
+/**
+ * GROUP BY: the rows of `SELECT ... FROM ... WHERE ... GROUP BY k1, k2`, one per distinct key
+ * (first seen first; Azure's order is not defined). `run(sql)` runs a query over the items read,
+ * `runOn(sql, docs)` over some of them. A projected expression with an aggregate (COUNT, SUM,
+ * MIN, MAX, AVG) is computed over the group's items, any other one on its first item; a column
+ * is named by its AS, else by its last property name, else `$1`, `$2`, ... as in Cosmos.
+ */
+export function groupRows(plan, run, runOn) {
+  const { value, projection, from, keys } = plan.groupBy;
+  const alias = /^FROM\s+([A-Za-z_]\w*)(?:\s+(?:AS\s+)?(?!WHERE\b|JOIN\b)([A-Za-z_]\w*))?/i.exec(
+    from.trim(),
+  );
+  const root = alias ? alias[2] || alias[1] : "c";
+  const tagged = run(`SELECT VALUE {"k": [${keys}], "d": ${root}} ${from}`);
+  const groups = new Map();
+  for (const { k, d } of tagged) {
+    const key = canonical(k);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(d);
+  }
+  const columns = splitTopLevel(projection).map((column, i) => {
+    const m = /^([\s\S]+?)\s+AS\s+([A-Za-z_]\w*)$/i.exec(column);
+    const expr = m ? m[1] : column;
+    const path = /\.\s*([A-Za-z_]\w*)\s*$/.exec(expr);
+    return { expr, name: m ? m[2] : path ? path[1] : `$${i + 1}`, aggregate: AGGREGATE.test(expr) };
+  });
+  const evaluate = ({ expr, aggregate }, docs) => {
+    const sql = `SELECT VALUE ${expr} FROM ${root}`;
+    return aggregate ? runOn(sql, docs)[0] : runOn(sql, docs.slice(0, 1))[0];
+  };
+  return [...groups.values()].map((docs) => {
+    if (value) return evaluate(columns[0], docs);
+    const row = {};
+    for (const column of columns) {
+      const result = evaluate(column, docs);
+      if (result !== undefined) row[column.name] = result;
+    }
+    return row;
+  });
 }
 
 /** JSON with object keys sorted: equal for rows that differ only in property order. */
