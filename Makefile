@@ -12,7 +12,7 @@ VENDOR := web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 PORT ?= 7071
 
-.PHONY: dev test lint typecheck unit cosmos bench bench-quick browser vendor clean
+.PHONY: dev test lint typecheck unit cosmos cosmos-sdk-tests bench bench-quick browser vendor clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -50,6 +50,11 @@ dev: $(PY_STAMP) $(VENDOR_STAMP)
 cosmos: $(NODE_STAMP)
 	node tools/cosmos/server.mjs
 
+# The azure-cosmos SDK's own tests against tools/cosmos, every module that applies (see
+# tests/cosmos_sdk/run.py; `make test` runs the core ones).
+cosmos-sdk-tests: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m tests.cosmos_sdk.run --all
+
 lint: $(PY_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -59,6 +64,7 @@ typecheck: $(PY_STAMP)
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	$(PY) -m pytest
+	$(PY) -m tests.cosmos_sdk.run
 	# The benchmark, smaller, into a scratch folder: it must keep running, and a test run
 	# must not rewrite the committed results.
 	out=$$(mktemp -d) && $(PY) -m bench --quick --out "$$out" > "$$out/bench.log" \

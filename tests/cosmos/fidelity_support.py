@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import ssl
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -163,3 +166,20 @@ async def page_of(pager: Any) -> tuple[list[dict], str | None]:
     async for page in pager:
         return [item async for item in page], pager.continuation_token
     return [], None
+
+
+def advance_clock(account: CosmosAccount, seconds: float) -> float:
+    """Moves the local server's clock forward (a server started with ``test_clock=True``, see
+    tools/cosmos/README.md) and returns its time in seconds since the epoch."""
+    context = ssl.create_default_context()
+    if not account.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(
+        f"{account.endpoint.rstrip('/')}/_parley/clock",
+        data=json.dumps({"advanceSeconds": seconds}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return float(json.load(response)["now"])

@@ -65,6 +65,7 @@ _MODE_ENV = (
     "COSMOS_PAYLOAD_SIZE",
     "COSMOS_REQUEST_CHARGES",
     "COSMOS_OWNER_SUBSTATUS",
+    "COSMOS_TEST_CLOCK",
 )
 
 
@@ -90,6 +91,9 @@ class CosmosMode:
     request_charges: bool = True
     # A missing database or container is 404 with x-ms-substatus 1003.
     owner_substatus: bool = True
+    # Serve POST /_parley/clock, which moves the server's clock (items' _ts, time-to-live expiry)
+    # forward, so that tests make items expire without sleeping.
+    test_clock: bool = False
 
     def args(self) -> list[str]:
         """The server's command-line switches for this mode."""
@@ -111,6 +115,8 @@ class CosmosMode:
         ):
             if not on:
                 args.append(flag)
+        if self.test_clock:
+            args.append("--test-clock")
         return args
 
 

@@ -18,6 +18,8 @@
 
 import { createRequire } from "node:module";
 
+import { isVisible } from "./ttl.mjs";
+
 const require = createRequire(import.meta.url);
 
 /** The only partition key range of every container here (Cosmos: one per physical partition). */
@@ -171,7 +173,11 @@ class View {
     const key = keyOf(documents, id, partition);
     for (const entry of this.hidden) {
       const before = entry.befores.get(key);
-      if (before) return before.doc ?? undefined;
+      // a replica never shows an item whose time to live has passed (ttl.mjs)
+      if (before) {
+        const { doc } = before;
+        return doc && isVisible(this.collection, doc) ? doc : undefined;
+      }
     }
     return documents._item("/id", id, partition).read() ?? undefined;
   }
@@ -204,7 +210,7 @@ class View {
         else byKey.delete(key);
       }
     }
-    return [...byKey.values()].sort(byRid);
+    return [...byKey.values()].filter((doc) => isVisible(collection, doc)).sort(byRid);
   }
 
   /**
@@ -226,7 +232,7 @@ class View {
         else if (!doc) byKey.delete(key);
       }
     }
-    return [...byKey.values()].sort(byRid);
+    return [...byKey.values()].filter((doc) => isVisible(this.collection, doc)).sort(byRid);
   }
 }
 

@@ -3,10 +3,10 @@
 // fidelity patches of fidelity.mjs, served over HTTPS on 127.0.0.1. See README.md beside this file.
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 
 import { installFidelityPatches } from "./fidelity.mjs";
@@ -20,6 +20,8 @@ const USAGE = `usage: node tools/cosmos/server.mjs [options]
                             well-known key, as the official emulator)
   --exit-on-stdin-close     stop when standard input closes, so a test process that dies takes
                             the server with it (tests/support/cosmos_server.py uses it)
+  --cert-out FILE           write the server's certificate (PEM) to FILE, for clients that verify
+                            TLS (the SDK's own test suite: tests/cosmos_sdk)
 
 Modes (off unless given):
   --replica-lag-writes N    reads, queries and feed reads without a session token that covers
@@ -41,6 +43,11 @@ Strict behaviours of Azure (on unless turned off):
                             (env COSMOS_REQUEST_CHARGES=off)
   --no-owner-substatus      a missing database or container is 404 without substatus 1003
                             (env COSMOS_OWNER_SUBSTATUS=off)
+
+For tests (off unless given):
+  --test-clock              the server's clock (items' _ts, time-to-live expiry) can be moved
+                            forward with POST /_parley/clock {"advanceSeconds": N}, unsigned
+                            (env COSMOS_TEST_CLOCK=on)
 
 When it listens it prints one line to stdout, and nothing else there:
   COSMOS_READY https://127.0.0.1:PORT
@@ -71,6 +78,7 @@ function options() {
       port: { type: "string" },
       "no-auth": { type: "boolean", default: false },
       "exit-on-stdin-close": { type: "boolean", default: false },
+      "cert-out": { type: "string" },
       "replica-lag-writes": { type: "string" },
       "replica-lag-ms": { type: "string" },
       "ru-per-second": { type: "string" },
@@ -79,6 +87,7 @@ function options() {
       "utf8-payload-size": { type: "boolean", default: false },
       "no-request-charges": { type: "boolean", default: false },
       "no-owner-substatus": { type: "boolean", default: false },
+      "test-clock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -97,6 +106,7 @@ function options() {
     port,
     auth: !(values["no-auth"] || isOff(env.COSMOS_AUTH ?? "on")),
     exitOnStdinClose: values["exit-on-stdin-close"],
+    certOut: values["cert-out"],
     replicaLagWrites: count(
       "replica-lag-writes",
       values["replica-lag-writes"],
@@ -112,6 +122,7 @@ function options() {
     ),
     requestCharges: !(values["no-request-charges"] || isOff(env.COSMOS_REQUEST_CHARGES ?? "on")),
     ownerSubstatus: !(values["no-owner-substatus"] || isOff(env.COSMOS_OWNER_SUBSTATUS ?? "on")),
+    testClock: values["test-clock"] || /^(1|on|true|yes)$/i.test(env.COSMOS_TEST_CLOCK ?? ""),
   };
 }
 
@@ -126,6 +137,7 @@ function describe(opts) {
   if (!opts.payloadAsSent) notes.push("items weighed as UTF-8");
   if (!opts.requestCharges) notes.push("request charges off");
   if (!opts.ownerSubstatus) notes.push("owner substatus off");
+  if (opts.testClock) notes.push("test clock on: POST /_parley/clock moves time forward");
   return notes;
 }
 
@@ -170,7 +182,14 @@ function main() {
   }
   installFidelityPatches(opts);
 
-  const server = cosmos.createHttpsServer({ ...certificate(), keepAlive: true });
+  const tls = certificate();
+  if (opts.certOut) {
+    // without openssl, the package's bundled certificate (lib/../cert.pem)
+    const bundled = join(dirname(require.resolve("@vercel/cosmosdb-server")), "..", "cert.pem");
+    const cert = tls.cert ?? readFileSync(bundled);
+    writeFileSync(opts.certOut, cert);
+  }
+  const server = cosmos.createHttpsServer({ ...tls, keepAlive: true });
   // Keep connections open longer than clients keep idle ones (aiohttp: 15 s), so a client never
   // reuses a connection the server is closing.
   server.keepAliveTimeout = 60_000;
