@@ -685,9 +685,13 @@ function queryCollection(req, collection, scanned, query, paging, crossPartition
   // A full-text query reads the full-text index: it is charged for the items holding one of its
   // terms (fulltext.mjs). Any other query is charged by what the index serves, as Azure uses
   // it; a filter the index cannot serve reads the whole scope (index-cost.mjs).
+  // GROUP BY (answered by query-language.mjs, which the package's parser cannot read) is
+  // charged for the whole scope: never less than Azure would charge.
   const examined = usesFullText(query.query)
     ? indexLookupCount(query.query, items)
-    : examinedItems(
+    : plan.groupBy
+      ? items.length
+      : examinedItems(
         collection.documents._getQuery(plan.sql).ast,
         items,
         plan.parameters,
