@@ -13,6 +13,7 @@ from shared.config import Settings, get_settings, reset_settings
 from shared.llm import make_model
 from shared.llm.base import ChatModel
 from shared.service import ConversationService
+from shared.sharing import ShareService
 from shared.storage import make_store
 from shared.storage.base import Store
 
@@ -25,6 +26,7 @@ class Runtime:
     clock: Clock
     service: ConversationService
     authenticator: Authenticator
+    shares: ShareService
 
 
 _runtime: Runtime | None = None
@@ -42,7 +44,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     store = make_store(settings)
     model = make_model(settings)
     service = ConversationService(store, model, settings, clock=clock)
-    return Runtime(settings, store, model, clock, service, Authenticator(settings))
+    shares = ShareService(store, clock, token_key=settings.resolved_token_signing_key)
+    return Runtime(settings, store, model, clock, service, Authenticator(settings), shares)
 
 
 def get_runtime() -> Runtime:

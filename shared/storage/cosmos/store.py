@@ -18,7 +18,16 @@ from shared.azure_credential import azure_credential
 from shared.clock import Clock, SystemClock, parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest
 from shared.ids import message_item_id
-from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import (
+    ContextMessage,
+    Feedback,
+    MessageRecord,
+    RequestRecord,
+    SessionRecord,
+    ShareRecord,
+    ShareView,
+    ViewedShare,
+)
 from shared.storage.base import (
     MoveOutcome,
     Presence,
@@ -29,7 +38,7 @@ from shared.storage.base import (
     Unfinished,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs
+from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
@@ -46,6 +55,7 @@ from shared.storage.cosmos.items import (
     session_from_item,
 )
 from shared.storage.cosmos.moves import Moves
+from shared.storage.cosmos.shares import CosmosShares
 from shared.storage.keyset import decode_position, encode_position
 
 if TYPE_CHECKING:
@@ -152,6 +162,7 @@ class CosmosStore:
         database: str,
         container: str,
         archive_container: str,
+        shares_container: str | None = None,
         verify_tls: bool = True,
         bootstrap: bool = False,
         client_options: dict[str, Any] | None = None,
@@ -163,6 +174,7 @@ class CosmosStore:
             credential,
             database=database,
             specs=container_specs(container, archive_container),
+            shares=shares_spec(shares_container) if shares_container else shares_spec(),
             verify_tls=verify_tls,
             bootstrap=bootstrap,
             client_options=client_options or {},
@@ -170,6 +182,7 @@ class CosmosStore:
         )
         self.clock = clock or SystemClock()
         self.moves = Moves(self.conn, self.clock)
+        self.shares = CosmosShares(self.conn, self.clock)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
@@ -185,6 +198,7 @@ class CosmosStore:
             database=settings.cosmos_database,
             container=settings.cosmos_container,
             archive_container=settings.cosmos_archive_container,
+            shares_container=settings.cosmos_shares_container,
             verify_tls=settings.cosmos_verify_tls,
             # Data-plane RBAC cannot create databases or containers, and in Azure the Pulumi
             # program owns them: create them only with a key against a local emulator.
@@ -463,6 +477,41 @@ class CosmosStore:
             if found:
                 break
         return list(found)[:limit]
+
+    # ---- shares (shares.py) --------------------------------------------------------------------
+
+    async def create_share(self, share: ShareRecord, messages: list[MessageRecord]) -> None:
+        await self.shares.create_share(share, messages)
+
+    async def get_share(self, share_id: str) -> ShareRecord | None:
+        return await self.shares.get_share(share_id)
+
+    async def open_share(
+        self, share: ShareRecord, viewer: str | None, at: datetime
+    ) -> ShareRecord | None:
+        return await self.shares.open_share(share, viewer, at)
+
+    async def share_messages(
+        self, share_id: str, *, after_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], bool]:
+        return await self.shares.share_messages(share_id, after_seq=after_seq, limit=limit)
+
+    async def list_shares(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[ShareRecord], str | None]:
+        return await self.shares.list_shares(email, limit=limit, after=after)
+
+    async def delete_share(self, email: str, share_id: str) -> bool:
+        return await self.shares.delete_share(email, share_id)
+
+    async def share_views(self, share_id: str) -> list[ShareView]:
+        return await self.shares.share_views(share_id)
+
+    async def viewed_shares(self, email: str) -> list[ViewedShare]:
+        return await self.shares.viewed_shares(email)
+
+    async def forget_viewer(self, email: str) -> None:
+        await self.shares.forget_viewer(email)
 
     # ---- archival ------------------------------------------------------------------------------
 
