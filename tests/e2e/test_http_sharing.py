@@ -5,11 +5,19 @@ erasures (``docs/http.md``, "Sharing")."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
+from azure.cosmos import CosmosClient
 
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost
+from tests.support.cosmos_server import CosmosAccount
+from tests.support.host import RunningHost, run_host
+
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
@@ -19,9 +27,45 @@ def client(host: RunningHost, email: str | None) -> httpx.Client:
     return httpx.Client(base_url=host.base_url, headers=headers, timeout=30)
 
 
+@pytest.fixture
+def cosmos_host(cosmos_account: CosmosAccount, tmp_path: Path) -> Iterator[RunningHost]:
+    """The local host on Cosmos DB, in a database of its own that nothing created beforehand:
+    the host's local bootstrap makes the containers, the shares container among them."""
+    name = f"sharing-{uuid.uuid4().hex[:12]}"
+    env = {
+        "AUTH_MODE": "dev",
+        "STORAGE_BACKEND": "cosmos",
+        "COSMOS_ENDPOINT": cosmos_account.endpoint,
+        "COSMOS_KEY": cosmos_account.key,
+        "COSMOS_VERIFY_TLS": "true" if cosmos_account.verify_tls else "false",
+        "COSMOS_DATABASE": name,
+        "LLM_PROVIDER": "echo",
+    }
+    admin = CosmosClient(
+        cosmos_account.endpoint, cosmos_account.key, **cosmos_account.client_kwargs()
+    )
+    try:
+        with run_host(env, tmp_path / "cosmos-host.log") as running:
+            yield running
+        shares = admin.get_database_client(name).get_container_client("Shares").read()
+        assert shares["partitionKey"]["paths"] == ["/shareId"]
+        assert shares["defaultTtl"] == -1
+    finally:
+        admin.delete_database(name)
+
+
+@pytest.fixture(params=["sqlite", "cosmos"])
+def any_host(request: pytest.FixtureRequest) -> RunningHost:
+    running: RunningHost = request.getfixturevalue(
+        "host" if request.param == "sqlite" else "cosmos_host"
+    )
+    return running
+
+
 def test_share_with_a_colleague_for_a_week_see_who_opened_it_revoke_it(
-    host: RunningHost,
+    any_host: RunningHost,
 ) -> None:
+    host = any_host
     with client(host, ALICE) as alice, client(host, BOB) as bob, client(host, CAROL) as carol:
         chat = alice.post("/api/chat", json={"message": "Plan the offsite"}).json()
         session_id = chat["sessionId"]
