@@ -301,6 +301,11 @@ class ShareStore(Protocol):
         partition); index entries whose share is gone are cleaned up as they are met."""
         ...
 
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        """Ids of up to ``limit`` shares the owner has, whole or not (one interrupted while it
+        was made included): what an erasure revokes."""
+        ...
+
     async def delete_share(self, email: str, share_id: str) -> bool:
         """Revoke the owner's share: unreadable when this returns, then its messages, view log
         and index entry go. True if the owner had it."""

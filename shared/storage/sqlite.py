@@ -867,6 +867,15 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM shares WHERE owner = ? LIMIT ?", (email, limit)
+            ).fetchall()
+            return [share_id for (share_id,) in rows]
+
+        return await self._read(read)
+
     async def delete_share(self, email: str, share_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             row = conn.execute(

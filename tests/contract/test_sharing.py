@@ -23,7 +23,14 @@ from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
-from tests.support.scenarios import START, archive, chat_request, no_pause, seed_session
+from tests.support.scenarios import (
+    START,
+    archive,
+    chat_request,
+    no_pause,
+    nothing_of,
+    seed_session,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -465,7 +472,7 @@ def test_a_half_made_share_is_never_readable(run: Runner[Any], users: Users) -> 
     async def body(store: Store, clock: FixedClock) -> None:
         if not isinstance(store, CosmosStore):
             pytest.skip("SQLite stores a share in one transaction: it is never half-made")
-        _, shares = services(store, clock)
+        conversations, shares = services(store, clock)
         session = await seed_session(store, users.alice, 250)
         conn = store.shares.conn
         real_batch = conn.batch
@@ -490,6 +497,10 @@ def test_a_half_made_share_is_never_readable(run: Runner[Any], users: Users) -> 
         # Its items carry the share's time-to-live: Cosmos removes them with it.
         items = await conn.query("shares", "SELECT * FROM c", [], email=share_id)
         assert len(items) == 251 and all(item["ttl"] > 0 for item in items)
+        # An erasure does not wait for that: the owner's index finds it, and all of it goes.
+        assert await conversations.erase_everything(users.alice, budget_s=60)
+        assert await nothing_of(store, users.alice)
+        assert await conn.query("shares", "SELECT * FROM c", [], email=share_id) == []
 
     scenario(run, body)
 

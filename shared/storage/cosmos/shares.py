@@ -52,6 +52,8 @@ OWNER_REFS_QUERY = (
     " WHERE c.type = 'shareRef'{after} ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
 )
 OWNER_REFS_AFTER = " AND (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+# ... and every share of theirs, whole or not (erasure).
+OWNER_SHARE_IDS_QUERY = "SELECT TOP {n} VALUE c.shareId FROM c WHERE c.type = 'shareRef'"
 # In a viewer's partition: the shares they viewed.
 VIEWER_NOTES_QUERY = (
     "SELECT c.id, c.shareId, c.owner, c.title, c.viewedAt FROM c WHERE c.type = 'viewedShare'"
@@ -304,6 +306,12 @@ class CosmosShares:
         ]
 
     # ---- removing -------------------------------------------------------------------------------
+
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        values: list[Any] = await self.conn.query(
+            "active", OWNER_SHARE_IDS_QUERY.format(n=int(limit)), [], email=email
+        )
+        return [value for value in values if isinstance(value, str)]
 
     async def delete_share(self, email: str, share_id: str) -> bool:
         if await self.conn.read("active", ref_id(share_id), email) is None:

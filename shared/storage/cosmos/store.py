@@ -501,6 +501,9 @@ class CosmosStore:
     ) -> tuple[list[ShareRecord], str | None]:
         return await self.shares.list_shares(email, limit=limit, after=after)
 
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        return await self.shares.owned_share_ids(email, limit=limit)
+
     async def delete_share(self, email: str, share_id: str) -> bool:
         return await self.shares.delete_share(email, share_id)
 
