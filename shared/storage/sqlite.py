@@ -961,6 +961,13 @@ class SqliteStore:
         def delete(conn: sqlite3.Connection) -> bool:
             if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
                 return False  # restored, renamed, rated or deleted since the scan
+            # A session's shares go with it (shared/sharing.py), in the same transaction.
+            shared = conn.execute(
+                "SELECT id FROM shares WHERE owner = ? AND session_id = ?",
+                (ref.email, ref.session_id),
+            ).fetchall()
+            for (share_id,) in shared:
+                _delete_share_rows(conn, share_id)
             return _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
 
         return await self._write(delete)

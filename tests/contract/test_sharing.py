@@ -19,7 +19,7 @@ from shared.llm.echo import EchoModel
 from shared.models import FeedbackRequest, ShareCreateRequest
 from shared.service import ConversationService
 from shared.sharing import ShareService, is_share_id
-from shared.storage.base import Store
+from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos import CosmosStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
@@ -363,6 +363,25 @@ def test_deleting_a_session_deletes_its_shares_only(run: Runner[Any], users: Use
             assert await store.get_share(share.share_id) is None
         listed = (await shares.list(users.alice, limit=20, continuation=None)).shares
         assert [s.share_id for s in listed] == [stays.share_id]
+
+    scenario(run, body)
+
+
+def test_retention_deleting_an_archived_session_deletes_its_shares(
+    run: Runner[Any], users: Users
+) -> None:
+    async def body(store: Store, clock: FixedClock) -> None:
+        _, shares = services(store, clock)
+        session = await seed_session(store, users.alice, TEXTS, archived=True)
+        kept = await seed_session(store, users.alice, TEXTS, archived=True)
+        gone = await shares.create(users.alice, session.id, signed_in())
+        stays = await shares.create(users.alice, kept.id, signed_in())
+        assert session.etag is not None
+        ref = SessionRef(users.alice, session.id, session.updated_at, session.etag)
+        assert await store.expire(ref)
+        assert await store.get_share(gone.share_id) is None
+        assert await refused(shares.read(users.bob, gone.share_id))
+        assert len((await shares.read(users.bob, stays.share_id)).messages) == 4
 
     scenario(run, body)
 

@@ -328,6 +328,17 @@ class CosmosShares:
         await self._delete_all("shares", share_id, [item["id"] for item in items])
         await self._delete("active", email, ref_id(share_id))
 
+    async def revoke_session(self, email: str, session_id: str) -> None:
+        """Revoke every share of one session (retention deleted it)."""
+        after: str | None = None
+        while True:
+            shares, after = await self.list_shares(email, limit=100, after=after)
+            for share in shares:
+                if share.session_id == session_id:
+                    await self._remove(email, share.id)
+            if after is None:
+                return
+
     async def forget_viewer(self, email: str) -> None:
         notes = await self.conn.query("active", VIEWER_NOTES_QUERY, [], email=email)
         for note in notes:

@@ -547,7 +547,13 @@ class CosmosStore:
         return await self.moves.archive(ref)
 
     async def expire(self, ref: SessionRef) -> bool:
-        return await self.moves.delete_everywhere(ref.email, ref.session_id, archive_etag=ref.etag)
+        deleted = await self.moves.delete_everywhere(
+            ref.email, ref.session_id, archive_etag=ref.etag
+        )
+        if deleted:
+            # A session's shares go with it (shared/sharing.py); retention has no service.
+            await self.shares.revoke_session(ref.email, ref.session_id)
+        return deleted
 
     async def scan_unfinished(
         self, *, older_than: datetime, limit: int, after: str | None
