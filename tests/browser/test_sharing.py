@@ -7,18 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.support import (
     DESKTOP,
     answers,
+    api_chat,
     open_page,
     screenshot,
+    scroller_overflow,
     send,
     session_titles,
     sign_in,
 )
+from tests.conftest import dev_headers
 from tests.support.host import RunningHost
 
 pytestmark = pytest.mark.browser
@@ -114,3 +118,20 @@ def test_share_open_continue_see_views_and_revoke(
     expect(second.get_by_role("alert").filter(has_text="This link does not work")).to_be_visible()
     expect(session_titles(second)).to_have_text(["Plan the offsite"])
     screenshot(second, "sharing-5-revoked.png")
+
+
+def test_a_shared_conversation_fits_a_phone(host: RunningHost, phone: Page) -> None:
+    long_line = "https://example.com/" + "a-very-long-path-segment/" * 12
+    chat = api_chat(host, f"Read {long_line}", email=ALICE)
+    made = httpx.post(
+        f"{host.base_url}/api/sessions/{chat['sessionId']}/shares",
+        json={"audience": "signed_in"},
+        headers=dev_headers(ALICE),
+        timeout=10,
+    )
+    share_id = made.json()["shareId"]
+    sign_in(phone, host, BOB)
+    phone.goto(f"{host.base_url}/#share={share_id}")
+    expect(phone.get_by_role("button", name="Continue this conversation")).to_be_visible()
+    assert scroller_overflow(phone) == 0  # nothing wider than the screen
+    screenshot(phone, "sharing-6-phone.png")
