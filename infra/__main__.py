@@ -94,6 +94,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         cosmos_endpoint=data.account.document_endpoint,
         active_container=active.name,
         archive_container=archive.name,
+        shares_container=data.shares.name,
         openai_endpoint=openai.endpoint,
         appinsights=observability.component,
         depends_on=[observability.metrics_publisher],
@@ -110,7 +111,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         "identityClientId": identity.client_id,
         "identityPrincipalId": identity.principal_id,
         # Read back at the next update: the settings the data resources were deployed with.
-        DATA_IDENTITY_OUTPUT: pulumi.Output.from_input(data_identity(cfg, data.specs)),
+        DATA_IDENTITY_OUTPUT: pulumi.Output.from_input(data_identity(cfg, data.specs, data.shares)),
     }
 
 

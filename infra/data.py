@@ -15,7 +15,7 @@ from pulumi_azure_native import authorization, cosmosdb
 
 from infra.identity import assignment_name
 from infra.protection import create_delete_lock, keep_data
-from shared.storage.containers import ContainerSpec, container_specs
+from shared.storage.containers import ContainerSpec, container_specs, shares_spec
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
 COSMOS_DATA_CONTRIBUTOR_ROLE = "00000000-0000-0000-0000-000000000002"
@@ -26,7 +26,8 @@ class CosmosData:
     account: cosmosdb.DatabaseAccount
     database: cosmosdb.SqlResourceSqlDatabase
     containers: tuple[cosmosdb.SqlResourceSqlContainer, ...]
-    specs: tuple[ContainerSpec, ...]
+    specs: tuple[ContainerSpec, ...]  # the active and archive containers
+    shares: ContainerSpec
     role_assignment: cosmosdb.SqlResourceSqlRoleAssignment
     delete_lock: authorization.ManagementLockByScope
 
@@ -110,6 +111,7 @@ def create_data(
     )
 
     specs = container_specs()
+    shares = shares_spec()
     containers = tuple(
         cosmosdb.SqlResourceSqlContainer(
             f"{prefix}-container-{spec.name}",
@@ -125,10 +127,12 @@ def create_data(
                     version=2,
                 ),
                 indexing_policy=indexing_policy_args(spec.indexing_policy),
+                # Shares only: time-to-live on, no default (each item carries its own ttl).
+                default_ttl=spec.default_ttl,
             ),
             opts=keep_data(),
         )
-        for spec in specs
+        for spec in (*specs, shares)
     )
 
     # Data-plane access for the identity, scoped to this database (narrower than the account).
@@ -151,4 +155,4 @@ def create_data(
         opts=pulumi.ResourceOptions(depends_on=[database, *containers]),
     )
     lock = create_delete_lock(prefix, account_id=account.id)
-    return CosmosData(account, database, containers, specs, role_assignment, lock)
+    return CosmosData(account, database, containers, specs, shares, role_assignment, lock)

@@ -19,6 +19,7 @@ from shared.storage.containers import (
     DEFAULT_ACTIVE_CONTAINER,
     DEFAULT_ARCHIVE_CONTAINER,
     DEFAULT_DATABASE,
+    DEFAULT_SHARES_CONTAINER,
 )
 from shared.time_limits import turn_time_problem
 
@@ -51,6 +52,7 @@ class Settings(BaseModel):
     cosmos_archive_container: str = Field(
         DEFAULT_ARCHIVE_CONTAINER, alias="COSMOS_ARCHIVE_CONTAINER"
     )
+    cosmos_shares_container: str = Field(DEFAULT_SHARES_CONTAINER, alias="COSMOS_SHARES_CONTAINER")
     azure_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
 
     llm_provider: LlmProvider | None = Field(None, alias="LLM_PROVIDER")

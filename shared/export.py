@@ -6,8 +6,10 @@ Used by ``GET /api/export`` and by the operators' command for requests that come
     python -m shared.export --email alice@example.com [--out FILE]
 
 The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" + "messages":
-[...]], "complete": true}``, each message with everything stored with it (feedback, the model
-that answered and its token counts, the client's message id).
+[...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...], "complete": true}``,
+each message with everything stored with it (feedback, the model that answered and its token
+counts, the client's message id); the user's shares with their view logs and the shares they
+viewed (``shared/sharing.py``).
 
 Memory does not grow with the user's data: sessions are read a page at a time, in an order a
 session keeps while it moves between the containers (so none is missed or doubled), and each
@@ -36,8 +38,9 @@ from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.sharing import SharingStore, export_shares
 from shared.storage import make_store
-from shared.storage.base import ConversationStore, Where
+from shared.storage.base import Where
 
 if TYPE_CHECKING:
     import argparse
@@ -54,7 +57,7 @@ class ExportCount:
 
 
 async def export_document(
-    store: ConversationStore,
+    store: SharingStore,
     email: str,
     *,
     now: datetime,
@@ -100,8 +103,11 @@ async def export_document(
             yield "]}"
         if after is None:
             break
+    yield "]"
+    async for piece in export_shares(store, email):
+        yield piece
     count.complete = True
-    yield '],"complete":true}'
+    yield ',"complete":true}'
 
 
 # ---- python -m shared.export ---------------------------------------------------------------

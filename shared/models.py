@@ -260,3 +260,108 @@ class SessionRecord(BaseModel):
             preview=self.preview,
             archived=self.archived,
         )
+
+
+# ---- sharing (shared/sharing.py, docs/http.md "Sharing") -------------------------------------
+
+Audience = Literal["signed_in", "people"]
+SHARE_EXPIRES_DEFAULT_DAYS, SHARE_EXPIRES_MIN_DAYS, SHARE_EXPIRES_MAX_DAYS = 30, 1, 365
+
+
+class ShareCreateRequest(ApiModel):
+    audience: Audience
+    # Addresses are checked and normalised by the rules (shared/sharing.py), not here.
+    people: list[str] = Field(default_factory=list)
+    expires_in_days: int = Field(
+        SHARE_EXPIRES_DEFAULT_DAYS,
+        alias="expiresInDays",
+        ge=SHARE_EXPIRES_MIN_DAYS,
+        le=SHARE_EXPIRES_MAX_DAYS,
+    )
+
+
+class ShareOut(ApiModel):
+    share_id: str = Field(alias="shareId")
+    session_id: str = Field(alias="sessionId")
+    title: str
+    audience: Audience
+    people: list[str]
+    created_at: str = Field(alias="createdAt")
+    expires_at: str = Field(alias="expiresAt")
+    message_count: int = Field(alias="messageCount")
+    views: int
+
+
+class ShareList(ApiModel):
+    shares: list[ShareOut]
+    continuation_token: str | None = Field(alias="continuationToken")
+
+
+class SharedBy(ApiModel):
+    email: str
+    name: str
+
+
+class SharedConversation(ApiModel):
+    share_id: str = Field(alias="shareId")
+    title: str
+    shared_by: SharedBy = Field(alias="sharedBy")
+    created_at: str = Field(alias="createdAt")
+    expires_at: str = Field(alias="expiresAt")
+    messages: list[MessageOut]
+
+
+class ShareViewOut(ApiModel):
+    email: str
+    viewed_at: str = Field(alias="viewedAt")
+
+
+class ShareViews(ApiModel):
+    views: list[ShareViewOut]
+
+
+class ShareRecord(BaseModel):
+    """A share: a snapshot of a session's messages, its audience and expiry. ``views`` counts
+    every view by someone other than the owner (the log keeps the newest of them)."""
+
+    id: str
+    owner: str
+    session_id: str
+    title: str
+    audience: Audience
+    people: list[str] = Field(default_factory=list)
+    created_at: datetime
+    expires_at: datetime
+    message_count: int
+    views: int = 0
+
+    def to_api(self) -> ShareOut:
+        return ShareOut(
+            share_id=self.id,
+            session_id=self.session_id,
+            title=self.title,
+            audience=self.audience,
+            people=list(self.people),
+            created_at=iso(self.created_at),
+            expires_at=iso(self.expires_at),
+            message_count=self.message_count,
+            views=self.views,
+        )
+
+
+class ShareView(BaseModel):
+    """One view of a share by someone other than its owner."""
+
+    share_id: str
+    email: str
+    viewed_at: datetime
+
+
+class ViewedShare(BaseModel):
+    """A share a user viewed, kept in the viewer's own data: their export lists it, and their
+    erasure finds the view logs they appear in by it (no scan across shares)."""
+
+    share_id: str
+    owner: str
+    title: str
+    viewed_at: datetime

@@ -14,6 +14,7 @@ from shared.identity import IdentityGuard
 from shared.llm import make_model
 from shared.llm.base import ChatModel
 from shared.service import ConversationService
+from shared.sharing import ShareService
 from shared.storage import make_store
 from shared.storage.base import Store
 
@@ -27,6 +28,7 @@ class Runtime:
     service: ConversationService
     authenticator: Authenticator
     identities: IdentityGuard
+    shares: ShareService
 
 
 _runtime: Runtime | None = None
@@ -45,7 +47,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     model = make_model(settings)
     service = ConversationService(store, model, settings, clock=clock)
     identities = IdentityGuard(store, clock=clock)
-    return Runtime(settings, store, model, clock, service, Authenticator(settings), identities)
+    shares = ShareService(store, clock, token_key=settings.resolved_token_signing_key)
+    return Runtime(
+        settings, store, model, clock, service, Authenticator(settings), identities, shares
+    )
 
 
 def get_runtime() -> Runtime:

@@ -60,7 +60,8 @@ from shared.models import (
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, phrase_of, snippet
-from shared.storage.base import ConversationStore, MoveOutcome, Presence, Where
+from shared.sharing import SharingStore, erase_shares, revoke_session_shares
+from shared.storage.base import MoveOutcome, Presence, Where
 from shared.time_limits import model_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -138,7 +139,7 @@ class Located:
 class ConversationService:
     def __init__(
         self,
-        store: ConversationStore,
+        store: SharingStore,
         model: ChatModel,
         settings: Settings,
         *,
@@ -662,6 +663,9 @@ class ConversationService:
     async def delete_session(self, email: str, session_id: str) -> None:
         if not is_session_id(session_id):
             raise NotFound()
+        # Its shares first: a share never outlives its session (a share being made meanwhile
+        # checks for the session once it is whole: shared/sharing.py).
+        await revoke_session_shares(self.store, email, session_id)
         if not await self.store.delete_session(email, session_id):
             raise NotFound()
         log.info("session_deleted", extra={"session_id": session_id})
@@ -673,6 +677,8 @@ class ConversationService:
         done = False
         try:
             done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
+            if done:
+                await erase_shares(self.store, email)
         finally:
             audit("erase", user=self._user(email), by="api", complete=done)
         return done

@@ -147,6 +147,30 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return { text, document, filename: attachmentName(response) ?? "parley-export.json" };
     },
 
+    // ---- sharing (docs/http.md, "Sharing")
+
+    /** Share a conversation: `{audience, people?, expiresInDays?}`; resolves to the share. */
+    createShare: (sessionId, request) =>
+      json("POST", `${sessionPath(sessionId)}/shares`, { body: request }),
+
+    /** The caller's own shares, newest first: `{shares, continuationToken}`. */
+    listShares({ limit = 20, continuationToken = null } = {}) {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (continuationToken) query.set("continuationToken", continuationToken);
+      return json("GET", `/shares?${query}`);
+    },
+
+    /** A shared conversation: `{shareId, title, sharedBy, createdAt, expiresAt, messages}`. */
+    getShare: (shareId) => json("GET", sharePath(shareId)),
+
+    revokeShare: (shareId) => json("DELETE", sharePath(shareId)),
+
+    /** Who viewed a share (owner only): `{views: [{email, viewedAt}]}`, newest first. */
+    shareViews: (shareId) => json("GET", `${sharePath(shareId)}/views`),
+
+    /** Copy a share into a new conversation of the caller's: resolves to its summary. */
+    continueShare: (shareId) => json("POST", `${sharePath(shareId)}/continue`),
+
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
     chat: (request) => json("POST", "/chat", { body: request }),
 
@@ -185,6 +209,10 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return done;
     },
   };
+}
+
+function sharePath(shareId) {
+  return `/shares/${encodeURIComponent(shareId)}`;
 }
 
 function sessionPath(sessionId) {

@@ -7,6 +7,7 @@ import { setupDataRights } from "./data.js";
 import { feedbackControls } from "./feedback.js";
 import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
+import { setupSharing } from "./sharing.js";
 import {
   describeError,
   el,
@@ -321,6 +322,7 @@ async function deleteSession(sessionId) {
   item?.remove();
   state.sessions.delete(sessionId);
   $("list-empty").hidden = state.sessions.size > 0;
+  sharing.refresh(); // its shares went with it
   if (state.sessionId === sessionId) openNewChat();
   // Keep the keyboard where it was: on a neighbour, or on "New chat".
   (next?.querySelector(".session-link") ?? $("new-chat")).focus();
@@ -345,6 +347,7 @@ function resetChat() {
   $("chat-title").textContent = "New chat";
   $("chat-meta").textContent = "";
   $("rename-chat").hidden = true;
+  $("share-chat").hidden = true;
   $("chat-empty").hidden = false;
   updateOlder();
   clearError();
@@ -373,6 +376,7 @@ async function loadSession(sessionId, view, messageId) {
     state.title = session.title;
     showTitle(session.title, session.archived);
     $("rename-chat").hidden = false;
+    $("share-chat").hidden = false;
     $("messages").replaceChildren(...session.messages.map(renderMessage));
     state.oldestId = session.messages[0]?.id ?? null;
     state.hasMoreMessages = Boolean(session.hasMoreMessages) && state.oldestId !== null;
@@ -405,6 +409,15 @@ function showTitle(title, archived) {
 /** `#s=<sessionId>` opens a conversation; `&m=<messageId>` also goes to one of its messages. */
 function routeFromHash() {
   const params = new URLSearchParams(location.hash.slice(1));
+  // `#share=<shareId>`: a shared conversation, read-only (sharing.js).
+  const shareId = params.get("share");
+  if (shareId) {
+    resetChat();
+    markCurrentInList();
+    sharing.open(shareId);
+    return;
+  }
+  if (sharing.isOpen()) sharing.close();
   const sessionId = params.get("s");
   const messageId = params.get("m");
   if (sessionId !== null && sessionId === state.sessionId) {
@@ -694,6 +707,7 @@ async function send() {
           state.archivedOpen = false;
           showTitle(title, false);
           $("rename-chat").hidden = false;
+          $("share-chat").hidden = false;
           markCurrentInList();
         },
         onDelta(piece) {
@@ -835,12 +849,31 @@ const search = setupSearch({
   },
 });
 
+// ---------------------------------------------------------------- sharing
+
+const sharing = setupSharing({
+  api,
+  current: () => (state.sessionId ? { sessionId: state.sessionId, title: state.title } : null),
+  onContinue(summary) {
+    loadSessions({ reset: true });
+    history.pushState(null, "", `#s=${encodeURIComponent(summary.sessionId)}`);
+    routeFromHash();
+    input.focus();
+  },
+  onSignIn(error) {
+    if (!needsSignIn(error)) return false;
+    showSignIn();
+    return true;
+  },
+});
+
 // ---------------------------------------------------------------- data rights
 
 setupDataRights({
   api,
   onErased() {
     search.clear();
+    sharing.refresh();
     openNewChat();
     setListView(false);
     $("new-chat").focus();
@@ -852,6 +885,7 @@ setupDataRights({
 function start() {
   showApp();
   setListView(false);
+  sharing.refresh();
   routeFromHash();
   if (!state.sessionId) input.focus();
 }

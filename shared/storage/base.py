@@ -32,7 +32,16 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from shared.auth.claims import Account
-from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import (
+    ContextMessage,
+    Feedback,
+    MessageRecord,
+    RequestRecord,
+    SessionRecord,
+    ShareRecord,
+    ShareView,
+    ViewedShare,
+)
 
 Where = Literal["active", "archive"]
 WHERES: tuple[Where, Where] = ("active", "archive")
@@ -309,5 +318,71 @@ class IdentityStore(Protocol):
         ...
 
 
-class Store(ConversationStore, ArchiveStore, IdentityStore, Protocol):
+class ShareStore(Protocol):
+    """Shares (``shared/sharing.py``): snapshots readable by id, an index of them in the
+    owner's data, a bounded view log per share and, in each viewer's data, the shares they
+    viewed. The store keeps records; expiry and admission are the rules' (a store may keep an
+    expired share until its time-to-live removes it)."""
+
+    async def create_share(self, share: ShareRecord, messages: list[MessageRecord]) -> None:
+        """Store the share and its messages; readable (``get_share``) only once all of it is
+        stored, so a share interrupted half-way is never read."""
+        ...
+
+    async def get_share(self, share_id: str) -> ShareRecord | None:
+        """The share if it exists and is whole; None otherwise. A plain read: on another
+        instance it may lag a revocation a moment, so only a refusal is decided by it."""
+        ...
+
+    async def open_share(
+        self, share: ShareRecord, viewer: str | None, at: datetime
+    ) -> ShareRecord | None:
+        """Confirm the share by a write, which every instance sees against the latest state
+        (a revoked share is None here at once, wherever it was revoked), and return it as it
+        is now. With a ``viewer`` (never the owner) the view is logged in the same step: the
+        share's count goes up, its log keeps the newest ``MAX_SHARE_VIEWS``, and the viewer's
+        own data notes the share."""
+        ...
+
+    async def share_messages(
+        self, share_id: str, *, after_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], bool]:
+        """Up to ``limit`` messages of the share after ``after_seq``, oldest first, and whether
+        more follow."""
+        ...
+
+    async def list_shares(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[ShareRecord], str | None]:
+        """The owner's whole shares, newest first, from the index in the owner's data (one
+        partition); index entries whose share is gone are cleaned up as they are met."""
+        ...
+
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        """Ids of up to ``limit`` shares the owner has, whole or not (one interrupted while it
+        was made included): what an erasure revokes."""
+        ...
+
+    async def delete_share(self, email: str, share_id: str) -> bool:
+        """Revoke the owner's share: unreadable when this returns, then its messages, view log
+        and index entry go. True if the owner had it."""
+        ...
+
+    async def share_views(self, share_id: str) -> list[ShareView]:
+        """The share's view log, in any order."""
+        ...
+
+    async def viewed_shares(self, email: str) -> list[ViewedShare]:
+        """The shares ``email`` viewed (their export, their erasure)."""
+        ...
+
+    async def forget_viewer(self, email: str) -> None:
+        """Remove ``email`` from every view log they appear in, and their note of them."""
+        ...
+
+
+MAX_SHARE_VIEWS = 1000  # views kept per share: the newest
+
+
+class Store(ConversationStore, ArchiveStore, IdentityStore, ShareStore, Protocol):
     """What each store implements: every audience's protocol (``shared.storage.make_store``)."""

@@ -78,11 +78,18 @@ class ContainerSpec:
     name: str
     partition_key_path: str = PARTITION_KEY_PATH
     indexing_policy: dict[str, Any] = field(default_factory=_indexing_policy)
+    # Time-to-live: None leaves it off; -1 turns it on with no default, so only items that
+    # carry a ``ttl`` of their own expire (Cosmos removes them that many seconds after their
+    # last write).
+    default_ttl: int | None = None
 
 
 DEFAULT_DATABASE = "chat"
 DEFAULT_ACTIVE_CONTAINER = "Conversations"
 DEFAULT_ARCHIVE_CONTAINER = "ConversationsArchive"
+DEFAULT_SHARES_CONTAINER = "Shares"
+# A viewer knows only a share's id: it is the partition key, so every read is a point read.
+SHARES_PARTITION_KEY_PATH = "/shareId"
 
 
 def container_specs(
@@ -90,3 +97,25 @@ def container_specs(
 ) -> tuple[ContainerSpec, ContainerSpec]:
     """The active and archive containers, identical but for their names."""
     return ContainerSpec(active), ContainerSpec(archive)
+
+
+def _shares_indexing_policy() -> dict[str, Any]:
+    # A share's partition holds its item, its messages and its view log. Queries read the
+    # messages in order (seq) and a viewer's entries when they are erased (type, email).
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": "/type/?"}, {"path": "/seq/?"}, {"path": "/email/?"}],
+        "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
+        "compositeIndexes": [],
+    }
+
+
+def shares_spec(name: str = DEFAULT_SHARES_CONTAINER) -> ContainerSpec:
+    """The shares container: partitioned on the share id, items expiring with their share."""
+    return ContainerSpec(
+        name,
+        partition_key_path=SHARES_PARTITION_KEY_PATH,
+        indexing_policy=_shares_indexing_policy(),
+        default_ttl=-1,
+    )

@@ -29,8 +29,18 @@ from typing import Any, TypeVar
 from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
-from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import (
+    ContextMessage,
+    Feedback,
+    MessageRecord,
+    RequestRecord,
+    SessionRecord,
+    ShareRecord,
+    ShareView,
+    ViewedShare,
+)
 from shared.storage.base import (
+    MAX_SHARE_VIEWS,
     WHERES,
     Binding,
     MoveOutcome,
@@ -148,12 +158,52 @@ MIGRATIONS: tuple[str, ...] = (
         bound_at  TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5: shares (shared/sharing.py): the snapshot, its messages, its bounded view log (a ring
+    # of MAX_SHARE_VIEWS slots) and, per viewer, the shares they viewed.
+    """
+    CREATE TABLE shares (
+        id         TEXT    NOT NULL PRIMARY KEY,
+        owner      TEXT    NOT NULL,
+        session_id TEXT    NOT NULL,
+        created_at TEXT    NOT NULL,
+        expires_at TEXT    NOT NULL,
+        views      INTEGER NOT NULL DEFAULT 0,
+        body       TEXT    NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX shares_of_owner ON shares (owner, created_at, id);
+    CREATE INDEX shares_by_expiry ON shares (expires_at);
+    CREATE TABLE share_messages (
+        share_id TEXT    NOT NULL,
+        seq      INTEGER NOT NULL,
+        body     TEXT    NOT NULL,
+        PRIMARY KEY (share_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE share_views (
+        share_id  TEXT    NOT NULL,
+        slot      INTEGER NOT NULL,
+        email     TEXT    NOT NULL,
+        viewed_at TEXT    NOT NULL,
+        PRIMARY KEY (share_id, slot)
+    ) WITHOUT ROWID;
+    CREATE INDEX share_views_by_viewer ON share_views (email);
+    CREATE TABLE viewed_shares (
+        email     TEXT NOT NULL,
+        share_id  TEXT NOT NULL,
+        owner     TEXT NOT NULL,
+        title     TEXT NOT NULL,
+        viewed_at TEXT NOT NULL,
+        PRIMARY KEY (email, share_id)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
 TABLES = ("sessions", "messages", "requests")
+# Expired shares removed by each new share (SQLite has no time-to-live of its own).
+SHARE_PURGE_BATCH = 100
+SHARE_TABLES = ("share_messages", "share_views")
 # The session id column of each table.
 SESSION_COLUMN = {"sessions": "id", "messages": "session_id", "requests": "session_id"}
 
@@ -314,6 +364,21 @@ def _rehome_rows(conn: sqlite3.Connection, old: str, new: str, session_id: str) 
         "DELETE FROM messages WHERE email = ? AND session_id = ?", (old, session_id)
     ).rowcount
     return moved
+
+
+def _share_row(conn: sqlite3.Connection, share_id: str) -> ShareRecord | None:
+    row = conn.execute("SELECT body, views FROM shares WHERE id = ?", (share_id,)).fetchone()
+    if row is None:
+        return None
+    return ShareRecord.model_validate_json(row[0]).model_copy(update={"views": row[1]})
+
+
+def _delete_share_rows(conn: sqlite3.Connection, share_id: str) -> None:
+    """A share and everything of it; the viewers' notes of it stay (their own data: what
+    they viewed), as on Cosmos."""
+    conn.execute("DELETE FROM shares WHERE id = ?", (share_id,))
+    for table in SHARE_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE share_id = ?", (share_id,))  # noqa: S608
 
 
 def _keyset_sessions(
@@ -819,6 +884,156 @@ class SqliteStore:
 
         return await self._read(read)
 
+    # ---- shares --------------------------------------------------------------------------------
+    # One transaction each: a share is whole or absent, so nothing half-made is ever read.
+
+    async def create_share(self, share: ShareRecord, messages: list[MessageRecord]) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            expired = conn.execute(
+                "SELECT id FROM shares WHERE expires_at <= ? LIMIT ?",
+                (stored_time(share.created_at), SHARE_PURGE_BATCH),
+            ).fetchall()
+            for (share_id,) in expired:
+                _delete_share_rows(conn, share_id)
+            conn.execute(
+                "INSERT INTO shares (id, owner, session_id, created_at, expires_at, views, body)"
+                " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (
+                    share.id,
+                    share.owner,
+                    share.session_id,
+                    stored_time(share.created_at),
+                    stored_time(share.expires_at),
+                    share.model_dump_json(exclude={"views"}),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO share_messages (share_id, seq, body) VALUES (?, ?, ?)",
+                [(share.id, m.seq, m.model_dump_json()) for m in messages],
+            )
+
+        await self._write(write)
+
+    async def get_share(self, share_id: str) -> ShareRecord | None:
+        return await self._read(lambda conn: _share_row(conn, share_id))
+
+    async def open_share(
+        self, share: ShareRecord, viewer: str | None, at: datetime
+    ) -> ShareRecord | None:
+        def write(conn: sqlite3.Connection) -> ShareRecord | None:
+            if viewer is not None:
+                row = conn.execute(
+                    "UPDATE shares SET views = views + 1 WHERE id = ? RETURNING views",
+                    (share.id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                conn.execute(
+                    "INSERT OR REPLACE INTO share_views (share_id, slot, email, viewed_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (share.id, (int(row[0]) - 1) % MAX_SHARE_VIEWS, viewer, stored_time(at)),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO viewed_shares"
+                    " (email, share_id, owner, title, viewed_at) VALUES (?, ?, ?, ?, ?)",
+                    (viewer, share.id, share.owner, share.title, stored_time(at)),
+                )
+            return _share_row(conn, share.id)
+
+        return await self._write(write)
+
+    async def share_messages(
+        self, share_id: str, *, after_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[MessageRecord], bool]:
+            rows = conn.execute(
+                "SELECT body FROM share_messages WHERE share_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (share_id, after_seq, limit + 1),
+            ).fetchall()
+            page = [MessageRecord.model_validate_json(body) for (body,) in rows[:limit]]
+            return page, len(rows) > limit
+
+        return await self._read(read)
+
+    async def list_shares(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[ShareRecord], str | None]:
+        def read(conn: sqlite3.Connection) -> tuple[list[ShareRecord], str | None]:
+            sql = "SELECT body, views, created_at, id FROM shares WHERE owner = ?"
+            params: list[object] = [email]
+            if after is not None:
+                created_at, share_id = decode_position(after, 2)
+                sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+                params += [created_at, created_at, share_id]
+            sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+            params.append(limit + 1)
+            rows = conn.execute(sql, params).fetchall()
+            page = rows[:limit]
+            position = encode_position(page[-1][2], page[-1][3]) if len(rows) > limit else None
+            shares = [
+                ShareRecord.model_validate_json(body).model_copy(update={"views": views})
+                for body, views, _, _ in page
+            ]
+            return shares, position
+
+        return await self._read(read)
+
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM shares WHERE owner = ? LIMIT ?", (email, limit)
+            ).fetchall()
+            return [share_id for (share_id,) in rows]
+
+        return await self._read(read)
+
+    async def delete_share(self, email: str, share_id: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM shares WHERE id = ? AND owner = ?", (share_id, email)
+            ).fetchone()
+            if row is None:
+                return False
+            _delete_share_rows(conn, share_id)
+            return True
+
+        return await self._write(write)
+
+    async def share_views(self, share_id: str) -> list[ShareView]:
+        def read(conn: sqlite3.Connection) -> list[ShareView]:
+            rows = conn.execute(
+                "SELECT email, viewed_at FROM share_views WHERE share_id = ?", (share_id,)
+            ).fetchall()
+            return [
+                ShareView(share_id=share_id, email=email, viewed_at=parse_iso(viewed_at))
+                for email, viewed_at in rows
+            ]
+
+        return await self._read(read)
+
+    async def viewed_shares(self, email: str) -> list[ViewedShare]:
+        def read(conn: sqlite3.Connection) -> list[ViewedShare]:
+            rows = conn.execute(
+                "SELECT share_id, owner, title, viewed_at FROM viewed_shares WHERE email = ?",
+                (email,),
+            ).fetchall()
+            return [
+                ViewedShare(
+                    share_id=share_id, owner=owner, title=title, viewed_at=parse_iso(viewed_at)
+                )
+                for share_id, owner, title, viewed_at in rows
+            ]
+
+        return await self._read(read)
+
+    async def forget_viewer(self, email: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM share_views WHERE email = ?", (email,))
+            conn.execute("DELETE FROM viewed_shares WHERE email = ?", (email,))
+
+        await self._write(write)
+
     # ---- archival ------------------------------------------------------------------------------
 
     async def scan_stale(
@@ -859,6 +1074,13 @@ class SqliteStore:
             with self._transaction() as conn:
                 if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
                     return False  # restored, renamed, rated or deleted since the scan
+                # A session's shares go with it (shared/sharing.py), in the same transaction.
+                shared = conn.execute(
+                    "SELECT id FROM shares WHERE owner = ? AND session_id = ?",
+                    (ref.email, ref.session_id),
+                ).fetchall()
+                for (share_id,) in shared:
+                    _delete_share_rows(conn, share_id)
                 deleted = _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
             if deleted:
                 self._forget()

@@ -31,7 +31,7 @@ from tests.conftest import dev_headers
 from tests.support.host import RunningHost, run_host
 
 MAX_EXAMPLES = 60
-MIN_CASES = 1600
+MIN_CASES = 2400
 FUZZER = dev_headers("fuzzer@example.com")
 # DELETE /api/sessions erases everything of its caller: it runs as a user of its own, so the
 # fuzzer's session stays for the operations that need one that exists.
@@ -49,6 +49,12 @@ OPERATIONS = {
     "GET /api/search",
     "GET /api/export",
     "GET /api/health",
+    "POST /api/sessions/{sessionId}/shares",
+    "GET /api/shares",
+    "GET /api/shares/{shareId}",
+    "DELETE /api/shares/{shareId}",
+    "GET /api/shares/{shareId}/views",
+    "POST /api/shares/{shareId}/continue",
 }
 # Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200
 # answers are checked too, not only their 404s.
@@ -58,6 +64,14 @@ ON_EXISTING = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "POST /api/sessions/{sessionId}/shares",
+}
+# Operations also fuzzed on a share of the fuzzer's session; the revoke on one of its own.
+ON_EXISTING_SHARE = {
+    "GET /api/shares/{shareId}",
+    "GET /api/shares/{shareId}/views",
+    "POST /api/shares/{shareId}/continue",
+    "DELETE /api/shares/{shareId}",
 }
 
 
@@ -114,6 +128,18 @@ def existing_session(fuzz_host: RunningHost) -> str:
     return session_id
 
 
+def _share(host: RunningHost, session_id: str) -> str:
+    response = httpx.post(
+        f"{host.base_url}/api/sessions/{session_id}/shares",
+        json={"audience": "signed_in"},
+        headers=FUZZER,
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    share_id: str = response.json()["shareId"]
+    return share_id
+
+
 def _operations(host: RunningHost) -> list[APIOperation]:
     # Loaded from the host, so the fuzz also proves the served document is usable.
     schema = schemathesis.openapi.from_url(host.base_url + "/api/openapi.yaml")
@@ -143,6 +169,7 @@ def test_fuzz_the_whole_api(
     fuzz_host: RunningHost, existing_session: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     counts: dict[str, int] = {}
+    existing_share = _share(fuzz_host, existing_session)
 
     def sender(label: str, headers: dict[str, str]) -> Callable[[Case], None]:
         def send(case: Case) -> None:
@@ -177,6 +204,16 @@ def test_fuzz_the_whole_api(
                 GenerationMode.POSITIVE,
                 sender(label, FUZZER),
                 path_parameters=path,
+            )
+        if operation.label in ON_EXISTING_SHARE:
+            # The revoke gets a share of its own: the others keep reading theirs.
+            revoking = operation.label.startswith("DELETE")
+            share_id = _share(fuzz_host, existing_session) if revoking else existing_share
+            _fuzz(
+                operation,
+                GenerationMode.POSITIVE,
+                sender(f"{operation.label} existing", FUZZER),
+                path_parameters={"shareId": share_id},
             )
 
     total = sum(counts.values())

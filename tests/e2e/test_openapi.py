@@ -42,10 +42,17 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "ErrorDetail": models.ErrorDetail,
     "ErrorResponse": models.ErrorResponse,
     "HealthResponse": models.HealthResponse,
+    "ShareRequest": models.ShareCreateRequest,
+    "Share": models.ShareOut,
+    "ShareList": models.ShareList,
+    "SharedConversation": models.SharedConversation,
+    "SharedBy": models.SharedBy,
+    "ShareView": models.ShareViewOut,
+    "ShareViews": models.ShareViews,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
-REQUEST_COMPONENTS = frozenset({"ChatRequest", "FeedbackRequest", "RenameRequest"})
+REQUEST_COMPONENTS = frozenset({"ChatRequest", "FeedbackRequest", "RenameRequest", "ShareRequest"})
 # Keywords that the models declare and the document must then state identically.
 CONSTRAINTS = ("minLength", "maxLength", "pattern", "minimum", "maximum", "enum", "const")
 

@@ -321,3 +321,48 @@ def test_a_malformed_email_exits_2_and_touches_nothing(
     assert not out.exists()
     after = storage.with_store(lambda store: raw_items(store, victim))
     assert without_volatile(after) == without_volatile(before)
+
+
+def test_the_commands_cover_shares(
+    storage: Storage, users: tuple[str, str], tmp_path: Path
+) -> None:
+    from shared.clock import FixedClock
+    from shared.models import ShareCreateRequest
+    from shared.sharing import ShareService
+
+    kate, bob = users
+
+    async def share_and_view(store: Store) -> tuple[str, str]:
+        clock = FixedClock(START)
+        shares = ShareService(store, clock, token_key="k" * 32)
+        mine = await seed_session(store, kate, [f"shared {SECRET}", "answer"])
+        theirs = await seed_session(store, bob, [f"theirs {SECRET}", "answer"])
+        request = ShareCreateRequest.model_validate({"audience": "signed_in"})
+        kates = await shares.create(kate, mine.id, request)
+        bobs = await shares.create(bob, theirs.id, request)
+        await shares.read(bob, kates.share_id)
+        await shares.read(kate, bobs.share_id)
+        return kates.share_id, bobs.share_id
+
+    kates, bobs = storage.with_store(share_and_view)
+
+    out = tmp_path / "kate.json"
+    exported = storage.command("shared.export", "--email", kate, "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(out.read_text())
+    assert [s["shareId"] for s in document["shares"]] == [kates]
+    assert [v["email"] for v in document["shares"][0]["viewLog"]] == [bob]
+    assert [v["shareId"] for v in document["sharesViewed"]] == [bobs]
+
+    erased = storage.command("shared.erase", "--email", kate)
+    assert erased.returncode == 0, erased.stderr
+    assert_nothing_revealed(erased.stdout + erased.stderr, kate, bob)
+
+    async def after(store: Store) -> None:
+        assert await store.get_share(kates) is None  # her share went
+        assert await store.share_views(kates) == []
+        assert await store.share_views(bobs) == []  # she left Bob's log
+        assert await store.get_share(bobs) is not None  # Bob's share stays
+        assert await nothing_of(store, kate)
+
+    storage.with_store(after)

@@ -105,6 +105,7 @@ def test_settings_point_at_the_deployed_resources(deployment: Deployment) -> Non
     assert settings["COSMOS_DATABASE"] == "chat"
     assert settings["COSMOS_CONTAINER"] == "Conversations"
     assert settings["COSMOS_ARCHIVE_CONTAINER"] == "ConversationsArchive"
+    assert settings["COSMOS_SHARES_CONTAINER"] == "Shares"
     assert settings["LLM_PROVIDER"] == "azure-openai"
     assert settings["AZURE_OPENAI_ENDPOINT"] == openai["properties"]["endpoint"]
     assert settings["AZURE_OPENAI_DEPLOYMENT"] == "gpt-4.1-mini"
@@ -247,6 +248,7 @@ def test_app_settings_never_include_the_key_settings() -> Any:
         cosmos_endpoint="https://x.documents.azure.com:443/",
         active_container="Conversations",
         archive_container="ConversationsArchive",
+        shares_container="Shares",
         openai_endpoint="https://x.openai.azure.com/",
         appinsights_connection_string="InstrumentationKey=k;IngestionEndpoint=https://i/",
         # A plain value: the setting must be secret whatever the key's source says about it.

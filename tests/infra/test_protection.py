@@ -32,6 +32,7 @@ DATA_RESOURCES = {
     "parley-db",
     "parley-container-Conversations",
     "parley-container-ConversationsArchive",
+    "parley-container-Shares",
     "parley-cosmos-delete-lock",
 }
 
@@ -71,6 +72,7 @@ def test_the_stack_records_the_data_identity(deployment: Deployment) -> None:
         "resourceGroupName": "rg-parley-test",
         "cosmosDatabase": "chat",
         "containers": "Conversations:/EmailID,ConversationsArchive:/EmailID",
+        "sharesContainer": "Shares:/shareId",
     }
     assert set(recorded) == set(DATA_IDENTITY_KEYS)
 

@@ -15,7 +15,12 @@ from infra.identity import (
     ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
 )
 from shared.archive import RUN_LOG_PREFIX
-from shared.storage.containers import DEFAULT_DATABASE, PARTITION_KEY_PATH, container_specs
+from shared.storage.containers import (
+    DEFAULT_DATABASE,
+    PARTITION_KEY_PATH,
+    container_specs,
+    shares_spec,
+)
 from tests.infra.conftest import (
     CLIENT_ID,
     FUNCTION_TIMEOUT_S,
@@ -68,15 +73,23 @@ def test_database_and_containers_equal_the_shared_definitions(deployment: Deploy
         for c in deployment.of_type("cosmosdb:SqlResourceSqlContainer")
     }
     specs = container_specs()
-    assert set(containers) == {"Conversations", "ConversationsArchive"} == {s.name for s in specs}
-    for spec in specs:
+    shares = shares_spec()
+    assert set(containers) == {"Conversations", "ConversationsArchive", "Shares"}
+    assert set(containers) == {s.name for s in (*specs, shares)}
+    for spec in (*specs, shares):
         resource = containers[spec.name]["resource"]
         assert containers[spec.name]["databaseName"] == DEFAULT_DATABASE
         assert resource["id"] == spec.name
-        assert resource["partitionKey"]["paths"] == [PARTITION_KEY_PATH] == ["/EmailID"]
+        assert resource["partitionKey"]["paths"] == [spec.partition_key_path]
         assert resource["partitionKey"]["kind"] == "Hash"
         # Field for field, exactly the policy the code was written against.
         assert resource["indexingPolicy"] == spec.indexing_policy
+    for spec in specs:
+        assert spec.partition_key_path == PARTITION_KEY_PATH == "/EmailID"
+        assert "defaultTtl" not in containers[spec.name]["resource"]  # conversations never expire
+    # Shares: one partition per share, time-to-live on with no default (items carry their own).
+    assert containers["Shares"]["resource"]["partitionKey"]["paths"] == ["/shareId"]
+    assert containers["Shares"]["resource"]["defaultTtl"] == -1
 
 
 def test_cosmos_data_contributor_is_granted_on_the_database(deployment: Deployment) -> None:
@@ -100,7 +113,7 @@ def test_cosmos_role_assignment_waits_for_the_database_and_every_container(
     grant = deployment.one("cosmosdb:SqlResourceSqlRoleAssignment").logical_name
     database = deployment.one("cosmosdb:SqlResourceSqlDatabase").logical_name
     containers = [c.logical_name for c in deployment.of_type("cosmosdb:SqlResourceSqlContainer")]
-    assert len(containers) == 2
+    assert len(containers) == 3  # active, archive, shares
     assert {database, *containers} <= set(deployment.depends_on[grant])
 
 

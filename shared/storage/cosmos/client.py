@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
@@ -42,7 +42,7 @@ from shared.config import proxy_configured
 from shared.deadline import remaining
 from shared.errors import DEFAULT_RETRY_AFTER_S, InvalidRequest, PayloadTooLarge, StorageUnavailable
 from shared.storage.base import MAX_BATCH_OPERATIONS, Where
-from shared.storage.containers import ContainerSpec
+from shared.storage.containers import ContainerSpec, shares_spec
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -54,6 +54,8 @@ sdk_http_log = logging.getLogger("parley.storage.cosmos.sdk_http")
 sdk_http_log.setLevel(logging.WARNING)
 
 T = TypeVar("T")
+# Which container a call goes to: the two of conversations, or the shares container.
+Target = Where | Literal["shares"]
 BatchOp = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], dict[str, Any]]
 
 # Statuses that mean "busy or briefly unreachable": the SDK has already retried them.
@@ -225,6 +227,7 @@ class CosmosConnection:
         database: str,
         specs: tuple[ContainerSpec, ContainerSpec],
         verify_tls: bool,
+        shares: ContainerSpec | None = None,
         bootstrap: bool,
         client_options: dict[str, Any],
         timeout_s: float,
@@ -233,18 +236,19 @@ class CosmosConnection:
         self._credential = credential
         self._database = database
         self._specs = specs
+        self._shares = shares or shares_spec()
         self._verify_tls = verify_tls
         self._bootstrap = bootstrap
         self._client_options = {**CLIENT_OPTIONS, **client_options}
         self.timeout_s = timeout_s
         self._client: CosmosClient | None = None
-        self._containers: dict[Where, ContainerProxy] = {}
+        self._containers: dict[Target, ContainerProxy] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
 
     # ---- the client ----------------------------------------------------------------------------
 
-    async def container(self, where: Where) -> ContainerProxy:
+    async def container(self, where: Target) -> ContainerProxy:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             # A new event loop (a fresh asyncio.run): the old client's sessions are unusable.
@@ -282,6 +286,7 @@ class CosmosConnection:
         self._containers = {
             "active": database.get_container_client(active.name),
             "archive": database.get_container_client(archive.name),
+            "shares": database.get_container_client(self._shares.name),
         }
 
     async def _database_proxy(self, client: CosmosClient) -> DatabaseProxy:
@@ -293,12 +298,13 @@ class CosmosConnection:
             database = await client.create_database_if_not_exists(self._database)
         except CosmosResourceExistsError:  # another process created it between check and create
             database = client.get_database_client(self._database)
-        for spec in self._specs:
+        for spec in (*self._specs, self._shares):
             with suppress(CosmosResourceExistsError):
                 await database.create_container_if_not_exists(
                     spec.name,
                     partition_key=PartitionKey(spec.partition_key_path),
                     indexing_policy=spec.indexing_policy,
+                    default_ttl=spec.default_ttl,
                 )
         log.info("cosmos_bootstrapped", extra={"database": self._database})
         return database
@@ -313,7 +319,7 @@ class CosmosConnection:
     # ---- bounded, mapped calls -----------------------------------------------------------------
 
     async def call(
-        self, operation: str, where: Where, fn: Callable[[ContainerProxy, float], Awaitable[T]]
+        self, operation: str, where: Target, fn: Callable[[ContainerProxy, float], Awaitable[T]]
     ) -> T:
         """Run one SDK call against ``where`` within what is left of the storage budget. A
         container that vanished is re-created once locally, else answered 503."""
@@ -337,7 +343,7 @@ class CosmosConnection:
                 self._containers = {}  # the next call creates them again
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def read(self, where: Where, item_id: str, email: str) -> dict[str, Any] | None:
+    async def read(self, where: Target, item_id: str, email: str) -> dict[str, Any] | None:
         async def read(container: ContainerProxy, budget: float) -> dict[str, Any] | None:
             try:
                 item: dict[str, Any] = await container.read_item(
@@ -413,7 +419,7 @@ class CosmosConnection:
 
         return await self.call("delete", where, delete)
 
-    async def batch(self, where: Where, email: str, ops: list[BatchOp]) -> list[dict[str, Any]]:
+    async def batch(self, where: Target, email: str, ops: list[BatchOp]) -> list[dict[str, Any]]:
         """One transactional batch; raises BatchRefused when an operation lost a race."""
 
         async def run(container: ContainerProxy, budget: float) -> list[dict[str, Any]]:
@@ -431,7 +437,7 @@ class CosmosConnection:
 
     async def query(
         self,
-        where: Where,
+        where: Target,
         query: str,
         parameters: list[dict[str, object]],
         *,
@@ -443,7 +449,7 @@ class CosmosConnection:
 
     async def stream(
         self,
-        where: Where,
+        where: Target,
         query: str,
         parameters: list[dict[str, object]],
         *,

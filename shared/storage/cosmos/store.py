@@ -23,7 +23,16 @@ from shared.errors import (
     StorageUnavailable,
 )
 from shared.ids import message_item_id
-from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.models import (
+    ContextMessage,
+    Feedback,
+    MessageRecord,
+    RequestRecord,
+    SessionRecord,
+    ShareRecord,
+    ShareView,
+    ViewedShare,
+)
 from shared.storage.base import (
     Binding,
     MoveOutcome,
@@ -36,7 +45,7 @@ from shared.storage.base import (
     Unfinished,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs
+from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
@@ -59,6 +68,7 @@ from shared.storage.cosmos.items import (
 )
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
+from shared.storage.cosmos.shares import CosmosShares
 from shared.storage.keyset import decode_position, encode_position
 
 if TYPE_CHECKING:
@@ -176,6 +186,7 @@ class CosmosStore:
         database: str,
         container: str,
         archive_container: str,
+        shares_container: str | None = None,
         verify_tls: bool = True,
         bootstrap: bool = False,
         client_options: dict[str, Any] | None = None,
@@ -187,6 +198,7 @@ class CosmosStore:
             credential,
             database=database,
             specs=container_specs(container, archive_container),
+            shares=shares_spec(shares_container) if shares_container else shares_spec(),
             verify_tls=verify_tls,
             bootstrap=bootstrap,
             client_options=client_options or {},
@@ -195,6 +207,7 @@ class CosmosStore:
         self.clock = clock or SystemClock()
         self.moves = Moves(self.conn, self.clock)
         self.rehome = Rehome(self.conn, self.moves, self.clock)
+        self.shares = CosmosShares(self.conn, self.clock)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
@@ -210,6 +223,7 @@ class CosmosStore:
             database=settings.cosmos_database,
             container=settings.cosmos_container,
             archive_container=settings.cosmos_archive_container,
+            shares_container=settings.cosmos_shares_container,
             verify_tls=settings.cosmos_verify_tls,
             # Data-plane RBAC cannot create databases or containers, and in Azure the Pulumi
             # program owns them: create them only with a key against a local emulator.
@@ -524,6 +538,44 @@ class CosmosStore:
     async def rehome_pending(self, old: str) -> list[str]:
         return await self.rehome.pending(old)
 
+    # ---- shares (shares.py) --------------------------------------------------------------------
+
+    async def create_share(self, share: ShareRecord, messages: list[MessageRecord]) -> None:
+        await self.shares.create_share(share, messages)
+
+    async def get_share(self, share_id: str) -> ShareRecord | None:
+        return await self.shares.get_share(share_id)
+
+    async def open_share(
+        self, share: ShareRecord, viewer: str | None, at: datetime
+    ) -> ShareRecord | None:
+        return await self.shares.open_share(share, viewer, at)
+
+    async def share_messages(
+        self, share_id: str, *, after_seq: int, limit: int
+    ) -> tuple[list[MessageRecord], bool]:
+        return await self.shares.share_messages(share_id, after_seq=after_seq, limit=limit)
+
+    async def list_shares(
+        self, email: str, *, limit: int, after: str | None
+    ) -> tuple[list[ShareRecord], str | None]:
+        return await self.shares.list_shares(email, limit=limit, after=after)
+
+    async def owned_share_ids(self, email: str, *, limit: int) -> list[str]:
+        return await self.shares.owned_share_ids(email, limit=limit)
+
+    async def delete_share(self, email: str, share_id: str) -> bool:
+        return await self.shares.delete_share(email, share_id)
+
+    async def share_views(self, share_id: str) -> list[ShareView]:
+        return await self.shares.share_views(share_id)
+
+    async def viewed_shares(self, email: str) -> list[ViewedShare]:
+        return await self.shares.viewed_shares(email)
+
+    async def forget_viewer(self, email: str) -> None:
+        await self.shares.forget_viewer(email)
+
     # ---- archival ------------------------------------------------------------------------------
 
     async def scan_stale(
@@ -558,7 +610,13 @@ class CosmosStore:
         return await self.moves.archive(ref)
 
     async def expire(self, ref: SessionRef) -> bool:
-        return await self.moves.delete_everywhere(ref.email, ref.session_id, archive_etag=ref.etag)
+        deleted = await self.moves.delete_everywhere(
+            ref.email, ref.session_id, archive_etag=ref.etag
+        )
+        if deleted:
+            # A session's shares go with it (shared/sharing.py); retention has no service.
+            await self.shares.revoke_session(ref.email, ref.session_id)
+        return deleted
 
     async def scan_unfinished(
         self, *, older_than: datetime, limit: int, after: str | None
