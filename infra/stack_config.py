@@ -126,6 +126,8 @@ APP_SETTING_KEYS: dict[str, str] = {
     "archiveConcurrency": "ARCHIVE_CONCURRENCY",
     "storeTimeoutSeconds": "STORE_TIMEOUT_S",
     "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
+    "userDailyTokenLimit": "USER_DAILY_TOKEN_LIMIT",
+    "userMonthlyTokenLimit": "USER_MONTHLY_TOKEN_LIMIT",
 }
 # Of those, the ones without a default: unset means the setting is left out of Azure too.
 OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})

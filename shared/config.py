@@ -70,6 +70,10 @@ class Settings(BaseModel):
     # Titles written by the model; unset: "model" with a real model, "first-message" with echo.
     title_mode: TitleMode | None = Field(None, alias="TITLE_MODE")
     title_timeout_s: float = Field(10.0, alias="TITLE_TIMEOUT_S", gt=0, le=120)
+    # Model tokens (prompt + completion) a user may spend per UTC day / month; 0: no limit
+    # (shared/usage.py).
+    user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)
+    user_monthly_token_limit: int = Field(0, alias="USER_MONTHLY_TOKEN_LIMIT", ge=0)
 
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
     # The token issuer, the audiences accepted (comma-separated) and the issuer's key set: what

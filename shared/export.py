@@ -6,7 +6,8 @@ Used by ``GET /api/export`` and by the operators' command for requests that come
     python -m shared.export --email alice@example.com [--out FILE]
 
 The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" + "messages":
-[...]], "complete": true}``, each message with everything stored with it (feedback, the model
+[...]], "usage": [{"period", "promptTokens", "completionTokens", "cachedTokens", "turns"}],
+"complete": true}``, each message with everything stored with it (feedback, the model
 that answered and its token counts, the client's message id).
 
 Memory does not grow with the user's data: sessions are read a page at a time, in an order a
@@ -38,6 +39,7 @@ from shared.config import Settings
 from shared.errors import StorageUnavailable
 from shared.storage import make_store
 from shared.storage.base import ConversationStore, Where
+from shared.usage import spent_json
 
 if TYPE_CHECKING:
     import argparse
@@ -100,8 +102,10 @@ async def export_document(
             yield "]}"
         if after is None:
             break
+    # What the user's model calls cost, per period (shared/usage.py): personal data too.
+    usage = spent_json(await store.read_usage(email))
     count.complete = True
-    yield '],"complete":true}'
+    yield '],"usage":' + json.dumps(usage, separators=(",", ":")) + ',"complete":true}'
 
 
 # ---- python -m shared.export ---------------------------------------------------------------

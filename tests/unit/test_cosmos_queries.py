@@ -15,7 +15,7 @@ import re
 import pytest
 
 from shared.storage.containers import ContainerSpec
-from shared.storage.cosmos import moves, store
+from shared.storage.cosmos import moves, store, usage
 
 # Always indexed by Cosmos whatever the policy says: the id, and the partition key (a query's
 # scope).
@@ -25,7 +25,7 @@ ALWAYS_INDEXED = {"id", "EmailID"}
 SCANNED_BY_SEARCH = {"content", "title"}
 QUERIES = {
     name: value
-    for module in (store, moves)
+    for module in (store, moves, usage)
     for name, value in vars(module).items()
     if name.endswith("_QUERY") and isinstance(value, str)
 }
@@ -50,7 +50,9 @@ def filtered_fields(query: str) -> tuple[set[str], set[str]]:
 
 def test_the_queries_are_found() -> None:
     # The scans this exists for, by name: renaming one must not silently drop it from here.
-    assert {"LIST_QUERY", "STALE_QUERY", "UNFINISHED_QUERY", "TURN_QUERY"} <= set(QUERIES)
+    assert {"LIST_QUERY", "STALE_QUERY", "UNFINISHED_QUERY", "TURN_QUERY", "USAGE_QUERY"} <= set(
+        QUERIES
+    )
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))

@@ -10,6 +10,7 @@ in ``moves.py``. Logs name session ids and counts, never item contents.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from shared.storage.base import (
     Where,
 )
 from shared.storage.containers import LOCAL_HOSTS, container_specs
+from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
@@ -47,6 +49,7 @@ from shared.storage.cosmos.items import (
 )
 from shared.storage.cosmos.moves import Moves
 from shared.storage.keyset import decode_position, encode_position
+from shared.usage import Spent
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -463,6 +466,19 @@ class CosmosStore:
             if found:
                 break
         return list(found)[:limit]
+
+    # ---- token usage (usage.py) ----------------------------------------------------------------
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        await usage_items.add_usage(self.conn, email, periods, spent)
+
+    async def read_usage(
+        self, email: str, periods: Sequence[str] | None = None
+    ) -> dict[str, Spent]:
+        return await usage_items.read_usage(self.conn, email, periods)
+
+    async def clear_usage(self, email: str) -> int:
+        return await usage_items.clear_usage(self.conn, email)
 
     # ---- archival ------------------------------------------------------------------------------
 
