@@ -7,6 +7,7 @@ import { setupDataRights } from "./data.js";
 import { feedbackControls } from "./feedback.js";
 import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
+import { setupUsage } from "./usage.js";
 import {
   describeError,
   el,
@@ -782,6 +783,8 @@ async function send() {
     answerItem.classList.remove("streaming");
     setSending(false);
     if (view === state.view) updateOlder();
+    // The turn cost tokens (or was refused for them): the meter shows where the user stands.
+    usage.refresh();
   }
 }
 
@@ -847,10 +850,15 @@ setupDataRights({
   },
 });
 
+// ---------------------------------------------------------------- usage
+
+const usage = setupUsage({ api });
+
 // ---------------------------------------------------------------- start
 
 function start() {
   showApp();
+  usage.refresh();
   setListView(false);
   routeFromHash();
   if (!state.sessionId) input.focus();
