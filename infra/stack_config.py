@@ -118,6 +118,7 @@ APP_SETTING_KEYS: dict[str, str] = {
     "llmMaxRetries": "LLM_MAX_RETRIES",
     "maxHistoryMessages": "MAX_HISTORY_MESSAGES",
     "maxContextTokens": "MAX_CONTEXT_TOKENS",
+    "contextWindow": "CONTEXT_WINDOW",
     "maxMessageChars": "MAX_MESSAGE_CHARS",
     "systemPrompt": "SYSTEM_PROMPT",
     "maxSessionMessages": "MAX_SESSION_MESSAGES",

@@ -22,7 +22,7 @@ from itertools import count
 from shared.audit import audit, structured, user_hash
 from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
-from shared.context import Said, model_messages
+from shared.context import Spoken, context_window
 from shared.deadline import storage_budget
 from shared.erase import erase_sessions
 from shared.errors import (
@@ -323,7 +323,7 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: Sequence[Said],
+        window: Sequence[Spoken],
         *,
         title: Awaitable[str | None] | None = None,
     ) -> Turn:
@@ -337,16 +337,18 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: Sequence[Said],
+        window: Sequence[Spoken],
         queue: asyncio.Queue[str | None],
     ) -> MessageRecord:
         # The model sees the stored history up to and including this turn's user message.
-        messages = model_messages(
+        context = context_window(
             self.settings.system_prompt,
             [*window, user],
             max_messages=self.settings.max_history_messages,
             max_tokens=self.settings.max_context_tokens,
+            policy=self.settings.context_window,
         )
+        messages = context.messages
         pieces: list[str] = []
         usage: Usage | None = None
         failed = True
@@ -384,7 +386,9 @@ class ConversationService:
         try:
             if not content.strip():
                 raise ModelError("The model returned an empty answer.")
-            return await self._store_answer(email, session, user, content, usage)
+            return await self._store_answer(
+                email, session, user, content, usage, context_from=context.start_seq
+            )
         finally:
             await recording
 
@@ -395,6 +399,8 @@ class ConversationService:
         user: MessageRecord,
         content: str,
         usage: Usage | None,
+        *,
+        context_from: int | None = None,
     ) -> MessageRecord:
         """Store the answer the model gave. It is not given up for contention while the session
         exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
@@ -410,6 +416,7 @@ class ConversationService:
                 model=usage.model if usage else self.model.name,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                context_from=context_from,
             )
             answered = (
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None

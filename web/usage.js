@@ -1,4 +1,4 @@
-// The usage meter (docs/web.md, "Usage"): what the signed-in user's model calls cost today and
+// The usage meter (docs/web.md, "What it does"): what the signed-in user's model calls cost today and
 // this month, from GET /api/usage, shown quietly under "Your data"; and the clear sentence of a
 // spent budget. It refreshes after every turn, sent or refused.
 

@@ -1,4 +1,4 @@
-"""The usage meter and a spent budget (docs/web.md, "Usage"): the meter shows today's tokens
+"""The usage meter and a spent budget (docs/web.md, "What it does"): the meter shows today's tokens
 against the limit and moves after a turn; once the budget is spent a turn is refused with a
 clear sentence (the budget, and when it resets), the message stays in the box and nothing joins
 the log; the meter says the budget is used up."""

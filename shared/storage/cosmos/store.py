@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 # Only the fields a turn uses come back (no system properties, ids or cost fields): a turn's
 # read is most of its bytes, and every one of them is on the user's bill.
 TURN_QUERY = (
-    "SELECT TOP {n} c.seq, c.role, c.content, c.title, c.titleSource, c.preview,"
+    "SELECT TOP {n} c.seq, c.role, c.content, c.contextFrom, c.title, c.titleSource, c.preview,"
     " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.state, c._etag FROM c"
     " WHERE c.sessionId = @sid AND c.seq >= 0 ORDER BY c.sessionId DESC, c.seq DESC"
 )
