@@ -3,6 +3,7 @@
 - concurrent increments are all counted (20 at once, on one user's day and month records);
 - the day and the month roll over with the (injected) clock, each on its own;
 - another user's usage is untouched, and an erasure removes the user's usage too;
+- a usage write that fails never fails the turn (the answer is stored, the failure logged);
 - 20 turns sent at once at the edge of the budget are all counted: the overshoot is at most
   the answers in flight, and the next turn is refused (429 quota_exceeded, Retry-After to the
   reset) before anything is stored or the model is called.
@@ -11,14 +12,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
 from shared.clock import FixedClock
 from shared.config import load_settings
-from shared.errors import QuotaExceeded
+from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
 from shared.service import ConversationService
@@ -201,3 +204,38 @@ def test_an_erasure_removes_the_usage_and_a_reset_clears_it(
         assert await store.read_usage(bob) == {}
 
     run(scenario)
+
+
+class UsageWritesFail:
+    """The real store, but every usage write fails as an unreachable store would."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        raise StorageUnavailable()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_usage_write_that_fails_never_fails_the_turn(
+    run: Runner[None], emails: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        clock = FixedClock(EDGE)
+        settings = load_settings({"USER_DAILY_TOKEN_LIMIT": "10000"})
+        service = ConversationService(
+            cast(Store, UsageWritesFail(store)), MeteredModel(), settings, clock=clock
+        )
+        result = await service.chat(alice, ChatRequest(message="answered anyway"))
+        assert result.assistant.content == "an answer"
+        messages, _ = await store.page_messages(alice, result.session_id, where="active", limit=10)
+        assert [m.role for m in messages] == ["user", "assistant"]
+        assert await store.read_usage(alice) == {}
+        assert "usage_not_recorded StorageUnavailable" in caplog.text
+
+    with caplog.at_level(logging.WARNING, logger="parley.usage"):
+        run(scenario)
