@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import Clock, iso
 from shared.context import estimate_tokens
+from shared.deadline import storage_budget
 from shared.errors import QuotaExceeded
 from shared.llm.base import ModelMessage, Usage
 
@@ -185,7 +186,10 @@ class UsageMeter:
         answer is already theirs."""
         spent = call_cost(messages, reply, usage, turn=turn)
         try:
-            await self.store.add_usage(email, period_keys(self.clock.now()), spent)
+            # A storage budget of its own: the count comes after a model call of any length,
+            # which may have spent the request's (shared/deadline.py).
+            with storage_budget(self.settings.store_timeout_s):
+                await self.store.add_usage(email, period_keys(self.clock.now()), spent)
         except Exception as exc:  # the type only: nothing of the user in the log
             log.warning("usage_not_recorded %s", type(exc).__name__)
         return spent

@@ -19,8 +19,10 @@ from typing import Any, cast
 
 import pytest
 
+from shared import deadline
 from shared.clock import FixedClock
 from shared.config import load_settings
+from shared.deadline import remaining
 from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
@@ -239,3 +241,58 @@ def test_a_usage_write_that_fails_never_fails_the_turn(
 
     with caplog.at_level(logging.WARNING, logger="parley.usage"):
         run(scenario)
+
+
+class SlowModel(MeteredModel):
+    """Answers after a minute of (the deadline's) monotonic time."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__()
+        self.clock = clock
+
+    async def stream(
+        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
+    ) -> AsyncIterator[str | Usage]:
+        self.clock[0] += 60.0
+        async for piece in super().stream(messages, cache_key=cache_key):
+            yield piece
+
+
+class NotesBudget:
+    """The real store, noting how much storage time is left when usage is counted."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.left: list[float] = []
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        self.left.append(remaining(1000.0))
+        await self.inner.add_usage(email, periods, spent)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_long_answer_is_counted_with_a_storage_budget_of_its_own(
+    run: Runner[None], emails: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request's storage budget (20 s) is long spent when a minute-long answer ends: the
+    # count, like the answer's write, must not inherit it (a Cosmos call would be refused).
+    alice, _ = emails
+    now = [1000.0]
+    monkeypatch.setattr(deadline.time, "monotonic", lambda: now[0])
+
+    async def scenario(store: Store) -> None:
+        noting = NotesBudget(store)
+        service = ConversationService(
+            cast(Store, noting),
+            SlowModel(now),
+            load_settings({"USER_DAILY_TOKEN_LIMIT": "10000"}),
+            clock=FixedClock(EDGE),
+        )
+        with deadline.storage_budget(20.0):
+            await service.chat(alice, ChatRequest(message="take your time"))
+        assert noting.left and all(left > 0 for left in noting.left), noting.left
+        assert (await store.read_usage(alice))[period_keys(EDGE)[0]].turns == 1
+
+    run(scenario)
