@@ -154,7 +154,7 @@ class ConversationService:
         self.clock = clock or SystemClock()
         self._sleep = sleep
         self._token_key = settings.resolved_token_signing_key
-        self.usage = UsageMeter(store, settings, self.clock)
+        self.usage = UsageMeter(store, settings, self.clock, sleep=sleep)
 
     # ---- chat ----------------------------------------------------------------------------------
 

@@ -16,10 +16,11 @@ answers in flight when it was reached, never more.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import Clock, iso
 from shared.context import estimate_tokens
 from shared.deadline import storage_budget
-from shared.errors import QuotaExceeded
+from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 
 if TYPE_CHECKING:
@@ -42,6 +43,11 @@ log = logging.getLogger("parley.usage")
 
 Period = Literal["day", "month"]
 PERIODS: tuple[Period, Period] = ("day", "month")
+# Counting a call that storage refused (throttling: Cosmos applied nothing): attempts, and the
+# longest pause between them. A storage failure that outlasts them loses that call's count
+# (logged), never the answer. A write that timed out may have been applied: counted twice then.
+RECORD_ATTEMPTS = 4
+RECORD_PAUSE_CAP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -137,10 +143,18 @@ class UsageOut(BaseModel):
 class UsageMeter:
     """Counts what each user's model calls cost, and refuses turns past the budget."""
 
-    def __init__(self, store: ConversationStore, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ConversationStore,
+        settings: Settings,
+        clock: Clock,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self._sleep = sleep
 
     def limit(self, period: Period) -> int:
         """The period's limit in tokens; 0 means none."""
@@ -185,13 +199,23 @@ class UsageMeter:
         turn counts show). A storage failure here is logged, never the caller's error: the
         answer is already theirs."""
         spent = call_cost(messages, reply, usage, turn=turn)
-        try:
-            # A storage budget of its own: the count comes after a model call of any length,
-            # which may have spent the request's (shared/deadline.py).
-            with storage_budget(self.settings.store_timeout_s):
-                await self.store.add_usage(email, period_keys(self.clock.now()), spent)
-        except Exception as exc:  # the type only: nothing of the user in the log
-            log.warning("usage_not_recorded %s", type(exc).__name__)
+        periods = period_keys(self.clock.now())
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                # A storage budget of its own: the count comes after a model call of any
+                # length, which may have spent the request's (shared/deadline.py).
+                with storage_budget(self.settings.store_timeout_s):
+                    await self.store.add_usage(email, periods, spent)
+                return spent
+            except StorageUnavailable as exc:
+                # Throttled (nothing was applied) or unreachable: try again a few times.
+                if attempt + 1 < RECORD_ATTEMPTS:
+                    await self._sleep(min(exc.retry_after_s or 1, RECORD_PAUSE_CAP_S))
+                    continue
+                log.warning("usage_not_recorded %s", type(exc).__name__)
+            except Exception as exc:  # the type only: nothing of the user in the log
+                log.warning("usage_not_recorded %s", type(exc).__name__)
+                break
         return spent
 
     async def report(self, email: str) -> UsageOut:
