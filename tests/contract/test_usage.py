@@ -335,3 +335,20 @@ def test_a_long_answer_is_counted_with_a_storage_budget_of_its_own(
         assert (await store.read_usage(alice))[period_keys(EDGE)[0]].turns == 1
 
     run(scenario)
+
+
+def test_a_model_written_title_is_counted_but_is_not_a_turn(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        settings = load_settings({"USER_DAILY_TOKEN_LIMIT": "10000", "TITLE_MODE": "model"})
+        service = ConversationService(store, MeteredModel(), settings, clock=FixedClock(EDGE))
+        result = await service.chat(alice, ChatRequest(message="name this conversation"))
+        assert result.title == "a title"
+        report = await service.usage_report(alice)
+        # The title call reports no usage (``complete``): estimated, and counted.
+        assert report.day.tokens > PER_TURN and report.turns.day == 1
+
+    run(scenario)
