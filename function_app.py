@@ -9,6 +9,7 @@ from functions.health import bp as health_bp
 from functions.search import bp as search_bp
 from functions.sessions import bp as sessions_bp
 from functions.shares import bp as shares_bp
+from functions.usage import bp as usage_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -17,6 +18,7 @@ for blueprint in (
     sessions_bp,
     search_bp,
     export_bp,
+    usage_bp,
     health_bp,
     archive_bp,
     shares_bp,

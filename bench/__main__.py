@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import archival, coldstart, latency, reads, report, turns
+from bench import archival, coldstart, latency, prompt_cache, reads, report, turns
 from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
@@ -33,15 +33,25 @@ class Plan:
     import_detail: bool  # also time the FastAPI extension alone, and list the heavy imports
     search_sizes: list[int]  # messages of the users searched
     archive_stubs: int  # stubs of earlier passes present for the pass counted in request units
+    cache_turns: int  # turns of each conversation of the prompt-cache comparison
 
 
 # Turn 25 stays in both: the growth budget compares the last turn with it.
 FULL = Plan(
-    [1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True, [100, 1000, 10000], 10000
+    [1, 2, 10, 25, 50, 100, 200],
+    [1, 8, 32],
+    640,
+    11,
+    1000,
+    1000,
+    True,
+    [100, 1000, 10000],
+    10000,
+    200,
 )
 # Quick: every measurement still runs (LangChain's history for 50 turns, like Parley and the
 # whole-document baseline), small enough for 60 s on 2 busy cores.
-QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000], 500)
+QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000], 500, 100)
 
 
 def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> dict[str, Any]:
@@ -135,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
         )
+    results["prompt_cache"] = _step(
+        "model input with a prompt cache", lambda: prompt_cache.run(plan.cache_turns), failures
+    )
     results["cold_start"] = _step(
         "cold start", lambda: coldstart.run(plan.import_runs, detail=plan.import_detail), failures
     )

@@ -208,7 +208,14 @@ def run_backend(
     host_cm: Callable[[dict[str, str], Path], AbstractContextManager[Any]],
 ) -> dict[str, Any]:
     users = _users(max(levels))
-    full_env = {"AUTH_MODE": "dev", "LLM_PROVIDER": "echo", **env}
+    # A budget no run reaches: every turn still pays for the check and the count (as in
+    # production, where a limit is set by default) but none is refused.
+    full_env = {
+        "AUTH_MODE": "dev",
+        "LLM_PROVIDER": "echo",
+        "USER_DAILY_TOKEN_LIMIT": str(10**12),
+        **env,
+    }
     with host_cm(full_env, log_path) as host:
         host_results = asyncio.run(_host_run(host.base_url, users, levels, requests))
     floor_results = asyncio.run(_floor_run(make_store(), users, levels, requests))

@@ -40,9 +40,11 @@ class TimedModel:
         self.started: float | None = None
         self.ended: float | None = None
 
-    async def stream(self, messages: Sequence[Any]) -> AsyncIterator[Any]:
+    async def stream(
+        self, messages: Sequence[Any], *, cache_key: str | None = None
+    ) -> AsyncIterator[Any]:
         self.started, self.ended = time.perf_counter(), None
-        async for piece in self.inner.stream(messages):
+        async for piece in self.inner.stream(messages, cache_key=cache_key):
             yield piece
         self.ended = time.perf_counter()
 

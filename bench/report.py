@@ -17,6 +17,7 @@ from bench.common import RESULTS, ROOT
 
 TURNS_PNG = "turn_bytes.png"
 LATENCY_PNG = "latency.png"
+CACHE_PNG = "prompt_cache.png"
 
 
 def _ok(met: bool | None) -> str:
@@ -366,6 +367,95 @@ def _reads_md(r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def plot_prompt_cache(cache: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for policy, label, color in (
+        ("sliding", "sliding window", "#c0392b"),
+        ("blocks", "window kept for the cache", "#2471a3"),
+    ):
+        rows = cache[policy]["rows"]
+        turns = [r["turn"] for r in rows]
+        ax.plot(turns, [r["prompt_tokens"] for r in rows], label=f"{label}: prompt", color=color)
+        ax.plot(
+            turns,
+            [r["prompt_tokens"] - r["cached_tokens"] for r in rows],
+            label=f"{label}: not cached",
+            color=color,
+            linestyle="--",
+        )
+    ax.set_xlabel("turn")
+    ax.set_ylabel("prompt tokens")
+    ax.set_title("The model's input per turn (simulated Azure OpenAI prompt cache)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+CACHE_TURNS = (1, 2, 10, 25, 50, 100, 101, 102, 103, 104, 150, 200)
+
+
+def _prompt_cache_md(c: dict[str, Any]) -> list[str]:
+    if "sliding" not in c:
+        return [f"Not measured: {c.get('not_available') or c.get('error')}", ""]
+    price = (
+        f"${c['price_input_per_m']:.2f} per million input tokens and "
+        f"${c['price_cached_per_m']:.2f} per million cached input tokens"
+    )
+    lines = [
+        f"One {c['turns']}-turn conversation per window, the same questions and answers, "
+        f"through the service (OpenAI-compatible adapter, SQLite store) against a model server "
+        f"that caches prompt prefixes as Azure OpenAI does; `MAX_CONTEXT_TOKENS` "
+        f"{c['max_context_tokens']}, `MAX_HISTORY_MESSAGES` {c['max_history_messages']}. "
+        f"Input cost at {price}. Context kept: the window's history against the limit that "
+        "binds (messages or estimated tokens).",
+        "",
+        "| turn | sliding: prompt | cached | context | cost (US$) "
+        "| blocks: prompt | cached | context | cost (US$) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    sliding = {r["turn"]: r for r in c["sliding"]["rows"]}
+    blocks = {r["turn"]: r for r in c["blocks"]["rows"]}
+    for turn in CACHE_TURNS:
+        if turn not in sliding:
+            continue
+        cells = []
+        for rows in (sliding, blocks):
+            r = rows[turn]
+            cells += [
+                f"{r['prompt_tokens']:,}",
+                f"{r['cached_tokens']:,}",
+                f"{r['context_fraction']:.2f}",
+                f"{r['input_cost_usd']:.5f}",
+            ]
+        lines.append(f"| {turn} | " + " | ".join(cells) + " |")
+    s, b = c["sliding"]["steady"], c["blocks"]["steady"]
+    lines += [
+        "",
+        f"Steady state (turns {s['from_turn']} to {c['turns']}, averages per turn):",
+        "",
+        "| window | prompt tokens | cached tokens | cached share | context kept (min) "
+        "| input cost (US$) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in (("sliding", s), ("blocks", b)):
+        lines.append(
+            f"| {name} | {row['prompt_tokens']:,.0f} | {row['cached_tokens']:,.0f} "
+            f"| {row['cached_share']:.0%} | {row['context_fraction']:.2f} "
+            f"({row['min_context_fraction']:.2f}) | {row['input_cost_usd']:.5f} |"
+        )
+    lines += [
+        "",
+        f"Budgets: steady-state input cost at most 0.5x the sliding window's: "
+        f"{c['cost_ratio_blocks_over_sliding']}x {_ok(c['budget_cost_met'])}; average context "
+        f"kept at least 0.75 of the budget: {b['context_fraction']} "
+        f"{_ok(c['budget_context_met'])}.",
+        "",
+    ]
+    return lines
+
+
 def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
     m = results["machine"]
     lines = [
@@ -396,6 +486,14 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
         "### Reading as the data grows (local Cosmos server)",
         "",
         *_reads_md(results.get("reads", {"not_available": "not measured"})),
+        "### The model's input with a prompt cache",
+        "",
+        *_prompt_cache_md(results.get("prompt_cache", {"not_available": "not measured"})),
+        *(
+            [f"![prompt tokens per turn]({plot_prefix}{CACHE_PNG})", ""]
+            if "sliding" in results.get("prompt_cache", {})
+            else []
+        ),
     ]
     return "\n".join(lines)
 
@@ -426,6 +524,14 @@ def headline_md(results: dict[str, Any]) -> str:
             f"({cosmos['sessions']:,} sessions of {cosmos['messages_per_session']} messages, "
             f"{cosmos['concurrency']} at a time) with {cosmos['peak_memory_mib']} MiB of "
             "Python allocations at its peak."
+        )
+    cache = results.get("prompt_cache", {})
+    if "sliding" in cache:
+        lines.append(
+            f"- With a prompt cache, a long conversation's model input costs "
+            f"{cache['cost_ratio_blocks_over_sliding']}x what a window sliding one message a "
+            f"turn costs, keeping {cache['blocks']['steady']['context_fraction']:.0%} of the "
+            "context on average (simulated Azure OpenAI prefix caching)."
         )
     cold = results["cold_start"]
     if "ratio" in cold:
@@ -473,6 +579,8 @@ def write(results: dict[str, Any], out: Path = RESULTS) -> None:
     if "parley_bytes_per_turn" in results["turns"]:
         plot_turns(results["turns"], out / TURNS_PNG)
     plot_latency(results["latency"], out / LATENCY_PNG)
+    if "sliding" in results.get("prompt_cache", {}):
+        plot_prompt_cache(results["prompt_cache"], out / CACHE_PNG)
     body = summary_md(results, "")
     (out / "summary.md").write_text("# Parley benchmark: latest results\n\n" + body + "\n")
     committed = out.resolve() == RESULTS.resolve()

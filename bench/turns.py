@@ -22,7 +22,11 @@ from bench.common import Cosmos, message_text
 from bench.transport import CountingTransport, Tally
 
 # The design's budgets.
-MAX_REQUESTS_AFTER_FIRST = 3  # Cosmos requests in any turn after the first
+# Cosmos requests in any turn after the first: the conversation's three (docs/design.md, "The
+# turn"), and, with a token limit set (the default), usage's two: the budget check's query and
+# the count's batch (docs/design.md, "Usage and budgets").
+CONVERSATION_REQUESTS, USAGE_REQUESTS = 3, 2
+MAX_REQUESTS_AFTER_FIRST = CONVERSATION_REQUESTS + USAGE_REQUESTS
 GROWTH_FROM_TURN = 25  # the context window is full by then: later turns must cost the same
 GROWTH_TOLERANCE = 0.10  # turn 200 within 10% of turn 25
 LANGCHAIN_TURN = 100

@@ -119,6 +119,7 @@ APP_SETTING_KEYS: dict[str, str] = {
     "llmMaxRetries": "LLM_MAX_RETRIES",
     "maxHistoryMessages": "MAX_HISTORY_MESSAGES",
     "maxContextTokens": "MAX_CONTEXT_TOKENS",
+    "contextWindow": "CONTEXT_WINDOW",
     "maxMessageChars": "MAX_MESSAGE_CHARS",
     "systemPrompt": "SYSTEM_PROMPT",
     "maxSessionMessages": "MAX_SESSION_MESSAGES",
@@ -127,6 +128,8 @@ APP_SETTING_KEYS: dict[str, str] = {
     "archiveConcurrency": "ARCHIVE_CONCURRENCY",
     "storeTimeoutSeconds": "STORE_TIMEOUT_S",
     "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
+    "userDailyTokenLimit": "USER_DAILY_TOKEN_LIMIT",
+    "userMonthlyTokenLimit": "USER_MONTHLY_TOKEN_LIMIT",
 }
 # Of those, the ones without a default: unset means the setting is left out of Azure too.
 OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})

@@ -27,6 +27,7 @@ StorageBackend = Literal["sqlite", "cosmos"]
 LlmProvider = Literal["azure-openai", "openai", "echo"]
 AuthMode = Literal["easyauth", "jwt", "dev"]
 TitleMode = Literal["model", "first-message"]
+WindowPolicy = Literal["blocks", "sliding"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely, and say so when you do not know."
@@ -67,6 +68,9 @@ class Settings(BaseModel):
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, alias="SYSTEM_PROMPT")
     max_history_messages: int = Field(20, alias="MAX_HISTORY_MESSAGES", ge=1, le=500)
     max_context_tokens: int = Field(8000, alias="MAX_CONTEXT_TOKENS", ge=100, le=1_000_000)
+    # How the window drops old messages (shared/context.py): "blocks" keeps its beginning for
+    # the prompt cache; "sliding" drops one message a turn (the benchmark's comparison).
+    context_window: WindowPolicy = Field("blocks", alias="CONTEXT_WINDOW")
     max_message_chars: int = Field(16000, alias="MAX_MESSAGE_CHARS", ge=1, le=1_000_000)
     # GET /api/sessions/{id} returns at most this many newest messages (older ones page).
     max_session_messages: int = Field(200, alias="MAX_SESSION_MESSAGES", ge=1, le=1000)
@@ -76,6 +80,10 @@ class Settings(BaseModel):
     # A streamed answer sends an SSE comment after this many seconds without an event, so that
     # no proxy or load balancer on the way takes a silent model for a dead connection.
     sse_keepalive_s: float = Field(15.0, alias="SSE_KEEPALIVE_S", gt=0, le=120)
+    # Model tokens (prompt + completion) a user may spend per UTC day / month; 0: no limit
+    # (shared/usage.py).
+    user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)
+    user_monthly_token_limit: int = Field(0, alias="USER_MONTHLY_TOKEN_LIMIT", ge=0)
 
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
     # The token issuer, the audiences accepted (comma-separated) and the issuer's key set: what

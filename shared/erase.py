@@ -1,4 +1,5 @@
-"""Erasing a user: every session and message, active and archived, in both containers.
+"""Erasing a user: every session and message, active and archived, in both containers, and
+their token usage records.
 
 Used by ``DELETE /api/sessions`` (in time-bounded steps: 204 when nothing is left, 202 to be
 asked again) and by the operators' command for requests that come by support:
@@ -56,12 +57,14 @@ async def erase_sessions(
     while True:
         ids = await store.session_ids(email, limit=ERASE_PAGE)
         if not ids:
-            if caught_up:
-                return True
-            if not await catch_up(store, email):
-                return False
-            caught_up = True
-            continue
+            if not caught_up:
+                if not await catch_up(store, email):
+                    return False
+                caught_up = True
+                continue
+            # The last of the user's data: what their model calls cost (shared/usage.py).
+            await store.clear_usage(email)
+            return True
         for session_id in ids:
             elapsed = (clock.now() - started).total_seconds()
             if deleted and elapsed + slowest >= budget_s:

@@ -86,6 +86,14 @@ class RateLimited(TryLater):
     default_message = "Too many requests to the model; try again shortly."
 
 
+class QuotaExceeded(TryLater):
+    """The caller's token budget for the day or the month is spent (``shared/usage.py``):
+    Retry-After is the time left until it resets."""
+
+    status, code = 429, "quota_exceeded"
+    default_message = "Your token budget is spent; try again once it resets."
+
+
 class ModelError(ApiError):
     status, code, default_message = 502, "model_error", "The model could not answer."
 

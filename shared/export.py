@@ -6,10 +6,11 @@ Used by ``GET /api/export`` and by the operators' command for requests that come
     python -m shared.export --email alice@example.com [--out FILE]
 
 The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" + "messages":
-[...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...], "complete": true}``,
-each message with everything stored with it (feedback, the model that answered and its token
-counts, the client's message id); the user's shares with their view logs and the shares they
-viewed (``shared/sharing.py``).
+[...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...],
+"usage": [{"period", "promptTokens", "completionTokens", "cachedTokens", "turns"}],
+"complete": true}``, each message with everything stored with it (feedback, the model that
+answered and its token counts, the client's message id); the user's shares with their view
+logs and the shares they viewed (``shared/sharing.py``).
 
 Memory does not grow with the user's data: sessions are read a page at a time, in an order a
 session keeps while it moves between the containers (so none is missed or doubled), and each
@@ -41,6 +42,7 @@ from shared.errors import StorageUnavailable
 from shared.sharing import SharingStore, export_shares
 from shared.storage import make_store
 from shared.storage.base import Where
+from shared.usage import spent_json
 
 if TYPE_CHECKING:
     import argparse
@@ -106,8 +108,10 @@ async def export_document(
     yield "]"
     async for piece in export_shares(store, email):
         yield piece
+    # What the user's model calls cost, per period (shared/usage.py): personal data too.
+    usage = spent_json(await store.read_usage(email))
     count.complete = True
-    yield ',"complete":true}'
+    yield ',"usage":' + json.dumps(usage, separators=(",", ":")) + ',"complete":true}'
 
 
 # ---- python -m shared.export ---------------------------------------------------------------

@@ -89,6 +89,9 @@ class ExportMessage(MessageOut):
     completion_tokens: int | SkipJsonSchema[None] = Field(
         None, alias="completionTokens", exclude_if=_absent_if_none
     )
+    context_from: int | SkipJsonSchema[None] = Field(
+        None, alias="contextFrom", exclude_if=_absent_if_none
+    )
 
 
 class SessionSummary(ApiModel):
@@ -186,6 +189,9 @@ class MessageRecord(BaseModel):
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # On an answer: the seq of the first message of the window it was written from, so that
+    # the next call can keep the same beginning (shared/context.py).
+    context_from: int | None = None
     feedback: Feedback | None = None
 
     @property
@@ -212,6 +218,7 @@ class MessageRecord(BaseModel):
             model=self.model,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            context_from=self.context_from,
         )
 
 
@@ -221,6 +228,10 @@ class ContextMessage(BaseModel):
     seq: int
     role: Role
     content: str
+    # An answer's window start (MessageRecord.context_from), as either store names it.
+    context_from: int | None = Field(None, alias="contextFrom")
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class RequestRecord(BaseModel):

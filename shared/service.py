@@ -22,7 +22,7 @@ from itertools import count
 from shared.audit import audit, structured, user_hash
 from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
-from shared.context import Said, model_messages
+from shared.context import Spoken, context_window
 from shared.deadline import storage_budget
 from shared.erase import erase_sessions
 from shared.errors import (
@@ -71,6 +71,7 @@ from shared.titles import (
     title_prompt,
 )
 from shared.turns import Turn, TurnResult
+from shared.usage import UsageMeter, UsageOut
 
 log = logging.getLogger("parley.service")
 
@@ -100,6 +101,12 @@ def derived_session_id(email: str, client_message_id: str) -> str:
     of a conversation, whose answer the client never saw, lands in the same session."""
     digest = hashlib.sha256(f"{email}\n{client_message_id}".encode()).hexdigest()
     return "s_" + digest[:32]
+
+
+def prompt_cache_key(session_id: str) -> str:
+    """The ``prompt_cache_key`` of a conversation: stable for the session (its calls share
+    their beginning, see shared/context.py) and derived from its id only, never the email."""
+    return "parley-" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
 
 
 def backoff_delay(attempt: int) -> float:
@@ -152,6 +159,7 @@ class ConversationService:
         self.clock = clock or SystemClock()
         self._sleep = sleep
         self._token_key = settings.resolved_token_signing_key
+        self.usage = UsageMeter(store, settings, self.clock, sleep=sleep)
 
     # ---- chat ----------------------------------------------------------------------------------
 
@@ -167,6 +175,8 @@ class ConversationService:
         """Validate, then store the user message (or find it, for a retry). Every error of the
         request itself is raised here, before any answer starts."""
         self.validate_message(request)
+        # Before anything is stored or the model is called (429 quota_exceeded).
+        await self.usage.check(email)
         cmid = request.client_message_id
         if request.session_id is not None:
             if not is_session_id(request.session_id):
@@ -318,7 +328,7 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: Sequence[Said],
+        window: Sequence[Spoken],
         *,
         title: Awaitable[str | None] | None = None,
     ) -> Turn:
@@ -332,30 +342,36 @@ class ConversationService:
         email: str,
         session: SessionRecord,
         user: MessageRecord,
-        window: Sequence[Said],
+        window: Sequence[Spoken],
         queue: asyncio.Queue[str | None],
     ) -> MessageRecord:
         # The model sees the stored history up to and including this turn's user message.
-        messages = model_messages(
+        context = context_window(
             self.settings.system_prompt,
             [*window, user],
             max_messages=self.settings.max_history_messages,
             max_tokens=self.settings.max_context_tokens,
+            policy=self.settings.context_window,
         )
+        messages = context.messages
         pieces: list[str] = []
         usage: Usage | None = None
         # The answer's whole deadline: every attempt and the pauses between, as counted against
         # Azure's 230 s for an HTTP answer (shared/time_limits.py). The SDK's own timeout is per
         # read, and it honours a server's Retry-After of up to two minutes: neither may stretch it.
         deadline_s = model_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
+        failed = True
         try:
             async with asyncio.timeout(deadline_s):
-                async for piece in self.model.stream(messages):
+                async for piece in self.model.stream(
+                    messages, cache_key=prompt_cache_key(session.id)
+                ):
                     if isinstance(piece, Usage):
                         usage = piece
                     else:
                         pieces.append(piece)
                         queue.put_nowait(piece)
+            failed = False
         except TimeoutError:
             log.warning(
                 "model_failed",
@@ -380,10 +396,23 @@ class ConversationService:
             # The type only: an exception's message may quote the conversation.
             log.error("model_failed %s", type(exc).__name__, extra={"session_id": session.id})
             raise ModelError() from exc
+        finally:
+            # What the model produced is spent, even when it failed half-way.
+            if failed and (usage is not None or pieces):
+                await self.usage.record(email, messages, "".join(pieces), usage, turn=True)
         content = "".join(pieces)
-        if not content.strip():
-            raise ModelError("The model returned an empty answer.")
-        return await self._store_answer(email, session, user, content, usage)
+        # Counted beside the answer's write, not before it: the answer is stored no later.
+        recording = asyncio.ensure_future(
+            self.usage.record(email, messages, content, usage, turn=True)
+        )
+        try:
+            if not content.strip():
+                raise ModelError("The model returned an empty answer.")
+            return await self._store_answer(
+                email, session, user, content, usage, context_from=context.start_seq
+            )
+        finally:
+            await recording
 
     async def _store_answer(
         self,
@@ -392,6 +421,8 @@ class ConversationService:
         user: MessageRecord,
         content: str,
         usage: Usage | None,
+        *,
+        context_from: int | None = None,
     ) -> MessageRecord:
         """Store the answer the model gave. It is not given up for contention while the session
         exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
@@ -407,6 +438,7 @@ class ConversationService:
                 model=usage.model if usage else self.model.name,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                context_from=context_from,
             )
             answered = (
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None
@@ -474,14 +506,17 @@ class ConversationService:
         """Ask the model for a title and store it with a conditional write; never fails the
         turn: a failure is logged and the first-message title stays."""
         try:
+            prompt = title_prompt(first_message)
             answer = await asyncio.wait_for(
                 self.model.complete(
-                    title_prompt(first_message),
+                    prompt,
                     max_tokens=MODEL_TITLE_MAX_TOKENS,
                     timeout_s=self.settings.title_timeout_s,
                 ),
                 timeout=self.settings.title_timeout_s,
             )
+            # A title call reports no usage through ``complete``: estimated (shared/usage.py).
+            await self.usage.record(email, prompt, answer, None, turn=False)
             title = clean_model_title(answer)
             if title is None:
                 log.warning("title_failed", extra={"session_id": session_id, "reason": "empty"})
@@ -702,6 +737,11 @@ class ConversationService:
 
     def _user(self, email: str) -> str:
         return user_hash(email, self.settings.log_hash_salt)
+
+    # ---- usage ---------------------------------------------------------------------------------
+
+    async def usage_report(self, email: str) -> UsageOut:
+        return await self.usage.report(email)
 
     # ---- search --------------------------------------------------------------------------------
 

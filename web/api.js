@@ -70,6 +70,9 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
   return {
     health: () => json("GET", "/health"),
 
+    /** What the caller's model calls cost: `{day, month: {tokens, limit, resetsAt, ...}, turns}`. */
+    usage: () => json("GET", "/usage"),
+
     listSessions({ limit = 20, continuationToken = null, archived = false } = {}) {
       const query = new URLSearchParams({ limit: String(limit) });
       if (continuationToken) query.set("continuationToken", continuationToken);

@@ -8,6 +8,7 @@ import { feedbackControls } from "./feedback.js";
 import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
+import { setupUsage } from "./usage.js";
 import {
   describeError,
   el,
@@ -796,6 +797,8 @@ async function send() {
     answerItem.classList.remove("streaming");
     setSending(false);
     if (view === state.view) updateOlder();
+    // The turn cost tokens (or was refused for them): the meter shows where the user stands.
+    usage.refresh();
   }
 }
 
@@ -880,10 +883,15 @@ setupDataRights({
   },
 });
 
+// ---------------------------------------------------------------- usage
+
+const usage = setupUsage({ api });
+
 // ---------------------------------------------------------------- start
 
 function start() {
   showApp();
+  usage.refresh();
   setListView(false);
   sharing.refresh();
   routeFromHash();

@@ -3,6 +3,7 @@
 // the model's Markdown, which goes through the sanitizer in markdown.js.
 
 import { setMarkdown } from "./markdown.js";
+import { spentSentence } from "./usage.js";
 
 /** Create an element: `attrs` are attributes (or `on*` listeners); children are nodes or text. */
 export function el(tag, attrs = {}, ...children) {
@@ -277,6 +278,13 @@ export function describeError(error) {
       return "Your message is too long to send. Shorten it and try again.";
     case "rate_limited":
       return `Too many requests right now. Wait a little and try again ${later}.`;
+    case "quota_exceeded": {
+      // The server's message names the budget ("daily"/"monthly"); Retry-After, its reset.
+      if (!error.retryAfterSeconds) return error.message;
+      const period = /monthly/i.test(error.message) ? "month" : "day";
+      const reset = new Date(Date.now() + error.retryAfterSeconds * 1000).toISOString();
+      return spentSentence(period, reset);
+    }
     case "model_error":
       return "The model could not answer just now. Your message is saved: send it again to retry.";
     case "storage_unavailable":

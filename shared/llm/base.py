@@ -19,14 +19,19 @@ class Usage:
     model: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Of the prompt tokens, those the provider's prompt cache served (billed at a discount).
+    cached_tokens: int | None = None
 
 
 class ChatModel(Protocol):
     name: str
 
-    def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+    def stream(
+        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
+    ) -> AsyncIterator[str | Usage]:
         """Yield the answer's text in pieces, then one Usage. Raises shared.errors.ModelError
-        (or RateLimited) when the model cannot answer."""
+        (or RateLimited) when the model cannot answer. ``cache_key`` names the conversation to
+        providers whose prompt cache routes by it (``prompt_cache_key``); others ignore it."""
         ...
 
     async def complete(

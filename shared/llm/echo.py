@@ -19,12 +19,16 @@ class EchoModel:
         earlier, latest = conversation[:-1], conversation[-1]
         return f"echo[{len(earlier)}]: {latest['content']}"
 
-    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+    async def stream(
+        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
+    ) -> AsyncIterator[str | Usage]:
         # Word by word, so streaming is exercised even without a model service.
         words = self.reply(messages).split(" ")
         for index, word in enumerate(words):
             yield word if index == len(words) - 1 else word + " "
-        yield Usage(model=self.name, prompt_tokens=0, completion_tokens=len(words))
+        # It reads no prompt, so it reports none: usage estimates it (shared/usage.py), and the
+        # budgets work with the echo model as with a real one.
+        yield Usage(model=self.name, completion_tokens=len(words))
 
     async def complete(
         self, messages: Sequence[ModelMessage], *, max_tokens: int, timeout_s: float

@@ -50,20 +50,27 @@ class OpenAIChatModel:
         *,
         provider: str,
         credential: AsyncTokenCredential | None = None,
+        sends_cache_key: bool = True,
     ) -> None:
         self.name = model
         self.client = client
         self.provider = provider
+        # Whether the API takes ``prompt_cache_key`` (an API that does not may refuse it).
+        self.sends_cache_key = sends_cache_key
         self._credential = credential  # owned here, closed with the client
 
-    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+    async def stream(
+        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
+    ) -> AsyncIterator[str | Usage]:
         usage = Usage(model=self.name)
+        send_key = cache_key is not None and self.sends_cache_key
         try:
             stream = await self.client.chat.completions.create(
                 model=self.name,
                 messages=_to_openai(messages),
                 stream=True,
                 stream_options={"include_usage": True},
+                prompt_cache_key=cache_key if send_key else openai.omit,
             )
             # ``async with`` releases the HTTP response also when the consumer stops early.
             async with stream:
@@ -71,10 +78,12 @@ class OpenAIChatModel:
                     # The model that answered (Azure names the model behind the deployment).
                     usage = replace(usage, model=chunk.model or usage.model)
                     if chunk.usage is not None:
+                        details = chunk.usage.prompt_tokens_details
                         usage = Usage(
                             model=usage.model,
                             prompt_tokens=chunk.usage.prompt_tokens,
                             completion_tokens=chunk.usage.completion_tokens,
+                            cached_tokens=details.cached_tokens if details else None,
                         )
                     # Azure sends chunks with no choices (content-filter results); only the
                     # first choice is the answer (we never ask for n > 1).
@@ -180,8 +189,19 @@ def make_azure_model(
         max_retries=settings.llm_max_retries,
     )
     return OpenAIChatModel(
-        client, settings.azure_openai_deployment, provider="azure-openai", credential=credential
+        client,
+        settings.azure_openai_deployment,
+        provider="azure-openai",
+        credential=credential,
+        sends_cache_key=azure_takes_cache_key(settings.azure_openai_api_version),
     )
+
+
+def azure_takes_cache_key(api_version: str) -> bool:
+    """Whether an Azure OpenAI API version takes ``prompt_cache_key``: the v1 API (``v1``,
+    ``preview``) does; the dated versions this code was written against do not document it,
+    so it is not sent to them."""
+    return api_version in ("v1", "preview")
 
 
 def make_compatible_model(settings: Settings) -> OpenAIChatModel:

@@ -25,9 +25,10 @@ What every store guarantees (``docs/design.md``, "Concurrency" and "Moving a ses
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -42,6 +43,9 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+
+if TYPE_CHECKING:
+    from shared.usage import Spent
 
 Where = Literal["active", "archive"]
 WHERES: tuple[Where, Where] = ("active", "archive")
@@ -256,6 +260,26 @@ class ConversationStore(Protocol):
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         """Ids of any of the caller's sessions in either container, in any state (for erasing
         everything); empty when nothing of the caller is left."""
+        ...
+
+    # ---- token usage (shared/usage.py) -------------------------------------------------------
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        """Add ``spent`` to each of the caller's ``periods`` (``shared.usage.period_key``),
+        creating a period's record at its first use. Each period's record is changed by one
+        atomic increment: concurrent adds are all counted, none is lost."""
+        ...
+
+    async def read_usage(
+        self, email: str, periods: Sequence[str] | None = None
+    ) -> dict[str, Spent]:
+        """The caller's totals for ``periods`` (every period recorded, when None), by period;
+        a period with nothing recorded is absent."""
+        ...
+
+    async def clear_usage(self, email: str) -> int:
+        """Delete every usage record of the caller (erasure; an operator's reset); how many
+        there were."""
         ...
 
     async def close(self) -> None: ...

@@ -20,7 +20,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from shared.storage.base import (
     Where,
 )
 from shared.storage.keyset import decode_position, encode_position
+from shared.usage import Spent
 
 T = TypeVar("T")
 log = logging.getLogger("parley.storage.sqlite")
@@ -193,6 +194,19 @@ MIGRATIONS: tuple[str, ...] = (
         title     TEXT NOT NULL,
         viewed_at TEXT NOT NULL,
         PRIMARY KEY (email, share_id)
+    ) WITHOUT ROWID;
+    """,
+    # 6: what each user's model calls cost, per UTC day and month (shared/usage.py): one row
+    # per user and period, incremented in place.
+    """
+    CREATE TABLE usage (
+        email             TEXT    NOT NULL,
+        period            TEXT    NOT NULL,
+        prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens     INTEGER NOT NULL DEFAULT 0,
+        turns             INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (email, period)
     ) WITHOUT ROWID;
     """,
 )
@@ -1033,6 +1047,57 @@ class SqliteStore:
             conn.execute("DELETE FROM viewed_shares WHERE email = ?", (email,))
 
         await self._write(write)
+
+    # ---- token usage ---------------------------------------------------------------------------
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for period in periods:
+                # One statement per period: the increment happens inside the write lock.
+                conn.execute(
+                    "INSERT INTO usage (email, period, prompt_tokens, completion_tokens,"
+                    " cached_tokens, turns) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (email, period) DO UPDATE SET"
+                    " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+                    " completion_tokens = completion_tokens + excluded.completion_tokens,"
+                    " cached_tokens = cached_tokens + excluded.cached_tokens,"
+                    " turns = turns + excluded.turns",
+                    (
+                        email,
+                        period,
+                        spent.prompt_tokens,
+                        spent.completion_tokens,
+                        spent.cached_tokens,
+                        spent.turns,
+                    ),
+                )
+
+        await self._write(write)
+
+    async def read_usage(
+        self, email: str, periods: Sequence[str] | None = None
+    ) -> dict[str, Spent]:
+        def read(conn: sqlite3.Connection) -> dict[str, Spent]:
+            sql = (
+                "SELECT period, prompt_tokens, completion_tokens, cached_tokens, turns"
+                " FROM usage WHERE email = ?"
+            )
+            params: list[object] = [email]
+            if periods is not None:
+                sql += f" AND period IN ({', '.join('?' * len(periods))})"
+                params += list(periods)
+            rows = conn.execute(sql + " ORDER BY period", params).fetchall()
+            return {row[0]: Spent(*row[1:]) for row in rows}
+
+        if periods is not None and not periods:
+            return {}
+        return await self._read(read)
+
+    async def clear_usage(self, email: str) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM usage WHERE email = ?", (email,)).rowcount
+
+        return await self._write(write)
 
     # ---- archival ------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ retried turns (request items), a rating and a user-set title, and an archived on
 stub in the active container and the session in the archive); another user gets a session too.
 Then, on every store:
 
-- the export parses, ends with ``"complete": true`` and holds every session and message;
+- the export parses, ends with ``"complete": true`` and holds every session and message, and
+  what the user's model calls cost (usage records);
 - after ``DELETE /api/sessions``'s erasure, nothing with the user's partition key is left in
   either container (Cosmos: every item, read raw with a query of the whole partition; SQLite:
   every row of every table, the full-text index included), and the other user's data is whole.
@@ -99,9 +100,9 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
                 "live",
                 "live",
             ]
-            assert {item["type"] for item in stored} == {"session", "message", "request"}
+            assert {item["type"] for item in stored} == {"session", "message", "request", "usage"}
         else:
-            assert {row[0] for row in stored} >= {"sessions", "messages", "requests"}
+            assert {row[0] for row in stored} >= {"sessions", "messages", "requests", "usage"}
             assert any(row[0] == "message_search" for row in stored)
         bob_before = sorted(map(repr, await raw_items(store, bob)))
 
@@ -112,6 +113,11 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
         assert sum(len(s["messages"]) for s in document["sessions"]) == messages
         rated = [m for s in document["sessions"] for m in s["messages"] if "feedback" in m]
         assert [m["feedback"]["comment"] for m in rated] == ["useful"]
+        # What her model calls cost is hers too: the day and the month, her three answers.
+        assert [(u["period"], u["turns"]) for u in document["usage"]] == [
+            ("day-2031-07-01", 3),
+            ("month-2031-07", 3),
+        ]
 
         while not await service.erase_everything(alice, budget_s=30):
             pass

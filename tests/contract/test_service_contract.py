@@ -41,7 +41,9 @@ class FailingModel:
 
     name = "failing"
 
-    async def stream(self, messages: Sequence[ModelMessage]) -> AsyncIterator[str | Usage]:
+    async def stream(
+        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
+    ) -> AsyncIterator[str | Usage]:
         raise ModelError()
         yield ""  # an async generator, like a real adapter
 

@@ -8,6 +8,7 @@ they are skipped when COSMOS_ENDPOINT names another account.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -336,6 +337,38 @@ def test_failed_batch_restores_replaced_deleted_patched_and_upserted_items(store
         assert await container.read_item("a", partition_key=ALICE) == a
         assert await container.read_item("b", partition_key=ALICE) == b
         assert not await exists(container, "c", ALICE)
+
+    store.run(scenario)
+
+
+def test_concurrent_incr_patches_are_all_applied(store: Store) -> None:
+    # Usage counting (shared/storage/cosmos/usage.py) relies on it: Azure applies each patch's
+    # "incr" to the item as it stands, so concurrent increments need no read and no ETag.
+    async def scenario(container: AsyncContainerProxy) -> None:
+        await container.create_item({"id": "u", "EmailID": ALICE, "type": "usage", "n": 0})
+        ops = [{"op": "incr", "path": "/n", "value": 3}, {"op": "incr", "path": "/m", "value": 1}]
+        await asyncio.gather(
+            *(
+                container.execute_item_batch([("patch", ("u", ops))], partition_key=ALICE)
+                for _ in range(20)
+            )
+        )
+        item = await container.read_item("u", partition_key=ALICE)
+        assert (item["n"], item["m"]) == (60, 20)  # "m" was absent: created by the first incr
+
+    store.run(scenario)
+
+
+def test_a_patch_of_a_missing_item_fails_its_batch_with_404_at_its_index(store: Store) -> None:
+    async def scenario(container: AsyncContainerProxy) -> None:
+        await container.create_item({"id": "day", "EmailID": ALICE, "type": "usage", "n": 1})
+        incr = [{"op": "incr", "path": "/n", "value": 5}]
+        with pytest.raises(exceptions.CosmosBatchOperationError) as caught:
+            await container.execute_item_batch(
+                [("patch", ("day", incr)), ("patch", ("month", incr))], partition_key=ALICE
+            )
+        assert caught.value.status_code == 404 and caught.value.error_index == 1
+        assert (await container.read_item("day", partition_key=ALICE))["n"] == 1
 
     store.run(scenario)
 

@@ -91,7 +91,12 @@ def test_one_session_item_and_one_item_per_message(
     # The service is given the email normalised (auth lower-cases it; the HTTP e2e checks that).
     email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
     sid, _ = converse(database, email, turns=5)
-    items = items_of(container, email)
+    everything = items_of(container, email)
+    # What the user's model calls cost: one item per period, in no session (shared/usage.py).
+    usage = sorted((i for i in everything if i["type"] == "usage"), key=lambda i: i["id"])
+    assert [(u["period"].split("-")[0], u["turns"]) for u in usage] == [("day", 5), ("month", 5)]
+    assert all(u["id"] == "usage-" + u["period"] and "sessionId" not in u for u in usage)
+    items = [i for i in everything if i["type"] != "usage"]
     sessions = [i for i in items if i["type"] == "session"]
     messages = sorted((i for i in items if i["type"] == "message"), key=lambda i: i["seq"])
     requests = [i for i in items if i["type"] == "request"]

@@ -48,6 +48,7 @@ OPERATIONS = {
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "GET /api/search",
     "GET /api/export",
+    "GET /api/usage",
     "GET /api/health",
     "POST /api/sessions/{sessionId}/shares",
     "GET /api/shares",
@@ -184,9 +185,9 @@ def test_fuzz_the_whole_api(
     assert {op.label for op in operations} == OPERATIONS
     for operation in operations:
         headers = ERASER if operation.label == "DELETE /api/sessions" else FUZZER
-        # Health and export take no input at all: there is nothing to make invalid.
+        # Health, export and usage take no input at all: there is nothing to make invalid.
         modes = [GenerationMode.POSITIVE]
-        if operation.label not in ("GET /api/health", "GET /api/export"):
+        if operation.label not in ("GET /api/health", "GET /api/export", "GET /api/usage"):
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
             _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", headers))

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from shared import errors, models
+from shared import errors, models, usage
 from tests.support.host import RunningHost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +49,9 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "SharedBy": models.SharedBy,
     "ShareView": models.ShareViewOut,
     "ShareViews": models.ShareViews,
+    "Usage": usage.UsageOut,
+    "UsagePeriod": usage.PeriodOut,
+    "UsageTurns": usage.TurnsOut,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.

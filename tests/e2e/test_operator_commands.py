@@ -366,3 +366,33 @@ def test_the_commands_cover_shares(
         assert await nothing_of(store, kate)
 
     storage.with_store(after)
+
+
+def test_usage_reads_and_resets_one_user(storage: Storage, users: tuple[str, str]) -> None:
+    kate, bob = users
+    storage.with_store(lambda store: populate(store, kate))
+    storage.with_store(lambda store: populate(store, bob))
+
+    read = storage.command("shared.usage", "--email", kate.upper())
+    assert read.returncode == 0, read.stderr
+    shown = json.loads(read.stdout)
+    assert shown["reset"] is False
+    # Kate's three answered turns, in her day's and her month's records.
+    assert [(u["period"].split("-")[0], u["turns"]) for u in shown["usage"]] == [
+        ("day", 3),
+        ("month", 3),
+    ]
+    assert all(u["promptTokens"] > 0 for u in shown["usage"])
+
+    reset = storage.command("shared.usage", "--email", kate, "--reset")
+    assert reset.returncode == 0, reset.stderr
+    assert json.loads(reset.stdout) == shown | {"reset": True}
+    assert audit_lines(reset.stderr, "usage_reset") == [
+        {"user": user_hash(kate, SALT), "by": "operator", "periods": 2}
+    ]
+    assert_nothing_revealed(reset.stderr + reset.stdout, kate, bob)
+    after = storage.command("shared.usage", "--email", kate)
+    assert json.loads(after.stdout) == {"usage": [], "reset": False}
+    # Bob's usage is his own.
+    assert len(storage.with_store(lambda store: store.read_usage(bob))) == 2
+    assert storage.command("shared.usage", "--email", "not-an-address").returncode == 2

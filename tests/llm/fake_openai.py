@@ -38,6 +38,7 @@ class Stream:
     pause_after: int | None = None
     gate: threading.Event = field(default_factory=threading.Event)
     fail_after: int | None = None
+    cached: int | None = None  # prompt_tokens_details.cached_tokens, when set
 
 
 @dataclass
@@ -227,11 +228,13 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._event(_chunk(reply.model, {}, finish="stop"))
             if reply.usage is not None:
                 prompt, completion = reply.usage
-                usage = {
+                usage: dict[str, Any] = {
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
                     "total_tokens": prompt + completion,
                 }
+                if reply.cached is not None:
+                    usage["prompt_tokens_details"] = {"cached_tokens": reply.cached}
                 self._event({**_chunk(reply.model, {}), "choices": [], "usage": usage})
             self._write(b"data: [DONE]\n\n")
             self._end()

@@ -82,6 +82,30 @@ def test_streams_pieces_then_usage_and_sends_the_exact_request(fake: FakeOpenAI)
     assert request.headers["authorization"] == f"Bearer {KEYLESS_PLACEHOLDER}"
 
 
+def test_cached_prompt_tokens_are_read_and_the_cache_key_is_sent(fake: FakeOpenAI) -> None:
+    fake.script(Stream(("ok",), usage=(2048, 5), cached=1920))
+    model = openai_model(fake)
+
+    async def run() -> list[str | Usage]:
+        try:
+            return [item async for item in model.stream(MESSAGES, cache_key="parley-abc")]
+        finally:
+            await model.close()
+
+    assert asyncio.run(run()) == ["ok", Usage("fake-model-2025", 2048, 5, 1920)]
+    assert fake.requests[0].body["prompt_cache_key"] == "parley-abc"
+    # Without a key (and by default) the field is not sent at all.
+    collect(openai_model(fake))
+    assert "prompt_cache_key" not in fake.requests[1].body
+
+
+def test_azure_sends_the_cache_key_only_to_the_v1_api() -> None:
+    from shared.llm.openai_chat import azure_takes_cache_key
+
+    assert azure_takes_cache_key("v1") and azure_takes_cache_key("preview")
+    assert not azure_takes_cache_key("2024-10-21")
+
+
 def test_configured_key_is_sent_as_bearer(fake: FakeOpenAI) -> None:
     collect(openai_model(fake, OPENAI_API_KEY="sk-local-test"))
     assert fake.requests[0].headers["authorization"] == "Bearer sk-local-test"

@@ -19,7 +19,7 @@ import pytest
 
 from shared.models import SessionRecord
 from shared.storage.containers import ContainerSpec
-from shared.storage.cosmos import moves, store
+from shared.storage.cosmos import moves, store, usage
 from shared.storage.cosmos.items import LIVE_MARKER, State, session_body, state_body
 
 # Always indexed by Cosmos whatever the policy says: the id, and the partition key (a query's
@@ -30,7 +30,7 @@ ALWAYS_INDEXED = {"id", "EmailID"}
 SCANNED_BY_SEARCH = {"content", "title"}
 QUERIES = {
     name: value
-    for module in (store, moves)
+    for module in (store, moves, usage)
     for name, value in vars(module).items()
     if name.endswith("_QUERY") and isinstance(value, str)
 }
@@ -55,7 +55,7 @@ def filtered_fields(query: str) -> tuple[set[str], set[str]]:
 
 def test_the_queries_are_found() -> None:
     # The scans this exists for, by name: renaming one must not silently drop it from here.
-    assert {"LIST_QUERY", "TURN_QUERY"} | SCANS <= set(QUERIES)
+    assert {"LIST_QUERY", "TURN_QUERY", "USAGE_QUERY"} | SCANS <= set(QUERIES)
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))

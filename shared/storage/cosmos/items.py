@@ -8,7 +8,8 @@ Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailI
   messageCount, lastSeq; ``live: true`` while it is live (the archival scans' indexed marker,
   below); and, while a move or delete is under way, ``state`` and its fields;
 - message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
-  content, timestamp, clientMessageId, model, token counts, feedback;
+  content, timestamp, clientMessageId, model, token counts, contextFrom (an answer's window
+  start), feedback;
 - request item: ``id`` = ``<sessionId>:r:<digest of clientMessageId>``, ``type: "request"``,
   sessionId, clientMessageId, userSeq, assistantSeq: one per clientMessageId, for retries;
 - identity item (active container only): ``id`` = ``identity``, ``type: "identity"``,
@@ -173,6 +174,7 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "model": message.model,
         "promptTokens": message.prompt_tokens,
         "completionTokens": message.completion_tokens,
+        "contextFrom": message.context_from,
         "feedback": feedback_body(message.feedback),
     }
     item.update({key: value for key, value in optional.items() if value is not None})
@@ -208,6 +210,7 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
         model=item.get("model"),
         prompt_tokens=item.get("promptTokens"),
         completion_tokens=item.get("completionTokens"),
+        context_from=item.get("contextFrom"),
         feedback=feedback,
     )
 

@@ -10,6 +10,7 @@ in ``moves.py``. Logs name session ids and counts, never item contents.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -46,6 +47,7 @@ from shared.storage.base import (
     Where,
 )
 from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
+from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
@@ -70,6 +72,7 @@ from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
 from shared.storage.cosmos.shares import CosmosShares
 from shared.storage.keyset import decode_position, encode_position
+from shared.usage import Spent
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -80,7 +83,7 @@ if TYPE_CHECKING:
 # Only the fields a turn uses come back (no system properties, ids or cost fields): a turn's
 # read is most of its bytes, and every one of them is on the user's bill.
 TURN_QUERY = (
-    "SELECT TOP {n} c.seq, c.role, c.content, c.title, c.titleSource, c.preview,"
+    "SELECT TOP {n} c.seq, c.role, c.content, c.contextFrom, c.title, c.titleSource, c.preview,"
     " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.state, c._etag FROM c"
     " WHERE c.sessionId = @sid AND c.seq >= 0 ORDER BY c.sessionId DESC, c.seq DESC"
 )
@@ -575,6 +578,19 @@ class CosmosStore:
 
     async def forget_viewer(self, email: str) -> None:
         await self.shares.forget_viewer(email)
+
+    # ---- token usage (usage.py) ----------------------------------------------------------------
+
+    async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
+        await usage_items.add_usage(self.conn, email, periods, spent)
+
+    async def read_usage(
+        self, email: str, periods: Sequence[str] | None = None
+    ) -> dict[str, Spent]:
+        return await usage_items.read_usage(self.conn, email, periods)
+
+    async def clear_usage(self, email: str) -> int:
+        return await usage_items.clear_usage(self.conn, email)
 
     # ---- archival ------------------------------------------------------------------------------
 
