@@ -1,5 +1,6 @@
 """Moving a user's data to their new address, with their binding (``python -m shared.identity
-move``): every session, active and archived, with its messages, request items and feedback.
+move``): every session, active and archived, with its messages, request items and feedback,
+and the token usage counted for the address.
 
 Each session moves by the store's ``rehome_session`` (one transaction on SQLite; on Cosmos DB a
 copy under the new address that nobody sees, verified, committed only if the source did not
@@ -74,10 +75,22 @@ async def move_user(
         await sleep(ROUND_PAUSE_S)
     else:
         return report
+    await _move_usage(store, old, new)
     if held is not None:
         await store.release_binding(old)
     report.complete = True
     return report
+
+
+async def _move_usage(store: Store, old: str, new: str) -> None:
+    """The old address's token usage (shared/usage.py) goes with the person: added to the new
+    address's, then cleared. A run stopped between the two counts it twice on the next run (a
+    budget reached early), never loses it."""
+    spent = await store.read_usage(old)
+    for period, amount in spent.items():
+        await store.add_usage(new, [period], amount)
+    if spent:
+        await store.clear_usage(old)
 
 
 async def _one_round(store: Store, old: str, new: str, report: MoveReport) -> list[str]:

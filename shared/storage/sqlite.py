@@ -1097,7 +1097,11 @@ class SqliteStore:
         def write(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM usage WHERE email = ?", (email,)).rowcount
 
-        return await self._write(write)
+        cleared = await self._write(write)
+        if cleared:
+            # The rows hold the address: off the disk too, as after a delete (``_forget``).
+            await self._run(self._forget)
+        return cleared
 
     # ---- archival ------------------------------------------------------------------------------
 

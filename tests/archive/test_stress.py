@@ -19,6 +19,7 @@ import pytest
 
 from shared.archive import ArchivePolicy, run_archive
 from shared.clock import SystemClock
+from shared.consistency import catch_up
 from shared.errors import ApiError
 from shared.models import ChatRequest
 from shared.service import ConversationService
@@ -152,6 +153,9 @@ def test_turns_against_back_to_back_passes_lose_nothing(
             )
 
             for email, sid, acknowledged in zip(emails, sessions, results, strict=True):
+                # What is stored now, not what a replica behind the other host's writes
+                # shows (lagging mode): the reads below see every acknowledged write.
+                assert await catch_up(store, email)
                 assert len(acknowledged) >= MIN_TURNS_PER_CLIENT
                 places = [
                     w for w in ("active", "archive") if await store.get_session(email, sid, where=w)

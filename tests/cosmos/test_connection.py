@@ -289,6 +289,9 @@ def test_an_erasure_finds_what_another_instance_wrote_before_it_says_done(
         async def catch_up(self, email: str) -> bool:
             return await self.inner.catch_up(email)
 
+        async def clear_usage(self, email: str) -> int:
+            return await self.inner.clear_usage(email)
+
     async def main() -> None:
         a, b = store_on(cosmos_account_lagging, name), store_on(cosmos_account_lagging, name)
         try:

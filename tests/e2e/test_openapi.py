@@ -171,7 +171,8 @@ def test_every_error_status_answers_with_the_error_object(spec: dict[str, Any]) 
 
 def test_every_operation_carries_parley_consistency(spec: dict[str, Any]) -> None:
     """Every operation of a signed-in caller accepts the header and declares it on every
-    answer but 401 (no caller: nothing to seal for)."""
+    answer but 401 (no caller: nothing to seal for) and 403 (an address bound to another
+    account: that caller reads nothing, a token included)."""
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             if method == "parameters" or operation.get("security") == []:
@@ -182,7 +183,7 @@ def test_every_operation_carries_parley_consistency(spec: dict[str, Any]) -> Non
             ), (path, method)
             for status, response in operation["responses"].items():
                 headers = _resolve(response, spec)[1].get("headers", {})
-                assert ("Parley-Consistency" in headers) == (status != "401"), (
+                assert ("Parley-Consistency" in headers) == (status not in ("401", "403")), (
                     path,
                     method,
                     status,
