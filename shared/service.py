@@ -570,15 +570,50 @@ class ConversationService:
     # ---- managing ------------------------------------------------------------------------------
 
     async def rename(self, email: str, session_id: str, raw_title: str) -> SessionSummary:
-        title = title_of(raw_title)
+        return await self.update_session(email, session_id, title=raw_title)
+
+    async def update_session(
+        self,
+        email: str,
+        session_id: str,
+        *,
+        title: str | None = None,
+        pinned: bool | None = None,
+    ) -> SessionSummary:
+        """PATCH: a new title (the user's, never replaced by an automatic one), pinning, or
+        both, in one ETag-conditional write. Pinning an archived session brings it back first:
+        a pinned session lives in the active container (it is never archived)."""
+        if title is None and pinned is None:
+            raise InvalidRequest("Give a title, pinned, or both.")
+        new_title = title_of(title) if title is not None else None
         await self._find(email, session_id)
-        if await self._set_title(email, session_id, title, source="user") is None:
-            # Deleted meanwhile, or so contended that five writes lost: say which.
-            if await self._locate(email, session_id) is None:
+        for attempt in range(MAX_TITLE_ATTEMPTS):
+            found = await self._locate(email, session_id)
+            if found is None:
                 raise NotFound()
-            raise _too_contended(session_id)
-        located = await self._find(email, session_id)
-        return located.session.to_summary()
+            if pinned and found.where == "archive":
+                await self._restore(email, session_id, attempt)
+                continue
+            update: dict[str, object] = {}
+            if new_title is not None:
+                update |= {"title": new_title, "title_source": "user"}
+            if pinned is not None:
+                update["pinned"] = pinned
+            assert found.session.etag is not None
+            try:
+                saved = await self.store.save_session(
+                    found.session.model_copy(update=update),
+                    where=found.where,
+                    expected_etag=found.session.etag,
+                )
+            except ConcurrencyConflict:
+                await self._sleep(backoff_delay(attempt))
+                continue
+            return saved.to_summary()
+        # Deleted meanwhile, or so contended that every write lost: say which.
+        if await self._locate(email, session_id) is None:
+            raise NotFound()
+        raise _too_contended(session_id)
 
     async def set_feedback(
         self, email: str, session_id: str, message_id: str, request: FeedbackRequest | None

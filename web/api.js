@@ -81,6 +81,9 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
     /** Rename: resolves to the session's summary with its new (trimmed) title. */
     renameSession: (sessionId, title) =>
       json("PATCH", sessionPath(sessionId), { body: { title } }),
+    /** Pin (true) or unpin (false): pinned conversations are listed first and kept. */
+    pinSession: (sessionId, pinned) =>
+      json("PATCH", sessionPath(sessionId), { body: { pinned } }),
 
     deleteSession: (sessionId) => json("DELETE", sessionPath(sessionId)),
 

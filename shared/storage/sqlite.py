@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.clock import parse_iso, stored_time
-from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
+from shared.errors import (
+    ConcurrencyConflict,
+    DuplicateRequest,
+    InvalidRequest,
+    StorageUnavailable,
+)
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import (
     WHERES,
@@ -133,6 +138,13 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     CREATE INDEX sessions_of_user ON sessions (email, updated_at, id);
     """,
+    # 4: pinned sessions: listed first (one indexed query, pinned then newest first), never
+    # offered to the archival scans. Existing rows are unpinned.
+    """
+    ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX sessions_pinned_first
+        ON sessions (container, email, pinned DESC, updated_at DESC, id DESC);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
@@ -207,8 +219,9 @@ def _write_session(
     conn: sqlite3.Connection, where: Where, session: SessionRecord, etag: str
 ) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO sessions (container, email, id, updated_at, deleting, etag, body)"
-        " VALUES (?, ?, ?, ?, 0, ?, ?)",
+        "INSERT OR REPLACE INTO sessions"
+        " (container, email, id, updated_at, deleting, etag, body, pinned)"
+        " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
         (
             where,
             session.email,
@@ -216,6 +229,7 @@ def _write_session(
             stored_time(session.updated_at),
             etag,
             _session_body(session),
+            int(session.pinned),
         ),
     )
 
@@ -535,16 +549,31 @@ class SqliteStore:
         self, email: str, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
         def read(conn: sqlite3.Connection) -> tuple[list[SessionRecord], str | None]:
-            rows, position = _keyset_sessions(
-                conn,
-                "body, etag, updated_at, id",
-                "container = ? AND email = ?",
-                [where, email],
-                newest_first=True,
-                limit=limit,
-                after=after,
+            # Pinned first, then newest first: one query on sessions_pinned_first, paged by
+            # the (pinned, updated_at, id) of the last row.
+            sql = (
+                "SELECT body, etag, pinned, updated_at, id FROM sessions"
+                " WHERE container = ? AND email = ?"
             )
-            return [_session_from_row(body, etag, where) for body, etag, _, _ in rows], position
+            params: list[object] = [where, email]
+            if after is not None:
+                pinned, updated_at, session_id = decode_position(after, 3)
+                if pinned not in ("0", "1"):
+                    raise InvalidRequest("continuationToken is not valid.")
+                sql += (
+                    " AND (pinned < ? OR (pinned = ? AND"
+                    " (updated_at < ? OR (updated_at = ? AND id < ?))))"
+                )
+                params += [int(pinned), int(pinned), updated_at, updated_at, session_id]
+            sql += " ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT ?"
+            params.append(limit + 1)
+            rows = conn.execute(sql, params).fetchall()
+            page = rows[:limit]
+            position = None
+            if len(rows) > limit:
+                _, _, pinned_last, updated_last, id_last = page[-1]
+                position = encode_position(str(pinned_last), updated_last, id_last)
+            return [_session_from_row(row[0], row[1], where) for row in page], position
 
         return await self._read(read)
 
@@ -716,7 +745,8 @@ class SqliteStore:
             rows, position = _keyset_sessions(
                 conn,
                 "email, etag, updated_at, id",
-                "container = ? AND updated_at < ?",
+                # Pinned sessions are never archived nor deleted by retention.
+                "container = ? AND updated_at < ? AND pinned = 0",
                 [where, stored_time(updated_before)],
                 newest_first=False,
                 limit=limit,

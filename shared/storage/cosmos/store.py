@@ -60,18 +60,31 @@ if TYPE_CHECKING:
 # read is most of its bytes, and every one of them is on the user's bill.
 TURN_QUERY = (
     "SELECT TOP {n} c.seq, c.role, c.content, c.title, c.titleSource, c.preview,"
-    " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.state, c._etag FROM c"
+    " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c.state, c._etag FROM c"
     " WHERE c.sessionId = @sid AND c.seq >= 0 ORDER BY c.sessionId DESC, c.seq DESC"
 )
-# Live session items, newest first, from the (type, updatedAt, id) composite index; summary
-# fields only: listing never reads more than it shows.
+# Live session items, pinned first, then newest first: one query from the (type, pinned,
+# updatedAt, id) composite index; summary fields only: listing never reads more than it shows.
+# Items written before pinning existed lack ``pinned``; Cosmos returns them too, after every
+# item that has it (undefined sorts lowest), and a position says which of the three runs
+# (pinned, unpinned, without the field) it is in, so paging crosses each boundary exactly once.
 LIST_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state){after}"
-    " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+    " ORDER BY c.type DESC, c.pinned DESC, c.updatedAt DESC, c.id DESC"
 )
 AFTER_CLAUSE = " AND (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+# The list's runs, in order, and the filter that starts a page after a position in each.
+LIST_RUNS = ("pinned", "unpinned", "legacy")
+_NEWER = "(c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+LIST_AFTER_CLAUSES = {
+    "pinned": (
+        f" AND ((c.pinned = true AND {_NEWER}) OR c.pinned = false OR NOT IS_DEFINED(c.pinned))"
+    ),
+    "unpinned": f" AND ((c.pinned = false AND {_NEWER}) OR NOT IS_DEFINED(c.pinned))",
+    "legacy": f" AND NOT IS_DEFINED(c.pinned) AND {_NEWER}",
+}
 MESSAGES_BEFORE_QUERY = (
     "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq < @before"
     " ORDER BY c.sessionId DESC, c.seq DESC"
@@ -123,7 +136,7 @@ SEARCH_TITLES_QUERY = (
 )
 SEARCH_PAGE_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
     " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
 )
@@ -321,12 +334,24 @@ class CosmosStore:
     async def list_sessions(
         self, email: str, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
-        clause, params = _keyset(after, AFTER_CLAUSE)
+        clause, params = "", list[dict[str, object]]()
+        if after is not None:
+            run, updated_at, session_id = decode_position(after, 3)
+            if run not in LIST_AFTER_CLAUSES:
+                raise InvalidRequest("continuationToken is not valid.")
+            clause = LIST_AFTER_CLAUSES[run]
+            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
         query = LIST_QUERY.format(n=int(limit) + 1, after=clause)
         items = await self.conn.query(where, query, params, email=email)
         page = items[:limit]
         sessions = [session_from_item(item, archived=where == "archive").record for item in page]
-        return sessions, _next_position(items, limit)
+        position = None
+        if len(items) > limit:
+            last = page[-1]
+            pinned = last.get("pinned")
+            run = LIST_RUNS[2] if pinned is None else LIST_RUNS[0 if pinned else 1]
+            position = encode_position(run, last["updatedAt"], last["id"])
+        return sessions, position
 
     async def search(
         self,
