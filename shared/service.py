@@ -36,7 +36,8 @@ from shared.errors import (
     PayloadTooLarge,
     StorageUnavailable,
 )
-from shared.export import ExportCount, export_document
+from shared.export import ExportCount
+from shared.export_formats import ExportFormat, export_stream
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
@@ -680,17 +681,27 @@ class ConversationService:
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
-        """Everything of the caller as one JSON document, in pieces (``shared/export.py``);
-        one audit line at the end says how much went out and whether it was whole."""
+        """Everything of the caller as one JSON document, in pieces (``shared/export.py``)."""
+        async for piece in self.export_as(email, "json", now=now):
+            yield piece.decode()
+
+    async def export_as(
+        self, email: str, export_format: ExportFormat, *, now: datetime
+    ) -> AsyncIterator[bytes]:
+        """Everything of the caller in ``export_format`` (``shared/export_formats.py``), in
+        pieces; one audit line at the end says how much went out and whether it was whole."""
         count = ExportCount()
         try:
-            async for piece in export_document(self.store, email, now=now, count=count):
+            async for piece in export_stream(
+                self.store, email, export_format, now=now, count=count
+            ):
                 yield piece
         finally:
             audit(
                 "export",
                 user=self._user(email),
                 by="api",
+                format=export_format,
                 sessions=count.sessions,
                 messages=count.messages,
                 complete=count.complete,

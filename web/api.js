@@ -141,6 +141,26 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return { text, document, filename: attachmentName(response) ?? "parley-export.json" };
     },
 
+    /**
+     * The export as a file in another format (`markdown`: a zip of .md files; `csv`). Resolves
+     * to `{blob, filename}` only when the whole file arrived (a cut-off transfer rejects; a zip
+     * must end with its directory), else rejects with `incomplete_export`.
+     */
+    async exportFile(format) {
+      const response = await send("GET", `/export?${new URLSearchParams({ format })}`);
+      let blob;
+      try {
+        blob = await response.blob();
+      } catch {
+        throw new ApiError(0, "incomplete_export", "The download broke off.");
+      }
+      if (format === "markdown" && !(await endsWithZipDirectory(blob))) {
+        throw new ApiError(0, "incomplete_export", "The export is incomplete.");
+      }
+      const fallback = `parley-export.${format === "markdown" ? "zip" : format}`;
+      return { blob, filename: attachmentName(response) ?? fallback };
+    },
+
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
     chat: (request) => json("POST", "/chat", { body: request }),
 
@@ -235,6 +255,13 @@ function parseRetryAfter(value) {
 }
 
 /** Parse a text/event-stream body into `{event, data}` records (the WHATWG SSE rules). */
+/** A zip's end-of-central-directory record (PK 5 6, 22 bytes without a comment) closes it. */
+async function endsWithZipDirectory(blob) {
+  if (blob.size < 22) return false;
+  const tail = new Uint8Array(await blob.slice(blob.size - 22).arrayBuffer());
+  return tail[0] === 0x50 && tail[1] === 0x4b && tail[2] === 5 && tail[3] === 6;
+}
+
 export async function* readEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

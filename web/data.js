@@ -1,4 +1,5 @@
-// The user's rights over their data: download everything (GET /api/export) and delete
+// The user's rights over their data: download everything (GET /api/export, as JSON, Markdown
+// or CSV) and delete
 // everything (DELETE /api/sessions, repeated while it answers 202).
 
 import { ApiError } from "./api.js";
@@ -26,10 +27,17 @@ export function setupDataRights({ api, onErased }) {
     if (download.getAttribute("aria-disabled") === "true") return;
     setBusy(download, true, "Preparing your download…");
     try {
-      const { text, document: exported, filename } = await api.exportAll();
-      save(text, filename);
-      const n = exported.sessions?.length ?? 0;
-      say(`Your data was downloaded: ${n} conversation${n === 1 ? "" : "s"}.`);
+      const format = $("download-format")?.value ?? "json";
+      if (format === "json") {
+        const { text, document: exported, filename } = await api.exportAll();
+        save(new Blob([text], { type: "application/json" }), filename);
+        const n = exported.sessions?.length ?? 0;
+        say(`Your data was downloaded: ${n} conversation${n === 1 ? "" : "s"}.`);
+      } else {
+        const { blob, filename } = await api.exportFile(format);
+        save(blob, filename);
+        say(`Your data was downloaded as ${format === "csv" ? "CSV" : "Markdown"}.`);
+      }
     } catch (error) {
       sayError(
         error instanceof ApiError && error.code === "incomplete_export"
@@ -121,8 +129,8 @@ export function setupDataRights({ api, onErased }) {
   }
 }
 
-function save(text, filename) {
-  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+function save(blob, filename) {
+  const url = URL.createObjectURL(blob);
   const link = Object.assign(document.createElement("a"), { href: url, download: filename });
   document.body.append(link);
   link.click();

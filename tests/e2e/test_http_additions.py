@@ -453,6 +453,26 @@ def test_paging_2000_messages_back_over_http(
 # ---- export --------------------------------------------------------------------------------------
 
 
+def test_export_formats(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
+    alice, _ = users
+    with sqlite_deployment.client(alice) as client:
+        chat(client, 'hello, "world"')
+        for export_format, media_type, extension in (
+            ("json", "application/json", "json"),
+            ("markdown", "application/zip", "zip"),
+            ("csv", "text/csv", "csv"),
+        ):
+            response = client.get("/api/export", params={"format": export_format})
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith(media_type)
+            disposition = response.headers["content-disposition"]
+            assert disposition.startswith('attachment; filename="parley-export-')
+            assert disposition.endswith(f'.{extension}"')
+            assert response.headers["cache-control"] == "no-store"
+        for bad in ("JSON", "xml", "md"):
+            assert_error(client.get("/api/export", params={"format": bad}), 400, "invalid_request")
+
+
 @pytest.mark.cross_instance
 def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
     alice, bob = users
