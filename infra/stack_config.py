@@ -113,7 +113,7 @@ APP_SETTING_KEYS: dict[str, str] = {
     "archiveAfterDays": "ARCHIVE_AFTER_DAYS",
     "archiveSchedule": "ARCHIVE_SCHEDULE",
     "archiveTimeBudgetSeconds": "ARCHIVE_TIME_BUDGET_S",
-    "archiveRetentionDays": "ARCHIVE_RETENTION_DAYS",
+    "retentionDays": "RETENTION_DAYS",
     "llmTimeoutSeconds": "LLM_TIMEOUT_S",
     "llmMaxRetries": "LLM_MAX_RETRIES",
     "maxHistoryMessages": "MAX_HISTORY_MESSAGES",
@@ -127,8 +127,9 @@ APP_SETTING_KEYS: dict[str, str] = {
     "storeTimeoutSeconds": "STORE_TIMEOUT_S",
     "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
 }
-# Of those, the ones without a default: unset means the setting is left out of Azure too.
-OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})
+# Of those, the ones without a default: unset means the setting is left out of Azure too. None
+# now: RETENTION_DAYS (was the optional ARCHIVE_RETENTION_DAYS) defaults to 0, keep everything.
+OPTIONAL_APP_SETTING_KEYS: frozenset[str] = frozenset()
 # Defaults that differ in Azure from the code's own: there the model is always a real one.
 AZURE_DEFAULTS: dict[str, str] = {"TITLE_MODE": "model"}
 

@@ -73,6 +73,7 @@ class SessionRef:
     session_id: str
     updated_at: datetime
     etag: str
+    where: Where = "archive"  # the container the scan found it in (retention scans both)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,8 @@ class ArchiveStore(Protocol):
         ...
 
     async def expire(self, ref: SessionRef) -> bool:
-        """Delete an archived session if it has not changed since the scan saw it."""
+        """Delete a session (everything of it, in both containers) if it has not changed in
+        ``ref.where`` since the scan saw it: retention, for active and archived sessions."""
         ...
 
     async def scan_unfinished(

@@ -753,7 +753,13 @@ class SqliteStore:
                 after=after,
             )
             refs = [
-                SessionRef(email=email, session_id=sid, updated_at=parse_iso(updated), etag=etag)
+                SessionRef(
+                    email=email,
+                    session_id=sid,
+                    updated_at=parse_iso(updated),
+                    etag=etag,
+                    where=where,
+                )
                 for email, etag, updated, sid in rows
             ]
             return refs, position
@@ -774,9 +780,9 @@ class SqliteStore:
 
     async def expire(self, ref: SessionRef) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
-            if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
-                return False  # restored, renamed, rated or deleted since the scan
-            return _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
+            if _session_etag(conn, ref.where, ref.email, ref.session_id) != ref.etag:
+                return False  # a turn, a move, a rename, a pin, a rating or a delete since
+            return _delete_rows(conn, ref.email, ref.session_id) > 0
 
         return await self._write(delete)
 

@@ -524,6 +524,7 @@ class CosmosStore:
                 session_id=item["id"],
                 updated_at=parse_iso(item["updatedAt"]),
                 etag=item["_etag"],
+                where=where,
             )
             for item in items
             # A live item a fence patch moved on keeps its marker (items.LIVE_MARKER) until
@@ -536,7 +537,22 @@ class CosmosStore:
         return await self.moves.archive(ref)
 
     async def expire(self, ref: SessionRef) -> bool:
-        return await self.moves.delete_everywhere(ref.email, ref.session_id, archive_etag=ref.etag)
+        if ref.where == "archive":
+            return await self.moves.delete_everywhere(
+                ref.email, ref.session_id, archive_etag=ref.etag
+            )
+        # An active session: claimed for deleting only if it is still as the scan saw it (a
+        # turn, rename or pin since moved its ETag on, and it stays). Once claimed, no turn,
+        # move or restore can commit anything for it; the delete then finishes as any other.
+        active = await self.moves.item("active", ref.email, ref.session_id)
+        if active is None or not active.live or active.etag != ref.etag:
+            return False
+        claimed = await self.moves._mark_deleting(  # the delete's own first step
+            "active", ref.email, ref.session_id, active, once=True
+        )
+        if claimed is None:
+            return False
+        return await self.moves.delete_everywhere(ref.email, ref.session_id)
 
     async def scan_unfinished(
         self, *, older_than: datetime, limit: int, after: str | None
