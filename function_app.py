@@ -6,10 +6,19 @@ from functions.archive_timer import bp as archive_bp
 from functions.chat import bp as chat_bp
 from functions.export import bp as export_bp
 from functions.health import bp as health_bp
+from functions.imports import bp as imports_bp
 from functions.search import bp as search_bp
 from functions.sessions import bp as sessions_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (chat_bp, sessions_bp, search_bp, export_bp, health_bp, archive_bp):
+for blueprint in (
+    chat_bp,
+    sessions_bp,
+    search_bp,
+    export_bp,
+    imports_bp,
+    health_bp,
+    archive_bp,
+):
     app.register_functions(blueprint)

@@ -126,6 +126,7 @@ APP_SETTING_KEYS: dict[str, str] = {
     "archiveConcurrency": "ARCHIVE_CONCURRENCY",
     "storeTimeoutSeconds": "STORE_TIMEOUT_S",
     "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
+    "importMaxBytes": "IMPORT_MAX_BYTES",
 }
 # Of those, the ones without a default: unset means the setting is left out of Azure too. None
 # now: RETENTION_DAYS (was the optional ARCHIVE_RETENTION_DAYS) defaults to 0, keep everything.

@@ -102,6 +102,10 @@ class Settings(BaseModel):
     store_timeout_s: float = Field(20.0, alias="STORE_TIMEOUT_S", gt=0, le=120)
     # DELETE /api/sessions works in steps of at most this long (202 + Retry-After when unfinished).
     erase_time_budget_s: float = Field(20.0, alias="ERASE_TIME_BUDGET_S", gt=0, le=120)
+    # The largest file POST /api/import (and python -m shared.importer) accepts: 413 above it.
+    import_max_bytes: int = Field(
+        50 * 1024 * 1024, alias="IMPORT_MAX_BYTES", ge=1024, le=100 * 1024 * 1024
+    )
 
     port: int = Field(7071, alias="PORT", ge=1, le=65535)
     # The local host only (devhost/timeouts.py): a request's headers, and then its body, must

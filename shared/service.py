@@ -39,6 +39,7 @@ from shared.errors import (
 from shared.export import ExportCount
 from shared.export_formats import ExportFormat, export_stream
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
+from shared.importer import ImportReport, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
@@ -705,6 +706,24 @@ class ConversationService:
                 sessions=count.sessions,
                 messages=count.messages,
                 complete=count.complete,
+            )
+
+    async def import_conversations(self, email: str, data: bytes, media_type: str) -> ImportReport:
+        """A ChatGPT or Parley export into the caller's conversations (``shared/importer.py``);
+        one audit line says how it went (counts only)."""
+        report: ImportReport | None = None
+        try:
+            report = await import_file(self.store, email, data, media_type)
+            return report
+        finally:
+            audit(
+                "import",
+                user=self._user(email),
+                by="api",
+                imported=report.imported if report else None,
+                skipped=report.skipped if report else None,
+                failed=len(report.failed) if report else None,
+                complete=report is not None,
             )
 
     def _user(self, email: str) -> str:

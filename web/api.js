@@ -31,14 +31,18 @@ export function newClientMessageId() {
 export function createClient({ apiBase = "", headers = () => ({}), credentials = "same-origin" } = {}) {
   const base = apiBase.replace(/\/+$/, "");
 
-  async function send(method, path, { body, accept = "application/json", signal } = {}) {
+  async function send(method, path, { body, file, accept = "application/json", signal } = {}) {
     const init = {
       method,
       credentials,
       signal,
       headers: { Accept: accept, ...(await headers()) },
     };
-    if (body !== undefined) {
+    if (file !== undefined) {
+      // A file as it is (an import): its own type, zip or JSON.
+      init.headers["Content-Type"] = file.type;
+      init.body = file;
+    } else if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -159,6 +163,17 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       }
       const fallback = `parley-export.${format === "markdown" ? "zip" : format}`;
       return { blob, filename: attachmentName(response) ?? fallback };
+    },
+
+    /**
+     * Import a ChatGPT export (conversations.json or its zip) or a Parley export: resolves to
+     * the report `{imported, skipped, failed: [{title, reason}], sessions, leftOut}`.
+     */
+    async importFile(file) {
+      const zip = file.name.toLowerCase().endsWith(".zip") || file.type.includes("zip");
+      const typed = new Blob([file], { type: zip ? "application/zip" : "application/json" });
+      const response = await send("POST", "/import", { file: typed });
+      return response.json();
     },
 
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */

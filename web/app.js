@@ -862,6 +862,11 @@ const search = setupSearch({
 
 setupDataRights({
   api,
+  onImported() {
+    // The imported conversations take their places in the list (by their own times).
+    if (state.archived) setListView(false);
+    else loadSessions({ reset: true });
+  },
   onErased() {
     search.clear();
     openNewChat();

@@ -16,7 +16,8 @@ export const MAX_ERASE_STEPS = 100;
  * Wire up "Download my data" and "Delete all my conversations". `onErased()` is called once
  * everything is gone (or when an erasure stopped part-way, so the list can show what is left).
  */
-export function setupDataRights({ api, onErased }) {
+export function setupDataRights({ api, onErased, onImported = onErased }) {
+  setupImport({ api, onImported });
   const download = $("download-data");
   const erase = $("erase-all");
   const dialog = $("confirm-erase");
@@ -158,4 +159,47 @@ function plural(n, word) {
 
 function delay(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** "Import conversations": send the chosen file, then show the report in words. */
+function setupImport({ api, onImported }) {
+  const input = $("import-file");
+  const report = $("import-report");
+  if (!input) return;
+  input.addEventListener("change", async () => {
+    const file = input.files?.[0];
+    if (!file) return;
+    sayError("");
+    report.replaceChildren();
+    say(`Importing ${file.name}…`);
+    try {
+      const result = await api.importFile(file);
+      say("");
+      showReport(report, result);
+      onImported();
+    } catch (error) {
+      say("");
+      sayError(`Nothing was imported. ${error instanceof ApiError ? error.message : describe(error)}`);
+    } finally {
+      input.value = "";
+    }
+  });
+}
+
+function showReport(target, result) {
+  const line = (text) => Object.assign(document.createElement("p"), { textContent: text });
+  const parts = [`Imported ${plural(result.imported, "conversation")}.`];
+  if (result.skipped) parts.push(`${plural(result.skipped, "conversation")} were already here.`);
+  if (result.leftOut) parts.push(`${plural(result.leftOut, "system or tool message")} left out.`);
+  target.append(line(parts.join(" ")));
+  if (result.failed.length) {
+    target.append(line(`${plural(result.failed.length, "conversation")} could not be imported:`));
+    const list = document.createElement("ul");
+    for (const failure of result.failed) {
+      const item = document.createElement("li");
+      item.textContent = `${failure.title}: ${failure.reason}`;
+      list.append(item);
+    }
+    target.append(list);
+  }
 }

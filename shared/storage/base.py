@@ -217,6 +217,13 @@ class ConversationStore(Protocol):
         stopped half-way). True if there was anything to delete."""
         ...
 
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        """Create an imported session with all of its messages, whole or not at all as readers
+        see it: nothing of it is listed, read, searched or exported until every message is
+        stored. False (and nothing written) when a session of that id exists already, in
+        either container (a re-import); an import that stopped half-way is finished."""
+        ...
+
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         """Ids of any of the caller's sessions in either container, in any state (for erasing
         everything); empty when nothing of the caller is left."""

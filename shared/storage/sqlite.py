@@ -724,6 +724,22 @@ class SqliteStore:
     async def delete_session(self, email: str, session_id: str) -> bool:
         return await self._write(lambda conn: _delete_rows(conn, email, session_id) > 0)
 
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            # One transaction: the whole conversation, or (it exists already) nothing.
+            exists = conn.execute(
+                "SELECT 1 FROM sessions WHERE email = ? AND id = ?", (session.email, session.id)
+            ).fetchone()
+            if exists:
+                return False
+            _insert_messages(conn, "active", session.email, messages)
+            _write_session(conn, "active", session, etag)
+            return True
+
+        return await self._write(write)
+
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(

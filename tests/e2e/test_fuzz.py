@@ -48,6 +48,7 @@ OPERATIONS = {
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "GET /api/search",
     "GET /api/export",
+    "POST /api/import",
     "GET /api/health",
 }
 # Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200

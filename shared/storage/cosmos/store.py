@@ -30,10 +30,11 @@ from shared.storage.base import (
     Where,
 )
 from shared.storage.containers import LOCAL_HOSTS, container_specs
-from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
+from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
+    LIVE_MARKER,
     RESTORING,
     SESSION_ITEM_SEQ,
     UNFINISHED_STATES,
@@ -145,6 +146,9 @@ SEARCH_HITS_QUERY = (
     " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
 )
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
+# An imported conversation's session item while its messages are written: shown by no reader,
+# offered to no scan (``import_session``).
+IMPORTING = "importing"
 # Erasing a user: their session items, then (once none is left) any item at all.
 SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
@@ -489,6 +493,38 @@ class CosmosStore:
 
     async def delete_session(self, email: str, session_id: str) -> bool:
         return await self.moves.delete_everywhere(email, session_id)
+
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        # A conversation may be larger than one batch (100 operations, 2 MB). Its session item
+        # goes first in a state no reader shows and no archival scan or housekeeping looks for
+        # (IMPORTING: no live marker, a state of its own); the messages follow in size-cut
+        # batches (upserts: an import that stopped half-way is finished by the next one); the
+        # item becomes live last, if-match, so the conversation appears whole or not at all.
+        email = session.email
+        archived = await self.conn.read("archive", session.id, email)
+        current = await self.conn.read("active", session.id, email)
+        if archived is not None or (current is not None and current.get("state") != IMPORTING):
+            return False  # imported before (or, however unlikely, an id in use)
+        if current is None:
+            pending = session_body(session)
+            pending.pop(LIVE_MARKER, None)
+            pending.update({"state": IMPORTING, "since": stored_time(self.clock.now())})
+            try:
+                created = await self.conn.batch("active", email, [("create", (pending,))])
+            except BatchRefused:
+                return False  # another import of the same conversation got there first
+            etag = created[0].get("eTag")
+        else:
+            etag = current["_etag"]
+        ops: list[BatchOp] = [("upsert", (message_body(email, m),)) for m in messages]
+        for batch in chunks(ops):
+            await self.conn.batch("active", email, batch)
+        live: BatchOp = ("replace", (session.id, session_body(session)), {"if_match_etag": etag})
+        try:
+            await self.conn.batch("active", email, [live])
+        except BatchRefused:
+            return False  # an erase (or another import) took it meanwhile
+        return True
 
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         found: dict[str, None] = {}  # ordered, without repeats
