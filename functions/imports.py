@@ -29,5 +29,5 @@ async def import_conversations(ctx: RequestContext) -> Response:
         ctx.request_bytes = len(data)
         if len(data) > limit:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
-    report = await ctx.runtime.service.import_conversations(email, bytes(data), media_type)
+    report = await ctx.runtime.service.import_conversations(email, data, media_type)
     return json_response(report)

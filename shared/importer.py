@@ -102,7 +102,7 @@ def import_session_id(email: str, source: Source, source_id: str) -> str:
 # ---- reading a file ------------------------------------------------------------------------
 
 
-def decode_file(data: bytes, media_type: str) -> tuple[Source, list[Any]]:
+def decode_file(data: bytes | bytearray, media_type: str) -> tuple[Source, list[Any]]:
     """The file's conversations, still as decoded JSON (converted one at a time later). 400
     with what is wrong for anything that is not one of the accepted files."""
     if media_type == ZIP_MEDIA_TYPE or data[:4] == b"PK\x03\x04":
@@ -127,7 +127,7 @@ def decode_file(data: bytes, media_type: str) -> tuple[Source, list[Any]]:
     )
 
 
-def _from_zip(data: bytes) -> bytes:
+def _from_zip(data: bytes | bytearray) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = [n for n in archive.namelist() if Path(n).name == CHATGPT_FILE]
@@ -325,7 +325,7 @@ def records_of(
 
 
 async def import_file(
-    store: ConversationStore, email: str, data: bytes, media_type: str
+    store: ConversationStore, email: str, data: bytes | bytearray, media_type: str
 ) -> ImportReport:
     """Import every conversation of the file, each on its own, and report."""
     source, raw = decode_file(data, media_type)

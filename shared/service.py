@@ -708,7 +708,9 @@ class ConversationService:
                 complete=count.complete,
             )
 
-    async def import_conversations(self, email: str, data: bytes, media_type: str) -> ImportReport:
+    async def import_conversations(
+        self, email: str, data: bytes | bytearray, media_type: str
+    ) -> ImportReport:
         """A ChatGPT or Parley export into the caller's conversations (``shared/importer.py``);
         one audit line says how it went (counts only)."""
         report: ImportReport | None = None

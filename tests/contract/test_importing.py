@@ -232,3 +232,57 @@ def test_a_large_conversation_is_never_visible_half_imported(
         assert calls > 8  # the item, messages in several batches, the item again
 
     run(scenario)
+
+
+def test_an_import_cut_off_half_way_is_erased_with_everything_else(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    """Cosmos: what an import left half-way (its hidden session item and some messages) goes
+    with an erasure, like everything else of the user."""
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        if not isinstance(store, CosmosStore):
+            pytest.skip("SQLite imports each conversation in one transaction")
+        svc = make_service(store)
+        exported = {
+            "exportedAt": "2031-06-01T09:00:00.000Z",
+            "email": alice,
+            "complete": True,
+            "sessions": [
+                {
+                    "sessionId": "s_" + "1" * 32,
+                    "title": "Cut off",
+                    "createdAt": "2031-06-01T09:00:00.000Z",
+                    "updatedAt": "2031-06-01T09:00:00.150Z",
+                    "messages": [
+                        {
+                            "role": "user" if i % 2 == 0 else "assistant",
+                            "content": f"message {i}",
+                            "timestamp": "2031-06-01T09:00:00.000Z",
+                        }
+                        for i in range(150)
+                    ],
+                }
+            ],
+        }
+        real_batch = store.conn.batch
+        calls = 0
+
+        async def failing_batch(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 3:  # the hidden item and one batch of messages are in
+                raise StorageUnavailable()
+            return await real_batch(*args, **kwargs)
+
+        store.conn.batch = failing_batch  # type: ignore[method-assign]
+        with pytest.raises(StorageUnavailable):
+            await svc.import_conversations(alice, json.dumps(exported).encode(), "application/json")
+        store.conn.batch = real_batch  # type: ignore[method-assign]
+        assert await store.session_ids(alice, limit=10) != []  # something was left, hidden
+        assert await svc.erase_everything(alice, budget_s=60)
+        assert await store.session_ids(alice, limit=10) == []
+        assert await store.usage(alice) == (0, 0)
+
+    run(scenario)
