@@ -250,7 +250,7 @@ def test_a_zip_without_its_directory_is_not_saved(host: RunningHost, page: Page)
     page.on("download", saw)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("0001-a.md", "# A\n" * 100)
+        archive.writestr("0001-a.txt", "# A\n" * 100)
     whole = buffer.getvalue()
 
     def cut_off(route: Route) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidRequest, NotFound, StorageUnavailable
-from shared.importer import import_session_id
+from shared.importer import CHATGPT_FILE, import_session_id
 from shared.models import FeedbackRequest
 from shared.service import ConversationService
 from shared.storage.base import Store
@@ -84,7 +84,7 @@ def test_a_chatgpt_export_imports_the_current_branch_once(
         before = await everything(svc, alice)
         for body, media_type in (
             (data, "application/json"),
-            (zipped("export-2024/conversations.json", data), "application/zip"),
+            (zipped(f"export-2024/{CHATGPT_FILE}", data), "application/zip"),
         ):
             again = await svc.import_conversations(alice, body, media_type)
             assert (again.imported, again.skipped, len(again.failed)) == (0, 2, 1)
