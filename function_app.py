@@ -6,6 +6,7 @@ from functions.archive_timer import bp as archive_bp
 from functions.chat import bp as chat_bp
 from functions.export import bp as export_bp
 from functions.health import bp as health_bp
+from functions.imports import bp as imports_bp
 from functions.search import bp as search_bp
 from functions.sessions import bp as sessions_bp
 from functions.shares import bp as shares_bp
@@ -19,6 +20,7 @@ for blueprint in (
     search_bp,
     export_bp,
     usage_bp,
+    imports_bp,
     health_bp,
     archive_bp,
     shares_bp,

@@ -57,7 +57,9 @@ async def rename_session(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     session_id = ctx.path_session_id()
     request = await ctx.body(RenameRequest)
-    summary = await ctx.runtime.service.rename(email, session_id, request.title)
+    summary = await ctx.runtime.service.update_session(
+        email, session_id, title=request.title, pinned=request.pinned
+    )
     return json_response(summary)
 
 

@@ -114,7 +114,7 @@ APP_SETTING_KEYS: dict[str, str] = {
     "archiveAfterDays": "ARCHIVE_AFTER_DAYS",
     "archiveSchedule": "ARCHIVE_SCHEDULE",
     "archiveTimeBudgetSeconds": "ARCHIVE_TIME_BUDGET_S",
-    "archiveRetentionDays": "ARCHIVE_RETENTION_DAYS",
+    "retentionDays": "RETENTION_DAYS",
     "llmTimeoutSeconds": "LLM_TIMEOUT_S",
     "llmMaxRetries": "LLM_MAX_RETRIES",
     "maxHistoryMessages": "MAX_HISTORY_MESSAGES",
@@ -130,9 +130,11 @@ APP_SETTING_KEYS: dict[str, str] = {
     "eraseTimeBudgetSeconds": "ERASE_TIME_BUDGET_S",
     "userDailyTokenLimit": "USER_DAILY_TOKEN_LIMIT",
     "userMonthlyTokenLimit": "USER_MONTHLY_TOKEN_LIMIT",
+    "importMaxBytes": "IMPORT_MAX_BYTES",
 }
-# Of those, the ones without a default: unset means the setting is left out of Azure too.
-OPTIONAL_APP_SETTING_KEYS = frozenset({"archiveRetentionDays"})
+# Of those, the ones without a default: unset means the setting is left out of Azure too. None
+# now: RETENTION_DAYS (was the optional ARCHIVE_RETENTION_DAYS) defaults to 0, keep everything.
+OPTIONAL_APP_SETTING_KEYS: frozenset[str] = frozenset()
 # Defaults that differ in Azure from the code's own: there the model is always a real one.
 AZURE_DEFAULTS: dict[str, str] = {"TITLE_MODE": "model"}
 

@@ -105,7 +105,9 @@ class Settings(BaseModel):
     archive_after_days: int = Field(30, alias="ARCHIVE_AFTER_DAYS", ge=1, le=36500)
     archive_schedule: str = Field("0 0 3 * * *", alias="ARCHIVE_SCHEDULE")
     archive_time_budget_s: float = Field(240.0, alias="ARCHIVE_TIME_BUDGET_S", gt=0, le=3600)
-    archive_retention_days: int | None = Field(None, alias="ARCHIVE_RETENTION_DAYS", ge=1)
+    # Conversations, active or archived, whose last activity is older than this many days are
+    # deleted by the archival pass (pinned ones never); 0 keeps everything (docs/privacy.md).
+    retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0, le=36500)
     # Sessions the archival pass moves at once (bounded; throttling slows it, never fails it).
     archive_concurrency: int = Field(8, alias="ARCHIVE_CONCURRENCY", ge=1, le=64)
 
@@ -114,6 +116,10 @@ class Settings(BaseModel):
     store_timeout_s: float = Field(20.0, alias="STORE_TIMEOUT_S", gt=0, le=120)
     # DELETE /api/sessions works in steps of at most this long (202 + Retry-After when unfinished).
     erase_time_budget_s: float = Field(20.0, alias="ERASE_TIME_BUDGET_S", gt=0, le=120)
+    # The largest file POST /api/import (and python -m shared.importer) accepts: 413 above it.
+    import_max_bytes: int = Field(
+        50 * 1024 * 1024, alias="IMPORT_MAX_BYTES", ge=1024, le=100 * 1024 * 1024
+    )
 
     port: int = Field(7071, alias="PORT", ge=1, le=65535)
     # The local host only (devhost/timeouts.py): a request's headers, and then its body, must
@@ -219,9 +225,22 @@ def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
     return any(source.get(name) for name in PROXY_VARIABLES)
 
 
+# Settings that were renamed: set under the old name, the configuration is refused.
+RENAMED_SETTINGS: dict[str, tuple[str, str]] = {
+    "ARCHIVE_RETENTION_DAYS": (
+        "RETENTION_DAYS",
+        "it now deletes active conversations too, never pinned ones",
+    ),
+}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; a bad value raises ConfigError naming the variable."""
     source = os.environ if environ is None else environ
+    for old_name, (new_name, why) in RENAMED_SETTINGS.items():
+        if source.get(old_name, "") != "":
+            # Never ignored quietly: the new setting may mean something else.
+            raise ConfigError(f"{old_name} is now {new_name} ({why}): set that instead.")
     # Empty variables count as unset, as they do in Azure app settings.
     values = {name: source[name] for name in SETTINGS if source.get(name, "") != ""}
     try:

@@ -3,7 +3,7 @@ their messages (feedback included), streamed from paged reads.
 
 Used by ``GET /api/export`` and by the operators' command for requests that come by support:
 
-    python -m shared.export --email alice@example.com [--out FILE]
+    python -m shared.export --email alice@example.com [--out FILE] [--format json|markdown|csv]
 
 The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" + "messages":
 [...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...],
@@ -39,9 +39,10 @@ from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.models import MessageRecord, SessionRecord
 from shared.sharing import SharingStore, export_shares
 from shared.storage import make_store
-from shared.storage.base import Where
+from shared.storage.base import ConversationStore, Where
 from shared.usage import spent_json
 
 if TYPE_CHECKING:
@@ -58,6 +59,55 @@ class ExportCount:
     complete: bool = False
 
 
+@dataclass(frozen=True)
+class ExportedSession:
+    """One session of an export, as the walk reaches it: the record, then its messages."""
+
+    session: SessionRecord
+    messages: AsyncIterator[list[MessageRecord]]
+
+
+async def walk_sessions(
+    store: ConversationStore, email: str, *, count: ExportCount
+) -> AsyncIterator[ExportedSession]:
+    """Every session of the user once, each with its messages a page at a time: the one
+    streaming read every export format is written from (``shared/export_formats.py``). A
+    session's pages must be read before the next session is asked for."""
+    after: str | None = None
+    while True:
+        sessions, after = await store.all_sessions(email, limit=SESSIONS_PAGE, after=after)
+        for session in sessions:
+            count.sessions += 1
+            yield ExportedSession(session, _message_pages(store, email, session, count))
+        if after is None:
+            break
+
+
+async def _message_pages(
+    store: ConversationStore, email: str, session: SessionRecord, count: ExportCount
+) -> AsyncIterator[list[MessageRecord]]:
+    where: Where = "archive" if session.archived else "active"
+    sent = 0
+    after_seq = 0
+    while True:
+        page, more = await store.page_messages(
+            email, session.id, where=where, limit=MESSAGES_PAGE, after_seq=after_seq
+        )
+        if page:
+            sent += len(page)
+            yield page
+        if not more or not page:
+            break
+        after_seq = page[-1].seq
+    if sent < session.message_count:
+        # It moved (archived or restored) while its messages were being read: what went out
+        # is short, and a short export must never look whole.
+        raise StorageUnavailable(
+            "A conversation moved while it was exported; export again.", retry_after_s=1
+        )
+    count.messages += sent
+
+
 async def export_document(
     store: SharingStore,
     email: str,
@@ -69,42 +119,22 @@ async def export_document(
     count = count if count is not None else ExportCount()
     head = json.dumps({"exportedAt": iso(now), "email": email}, separators=(",", ":"))
     yield head[:-1] + ',"sessions":['
-    after: str | None = None
-    while True:
-        sessions, after = await store.all_sessions(email, limit=SESSIONS_PAGE, after=after)
-        for session in sessions:
-            where: Where = "archive" if session.archived else "active"
-            summary = session.to_summary().model_dump_json(by_alias=True)
-            # Who set the title is stored too: everything stored goes into an export.
-            title_source = json.dumps(session.title_source)
-            yield (
-                ("," if count.sessions else "")
-                + summary[:-1]
-                + f',"titleSource":{title_source},"messages":['
-            )
-            count.sessions += 1
-            sent = 0
-            after_seq = 0
-            while True:
-                page, more = await store.page_messages(
-                    email, session.id, where=where, limit=MESSAGES_PAGE, after_seq=after_seq
-                )
-                for message in page:
-                    yield ("," if sent else "") + message.to_export().model_dump_json(by_alias=True)
-                    sent += 1
-                if not more or not page:
-                    break
-                after_seq = page[-1].seq
-            if sent < session.message_count:
-                # It moved (archived or restored) while its messages were being read: what
-                # went out is short, and a short export must never look whole.
-                raise StorageUnavailable(
-                    "A conversation moved while it was exported; export again.", retry_after_s=1
-                )
-            count.messages += sent
-            yield "]}"
-        if after is None:
-            break
+    first = True
+    async for exported in walk_sessions(store, email, count=count):
+        session = exported.session
+        summary = session.to_summary().model_dump_json(by_alias=True)
+        # Who set the title is stored too: everything stored goes into an export.
+        title_source = json.dumps(session.title_source)
+        yield (
+            ("" if first else ",") + summary[:-1] + f',"titleSource":{title_source},"messages":['
+        )
+        first = False
+        sent = 0
+        async for page in exported.messages:
+            for message in page:
+                yield ("," if sent else "") + message.to_export().model_dump_json(by_alias=True)
+                sent += 1
+        yield "]}"
     yield "]"
     async for piece in export_shares(store, email):
         yield piece
@@ -129,27 +159,42 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--email", required=True, help="the user's email address")
     parser.add_argument("--out", type=Path, help="the file to write (made only when complete)")
+    parser.add_argument(
+        "--format",
+        choices=("json", "markdown", "csv"),
+        default="json",
+        help="json (the default), markdown (a zip of .md files) or csv (one row per message)",
+    )
     return parser.parse_args(argv)
 
 
-async def _export(email: str, user: str, settings: Settings, *, out: Path | None) -> int:
+async def _export(
+    email: str, user: str, settings: Settings, *, out: Path | None, export_format: str
+) -> int:
+    # Imported here: export_formats builds on this module.
+    from shared.export_formats import export_stream, parse_format
+
     store = make_store(settings)
     count = ExportCount()
     try:
-        pieces = export_document(store, email, now=SystemClock().now(), count=count)
+        pieces = export_stream(
+            store, email, parse_format(export_format), now=SystemClock().now(), count=count
+        )
         if out is None:
             async for piece in pieces:
-                sys.stdout.write(piece)
-            sys.stdout.write("\n")
+                sys.stdout.buffer.write(piece)
+            if export_format == "json":
+                sys.stdout.buffer.write(b"\n")
             sys.stdout.flush()
         else:
-            await _write_atomically(out, pieces)
+            await _write_atomically(out, pieces, newline=export_format == "json")
     finally:
         await store.close()
         audit(
             "export",
             user=user,
             by="operator",
+            format=export_format,
             sessions=count.sessions,
             messages=count.messages,
             complete=count.complete,
@@ -160,15 +205,16 @@ async def _export(email: str, user: str, settings: Settings, *, out: Path | None
     return 0
 
 
-async def _write_atomically(out: Path, pieces: AsyncIterator[str]) -> None:
-    """The file appears under its name only when the document is whole."""
+async def _write_atomically(out: Path, pieces: AsyncIterator[bytes], *, newline: bool) -> None:
+    """The file appears under its name only when the export is whole."""
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with os.fdopen(handle, "wb") as file:
             async for piece in pieces:
                 file.write(piece)
-            file.write("\n")
+            if newline:
+                file.write(b"\n")
         os.replace(temporary, out)
     except BaseException:
         await asyncio.to_thread(Path(temporary).unlink, missing_ok=True)
@@ -180,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_for_user(
         "export",
         args.email,
-        lambda email, user, settings: _export(email, user, settings, out=args.out),
+        lambda email, user, settings: _export(
+            email, user, settings, out=args.out, export_format=args.format
+        ),
     )
 
 

@@ -42,7 +42,11 @@ class ChatRequest(ApiModel):
 
 
 class RenameRequest(ApiModel):
-    title: str
+    """PATCH of a session: a new title, pinning, or both (at least one; the service says 400)."""
+
+    title: str | None = None
+    # Strict: 1 or "yes" is a client's mistake (400), not a pin.
+    pinned: bool | None = Field(None, strict=True)
 
 
 class FeedbackRequest(ApiModel):
@@ -102,6 +106,8 @@ class SessionSummary(ApiModel):
     message_count: int = Field(alias="messageCount")
     preview: str
     archived: bool
+    # Pinned sessions are listed first and are never archived nor deleted by retention.
+    pinned: bool
 
 
 class SessionDetail(SessionSummary):
@@ -258,6 +264,7 @@ class SessionRecord(BaseModel):
     message_count: int = 0
     last_seq: int = 0
     archived: bool = False
+    pinned: bool = False
     # The store's concurrency token (Cosmos _etag, SQLite version); None for a new session.
     etag: str | None = None
 
@@ -270,6 +277,7 @@ class SessionRecord(BaseModel):
             message_count=self.message_count,
             preview=self.preview,
             archived=self.archived,
+            pinned=self.pinned,
         )
 
 

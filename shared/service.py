@@ -36,8 +36,10 @@ from shared.errors import (
     PayloadTooLarge,
     StorageUnavailable,
 )
-from shared.export import ExportCount, export_document
+from shared.export import ExportCount
+from shared.export_formats import ExportFormat, export_stream
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
+from shared.importer import ImportReport, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
@@ -635,15 +637,50 @@ class ConversationService:
     # ---- managing ------------------------------------------------------------------------------
 
     async def rename(self, email: str, session_id: str, raw_title: str) -> SessionSummary:
-        title = title_of(raw_title)
+        return await self.update_session(email, session_id, title=raw_title)
+
+    async def update_session(
+        self,
+        email: str,
+        session_id: str,
+        *,
+        title: str | None = None,
+        pinned: bool | None = None,
+    ) -> SessionSummary:
+        """PATCH: a new title (the user's, never replaced by an automatic one), pinning, or
+        both, in one ETag-conditional write. Pinning an archived session brings it back first:
+        a pinned session lives in the active container (it is never archived)."""
+        if title is None and pinned is None:
+            raise InvalidRequest("Give a title, pinned, or both.")
+        new_title = title_of(title) if title is not None else None
         await self._find(email, session_id)
-        if await self._set_title(email, session_id, title, source="user") is None:
-            # Deleted meanwhile, or so contended that five writes lost: say which.
-            if await self._locate(email, session_id) is None:
+        for attempt in range(MAX_TITLE_ATTEMPTS):
+            found = await self._locate(email, session_id)
+            if found is None:
                 raise NotFound()
-            raise _too_contended(session_id)
-        located = await self._find(email, session_id)
-        return located.session.to_summary()
+            if pinned and found.where == "archive":
+                await self._restore(email, session_id, attempt)
+                continue
+            update: dict[str, object] = {}
+            if new_title is not None:
+                update |= {"title": new_title, "title_source": "user"}
+            if pinned is not None:
+                update["pinned"] = pinned
+            assert found.session.etag is not None
+            try:
+                saved = await self.store.save_session(
+                    found.session.model_copy(update=update),
+                    where=found.where,
+                    expected_etag=found.session.etag,
+                )
+            except ConcurrencyConflict:
+                await self._sleep(backoff_delay(attempt))
+                continue
+            return saved.to_summary()
+        # Deleted meanwhile, or so contended that every write lost: say which.
+        if await self._locate(email, session_id) is None:
+            raise NotFound()
+        raise _too_contended(session_id)
 
     async def set_feedback(
         self, email: str, session_id: str, message_id: str, request: FeedbackRequest | None
@@ -719,20 +756,50 @@ class ConversationService:
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
-        """Everything of the caller as one JSON document, in pieces (``shared/export.py``);
-        one audit line at the end says how much went out and whether it was whole."""
+        """Everything of the caller as one JSON document, in pieces (``shared/export.py``)."""
+        async for piece in self.export_as(email, "json", now=now):
+            yield piece.decode()
+
+    async def export_as(
+        self, email: str, export_format: ExportFormat, *, now: datetime
+    ) -> AsyncIterator[bytes]:
+        """Everything of the caller in ``export_format`` (``shared/export_formats.py``), in
+        pieces; one audit line at the end says how much went out and whether it was whole."""
         count = ExportCount()
         try:
-            async for piece in export_document(self.store, email, now=now, count=count):
+            async for piece in export_stream(
+                self.store, email, export_format, now=now, count=count
+            ):
                 yield piece
         finally:
             audit(
                 "export",
                 user=self._user(email),
                 by="api",
+                format=export_format,
                 sessions=count.sessions,
                 messages=count.messages,
                 complete=count.complete,
+            )
+
+    async def import_conversations(
+        self, email: str, data: bytes | bytearray, media_type: str
+    ) -> ImportReport:
+        """A ChatGPT or Parley export into the caller's conversations (``shared/importer.py``);
+        one audit line says how it went (counts only)."""
+        report: ImportReport | None = None
+        try:
+            report = await import_file(self.store, email, data, media_type)
+            return report
+        finally:
+            audit(
+                "import",
+                user=self._user(email),
+                by="api",
+                imported=report.imported if report else None,
+                skipped=report.skipped if report else None,
+                failed=len(report.failed) if report else None,
+                complete=report is not None,
             )
 
     def _user(self, email: str) -> str:

@@ -38,7 +38,7 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
   // Parley-Consistency). Opaque: only the server reads it.
   let consistency = null;
 
-  async function send(method, path, { body, accept = "application/json", signal } = {}) {
+  async function send(method, path, { body, file, accept = "application/json", signal } = {}) {
     const init = {
       method,
       credentials,
@@ -46,7 +46,11 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       headers: { Accept: accept, ...(await headers()) },
     };
     if (consistency) init.headers[CONSISTENCY_HEADER] = consistency;
-    if (body !== undefined) {
+    if (file !== undefined) {
+      // A file as it is (an import): its own type, zip or JSON.
+      init.headers["Content-Type"] = file.type;
+      init.body = file;
+    } else if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -93,6 +97,9 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
     /** Rename: resolves to the session's summary with its new (trimmed) title. */
     renameSession: (sessionId, title) =>
       json("PATCH", sessionPath(sessionId), { body: { title } }),
+    /** Pin (true) or unpin (false): pinned conversations are listed first and kept. */
+    pinSession: (sessionId, pinned) =>
+      json("PATCH", sessionPath(sessionId), { body: { pinned } }),
 
     deleteSession: (sessionId) => json("DELETE", sessionPath(sessionId)),
 
@@ -173,6 +180,37 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
 
     /** Copy a share into a new conversation of the caller's: resolves to its summary. */
     continueShare: (shareId) => json("POST", `${sharePath(shareId)}/continue`),
+
+    /**
+     * The export as a file in another format (`markdown`: a zip of .md files; `csv`). Resolves
+     * to `{blob, filename}` only when the whole file arrived (a cut-off transfer rejects; a zip
+     * must end with its directory), else rejects with `incomplete_export`.
+     */
+    async exportFile(format) {
+      const response = await send("GET", `/export?${new URLSearchParams({ format })}`);
+      let blob;
+      try {
+        blob = await response.blob();
+      } catch {
+        throw new ApiError(0, "incomplete_export", "The download broke off.");
+      }
+      if (format === "markdown" && !(await endsWithZipDirectory(blob))) {
+        throw new ApiError(0, "incomplete_export", "The export is incomplete.");
+      }
+      const fallback = `parley-export.${format === "markdown" ? "zip" : format}`;
+      return { blob, filename: attachmentName(response) ?? fallback };
+    },
+
+    /**
+     * Import a ChatGPT export (conversations.json or its zip) or a Parley export: resolves to
+     * the report `{imported, skipped, failed: [{title, reason}], sessions, leftOut}`.
+     */
+    async importFile(file) {
+      const zip = file.name.toLowerCase().endsWith(".zip") || file.type.includes("zip");
+      const typed = new Blob([file], { type: zip ? "application/zip" : "application/json" });
+      const response = await send("POST", "/import", { file: typed });
+      return response.json();
+    },
 
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
     chat: (request) => json("POST", "/chat", { body: request }),
@@ -273,6 +311,13 @@ function parseRetryAfter(value) {
 }
 
 /** Parse a text/event-stream body into `{event, data}` records (the WHATWG SSE rules). */
+/** A zip's end-of-central-directory record (PK 5 6, 22 bytes without a comment) closes it. */
+async function endsWithZipDirectory(blob) {
+  if (blob.size < 22) return false;
+  const tail = new Uint8Array(await blob.slice(blob.size - 22).arrayBuffer());
+  return tail[0] === 0x50 && tail[1] === 0x4b && tail[2] === 5 && tail[3] === 6;
+}
+
 export async function* readEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

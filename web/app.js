@@ -163,7 +163,21 @@ function renderSession(summary) {
     current: summary.sessionId === state.sessionId,
     onDelete: confirmDelete,
     onRename: renameInList,
+    onPin: pinInList,
   });
+}
+
+/** Pin or unpin, then list again from the top: the server's order (pinned first) is the one. */
+async function pinInList(summary, pinned) {
+  setListError("");
+  try {
+    await api.pinSession(summary.sessionId, pinned);
+  } catch (error) {
+    setListError(describeError(asApiError(error)));
+    return;
+  }
+  await loadSessions({ reset: true });
+  listItem(summary.sessionId)?.querySelector(".session-pin")?.focus();
 }
 
 function listItem(sessionId) {
@@ -178,8 +192,17 @@ function upsertSession(summary) {
     // A message brings an archived conversation back: it is no longer in this view.
     state.sessions.delete(summary.sessionId);
   } else {
-    state.sessions.set(summary.sessionId, summary);
-    list.prepend(renderSession(summary));
+    // A turn keeps the pin it had; an unpinned conversation goes just below the pinned ones.
+    const pinned = state.sessions.get(summary.sessionId)?.pinned ?? summary.pinned ?? false;
+    const updated = { ...summary, pinned };
+    state.sessions.set(summary.sessionId, updated);
+    const firstUnpinned = pinned ? null : list.querySelector(".session:not(.pinned)");
+    if (pinned || !firstUnpinned) {
+      if (pinned) list.prepend(renderSession(updated));
+      else list.append(renderSession(updated));
+    } else {
+      firstUnpinned.before(renderSession(updated));
+    }
   }
   $("list-empty").hidden = state.sessions.size > 0;
 }
@@ -874,6 +897,11 @@ const sharing = setupSharing({
 
 setupDataRights({
   api,
+  onImported() {
+    // The imported conversations take their places in the list (by their own times).
+    if (state.archived) setListView(false);
+    else loadSessions({ reset: true });
+  },
   onErased() {
     search.clear();
     sharing.refresh();

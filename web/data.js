@@ -1,4 +1,5 @@
-// The user's rights over their data: download everything (GET /api/export) and delete
+// The user's rights over their data: download everything (GET /api/export, as JSON, Markdown
+// or CSV) and delete
 // everything (DELETE /api/sessions, repeated while it answers 202).
 
 import { ApiError } from "./api.js";
@@ -15,7 +16,8 @@ export const MAX_ERASE_STEPS = 100;
  * Wire up "Download my data" and "Delete all my conversations". `onErased()` is called once
  * everything is gone (or when an erasure stopped part-way, so the list can show what is left).
  */
-export function setupDataRights({ api, onErased }) {
+export function setupDataRights({ api, onErased, onImported = onErased }) {
+  setupImport({ api, onImported });
   const download = $("download-data");
   const erase = $("erase-all");
   const dialog = $("confirm-erase");
@@ -26,10 +28,17 @@ export function setupDataRights({ api, onErased }) {
     if (download.getAttribute("aria-disabled") === "true") return;
     setBusy(download, true, "Preparing your download…");
     try {
-      const { text, document: exported, filename } = await api.exportAll();
-      save(text, filename);
-      const n = exported.sessions?.length ?? 0;
-      say(`Your data was downloaded: ${n} conversation${n === 1 ? "" : "s"}.`);
+      const format = $("download-format")?.value ?? "json";
+      if (format === "json") {
+        const { text, document: exported, filename } = await api.exportAll();
+        save(new Blob([text], { type: "application/json" }), filename);
+        const n = exported.sessions?.length ?? 0;
+        say(`Your data was downloaded: ${n} conversation${n === 1 ? "" : "s"}.`);
+      } else {
+        const { blob, filename } = await api.exportFile(format);
+        save(blob, filename);
+        say(`Your data was downloaded as ${format === "csv" ? "CSV" : "Markdown"}.`);
+      }
     } catch (error) {
       sayError(
         error instanceof ApiError && error.code === "incomplete_export"
@@ -121,8 +130,8 @@ export function setupDataRights({ api, onErased }) {
   }
 }
 
-function save(text, filename) {
-  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+function save(blob, filename) {
+  const url = URL.createObjectURL(blob);
   const link = Object.assign(document.createElement("a"), { href: url, download: filename });
   document.body.append(link);
   link.click();
@@ -150,4 +159,47 @@ function plural(n, word) {
 
 function delay(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** "Import conversations": send the chosen file, then show the report in words. */
+function setupImport({ api, onImported }) {
+  const input = $("import-file");
+  const report = $("import-report");
+  if (!input) return;
+  input.addEventListener("change", async () => {
+    const file = input.files?.[0];
+    if (!file) return;
+    sayError("");
+    report.replaceChildren();
+    say(`Importing ${file.name}…`);
+    try {
+      const result = await api.importFile(file);
+      say("");
+      showReport(report, result);
+      onImported();
+    } catch (error) {
+      say("");
+      sayError(`Nothing was imported. ${error instanceof ApiError ? error.message : describe(error)}`);
+    } finally {
+      input.value = "";
+    }
+  });
+}
+
+function showReport(target, result) {
+  const line = (text) => Object.assign(document.createElement("p"), { textContent: text });
+  const parts = [`Imported ${plural(result.imported, "conversation")}.`];
+  if (result.skipped) parts.push(`${plural(result.skipped, "conversation")} were already here.`);
+  if (result.leftOut) parts.push(`${plural(result.leftOut, "system or tool message")} left out.`);
+  target.append(line(parts.join(" ")));
+  if (result.failed.length) {
+    target.append(line(`${plural(result.failed.length, "conversation")} could not be imported:`));
+    const list = document.createElement("ul");
+    for (const failure of result.failed) {
+      const item = document.createElement("li");
+      item.textContent = `${failure.title}: ${failure.reason}`;
+      list.append(item);
+    }
+    target.append(list);
+  }
 }

@@ -72,7 +72,7 @@ export function setMessageTime(item, iso) {
  * One conversation in the side list: a link that opens it, and buttons that rename and delete
  * it. F2 on the link starts renaming too.
  */
-export function sessionItem(summary, { current, onDelete, onRename }) {
+export function sessionItem(summary, { current, onDelete, onRename, onPin }) {
   const title = summary.title || "Untitled";
   const link = el(
     "a",
@@ -109,6 +109,21 @@ export function sessionItem(summary, { current, onDelete, onRename }) {
     },
     icon("pencil"),
   );
+  const pinned = Boolean(summary.pinned);
+  const pin = onPin
+    ? el(
+        "button",
+        {
+          type: "button",
+          className: "icon-button session-pin",
+          "aria-pressed": String(pinned),
+          "aria-label": `${pinned ? "Unpin" : "Pin"} “${title}”`,
+          title: pinned ? "Unpin" : "Pin to the top",
+          onclick: () => onPin(summary, !pinned),
+        },
+        icon("pin"),
+      )
+    : null;
   const remove = el(
     "button",
     {
@@ -120,7 +135,14 @@ export function sessionItem(summary, { current, onDelete, onRename }) {
     },
     icon("trash"),
   );
-  return el("li", { className: "session", "data-session-id": summary.sessionId }, link, rename, remove);
+  return el(
+    "li",
+    { className: pinned ? "session pinned" : "session", "data-session-id": summary.sessionId },
+    link,
+    pin,
+    rename,
+    remove,
+  );
 }
 
 let uniqueIds = 0;
@@ -226,6 +248,7 @@ export function highlighted(text, phrase) {
 }
 
 const ICONS = {
+  pin: "M16 3v2h-1v6l2 3v2h-4.2v5l-.8 1-.8-1v-5H7v-2l2-3V5H8V3h8z",
   trash: "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z",
   pencil:
     "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zM20.71 7.04a1 1 0 0 0 0-1.41l-2.34-2.34" +

@@ -1,5 +1,6 @@
 """The archival pass the timer runs (and ``python -m shared.archive``): stale sessions to the
-archive, interrupted moves and deletes finished, archived sessions past retention deleted.
+archive, interrupted moves and deletes finished, conversations past retention
+(``RETENTION_DAYS``, active or archived, never pinned) deleted.
 
 Each session is moved by the store in one step that is safe against everything else that can
 happen to it (a turn, a restore, a rename, a delete, another pass: ``docs/design.md``, "Moving a
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import StorageUnavailable
-from shared.storage.base import ArchiveStore, MoveOutcome, SessionRef, Unfinished
+from shared.storage.base import ArchiveStore, MoveOutcome, SessionRef, Unfinished, Where
 
 log = logging.getLogger("parley.archive")
 
@@ -89,7 +90,7 @@ class ArchivePolicy:
         return cls(
             after_days=older_than_days or settings.archive_after_days,
             time_budget_s=settings.archive_time_budget_s,
-            retention_days=settings.archive_retention_days,
+            retention_days=settings.retention_days or None,
             dry_run=dry_run,
             concurrency=settings.archive_concurrency,
         )
@@ -339,14 +340,20 @@ class _Pass:
     # ---- retention ----
 
     async def apply_retention(self, days: int) -> None:
+        """Delete conversations whose last activity is ``days`` old, archived then active
+        (pinned ones are offered by neither scan). Each delete is conditional on the ETag the
+        scan saw: a turn, restore, rename or pin meanwhile keeps the conversation."""
         before = self.started - timedelta(days=days)
+        for where in ("archive", "active"):
 
-        async def scan(after: str | None) -> tuple[list[SessionRef], str | None]:
-            return await self.store.scan_stale(
-                where="archive", updated_before=before, limit=SCAN_PAGE, after=after
-            )
+            async def scan(
+                after: str | None, where: Where = where
+            ) -> tuple[list[SessionRef], str | None]:
+                return await self.store.scan_stale(
+                    where=where, updated_before=before, limit=SCAN_PAGE, after=after
+                )
 
-        await self.each_page("retention", scan, self._expirer)
+            await self.each_page("retention", scan, self._expirer)
 
     def _expirer(self, ref: SessionRef) -> Step:
         async def expire() -> None:

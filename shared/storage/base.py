@@ -99,6 +99,7 @@ class SessionRef:
     session_id: str
     updated_at: datetime
     etag: str
+    where: Where = "archive"  # the container the scan found it in (retention scans both)
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,13 @@ class ConversationStore(Protocol):
         stopped half-way). True if there was anything to delete."""
         ...
 
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        """Create an imported session with all of its messages, whole or not at all as readers
+        see it: nothing of it is listed, read, searched or exported until every message is
+        stored. False (and nothing written) when a session of that id exists already, in
+        either container (a re-import); an import that stopped half-way is finished."""
+        ...
+
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         """Ids of any of the caller's sessions in either container, in any state (for erasing
         everything); empty when nothing of the caller is left."""
@@ -297,7 +305,8 @@ class ArchiveStore(Protocol):
         ...
 
     async def expire(self, ref: SessionRef) -> bool:
-        """Delete an archived session if it has not changed since the scan saw it."""
+        """Delete a session (everything of it, in both containers) if it has not changed in
+        ``ref.where`` since the scan saw it: retention, for active and archived sessions."""
         ...
 
     async def scan_unfinished(

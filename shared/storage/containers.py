@@ -27,6 +27,7 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/sessionId/?"},
             {"path": "/seq/?"},
             {"path": "/updatedAt/?"},
+            {"path": "/pinned/?"},
             # Live session items only (``items.LIVE_MARKER``): the stale and retention scans.
             {"path": "/live/?"},
             # A move's or delete's state: housekeeping finds the few unfinished ones by these.
@@ -36,10 +37,17 @@ def _indexing_policy() -> dict[str, Any]:
         ],
         "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
         "compositeIndexes": [
-            # The list: live session items of a user, newest first. Starting from ``type``
-            # the query reads session items only, not the message items around them.
+            # Live session items of a user, newest first (search pages, exports). Starting from
+            # ``type`` a query reads session items only, not the message items around them.
             [
                 {"path": "/type", "order": "ascending"},
+                {"path": "/updatedAt", "order": "ascending"},
+                {"path": "/id", "order": "ascending"},
+            ],
+            # The list: pinned first, then newest first, in one query (paging by a keyset).
+            [
+                {"path": "/type", "order": "ascending"},
+                {"path": "/pinned", "order": "ascending"},
                 {"path": "/updatedAt", "order": "ascending"},
                 {"path": "/id", "order": "ascending"},
             ],

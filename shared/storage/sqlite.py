@@ -28,7 +28,12 @@ from typing import Any, TypeVar
 
 from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
-from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
+from shared.errors import (
+    ConcurrencyConflict,
+    DuplicateRequest,
+    InvalidRequest,
+    StorageUnavailable,
+)
 from shared.models import (
     ContextMessage,
     Feedback,
@@ -209,6 +214,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (email, period)
     ) WITHOUT ROWID;
     """,
+    # 7: pinned sessions: listed first (one indexed query, pinned then newest first), never
+    # offered to the archival scans. Existing rows are unpinned.
+    """
+    ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX sessions_pinned_first
+        ON sessions (container, email, pinned DESC, updated_at DESC, id DESC);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
@@ -286,8 +298,9 @@ def _write_session(
     conn: sqlite3.Connection, where: Where, session: SessionRecord, etag: str
 ) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO sessions (container, email, id, updated_at, deleting, etag, body)"
-        " VALUES (?, ?, ?, ?, 0, ?, ?)",
+        "INSERT OR REPLACE INTO sessions"
+        " (container, email, id, updated_at, deleting, etag, body, pinned)"
+        " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
         (
             where,
             session.email,
@@ -295,6 +308,7 @@ def _write_session(
             stored_time(session.updated_at),
             etag,
             _session_body(session),
+            int(session.pinned),
         ),
     )
 
@@ -719,16 +733,31 @@ class SqliteStore:
         self, email: str, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
         def read(conn: sqlite3.Connection) -> tuple[list[SessionRecord], str | None]:
-            rows, position = _keyset_sessions(
-                conn,
-                "body, etag, updated_at, id",
-                "container = ? AND email = ?",
-                [where, email],
-                newest_first=True,
-                limit=limit,
-                after=after,
+            # Pinned first, then newest first: one query on sessions_pinned_first, paged by
+            # the (pinned, updated_at, id) of the last row.
+            sql = (
+                "SELECT body, etag, pinned, updated_at, id FROM sessions"
+                " WHERE container = ? AND email = ?"
             )
-            return [_session_from_row(body, etag, where) for body, etag, _, _ in rows], position
+            params: list[object] = [where, email]
+            if after is not None:
+                pinned, updated_at, session_id = decode_position(after, 3)
+                if pinned not in ("0", "1"):
+                    raise InvalidRequest("continuationToken is not valid.")
+                sql += (
+                    " AND (pinned < ? OR (pinned = ? AND"
+                    " (updated_at < ? OR (updated_at = ? AND id < ?))))"
+                )
+                params += [int(pinned), int(pinned), updated_at, updated_at, session_id]
+            sql += " ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT ?"
+            params.append(limit + 1)
+            rows = conn.execute(sql, params).fetchall()
+            page = rows[:limit]
+            position = None
+            if len(rows) > limit:
+                _, _, pinned_last, updated_last, id_last = page[-1]
+                position = encode_position(str(pinned_last), updated_last, id_last)
+            return [_session_from_row(row[0], row[1], where) for row in page], position
 
         return await self._read(read)
 
@@ -885,6 +914,22 @@ class SqliteStore:
             return deleted
 
         return await self._run(delete)
+
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            # One transaction: the whole conversation, or (it exists already) nothing.
+            exists = conn.execute(
+                "SELECT 1 FROM sessions WHERE email = ? AND id = ?", (session.email, session.id)
+            ).fetchone()
+            if exists:
+                return False
+            _insert_messages(conn, "active", session.email, messages)
+            _write_session(conn, "active", session, etag)
+            return True
+
+        return await self._write(write)
 
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
@@ -1112,14 +1157,21 @@ class SqliteStore:
             rows, position = _keyset_sessions(
                 conn,
                 "email, etag, updated_at, id",
-                "container = ? AND updated_at < ?",
+                # Pinned sessions are never archived nor deleted by retention.
+                "container = ? AND updated_at < ? AND pinned = 0",
                 [where, stored_time(updated_before)],
                 newest_first=False,
                 limit=limit,
                 after=after,
             )
             refs = [
-                SessionRef(email=email, session_id=sid, updated_at=parse_iso(updated), etag=etag)
+                SessionRef(
+                    email=email,
+                    session_id=sid,
+                    updated_at=parse_iso(updated),
+                    etag=etag,
+                    where=where,
+                )
                 for email, etag, updated, sid in rows
             ]
             return refs, position
@@ -1141,8 +1193,8 @@ class SqliteStore:
     async def expire(self, ref: SessionRef) -> bool:
         def delete() -> bool:
             with self._transaction() as conn:
-                if _session_etag(conn, "archive", ref.email, ref.session_id) != ref.etag:
-                    return False  # restored, renamed, rated or deleted since the scan
+                if _session_etag(conn, ref.where, ref.email, ref.session_id) != ref.etag:
+                    return False  # a turn, a move, a rename, a pin, a rating or a delete since
                 # A session's shares go with it (shared/sharing.py), in the same transaction.
                 shared = conn.execute(
                     "SELECT id FROM shares WHERE owner = ? AND session_id = ?",
@@ -1150,7 +1202,7 @@ class SqliteStore:
                 ).fetchall()
                 for (share_id,) in shared:
                     _delete_share_rows(conn, share_id)
-                deleted = _delete_rows(conn, ref.email, ref.session_id, "archive") > 0
+                deleted = _delete_rows(conn, ref.email, ref.session_id) > 0
             if deleted:
                 self._forget()
             return deleted

@@ -3,8 +3,11 @@ all my conversations" (named counts first, then DELETE repeated while it answers
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,72 @@ def test_delete_everything_stops_asking_when_it_never_ends(host: RunningHost, pa
     )
     assert len(steps) == 100
     expect(session_titles(page)).to_have_text(["Kept, as the server never finishes"])
+
+
+@pytest.mark.parametrize("export_format", ["markdown", "csv"])
+def test_download_my_data_as_markdown_or_csv(
+    host: RunningHost,
+    page: Page,
+    sqlite_env: dict[str, str],
+    tmp_path: Path,
+    export_format: str,
+) -> None:
+    seed(host, sqlite_env["SQLITE_PATH"])
+    sign_in(page, host)
+    page.get_by_label("Download as").select_option(export_format)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download my data").click()
+    download = info.value
+    extension = "zip" if export_format == "markdown" else "csv"
+    assert download.suggested_filename.endswith(f".{extension}")
+    saved = tmp_path / f"export.{extension}"
+    download.save_as(saved)
+    if export_format == "markdown":
+        with zipfile.ZipFile(saved) as archive:
+            texts = [archive.read(name).decode() for name in archive.namelist()]
+        assert sorted(text.splitlines()[0] for text in texts) == [
+            "# An old one",
+            "# Most recent one",
+            "# Recent one",
+        ]
+        expect(page.locator("#data-status")).to_have_text("Your data was downloaded as Markdown.")
+    else:
+        rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"), newline="")))
+        assert rows[0] == ["sessionId", "title", "seq", "role", "timestamp", "content", "rating"]
+        assert sorted(row[5] for row in rows[1:] if row[3] == "user") == [
+            "An old one",
+            "Most recent one",
+            "Recent one",
+        ]
+        expect(page.locator("#data-status")).to_have_text("Your data was downloaded as CSV.")
+
+
+def test_a_zip_without_its_directory_is_not_saved(host: RunningHost, page: Page) -> None:
+    sign_in(page, host)
+    downloads: list[Download] = []
+
+    def saw(download: Download) -> None:
+        downloads.append(download)
+
+    page.on("download", saw)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("0001-a.txt", "# A\n" * 100)
+    whole = buffer.getvalue()
+
+    def cut_off(route: Route) -> None:
+        route.fulfill(
+            status=200,
+            headers={
+                "Content-Type": "application/zip",
+                "Content-Disposition": 'attachment; filename="parley-export-x.zip"',
+            },
+            body=whole[: len(whole) // 2],  # the files so far, not the directory
+        )
+
+    page.route("**/api/export?format=markdown", cut_off)
+    page.get_by_label("Download as").select_option("markdown")
+    page.get_by_role("button", name="Download my data").click()
+    error = page.locator("#data-error")
+    expect(error).to_have_text("The download was incomplete, so nothing was saved. Try again.")
+    assert downloads == []

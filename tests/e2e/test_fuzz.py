@@ -49,6 +49,7 @@ OPERATIONS = {
     "GET /api/search",
     "GET /api/export",
     "GET /api/usage",
+    "POST /api/import",
     "GET /api/health",
     "POST /api/sessions/{sessionId}/shares",
     "GET /api/shares",

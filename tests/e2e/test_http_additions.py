@@ -170,7 +170,31 @@ def listed(client: httpx.Client, *, archived: bool = False) -> list[dict[str, An
     return sessions
 
 
-# ---- rename --------------------------------------------------------------------------------------
+# ---- rename and pin ------------------------------------------------------------------------------
+
+
+def test_pin(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
+    alice, bob = users
+    with sqlite_deployment.client(alice) as client, sqlite_deployment.client(bob) as other:
+        older = chat(client, "older")["sessionId"]
+        newer = chat(client, "newer")["sessionId"]
+        assert [s["sessionId"] for s in listed(client)] == [newer, older]
+        pinned = client.patch(f"/api/sessions/{older}", json={"pinned": True})
+        assert pinned.status_code == 200, pinned.text
+        assert (pinned.json()["pinned"], pinned.json()["title"]) == (True, "older")
+        assert [(s["sessionId"], s["pinned"]) for s in listed(client)] == [
+            (older, True),
+            (newer, False),
+        ]
+        assert client.get(f"/api/sessions/{older}").json()["pinned"] is True
+        both = client.patch(f"/api/sessions/{newer}", json={"title": "Named", "pinned": True})
+        assert (both.json()["title"], both.json()["pinned"]) == ("Named", True)
+        for body in ({"pinned": "yes"}, {"pinned": 1}, {"pinned": None}, {"title": None}):
+            assert_error(client.patch(f"/api/sessions/{older}", json=body), 400, "invalid_request")
+        assert_error(
+            other.patch(f"/api/sessions/{older}", json={"pinned": False}), 404, "not_found"
+        )
+        assert client.get(f"/api/sessions/{older}").json()["pinned"] is True
 
 
 def test_rename(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
@@ -193,6 +217,7 @@ def test_rename(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
             "messageCount",
             "preview",
             "archived",
+            "pinned",
         }
         assert client.get(f"/api/sessions/{sid}").json()["title"] == "Holiday plans"
         assert [s["title"] for s in listed(client)] == ["Holiday plans"]
@@ -426,6 +451,26 @@ def test_paging_2000_messages_back_over_http(
 
 
 # ---- export --------------------------------------------------------------------------------------
+
+
+def test_export_formats(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
+    alice, _ = users
+    with sqlite_deployment.client(alice) as client:
+        chat(client, 'hello, "world"')
+        for export_format, media_type, extension in (
+            ("json", "application/json", "json"),
+            ("markdown", "application/zip", "zip"),
+            ("csv", "text/csv", "csv"),
+        ):
+            response = client.get("/api/export", params={"format": export_format})
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith(media_type)
+            disposition = response.headers["content-disposition"]
+            assert disposition.startswith('attachment; filename="parley-export-')
+            assert disposition.endswith(f'.{extension}"')
+            assert response.headers["cache-control"] == "no-store"
+        for bad in ("JSON", "xml", "md"):
+            assert_error(client.get("/api/export", params={"format": bad}), 400, "invalid_request")
 
 
 @pytest.mark.cross_instance

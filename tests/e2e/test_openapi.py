@@ -16,7 +16,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from shared import errors, models, usage
+from shared import errors, importer, models, usage
 from tests.support.host import RunningHost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,8 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "Usage": usage.UsageOut,
     "UsagePeriod": usage.PeriodOut,
     "UsageTurns": usage.TurnsOut,
+    "ImportReport": importer.ImportReport,
+    "ImportFailure": importer.ImportFailure,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.

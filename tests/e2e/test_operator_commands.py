@@ -11,11 +11,13 @@ counts, never the address or any message text.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,33 @@ def test_export_writes_what_the_api_serves(
         httpx.Client(base_url=host.base_url, headers=dev_headers(kate), timeout=60) as client,
     ):
         served = client.get("/api/export").json()
+        served_csv = client.get("/api/export", params={"format": "csv"}).content
+        served_zip = client.get("/api/export", params={"format": "markdown"}).content
+
+    # The other formats: the command writes what the API serves (the zip's times aside).
+    as_csv = tmp_path / "exports" / "kate.csv"
+    ran_csv = storage.command(
+        "shared.export", "--email", kate, "--out", str(as_csv), "--format", "csv"
+    )
+    assert ran_csv.returncode == 0, ran_csv.stderr
+    assert as_csv.read_bytes() == served_csv
+    assert served_csv.startswith(b"\xef\xbb\xbfsessionId,title,seq,role,timestamp,content,rating")
+    as_zip = tmp_path / "exports" / "kate.zip"
+    ran_zip = storage.command(
+        "shared.export", "--email", kate, "--out", str(as_zip), "--format", "markdown"
+    )
+    assert ran_zip.returncode == 0, ran_zip.stderr
+    with (
+        zipfile.ZipFile(as_zip) as written_zip,
+        zipfile.ZipFile(io.BytesIO(served_zip)) as served_archive,
+    ):
+        names = written_zip.namelist()
+        assert names == served_archive.namelist() and len(names) == sessions
+        for name in names:
+            assert written_zip.read(name) == served_archive.read(name)
+    assert [line["format"] for line in audit_lines(ran_zip.stderr, "export")] == ["markdown"]
+    for path in (as_csv, as_zip):
+        path.unlink()
 
     out = tmp_path / "exports" / "kate.json"
     ran = storage.command("shared.export", "--email", kate, "--out", str(out))
@@ -169,6 +198,7 @@ def test_export_writes_what_the_api_serves(
         {
             "user": user_hash(kate, SALT),
             "by": "operator",
+            "format": "json",
             "sessions": sessions,
             "messages": messages,
             "complete": True,

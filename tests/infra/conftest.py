@@ -44,7 +44,7 @@ FULL_CONFIG: dict[str, str] = {
     "instanceMemoryMB": "4096",
     "maximumInstanceCount": "60",
     "httpPerInstanceConcurrency": "24",
-    "archiveRetentionDays": "365",
+    "retentionDays": "365",
     "archiveTimeBudgetSeconds": "200",
     "maxMessageChars": "12000",
     "logHashSalt": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",

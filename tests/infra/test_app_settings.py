@@ -82,11 +82,11 @@ def test_no_unknown_app_settings(deployment: Deployment) -> None:
     assert set(PLATFORM_SETTINGS) <= set(deployment.app_settings())
 
 
-def test_archive_retention_is_set_only_when_configured() -> None:
-    without = run_program(make_config({"archiveRetentionDays": None}))
-    assert "ARCHIVE_RETENTION_DAYS" not in without.app_settings()
+def test_retention_keeps_everything_unless_configured() -> None:
+    without = run_program(make_config({"retentionDays": None}))
+    assert without.app_settings()["RETENTION_DAYS"] == "0"
     optional = set(SETTINGS) - set(NOT_IN_AZURE) - set(without.app_settings())
-    assert optional == {"ARCHIVE_RETENTION_DAYS"}
+    assert optional == set()
 
 
 def test_settings_point_at_the_deployed_resources(deployment: Deployment) -> None:
@@ -119,7 +119,7 @@ def test_settings_point_at_the_deployed_resources(deployment: Deployment) -> Non
     )
     assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
     assert settings["MAX_MESSAGE_CHARS"] == "12000"  # from config
-    assert settings["ARCHIVE_RETENTION_DAYS"] == "365"  # from config
+    assert settings["RETENTION_DAYS"] == "365"  # from config
     for name in ("AzureWebJobsStorage", "FUNCTIONS_WORKER_RUNTIME", "WEBSITE_RUN_FROM_PACKAGE"):
         assert name not in settings  # a connection string; not allowed on Flex; ditto
 

@@ -66,7 +66,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     # App-setting defaults are the code's own defaults.
     assert cfg.app_values["ARCHIVE_AFTER_DAYS"] == "30"
     assert cfg.app_values["ARCHIVE_SCHEDULE"] == "0 0 3 * * *"
-    assert "ARCHIVE_RETENTION_DAYS" not in cfg.app_values
+    assert cfg.app_values["RETENTION_DAYS"] == "0"
     assert "logHashSalt" not in repr(cfg) and MINIMAL["logHashSalt"] not in repr(cfg)
 
 
@@ -313,8 +313,8 @@ def test_archive_after_days_uses_the_code_range() -> None:
     _rejects("archiveAfterDays", "0", "ARCHIVE_AFTER_DAYS")
 
 
-def test_archive_retention_days_uses_the_code_range() -> None:
-    _rejects("archiveRetentionDays", "0", "ARCHIVE_RETENTION_DAYS")
+def test_retention_days_uses_the_code_range() -> None:
+    _rejects("retentionDays", "-1", "RETENTION_DAYS")
 
 
 def test_max_message_chars_uses_the_code_range() -> None:

@@ -5,8 +5,8 @@ Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailI
 - session item: ``id`` = session id, ``type: "session"``, ``sessionId`` (its own id), ``seq``
   (a constant above every message's, so one query ordered by ``seq`` returns the session item
   and then its newest messages), title, titleSource, preview, createdAt, updatedAt,
-  messageCount, lastSeq; ``live: true`` while it is live (the archival scans' indexed marker,
-  below); and, while a move or delete is under way, ``state`` and its fields;
+  messageCount, lastSeq, pinned; ``live: true`` while it is live and not pinned (the archival
+  scans' indexed marker, below); and, while a move or delete is under way, ``state`` and its fields;
 - message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
   content, timestamp, clientMessageId, model, token counts, contextFrom (an answer's window
   start), feedback;
@@ -61,6 +61,10 @@ STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched", "mov
 # truth: a fence patch that moves a live item to ``deleting`` leaves the marker on it until the
 # delete removes the item, so the stale scan drops what it finds in a state.
 LIVE_MARKER = "live"
+# Pinned sessions: always written (true or false), so the list's ORDER BY on it sees a value on
+# every item written since pinning exists; items written before lack it (``store.LIST_QUERY``).
+# Pinned items carry no LIVE_MARKER: a pinned session is offered to no archival scan.
+PINNED = "pinned"
 # The unfinished work housekeeping looks for, by container: each state is one equality, and a
 # stub still removing the active copies of its items is ``archived`` with ``cleanup: true``.
 UNFINISHED_STATES: dict[Where, tuple[State, ...]] = {
@@ -94,7 +98,7 @@ def request_item_id(session_id: str, client_message_id: str) -> str:
 
 
 def session_body(session: SessionRecord) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "id": session.id,
         "type": SESSION,
         "EmailID": session.email,
@@ -107,8 +111,13 @@ def session_body(session: SessionRecord) -> dict[str, Any]:
         "updatedAt": stored_time(session.updated_at),
         "messageCount": session.message_count,
         "lastSeq": session.last_seq,
-        LIVE_MARKER: True,
+        PINNED: session.pinned,
     }
+    if not session.pinned:
+        # A pinned session is never archived nor deleted by retention: the scans, which
+        # read only items with the marker, never see it (and the scan stays a positive filter).
+        body[LIVE_MARKER] = True
+    return body
 
 
 def state_body(
@@ -123,7 +132,7 @@ def state_body(
 ) -> dict[str, Any]:
     """The session item in a state: the record (so anyone can finish the work) and the state."""
     body = session_body(session)
-    del body[LIVE_MARKER]  # only live items are offered to the stale scan
+    body.pop(LIVE_MARKER, None)  # only live items are offered to the stale scan
     body.update({"state": state, "since": since, "complete": complete, "cleanup": cleanup})
     if origin is not None:
         body["from"] = origin
@@ -144,6 +153,7 @@ def session_from_item(item: dict[str, Any], archived: bool) -> SessionItem:
         message_count=item["messageCount"],
         last_seq=item["lastSeq"],
         archived=archived,
+        pinned=bool(item.get(PINNED)),
         etag=item.get("_etag"),
     )
     return SessionItem(

@@ -48,11 +48,12 @@ from shared.storage.base import (
 )
 from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
 from shared.storage.cosmos import usage as usage_items
-from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
+from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
     IDENTITY_ITEM_ID,
+    LIVE_MARKER,
     RESTORING,
     SESSION_ITEM_SEQ,
     UNFINISHED_STATES,
@@ -84,18 +85,31 @@ if TYPE_CHECKING:
 # read is most of its bytes, and every one of them is on the user's bill.
 TURN_QUERY = (
     "SELECT TOP {n} c.seq, c.role, c.content, c.contextFrom, c.title, c.titleSource, c.preview,"
-    " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.state, c._etag FROM c"
+    " c.createdAt, c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c.state, c._etag FROM c"
     " WHERE c.sessionId = @sid AND c.seq >= 0 ORDER BY c.sessionId DESC, c.seq DESC"
 )
-# Live session items, newest first, from the (type, updatedAt, id) composite index; summary
-# fields only: listing never reads more than it shows.
+# Live session items, pinned first, then newest first: one query from the (type, pinned,
+# updatedAt, id) composite index; summary fields only: listing never reads more than it shows.
+# Items written before pinning existed lack ``pinned``; Cosmos returns them too, after every
+# item that has it (undefined sorts lowest), and a position says which of the three runs
+# (pinned, unpinned, without the field) it is in, so paging crosses each boundary exactly once.
 LIST_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state){after}"
-    " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+    " ORDER BY c.type DESC, c.pinned DESC, c.updatedAt DESC, c.id DESC"
 )
 AFTER_CLAUSE = " AND (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+# The list's runs, in order, and the filter that starts a page after a position in each.
+LIST_RUNS = ("pinned", "unpinned", "legacy")
+_NEWER = "(c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
+LIST_AFTER_CLAUSES = {
+    "pinned": (
+        f" AND ((c.pinned = true AND {_NEWER}) OR c.pinned = false OR NOT IS_DEFINED(c.pinned))"
+    ),
+    "unpinned": f" AND ((c.pinned = false AND {_NEWER}) OR NOT IS_DEFINED(c.pinned))",
+    "legacy": f" AND NOT IS_DEFINED(c.pinned) AND {_NEWER}",
+}
 MESSAGES_BEFORE_QUERY = (
     "SELECT TOP {n} * FROM c WHERE c.sessionId = @sid AND c.seq < @before"
     " ORDER BY c.sessionId DESC, c.seq DESC"
@@ -147,7 +161,7 @@ SEARCH_TITLES_QUERY = (
 )
 SEARCH_PAGE_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
     " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
 )
@@ -156,6 +170,9 @@ SEARCH_HITS_QUERY = (
     " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
 )
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
+# An imported conversation's session item while its messages are written: shown by no reader,
+# offered to no scan (``import_session``).
+IMPORTING = "importing"
 # Erasing a user: their session items, then (once none is left) any item at all.
 SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
@@ -359,12 +376,24 @@ class CosmosStore:
     async def list_sessions(
         self, email: str, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
-        clause, params = _keyset(after, AFTER_CLAUSE)
+        clause, params = "", list[dict[str, object]]()
+        if after is not None:
+            run, updated_at, session_id = decode_position(after, 3)
+            if run not in LIST_AFTER_CLAUSES:
+                raise InvalidRequest("continuationToken is not valid.")
+            clause = LIST_AFTER_CLAUSES[run]
+            params = [{"name": "@u", "value": updated_at}, {"name": "@i", "value": session_id}]
         query = LIST_QUERY.format(n=int(limit) + 1, after=clause)
         items = await self.conn.query(where, query, params, email=email)
         page = items[:limit]
         sessions = [session_from_item(item, archived=where == "archive").record for item in page]
-        return sessions, _next_position(items, limit)
+        position = None
+        if len(items) > limit:
+            last = page[-1]
+            pinned = last.get("pinned")
+            run = LIST_RUNS[2] if pinned is None else LIST_RUNS[0 if pinned else 1]
+            position = encode_position(run, last["updatedAt"], last["id"])
+        return sessions, position
 
     async def search(
         self,
@@ -503,6 +532,38 @@ class CosmosStore:
     async def delete_session(self, email: str, session_id: str) -> bool:
         return await self.moves.delete_everywhere(email, session_id)
 
+    async def import_session(self, session: SessionRecord, messages: list[MessageRecord]) -> bool:
+        # A conversation may be larger than one batch (100 operations, 2 MB). Its session item
+        # goes first in a state no reader shows and no archival scan or housekeeping looks for
+        # (IMPORTING: no live marker, a state of its own); the messages follow in size-cut
+        # batches (upserts: an import that stopped half-way is finished by the next one); the
+        # item becomes live last, if-match, so the conversation appears whole or not at all.
+        email = session.email
+        archived = await self.conn.read("archive", session.id, email)
+        current = await self.conn.read("active", session.id, email)
+        if archived is not None or (current is not None and current.get("state") != IMPORTING):
+            return False  # imported before (or, however unlikely, an id in use)
+        if current is None:
+            pending = session_body(session)
+            pending.pop(LIVE_MARKER, None)
+            pending.update({"state": IMPORTING, "since": stored_time(self.clock.now())})
+            try:
+                created = await self.conn.batch("active", email, [("create", (pending,))])
+            except BatchRefused:
+                return False  # another import of the same conversation got there first
+            etag = created[0].get("eTag")
+        else:
+            etag = current["_etag"]
+        ops: list[BatchOp] = [("upsert", (message_body(email, m),)) for m in messages]
+        for batch in chunks(ops):
+            await self.conn.batch("active", email, batch)
+        live: BatchOp = ("replace", (session.id, session_body(session)), {"if_match_etag": etag})
+        try:
+            await self.conn.batch("active", email, [live])
+        except BatchRefused:
+            return False  # an erase (or another import) took it meanwhile
+        return True
+
     async def session_ids(self, email: str, *, limit: int) -> list[str]:
         found: dict[str, None] = {}  # ordered, without repeats
         for query in (SESSION_IDS_QUERY, LEFTOVER_IDS_QUERY):
@@ -614,6 +675,7 @@ class CosmosStore:
                 session_id=item["id"],
                 updated_at=parse_iso(item["updatedAt"]),
                 etag=item["_etag"],
+                where=where,
             )
             for item in items
             # A live item a fence patch moved on keeps its marker (items.LIVE_MARKER) until
@@ -626,9 +688,24 @@ class CosmosStore:
         return await self.moves.archive(ref)
 
     async def expire(self, ref: SessionRef) -> bool:
-        deleted = await self.moves.delete_everywhere(
-            ref.email, ref.session_id, archive_etag=ref.etag
-        )
+        if ref.where == "archive":
+            deleted = await self.moves.delete_everywhere(
+                ref.email, ref.session_id, archive_etag=ref.etag
+            )
+        else:
+            # An active session: claimed for deleting only if it is still as the scan saw it
+            # (a turn, rename or pin since moved its ETag on, and it stays). Once claimed, no
+            # turn, move or restore can commit anything for it; the delete then finishes as
+            # any other.
+            active = await self.moves.item("active", ref.email, ref.session_id)
+            if active is None or not active.live or active.etag != ref.etag:
+                return False
+            claimed = await self.moves._mark_deleting(  # the delete's own first step
+                "active", ref.email, ref.session_id, active, once=True
+            )
+            if claimed is None:
+                return False
+            deleted = await self.moves.delete_everywhere(ref.email, ref.session_id)
         if deleted:
             # A session's shares go with it (shared/sharing.py); retention has no service.
             await self.shares.revoke_session(ref.email, ref.session_id)

@@ -1,0 +1,220 @@
+"""The export in the formats besides JSON, from the same streaming walk (``shared/export.py``):
+
+- ``markdown``: a zip (``application/zip``, the standard library's ``zipfile``) holding one
+  readable ``.md`` file per conversation: its title, times, and each message with its role,
+  time and feedback;
+- ``csv``: one row per message (``sessionId, title, seq, role, timestamp, content, rating``),
+  RFC 4180 (the standard library's ``csv``: fields quoted when they hold a comma, a quote or a
+  line break, quotes doubled, CRLF between rows), UTF-8 with a byte-order mark so spreadsheet
+  programs read it as UTF-8.
+
+Memory stays flat: each is written into a small buffer that is handed on and emptied after
+every page of messages; the zip writes each file as it goes (no seeking: sizes and checksums go
+in data descriptors), and keeps only its directory (one small entry per conversation) until the
+end. A failure part-way ends the stream without the zip's directory (the file does not open) or
+mid-CSV (the HTTP response is cut off, never finished: ``docs/http.md``, "Export").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from shared.clock import iso
+from shared.errors import InvalidRequest
+from shared.export import ExportCount, export_document, walk_sessions
+from shared.models import MessageRecord, SessionRecord
+from shared.sharing import SharingStore
+from shared.storage.base import ConversationStore
+
+ExportFormat = Literal["json", "markdown", "csv"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("json", "markdown", "csv")
+CSV_COLUMNS = ("sessionId", "title", "seq", "role", "timestamp", "content", "rating")
+BOM = "\ufeff"
+SLUG_MAX_CHARS = 40
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    media_type: str
+    extension: str
+
+
+FORMATS: dict[ExportFormat, FormatInfo] = {
+    "json": FormatInfo("application/json; charset=utf-8", "json"),
+    "markdown": FormatInfo("application/zip", "zip"),
+    "csv": FormatInfo("text/csv; charset=utf-8", "csv"),
+}
+
+
+def parse_format(raw: str | None) -> ExportFormat:
+    """The ``format`` a caller asked for (absent: json); anything else is 400."""
+    if raw is None:
+        return "json"
+    for known in EXPORT_FORMATS:
+        if raw == known:
+            return known
+    raise InvalidRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}.")
+
+
+def export_stream(
+    store: SharingStore,
+    email: str,
+    export_format: ExportFormat,
+    *,
+    now: datetime,
+    count: ExportCount,
+) -> AsyncIterator[bytes]:
+    """The export in ``export_format``, in pieces of bytes."""
+    if export_format == "markdown":
+        return markdown_zip(store, email, now=now, count=count)
+    if export_format == "csv":
+        return csv_rows(store, email, count=count)
+    return _encoded(export_document(store, email, now=now, count=count))
+
+
+async def _encoded(pieces: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    async for piece in pieces:
+        yield piece.encode()
+
+
+# ---- CSV ---------------------------------------------------------------------------------------
+
+
+async def csv_rows(
+    store: ConversationStore, email: str, *, count: ExportCount
+) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: CRLF, minimal quoting
+    buffer.write(BOM)
+    writer.writerow(CSV_COLUMNS)
+    async for exported in walk_sessions(store, email, count=count):
+        session = exported.session
+        async for page in exported.messages:
+            for message in page:
+                writer.writerow(
+                    (
+                        session.id,
+                        session.title,
+                        message.seq,
+                        message.role,
+                        iso(message.timestamp),
+                        message.content,
+                        message.feedback.rating if message.feedback else "",
+                    )
+                )
+            yield _drain(buffer).encode()
+    count.complete = True
+    rest = _drain(buffer)
+    if rest:
+        yield rest.encode()
+
+
+def _drain(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
+
+
+# ---- Markdown in a zip ---------------------------------------------------------------------------
+
+
+class _Sink(io.RawIOBase):
+    """Where the zip writes: bytes collected until the next piece is handed on. Not seekable,
+    so ``zipfile`` streams (data descriptors after each file)."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.pending += data
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def take(self) -> bytes:
+        data = bytes(self.pending)
+        self.pending.clear()
+        return data
+
+
+async def markdown_zip(
+    store: ConversationStore, email: str, *, now: datetime, count: ExportCount
+) -> AsyncIterator[bytes]:
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        index = 0
+        async for exported in walk_sessions(store, email, count=count):
+            index += 1
+            session = exported.session
+            info = zipfile.ZipInfo(markdown_name(index, session), _zip_time(session.updated_at))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            # force_zip64: the size is unknown up front and a conversation may pass 2 GiB.
+            with archive.open(info, "w", force_zip64=True) as file:
+                file.write(markdown_head(session).encode())
+                async for page in exported.messages:
+                    for message in page:
+                        file.write(markdown_message(message).encode())
+                    yield sink.take()
+            yield sink.take()
+        count.complete = True
+    yield sink.take()  # the directory: the zip opens only once it is there
+
+
+def markdown_name(index: int, session: SessionRecord) -> str:
+    """A file name every system accepts, unique by the session id, in export order."""
+    folded = unicodedata.normalize("NFKD", session.title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", folded).strip("-").lower()[:SLUG_MAX_CHARS].strip("-")
+    return f"{index:04d}-{slug or 'untitled'}-{session.id}.md"
+
+
+def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
+    # Zip stores local-less times from 1980 on.
+    year = max(moment.year, 1980)
+    return (year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+def markdown_head(session: SessionRecord) -> str:
+    lines = [
+        f"# {_one_line(session.title)}",
+        "",
+        f"- Session: `{session.id}`",
+        f"- Created: {iso(session.created_at)}",
+        f"- Last activity: {iso(session.updated_at)}",
+        f"- Messages: {session.message_count}",
+    ]
+    if session.pinned:
+        lines.append("- Pinned")
+    if session.archived:
+        lines.append("- Archived")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_message(message: MessageRecord) -> str:
+    role = "User" if message.role == "user" else "Assistant"
+    parts = ["", "---", "", f"### {role} · {iso(message.timestamp)}", "", message.content, ""]
+    if message.feedback is not None:
+        rating = "👍 up" if message.feedback.rating == "up" else "👎 down"
+        feedback = f"> Feedback: {rating}"
+        if message.feedback.comment:
+            feedback += f": {_one_line(message.feedback.comment)}"
+        parts += [feedback, ""]
+    return "\n".join(parts)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
