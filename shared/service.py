@@ -788,8 +788,8 @@ class ConversationService:
 
     # ---- usage ---------------------------------------------------------------------------------
 
-    async def usage_report(self, email: str) -> UsageOut:
-        return await self.usage.report(email)
+    async def usage_report(self, email: str, *, days: int | None = None) -> UsageOut:
+        return await self.usage.report(email, days=days)
 
     # ---- search --------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "Usage": usage.UsageOut,
     "UsagePeriod": usage.PeriodOut,
     "UsageTurns": usage.TurnsOut,
+    "UsageDay": usage.DayOut,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
