@@ -8,6 +8,7 @@ import { feedbackControls } from "./feedback.js";
 import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
+import { setupActivity } from "./activity.js";
 import { setupUsage } from "./usage.js";
 import {
   describeError,
@@ -886,6 +887,7 @@ setupDataRights({
 // ---------------------------------------------------------------- usage
 
 const usage = setupUsage({ api });
+setupActivity({ api });
 
 // ---------------------------------------------------------------- start
 
