@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import archival, coldstart, latency, prompt_cache, reads, report, turns
+from bench import analytics, archival, coldstart, latency, prompt_cache, reads, report, turns
 from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
@@ -34,6 +34,8 @@ class Plan:
     search_sizes: list[int]  # messages of the users searched
     archive_stubs: int  # stubs of earlier passes present for the pass counted in request units
     cache_turns: int  # turns of each conversation of the prompt-cache comparison
+    report_users: int = 1000  # the operators' report: users, each with
+    report_sessions: int = 20  # this many sessions
 
 
 # Turn 25 stays in both: the growth budget compares the last turn with it.
@@ -51,7 +53,7 @@ FULL = Plan(
 )
 # Quick: every measurement still runs (LangChain's history for 50 turns, like Parley and the
 # whole-document baseline), small enough for 60 s on 2 busy cores.
-QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000], 500, 100)
+QUICK = Plan([1, 2, 10, 25, 50], [1, 8], 48, 5, 100, 30, False, [100, 1000], 500, 100, 50, 4)
 
 
 def _step(name: str, fn: Callable[[], dict[str, Any]], failures: list[str]) -> dict[str, Any]:
@@ -118,6 +120,11 @@ def _archival(cosmos: Cosmos | None, plan: Plan, failures: list[str]) -> dict[st
     return out
 
 
+def _analytics(plan: Plan) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        return analytics.run(Path(tmp) / "report.db", plan.report_users, plan.report_sessions)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller, under a minute")
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
         )
+    results["analytics"] = _step("operators' report (sqlite)", lambda: _analytics(plan), failures)
     results["prompt_cache"] = _step(
         "model input with a prompt cache", lambda: prompt_cache.run(plan.cache_turns), failures
     )

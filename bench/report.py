@@ -295,6 +295,22 @@ def _stubs_md(s: dict[str, Any]) -> list[str]:
     ]
 
 
+def _analytics_md(a: dict[str, Any]) -> list[str]:
+    if "at_all" not in a:
+        return [f"Not measured: {a.get('not_available', 'no result')}.", ""]
+    lines = [
+        f"SQLite, users with {a['sessions_per_user']} sessions each (one answered turn a "
+        "session), the last 30 days; computed at a fifth of the users and at all of them:",
+        "",
+        "| users | turns | seconds | peak memory (MiB) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for key in ("at_a_fifth", "at_all"):
+        r = a[key]
+        lines.append(f"| {r['users']} | {r['turns']} | {r['seconds']} | {r['peak_memory_mib']} |")
+    return [*lines, ""]
+
+
 def _archive_md(a: dict[str, Any]) -> list[str]:
     lines = [
         "| store | sessions x messages | concurrency | seconds | sessions/s | peak memory (MiB) |",
@@ -483,6 +499,9 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
         "### Archival pass",
         "",
         *_archive_md(results["archival"]),
+        "### The operators' report (python -m shared.report)",
+        "",
+        *_analytics_md(results.get("analytics", {"not_available": "not measured"})),
         "### Reading as the data grows (local Cosmos server)",
         "",
         *_reads_md(results.get("reads", {"not_available": "not measured"})),

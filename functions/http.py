@@ -168,6 +168,15 @@ class RequestContext:
             raise InvalidRequest(f"limit must be a whole number from 1 to {maximum}.")
         return int(raw)
 
+    def query_count(self, name: str, maximum: int) -> int | None:
+        """A whole-number query parameter from 1 to ``maximum`` (absent is None; else 400)."""
+        raw = self.request.query_params.get(name)
+        if raw is None:
+            return None
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+            raise InvalidRequest(f"{name} must be a whole number from 1 to {maximum}.")
+        return int(raw)
+
     def query_flag(self, name: str) -> bool:
         """A true/false query parameter (absent is false)."""
         raw = self.request.query_params.get(name)

@@ -36,6 +36,7 @@ from infra.protection import (  # noqa: E402
     refuse_data_replacement,
 )
 from infra.stack_config import PROJECT, StackConfig, load_config  # noqa: E402
+from infra.workbook import create_workbook  # noqa: E402
 from shared.storage.containers import container_specs  # noqa: E402
 
 
@@ -84,6 +85,13 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         cfg, resource_group_name=group.name, principal_id=identity.principal_id, tags=tags
     )
     create_alerts(cfg, resource_group_name=group.name, component=observability.component, tags=tags)
+    create_workbook(
+        prefix,
+        resource_group_name=group.name,
+        location=cfg.location,
+        component=observability.component,
+        tags=tags,
+    )
     active, archive = data.specs
     function_app = create_function_app(
         cfg,

@@ -47,7 +47,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     model = make_model(settings)
     service = ConversationService(store, model, settings, clock=clock)
     identities = IdentityGuard(store, clock=clock)
-    shares = ShareService(store, clock, token_key=settings.resolved_token_signing_key)
+    shares = ShareService(
+        store,
+        clock,
+        token_key=settings.resolved_token_signing_key,
+        hash_salt=settings.log_hash_salt,
+    )
     return Runtime(
         settings, store, model, clock, service, Authenticator(settings), identities, shares
     )

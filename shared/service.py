@@ -34,8 +34,10 @@ from shared.errors import (
     ModelError,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     StorageUnavailable,
 )
+from shared.events import LatencyTimer, Outcome, TurnKind, emit
 from shared.export import ExportCount
 from shared.export_formats import ExportFormat, export_stream
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
@@ -73,7 +75,7 @@ from shared.titles import (
     title_prompt,
 )
 from shared.turns import Turn, TurnResult
-from shared.usage import UsageMeter, UsageOut
+from shared.usage import Spent, UsageMeter, UsageOut
 
 log = logging.getLogger("parley.service")
 
@@ -178,7 +180,11 @@ class ConversationService:
         request itself is raised here, before any answer starts."""
         self.validate_message(request)
         # Before anything is stored or the model is called (429 quota_exceeded).
-        await self.usage.check(email)
+        try:
+            await self.usage.check(email)
+        except QuotaExceeded:
+            self._turn_event(email, "answer", None, Spent(), "quota", None)
+            raise
         cmid = request.client_message_id
         if request.session_id is not None:
             if not is_session_id(request.session_id):
@@ -363,6 +369,7 @@ class ConversationService:
         # read, and it honours a server's Retry-After of up to two minutes: neither may stretch it.
         deadline_s = model_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
         failed = True
+        timer = LatencyTimer()
         try:
             async with asyncio.timeout(deadline_s):
                 async for piece in self.model.stream(
@@ -371,6 +378,7 @@ class ConversationService:
                     if isinstance(piece, Usage):
                         usage = piece
                     else:
+                        timer.first_token()
                         pieces.append(piece)
                         queue.put_nowait(piece)
             failed = False
@@ -400,21 +408,52 @@ class ConversationService:
             raise ModelError() from exc
         finally:
             # What the model produced is spent, even when it failed half-way.
-            if failed and (usage is not None or pieces):
-                await self.usage.record(email, messages, "".join(pieces), usage, turn=True)
+            if failed:
+                spent = Spent()
+                if usage is not None or pieces:
+                    spent = await self.usage.record(
+                        email, messages, "".join(pieces), usage, turn=True
+                    )
+                self._turn_event(email, "answer", usage, spent, "failed", timer)
         content = "".join(pieces)
         # Counted beside the answer's write, not before it: the answer is stored no later.
         recording = asyncio.ensure_future(
             self.usage.record(email, messages, content, usage, turn=True)
         )
+        outcome: Outcome = "failed"
         try:
             if not content.strip():
                 raise ModelError("The model returned an empty answer.")
-            return await self._store_answer(
+            stored = await self._store_answer(
                 email, session, user, content, usage, context_from=context.start_seq
             )
+            outcome = "complete"
+            return stored
         finally:
-            await recording
+            self._turn_event(email, "answer", usage, await recording, outcome, timer)
+
+    def _turn_event(
+        self,
+        email: str,
+        kind: TurnKind,
+        usage: Usage | None,
+        spent: Spent,
+        outcome: Outcome,
+        timer: LatencyTimer | None,
+    ) -> None:
+        """The one analytics event of a model call (or of a turn refused for quota)."""
+        emit(
+            "turn",
+            user=user_hash(email, self.settings.log_hash_salt),
+            kind=kind,
+            model=usage.model if usage is not None and usage.model else self.model.name,
+            promptTokens=spent.prompt_tokens,
+            cachedTokens=spent.cached_tokens,
+            completionTokens=spent.completion_tokens,
+            firstTokenMs=timer.first_token_ms if timer else None,
+            totalMs=timer.total_ms() if timer else 0,
+            outcome=outcome,
+        )
 
     async def _store_answer(
         self,
@@ -507,6 +546,7 @@ class ConversationService:
     ) -> str | None:
         """Ask the model for a title and store it with a conditional write; never fails the
         turn: a failure is logged and the first-message title stays."""
+        timer = LatencyTimer()
         try:
             prompt = title_prompt(first_message)
             answer = await asyncio.wait_for(
@@ -518,7 +558,8 @@ class ConversationService:
                 timeout=self.settings.title_timeout_s,
             )
             # A title call reports no usage through ``complete``: estimated (shared/usage.py).
-            await self.usage.record(email, prompt, answer, None, turn=False)
+            spent = await self.usage.record(email, prompt, answer, None, turn=False)
+            self._turn_event(email, "title", None, spent, "complete", timer)
             title = clean_model_title(answer)
             if title is None:
                 log.warning("title_failed", extra={"session_id": session_id, "reason": "empty"})
@@ -529,6 +570,7 @@ class ConversationService:
             log.warning("title_failed", extra={"session_id": session_id, "reason": reason})
         except Exception as exc:  # never a turn's error; the type only (messages quote data)
             log.error("title_failed %s", type(exc).__name__, extra={"session_id": session_id})
+        self._turn_event(email, "title", None, Spent(), "failed", timer)
         return None
 
     async def _set_title(
@@ -729,6 +771,12 @@ class ConversationService:
                 "model": message.model,
             }
             log.info("%s", structured(FEEDBACK_LOG_PREFIX, fields))
+            emit(
+                "feedback",
+                user=user_hash(email, self.settings.log_hash_salt),
+                model=message.model,
+                rating=feedback.rating if feedback else None,
+            )
             return stored.to_api()
         raise _too_contended(session_id)
 
@@ -807,8 +855,8 @@ class ConversationService:
 
     # ---- usage ---------------------------------------------------------------------------------
 
-    async def usage_report(self, email: str) -> UsageOut:
-        return await self.usage.report(email)
+    async def usage_report(self, email: str, *, days: int | None = None) -> UsageOut:
+        return await self.usage.report(email, days=days)
 
     # ---- search --------------------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
+from shared.audit import user_hash
 from shared.auth.claims import normalise_email
 from shared.clock import Clock, iso
 from shared.errors import Conflict, InvalidRequest, NotFound, StorageUnavailable
+from shared.events import emit
 from shared.ids import SEQ_WIDTH, is_session_id, new_session_id
 from shared.models import (
     MessageOut,
@@ -211,11 +213,14 @@ class ShareService:
         *,
         token_key: str,
         sleep: Sleep = asyncio.sleep,
+        hash_salt: str | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self._token_key = token_key
         self._sleep = sleep
+        # LOG_HASH_SALT, for the share_view event's pseudonymous owner; None: no events.
+        self._hash_salt = hash_salt
 
     # ---- making ---------------------------------------------------------------------------------
 
@@ -330,6 +335,8 @@ class ShareService:
         opened = await self.store.open_share(share, viewer, self.clock.now())
         if opened is None:
             raise NotFound("No such share.")
+        if viewer is not None and self._hash_salt is not None:
+            emit("share_view", owner=user_hash(share.owner, self._hash_salt))
         return opened
 
     async def read(self, email: str, share_id: str) -> SharedConversation:

@@ -23,9 +23,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.clock import Clock, iso
 from shared.context import estimate_tokens
@@ -43,6 +44,8 @@ log = logging.getLogger("parley.usage")
 
 Period = Literal["day", "month"]
 PERIODS: tuple[Period, Period] = ("day", "month")
+# The longest activity history ``GET /api/usage?days=N`` returns (the web view shows 30).
+HISTORY_MAX_DAYS = 90
 # Counting a call that storage refused (throttling: Cosmos applied nothing): attempts, and the
 # longest pause between them. A storage failure that outlasts them loses that call's count
 # (logged), never the answer. A write that timed out may have been applied: counted twice then.
@@ -132,12 +135,34 @@ class TurnsOut(BaseModel):
     month: int
 
 
+class DayOut(BaseModel):
+    """One UTC day of the caller's own activity (``GET /api/usage?days=N``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    date: str  # YYYY-MM-DD, UTC
+    turns: int
+    tokens: int
+    prompt_tokens: int = Field(alias="promptTokens")
+    completion_tokens: int = Field(alias="completionTokens")
+    cached_tokens: int = Field(alias="cachedTokens")
+
+
 class UsageOut(BaseModel):
     """``GET /api/usage``."""
 
     day: PeriodOut
     month: PeriodOut
     turns: TurnsOut
+    # Only when asked for (``days``): oldest first, every day present (zeros when idle).
+    history: list[DayOut] | SkipJsonSchema[None] = None
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        # No "history" key unless it was asked for: the response is exactly what it was.
+        exclude = kwargs.pop("exclude", None) or set()
+        if self.history is None:
+            exclude = {*exclude, "history"}
+        return super().model_dump_json(exclude=exclude, **kwargs)
 
 
 class UsageMeter:
@@ -218,10 +243,14 @@ class UsageMeter:
                 break
         return spent
 
-    async def report(self, email: str) -> UsageOut:
+    async def report(self, email: str, *, days: int | None = None) -> UsageOut:
         now = self.clock.now()
         keys = period_keys(now)
-        spent = await self.store.read_usage(email, list(keys))
+        # The last ``days`` UTC days, today last: one read with the day and month.
+        history_keys = [
+            period_key("day", now - timedelta(days=back)) for back in reversed(range(days or 0))
+        ]
+        spent = await self.store.read_usage(email, list(dict.fromkeys([*keys, *history_keys])))
         periods = {
             period: spent.get(key, Spent()) for period, key in zip(PERIODS, keys, strict=True)
         }
@@ -237,10 +266,22 @@ class UsageMeter:
                 cached_tokens=total.cached_tokens,
             )
 
+        def day(key: str) -> DayOut:
+            total = spent.get(key, Spent())
+            return DayOut(
+                date=key.removeprefix("day-"),
+                turns=total.turns,
+                tokens=total.tokens,
+                prompt_tokens=total.prompt_tokens,
+                completion_tokens=total.completion_tokens,
+                cached_tokens=total.cached_tokens,
+            )
+
         return UsageOut(
             day=out("day"),
             month=out("month"),
             turns=TurnsOut(day=periods["day"].turns, month=periods["month"].turns),
+            history=[day(key) for key in history_keys] if days else None,
         )
 
 

@@ -75,7 +75,7 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
     health: () => json("GET", "/health"),
 
     /** What the caller's model calls cost: `{day, month: {tokens, limit, resetsAt, ...}, turns}`. */
-    usage: () => json("GET", "/usage"),
+    usage: (days = null) => json("GET", days ? `/usage?days=${days}` : "/usage"),
 
     listSessions({ limit = 20, continuationToken = null, archived = false } = {}) {
       const query = new URLSearchParams({ limit: String(limit) });

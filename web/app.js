@@ -8,6 +8,7 @@ import { feedbackControls } from "./feedback.js";
 import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
+import { setupActivity } from "./activity.js";
 import { setupUsage } from "./usage.js";
 import {
   describeError,
@@ -914,6 +915,7 @@ setupDataRights({
 // ---------------------------------------------------------------- usage
 
 const usage = setupUsage({ api });
+setupActivity({ api });
 
 // ---------------------------------------------------------------- start
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.events import emit
 from shared.storage.base import ArchiveStore, MoveOutcome, SessionRef, Unfinished, Where
 
 log = logging.getLogger("parley.archive")
@@ -408,4 +409,15 @@ async def run_archive(
     """One archival pass within the time budget; logs its summary as one line."""
     summary = await _Pass(store, policy, clock or SystemClock(), sleep).run()
     log.info("%s%s", RUN_LOG_PREFIX, summary.to_json())
+    emit(
+        "archive_run",
+        moved=summary.archived,
+        failed=summary.failed,
+        skipped=summary.skipped,
+        resumed=summary.resumed,
+        retentionDeleted=summary.retention_deleted,
+        durationMs=max(0, summary.duration_ms),
+        more=summary.more,
+        dryRun=summary.dry_run,
+    )
     return summary

@@ -417,5 +417,45 @@ class ShareStore(Protocol):
 MAX_SHARE_VIEWS = 1000  # views kept per share: the newest
 
 
-class Store(ConversationStore, ArchiveStore, IdentityStore, ShareStore, Protocol):
+@dataclass(frozen=True)
+class UsageDay:
+    """One user's totals for one UTC day, without the user (``shared.report`` counts, never
+    names): ``period`` is ``day-YYYY-MM-DD``."""
+
+    period: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    turns: int
+
+
+@dataclass(frozen=True)
+class AnswerFacts:
+    """What the report needs of one stored answer: never its text, its session or its user."""
+
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    rating: str | None  # "up", "down", or None (not rated)
+
+
+class AnalyticsStore(Protocol):
+    """Cross-user scans for the operators' report (``python -m shared.report``), one page at a
+    time: memory is bounded by a page, whatever the store holds. ``after`` is the previous
+    page's token (None: the first page); a None token back means there is no more."""
+
+    async def scan_usage_days(
+        self, first_day: str, last_day: str, *, limit: int, after: str | None
+    ) -> tuple[list[UsageDay], str | None]:
+        """Every user's day totals for periods ``first_day``..``last_day`` (inclusive)."""
+        ...
+
+    async def scan_answers(
+        self, since: datetime, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[AnswerFacts], str | None]:
+        """Every assistant message stored at or after ``since`` in ``where``."""
+        ...
+
+
+class Store(ConversationStore, ArchiveStore, IdentityStore, ShareStore, AnalyticsStore, Protocol):
     """What each store implements: every audience's protocol (``shared.storage.make_store``)."""

@@ -47,6 +47,7 @@ from shared.models import (
 from shared.storage.base import (
     MAX_SHARE_VIEWS,
     WHERES,
+    AnswerFacts,
     Binding,
     MoveOutcome,
     Presence,
@@ -56,6 +57,7 @@ from shared.storage.base import (
     SessionRef,
     TurnView,
     Unfinished,
+    UsageDay,
     Where,
 )
 from shared.storage.keyset import decode_position, encode_position
@@ -1147,6 +1149,49 @@ class SqliteStore:
             # The rows hold the address: off the disk too, as after a delete (``_forget``).
             await self._run(self._forget)
         return cleared
+
+    # ---- analytics (python -m shared.report) ---------------------------------------------------
+
+    async def scan_usage_days(
+        self, first_day: str, last_day: str, *, limit: int, after: str | None
+    ) -> tuple[list[UsageDay], str | None]:
+        # Pages in primary-key order (an index range per page); the period is a filter.
+        key = json.loads(after) if after else ["", ""]
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT email, period, prompt_tokens, completion_tokens, cached_tokens, turns"
+                " FROM usage WHERE (email, period) > (?, ?) AND period >= ? AND period <= ?"
+                " ORDER BY email, period LIMIT ?",
+                (key[0], key[1], first_day, last_day, limit),
+            ).fetchall()
+
+        rows = await self._read(read)
+        days = [UsageDay(row[1], *row[2:]) for row in rows]
+        token = json.dumps([rows[-1][0], rows[-1][1]]) if len(rows) == limit else None
+        return days, token
+
+    async def scan_answers(
+        self, since: datetime, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[AnswerFacts], str | None]:
+        key = json.loads(after) if after else ["", "", 0]
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            # Only the fields the report counts leave the database: never the text.
+            return conn.execute(
+                "SELECT email, session_id, seq, json_extract(body, '$.model'),"
+                " json_extract(body, '$.prompt_tokens'), json_extract(body, '$.completion_tokens'),"
+                " json_extract(body, '$.feedback.rating')"
+                " FROM messages WHERE container = ? AND (email, session_id, seq) > (?, ?, ?)"
+                " AND timestamp >= ? AND json_extract(body, '$.role') = 'assistant'"
+                " ORDER BY email, session_id, seq LIMIT ?",
+                (where, key[0], key[1], key[2], stored_time(since), limit),
+            ).fetchall()
+
+        rows = await self._read(read)
+        facts = [AnswerFacts(row[3], row[4] or 0, row[5] or 0, row[6]) for row in rows]
+        token = json.dumps(list(rows[-1][:3])) if len(rows) == limit else None
+        return facts, token
 
     # ---- archival ------------------------------------------------------------------------------
 

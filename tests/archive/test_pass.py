@@ -18,6 +18,7 @@ from shared.archive import ArchivePolicy, ArchiveSummary, run_archive
 from shared.archive.sweep import UNFINISHED_GRACE, AdaptiveLimit
 from shared.clock import FixedClock
 from shared.errors import StorageUnavailable
+from shared.events import parse_line
 from shared.models import ChatRequest
 from shared.storage.base import Store, Unfinished
 from tests.archive.conftest import (
@@ -565,6 +566,37 @@ def test_the_summary_is_one_log_line(
     ]
     assert summary.archived == 1
     assert ALICE not in caplog.text  # no raw emails in the logs
+
+
+def test_the_pass_emits_one_analytics_event_with_its_counts(
+    stores: StoreFactory, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The workbook's archival chart (infra/workbook/archival.kql) reads this event."""
+
+    async def scenario() -> ArchiveSummary:
+        async with stores() as store:
+            await seed(store, ALICE, CUTOFF - timedelta(days=1))
+            await seed(store, ALICE, CUTOFF + timedelta(days=1))
+            return await run_archive(store, policy(), clock=clock)
+
+    with caplog.at_level("INFO", logger="parley.events"):
+        asyncio.run(scenario())
+    events = [parse_line(r.getMessage()) for r in caplog.records if r.name == "parley.events"]
+    assert events == [
+        (
+            "archive_run",
+            {
+                "moved": 1,
+                "failed": 0,
+                "skipped": 0,
+                "resumed": 0,
+                "retentionDeleted": 0,
+                "durationMs": 0,
+                "more": False,
+                "dryRun": False,
+            },
+        )
+    ]
 
 
 @pytest.mark.parametrize("step", MOVE_STEPS[:3])

@@ -80,3 +80,34 @@ def test_the_meter_moves_and_a_spent_budget_is_said_clearly(
     expect(meter).to_have_class(re.compile(r"\bspent\b"))
     expect(line).to_contain_text("Today's budget is used up; it resets")
     screenshot(page, "usage-spent.png")
+
+
+def test_your_activity_shows_turns_and_tokens_per_day(
+    limited_host: RunningHost, page: Page, sqlite_env: dict[str, str]
+) -> None:
+    """The meter's "Your activity" opens the last 30 UTC days, newest first, from the caller's
+    own daily totals (GET /api/usage?days=30)."""
+    sign_in(page, limited_host)
+    send(page, "Hello there")
+    expect(page.locator("#messages .from-assistant .content")).to_have_text("echo[0]: Hello there")
+    spend(sqlite_env["SQLITE_PATH"], 1200)  # another device's turn, today
+
+    page.get_by_role("button", name="Your activity").click()
+    dialog = page.get_by_role("dialog", name="Your activity")
+    expect(dialog).to_be_visible()
+    rows = dialog.locator("#activity-days tr")
+    expect(rows).to_have_count(30)
+    today = rows.first
+    expect(today).to_have_attribute("data-date", datetime.now(UTC).date().isoformat())
+    cells = today.locator("td")
+    expect(cells.nth(1)).to_have_text("2")  # the turn here and the one from elsewhere
+    expect(cells.nth(2)).to_have_text(re.compile(r"^1,[2-9]\d\d$"))  # 1,200 plus this turn's
+    expect(rows.nth(1)).to_have_class("idle")
+    expect(dialog.locator("#activity-summary")).to_contain_text("Last 30 days: 2 turns")
+    # The busiest day's bars are full width; an idle day has none.
+    bar = today.locator(".activity-bar").first
+    assert bar.evaluate("b => b.style.width") == "100%"
+    assert rows.nth(1).locator(".activity-bar").first.evaluate("b => b.style.width") == "0%"
+    screenshot(page, "your-activity.png")
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()

@@ -352,3 +352,41 @@ def test_a_model_written_title_is_counted_but_is_not_a_turn(
         assert report.day.tokens > PER_TURN and report.turns.day == 1
 
     run(scenario)
+
+
+def test_the_activity_history_is_every_day_oldest_first_and_only_the_callers(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    """``GET /api/usage?days=N`` (the "your activity" view): the last N UTC days, today last,
+    idle days as zeros, another user's days never."""
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        clock = FixedClock(EDGE)  # 2031-08-31
+        service, _ = metered_service(store, clock, daily=0)
+        await store.add_usage(
+            alice, period_keys(datetime(2031, 8, 29, tzinfo=UTC)), Spent(7, 3, 2, 1)
+        )
+        await store.add_usage(
+            alice, period_keys(datetime(2031, 8, 26, tzinfo=UTC)), Spent(9, 9, 0, 4)
+        )
+        await store.add_usage(
+            bob, period_keys(datetime(2031, 8, 30, tzinfo=UTC)), Spent(5, 5, 0, 1)
+        )
+        await service.chat(alice, ChatRequest(message="today"))
+        report = await service.usage_report(alice, days=5)
+        assert report.history is not None
+        assert [(d.date, d.turns, d.tokens, d.cached_tokens) for d in report.history] == [
+            ("2031-08-27", 0, 0, 0),
+            ("2031-08-28", 0, 0, 0),
+            ("2031-08-29", 1, 10, 2),
+            ("2031-08-30", 0, 0, 0),  # bob's day, not alice's
+            ("2031-08-31", 1, PER_TURN, CACHED),
+        ]
+        assert report.history[2].prompt_tokens == 7 and report.history[2].completion_tokens == 3
+        # Without days: no history, and the response has no such key at all.
+        plain = await service.usage_report(alice)
+        assert plain.history is None and "history" not in plain.model_dump_json(by_alias=True)
+        assert '"limit":null' in plain.model_dump_json(by_alias=True)
+
+    run(scenario)

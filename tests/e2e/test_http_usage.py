@@ -108,3 +108,28 @@ def test_a_spent_budget_refuses_the_turn_before_storing_anything(
 def test_usage_needs_an_identity(deployment: Deployment) -> None:
     with httpx.Client(base_url=deployment.host.base_url, timeout=30) as anonymous:
         assert anonymous.get("/api/usage").status_code == 401
+
+
+def test_the_activity_history_through_the_host(deployment: Deployment) -> None:
+    alice = f"alice-history-{deployment.name}@example.com"
+    with deployment.client(alice) as client:
+        assert client.post("/api/chat", json={"message": "hello"}).status_code == 200
+        plain = client.get("/api/usage").json()
+        assert "history" not in plain
+        shown = client.get("/api/usage", params={"days": "3"})
+        assert shown.status_code == 200
+        assert shown.headers["Cache-Control"] == "no-store"
+        history = shown.json()["history"]
+        today = datetime.now(UTC).date()
+        dates = [(today - timedelta(days=back)).isoformat() for back in (2, 1, 0)]
+        # Midnight may pass between the turn and the read: then the turn is on the day before.
+        assert [d["date"] for d in history] in (
+            dates,
+            [(today - timedelta(days=back)).isoformat() for back in (3, 2, 1)],
+        )
+        assert sum(d["turns"] for d in history) == 1
+        assert sum(d["tokens"] for d in history) == plain["day"]["tokens"]
+        for bad in ("0", "91", "x", "²"):
+            refused = client.get("/api/usage", params={"days": bad})
+            assert refused.status_code == 400, bad
+            assert refused.json()["error"]["code"] == "invalid_request"

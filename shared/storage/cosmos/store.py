@@ -35,6 +35,7 @@ from shared.models import (
     ViewedShare,
 )
 from shared.storage.base import (
+    AnswerFacts,
     Binding,
     MoveOutcome,
     Presence,
@@ -44,6 +45,7 @@ from shared.storage.base import (
     SessionRef,
     TurnView,
     Unfinished,
+    UsageDay,
     Where,
 )
 from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
@@ -124,6 +126,15 @@ MESSAGES_AFTER_QUERY = (
 STALE_QUERY = (
     "SELECT c.EmailID, c.id, c.updatedAt, c.state, c._etag FROM c"
     " WHERE c.live = true AND c.updatedAt < @cutoff"
+)
+# The report's scans (python -m shared.report): counts only, never text, sessions or users.
+USAGE_DAYS_QUERY = (
+    "SELECT c.period, c.promptTokens, c.completionTokens, c.cachedTokens, c.turns FROM c"
+    " WHERE c.type = 'usage' AND c.period >= @first AND c.period <= @last"
+)
+ANSWERS_QUERY = (
+    "SELECT c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating FROM c"
+    " WHERE c.type = 'message' AND c.role = 'assistant' AND c.timestamp >= @since"
 )
 UNFINISHED_QUERY = (
     "SELECT c.EmailID, c.id, c.state FROM c WHERE c.state = @state AND c.since < @cutoff"
@@ -654,6 +665,48 @@ class CosmosStore:
         return await usage_items.clear_usage(self.conn, email)
 
     # ---- archival ------------------------------------------------------------------------------
+
+    async def scan_usage_days(
+        self, first_day: str, last_day: str, *, limit: int, after: str | None
+    ) -> tuple[list[UsageDay], str | None]:
+        params: list[dict[str, object]] = [
+            {"name": "@first", "value": first_day},
+            {"name": "@last", "value": last_day},
+        ]
+        continuation = decode_position(after, 1)[0] if after else None
+        items, token = await self.conn.page(
+            "active", USAGE_DAYS_QUERY, params, limit=limit, continuation=continuation
+        )
+        days = [
+            UsageDay(
+                str(item["period"]),
+                int(item.get("promptTokens") or 0),
+                int(item.get("completionTokens") or 0),
+                int(item.get("cachedTokens") or 0),
+                int(item.get("turns") or 0),
+            )
+            for item in items
+        ]
+        return days, encode_position(str(token)) if token else None
+
+    async def scan_answers(
+        self, since: datetime, *, where: Where, limit: int, after: str | None
+    ) -> tuple[list[AnswerFacts], str | None]:
+        params: list[dict[str, object]] = [{"name": "@since", "value": stored_time(since)}]
+        continuation = decode_position(after, 1)[0] if after else None
+        items, token = await self.conn.page(
+            where, ANSWERS_QUERY, params, limit=limit, continuation=continuation
+        )
+        facts = [
+            AnswerFacts(
+                item.get("model"),
+                int(item.get("promptTokens") or 0),
+                int(item.get("completionTokens") or 0),
+                item.get("rating"),
+            )
+            for item in items
+        ]
+        return facts, encode_position(str(token)) if token else None
 
     async def scan_stale(
         self, *, where: Where, updated_before: datetime, limit: int, after: str | None

@@ -1,0 +1,244 @@
+"""``python -m shared.report``: the operators' figures from the configured store
+(``docs/operations.md``, "Analytics").
+
+The same figures as the Azure workbook (``infra/workbook/*.kql``), computed from what the store
+keeps: every user's daily usage totals (active users, turns, tokens, the cached share of prompt
+tokens, per UTC day) and the stored answers (tokens and ratings per model). Latency and
+archival passes live only in the events (``shared/events.py``), not in the store: the report
+says so rather than guess. The store is read in pages (``AnalyticsStore``); what is kept
+between pages is one row per day and one per model, so memory does not grow with the data.
+
+An operator's command, run on a workstation: the HTML output draws its charts with matplotlib,
+a development requirement (``requirements-dev.txt``), never deployed with the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import html
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.storage.base import WHERES, AnalyticsStore
+from shared.usage import period_key
+
+PAGE = 500  # items per store page: what memory holds at once
+MAX_DAYS = 366
+
+
+@dataclass
+class DayFigures:
+    date: str
+    active_users: int = 0
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ModelFigures:
+    model: str
+    answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    up: int = 0
+    down: int = 0
+
+
+@dataclass
+class Report:
+    days: list[DayFigures]
+    models: dict[str, ModelFigures] = field(default_factory=dict)
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        prompt = sum(d.prompt_tokens for d in self.days)
+        cached = sum(d.cached_tokens for d in self.days)
+        return {
+            "generatedAt": self.generated_at.isoformat(timespec="seconds"),
+            "days": len(self.days),
+            "totals": {
+                "turns": sum(d.turns for d in self.days),
+                "tokens": sum(d.tokens for d in self.days),
+                "promptTokens": prompt,
+                "completionTokens": sum(d.completion_tokens for d in self.days),
+                "cachedTokens": cached,
+                "cachedShare": round(cached / prompt, 4) if prompt else 0.0,
+                "peakDailyActiveUsers": max((d.active_users for d in self.days), default=0),
+            },
+            "perDay": [
+                {
+                    "date": d.date,
+                    "activeUsers": d.active_users,
+                    "turns": d.turns,
+                    "tokens": d.tokens,
+                    "promptTokens": d.prompt_tokens,
+                    "completionTokens": d.completion_tokens,
+                    "cachedTokens": d.cached_tokens,
+                }
+                for d in self.days
+            ],
+            "perModel": [
+                {
+                    "model": m.model,
+                    "answers": m.answers,
+                    "promptTokens": m.prompt_tokens,
+                    "completionTokens": m.completion_tokens,
+                    "ratedUp": m.up,
+                    "ratedDown": m.down,
+                }
+                for m in sorted(self.models.values(), key=lambda m: m.model)
+            ],
+            # Kept only in the events (Application Insights), never in the store.
+            "latency": None,
+            "archival": None,
+        }
+
+
+async def compute(store: AnalyticsStore, *, days: int, now: datetime) -> Report:
+    """The figures of the last ``days`` UTC days (today included), page by page."""
+    first = (now - timedelta(days=days - 1)).astimezone(UTC)
+    by_day = {
+        period_key("day", first + timedelta(days=n)): DayFigures(
+            (first + timedelta(days=n)).strftime("%Y-%m-%d")
+        )
+        for n in range(days)
+    }
+    keys = list(by_day)
+    after: str | None = None
+    while True:
+        page, after = await store.scan_usage_days(keys[0], keys[-1], limit=PAGE, after=after)
+        for item in page:
+            day = by_day.get(item.period)
+            if day is None:
+                continue
+            # One item per user and day: an item with a turn is one active user.
+            day.active_users += 1 if item.turns else 0
+            day.turns += item.turns
+            day.prompt_tokens += item.prompt_tokens
+            day.completion_tokens += item.completion_tokens
+            day.cached_tokens += item.cached_tokens
+        if after is None:
+            break
+    report = Report(days=list(by_day.values()), generated_at=now)
+    since = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    for where in WHERES:
+        after = None
+        while True:
+            answers, after = await store.scan_answers(since, where=where, limit=PAGE, after=after)
+            for answer in answers:
+                name = answer.model or "unknown"
+                figures = report.models.setdefault(name, ModelFigures(name))
+                figures.answers += 1
+                figures.prompt_tokens += answer.prompt_tokens
+                figures.completion_tokens += answer.completion_tokens
+                figures.up += answer.rating == "up"
+                figures.down += answer.rating == "down"
+            if after is None:
+                break
+    return report
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+
+
+def to_html(report: Report) -> str:
+    data = report.to_json()
+    totals = data["totals"]
+    rows = "".join(
+        f"<tr><td>{html.escape(m['model'])}</td><td>{m['answers']:,}</td>"
+        f"<td>{m['promptTokens'] + m['completionTokens']:,}</td>"
+        f"<td>{m['ratedUp']:,}</td><td>{m['ratedDown']:,}</td></tr>"
+        for m in data["perModel"]
+    )
+    # Drawn by matplotlib, a development requirement: the chart code lives outside the
+    # deployed package (tools/, which .funcignore leaves out).
+    from tools.report_charts import charts
+
+    figures = "".join(
+        f'<figure aria-label="{html.escape(title)}">{svg}</figure>' for title, svg in charts(report)
+    )
+    # The data too, for whoever wants to look further (and no fetch: it works offline).
+    embedded = base64.b64encode(json.dumps(data).encode()).decode()
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Parley report</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 900px; }}
+body {{ color: #1b1e28; }}
+table {{ border-collapse: collapse; margin: 12px 0; }}
+td, th {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; }}
+figure {{ margin: 16px 0; }} figure svg {{ max-width: 100%; height: auto; }}
+.muted {{ color: #5b6070; }}
+</style></head><body>
+<h1>Parley report</h1>
+<p class="muted">The last {data["days"]} UTC days, generated {data["generatedAt"]} from the
+configured store. Latency and archival passes are kept only as events: see the Azure workbook.</p>
+<table id="totals"><tbody>
+<tr><th>Turns</th><td>{totals["turns"]:,}</td></tr>
+<tr><th>Tokens</th><td>{totals["tokens"]:,}</td></tr>
+<tr><th>Prompt tokens from the cache</th><td>{100 * totals["cachedShare"]:.1f}%</td></tr>
+<tr><th>Peak daily active users</th><td>{totals["peakDailyActiveUsers"]:,}</td></tr>
+</tbody></table>
+<h2>Per model</h2>
+<table id="models"><thead><tr><th>Model</th><th>Answers</th><th>Tokens</th><th>Rated up</th>
+<th>Rated down</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Charts</h2>
+{figures}
+<script type="application/json" id="report-data">{embedded}</script>
+</body></html>
+"""
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.report",
+        description="The operators' figures from the configured store: HTML with charts, or JSON.",
+    )
+    parser.add_argument("--days", type=int, default=30, help=f"UTC days, 1 to {MAX_DAYS}")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of writing HTML")
+    args = parser.parse_args(argv)
+    if not 1 <= args.days <= MAX_DAYS:
+        parser.error(f"--days must be from 1 to {MAX_DAYS}")
+    return args
+
+
+async def _compute(days: int) -> Report:
+    from shared.config import load_settings
+    from shared.storage import make_store
+
+    store = make_store(load_settings())
+    try:
+        return await compute(store, days=days, now=datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = asyncio.run(_compute(args.days))
+    if args.json:
+        print(json.dumps(report.to_json()), flush=True)
+    else:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(to_html(report))
+        print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
