@@ -34,6 +34,9 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/state/?"},
             {"path": "/since/?"},
             {"path": "/cleanup/?"},
+            # The operator's report (shared/report.py): messages since a day, usage by period.
+            {"path": "/timestamp/?"},
+            {"path": "/period/?"},
         ],
         "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
         "compositeIndexes": [

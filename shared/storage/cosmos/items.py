@@ -53,6 +53,9 @@ RESTORING: State = "restoring"
 INCOMING: State = "incoming"
 MOVED: State = "moved"
 DELETING: State = "deleting"
+# An imported conversation's session item while its messages are written: shown by no reader,
+# offered to no scan, not a move (``CosmosStore.import_session``).
+IMPORTING = "importing"
 STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched", "mover")
 # The archival scans read only what the index serves as an equality or a range
 # (``docs/design.md``, "Indexing"): "no state" cannot be one (``NOT IS_DEFINED`` reads every

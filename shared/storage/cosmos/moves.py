@@ -47,6 +47,7 @@ from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
+    IMPORTING,
     INCOMING,
     MOVED,
     RESTORING,
@@ -703,8 +704,8 @@ class Moves:
             active = await self.item("active", email, session_id)
             if active is not None and active.live:
                 return active, "active"
-            if active is not None and active.state == DELETING:
-                return None
+            if active is not None and active.state in (DELETING, IMPORTING):
+                return None  # being deleted, or an import not finished: not there for readers
             copy = await self.readable_archive(email, session_id)
             if copy is not None and copy.live:
                 return copy, "archive"

@@ -55,6 +55,7 @@ from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
     IDENTITY_ITEM_ID,
+    IMPORTING,
     LIVE_MARKER,
     RESTORING,
     SESSION_ITEM_SEQ,
@@ -132,9 +133,11 @@ USAGE_DAYS_QUERY = (
     "SELECT c.period, c.promptTokens, c.completionTokens, c.cachedTokens, c.turns FROM c"
     " WHERE c.type = 'usage' AND c.period >= @first AND c.period <= @last"
 )
+# Messages since a time (the indexed ``timestamp``); the role is read, not filtered on, so the
+# filter stays on indexed paths, and only answers are kept (``scan_answers``).
 ANSWERS_QUERY = (
-    "SELECT c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating FROM c"
-    " WHERE c.type = 'message' AND c.role = 'assistant' AND c.timestamp >= @since"
+    "SELECT c.role, c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating"
+    " FROM c WHERE c.type = 'message' AND c.timestamp >= @since"
 )
 UNFINISHED_QUERY = (
     "SELECT c.EmailID, c.id, c.state FROM c WHERE c.state = @state AND c.since < @cutoff"
@@ -181,9 +184,6 @@ SEARCH_HITS_QUERY = (
     " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
 )
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
-# An imported conversation's session item while its messages are written: shown by no reader,
-# offered to no scan (``import_session``).
-IMPORTING = "importing"
 # Erasing a user: their session items, then (once none is left) any item at all.
 SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
@@ -705,6 +705,7 @@ class CosmosStore:
                 item.get("rating"),
             )
             for item in items
+            if item.get("role") == "assistant"
         ]
         return facts, encode_position(str(token)) if token else None
 
