@@ -19,6 +19,9 @@ from shared.storage.containers import ContainerSpec, container_specs
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
 COSMOS_DATA_CONTRIBUTOR_ROLE = "00000000-0000-0000-0000-000000000002"
+# The account capability Azure requires before a container may have a full-text policy or index
+# (Azure: "Full text search in Azure Cosmos DB for NoSQL", "Enable the full text feature").
+FULL_TEXT_CAPABILITY = "EnableNoSQLFullTextSearch"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,14 @@ def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyAr
     An unknown key is an error rather than silently dropped: if the shared definition grows a
     feature (spatial indexes, say), the deployment must learn it too.
     """
-    known = {"indexingMode", "automatic", "includedPaths", "excludedPaths", "compositeIndexes"}
+    known = {
+        "indexingMode",
+        "automatic",
+        "includedPaths",
+        "excludedPaths",
+        "compositeIndexes",
+        "fullTextIndexes",
+    }
     unknown = set(policy) - known
     if unknown:
         raise ValueError(f"indexing policy keys not handled by infra/data.py: {sorted(unknown)}")
@@ -56,6 +66,25 @@ def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyAr
         composite_indexes=[
             [cosmosdb.CompositePathArgs(path=c["path"], order=c["order"]) for c in composite]
             for composite in policy.get("compositeIndexes", [])
+        ],
+        full_text_indexes=[
+            cosmosdb.FullTextIndexPathArgs(path=entry["path"])
+            for entry in policy.get("fullTextIndexes", [])
+        ],
+    )
+
+
+def full_text_policy_args(policy: Mapping[str, Any]) -> cosmosdb.FullTextPolicyArgs:
+    """The shared full-text policy (Cosmos REST shape) as provider arguments, field for field
+    (an unknown key is an error, as for the indexing policy)."""
+    unknown = set(policy) - {"defaultLanguage", "fullTextPaths"}
+    if unknown:
+        raise ValueError(f"full-text policy keys not handled by infra/data.py: {sorted(unknown)}")
+    return cosmosdb.FullTextPolicyArgs(
+        default_language=policy.get("defaultLanguage"),
+        full_text_paths=[
+            cosmosdb.FullTextPathArgs(path=entry["path"], language=entry.get("language"))
+            for entry in policy.get("fullTextPaths", [])
         ],
     )
 
@@ -81,7 +110,11 @@ def create_data(
         locations=[
             cosmosdb.LocationArgs(location_name=location, failover_priority=0),
         ],
-        capabilities=[cosmosdb.CapabilityArgs(name="EnableServerless")],
+        # Full-text search (the containers' full-text policy and index) needs its capability.
+        capabilities=[
+            cosmosdb.CapabilityArgs(name=name)
+            for name in ("EnableServerless", FULL_TEXT_CAPABILITY)
+        ],
         consistency_policy=cosmosdb.ConsistencyPolicyArgs(
             default_consistency_level=cosmosdb.DefaultConsistencyLevel.SESSION,
         ),
@@ -125,6 +158,7 @@ def create_data(
                     version=2,
                 ),
                 indexing_policy=indexing_policy_args(spec.indexing_policy),
+                full_text_policy=full_text_policy_args(spec.full_text_policy),
             ),
             opts=keep_data(),
         )

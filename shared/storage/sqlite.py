@@ -30,6 +30,7 @@ from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.search import words_of
 from shared.storage.base import (
     WHERES,
     Binding,
@@ -148,9 +149,40 @@ MIGRATIONS: tuple[str, ...] = (
         bound_at  TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5: the search index by words, as Cosmos DB's full-text index matches (shared/search.py):
+    # ``unicode61`` splits text into runs of letters and digits and folds case, keeping accents
+    # (``remove_diacritics 0``), rather than trigrams (which found substrings). The old index is
+    # dropped and this one built from what is stored; the triggers are the same.
+    """
+    DROP TRIGGER message_search_add;
+    DROP TRIGGER message_search_remove;
+    DROP TRIGGER message_search_move;
+    DROP TABLE message_search;
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        text, container UNINDEXED, email UNINDEXED, session_id UNINDEXED, seq UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        SELECT parley_search_rowid(email, session_id, seq), json_extract(body, '$.content'),
+               container, email, session_id, seq
+        FROM messages;
+    CREATE TRIGGER message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        VALUES (parley_search_rowid(new.email, new.session_id, new.seq),
+                json_extract(new.body, '$.content'), new.container, new.email,
+                new.session_id, new.seq);
+    END;
+    CREATE TRIGGER message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search
+        WHERE rowid = parley_search_rowid(old.email, old.session_id, old.seq);
+    END;
+    CREATE TRIGGER message_search_move AFTER UPDATE OF container ON messages BEGIN
+        UPDATE message_search SET container = new.container
+        WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
 TABLES = ("sessions", "messages", "requests")
@@ -663,33 +695,32 @@ class SqliteStore:
         after: str | None,
         hits_per_session: int,
     ) -> SearchPage:
-        needle = phrase.lower()
+        wanted = words_of(phrase)
+        # Each word a quoted FTS5 string (quotes doubled; a word has none, but nothing in a
+        # phrase may ever become syntax), all of them required: implicit AND.
+        match = " ".join('"' + word.replace('"', '""') + '"' for word in wanted)
 
         def read(
             conn: sqlite3.Connection,
         ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
-            if len(phrase) >= SEARCH_TRIGRAM:
-                # A quoted FTS5 string is matched literally: its quotes doubled, nothing else
-                # in it (*, -, NEAR, ...) is syntax.
-                found = conn.execute(
-                    "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
-                    " AND email = ? AND container = ? LIMIT ?",
-                    ('"' + phrase.replace('"', '""') + '"', email, where, SEARCH_SCAN_LIMIT),
-                ).fetchall()
-            else:  # shorter than a trigram: the caller's own messages, scanned
-                found = conn.execute(
-                    "SELECT session_id, seq FROM messages WHERE container = ? AND email = ?"
-                    " AND instr(parley_lower(json_extract(body, '$.content')), ?) > 0 LIMIT ?",
-                    (where, email, needle, SEARCH_SCAN_LIMIT),
-                ).fetchall()
+            found = conn.execute(
+                "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
+                " AND email = ? AND container = ? LIMIT ?",
+                (match, email, where, SEARCH_SCAN_LIMIT),
+            ).fetchall()
             seqs: dict[str, list[int]] = {}
             for session_id, seq in found:
                 seqs.setdefault(session_id, []).append(int(seq))
-            titled = conn.execute(
-                "SELECT id FROM sessions WHERE container = ? AND email = ?"
-                " AND instr(parley_lower(json_extract(body, '$.title')), ?) > 0",
-                (where, email, needle),
-            ).fetchall()
+            # Titles are few (one per session): matched here by the same words.
+            titled = [
+                (session_id,)
+                for session_id, title in conn.execute(
+                    "SELECT id, json_extract(body, '$.title') FROM sessions"
+                    " WHERE container = ? AND email = ?",
+                    (where, email),
+                )
+                if set(wanted) <= set(words_of(title or ""))
+            ]
             matched = sorted({*seqs, *(sid for (sid,) in titled)})
             rows, position = _keyset_sessions(
                 conn,

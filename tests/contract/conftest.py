@@ -65,6 +65,7 @@ def cosmos_database(account: CosmosAccount) -> Iterator[CosmosDatabase]:
             spec.name,
             partition_key=PartitionKey(spec.partition_key_path),
             indexing_policy=spec.indexing_policy,
+            full_text_policy=spec.full_text_policy,
         )
     try:
         yield CosmosDatabase(account, name)

@@ -299,6 +299,7 @@ class CosmosConnection:
                     spec.name,
                     partition_key=PartitionKey(spec.partition_key_path),
                     indexing_policy=spec.indexing_policy,
+                    full_text_policy=spec.full_text_policy,
                 )
         log.info("cosmos_bootstrapped", extra={"database": self._database})
         return database

@@ -24,6 +24,7 @@ from shared.errors import (
 )
 from shared.ids import message_item_id
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.search import words_of
 from shared.storage.base import (
     Binding,
     MoveOutcome,
@@ -121,16 +122,13 @@ ALL_SESSIONS_QUERY = (
 )
 ALL_AFTER_CLAUSE = " AND (c.updatedAt > @u OR (c.updatedAt = @u AND c.id > @i))"
 COUNT_QUERY = "SELECT VALUE COUNT(1) FROM c WHERE c.type = @type"
-# Search: message text and titles are not indexed (writes stay cheap), so these filter the
-# caller's partition by scan (the request allows it); the cost grows with the caller's data,
-# which docs/performance.md measures. CONTAINS(..., true) matches case-insensitively, and the
-# phrase is a parameter: matched literally, whatever it holds.
-SEARCH_MESSAGES_QUERY = (
-    "SELECT c.sessionId FROM c WHERE c.type = 'message' AND CONTAINS(c.content, @q, true)"
-)
+# Search: message text and titles are in the full-text index (shared/storage/containers.py), so
+# each of these is an index lookup of the phrase's words: it reads the items holding them, never
+# the rest of the caller's history (docs/performance.md measures both). ``{match}`` is
+# ``FullTextContainsAll`` of the words (``_all_words``), which the language takes as literals.
+SEARCH_MESSAGES_QUERY = "SELECT c.sessionId FROM c WHERE c.type = 'message' AND {match}"
 SEARCH_TITLES_QUERY = (
-    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state)"
-    " AND CONTAINS(c.title, @q, true)"
+    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND {match}"
 )
 SEARCH_PAGE_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
@@ -140,7 +138,7 @@ SEARCH_PAGE_QUERY = (
 )
 SEARCH_HITS_QUERY = (
     "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.type = 'message'"
-    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
+    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND {match}"
 )
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 # Erasing a user: their session items, then (once none is left) any item at all.
@@ -359,16 +357,16 @@ class CosmosStore:
         after: str | None,
         hits_per_session: int,
     ) -> SearchPage:
-        q: list[dict[str, object]] = [{"name": "@q", "value": phrase}]
+        content, title = _all_words("content", phrase), _all_words("title", phrase)
         matched: set[str] = set()
         async for item in self.conn.stream(
-            where, SEARCH_MESSAGES_QUERY, q, email=email, enable_scan_in_query=True
+            where, SEARCH_MESSAGES_QUERY.format(match=content), [], email=email
         ):
             matched.add(item["sessionId"])
             if len(matched) >= SEARCH_SCAN_LIMIT:
                 break
         titles = await self.conn.query(
-            where, SEARCH_TITLES_QUERY, q, email=email, enable_scan_in_query=True
+            where, SEARCH_TITLES_QUERY.format(match=title), [], email=email
         )
         matched |= {item["id"] for item in titles}
         if not matched:
@@ -384,10 +382,9 @@ class CosmosStore:
         if sessions:
             found = await self.conn.query(
                 where,
-                SEARCH_HITS_QUERY,
-                [*q, {"name": "@ids", "value": list(hits)}],
+                SEARCH_HITS_QUERY.format(match=content),
+                [{"name": "@ids", "value": list(hits)}],
                 email=email,
-                enable_scan_in_query=True,
             )
             for item in sorted(found, key=lambda i: (i["sessionId"], i["seq"])):
                 kept = hits[item["sessionId"]]
@@ -596,3 +593,13 @@ class CosmosStore:
 
     async def finish(self, item: Unfinished) -> bool:
         return await self.moves.finish(item.where, item.email, item.session_id)
+
+
+def _all_words(path: str, phrase: str) -> str:
+    """``FullTextContainsAll`` of the phrase's words on one path. Azure's full-text functions
+    take their terms as literals; a word is letters and digits only (``words_of``), so it
+    stands in quotes as it is, and nothing in a phrase ever becomes query syntax."""
+    words = words_of(phrase)
+    if not words or not all(word.isalnum() for word in words):
+        raise ValueError("a search needs words of letters and digits")
+    return f"FullTextContainsAll(c.{path}, " + ", ".join(f"'{word}'" for word in words) + ")"
