@@ -37,7 +37,15 @@ class Plan:
 
 # Turn 25 stays in both: the growth budget compares the last turn with it.
 FULL = Plan(
-    [1, 2, 10, 25, 50, 100, 200], [1, 8, 32], 640, 11, 1000, 1000, True, [100, 1000, 10000], 10000
+    [1, 2, 10, 25, 50, 100, 200],
+    [1, 8, 32],
+    640,
+    11,
+    1000,
+    1000,
+    True,
+    [100, 1000, 10000, 100000],
+    10000,
 )
 # Quick: every measurement still runs (LangChain's history for 50 turns, like Parley and the
 # whole-document baseline), small enough for 60 s on 2 busy cores.
