@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal
 
 from shared.errors import InvalidRequest
 
@@ -24,6 +25,10 @@ _WORD = re.compile(r"[^\W_]+")
 SNIPPET_CHARS = 160
 HITS_PER_SESSION = 3
 SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX = 20, 50
+SearchOrder = Literal["recent", "relevance"]
+SEARCH_ORDERS: tuple[SearchOrder, ...] = ("recent", "relevance")
+# A title names the whole conversation: a match there counts as this many matching messages.
+TITLE_WEIGHT = 3
 
 
 def phrase_of(raw: str | None) -> str:
@@ -39,6 +44,22 @@ def phrase_of(raw: str | None) -> str:
     if not words_of(phrase):
         raise InvalidRequest("q must contain a letter or a digit to search for.")
     return phrase
+
+
+def order_of(raw: str | None) -> SearchOrder:
+    """``order``: ``recent`` (the default) or ``relevance``."""
+    for order in SEARCH_ORDERS:
+        if (raw or "recent") == order:
+            return order
+    raise InvalidRequest("order must be recent or relevance.")
+
+
+def relevance(messages: int, title: bool) -> int:
+    """A session's ``score`` for ``order=relevance``: how many of its messages hold every word
+    of the phrase, plus ``TITLE_WEIGHT`` when its title does. The same on both stores (each
+    counts the same matches), unlike a text-ranking function's score, which depends on the
+    store's index statistics; ties go newest first."""
+    return messages + (TITLE_WEIGHT if title else 0)
 
 
 def words_of(phrase: str) -> list[str]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from shared.auth.claims import Account
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.search import SearchOrder
 
 Where = Literal["active", "archive"]
 WHERES: tuple[Where, Where] = ("active", "archive")
@@ -116,7 +117,9 @@ class SearchHit(BaseModel):
 
 
 # One page of search results: each matching session with its hits, and the next position.
-SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]
+# Each result: the session, its first matching messages, and its relevance score
+# (``shared.search.relevance``).
+SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit], int]], str | None]
 
 
 class ConversationStore(Protocol):
@@ -199,10 +202,12 @@ class ConversationStore(Protocol):
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
-        """The caller's readable sessions whose title or messages contain ``phrase`` (matched
-        literally and case-insensitively), newest first like ``list_sessions``, each with its
-        first ``hits_per_session`` matching messages in order; and the next page's position."""
+        """The caller's readable sessions whose title or messages hold every word of ``phrase``
+        (``shared.search``), newest first like ``list_sessions`` or, by ``relevance``, best
+        first (``keyset.ranked_page``), each with its first ``hits_per_session`` matching
+        messages in order and its score; and the next page's position."""
         ...
 
     async def all_sessions(

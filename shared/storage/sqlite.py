@@ -30,7 +30,7 @@ from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.errors import ConcurrencyConflict, DuplicateRequest, StorageUnavailable
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
-from shared.search import words_of
+from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     WHERES,
     Binding,
@@ -44,7 +44,7 @@ from shared.storage.base import (
     Unfinished,
     Where,
 )
-from shared.storage.keyset import decode_position, encode_position
+from shared.storage.keyset import decode_position, encode_position, ranked_page
 
 T = TypeVar("T")
 log = logging.getLogger("parley.storage.sqlite")
@@ -694,6 +694,7 @@ class SqliteStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
         wanted = words_of(phrase)
         # Each word a quoted FTS5 string (quotes doubled; a word has none, but nothing in a
@@ -702,7 +703,7 @@ class SqliteStore:
 
         def read(
             conn: sqlite3.Connection,
-        ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
+        ) -> SearchPage:
             found = conn.execute(
                 "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
                 " AND email = ? AND container = ? LIMIT ?",
@@ -712,26 +713,47 @@ class SqliteStore:
             for session_id, seq in found:
                 seqs.setdefault(session_id, []).append(int(seq))
             # Titles are few (one per session): matched here by the same words.
-            titled = [
-                (session_id,)
+            titled = {
+                session_id
                 for session_id, title in conn.execute(
                     "SELECT id, json_extract(body, '$.title') FROM sessions"
                     " WHERE container = ? AND email = ?",
                     (where, email),
                 )
                 if set(wanted) <= set(words_of(title or ""))
-            ]
-            matched = sorted({*seqs, *(sid for (sid,) in titled)})
-            rows, position = _keyset_sessions(
-                conn,
-                "body, etag, updated_at, id",
-                "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))",
-                [where, email, json.dumps(matched)],
-                newest_first=True,
-                limit=limit,
-                after=after,
-            )
-            results: list[tuple[SessionRecord, list[SearchHit]]] = []
+            }
+            matched = sorted({*seqs, *titled})
+
+            def score(session_id: str) -> int:
+                return relevance(len(seqs.get(session_id, [])), session_id in titled)
+
+            condition = "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))"
+            params: list[object] = [where, email, json.dumps(matched)]
+            if order == "relevance":
+                every = {
+                    row[-1]: row
+                    for row in conn.execute(
+                        f"SELECT body, etag, updated_at, id FROM sessions WHERE {condition}",  # noqa: S608 (constants only)
+                        params,
+                    )
+                }
+                ranked, position = ranked_page(
+                    [(row[2], session_id, score(session_id)) for session_id, row in every.items()],
+                    after,
+                    limit,
+                )
+                rows = [every[session_id] for _, session_id, _ in ranked]
+            else:
+                rows, position = _keyset_sessions(
+                    conn,
+                    "body, etag, updated_at, id",
+                    condition,
+                    params,
+                    newest_first=True,
+                    limit=limit,
+                    after=after,
+                )
+            results = []
             for body, etag, _, session_id in rows:
                 hits = []
                 for seq in sorted(seqs.get(session_id, []))[:hits_per_session]:
@@ -742,7 +764,7 @@ class SqliteStore:
                     ).fetchone()
                     message = MessageRecord.model_validate_json(message_body)
                     hits.append(SearchHit(seq=seq, role=message.role, text=message.content))
-                results.append((_session_from_row(body, etag, where), hits))
+                results.append((_session_from_row(body, etag, where), hits, score(session_id)))
             return results, position
 
         return await self._read(read)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from shared.errors import InvalidRequest
 from shared.ids import message_item_id
-from shared.search import HITS_PER_SESSION, SNIPPET_CHARS
+from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
 from shared.service import ConversationService
 from shared.storage.base import Store
 from tests.contract.conftest import Runner
@@ -103,10 +103,29 @@ async def search(
     q: str,
     *,
     limit: int = 50,
-    archived: bool = False,
+    archived: bool | Literal["all"] = False,
     continuation: str | None = None,
+    order: SearchOrder = "recent",
 ) -> Any:
-    return await svc.search(email, q, limit=limit, continuation=continuation, archived=archived)
+    return await svc.search(
+        email, q, limit=limit, continuation=continuation, archived=archived, order=order
+    )
+
+
+async def every_page(
+    svc: ConversationService, email: str, q: str, *, limit: int, **options: Any
+) -> tuple[list[Any], int]:
+    """Every result of a search, page after page, and how many pages it took."""
+    found: list[Any] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        page = await search(svc, email, q, limit=limit, continuation=token, **options)
+        pages += 1
+        found += page.results
+        token = page.continuation_token
+        if token is None:
+            return found, pages
 
 
 def test_metacharacters_and_syntax_are_never_syntax(
@@ -393,5 +412,99 @@ def test_words_whole_in_any_order_never_substrings(
             want = expected(corpus, titles, q)
             assert len(want) == count, f"the oracle disagrees with the documented case {q!r}"
             assert got(await search(svc, alice, q)) == want, q
+
+    run(scenario)
+
+
+def test_all_searches_active_and_archived_in_one_list_paged_without_repeats_or_gaps(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        made: list[tuple[str, bool]] = []  # (session id, archived), oldest first
+        for index in range(11):
+            archived = index % 3 == 0
+            session = await seed_session(
+                store,
+                alice,
+                [f"heron number {index}", "ok"],
+                at=START + timedelta(minutes=index),
+                archived=archived,
+            )
+            made.append((session.id, archived))
+        await seed_session(store, bob, ["bob's heron", "ok"], at=START + timedelta(hours=1))
+        newest_first = made[::-1]
+        for limit in (1, 2, 4, 50):
+            found, pages = await every_page(svc, alice, "heron", limit=limit, archived="all")
+            assert [(r.session_id, r.archived) for r in found] == newest_first, limit
+            assert pages == max(1, -(-len(made) // limit))
+            assert all(r.score is None for r in found)
+        active, _ = await every_page(svc, alice, "heron", limit=4, archived=False)
+        archived_only, _ = await every_page(svc, alice, "heron", limit=4, archived=True)
+        assert [r.session_id for r in active] == [sid for sid, a in newest_first if not a]
+        assert [r.session_id for r in archived_only] == [sid for sid, a in newest_first if a]
+        # A token is bound to its view and order.
+        first = await search(svc, alice, "heron", limit=2, archived="all")
+        assert first.continuation_token is not None
+        for options in ({"archived": False}, {"archived": True}, {"order": "relevance"}):
+            with pytest.raises(InvalidRequest):
+                await search(
+                    svc, alice, "heron", limit=2, continuation=first.continuation_token, **options
+                )
+
+    run(scenario)
+
+
+def test_relevance_ranks_by_matching_messages_and_title_with_scores(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        at = START
+        sessions: dict[str, str] = {}
+        # name: (messages, title, archived); the score is the messages holding every word,
+        # plus TITLE_WEIGHT for the title.
+        layout = {
+            "one": (["otter here", "no", "nothing"], "t", False),  # 1
+            "three": (["otter a", "otter b", "otter c", "x"], "t", False),  # 3
+            "titled": (["otter once", "x"], "Otter notes", True),  # 1 + 3
+            "two-old": (["otter", "otter"], "t", False),  # 2, older
+            "two-new": (["otter", "otter"], "t", True),  # 2, newer: first of the tie
+            "none": (["nothing", "x"], "t", False),
+        }
+        for name in ("two-old", "one", "three", "titled", "none", "two-new"):
+            texts, title, archived = layout[name]
+            at += timedelta(minutes=1)
+            session = await seed_session(store, alice, texts, at=at, title=title, archived=archived)
+            sessions[name] = session.id
+        want = [
+            ("titled", 1 + TITLE_WEIGHT),
+            ("three", 3),
+            ("two-new", 2),
+            ("two-old", 2),
+            ("one", 1),
+        ]
+        for limit in (1, 2, 3, 50):
+            found, _ = await every_page(
+                svc, alice, "otter", limit=limit, archived="all", order="relevance"
+            )
+            assert [(r.session_id, r.score) for r in found] == [
+                (sessions[name], score) for name, score in want
+            ], limit
+        active, _ = await every_page(svc, alice, "OTTER", limit=2, order="relevance")
+        assert [r.session_id for r in active] == [
+            sessions[name] for name in ("three", "two-old", "one")
+        ]
+        # Recent order is unchanged by it, and carries no score.
+        recent = await search(svc, alice, "otter", archived="all")
+        assert [r.session_id for r in recent.results][:2] == [
+            sessions["two-new"],
+            sessions["titled"],
+        ]
+        assert all(r.score is None for r in recent.results)
 
     run(scenario)

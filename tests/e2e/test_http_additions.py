@@ -637,6 +637,17 @@ def test_search(deployment: Deployment, users: tuple[str, str]) -> None:
         archived = client.get("/api/search", params={"q": "kiwi", "archived": "true"})
         assert found(archived) == {made["archived"]: [f"{made['archived']}:00000001"]}
         assert archived.json()["results"][0]["archived"] is True
+        # Both in one list, and by relevance with a score (absent otherwise).
+        everywhere = client.get(
+            "/api/search", params={"q": "kiwi", "archived": "all", "order": "relevance"}
+        )
+        assert set(found(everywhere)) == {kiwi, made["archived"]}
+        scores = [r["score"] for r in everywhere.json()["results"]]
+        assert scores == sorted(scores, reverse=True) and min(scores) >= 1, scores
+        assert "score" not in archived.json()["results"][0]
+        for bad in ({"archived": "both"}, {"order": "best"}):
+            response = client.get("/api/search", params={"q": "kiwi", **bad})
+            assert response.status_code == 400, bad
         assert set(found(other.get("/api/search", params={"q": "kiwi"}))) == {made["bob"]}
         assert client.delete(f"/api/sessions/{kiwi}").status_code == 204
         assert found(client.get("/api/search", params={"q": "kiwi"})) == {}

@@ -99,7 +99,7 @@ def test_upgrading_from_version_2_makes_old_messages_searchable(tmp_path: Path) 
         page, _ = await store.search(
             email, phrase, where=where, limit=10, after=None, hits_per_session=3
         )
-        return [(session.id, [hit.text for hit in hits]) for session, hits in page]
+        return [(session.id, [hit.text for hit in hits]) for session, hits, _ in page]
 
     # Words go to the index the upgrade built (migration 5 rebuilt the trigram index of 3 by
     # words), case-insensitively; a piece of a word is no longer found.

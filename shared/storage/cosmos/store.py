@@ -24,7 +24,7 @@ from shared.errors import (
 )
 from shared.ids import message_item_id
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
-from shared.search import words_of
+from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     Binding,
     MoveOutcome,
@@ -60,7 +60,7 @@ from shared.storage.cosmos.items import (
 )
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
-from shared.storage.keyset import decode_position, encode_position
+from shared.storage.keyset import decode_position, encode_position, ranked_page
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -135,6 +135,12 @@ SEARCH_PAGE_QUERY = (
     " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
     " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
+)
+# By relevance: every matched session (their number is bounded by the matches), ranked here.
+SEARCH_RANK_QUERY = (
+    "SELECT c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
+    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id)"
 )
 SEARCH_HITS_QUERY = (
     "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.type = 'message'"
@@ -356,27 +362,48 @@ class CosmosStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
         content, title = _all_words("content", phrase), _all_words("title", phrase)
-        matched: set[str] = set()
+        counts: dict[str, int] = {}
+        read = 0
         async for item in self.conn.stream(
             where, SEARCH_MESSAGES_QUERY.format(match=content), [], email=email
         ):
-            matched.add(item["sessionId"])
-            if len(matched) >= SEARCH_SCAN_LIMIT:
+            counts[item["sessionId"]] = counts.get(item["sessionId"], 0) + 1
+            read += 1
+            if read >= SEARCH_SCAN_LIMIT:
                 break
         titles = await self.conn.query(
             where, SEARCH_TITLES_QUERY.format(match=title), [], email=email
         )
-        matched |= {item["id"] for item in titles}
+        titled = {item["id"] for item in titles}
+        matched = set(counts) | titled
         if not matched:
             return [], None
-        clause, params = _keyset(after, AFTER_CLAUSE)
-        params.append({"name": "@ids", "value": sorted(matched)})
-        items = await self.conn.query(
-            where, SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause), params, email=email
-        )
-        page = items[:limit]
+
+        def score(session_id: str) -> int:
+            return relevance(counts.get(session_id, 0), session_id in titled)
+
+        ids: list[dict[str, object]] = [{"name": "@ids", "value": sorted(matched)}]
+        if order == "relevance":
+            everything = await self.conn.query(where, SEARCH_RANK_QUERY, ids, email=email)
+            by_id = {item["id"]: item for item in everything}
+            ranked, position = ranked_page(
+                [(item["updatedAt"], item["id"], score(item["id"])) for item in everything],
+                after,
+                limit,
+            )
+            page = [by_id[session_id] for _, session_id, _ in ranked]
+        else:
+            clause, params = _keyset(after, AFTER_CLAUSE)
+            items = await self.conn.query(
+                where,
+                SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause),
+                [*params, *ids],
+                email=email,
+            )
+            page, position = items[:limit], _next_position(items, limit)
         sessions = [session_from_item(item, archived=where == "archive").record for item in page]
         hits: dict[str, list[SearchHit]] = {session.id: [] for session in sessions}
         if sessions:
@@ -390,7 +417,7 @@ class CosmosStore:
                 kept = hits[item["sessionId"]]
                 if len(kept) < hits_per_session:
                     kept.append(SearchHit(seq=item["seq"], role=item["role"], text=item["content"]))
-        return [(session, hits[session.id]) for session in sessions], _next_position(items, limit)
+        return [(session, hits[session.id], score(session.id)) for session in sessions], position
 
     async def all_sessions(
         self, email: str, *, limit: int, after: str | None
