@@ -738,8 +738,10 @@ class ConversationService:
                 hits_per_session=HITS_PER_SESSION,
                 order=order,
             )
-            seen = {session.id for session, _, _ in found}
-            found += [entry for entry in page if entry[0].id not in seen]
+            # Found by both reads: the session moved to the archive between them (the reads
+            # go active, then archive), so the later read is where it is now.
+            moved = {session.id for session, _, _ in page}
+            found = [entry for entry in found if entry[0].id not in moved] + page
             more = more or next_position is not None
         ranked = order == "relevance"
 

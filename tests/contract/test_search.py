@@ -10,6 +10,7 @@ tests run on SQLite and on the local Cosmos server, so they decide that the two 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from typing import Any, Literal
@@ -21,8 +22,9 @@ from shared.ids import message_item_id
 from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
 from shared.service import ConversationService
 from shared.storage.base import Store
+from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
-from tests.support.scenarios import START, make_service, seed_session
+from tests.support.scenarios import START, archive, make_service, pause_at, seed_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -506,5 +508,32 @@ def test_relevance_ranks_by_matching_messages_and_title_with_scores(
             sessions["titled"],
         ]
         assert all(r.score is None for r in recent.results)
+
+    run(scenario)
+
+
+def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    """``archived=all`` reads the active container, then the archive: the archival pass moves
+    the session between the two reads (the pause), so both reads find it. It is one result,
+    shown where it is now."""
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        faulty = FaultyStore(store)
+        svc = make_service(faulty)
+        moving = await seed_session(store, alice, ["a puffin here", "ok"], at=START)
+        staying = await seed_session(
+            store, alice, ["another puffin", "ok"], at=START + timedelta(minutes=1)
+        )
+        gate = pause_at(faulty, "search", call=2)  # before the archive's read
+        searching = asyncio.create_task(search(svc, alice, "puffin", archived="all"))
+        await gate.reached_by(searching)
+        await archive(store, moving)
+        gate.release.set()
+        found = await searching
+        assert [r.session_id for r in found.results] == [staying.id, moving.id]
+        assert [r.archived for r in found.results] == [False, True]
 
     run(scenario)
