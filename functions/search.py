@@ -4,7 +4,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
 
 from functions.http import RequestContext, http_function, json_response
-from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX, order_of
+from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX, order_of, scope_of
 
 bp = func.Blueprint()
 
@@ -17,8 +17,7 @@ async def search(ctx: RequestContext) -> Response:
         ctx.query_text("q"),
         limit=ctx.query_limit(SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX),
         continuation=ctx.query_text("continuationToken"),
-        # ``archived``: true, false, or ``all`` (both in one list).
-        archived="all" if ctx.query_text("archived") == "all" else ctx.query_flag("archived"),
+        archived=scope_of(ctx.query_text("archived")),
         order=order_of(ctx.query_text("order")),
     )
     return json_response(results)

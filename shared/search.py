@@ -46,6 +46,17 @@ def phrase_of(raw: str | None) -> str:
     return phrase
 
 
+def scope_of(raw: str | None) -> bool | Literal["all"]:
+    """``archived``: ``false`` (the default: active sessions), ``true`` (archived ones) or
+    ``all`` (both, in one list)."""
+    value = (raw or "false").lower()
+    if value in ("true", "false"):
+        return value == "true"
+    if value == "all":
+        return "all"
+    raise InvalidRequest("archived must be true, false or all.")
+
+
 def order_of(raw: str | None) -> SearchOrder:
     """``order``: ``recent`` (the default) or ``relevance``."""
     for order in SEARCH_ORDERS:
