@@ -3,9 +3,11 @@
 - Message pages: page 1 and page 20 of a 2,000-message conversation, paged backwards 50 at a
   time (``GET /api/sessions/{id}/messages?before=``): one single-partition query each, whose
   cost must not depend on how far back the page is.
-- Search: one phrase over a user with 100, 1,000 and 10,000 messages. Message text is not
-  indexed (writes stay cheap), so a search scans the user's own partition: its cost grows with
-  the user's data, and this says by how much.
+- Search: one phrase over a user with 100, 1,000, 10,000 and 100,000 messages (fewer in
+  ``--quick``), through the full-text index as the app searches, and beside it the ``CONTAINS``
+  scan of the user's partition that the index replaced (the same matches, read by filtering
+  every item). Budget: the indexed search at the largest size costs at most twice what it costs
+  at 100 messages, in request units.
 
 Bytes, requests and request units (the local server's estimate) are counted at the SDK's
 transport, as for a turn.
@@ -25,6 +27,16 @@ PAGE_SIZE = 50
 SESSION_MESSAGES = 2000
 SESSION_SIZE_FOR_SEARCH = 50  # messages per session of the search user
 NEEDLE = "pelican-kumquat"  # in exactly one message of each search user
+SEARCH_GROWTH_BUDGET = 2.0  # request units at the largest size / at the smallest, at most
+# What search did before the full-text index: the caller's partition filtered by CONTAINS (a
+# scan), then the page of sessions and their hits as the indexed search reads them.
+CONTAINS_MESSAGES_QUERY = (
+    "SELECT c.sessionId FROM c WHERE c.type = 'message' AND CONTAINS(c.content, @q, true)"
+)
+CONTAINS_TITLES_QUERY = (
+    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state)"
+    " AND CONTAINS(c.title, @q, true)"
+)
 
 
 def _row(tally: Tally) -> dict[str, Any]:
@@ -71,7 +83,19 @@ async def _pages(cosmos: Cosmos, database: str) -> dict[str, Any]:
     }
 
 
+async def _contains_search(store: Any, email: str) -> None:
+    """The two scans the indexed search replaced; the page and hits that follow them are the
+    same for both, so only the part that differs is counted."""
+    q: list[dict[str, object]] = [{"name": "@q", "value": NEEDLE}]
+    for query in (CONTAINS_MESSAGES_QUERY, CONTAINS_TITLES_QUERY):
+        found = await store.conn.query("active", query, q, email=email, enable_scan_in_query=True)
+        if query is CONTAINS_MESSAGES_QUERY and len(found) != 1:
+            raise RuntimeError(f"CONTAINS found {len(found)} messages, expected 1")
+
+
 async def _search(cosmos: Cosmos, database: str, sizes: list[int]) -> dict[str, Any]:
+    from shared.storage.cosmos.store import SEARCH_MESSAGES_QUERY, SEARCH_TITLES_QUERY, _all_words
+
     transport = CountingTransport()
     store = cosmos.store(database, transport=transport)
     rows: list[dict[str, Any]] = []
@@ -89,10 +113,28 @@ async def _search(cosmos: Cosmos, database: str, sizes: list[int]) -> dict[str, 
             )
             if len(results) != 1:
                 raise RuntimeError(f"search found {len(results)} sessions, expected 1")
-            rows.append({"messages": size, **_row(Tally.of(transport.log[start:]))})
+            indexed = _row(Tally.of(transport.log[start:]))
+            # The like-for-like part: the two lookups through the index, beside the two scans.
+            start = len(transport.log)
+            for query, path in ((SEARCH_MESSAGES_QUERY, "content"), (SEARCH_TITLES_QUERY, "title")):
+                await store.conn.query(
+                    "active", query.format(match=_all_words(path, NEEDLE)), [], email=email
+                )
+            lookups = _row(Tally.of(transport.log[start:]))
+            start = len(transport.log)
+            await _contains_search(store, email)
+            scans = _row(Tally.of(transport.log[start:]))
+            rows.append({"messages": size, **indexed, "lookups": lookups, "contains": scans})
     finally:
         await store.close()
-    return {"rows": rows}
+    first, last = rows[0], rows[-1]
+    growth = last["request_units"] / first["request_units"]
+    return {
+        "rows": rows,
+        "growth_budget": SEARCH_GROWTH_BUDGET,
+        "ratio_ru_last_over_first": round(growth, 3),
+        "budget_met": growth <= SEARCH_GROWTH_BUDGET,
+    }
 
 
 def run(cosmos: Cosmos, search_sizes: list[int]) -> dict[str, Any]:

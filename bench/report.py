@@ -369,17 +369,28 @@ def _reads_md(r: dict[str, Any]) -> list[str]:
         f"Page 20 / page 1 bytes: {p['ratio_bytes_20_over_1']}x; one query each: "
         f"{_ok(p['budget_met'])}.",
         "",
-        "Search for a phrase in one message, by how many messages the user has (message text "
-        "is not indexed, so a search scans the user's own partition):",
+        "Search for a phrase in one message, by how many messages the user has: the whole "
+        "search through the full-text index, and its two lookups (messages, titles) beside the "
+        "two `CONTAINS` scans of the user's partition they replaced:",
         "",
-        "| user's messages | requests | bytes | request units (local estimate) |",
-        "|---:|---:|---:|---:|",
+        "| user's messages | search: requests | bytes | RU | lookups: RU | `CONTAINS` scans: RU "
+        "| bytes |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in r["search"]["rows"]:
+    s = r["search"]
+    for row in s["rows"]:
         lines.append(
             f"| {row['messages']:,} | {row['requests']} | {row['bytes']:,} "
-            f"| {_ru(row['request_units'])} |"
+            f"| {_ru(row['request_units'])} | {_ru(row['lookups']['request_units'])} "
+            f"| {_ru(row['contains']['request_units'])} | {row['contains']['bytes']:,} |"
         )
+    if "ratio_ru_last_over_first" in s:
+        lines += [
+            "",
+            f"Search request units at the largest size / the smallest: "
+            f"{s['ratio_ru_last_over_first']}x (budget {s['growth_budget']}x): "
+            f"{_ok(s['budget_met'])}.",
+        ]
     return [*lines, ""]
 
 

@@ -1,10 +1,10 @@
-"""GET /api/search: the caller's conversations that contain a phrase."""
+"""GET /api/search: the caller's conversations that hold the words of a phrase."""
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
 
 from functions.http import RequestContext, http_function, json_response
-from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX
+from shared.search import SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX, order_of, scope_of
 
 bp = func.Blueprint()
 
@@ -17,6 +17,7 @@ async def search(ctx: RequestContext) -> Response:
         ctx.query_text("q"),
         limit=ctx.query_limit(SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX),
         continuation=ctx.query_text("continuationToken"),
-        archived=ctx.query_flag("archived"),
+        archived=scope_of(ctx.query_text("archived")),
+        order=order_of(ctx.query_text("order")),
     )
     return json_response(results)

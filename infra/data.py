@@ -19,6 +19,9 @@ from shared.storage.containers import ContainerSpec, container_specs, shares_spe
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
 COSMOS_DATA_CONTRIBUTOR_ROLE = "00000000-0000-0000-0000-000000000002"
+# The account capability Azure requires before a container may have a full-text policy or index
+# (Azure: "Full text search in Azure Cosmos DB for NoSQL", "Enable the full text feature").
+FULL_TEXT_CAPABILITY = "EnableNoSQLFullTextSearch"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,14 @@ def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyAr
     An unknown key is an error rather than silently dropped: if the shared definition grows a
     feature (spatial indexes, say), the deployment must learn it too.
     """
-    known = {"indexingMode", "automatic", "includedPaths", "excludedPaths", "compositeIndexes"}
+    known = {
+        "indexingMode",
+        "automatic",
+        "includedPaths",
+        "excludedPaths",
+        "compositeIndexes",
+        "fullTextIndexes",
+    }
     unknown = set(policy) - known
     if unknown:
         raise ValueError(f"indexing policy keys not handled by infra/data.py: {sorted(unknown)}")
@@ -57,6 +67,28 @@ def indexing_policy_args(policy: Mapping[str, Any]) -> cosmosdb.IndexingPolicyAr
         composite_indexes=[
             [cosmosdb.CompositePathArgs(path=c["path"], order=c["order"]) for c in composite]
             for composite in policy.get("compositeIndexes", [])
+        ],
+        # None (not an empty list) for a container without them, as the definition has it.
+        full_text_indexes=[
+            cosmosdb.FullTextIndexPathArgs(path=entry["path"])
+            for entry in policy["fullTextIndexes"]
+        ]
+        if "fullTextIndexes" in policy
+        else None,
+    )
+
+
+def full_text_policy_args(policy: Mapping[str, Any]) -> cosmosdb.FullTextPolicyArgs:
+    """The shared full-text policy (Cosmos REST shape) as provider arguments, field for field
+    (an unknown key is an error, as for the indexing policy)."""
+    unknown = set(policy) - {"defaultLanguage", "fullTextPaths"}
+    if unknown:
+        raise ValueError(f"full-text policy keys not handled by infra/data.py: {sorted(unknown)}")
+    return cosmosdb.FullTextPolicyArgs(
+        default_language=policy.get("defaultLanguage"),
+        full_text_paths=[
+            cosmosdb.FullTextPathArgs(path=entry["path"], language=entry.get("language"))
+            for entry in policy.get("fullTextPaths", [])
         ],
     )
 
@@ -82,7 +114,11 @@ def create_data(
         locations=[
             cosmosdb.LocationArgs(location_name=location, failover_priority=0),
         ],
-        capabilities=[cosmosdb.CapabilityArgs(name="EnableServerless")],
+        # Full-text search (the containers' full-text policy and index) needs its capability.
+        capabilities=[
+            cosmosdb.CapabilityArgs(name=name)
+            for name in ("EnableServerless", FULL_TEXT_CAPABILITY)
+        ],
         consistency_policy=cosmosdb.ConsistencyPolicyArgs(
             default_consistency_level=cosmosdb.DefaultConsistencyLevel.SESSION,
         ),
@@ -129,6 +165,11 @@ def create_data(
                 indexing_policy=indexing_policy_args(spec.indexing_policy),
                 # Shares only: time-to-live on, no default (each item carries its own ttl).
                 default_ttl=spec.default_ttl,
+                full_text_policy=(
+                    full_text_policy_args(spec.full_text_policy)
+                    if spec.full_text_policy is not None
+                    else None
+                ),
             ),
             opts=keep_data(),
         )

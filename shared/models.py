@@ -143,6 +143,8 @@ class SearchResult(ApiModel):
     title: str
     updated_at: str = Field(alias="updatedAt")
     archived: bool
+    # Only with order=relevance (shared.search.relevance): absent, not null, otherwise.
+    score: int | SkipJsonSchema[None] = Field(default=None, exclude_if=lambda v: v is None)
     matches: list[SearchMatch]
 
 

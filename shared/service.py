@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
+from typing import Literal
 
 from shared.audit import audit, structured, user_hash
-from shared.clock import Clock, SystemClock, iso
+from shared.clock import Clock, SystemClock, iso, stored_time
 from shared.config import Settings
 from shared.context import Spoken, context_window
 from shared.deadline import storage_budget
@@ -63,9 +64,10 @@ from shared.models import (
     TitleSource,
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
-from shared.search import HITS_PER_SESSION, phrase_of, snippet
+from shared.search import HITS_PER_SESSION, SearchOrder, phrase_of, snippet
 from shared.sharing import SharingStore, erase_shares, revoke_session_shares
-from shared.storage.base import MoveOutcome, Presence, Where
+from shared.storage.base import MoveOutcome, Presence, SearchHit, Where
+from shared.storage.keyset import search_position
 from shared.time_limits import model_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -867,21 +869,63 @@ class ConversationService:
         *,
         limit: int,
         continuation: str | None,
-        archived: bool,
+        archived: bool | Literal["all"],
+        order: SearchOrder = "recent",
     ) -> SearchResults:
+        """One page of a search: of the active sessions, the archived ones, or (``"all"``) both
+        in one list, newest first or by relevance (with each result's ``score``). Both
+        containers are read from the same position, the sort key of the last result shown,
+        which means the same in either, so a page never repeats or skips one."""
         phrase = phrase_of(raw_phrase)
-        where: Where = "archive" if archived else "active"
-        scope = listing_scope(f"search:{where}", phrase)
+        scope_name = "all" if archived == "all" else "archive" if archived else "active"
+        scope = listing_scope(f"search:{scope_name}:{order}", phrase)
         after = self._position(continuation, scope, email)
-        found, position = await self.store.search(
-            email, phrase, where=where, limit=limit, after=after, hits_per_session=HITS_PER_SESSION
+        wheres: tuple[Where, ...] = (
+            ("active", "archive")
+            if archived == "all"
+            else ("archive",)
+            if archived
+            else ("active",)
         )
+        found: list[tuple[SessionRecord, list[SearchHit], int]] = []
+        more = False
+        for where in wheres:
+            page, next_position = await self.store.search(
+                email,
+                phrase,
+                where=where,
+                limit=limit,
+                after=after,
+                hits_per_session=HITS_PER_SESSION,
+                order=order,
+            )
+            # Found by both reads: the session moved to the archive between them (the reads
+            # go active, then archive), so the later read is where it is now.
+            moved = {session.id for session, _, _ in page}
+            found = [entry for entry in found if entry[0].id not in moved] + page
+            more = more or next_position is not None
+        ranked = order == "relevance"
+
+        def key(entry: tuple[SessionRecord, list[SearchHit], int]) -> tuple[int, str, str]:
+            session, _, score = entry
+            return (score if ranked else 0, stored_time(session.updated_at), session.id)
+
+        found.sort(key=key, reverse=True)
+        more = more or len(found) > limit
+        found = found[:limit]
+        position = None
+        if more and found:
+            last = found[-1][0]
+            position = search_position(
+                stored_time(last.updated_at), last.id, found[-1][2] if ranked else None
+            )
         results = [
             SearchResult(
                 session_id=session.id,
                 title=session.title,
                 updated_at=iso(session.updated_at),
                 archived=session.archived,
+                score=score if ranked else None,
                 matches=[
                     SearchMatch(
                         message_id=message_item_id(session.id, hit.seq),
@@ -891,7 +935,7 @@ class ConversationService:
                     for hit in hits
                 ],
             )
-            for session, hits in found
+            for session, hits, score in found
         ]
         return SearchResults(
             results=results,

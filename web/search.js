@@ -1,11 +1,15 @@
-// Search over the caller's conversations (GET /api/search): a debounced box above the list,
-// results with the matching words marked (as text nodes, never HTML), and "More results".
+// Search over the caller's conversations (GET /api/search): a box above the list that searches
+// gently (from 3 characters, 400 ms after the last key or at once on Enter, one request in
+// flight per box, a stale one cancelled), results with the matching words marked (as text
+// nodes, never HTML), and "More results".
 
 import { ApiError } from "./api.js";
 import { describeError, el, highlighted, shortTime } from "./ui.js";
 
-export const SEARCH_MIN_CHARS = 2;
-const DEBOUNCE_MS = 300;
+// Fewer than 3 characters finds too much to be worth a request; 400 ms is a pause, not a
+// keystroke gap, so a word typed at any usual speed sends one search, not one per key.
+export const SEARCH_MIN_CHARS = 3;
+const DEBOUNCE_MS = 400;
 const PAGE_SIZE = 20;
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +28,8 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
   const errorBox = $("search-error");
 
   let timer = null;
-  let controller = null;
+  let controller = null; // the request in flight (at most one), to cancel when stale
+  let pending = ""; // its phrase (a first page), so Enter does not ask for it twice
   let query = ""; // the phrase the results shown are for
   let token = null;
   let found = 0;
@@ -44,7 +49,7 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
     event.preventDefault();
     clearTimeout(timer);
     const q = input.value.trim();
-    if (q.length >= SEARCH_MIN_CHARS) run(q);
+    if (q.length >= SEARCH_MIN_CHARS && !(controller && pending === q)) run(q);
   });
 
   input.addEventListener("keydown", (event) => {
@@ -68,6 +73,7 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
   function stop() {
     controller?.abort();
     controller = null;
+    pending = "";
     query = "";
     token = null;
     results.replaceChildren();
@@ -85,6 +91,7 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
     controller?.abort();
     const mine = new AbortController();
     controller = mine;
+    pending = next ? "" : q;
     setActive(true);
     setError("");
     if (!next) {
@@ -119,6 +126,8 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
       setError(describeError(error instanceof ApiError ? error : new ApiError(0, "internal", "")));
     } finally {
       if (controller === mine) {
+        controller = null;
+        pending = "";
         results.setAttribute("aria-busy", "false");
         more.disabled = false;
         more.hidden = !token;

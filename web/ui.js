@@ -226,17 +226,22 @@ export function renameForm(title, { onSave, onCancel }) {
 }
 
 /**
- * `text` with each case-insensitive occurrence of `phrase` in a <mark>: built from text nodes,
- * so nothing in either can become markup.
+ * `text` with each whole, case-insensitive occurrence of a word of `phrase` in a <mark>: built
+ * from text nodes, so nothing in either can become markup.
  */
 export function highlighted(text, phrase) {
   const fragment = document.createDocumentFragment();
-  const needle = phrase.trim();
-  if (!needle) {
+  // The words a search matches by (docs/design.md, "Search, export, erasure"): runs of letters
+  // and digits, each marked where it stands whole, in any order.
+  const words = [...new Set(phrase.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [])];
+  if (!words.length) {
     fragment.append(text);
     return fragment;
   }
-  const pattern = new RegExp(needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "giu");
+  const pattern = new RegExp(
+    `(?<![\\p{L}\\p{N}])(?:${words.join("|")})(?![\\p{L}\\p{N}])`,
+    "giu",
+  );
   let last = 0;
   for (const match of text.matchAll(pattern)) {
     if (match.index > last) fragment.append(text.slice(last, match.index));

@@ -43,6 +43,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+from shared.search import SearchOrder
 
 if TYPE_CHECKING:
     from shared.usage import Spent
@@ -130,7 +131,9 @@ class SearchHit(BaseModel):
 
 
 # One page of search results: each matching session with its hits, and the next position.
-SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]
+# Each result: the session, its first matching messages, and its relevance score
+# (``shared.search.relevance``).
+SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit], int]], str | None]
 
 
 class ConversationStore(Protocol):
@@ -213,10 +216,12 @@ class ConversationStore(Protocol):
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
-        """The caller's readable sessions whose title or messages contain ``phrase`` (matched
-        literally and case-insensitively), newest first like ``list_sessions``, each with its
-        first ``hits_per_session`` matching messages in order; and the next page's position."""
+        """The caller's readable sessions whose title or messages hold every word of ``phrase``
+        (``shared.search``), newest first like ``list_sessions`` or, by ``relevance``, best
+        first (``keyset.ranked_page``), each with its first ``hits_per_session`` matching
+        messages in order and its score; and the next page's position."""
         ...
 
     async def all_sessions(

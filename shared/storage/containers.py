@@ -1,4 +1,4 @@
-"""The Cosmos DB containers Parley uses: names, partition key and indexing policy.
+"""The Cosmos DB containers Parley uses: names, partition key, indexing and full-text policies.
 
 This is the one definition. The Cosmos adapter's local bootstrap (emulators only) and the
 Pulumi program (``infra/data.py``) both read it, so the deployed containers can never drift
@@ -16,9 +16,26 @@ PARTITION_KEY_PATH = "/EmailID"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+# The search's text (shared/search.py): message text and session titles, in the full-text
+# index, so a search is an index lookup of its words rather than a scan of the caller's whole
+# history. One language for both: Parley does not know a conversation's language, and a word in
+# another one is still found whole (Azure stems and drops stop words by this language only).
+FULL_TEXT_PATHS = ("/content", "/title")
+FULL_TEXT_LANGUAGE = "en-US"
+
+
+def _full_text_policy() -> dict[str, Any]:
+    return {
+        "defaultLanguage": FULL_TEXT_LANGUAGE,
+        "fullTextPaths": [
+            {"path": path, "language": FULL_TEXT_LANGUAGE} for path in FULL_TEXT_PATHS
+        ],
+    }
+
+
 def _indexing_policy() -> dict[str, Any]:
-    # Index only what queries filter or sort on. Message text is the bulk of every write;
-    # leaving it out of the index keeps each write's RU charge small.
+    # Index only what queries filter or sort on. Message text is the bulk of every write: it is
+    # in the full-text index only (its words), never in the range index.
     return {
         "indexingMode": "consistent",
         "automatic": True,
@@ -79,12 +96,13 @@ def _indexing_policy() -> dict[str, Any]:
                 {"path": "/since", "order": "ascending"},
             ],
         ],
+        "fullTextIndexes": [{"path": path} for path in FULL_TEXT_PATHS],
     }
 
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """One container: its name, partition key path and indexing policy."""
+    """One container: its name, partition key path, indexing and full-text policies."""
 
     name: str
     partition_key_path: str = PARTITION_KEY_PATH
@@ -93,6 +111,8 @@ class ContainerSpec:
     # carry a ``ttl`` of their own expire (Cosmos removes them that many seconds after their
     # last write).
     default_ttl: int | None = None
+    # The full-text policy (search): message text and titles; None for a container not searched.
+    full_text_policy: dict[str, Any] | None = field(default_factory=_full_text_policy)
 
 
 DEFAULT_DATABASE = "chat"
@@ -129,4 +149,5 @@ def shares_spec(name: str = DEFAULT_SHARES_CONTAINER) -> ContainerSpec:
         partition_key_path=SHARES_PARTITION_KEY_PATH,
         indexing_policy=_shares_indexing_policy(),
         default_ttl=-1,
+        full_text_policy=None,  # a share is read by id, never searched
     )

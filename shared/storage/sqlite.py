@@ -44,6 +44,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     MAX_SHARE_VIEWS,
     WHERES,
@@ -60,7 +61,7 @@ from shared.storage.base import (
     UsageDay,
     Where,
 )
-from shared.storage.keyset import decode_position, encode_position
+from shared.storage.keyset import decode_position, encode_position, ranked_page
 from shared.usage import Spent
 
 T = TypeVar("T")
@@ -223,9 +224,40 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_pinned_first
         ON sessions (container, email, pinned DESC, updated_at DESC, id DESC);
     """,
+    # 8: the search index by words, as Cosmos DB's full-text index matches (shared/search.py):
+    # ``unicode61`` splits text into runs of letters and digits and folds case, keeping accents
+    # (``remove_diacritics 0``), rather than trigrams (which found substrings). The old index is
+    # dropped and this one built from what is stored; the triggers are the same.
+    """
+    DROP TRIGGER message_search_add;
+    DROP TRIGGER message_search_remove;
+    DROP TRIGGER message_search_move;
+    DROP TABLE message_search;
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        text, container UNINDEXED, email UNINDEXED, session_id UNINDEXED, seq UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        SELECT parley_search_rowid(email, session_id, seq), json_extract(body, '$.content'),
+               container, email, session_id, seq
+        FROM messages;
+    CREATE TRIGGER message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        VALUES (parley_search_rowid(new.email, new.session_id, new.seq),
+                json_extract(new.body, '$.content'), new.container, new.email,
+                new.session_id, new.seq);
+    END;
+    CREATE TRIGGER message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search
+        WHERE rowid = parley_search_rowid(old.email, old.session_id, old.seq);
+    END;
+    CREATE TRIGGER message_search_move AFTER UPDATE OF container ON messages BEGIN
+        UPDATE message_search SET container = new.container
+        WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-SEARCH_TRIGRAM = 3  # the index finds phrases of at least this many characters
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
 TABLES = ("sessions", "messages", "requests")
@@ -772,45 +804,66 @@ class SqliteStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
-        needle = phrase.lower()
+        wanted = words_of(phrase)
+        # Each word a quoted FTS5 string (quotes doubled; a word has none, but nothing in a
+        # phrase may ever become syntax), all of them required: implicit AND.
+        match = " ".join('"' + word.replace('"', '""') + '"' for word in wanted)
 
         def read(
             conn: sqlite3.Connection,
-        ) -> tuple[list[tuple[SessionRecord, list[SearchHit]]], str | None]:
-            if len(phrase) >= SEARCH_TRIGRAM:
-                # A quoted FTS5 string is matched literally: its quotes doubled, nothing else
-                # in it (*, -, NEAR, ...) is syntax.
-                found = conn.execute(
-                    "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
-                    " AND email = ? AND container = ? LIMIT ?",
-                    ('"' + phrase.replace('"', '""') + '"', email, where, SEARCH_SCAN_LIMIT),
-                ).fetchall()
-            else:  # shorter than a trigram: the caller's own messages, scanned
-                found = conn.execute(
-                    "SELECT session_id, seq FROM messages WHERE container = ? AND email = ?"
-                    " AND instr(parley_lower(json_extract(body, '$.content')), ?) > 0 LIMIT ?",
-                    (where, email, needle, SEARCH_SCAN_LIMIT),
-                ).fetchall()
+        ) -> SearchPage:
+            found = conn.execute(
+                "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
+                " AND email = ? AND container = ? LIMIT ?",
+                (match, email, where, SEARCH_SCAN_LIMIT),
+            ).fetchall()
             seqs: dict[str, list[int]] = {}
             for session_id, seq in found:
                 seqs.setdefault(session_id, []).append(int(seq))
-            titled = conn.execute(
-                "SELECT id FROM sessions WHERE container = ? AND email = ?"
-                " AND instr(parley_lower(json_extract(body, '$.title')), ?) > 0",
-                (where, email, needle),
-            ).fetchall()
-            matched = sorted({*seqs, *(sid for (sid,) in titled)})
-            rows, position = _keyset_sessions(
-                conn,
-                "body, etag, updated_at, id",
-                "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))",
-                [where, email, json.dumps(matched)],
-                newest_first=True,
-                limit=limit,
-                after=after,
-            )
-            results: list[tuple[SessionRecord, list[SearchHit]]] = []
+            # Titles are few (one per session): matched here by the same words.
+            titled = {
+                session_id
+                for session_id, title in conn.execute(
+                    "SELECT id, json_extract(body, '$.title') FROM sessions"
+                    " WHERE container = ? AND email = ?",
+                    (where, email),
+                )
+                if set(wanted) <= set(words_of(title or ""))
+            }
+            matched = sorted({*seqs, *titled})
+
+            def score(session_id: str) -> int:
+                return relevance(len(seqs.get(session_id, [])), session_id in titled)
+
+            condition = "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))"
+            params: list[object] = [where, email, json.dumps(matched)]
+            if order == "relevance":
+                every = {
+                    row[-1]: row
+                    for row in conn.execute(
+                        f"SELECT body, etag, updated_at, id FROM sessions WHERE {condition}",  # noqa: S608 (constants only)
+                        params,
+                    )
+                }
+                ranked, position = ranked_page(
+                    [(row[2], session_id, score(session_id)) for session_id, row in every.items()],
+                    after,
+                    limit,
+                )
+                rows = [every[session_id] for _, session_id, _ in ranked]
+            else:
+                rows, position = _keyset_sessions(
+                    conn,
+                    "body, etag, updated_at, id",
+                    condition,
+                    params,
+                    newest_first=True,
+                    limit=limit,
+                    after=after,
+                )
+            results = []
             for body, etag, _, session_id in rows:
                 hits = []
                 for seq in sorted(seqs.get(session_id, []))[:hits_per_session]:
@@ -821,7 +874,7 @@ class SqliteStore:
                     ).fetchone()
                     message = MessageRecord.model_validate_json(message_body)
                     hits.append(SearchHit(seq=seq, role=message.role, text=message.content))
-                results.append((_session_from_row(body, etag, where), hits))
+                results.append((_session_from_row(body, etag, where), hits, score(session_id)))
             return results, position
 
         return await self._read(read)

@@ -1,9 +1,12 @@
-"""Searching the conversations: as you type (debounced, at least 2 characters), the matches
-marked, "More results", the archived view, and opening a result at its message."""
+"""Searching the conversations: as you type (from 3 characters, 400 ms after the last key or at
+once on Enter, one request in flight, the stale one cancelled), the matches marked, "More
+results", the archived view, and opening a result at its message."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -59,10 +62,10 @@ def test_search_as_you_type_marks_matches_and_opens_the_message(
         expect(session_titles(page)).to_have_count(3)
         box.press_sequentially("isbon")
         expect(results(page)).to_have_count(2)
-    # Typing is debounced: fewer searches than keystrokes, none shorter than 2 characters,
+    # Typing is debounced: fewer searches than keystrokes, none shorter than 3 characters,
     # and the last for the whole word.
     assert 1 <= len(searches) < 6
-    assert all(len(q) >= 2 for q in queries(searches))
+    assert all(len(q) >= 3 for q in queries(searches))
     assert queries(searches)[-1] == "lisbon"
     expect(page.locator("#search-status")).to_have_text("2 conversations found for “lisbon”.")
     expect(sidebar(page).locator("#session-list")).to_be_hidden()
@@ -176,3 +179,89 @@ def test_search_at_phone_width(sqlite_host: StoredHost, phone: Page) -> None:
     target = phone.locator(f'#messages > li[data-message-id="{message_id(chat["sessionId"], 1)}"]')
     expect(target).to_be_in_viewport()
     assert scroller_overflow(phone) == 0
+
+
+def test_a_typed_word_sends_one_search_and_a_stale_one_is_cancelled(
+    sqlite_host: StoredHost, page: Page
+) -> None:
+    """The requests a typed word sends, counted on the page's own clock (Playwright's, so no
+    test waits for real time): nothing below 3 characters, one search 400 ms after the last key
+    whatever the gaps between keys, one at once on Enter (not again when the pause ends), and
+    never two in flight: a newer search cancels the one still waiting for its answer."""
+    host = sqlite_host.host
+    api_chat(host, "Planning a trip to Lisbon in spring")
+    api_chat(host, "Pack light for Porto")
+    page.clock.install()
+    sign_in(page, host)
+    box = search_box(page)
+
+    # Each search request's outcome: answered, or cancelled by the page. The browser reports a
+    # cancellation a moment after the page started the next request, so "one in flight" is
+    # checked as: the stale one is cancelled, and none is left waiting.
+    pending: list[Any] = []
+    failed: list[str] = []
+
+    def sent(request: Any) -> None:
+        if "/api/search?" in request.url:
+            pending.append(request)
+
+    def done(request: Any) -> None:
+        if request in pending:
+            pending.remove(request)
+
+    def cancelled(request: Any) -> None:
+        if request in pending:
+            pending.remove(request)
+            failed.append(parse_qs(urlsplit(request.url).query)["q"][0])
+
+    page.on("request", sent)
+    page.on("requestfinished", done)
+    page.on("requestfailed", cancelled)
+    with recorded_requests(page, r"/api/search\?") as searches:
+        # Two characters, however long the pause: no search.
+        box.press_sequentially("li")
+        page.clock.run_for(2000)
+        assert searches == []
+        # Keys 300 ms apart (the old debounce's gap): still one search, 400 ms after the last.
+        for key in "sbon":
+            box.press_sequentially(key)
+            page.clock.run_for(300)
+        assert searches == []
+        page.clock.run_for(100)
+        expect(results(page)).to_have_count(1)
+        assert queries(searches) == ["lisbon"]
+
+        # Enter searches at once, and the pause that follows adds nothing.
+        box.fill("")
+        box.press_sequentially("porto")
+        box.press("Enter")
+        expect(results(page)).to_have_count(1)
+        page.clock.run_for(2000)
+        assert queries(searches) == ["lisbon", "porto"]
+
+    # A search still waiting for its answer when the next one starts is cancelled.
+    held: list[Any] = []
+    stale = re.compile(r"/api/search\?q=trip&")
+
+    def hold(route: Any) -> None:  # its answer never comes
+        held.append(route)
+
+    page.route(stale, hold)
+    box.fill("")
+    box.press_sequentially("trip")
+    with page.expect_request(stale):
+        page.clock.run_for(400)
+    box.press_sequentially(" lisbon")
+    with page.expect_event("requestfailed", lambda r: bool(stale.search(r.url))):
+        page.clock.run_for(400)
+    expect(results(page)).to_have_count(1)
+    expect(page.locator("#search-status")).to_contain_text("trip lisbon")
+    # The words are marked where they stand whole, in any order (not "trip" in "tripe").
+    expect(results(page).first.locator(".result-link mark")).to_have_text(["trip", "Lisbon"])
+    assert failed == ["trip"]
+    # The held one was cancelled, not left waiting (the last one may still be finishing).
+    assert [r.url for r in pending if stale.search(r.url)] == []
+    page.unroute(stale)
+    for route in held:
+        with contextlib.suppress(Exception):  # the page already gave up on it
+            route.abort()

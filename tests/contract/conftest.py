@@ -66,6 +66,7 @@ def cosmos_database(account: CosmosAccount) -> Iterator[CosmosDatabase]:
             partition_key=PartitionKey(spec.partition_key_path),
             indexing_policy=spec.indexing_policy,
             default_ttl=spec.default_ttl,
+            full_text_policy=spec.full_text_policy,
         )
     try:
         yield CosmosDatabase(account, name)

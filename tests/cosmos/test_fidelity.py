@@ -761,6 +761,7 @@ def test_a_query_is_charged_by_what_the_index_serves(store: Store) -> None:
         "Indexed",
         partition_key=PartitionKey("/EmailID"),
         indexing_policy=ContainerSpec("Indexed").indexing_policy,
+        full_text_policy=ContainerSpec("Indexed").full_text_policy,
     )
     old, cutoff = "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"
     users = [ALICE, BOB, CAROL]

@@ -625,11 +625,16 @@ PHRASES = {
     '"quoted phrase"': 'she said "quoted phrase" loudly',
     "NEAR(cat dog)": "fts NEAR(cat dog) syntax",
     "ÉCOLE": "à l'école demain",
-    "🎉🎉": "party 🎉🎉 time",
     "東京": "東京 trip",
-    "_%": "odd _% pair",
 }
 SEARCH_DECOYS = ["prices 50 percent off", "a b sum", "cat and dog", "quoted phrase bare", "ab"]
+NO_WORDS = ["🎉🎉", "_%", "?!"]  # nothing to look up: 400
+
+
+def words(text: str) -> set[str]:
+    """What a search matches by: runs of letters and digits (docs/design.md,
+    "Search, export, erasure")."""
+    return set(re.findall(r"[^\W_]+", text.lower()))
 
 
 def found(response: httpx.Response) -> dict[str, list[str]]:
@@ -658,20 +663,36 @@ def test_search(deployment: Deployment, users: tuple[str, str]) -> None:
 
     made = deployment.with_store(prepare)
     with deployment.client(alice) as client, deployment.client(bob) as other:
+        texts = [*PHRASES.values(), *SEARCH_DECOYS]
         for q, text in PHRASES.items():
             sid = made[text]
             response = client.get("/api/search", params={"q": q})
-            assert found(response) == {sid: [f"{sid}:00000001"]}, q
-            [result] = response.json()["results"]
+            # Every text holding all of the phrase's words, whatever else it holds.
+            want = {made[t]: [f"{made[t]}:00000001"] for t in texts if words(q) <= words(t)}
+            assert found(response) == want and sid in want, q
+            result = next(r for r in response.json()["results"] if r["sessionId"] == sid)
             assert (result["title"], result["archived"]) == (f"n{list(made).index(text)}", False)
             assert result["matches"][0]["role"] == "user"
-            assert q.lower() in result["matches"][0]["snippet"].lower()
+            assert min(words(q)) in result["matches"][0]["snippet"].lower()
+        for q in NO_WORDS:
+            assert client.get("/api/search", params={"q": q}).status_code == 400, q
 
         kiwi = chat(client, "a live kiwi")["sessionId"]
         assert set(found(client.get("/api/search", params={"q": "KIWI"}))) == {kiwi}
         archived = client.get("/api/search", params={"q": "kiwi", "archived": "true"})
         assert found(archived) == {made["archived"]: [f"{made['archived']}:00000001"]}
         assert archived.json()["results"][0]["archived"] is True
+        # Both in one list, and by relevance with a score (absent otherwise).
+        everywhere = client.get(
+            "/api/search", params={"q": "kiwi", "archived": "all", "order": "relevance"}
+        )
+        assert set(found(everywhere)) == {kiwi, made["archived"]}
+        scores = [r["score"] for r in everywhere.json()["results"]]
+        assert scores == sorted(scores, reverse=True) and min(scores) >= 1, scores
+        assert "score" not in archived.json()["results"][0]
+        for bad in ({"archived": "both"}, {"order": "best"}):
+            response = client.get("/api/search", params={"q": "kiwi", **bad})
+            assert response.status_code == 400, bad
         assert set(found(other.get("/api/search", params={"q": "kiwi"}))) == {made["bob"]}
         assert client.delete(f"/api/sessions/{kiwi}").status_code == 204
         assert found(client.get("/api/search", params={"q": "kiwi"})) == {}

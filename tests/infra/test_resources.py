@@ -54,6 +54,8 @@ def test_cosmos_account_is_serverless_keyless_session_tls12_with_pitr(
     account = deployment.one("cosmosdb:DatabaseAccount").inputs
     assert account["kind"] == "GlobalDocumentDB"
     assert {"name": "EnableServerless"} in account["capabilities"]
+    # Without it Azure refuses a container with a full-text policy or index.
+    assert {"name": "EnableNoSQLFullTextSearch"} in account["capabilities"]
     assert account["disableLocalAuth"] is True
     assert account["disableKeyBasedMetadataWriteAccess"] is True
     assert account["consistencyPolicy"]["defaultConsistencyLevel"] == "Session"
@@ -84,12 +86,29 @@ def test_database_and_containers_equal_the_shared_definitions(deployment: Deploy
         assert resource["partitionKey"]["kind"] == "Hash"
         # Field for field, exactly the policy the code was written against.
         assert resource["indexingPolicy"] == spec.indexing_policy
+        if spec.full_text_policy is not None:
+            assert resource["fullTextPolicy"] == spec.full_text_policy
     for spec in specs:
         assert spec.partition_key_path == PARTITION_KEY_PATH == "/EmailID"
         assert "defaultTtl" not in containers[spec.name]["resource"]  # conversations never expire
     # Shares: one partition per share, time-to-live on with no default (items carry their own).
     assert containers["Shares"]["resource"]["partitionKey"]["paths"] == ["/shareId"]
     assert containers["Shares"]["resource"]["defaultTtl"] == -1
+
+
+def test_message_text_and_titles_are_in_the_full_text_index(deployment: Deployment) -> None:
+    """What the search's queries match with the full-text functions (shared/search.py): each
+    path in the policy (Azure refuses an index path the policy lacks) and in the index."""
+    searched = {spec.name for spec in container_specs()}
+    for container in deployment.of_type("cosmosdb:SqlResourceSqlContainer"):
+        resource = container.inputs["resource"]
+        if container.inputs["containerName"] not in searched:
+            assert "fullTextPolicy" not in resource  # shares are read by id, never searched
+            continue
+        indexed = [entry["path"] for entry in resource["indexingPolicy"]["fullTextIndexes"]]
+        declared = [entry["path"] for entry in resource["fullTextPolicy"]["fullTextPaths"]]
+        assert indexed == declared == ["/content", "/title"]
+        assert resource["fullTextPolicy"]["defaultLanguage"] == "en-US"
 
 
 def test_cosmos_data_contributor_is_granted_on_the_database(deployment: Deployment) -> None:

@@ -305,6 +305,7 @@ class CosmosConnection:
                     partition_key=PartitionKey(spec.partition_key_path),
                     indexing_policy=spec.indexing_policy,
                     default_ttl=spec.default_ttl,
+                    full_text_policy=spec.full_text_policy,
                 )
         log.info("cosmos_bootstrapped", extra={"database": self._database})
         return database

@@ -34,6 +34,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     AnswerFacts,
     Binding,
@@ -75,7 +76,7 @@ from shared.storage.cosmos.items import (
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
 from shared.storage.cosmos.shares import CosmosShares
-from shared.storage.keyset import decode_position, encode_position
+from shared.storage.keyset import decode_position, encode_position, ranked_page
 from shared.usage import Spent
 
 if TYPE_CHECKING:
@@ -162,16 +163,13 @@ ALL_SESSIONS_QUERY = (
 )
 ALL_AFTER_CLAUSE = " AND (c.updatedAt > @u OR (c.updatedAt = @u AND c.id > @i))"
 COUNT_QUERY = "SELECT VALUE COUNT(1) FROM c WHERE c.type = @type"
-# Search: message text and titles are not indexed (writes stay cheap), so these filter the
-# caller's partition by scan (the request allows it); the cost grows with the caller's data,
-# which docs/performance.md measures. CONTAINS(..., true) matches case-insensitively, and the
-# phrase is a parameter: matched literally, whatever it holds.
-SEARCH_MESSAGES_QUERY = (
-    "SELECT c.sessionId FROM c WHERE c.type = 'message' AND CONTAINS(c.content, @q, true)"
-)
+# Search: message text and titles are in the full-text index (shared/storage/containers.py), so
+# each of these is an index lookup of the phrase's words: it reads the items holding them, never
+# the rest of the caller's history (docs/performance.md measures both). ``{match}`` is
+# ``FullTextContainsAll`` of the words (``_all_words``), which the language takes as literals.
+SEARCH_MESSAGES_QUERY = "SELECT c.sessionId FROM c WHERE c.type = 'message' AND {match}"
 SEARCH_TITLES_QUERY = (
-    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state)"
-    " AND CONTAINS(c.title, @q, true)"
+    "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND {match}"
 )
 SEARCH_PAGE_QUERY = (
     "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
@@ -179,9 +177,15 @@ SEARCH_PAGE_QUERY = (
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
     " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
 )
+# By relevance: every matched session (their number is bounded by the matches), ranked here.
+SEARCH_RANK_QUERY = (
+    "SELECT c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
+    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
+    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id)"
+)
 SEARCH_HITS_QUERY = (
     "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.type = 'message'"
-    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND CONTAINS(c.content, @q, true)"
+    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND {match}"
 )
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 # Erasing a user: their session items, then (once none is left) any item at all.
@@ -415,42 +419,62 @@ class CosmosStore:
         limit: int,
         after: str | None,
         hits_per_session: int,
+        order: SearchOrder = "recent",
     ) -> SearchPage:
-        q: list[dict[str, object]] = [{"name": "@q", "value": phrase}]
-        matched: set[str] = set()
+        content, title = _all_words("content", phrase), _all_words("title", phrase)
+        counts: dict[str, int] = {}
+        read = 0
         async for item in self.conn.stream(
-            where, SEARCH_MESSAGES_QUERY, q, email=email, enable_scan_in_query=True
+            where, SEARCH_MESSAGES_QUERY.format(match=content), [], email=email
         ):
-            matched.add(item["sessionId"])
-            if len(matched) >= SEARCH_SCAN_LIMIT:
+            counts[item["sessionId"]] = counts.get(item["sessionId"], 0) + 1
+            read += 1
+            if read >= SEARCH_SCAN_LIMIT:
                 break
         titles = await self.conn.query(
-            where, SEARCH_TITLES_QUERY, q, email=email, enable_scan_in_query=True
+            where, SEARCH_TITLES_QUERY.format(match=title), [], email=email
         )
-        matched |= {item["id"] for item in titles}
+        titled = {item["id"] for item in titles}
+        matched = set(counts) | titled
         if not matched:
             return [], None
-        clause, params = _keyset(after, AFTER_CLAUSE)
-        params.append({"name": "@ids", "value": sorted(matched)})
-        items = await self.conn.query(
-            where, SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause), params, email=email
-        )
-        page = items[:limit]
+
+        def score(session_id: str) -> int:
+            return relevance(counts.get(session_id, 0), session_id in titled)
+
+        ids: list[dict[str, object]] = [{"name": "@ids", "value": sorted(matched)}]
+        if order == "relevance":
+            everything = await self.conn.query(where, SEARCH_RANK_QUERY, ids, email=email)
+            by_id = {item["id"]: item for item in everything}
+            ranked, position = ranked_page(
+                [(item["updatedAt"], item["id"], score(item["id"])) for item in everything],
+                after,
+                limit,
+            )
+            page = [by_id[session_id] for _, session_id, _ in ranked]
+        else:
+            clause, params = _keyset(after, AFTER_CLAUSE)
+            items = await self.conn.query(
+                where,
+                SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause),
+                [*params, *ids],
+                email=email,
+            )
+            page, position = items[:limit], _next_position(items, limit)
         sessions = [session_from_item(item, archived=where == "archive").record for item in page]
         hits: dict[str, list[SearchHit]] = {session.id: [] for session in sessions}
         if sessions:
             found = await self.conn.query(
                 where,
-                SEARCH_HITS_QUERY,
-                [*q, {"name": "@ids", "value": list(hits)}],
+                SEARCH_HITS_QUERY.format(match=content),
+                [{"name": "@ids", "value": list(hits)}],
                 email=email,
-                enable_scan_in_query=True,
             )
             for item in sorted(found, key=lambda i: (i["sessionId"], i["seq"])):
                 kept = hits[item["sessionId"]]
                 if len(kept) < hits_per_session:
                     kept.append(SearchHit(seq=item["seq"], role=item["role"], text=item["content"]))
-        return [(session, hits[session.id]) for session in sessions], _next_position(items, limit)
+        return [(session, hits[session.id], score(session.id)) for session in sessions], position
 
     async def all_sessions(
         self, email: str, *, limit: int, after: str | None
@@ -801,3 +825,13 @@ class CosmosStore:
 
     async def finish(self, item: Unfinished) -> bool:
         return await self.moves.finish(item.where, item.email, item.session_id)
+
+
+def _all_words(path: str, phrase: str) -> str:
+    """``FullTextContainsAll`` of the phrase's words on one path. Azure's full-text functions
+    take their terms as literals; a word is letters and digits only (``words_of``), so it
+    stands in quotes as it is, and nothing in a phrase ever becomes query syntax."""
+    words = words_of(phrase)
+    if not words or not all(word.isalnum() for word in words):
+        raise ValueError("a search needs words of letters and digits")
+    return f"FullTextContainsAll(c.{path}, " + ", ".join(f"'{word}'" for word in words) + ")"
