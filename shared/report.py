@@ -3,9 +3,10 @@
 
 The same figures as the Azure workbook (``infra/workbook/*.kql``), computed from what the store
 keeps: every user's daily usage totals (active users, turns, tokens, the cached share of prompt
-tokens, per UTC day) and the stored answers (tokens and ratings per model). Latency and
-archival passes live only in the events (``shared/events.py``), not in the store: the report
-says so rather than guess. The store is read in pages (``AnalyticsStore``); what is kept
+tokens, per UTC day) and the stored answers (tokens, ratings per model, and the latency each
+answer is stored with, as quantiles of a fixed histogram: ``shared/quantiles.py``). Archival
+passes live only in the events (``shared/events.py``), not in the store: the report says so
+rather than guess. The store is read in pages (``AnalyticsStore``); what is kept
 between pages is one row per day and one per model, so memory does not grow with the data.
 
 An operator's command, run on a workstation: the HTML output draws its charts with matplotlib,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.quantiles import RELATIVE_ERROR, Histogram
 from shared.storage.base import WHERES, AnalyticsStore
 from shared.usage import period_key
 
@@ -60,6 +62,9 @@ class ModelFigures:
 class Report:
     days: list[DayFigures]
     models: dict[str, ModelFigures] = field(default_factory=dict)
+    # Answer latency from the answers' stored timings (shared/quantiles.py: fixed memory).
+    first_token: Histogram = field(default_factory=Histogram)
+    total: Histogram = field(default_factory=Histogram)
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
@@ -100,8 +105,16 @@ class Report:
                 }
                 for m in sorted(self.models.values(), key=lambda m: m.model)
             ],
+            "latency": {
+                "answers": self.total.count,
+                "firstTokenMs": {
+                    "median": self.first_token.quantile(0.5),
+                    "p95": self.first_token.quantile(0.95),
+                },
+                "totalMs": {"median": self.total.quantile(0.5), "p95": self.total.quantile(0.95)},
+                "relativeError": round(RELATIVE_ERROR, 4),
+            },
             # Kept only in the events (Application Insights), never in the store.
-            "latency": None,
             "archival": None,
         }
 
@@ -145,6 +158,11 @@ async def compute(store: AnalyticsStore, *, days: int, now: datetime) -> Report:
                 figures.completion_tokens += answer.completion_tokens
                 figures.up += answer.rating == "up"
                 figures.down += answer.rating == "down"
+                # Answers stored before their timings were kept have none: not counted.
+                if answer.total_ms is not None:
+                    report.total.add(answer.total_ms)
+                if answer.first_token_ms is not None:
+                    report.first_token.add(answer.first_token_ms)
             if after is None:
                 break
     return report
@@ -161,6 +179,16 @@ def to_html(report: Report) -> str:
         f"<td>{m['promptTokens'] + m['completionTokens']:,}</td>"
         f"<td>{m['ratedUp']:,}</td><td>{m['ratedDown']:,}</td></tr>"
         for m in data["perModel"]
+    )
+    latency = data["latency"]
+
+    def ms(value: int | None) -> str:
+        return "—" if value is None else f"{value:,} ms"
+
+    latency_rows = "".join(
+        f"<tr><th>{label}</th><td>{ms(latency[key]['median'])}</td>"
+        f"<td>{ms(latency[key]['p95'])}</td></tr>"
+        for label, key in (("First token", "firstTokenMs"), ("Whole answer", "totalMs"))
     )
     # Drawn by matplotlib, a development requirement: the chart code lives outside the
     # deployed package (tools/, which .funcignore leaves out).
@@ -193,6 +221,11 @@ configured store. Latency and archival passes are kept only as events: see the A
 <h2>Per model</h2>
 <table id="models"><thead><tr><th>Model</th><th>Answers</th><th>Tokens</th><th>Rated up</th>
 <th>Rated down</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Answer latency</h2>
+<p class="muted">{latency["answers"]:,} answers, from the timings stored with each; within
+{100 * latency["relativeError"]:.1f}% (a fixed histogram, docs/operations.md).</p>
+<table id="latency"><thead><tr><th></th><th>Median</th><th>p95</th></tr></thead>
+<tbody>{latency_rows}</tbody></table>
 <h2>Charts</h2>
 {figures}
 <script type="application/json" id="report-data">{embedded}</script>

@@ -442,6 +442,9 @@ class AnswerFacts:
     prompt_tokens: int
     completion_tokens: int
     rating: str | None  # "up", "down", or None (not rated)
+    # Milliseconds the model took (stored with the answer; None on answers stored before).
+    first_token_ms: int | None = None
+    total_ms: int | None = None
 
 
 class AnalyticsStore(Protocol):

@@ -1234,7 +1234,8 @@ class SqliteStore:
             return conn.execute(
                 "SELECT email, session_id, seq, json_extract(body, '$.model'),"
                 " json_extract(body, '$.prompt_tokens'), json_extract(body, '$.completion_tokens'),"
-                " json_extract(body, '$.feedback.rating')"
+                " json_extract(body, '$.feedback.rating'), json_extract(body, '$.first_token_ms'),"
+                " json_extract(body, '$.total_ms')"
                 " FROM messages WHERE container = ? AND (email, session_id, seq) > (?, ?, ?)"
                 " AND timestamp >= ? AND json_extract(body, '$.role') = 'assistant'"
                 " ORDER BY email, session_id, seq LIMIT ?",
@@ -1242,7 +1243,9 @@ class SqliteStore:
             ).fetchall()
 
         rows = await self._read(read)
-        facts = [AnswerFacts(row[3], row[4] or 0, row[5] or 0, row[6]) for row in rows]
+        facts = [
+            AnswerFacts(row[3], row[4] or 0, row[5] or 0, row[6], row[7], row[8]) for row in rows
+        ]
         token = json.dumps(list(rows[-1][:3])) if len(rows) == limit else None
         return facts, token
 

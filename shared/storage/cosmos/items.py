@@ -188,6 +188,8 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "promptTokens": message.prompt_tokens,
         "completionTokens": message.completion_tokens,
         "contextFrom": message.context_from,
+        "firstTokenMs": message.first_token_ms,
+        "totalMs": message.total_ms,
         "feedback": feedback_body(message.feedback),
     }
     item.update({key: value for key, value in optional.items() if value is not None})
@@ -224,6 +226,8 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
         prompt_tokens=item.get("promptTokens"),
         completion_tokens=item.get("completionTokens"),
         context_from=item.get("contextFrom"),
+        first_token_ms=item.get("firstTokenMs"),
+        total_ms=item.get("totalMs"),
         feedback=feedback,
     )
 

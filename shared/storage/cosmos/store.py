@@ -137,8 +137,8 @@ USAGE_DAYS_QUERY = (
 # Messages since a time (the indexed ``timestamp``); the role is read, not filtered on, so the
 # filter stays on indexed paths, and only answers are kept (``scan_answers``).
 ANSWERS_QUERY = (
-    "SELECT c.role, c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating"
-    " FROM c WHERE c.type = 'message' AND c.timestamp >= @since"
+    "SELECT c.role, c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating,"
+    " c.firstTokenMs, c.totalMs FROM c WHERE c.type = 'message' AND c.timestamp >= @since"
 )
 UNFINISHED_QUERY = (
     "SELECT c.EmailID, c.id, c.state FROM c WHERE c.state = @state AND c.since < @cutoff"
@@ -727,6 +727,8 @@ class CosmosStore:
                 int(item.get("promptTokens") or 0),
                 int(item.get("completionTokens") or 0),
                 item.get("rating"),
+                item.get("firstTokenMs"),
+                item.get("totalMs"),
             )
             for item in items
             if item.get("role") == "assistant"
