@@ -4,10 +4,10 @@
 The same figures as the Azure workbook (``infra/workbook/*.kql``), computed from what the store
 keeps: every user's daily usage totals (active users, turns, tokens, the cached share of prompt
 tokens, per UTC day) and the stored answers (tokens, ratings per model, and the latency each
-answer is stored with, as quantiles of a fixed histogram: ``shared/quantiles.py``). Archival
-passes live only in the events (``shared/events.py``), not in the store: the report says so
-rather than guess. The store is read in pages (``AnalyticsStore``); what is kept
-between pages is one row per day and one per model, so memory does not grow with the data.
+answer is stored with, as quantiles of a fixed histogram: ``shared/quantiles.py``) and the
+archival passes' records (``ArchiveRun``, one per pass). The store is read in pages
+(``AnalyticsStore``); what is kept between pages is one row per day and one per model and two
+fixed histograms, so memory does not grow with the data.
 
 An operator's command, run on a workstation: the HTML output draws its charts with matplotlib,
 a development requirement (``requirements-dev.txt``), never deployed with the app.
@@ -49,6 +49,14 @@ class DayFigures:
 
 
 @dataclass
+class ArchivalDay:
+    date: str
+    runs: int = 0
+    moved: int = 0
+    failed: int = 0
+
+
+@dataclass
 class ModelFigures:
     model: str
     answers: int = 0
@@ -65,6 +73,8 @@ class Report:
     # Answer latency from the answers' stored timings (shared/quantiles.py: fixed memory).
     first_token: Histogram = field(default_factory=Histogram)
     total: Histogram = field(default_factory=Histogram)
+    # Archival passes per day, from the passes' stored records.
+    archival: list[ArchivalDay] = field(default_factory=list)
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
@@ -114,8 +124,15 @@ class Report:
                 "totalMs": {"median": self.total.quantile(0.5), "p95": self.total.quantile(0.95)},
                 "relativeError": round(RELATIVE_ERROR, 4),
             },
-            # Kept only in the events (Application Insights), never in the store.
-            "archival": None,
+            "archival": {
+                "runs": sum(d.runs for d in self.archival),
+                "moved": sum(d.moved for d in self.archival),
+                "failed": sum(d.failed for d in self.archival),
+                "perDay": [
+                    {"date": d.date, "runs": d.runs, "moved": d.moved, "failed": d.failed}
+                    for d in self.archival
+                ],
+            },
         }
 
 
@@ -165,6 +182,20 @@ async def compute(store: AnalyticsStore, *, days: int, now: datetime) -> Report:
                     report.first_token.add(answer.first_token_ms)
             if after is None:
                 break
+    archival = {d.date: ArchivalDay(d.date) for d in report.days}
+    after = None
+    while True:
+        runs, after = await store.scan_archive_runs(since, limit=PAGE, after=after)
+        for run in runs:
+            passes = archival.get(run.at.astimezone(UTC).strftime("%Y-%m-%d"))
+            if passes is None:  # a clock ahead of ``now``: not in the window
+                continue
+            passes.runs += 1
+            passes.moved += run.moved
+            passes.failed += run.failed
+        if after is None:
+            break
+    report.archival = list(archival.values())
     return report
 
 
@@ -190,6 +221,13 @@ def to_html(report: Report) -> str:
         f"<td>{ms(latency[key]['p95'])}</td></tr>"
         for label, key in (("First token", "firstTokenMs"), ("Whole answer", "totalMs"))
     )
+    archival = data["archival"]
+    archival_rows = "".join(
+        f"<tr><td>{d['date']}</td><td>{d['runs']:,}</td><td>{d['moved']:,}</td>"
+        f"<td>{d['failed']:,}</td></tr>"
+        for d in archival["perDay"]
+        if d["runs"]
+    )
     # Drawn by matplotlib, a development requirement: the chart code lives outside the
     # deployed package (tools/, which .funcignore leaves out).
     from tools.report_charts import charts
@@ -211,7 +249,7 @@ figure {{ margin: 16px 0; }} figure svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>Parley report</h1>
 <p class="muted">The last {data["days"]} UTC days, generated {data["generatedAt"]} from the
-configured store. Latency and archival passes are kept only as events: see the Azure workbook.</p>
+configured store (the Azure workbook draws the same figures from the events).</p>
 <table id="totals"><tbody>
 <tr><th>Turns</th><td>{totals["turns"]:,}</td></tr>
 <tr><th>Tokens</th><td>{totals["tokens"]:,}</td></tr>
@@ -226,6 +264,11 @@ configured store. Latency and archival passes are kept only as events: see the A
 {100 * latency["relativeError"]:.1f}% (a fixed histogram, docs/operations.md).</p>
 <table id="latency"><thead><tr><th></th><th>Median</th><th>p95</th></tr></thead>
 <tbody>{latency_rows}</tbody></table>
+<h2>Archival</h2>
+<p class="muted">Passes: {archival["runs"]:,}; sessions moved: {archival["moved"]:,}, failed:
+{archival["failed"]:,} (from each pass's stored record; days without a pass are left out).</p>
+<table id="archival"><thead><tr><th>Day</th><th>Passes</th><th>Moved</th><th>Failed</th></tr>
+</thead><tbody>{archival_rows}</tbody></table>
 <h2>Charts</h2>
 {figures}
 <script type="application/json" id="report-data">{embedded}</script>

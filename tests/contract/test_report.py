@@ -13,6 +13,7 @@ import pytest
 
 from shared import report as report_module
 from shared import service as service_module
+from shared.archive.sweep import ArchivePolicy, run_archive
 from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.events import LatencyTimer
@@ -21,7 +22,7 @@ from shared.models import ChatRequest, FeedbackRequest
 from shared.quantiles import RELATIVE_ERROR
 from shared.report import compute, to_html
 from shared.service import ConversationService
-from shared.storage.base import Store
+from shared.storage.base import ArchiveRun, Store
 from tests.contract.conftest import Runner
 from tests.contract.test_usage import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
 
@@ -168,3 +169,65 @@ def test_latency_is_counted_from_the_stored_answers(
     # Stored with the answer, so an export (everything stored) carries them too.
     assert '"firstTokenMs": 43' in exported or '"firstTokenMs":43' in exported
     assert '"totalMs":130' in exported.replace(" ", "")
+
+
+ARCHIVAL_DAY = LATER + timedelta(days=200)
+
+
+def test_archival_is_counted_from_the_passes_records_and_no_user_meets_them(
+    run: Runner[Any], emails: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_module, "PAGE", 2)
+    alice, _ = emails
+
+    async def scenario(store: Store) -> tuple[dict[str, Any], int, int, str, list[str]]:
+        clock = FixedClock(ARCHIVAL_DAY - timedelta(days=60))
+        service = ConversationService(store, MeteredModel(), load_settings({}), clock=clock)
+        turn = await service.chat(alice, ChatRequest(message="stale by the pass"))
+        # Passes with known counts: two on one day, one on another, one before the window.
+        for days_ago, moved, failed in ((40, 50, 50), (3, 4, 1), (3, 2, 0), (1, 7, 2)):
+            await store.record_archive_run(
+                ArchiveRun(
+                    f"seeded{days_ago}{moved}",
+                    ARCHIVAL_DAY - timedelta(days=days_ago),
+                    moved,
+                    failed,
+                )
+            )
+        clock.set(ARCHIVAL_DAY)
+        policy = ArchivePolicy(after_days=30, time_budget_s=60)
+        await run_archive(
+            store, ArchivePolicy(after_days=30, time_budget_s=60, dry_run=True), clock=clock
+        )  # a dry run changes nothing: not kept
+        summary = await run_archive(store, policy, clock=clock)
+        report = await compute(store, days=30, now=ARCHIVAL_DAY)
+        assert 'id="archival"' in to_html(report)
+        # The user's own reads: none of them meets a pass's record.
+        listed = await service.list_sessions(alice, limit=50, continuation=None, archived=True)
+        listed_live = await service.list_sessions(
+            alice, limit=50, continuation=None, archived=False
+        )
+        exported = "".join([piece async for piece in service.export(alice, now=ARCHIVAL_DAY)])
+        assert await service.erase_everything(alice, budget_s=60)
+        after_erasure = await compute(store, days=30, now=ARCHIVAL_DAY)
+        assert after_erasure.to_json()["archival"] == report.to_json()["archival"]
+        ids = [s.session_id for s in [*listed.sessions, *listed_live.sessions]]
+        assert ids == [turn.session_id]
+        return report.to_json(), summary.archived, summary.failed, exported, ids
+
+    data, moved, failed, exported, _ = run(scenario)
+    assert moved >= 1  # alice's session, at least (a shared store may hold others' too)
+    archival = data["archival"]
+    by_day = {d["date"]: d for d in archival["perDay"] if d["runs"]}
+    day = lambda n: (ARCHIVAL_DAY - timedelta(days=n)).strftime("%Y-%m-%d")  # noqa: E731
+    assert by_day == {
+        day(3): {"date": day(3), "runs": 2, "moved": 6, "failed": 1},
+        day(1): {"date": day(1), "runs": 1, "moved": 7, "failed": 2},
+        day(0): {"date": day(0), "runs": 1, "moved": moved, "failed": failed},
+    }
+    assert (archival["runs"], archival["moved"], archival["failed"]) == (
+        4,
+        13 + moved,
+        3 + failed,
+    )
+    assert "archiveRun" not in exported and "#ops" not in exported
