@@ -16,6 +16,7 @@ from shared import service as service_module
 from shared.archive.sweep import ArchivePolicy, run_archive
 from shared.clock import FixedClock
 from shared.config import load_settings
+from shared.errors import StorageUnavailable
 from shared.events import LatencyTimer
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest, FeedbackRequest
@@ -231,3 +232,30 @@ def test_archival_is_counted_from_the_passes_records_and_no_user_meets_them(
         3 + failed,
     )
     assert "archiveRun" not in exported and "#ops" not in exported
+
+
+class RecordRefused:
+    """The store, except that keeping a pass's record fails (the store went down after the
+    pass): the pass is still done and reported."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def record_archive_run(self, run: ArchiveRun) -> None:
+        raise StorageUnavailable()
+
+
+def test_a_pass_whose_record_fails_is_still_done(
+    run: Runner[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(store: Store) -> int:
+        clock = FixedClock(ARCHIVAL_DAY + timedelta(days=100))
+        policy = ArchivePolicy(after_days=30, time_budget_s=60)
+        summary = await run_archive(RecordRefused(store), policy, clock=clock)  # type: ignore[arg-type]
+        return summary.failed
+
+    assert run(scenario) == 0
+    assert "archive_run_not_recorded StorageUnavailable" in caplog.text
