@@ -1,6 +1,7 @@
 """The operators' report (``python -m shared.report``) on a store of many users: seconds and
 peak memory of computing its figures, at a fifth of the users and at all of them. Memory is
-bounded by a store page plus one row per day and per model, so the two peaks should match.
+bounded by a store page plus one row per day and per model and two fixed latency histograms, so
+the two peaks should match.
 
 Each user has ``sessions`` sessions of one answered turn (a question and an answer with its
 model, tokens and, for every third, a rating) and usage totals on the days of those turns,
@@ -44,6 +45,9 @@ async def _seed(store: Any, users: range, sessions: int, now: datetime) -> None:
                     model=model,
                     prompt_tokens=100,
                     completion_tokens=20,
+                    # Timings spread over two orders of magnitude: the histogram's buckets fill.
+                    first_token_ms=80 + (u * sessions + s) % 900,
+                    total_ms=400 + ((u * sessions + s) * 37) % 9000,
                     feedback=Feedback(rating=rating, updated_at=when) if rating else None,
                 ),
             ]
@@ -59,6 +63,13 @@ async def _seed(store: Any, users: range, sessions: int, now: datetime) -> None:
             )
             await store.append(session, records, expected_etag=None)
             await store.add_usage(email, period_keys(when), Spent(100, 20, 64, 1))
+    # One archival pass's record per user seeded, as if a pass ran often: its scan pages too.
+    from shared.storage.base import ArchiveRun
+
+    for u in users:
+        await store.record_archive_run(
+            ArchiveRun(f"bench{u}", now - timedelta(days=u % 30, minutes=u), u % 7, u % 2)
+        )
 
 
 async def _measure(store: Any, now: datetime) -> dict[str, Any]:
@@ -76,6 +87,8 @@ async def _measure(store: Any, now: datetime) -> dict[str, Any]:
         "peak_memory_mib": round(peak / 2**20, 2),
         "turns": data["totals"]["turns"],
         "answers": sum(m["answers"] for m in data["perModel"]),
+        "latency_answers": data["latency"]["answers"],
+        "archive_runs": data["archival"]["runs"],
     }
 
 

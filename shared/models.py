@@ -96,6 +96,10 @@ class ExportMessage(MessageOut):
     context_from: int | SkipJsonSchema[None] = Field(
         None, alias="contextFrom", exclude_if=_absent_if_none
     )
+    first_token_ms: int | SkipJsonSchema[None] = Field(
+        None, alias="firstTokenMs", exclude_if=_absent_if_none
+    )
+    total_ms: int | SkipJsonSchema[None] = Field(None, alias="totalMs", exclude_if=_absent_if_none)
 
 
 class SessionSummary(ApiModel):
@@ -200,6 +204,11 @@ class MessageRecord(BaseModel):
     # On an answer: the seq of the first message of the window it was written from, so that
     # the next call can keep the same beginning (shared/context.py).
     context_from: int | None = None
+    # On an answer: how long the model took (milliseconds to the first token and to the end of
+    # the answer), stored with it so that the operators' report (shared/report.py) can give
+    # latency from the store; never part of the API object.
+    first_token_ms: int | None = None
+    total_ms: int | None = None
     feedback: Feedback | None = None
 
     @property
@@ -227,6 +236,8 @@ class MessageRecord(BaseModel):
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             context_from=self.context_from,
+            first_token_ms=self.first_token_ms,
+            total_ms=self.total_ms,
         )
 
 

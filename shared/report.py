@@ -3,10 +3,11 @@
 
 The same figures as the Azure workbook (``infra/workbook/*.kql``), computed from what the store
 keeps: every user's daily usage totals (active users, turns, tokens, the cached share of prompt
-tokens, per UTC day) and the stored answers (tokens and ratings per model). Latency and
-archival passes live only in the events (``shared/events.py``), not in the store: the report
-says so rather than guess. The store is read in pages (``AnalyticsStore``); what is kept
-between pages is one row per day and one per model, so memory does not grow with the data.
+tokens, per UTC day) and the stored answers (tokens, ratings per model, and the latency each
+answer is stored with, as quantiles of a fixed histogram: ``shared/quantiles.py``) and the
+archival passes' records (``ArchiveRun``, one per pass). The store is read in pages
+(``AnalyticsStore``); what is kept between pages is one row per day and one per model and two
+fixed histograms, so memory does not grow with the data.
 
 An operator's command, run on a workstation: the HTML output draws its charts with matplotlib,
 a development requirement (``requirements-dev.txt``), never deployed with the app.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.quantiles import RELATIVE_ERROR, Histogram
 from shared.storage.base import WHERES, AnalyticsStore
 from shared.usage import period_key
 
@@ -47,6 +49,14 @@ class DayFigures:
 
 
 @dataclass
+class ArchivalDay:
+    date: str
+    runs: int = 0
+    moved: int = 0
+    failed: int = 0
+
+
+@dataclass
 class ModelFigures:
     model: str
     answers: int = 0
@@ -60,6 +70,11 @@ class ModelFigures:
 class Report:
     days: list[DayFigures]
     models: dict[str, ModelFigures] = field(default_factory=dict)
+    # Answer latency from the answers' stored timings (shared/quantiles.py: fixed memory).
+    first_token: Histogram = field(default_factory=Histogram)
+    total: Histogram = field(default_factory=Histogram)
+    # Archival passes per day, from the passes' stored records.
+    archival: list[ArchivalDay] = field(default_factory=list)
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
@@ -100,9 +115,24 @@ class Report:
                 }
                 for m in sorted(self.models.values(), key=lambda m: m.model)
             ],
-            # Kept only in the events (Application Insights), never in the store.
-            "latency": None,
-            "archival": None,
+            "latency": {
+                "answers": self.total.count,
+                "firstTokenMs": {
+                    "median": self.first_token.quantile(0.5),
+                    "p95": self.first_token.quantile(0.95),
+                },
+                "totalMs": {"median": self.total.quantile(0.5), "p95": self.total.quantile(0.95)},
+                "relativeError": round(RELATIVE_ERROR, 4),
+            },
+            "archival": {
+                "runs": sum(d.runs for d in self.archival),
+                "moved": sum(d.moved for d in self.archival),
+                "failed": sum(d.failed for d in self.archival),
+                "perDay": [
+                    {"date": d.date, "runs": d.runs, "moved": d.moved, "failed": d.failed}
+                    for d in self.archival
+                ],
+            },
         }
 
 
@@ -145,8 +175,27 @@ async def compute(store: AnalyticsStore, *, days: int, now: datetime) -> Report:
                 figures.completion_tokens += answer.completion_tokens
                 figures.up += answer.rating == "up"
                 figures.down += answer.rating == "down"
+                # Answers stored before their timings were kept have none: not counted.
+                if answer.total_ms is not None:
+                    report.total.add(answer.total_ms)
+                if answer.first_token_ms is not None:
+                    report.first_token.add(answer.first_token_ms)
             if after is None:
                 break
+    archival = {d.date: ArchivalDay(d.date) for d in report.days}
+    after = None
+    while True:
+        runs, after = await store.scan_archive_runs(since, limit=PAGE, after=after)
+        for run in runs:
+            passes = archival.get(run.at.astimezone(UTC).strftime("%Y-%m-%d"))
+            if passes is None:  # a clock ahead of ``now``: not in the window
+                continue
+            passes.runs += 1
+            passes.moved += run.moved
+            passes.failed += run.failed
+        if after is None:
+            break
+    report.archival = list(archival.values())
     return report
 
 
@@ -161,6 +210,23 @@ def to_html(report: Report) -> str:
         f"<td>{m['promptTokens'] + m['completionTokens']:,}</td>"
         f"<td>{m['ratedUp']:,}</td><td>{m['ratedDown']:,}</td></tr>"
         for m in data["perModel"]
+    )
+    latency = data["latency"]
+
+    def ms(value: int | None) -> str:
+        return "—" if value is None else f"{value:,} ms"
+
+    latency_rows = "".join(
+        f"<tr><th>{label}</th><td>{ms(latency[key]['median'])}</td>"
+        f"<td>{ms(latency[key]['p95'])}</td></tr>"
+        for label, key in (("First token", "firstTokenMs"), ("Whole answer", "totalMs"))
+    )
+    archival = data["archival"]
+    archival_rows = "".join(
+        f"<tr><td>{d['date']}</td><td>{d['runs']:,}</td><td>{d['moved']:,}</td>"
+        f"<td>{d['failed']:,}</td></tr>"
+        for d in archival["perDay"]
+        if d["runs"]
     )
     # Drawn by matplotlib, a development requirement: the chart code lives outside the
     # deployed package (tools/, which .funcignore leaves out).
@@ -183,7 +249,7 @@ figure {{ margin: 16px 0; }} figure svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>Parley report</h1>
 <p class="muted">The last {data["days"]} UTC days, generated {data["generatedAt"]} from the
-configured store. Latency and archival passes are kept only as events: see the Azure workbook.</p>
+configured store (the Azure workbook draws the same figures from the events).</p>
 <table id="totals"><tbody>
 <tr><th>Turns</th><td>{totals["turns"]:,}</td></tr>
 <tr><th>Tokens</th><td>{totals["tokens"]:,}</td></tr>
@@ -193,6 +259,16 @@ configured store. Latency and archival passes are kept only as events: see the A
 <h2>Per model</h2>
 <table id="models"><thead><tr><th>Model</th><th>Answers</th><th>Tokens</th><th>Rated up</th>
 <th>Rated down</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Answer latency</h2>
+<p class="muted">{latency["answers"]:,} answers, from the timings stored with each; within
+{100 * latency["relativeError"]:.1f}% (a fixed histogram, docs/operations.md).</p>
+<table id="latency"><thead><tr><th></th><th>Median</th><th>p95</th></tr></thead>
+<tbody>{latency_rows}</tbody></table>
+<h2>Archival</h2>
+<p class="muted">Passes: {archival["runs"]:,}; sessions moved: {archival["moved"]:,}, failed:
+{archival["failed"]:,} (from each pass's stored record; days without a pass are left out).</p>
+<table id="archival"><thead><tr><th>Day</th><th>Passes</th><th>Moved</th><th>Failed</th></tr>
+</thead><tbody>{archival_rows}</tbody></table>
 <h2>Charts</h2>
 {figures}
 <script type="application/json" id="report-data">{embedded}</script>

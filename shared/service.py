@@ -427,7 +427,14 @@ class ConversationService:
             if not content.strip():
                 raise ModelError("The model returned an empty answer.")
             stored = await self._store_answer(
-                email, session, user, content, usage, context_from=context.start_seq
+                email,
+                session,
+                user,
+                content,
+                usage,
+                context_from=context.start_seq,
+                # Stored with the answer, in the same write: the report's latency figures.
+                latency=(timer.first_token_ms, timer.total_ms()),
             )
             outcome = "complete"
             return stored
@@ -466,6 +473,7 @@ class ConversationService:
         usage: Usage | None,
         *,
         context_from: int | None = None,
+        latency: tuple[int | None, int] | None = None,
     ) -> MessageRecord:
         """Store the answer the model gave. It is not given up for contention while the session
         exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
@@ -482,6 +490,8 @@ class ConversationService:
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
                 context_from=context_from,
+                first_token_ms=latency[0] if latency else None,
+                total_ms=latency[1] if latency else None,
             )
             answered = (
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None

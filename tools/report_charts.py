@@ -48,6 +48,13 @@ def charts(report: Report) -> list[tuple[str, str]]:
             "completion": [d.completion_tokens for d in report.days],
         },
     )
+    daily(
+        "Archival: sessions moved and failed per day",
+        {
+            "moved": [d.moved for d in report.archival],
+            "failed": [d.failed for d in report.archival],
+        },
+    )
     models = sorted(report.models.values(), key=lambda m: m.model)
     names = [m.model for m in models] or ["(none)"]
     for title, series in (

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +38,14 @@ from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import StorageUnavailable
 from shared.events import emit
-from shared.storage.base import ArchiveStore, MoveOutcome, SessionRef, Unfinished, Where
+from shared.storage.base import (
+    ArchiveRun,
+    ArchiveStore,
+    MoveOutcome,
+    SessionRef,
+    Unfinished,
+    Where,
+)
 
 log = logging.getLogger("parley.archive")
 
@@ -399,6 +407,18 @@ class _Pass:
         return not (scan_failed or self.store_looks_down())
 
 
+async def _record(store: ArchiveStore, summary: ArchiveSummary, started: datetime) -> None:
+    """Keep the pass's counts where ``python -m shared.report`` reads them. A dry run changed
+    nothing and is not kept. Never fails the pass: its work is done and its line logged."""
+    if summary.dry_run:
+        return
+    run = ArchiveRun(uuid.uuid4().hex, started, summary.archived, summary.failed)
+    try:
+        await store.record_archive_run(run)
+    except Exception as exc:  # the store is down or refused: the log line still has it all
+        log.warning("archive_run_not_recorded %s", type(exc).__name__)
+
+
 async def run_archive(
     store: ArchiveStore,
     policy: ArchivePolicy,
@@ -406,9 +426,13 @@ async def run_archive(
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> ArchiveSummary:
-    """One archival pass within the time budget; logs its summary as one line."""
-    summary = await _Pass(store, policy, clock or SystemClock(), sleep).run()
+    """One archival pass within the time budget; logs its summary as one line, and keeps its
+    counts in the store for the operators' report."""
+    clock = clock or SystemClock()
+    started = clock.now()
+    summary = await _Pass(store, policy, clock, sleep).run()
     log.info("%s%s", RUN_LOG_PREFIX, summary.to_json())
+    await _record(store, summary, started)
     emit(
         "archive_run",
         moved=summary.archived,

@@ -298,6 +298,17 @@ class ConversationStore(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ArchiveRun:
+    """What the store keeps of one archival pass, for the operators' report: counts and a
+    time, never a user (shared/archive/sweep.py records it; shared/report.py reads it)."""
+
+    run_id: str
+    at: datetime
+    moved: int
+    failed: int
+
+
 class ArchiveStore(Protocol):
     async def scan_stale(
         self, *, where: Where, updated_before: datetime, limit: int, after: str | None
@@ -322,6 +333,10 @@ class ArchiveStore(Protocol):
 
     async def finish(self, item: Unfinished) -> bool:
         """Finish (or safely undo) one interrupted move or delete; True if it did anything."""
+        ...
+
+    async def record_archive_run(self, run: ArchiveRun) -> None:
+        """Keep one pass's counts where no user's data is (the report reads them in pages)."""
         ...
 
     async def close(self) -> None: ...
@@ -442,6 +457,9 @@ class AnswerFacts:
     prompt_tokens: int
     completion_tokens: int
     rating: str | None  # "up", "down", or None (not rated)
+    # Milliseconds the model took (stored with the answer; None on answers stored before).
+    first_token_ms: int | None = None
+    total_ms: int | None = None
 
 
 class AnalyticsStore(Protocol):
@@ -459,6 +477,12 @@ class AnalyticsStore(Protocol):
         self, since: datetime, *, where: Where, limit: int, after: str | None
     ) -> tuple[list[AnswerFacts], str | None]:
         """Every assistant message stored at or after ``since`` in ``where``."""
+        ...
+
+    async def scan_archive_runs(
+        self, since: datetime, *, limit: int, after: str | None
+    ) -> tuple[list[ArchiveRun], str | None]:
+        """Every archival pass recorded at or after ``since``."""
         ...
 
 

@@ -49,6 +49,7 @@ from shared.storage.base import (
     MAX_SHARE_VIEWS,
     WHERES,
     AnswerFacts,
+    ArchiveRun,
     Binding,
     MoveOutcome,
     Presence,
@@ -255,6 +256,17 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE message_search SET container = new.container
         WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
     END;
+    """,
+    # 9: one row per archival pass, for the operators' report (shared/report.py): counts and a
+    # time, no user, so no user's list, export or erasure ever reads this table.
+    """
+    CREATE TABLE archive_runs (
+        run_id TEXT PRIMARY KEY,
+        at     TEXT NOT NULL,
+        moved  INTEGER NOT NULL,
+        failed INTEGER NOT NULL
+    );
+    CREATE INDEX archive_runs_by_time ON archive_runs (at, run_id);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1234,7 +1246,8 @@ class SqliteStore:
             return conn.execute(
                 "SELECT email, session_id, seq, json_extract(body, '$.model'),"
                 " json_extract(body, '$.prompt_tokens'), json_extract(body, '$.completion_tokens'),"
-                " json_extract(body, '$.feedback.rating')"
+                " json_extract(body, '$.feedback.rating'), json_extract(body, '$.first_token_ms'),"
+                " json_extract(body, '$.total_ms')"
                 " FROM messages WHERE container = ? AND (email, session_id, seq) > (?, ?, ?)"
                 " AND timestamp >= ? AND json_extract(body, '$.role') = 'assistant'"
                 " ORDER BY email, session_id, seq LIMIT ?",
@@ -1242,11 +1255,40 @@ class SqliteStore:
             ).fetchall()
 
         rows = await self._read(read)
-        facts = [AnswerFacts(row[3], row[4] or 0, row[5] or 0, row[6]) for row in rows]
+        facts = [
+            AnswerFacts(row[3], row[4] or 0, row[5] or 0, row[6], row[7], row[8]) for row in rows
+        ]
         token = json.dumps(list(rows[-1][:3])) if len(rows) == limit else None
         return facts, token
 
+    async def scan_archive_runs(
+        self, since: datetime, *, limit: int, after: str | None
+    ) -> tuple[list[ArchiveRun], str | None]:
+        key = json.loads(after) if after else [stored_time(since), ""]
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT at, run_id, moved, failed FROM archive_runs"
+                " WHERE at >= ? AND (at, run_id) > (?, ?) ORDER BY at, run_id LIMIT ?",
+                (stored_time(since), key[0], key[1], limit),
+            ).fetchall()
+
+        rows = await self._read(read)
+        runs = [ArchiveRun(row[1], parse_iso(row[0]), row[2], row[3]) for row in rows]
+        token = json.dumps(list(rows[-1][:2])) if len(rows) == limit else None
+        return runs, token
+
     # ---- archival ------------------------------------------------------------------------------
+
+    async def record_archive_run(self, run: ArchiveRun) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO archive_runs (run_id, at, moved, failed)"
+                " VALUES (?, ?, ?, ?)",
+                (run.run_id, stored_time(run.at), run.moved, run.failed),
+            )
+
+        await self._write(write)
 
     async def scan_stale(
         self, *, where: Where, updated_before: datetime, limit: int, after: str | None

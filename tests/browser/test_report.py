@@ -18,6 +18,7 @@ from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.models import ChatRequest, FeedbackRequest
 from shared.service import ConversationService
+from shared.storage.base import ArchiveRun
 from shared.storage.sqlite import SqliteStore
 from tests.browser.support import run_async, screenshot
 from tests.contract.test_usage import MeteredModel
@@ -39,6 +40,8 @@ def seed(path: Path) -> None:
                 await service.set_feedback(
                     user, turn.session_id, turn.assistant.id, FeedbackRequest(rating="up")
                 )
+            # One archival pass's record, as a pass keeps it (shared/archive/sweep.py).
+            await store.record_archive_run(ArchiveRun("pass", datetime.now(UTC), 12, 3))
         finally:
             await store.close()
 
@@ -61,9 +64,11 @@ def test_the_html_report_opens_offline_with_its_charts(page: Page, tmp_path: Pat
     page.goto(out.as_uri())
     expect(page.get_by_role("heading", name="Parley report")).to_be_visible()
     figures = page.locator("figure svg")
-    expect(figures).to_have_count(5)
+    expect(figures).to_have_count(6)
     expect(page.locator("#totals")).to_contain_text("3")
     expect(page.locator("#models")).to_contain_text("metered")
+    expect(page.locator("#latency")).to_contain_text("ms")  # three answers, their timings
+    expect(page.locator("#archival")).to_contain_text("12")  # the pass's moved sessions
     assert all(url.startswith("file:") for url in requests)  # nothing fetched from anywhere
     page.set_viewport_size({"width": 1000, "height": 1400})
     screenshot(page, "report.png")

@@ -18,6 +18,7 @@ from shared.auth.claims import (
     normalise_email,
     parse_email,
 )
+from shared.storage.cosmos.items import OPS_PARTITION
 
 # A 64-character local part and 63-character labels: the longest each may be.
 LONGEST_PARTS = "X" * 64 + "@" + "D" * 63 + "." + "d" * 63 + ".com"
@@ -144,3 +145,11 @@ def test_a_refused_claim_is_named_in_the_reason() -> None:
         identity_from_claims(claims)
     with pytest.raises(InvalidEmail, match="none of preferred_username, email, upn is present"):
         identity_from_claims({"name": "Kate"})
+
+
+def test_the_operators_partition_is_never_an_identity() -> None:
+    """The archival passes' records live under ``OPS_PARTITION`` (shared/storage/cosmos/items.py)
+    because no address can be it: no user's list, export or erasure reads that partition."""
+    with pytest.raises(InvalidEmail):
+        parse_email(OPS_PARTITION)
+    assert normalise_email(OPS_PARTITION) is None

@@ -29,9 +29,15 @@ from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.ids import message_item_id
 from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
-from shared.storage.base import Binding, Where
+from shared.storage.base import ArchiveRun, Binding, Where
 
 SESSION, MESSAGE, REQUEST, IDENTITY = "session", "message", "request", "identity"
+ARCHIVE_RUN = "archiveRun"
+# The partition of the operators' own items (one per archival pass, in the active container).
+# Every identity holds exactly one '@' (``parse_email`` in shared/auth/claims.py refuses any
+# other), and this holds none: it can never be a user's partition, so no user's list, export
+# or erasure (each reads or deletes its own partition) ever meets these items.
+OPS_PARTITION = "#ops"
 # The identity item's id: one per partition, and never a session id (those start with "s_").
 IDENTITY_ITEM_ID = "identity"
 # Above any message's seq: ORDER BY seq DESC puts the session item first. Safe in JSON doubles.
@@ -188,10 +194,32 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "promptTokens": message.prompt_tokens,
         "completionTokens": message.completion_tokens,
         "contextFrom": message.context_from,
+        "firstTokenMs": message.first_token_ms,
+        "totalMs": message.total_ms,
         "feedback": feedback_body(message.feedback),
     }
     item.update({key: value for key, value in optional.items() if value is not None})
     return item
+
+
+def archive_run_body(run: ArchiveRun) -> dict[str, Any]:
+    return {
+        "id": f"archiveRun:{run.run_id}",
+        "type": ARCHIVE_RUN,
+        "EmailID": OPS_PARTITION,
+        "timestamp": stored_time(run.at),
+        "moved": run.moved,
+        "failed": run.failed,
+    }
+
+
+def archive_run_from_item(item: dict[str, Any]) -> ArchiveRun:
+    return ArchiveRun(
+        str(item["id"]).removeprefix("archiveRun:"),
+        parse_iso(item["timestamp"]),
+        int(item.get("moved") or 0),
+        int(item.get("failed") or 0),
+    )
 
 
 def feedback_body(feedback: Feedback | None) -> dict[str, Any] | None:
@@ -224,6 +252,8 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
         prompt_tokens=item.get("promptTokens"),
         completion_tokens=item.get("completionTokens"),
         context_from=item.get("contextFrom"),
+        first_token_ms=item.get("firstTokenMs"),
+        total_ms=item.get("totalMs"),
         feedback=feedback,
     )
 

@@ -37,6 +37,7 @@ from shared.models import (
 from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     AnswerFacts,
+    ArchiveRun,
     Binding,
     MoveOutcome,
     Presence,
@@ -58,10 +59,13 @@ from shared.storage.cosmos.items import (
     IDENTITY_ITEM_ID,
     IMPORTING,
     LIVE_MARKER,
+    OPS_PARTITION,
     RESTORING,
     SESSION_ITEM_SEQ,
     UNFINISHED_STATES,
     State,
+    archive_run_body,
+    archive_run_from_item,
     binding_from_item,
     feedback_body,
     identity_body,
@@ -137,8 +141,14 @@ USAGE_DAYS_QUERY = (
 # Messages since a time (the indexed ``timestamp``); the role is read, not filtered on, so the
 # filter stays on indexed paths, and only answers are kept (``scan_answers``).
 ANSWERS_QUERY = (
-    "SELECT c.role, c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating"
-    " FROM c WHERE c.type = 'message' AND c.timestamp >= @since"
+    "SELECT c.role, c.model, c.promptTokens, c.completionTokens, c.feedback.rating AS rating,"
+    " c.firstTokenMs, c.totalMs FROM c WHERE c.type = 'message' AND c.timestamp >= @since"
+)
+# The archival passes since a time: one partition (the operators', ``OPS_PARTITION``), and the
+# filter on indexed paths only (``type``, ``timestamp``).
+ARCHIVE_RUNS_QUERY = (
+    "SELECT c.id, c.timestamp, c.moved, c.failed FROM c"
+    " WHERE c.type = 'archiveRun' AND c.timestamp >= @since"
 )
 UNFINISHED_QUERY = (
     "SELECT c.EmailID, c.id, c.state FROM c WHERE c.state = @state AND c.since < @cutoff"
@@ -727,11 +737,33 @@ class CosmosStore:
                 int(item.get("promptTokens") or 0),
                 int(item.get("completionTokens") or 0),
                 item.get("rating"),
+                item.get("firstTokenMs"),
+                item.get("totalMs"),
             )
             for item in items
             if item.get("role") == "assistant"
         ]
         return facts, encode_position(str(token)) if token else None
+
+    async def scan_archive_runs(
+        self, since: datetime, *, limit: int, after: str | None
+    ) -> tuple[list[ArchiveRun], str | None]:
+        params: list[dict[str, object]] = [{"name": "@since", "value": stored_time(since)}]
+        continuation = decode_position(after, 1)[0] if after else None
+        items, token = await self.conn.page(
+            "active",
+            ARCHIVE_RUNS_QUERY,
+            params,
+            limit=limit,
+            continuation=continuation,
+            partition_key=OPS_PARTITION,
+        )
+        runs = [archive_run_from_item(item) for item in items]
+        return runs, encode_position(str(token)) if token else None
+
+    async def record_archive_run(self, run: ArchiveRun) -> None:
+        # A create: a retried write of the same pass (same id) is not counted twice.
+        await self.conn.create("active", archive_run_body(run))
 
     async def scan_stale(
         self, *, where: Where, updated_before: datetime, limit: int, after: str | None
