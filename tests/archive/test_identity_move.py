@@ -96,7 +96,7 @@ def test_a_move_takes_every_session_and_the_binding(
             found, _ = await store.search(
                 NEW, "the plan", where="active", limit=10, after=None, hits_per_session=3
             )
-            assert [s.id for s, _ in found] == [live]
+            assert [s.id for s, _, _ in found] == [live]
             held = await store.read_binding(NEW)
             assert held is not None and held.account == KATE
             assert await store.read_binding(OLD) is None
