@@ -5,7 +5,7 @@ nothing outside the window counts."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,10 +24,25 @@ from shared.quantiles import RELATIVE_ERROR
 from shared.report import compute, to_html
 from shared.service import ConversationService
 from shared.storage.base import ArchiveRun, Store
-from tests.contract.conftest import Runner
+from shared.storage.sqlite import SqliteStore
+from tests.contract.conftest import DATABASE_FIXTURES, CosmosDatabase, Runner, cosmos_database
 from tests.contract.test_usage import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+
+@pytest.fixture(params=["sqlite", *DATABASE_FIXTURES])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[[], Any]]:
+    """The report reads every user's data (an operator's scan across partitions), so each test
+    gets a database of its own: on the session's shared one it would count other tests' users."""
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+        yield lambda: SqliteStore(path)
+        return
+    shared: CosmosDatabase = request.getfixturevalue(DATABASE_FIXTURES[request.param])
+    with cosmos_database(shared.account) as database:
+        yield database.store
+
 
 TODAY = datetime(2031, 8, 30, 15, 0, tzinfo=UTC)
 # Each test's window of its own: a store may be shared by this module's tests.
