@@ -20,6 +20,8 @@
 
 import { createRequire } from "node:module";
 
+import { splitTopLevel } from "./query-language.mjs";
+
 const require = createRequire(import.meta.url);
 
 /** The languages Azure's full-text policy accepts (the SDK's test_full_text_policy.py). */
@@ -140,31 +142,9 @@ function valueAt(item, keys) {
 }
 
 /** Splits a call's arguments at top-level commas. */
-function splitArgs(text) {
-  const out = [];
-  let depth = 0;
-  let quote = null;
-  let start = 0;
-  for (let i = 0; i < text.length; i += 1) {
-    const ch = text[i];
-    if (quote) {
-      if (ch === "\\") i += 1;
-      else if (ch === quote) quote = null;
-    } else if (ch === "'" || ch === '"') quote = ch;
-    else if (ch === "(" || ch === "[") depth += 1;
-    else if (ch === ")" || ch === "]") depth -= 1;
-    else if (ch === "," && depth === 0) {
-      out.push(text.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  out.push(text.slice(start).trim());
-  return out;
-}
-
 function call(expr) {
   const m = /^\s*(\w+)\s*\(([\s\S]*)\)\s*$/.exec(expr);
-  return m ? { name: m[1].toUpperCase(), args: splitArgs(m[2]) } : null;
+  return m ? { name: m[1].toUpperCase(), args: splitTopLevel(m[2]) } : null;
 }
 
 function literal(arg, parameters) {

@@ -128,7 +128,8 @@ export function needsWholeResult(plan) {
   return plan.distinct || plan.offset !== null || Boolean(plan.groupBy);
 }
 
-function splitTopLevel(text) {
+/** `text` split at its top-level commas (not inside quotes or brackets): a list of arguments. */
+export function splitTopLevel(text) {
   const out = [];
   let depth = 0;
   let quote = null;
