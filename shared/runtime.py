@@ -13,6 +13,7 @@ from shared.config import Settings, get_settings, reset_settings
 from shared.identity import IdentityGuard
 from shared.llm import make_model
 from shared.llm.base import ChatModel
+from shared.realtime import Realtime, make_realtime
 from shared.service import ConversationService
 from shared.sharing import ShareService
 from shared.storage import make_store
@@ -29,6 +30,7 @@ class Runtime:
     authenticator: Authenticator
     identities: IdentityGuard
     shares: ShareService
+    realtime: Realtime
 
 
 _runtime: Runtime | None = None
@@ -54,7 +56,15 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         hash_salt=settings.log_hash_salt,
     )
     return Runtime(
-        settings, store, model, clock, service, Authenticator(settings), identities, shares
+        settings,
+        store,
+        model,
+        clock,
+        service,
+        Authenticator(settings),
+        identities,
+        shares,
+        make_realtime(settings),
     )
 
 
@@ -71,5 +81,6 @@ async def reset_runtime() -> None:
     if _runtime is not None:
         await _runtime.store.close()
         await _runtime.model.close()
+        await _runtime.realtime.close()
     _runtime = None
     reset_settings()

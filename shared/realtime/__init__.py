@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 # A Web PubSub group name per Parley group: the service decides membership, never the client.
 GROUP_PREFIX = "g."
@@ -58,3 +61,32 @@ class Realtime(Protocol):
 
 class RealtimeUnavailable(Exception):
     """The publish/subscribe service could not be reached or refused the call."""
+
+
+class NoRealtime:
+    """Real-time delivery switched off (no Web PubSub configured): publishing does nothing, so
+    clients learn of new messages by polling ``?after=<seq>``, and negotiating is refused."""
+
+    async def publish(self, group_id: str, event: dict[str, Any]) -> None:
+        return None
+
+    async def send_to_user(self, user_id: str, event: dict[str, Any]) -> None:
+        return None
+
+    async def add_user_to_group(self, user_id: str, group_id: str) -> None:
+        return None
+
+    async def remove_user_from_group(self, user_id: str, group_id: str) -> None:
+        return None
+
+    async def client_url(self, user_id: str, *, expires_in_s: int) -> tuple[str, datetime]:
+        raise RealtimeUnavailable("real-time delivery is not configured")
+
+    async def close(self) -> None:
+        return None
+
+
+def make_realtime(settings: Settings) -> Realtime:
+    """The process's real-time adapter, chosen from the settings."""
+    del settings
+    return NoRealtime()
