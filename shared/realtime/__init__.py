@@ -1,4 +1,4 @@
-"""Real-time delivery of group events (``docs/http.md``, "Groups and real-time").
+"""Real-time delivery of group events (``docs/http.md`` describes the events).
 
 The rule every caller keeps: an event is published only after what it announces is stored, and
 a publish that fails never fails or undoes the write (clients catch up with
