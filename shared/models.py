@@ -97,9 +97,9 @@ def _absent_if_none(value: object) -> bool:
     return value is None
 
 
-class ExportMessage(MessageOut):
+class ExportVersion(MessageOut):
     """A message as an export holds it: the API's message and everything else stored with it
-    (a right-of-access request gets all of it)."""
+    (a right-of-access request gets all of it). An earlier version of an answer is one too."""
 
     client_message_id: str | SkipJsonSchema[None] = Field(
         None, alias="clientMessageId", exclude_if=_absent_if_none
@@ -118,8 +118,13 @@ class ExportMessage(MessageOut):
         None, alias="firstTokenMs", exclude_if=_absent_if_none
     )
     total_ms: int | SkipJsonSchema[None] = Field(None, alias="totalMs", exclude_if=_absent_if_none)
-    # A regenerated answer's earlier versions, oldest first (the current one is this message).
-    earlier_versions: list[ExportMessage] | SkipJsonSchema[None] = Field(
+
+
+class ExportMessage(ExportVersion):
+    """A message of an export, with a regenerated answer's earlier versions (oldest first;
+    the current one is the message itself)."""
+
+    earlier_versions: list[ExportVersion] | SkipJsonSchema[None] = Field(
         None, alias="earlierVersions", exclude_if=_absent_if_none
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import Conflict, NotFound, StorageUnavailable
+from shared.errors import Conflict, NotFound, QuotaExceeded, StorageUnavailable
 from shared.export import export_document
 from shared.export_formats import csv_rows
 from shared.ids import message_item_id
@@ -490,5 +490,26 @@ def test_fork_and_versions_refuse_ids_of_other_sessions(
                 await service.fork(alice, sid, bad)
         with pytest.raises(NotFound):
             await service.message_versions(alice, sid, message_item_id(sid, 7))
+
+    run(scenario)
+
+
+def test_a_regenerate_with_the_budget_spent_is_refused_before_anything(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        model = CountingModel()
+        open_service = svc(store, model)
+        sid = await two_turns(open_service, alice)
+        # The two turns spent more than this budget: the next model call is refused.
+        capped = make_service(
+            store, model=model, MAX_HISTORY_MESSAGES="6", USER_DAILY_TOKEN_LIMIT="1"
+        )
+        with pytest.raises(QuotaExceeded):
+            await capped.regenerate(alice, sid, again())
+        assert model.calls == 2
+        assert await version_texts(open_service, alice, sid) == ["answer 2 to two"]
 
     run(scenario)
