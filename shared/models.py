@@ -244,7 +244,7 @@ class MessageRecord(BaseModel):
     total_ms: int | None = None
     feedback: Feedback | None = None
     # On an answer that was regenerated: how many versions it has, this one the newest (the
-    # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers").
+    # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers and branches").
     versions: int | None = None
 
     @property
