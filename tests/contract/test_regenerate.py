@@ -513,3 +513,19 @@ def test_a_regenerate_with_the_budget_spent_is_refused_before_anything(
         assert await version_texts(open_service, alice, sid) == ["answer 2 to two"]
 
     run(scenario)
+
+
+def test_versions_follow_their_session_to_a_new_address(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        service = svc(store)
+        sid = await two_turns(service, alice)
+        await service.regenerate(alice, sid, again())
+        assert (await store.rehome_session(alice, bob, sid)).value == "moved"
+        assert await version_texts(service, bob, sid) == ["answer 2 to two", "answer 3 to two"]
+        assert await nothing_of_session(store, alice, sid)
+
+    run(scenario)
