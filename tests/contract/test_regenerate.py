@@ -10,7 +10,9 @@ then lets the regenerate go on: nothing acknowledged is lost or doubled.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 
 from shared.errors import Conflict, NotFound, QuotaExceeded, StorageUnavailable
 from shared.export import export_document
-from shared.export_formats import csv_rows
+from shared.export_formats import csv_rows, markdown_zip
 from shared.ids import message_item_id
 from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
 from shared.service import ConversationService
@@ -337,7 +339,18 @@ def test_versions_are_exported_and_erased(run: Runner[None], emails: tuple[str, 
         assert [v["content"] for v in answer["earlierVersions"]] == ["answer 2 to two"]
         assert "earlierVersions" not in session["messages"][1]
         csv = b"".join([piece async for piece in csv_rows(store, alice, count=_count())])
-        assert "answer 2 to two" in csv.decode()
+        rows = csv.decode().splitlines()
+        assert rows[0].endswith(",rating,version")
+        assert [r.rsplit(",", 1)[1] for r in rows if "to two" in r] == ["1", "2"]
+        assert "answer 2 to two" in rows[-2] and "answer 3 to two" in rows[-1]
+        zipped = b"".join(
+            [piece async for piece in markdown_zip(store, alice, now=_now(), count=_count())]
+        )
+        with zipfile.ZipFile(io.BytesIO(zipped)) as archive_file:
+            (name,) = archive_file.namelist()
+            text = archive_file.read(name).decode()
+        assert "answer 3 to two" in text
+        assert "> *Earlier version 1 · " in text and "> answer 2 to two" in text
         # Erasing the session, then everything of the user: no version is left anywhere.
         other = await two_turns(service, alice)
         await service.regenerate(alice, other, again())
