@@ -735,16 +735,18 @@ class ConversationService:
                         )
                     return answer
                 except DuplicateRequest:
-                    # A concurrent attempt of the same request stored its answer first.
+                    # A concurrent attempt of the same request stored its answer first (a
+                    # read that does not see it yet waits and tries again, like a conflict).
                     assert cmid is not None
                     existing = await self.store.get_request(email, session.id, cmid, where="active")
                     if existing is not None:
                         return await self._answer_of(email, session.id, existing, cmid)
                 except ConcurrencyConflict:
-                    waited = (self.clock.now() - started).total_seconds()
-                    if waited > ANSWER_COMMIT_PATIENCE_S:
-                        raise _too_contended(session.id) from None
-                    await self._sleep(backoff_delay(attempt))
+                    pass
+                waited = (self.clock.now() - started).total_seconds()
+                if waited > ANSWER_COMMIT_PATIENCE_S:
+                    raise _too_contended(session.id) from None
+                await self._sleep(backoff_delay(attempt))
                 with storage_budget(self.settings.store_timeout_s):
                     session = await self._live_session(email, session.id, attempt)
                     now = await self.store.get_message(
