@@ -41,6 +41,7 @@ from shared.errors import (
 from shared.events import LatencyTimer, Outcome, TurnKind, emit
 from shared.export import ExportCount
 from shared.export_formats import ExportFormat, export_stream
+from shared.groups.service import erase_groups
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
 from shared.importer import ImportReport, import_file
 from shared.llm.base import ChatModel, Usage
@@ -811,6 +812,7 @@ class ConversationService:
             done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
             if done:
                 await erase_shares(self.store, email)
+                await erase_groups(self.store, email, settings=self.settings, clock=self.clock)
         finally:
             audit("erase", user=self._user(email), by="api", complete=done)
         return done

@@ -72,7 +72,7 @@ from shared.groups.models import (
 from shared.llm.base import ChatModel, Usage
 from shared.models import Role
 from shared.paging import decode_page_token, encode_page_token, listing_scope
-from shared.realtime import Realtime, RealtimeUnavailable, realtime_user_id
+from shared.realtime import NoRealtime, Realtime, RealtimeUnavailable, realtime_user_id
 from shared.storage.base import MAX_BATCH_OPERATIONS, ConversationStore, GroupStore
 from shared.storage.keyset import decode_position, encode_position
 from shared.time_limits import model_budget_s
@@ -102,6 +102,73 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class GroupRulesStore(GroupStore, ConversationStore, Protocol):
     """What the group rules need of a store: groups, and the caller's usage records."""
+
+
+async def member_groups(store: GroupStore, email: str) -> list[GroupRecord]:
+    """Every group ``email`` belongs to, by their index checked against each group item: an
+    entry whose group is gone or does not list them (confirmed by a read that sees every
+    acknowledged write) is removed, never shown."""
+    ids = await store.group_ref_ids(email, limit=MAX_GROUPS_PER_USER)
+    gate = asyncio.Semaphore(LIST_READ_CONCURRENCY)
+
+    async def verified(group_id: str) -> GroupRecord | None:
+        async with gate:
+            group = await store.read_group(group_id)
+            if group is None or group.member(email) is None:
+                group = await store.read_group(group_id, latest=True)
+            if group is None or group.member(email) is None:
+                await store.drop_group_ref(email, group_id)
+                return None
+            return group
+
+    found = await asyncio.gather(*(verified(group_id) for group_id in dict.fromkeys(ids)))
+    return sorted((g for g in found if g is not None), key=lambda g: (g.created_at, g.id))
+
+
+async def group_pages(store: GroupStore, group_id: str) -> AsyncIterator[list[GroupMessageRecord]]:
+    """Every message of the group, oldest first, a page at a time (exports)."""
+    after = 0
+    while True:
+        page, more = await store.group_messages(group_id, limit=EXPORT_PAGE, after_seq=after)
+        if page:
+            yield page
+        if not more or not page:
+            return
+        after = page[-1].seq
+
+
+async def export_groups(store: GroupStore, email: str) -> AsyncIterator[str]:
+    """The export's ``"groups"`` member (JSON text with a leading comma): every group the
+    caller belongs to, with its members and every message, a page at a time."""
+    yield ',"groups":['
+    first = True
+    for group in await member_groups(store, email):
+        head = GroupService.detail(group, email, [], False).model_dump(
+            by_alias=True, exclude={"messages", "has_more_messages"}
+        )
+        text = json.dumps(head, separators=(",", ":"))
+        yield ("" if first else ",") + text[:-1] + ',"messages":['
+        first = False
+        sent = False
+        async for page in group_pages(store, group.id):
+            for message in page:
+                yield ("," if sent else "") + message.to_api().model_dump_json(by_alias=True)
+                sent = True
+        yield "]}"
+    yield "]"
+
+
+async def erase_groups(
+    store: GroupRulesStore,
+    email: str,
+    *,
+    settings: Settings,
+    clock: Clock,
+    realtime: Realtime | None = None,
+) -> int:
+    """A user's erasure, for groups (``GroupService.erase``); how many groups they left."""
+    rules = GroupService(store, None, settings, realtime or NoRealtime(), clock=clock)
+    return await rules.erase(email)
 
 
 def backoff_delay(attempt: int) -> float:
@@ -174,7 +241,7 @@ class GroupService:
     def __init__(
         self,
         store: GroupRulesStore,
-        model: ChatModel,
+        model: ChatModel | None,
         settings: Settings,
         realtime: Realtime,
         *,
@@ -279,7 +346,7 @@ class GroupService:
                 "join", self.realtime.add_user_to_group(self._uid(member.email), stored.id)
             )
         await self._publish_updated(stored, email)
-        return self._detail(stored, email, [], False)
+        return self.detail(stored, email, [], False)
 
     async def list_groups(self, email: str, *, limit: int, continuation: str | None) -> GroupList:
         scope = listing_scope("groups")
@@ -301,31 +368,14 @@ class GroupService:
         return GroupList(groups=[summary_of(g, email) for g in page], continuation_token=token)
 
     async def my_groups(self, email: str) -> list[GroupRecord]:
-        """Every group ``email`` belongs to, by their index checked against each group item:
-        an entry whose group is gone or does not list them (confirmed by a read that sees
-        every acknowledged write) is removed, never shown."""
-        ids = await self.store.group_ref_ids(email, limit=MAX_GROUPS_PER_USER)
-        gate = asyncio.Semaphore(LIST_READ_CONCURRENCY)
-
-        async def verified(group_id: str) -> GroupRecord | None:
-            async with gate:
-                group = await self.store.read_group(group_id)
-                if group is None or group.member(email) is None:
-                    group = await self.store.read_group(group_id, latest=True)
-                if group is None or group.member(email) is None:
-                    await self.store.drop_group_ref(email, group_id)
-                    return None
-                return group
-
-        found = await asyncio.gather(*(verified(group_id) for group_id in dict.fromkeys(ids)))
-        return [group for group in found if group is not None]
+        return await member_groups(self.store, email)
 
     async def get(self, email: str, group_id: str) -> GroupOut:
         group = await self._group_of(group_id, email)
         messages, more = await self.store.group_messages(
             group.id, limit=self.settings.max_session_messages
         )
-        return self._detail(group, email, messages, more)
+        return self.detail(group, email, messages, more)
 
     async def rename(self, email: str, group_id: str, raw_name: str) -> GroupSummary:
         name = group_name_of(raw_name)
@@ -403,7 +453,7 @@ class GroupService:
         messages, more = await self.store.group_messages(
             stored.id, limit=self.settings.max_session_messages
         )
-        return self._detail(stored, email, messages, more)
+        return self.detail(stored, email, messages, more)
 
     async def remove_member(self, email: str, group_id: str, raw_member: str) -> None:
         """The owner removes anyone; a member removes only themself (leaves)."""
@@ -567,10 +617,12 @@ class GroupService:
         )
         pieces: list[str] = []
         usage: Usage | None = None
+        assert self.model is not None  # only erasure runs without a model, and never asks
+        model = self.model
         deadline_s = model_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
         try:
             async with asyncio.timeout(deadline_s):
-                async for piece in self.model.stream(window.messages, cache_key=None):
+                async for piece in model.stream(window.messages, cache_key=None):
                     if isinstance(piece, Usage):
                         usage = piece
                     else:
@@ -625,7 +677,7 @@ class GroupService:
                     role="assistant",
                     content=content,
                     timestamp=now,
-                    model=usage.model if usage else self.model.name,
+                    model=usage.model if usage else (self.model.name if self.model else None),
                     prompt_tokens=usage.prompt_tokens if usage else None,
                     completion_tokens=usage.completion_tokens if usage else None,
                 )
@@ -717,7 +769,7 @@ class GroupService:
     # ---- shapes -------------------------------------------------------------------------------
 
     @staticmethod
-    def _detail(
+    def detail(
         group: GroupRecord, email: str, messages: Sequence[GroupMessageRecord], more: bool
     ) -> GroupOut:
         summary = summary_of(group, email)
@@ -729,33 +781,6 @@ class GroupService:
         )
 
     # ---- data rights --------------------------------------------------------------------------
-
-    async def export(self, email: str) -> AsyncIterator[str]:
-        """The export's ``"groups"`` member (JSON text with a leading comma): every group the
-        caller belongs to, with its members and every message, a page at a time."""
-        yield ',"groups":['
-        first = True
-        for group in sorted(await self.my_groups(email), key=lambda g: (g.created_at, g.id)):
-            head = self._detail(group, email, [], False).model_dump(
-                by_alias=True, exclude={"messages", "has_more_messages"}
-            )
-            text = json.dumps(head, separators=(",", ":"))
-            yield ("" if first else ",") + text[:-1] + ',"messages":['
-            first = False
-            after, sent = 0, False
-            while True:
-                page, more = await self.store.group_messages(
-                    group.id, limit=EXPORT_PAGE, after_seq=after
-                )
-                for message in page:
-                    body = message.to_api().model_dump_json(by_alias=True)
-                    yield ("," if sent else "") + body
-                    sent = True
-                if not more or not page:
-                    break
-                after = page[-1].seq
-            yield "]}"
-        yield "]"
 
     async def erase(self, email: str) -> int:
         """A user's erasure, for groups: they leave every group they belong to (ownership

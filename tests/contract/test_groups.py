@@ -9,14 +9,19 @@ A FixedClock gives the time; nothing waits for time."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
+import zipfile
 from typing import Any
 
 import pytest
 
-from shared.clock import FixedClock
+from shared.clock import FixedClock, iso
 from shared.config import load_settings
 from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+from shared.export import ExportCount, export_document
+from shared.export_formats import export_stream
 from shared.groups.models import (
     GroupCreateRequest,
     GroupSendRequest,
@@ -26,6 +31,7 @@ from shared.groups.models import (
 from shared.groups.service import GroupService
 from shared.llm.echo import EchoModel
 from shared.realtime import Realtime, realtime_user_id
+from shared.service import ConversationService
 from shared.storage.base import Store
 from tests.contract.conftest import Runner
 from tests.support.realtime import FailingRealtime, RecordingRealtime
@@ -529,8 +535,9 @@ def test_export_holds_every_group_and_message(run: Runner[Any], people: People) 
         await groups.create(people.carol, None, create())  # not hers
         for index in range(3):
             await groups.send(people.bob, None, made.group_id, say(f"m{index}"))
-        text = "".join([piece async for piece in groups.export(people.alice)])
-        document = json.loads("{" + text[1:] + "}")
+        pieces = export_document(store, people.alice, now=START)
+        document = json.loads("".join([piece async for piece in pieces]))
+        assert document["complete"] is True
         (group,) = document["groups"]
         assert group["groupId"] == made.group_id and group["role"] == "owner"
         assert [m["content"] for m in group["messages"]] == ["m0", "m1", "m2"]
@@ -549,7 +556,11 @@ def test_erasure_leaves_groups_and_empties_the_messages(run: Runner[Any], people
         await groups.send(people.carol, None, shared.group_id, say("carol here"))
         await groups.send(people.alice, "Alice", hers.group_id, say("also alice's"))
         await groups.send(people.alice, "Alice", alone.group_id, say("only me"))
-        assert await groups.erase(people.alice) == 3
+        conversations = ConversationService(
+            store, EchoModel(), load_settings({"AUTH_MODE": "dev"}), clock=FixedClock(START)
+        )
+        # The user's erasure (the API's and the operator's both call it) covers groups.
+        assert await conversations.erase_everything(people.alice, budget_s=60.0)
         # Where she was the only member, nothing is left.
         assert await store.read_group(alone.group_id, latest=True) is None
         # Where others remain: she is gone, ownership passed on, her messages keep their place
@@ -567,5 +578,36 @@ def test_erasure_leaves_groups_and_empties_the_messages(run: Runner[Any], people
             text = json.dumps([m.model_dump(mode="json") for m in stored])
             assert people.alice not in text and "alice's" not in text and "secret" not in text
         assert (await groups.list_groups(people.alice, limit=20, continuation=None)).groups == []
+
+    run(scenario)
+
+
+def test_markdown_and_csv_exports_hold_the_groups(run: Runner[Any], people: People) -> None:
+    async def scenario(store: Store) -> None:
+        groups = service(store)
+        made = await groups.create(people.alice, None, create(people.bob, name="Plans"))
+        await groups.send(people.bob, "Bob", made.group_id, say("see you, at noon"))
+        raw = b"".join(
+            [
+                p
+                async for p in export_stream(
+                    store, people.alice, "csv", now=START, count=ExportCount()
+                )
+            ]
+        )
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+        assert rows[-1] == [made.group_id, "Plans", "1", "user", iso(START), "see you, at noon", ""]
+        zipped = b"".join(
+            [
+                p
+                async for p in export_stream(
+                    store, people.alice, "markdown", now=START, count=ExportCount()
+                )
+            ]
+        )
+        with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+            (name,) = [n for n in archive.namelist() if n.startswith("groups/")]
+            text = archive.read(name).decode()
+        assert made.group_id in name and "see you, at noon" in text and f"<{people.bob}>" in text
 
     run(scenario)
