@@ -70,6 +70,11 @@ def ref_item_id(group_id: str) -> str:
     return f"group:{group_id}"
 
 
+def ref_body(email: str, group_id: str) -> dict[str, Any]:
+    """A member's index item. No ``sessionId`` or ``seq``: not a session's item."""
+    return {"id": ref_item_id(group_id), "type": GROUP_REF, "EmailID": email, "groupId": group_id}
+
+
 def group_body(group: GroupRecord) -> dict[str, Any]:
     return {
         "id": group.id,
