@@ -117,12 +117,22 @@ async def member_groups(store: GroupStore, email: str) -> list[GroupRecord]:
             if group is None or group.member(email) is None:
                 group = await store.read_group(group_id, latest=True)
             if group is None or group.member(email) is None:
-                await store.drop_group_ref(email, group_id)
+                await drop_ref(store, email, group_id)
                 return None
             return group
 
     found = await asyncio.gather(*(verified(group_id) for group_id in dict.fromkeys(ids)))
     return sorted((g for g in found if g is not None), key=lambda g: (g.created_at, g.id))
+
+
+async def drop_ref(store: GroupStore, email: str, group_id: str) -> None:
+    """Remove a member's index entry for a group that no longer lists them. An add of the same
+    member may have landed meanwhile (its group write, then its entry, both before this
+    delete): read the group again, as it is now, and put the entry back if it lists them."""
+    await store.drop_group_ref(email, group_id)
+    group = await store.read_group(group_id, latest=True)
+    if group is not None and group.member(email) is not None:
+        await store.put_group_ref(email, group_id)
 
 
 async def group_pages(store: GroupStore, group_id: str) -> AsyncIterator[list[GroupMessageRecord]]:
@@ -497,7 +507,7 @@ class GroupService:
         await self._realtime(
             "send", self.realtime.send_to_user(uid, {"type": "group.removed", "groupId": group_id})
         )
-        await self.store.drop_group_ref(email, group_id)
+        await drop_ref(self.store, email, group_id)
 
     # ---- messages -----------------------------------------------------------------------------
 

@@ -125,3 +125,45 @@ def test_a_send_that_meets_another_change_is_stored_next(run: Runner[Any], peopl
         assert group is not None and group.name == "renamed" and len(group.members) == 3
 
     run(scenario)
+
+
+class PausedDrop:
+    """The store, with the first removal of an index entry held until released."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self._paused = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        if not self._paused:
+            self._paused = True
+            self.reached.set()
+            await self.release.wait()
+        await self._store.drop_group_ref(email, group_id)
+
+
+def test_a_member_added_again_while_their_removal_finishes_keeps_the_group_listed(
+    run: Runner[Any], people: People
+) -> None:
+    async def scenario(store: Store) -> None:
+        plain = service(store)
+        made = await plain.create(
+            people.alice, None, GroupCreateRequest(name="t", members=[people.bob])
+        )
+        paused = PausedDrop(store)
+        removing = asyncio.ensure_future(
+            service(paused).remove_member(people.alice, made.group_id, people.bob)
+        )
+        await paused.reached.wait()  # the removal is stored; its index delete is next
+        await plain.add_member(people.alice, made.group_id, MemberAddRequest(email=people.bob))
+        paused.release.set()
+        await removing
+        listing = await plain.list_groups(people.bob, limit=10, continuation=None)
+        assert [g.group_id for g in listing.groups] == [made.group_id]
+
+    run(scenario)

@@ -19,7 +19,15 @@ import pytest
 
 from shared.clock import FixedClock, iso
 from shared.config import load_settings
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    ModelError,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+)
 from shared.export import ExportCount, export_document
 from shared.export_formats import export_stream
 from shared.groups.models import (
@@ -30,7 +38,7 @@ from shared.groups.models import (
 )
 from shared.groups.service import GroupService
 from shared.llm.echo import EchoModel
-from shared.realtime import Realtime, realtime_user_id
+from shared.realtime import Realtime, RealtimeUnavailable, realtime_user_id
 from shared.service import ConversationService
 from shared.storage.base import Store
 from tests.contract.conftest import Runner
@@ -609,5 +617,61 @@ def test_markdown_and_csv_exports_hold_the_groups(run: Runner[Any], people: Peop
             (name,) = [n for n in archive.namelist() if n.startswith("groups/")]
             text = archive.read(name).decode()
         assert made.group_id in name and "see you, at noon" in text and f"<{people.bob}>" in text
+
+    run(scenario)
+
+
+class BrokenModel(EchoModel):
+    """A model that fails before its first word."""
+
+    async def stream(self, messages: Any, *, cache_key: str | None = None) -> Any:  # type: ignore[override]
+        raise ModelError("down")
+        yield ""
+
+
+def test_a_failed_answer_keeps_the_question_and_a_retry_asks_again(
+    run: Runner[Any], people: People
+) -> None:
+    async def scenario(store: Store) -> None:
+        broken = service(store)
+        broken.model = BrokenModel()
+        made = await broken.create(people.alice, None, create())
+        sent = await broken.send(people.alice, None, made.group_id, say("q?", "r1", ask=True))
+        with pytest.raises(ModelError):
+            await sent.result()
+        stored, _ = await store.group_messages(made.group_id, limit=10)
+        assert [(m.seq, m.role) for m in stored] == [(1, "user")]
+        working = service(store)
+        retried = await working.send(people.alice, None, made.group_id, say("q?", "r1", ask=True))
+        user, answer = await retried.result()
+        assert (user.seq, answer.seq, answer.role) == (1, 2, "assistant")
+
+    run(scenario)
+
+
+def test_a_spent_budget_refuses_a_question_before_storing_it(
+    run: Runner[Any], people: People
+) -> None:
+    async def scenario(store: Store) -> None:
+        groups = service(store, USER_DAILY_TOKEN_LIMIT="1")
+        made = await groups.create(people.alice, None, create())
+        first = await groups.send(people.alice, None, made.group_id, say("q?", ask=True))
+        await first.result()  # spends the budget
+        with pytest.raises(QuotaExceeded):
+            await groups.send(people.alice, None, made.group_id, say("again?", ask=True))
+        # A plain message costs no tokens and is still sent.
+        await groups.send(people.alice, None, made.group_id, say("plain"))
+        stored, _ = await store.group_messages(made.group_id, limit=10)
+        assert [m.content for m in stored][-1] == "plain" and len(stored) == 3
+
+    run(scenario)
+
+
+def test_join_reports_an_unavailable_realtime_service(run: Runner[Any], people: People) -> None:
+    async def scenario(store: Store) -> None:
+        groups = service(store, FailingRealtime())
+        await groups.create(people.alice, None, create())
+        with pytest.raises(RealtimeUnavailable):
+            await groups.join(people.alice)
 
     run(scenario)
