@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared import consistency
 from shared.clock import FixedClock, iso
 from shared.config import load_settings
 from shared.errors import (
@@ -675,3 +676,38 @@ def test_join_reports_an_unavailable_realtime_service(run: Runner[Any], people: 
             await groups.join(people.alice)
 
     run(scenario)
+
+
+def test_a_second_instance_never_takes_a_new_group_for_a_missing_one(
+    store_factory: Any, people: People
+) -> None:
+    """Two instances on one account (the second's replica may lag the first's writes): a group
+    made, and a member added, on one are read at once on the other by a member, never a 404;
+    the creator's list there shows it with the creator's Parley-Consistency token."""
+    key = load_settings({"AUTH_MODE": "dev"}).resolved_token_signing_key
+
+    async def scenario() -> None:
+        first, second = store_factory(), store_factory()
+        try:
+            one, two = service(first), service(second)
+            consistency.begin()
+            made = await one.create(people.alice, None, create())
+            await one.add_member(people.alice, made.group_id, MemberAddRequest(email=people.bob))
+            await one.send(people.alice, None, made.group_id, say("on the first"))
+            token = consistency.seal_for(key, people.alice)
+            # Bob, on the other instance, with no token of his own.
+            consistency.begin()
+            seen = await two.get(people.bob, made.group_id)
+            assert [m.content for m in seen.messages] == ["on the first"]
+            sent = await two.send(people.bob, None, made.group_id, say("on the second"))
+            assert sent.user.seq == 2
+            # Alice, there, with the token her last answer carried.
+            consistency.begin()
+            consistency.adopt(key, people.alice, token)
+            listing = await two.list_groups(people.alice, limit=10, continuation=None)
+            assert [g.group_id for g in listing.groups] == [made.group_id]
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
