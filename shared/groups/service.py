@@ -30,6 +30,7 @@ from itertools import count
 from typing import Protocol
 
 from shared.auth.claims import normalise_email
+from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock, stored_time
 from shared.config import Settings
 from shared.context import context_window
@@ -90,7 +91,6 @@ LIST_READ_CONCURRENCY = 16
 # once all get stored well within it.
 MAX_ATTEMPTS = 60
 ANSWER_COMMIT_PATIENCE_S = 120.0
-BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
 # A publish waits at most this long: the write is stored, the event is a courtesy.
 PUBLISH_TIMEOUT_S = 5.0
 # Messages redacted per write when a sender is erased (each one batch with the group item).
@@ -179,13 +179,6 @@ async def erase_groups(
     """A user's erasure, for groups (``GroupService.erase``); how many groups they left."""
     rules = GroupService(store, None, settings, realtime or NoRealtime(), clock=clock)
     return await rules.erase(email)
-
-
-def backoff_delay(attempt: int) -> float:
-    # One rule for every writer that lost a race (shared/service.py's).
-    from shared.service import backoff_delay as delay
-
-    return delay(attempt)
 
 
 def display_name(email: str, claim: str | None) -> str:
