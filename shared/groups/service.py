@@ -135,6 +135,77 @@ async def drop_ref(store: GroupStore, email: str, group_id: str) -> None:
         await store.put_group_ref(email, group_id)
 
 
+async def move_member(
+    store: GroupStore, old: str, new: str, *, sleep: Sleep = asyncio.sleep
+) -> int:
+    """An address change (``shared/identity/move.py``): in every group ``old`` belongs to, the
+    messages ``old`` sent name ``new``, then the member becomes ``new`` (role and addedAt kept;
+    when ``new`` is a member already, the higher role stays); then the index follows. Each step
+    is a conditional write of the group like any other, and the old index entry goes last, so a
+    run stopped anywhere is finished by running it again. How many groups moved."""
+    moved = 0
+    for group_id in await store.group_ref_ids(old, limit=MAX_GROUPS_PER_USER):
+        while theirs := await store.messages_of_sender(group_id, old, limit=REDACT_BATCH):
+            renamed = [m.model_copy(update={"sender_email": new}) for m in theirs]
+
+            def rename(group: GroupRecord, renamed: list[GroupMessageRecord] = renamed) -> Change:
+                return Change(group, rewrite=renamed)
+
+            if not await _rewrite(store, group_id, old, rename, sleep):
+                break
+
+        def move(group: GroupRecord) -> Change:
+            was = group.member(old)
+            assert was is not None
+            present = group.member(new)
+            roles = (was.role, present.role if present else "member")
+            role: GroupRole = "owner" if "owner" in roles else "member"
+            members = [
+                was.model_copy(update={"email": new, "role": role}) if m.email == old else m
+                for m in group.members
+                if m.email != new
+            ]
+            return Change(group.model_copy(update={"members": members}))
+
+        if await _rewrite(store, group_id, old, move, sleep):
+            moved += 1
+        group = await store.read_group(group_id, latest=True)
+        if group is not None and group.member(new) is not None:
+            await store.put_group_ref(new, group_id)
+        await store.drop_group_ref(old, group_id)
+    return moved
+
+
+async def _rewrite(
+    store: GroupStore,
+    group_id: str,
+    member: str,
+    change: Callable[[GroupRecord], Change],
+    sleep: Sleep,
+) -> bool:
+    """Apply ``change`` to the group as it is now while ``member`` belongs to it, in one
+    conditional write, retried when another writer got there first; False when the group is
+    gone or no longer lists ``member`` (nothing to do)."""
+    for attempt in range(MAX_ATTEMPTS):
+        group = await store.read_group(group_id, latest=True)
+        if group is None or group.member(member) is None:
+            return False
+        planned = change(group)
+        assert group.etag is not None
+        try:
+            await store.write_group(
+                planned.group,
+                expected_etag=group.etag,
+                messages=planned.messages,
+                rewrite=planned.rewrite,
+            )
+        except ConcurrencyConflict:
+            await sleep(backoff_delay(attempt))
+            continue
+        return True
+    raise StorageUnavailable("The group is too busy right now; try again.")
+
+
 async def group_pages(store: GroupStore, group_id: str) -> AsyncIterator[list[GroupMessageRecord]]:
     """Every message of the group, oldest first, a page at a time (exports)."""
     after = 0

@@ -38,6 +38,7 @@ from shared.groups.models import (
     request_key,
 )
 from shared.groups.service import GroupService
+from shared.identity.move import move_user
 from shared.llm.echo import EchoModel
 from shared.realtime import Realtime, RealtimeUnavailable, realtime_user_id
 from shared.service import ConversationService
@@ -711,3 +712,28 @@ def test_a_second_instance_never_takes_a_new_group_for_a_missing_one(
             await second.close()
 
     asyncio.run(scenario())
+
+
+def test_an_address_move_carries_the_memberships(run: Runner[Any], people: People) -> None:
+    async def scenario(store: Store) -> None:
+        groups = service(store)
+        old, new = people.alice, people.dave
+        hers = await groups.create(old, "Alice", create(people.bob))
+        both = await groups.create(people.bob, None, create(old, new))
+        await groups.send(old, "Alice", hers.group_id, say("from the old address"))
+        await groups.send(old, "Alice", both.group_id, say("me too"))
+        await move_user(store, old, new, clock=FixedClock(START), sleep=no_pause)
+        moved = await groups.get(new, hers.group_id)
+        assert {m.email: m.role for m in moved.members} == {new: "owner", people.bob: "member"}
+        assert moved.messages[0].sender is not None and moved.messages[0].sender.email == new
+        merged = await groups.get(new, both.group_id)
+        assert {m.email for m in merged.members} == {people.bob, new}
+        assert await refused(groups.get(old, hers.group_id))
+        listing = await groups.list_groups(new, limit=10, continuation=None)
+        assert {g.group_id for g in listing.groups} == {hers.group_id, both.group_id}
+        assert await store.group_ref_ids(old, limit=10) == []
+        for gid in (hers.group_id, both.group_id):
+            stored, _ = await store.group_messages(gid, limit=10)
+            assert old not in {m.sender_email for m in stored}
+
+    run(scenario)
