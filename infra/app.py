@@ -34,6 +34,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
     "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
+    "STREAM_CHECKPOINT_MS": "the default (1000 ms) is the contract's pace; set locally to test",
 }
 
 # Settings outside shared.config that the Functions host and platform need.

@@ -20,10 +20,19 @@ from datetime import datetime
 from itertools import count
 from typing import Literal
 
+from shared.answers import (
+    Checkpoints,
+    Ended,
+    Followed,
+    Grew,
+    Resumed,
+    ShownAt,
+    answer_budget_s,
+)
 from shared.audit import audit, structured, user_hash
 from shared.clock import Clock, SystemClock, iso, stored_time
 from shared.config import Settings
-from shared.context import Spoken, context_window
+from shared.context import Spoken, Window, context_window
 from shared.deadline import storage_budget
 from shared.erase import erase_sessions
 from shared.errors import (
@@ -46,6 +55,7 @@ from shared.importer import ImportReport, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
+    AnswerStatus,
     ChatRequest,
     ContextMessage,
     Feedback,
@@ -66,9 +76,9 @@ from shared.models import (
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, SearchOrder, phrase_of, snippet
 from shared.sharing import SharingStore, erase_shares, revoke_session_shares
-from shared.storage.base import MoveOutcome, Presence, SearchHit, Where
+from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Where
 from shared.storage.keyset import search_position
-from shared.time_limits import model_budget_s
+from shared.time_limits import model_budget_s, turn_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
     clean_model_title,
@@ -97,6 +107,12 @@ MAX_TITLE_ATTEMPTS = 5
 # Reads of a session's messages that may each find it moved away since it was located (each
 # move leaves it for good, so a few suffice) before answering 503.
 MAX_MOVED_READS = 4
+
+# An answer being generated is looked for among a session's newest messages (turns racing it
+# may follow it), and, while a question may still be in its first checkpoint interval, looked
+# for again this many times, once per interval.
+IN_PROGRESS_LOOKBACK = 8
+IN_PROGRESS_LOOKS = 3
 
 Sleep = Callable[[float], Awaitable[None]]
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
@@ -149,6 +165,17 @@ class Located:
     where: Where
 
 
+@dataclass
+class _LiveAnswer:
+    """An answer being generated, as its writes leave it: the session item as last written,
+    and the answer's item once its first checkpoint created it (``theirs``: a concurrent retry
+    of the same request stored its answer first, which is then the answer)."""
+
+    session: SessionRecord
+    growing: MessageRecord | None = None
+    theirs: MessageRecord | None = None
+
+
 class ConversationService:
     def __init__(
         self,
@@ -158,12 +185,18 @@ class ConversationService:
         *,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
+        checkpoint_sleep: Sleep | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.settings = settings
         self.clock = clock or SystemClock()
         self._sleep = sleep
+        # The pause between an answer's checkpoints and between a follower's reads
+        # (shared/answers.py): real time by default, whatever ``sleep`` is (tests inject a
+        # no-op backoff), injectable on its own.
+        self._checkpoint_sleep: Sleep = checkpoint_sleep or asyncio.sleep
+        self._answer_budget_s = answer_budget_s(settings.llm_timeout_s, settings.llm_max_retries)
         self._token_key = settings.resolved_token_signing_key
         self.usage = UsageMeter(store, settings, self.clock, sleep=sleep)
 
@@ -321,7 +354,7 @@ class ConversationService:
                 email, session_id, existing.assistant_seq, where="active"
             )
             if answer is not None:
-                return Turn(session.id, session.title, user, _replayed=answer)
+                return Turn(session.id, session.title, user, _replayed=self._shown_at()(answer))
         # The first attempt stored the question but not (yet) an answer: answer it now. A
         # concurrent attempt that stores its answer first wins (see _store_answer).
         window, _ = await self.store.page_messages(
@@ -363,16 +396,35 @@ class ConversationService:
             max_tokens=self.settings.max_context_tokens,
             policy=self.settings.context_window,
         )
+        return await self._generate_answer(email, session, user, context, queue)
+
+    async def _generate_answer(
+        self,
+        email: str,
+        session: SessionRecord,
+        user: MessageRecord,
+        context: Window,
+        queue: asyncio.Queue[str | None],
+    ) -> MessageRecord:
+        """Call the model and store its answer to ``user``: the answer path every turn takes.
+
+        Each piece of text goes to ``queue`` as it arrives. An answer that ends within one
+        ``STREAM_CHECKPOINT_MS`` is stored once, whole (``_store_answer``); a longer one is
+        stored as it grows (``_begin_streaming_answer``, then ``_checkpoint_answer``, then
+        ``_finish_answer``), and stops when a stop is asked for on any instance
+        (``docs/design.md``, "Streaming checkpoints")."""
         messages = context.messages
         pieces: list[str] = []
         usage: Usage | None = None
+        live = _LiveAnswer(session)
         # The answer's whole deadline: every attempt and the pauses between, as counted against
         # Azure's 230 s for an HTTP answer (shared/time_limits.py). The SDK's own timeout is per
         # read, and it honours a server's Retry-After of up to two minutes: neither may stretch it.
         deadline_s = model_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
-        failed = True
         timer = LatencyTimer()
-        try:
+
+        async def generate() -> None:
+            nonlocal usage
             async with asyncio.timeout(deadline_s):
                 async for piece in self.model.stream(
                     messages, cache_key=prompt_cache_key(session.id)
@@ -383,6 +435,33 @@ class ConversationService:
                         timer.first_token()
                         pieces.append(piece)
                         queue.put_nowait(piece)
+
+        def text() -> str:
+            return "".join(pieces)
+
+        async def checkpoint(content: str | None) -> Checkpoint:
+            return await self._checkpoint_answer(
+                email, user, live, content, context_from=context.start_seq
+            )
+
+        generation = asyncio.ensure_future(generate())
+        checkpoints = Checkpoints(
+            checkpoint,
+            text,
+            interval_s=self.settings.stream_checkpoint_ms / 1000,
+            sleep=self._checkpoint_sleep,
+            # The model call is cancelled; what it said so far is stored as "stopped".
+            on_stop=generation.cancel,
+        )
+        checkpoints.start()
+        failed = True
+        try:
+            try:
+                await generation
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not checkpoints.stopped or (task is not None and task.cancelling()):
+                    raise
             failed = False
         except TimeoutError:
             log.warning(
@@ -409,37 +488,176 @@ class ConversationService:
             log.error("model_failed %s", type(exc).__name__, extra={"session_id": session.id})
             raise ModelError() from exc
         finally:
+            generation.cancel()  # a no-op once it has ended; else the turn itself was cancelled
+            await checkpoints.close()
             # What the model produced is spent, even when it failed half-way.
             if failed:
                 spent = Spent()
                 if usage is not None or pieces:
-                    spent = await self.usage.record(
-                        email, messages, "".join(pieces), usage, turn=True
-                    )
+                    spent = await self.usage.record(email, messages, text(), usage, turn=True)
                 self._turn_event(email, "answer", usage, spent, "failed", timer)
-        content = "".join(pieces)
+                if live.growing is not None:
+                    # The text so far stays, shown as cut short: it can be regenerated.
+                    await self._finish_cut_short(email, live, text(), usage, timer)
+        content = text()
         # Counted beside the answer's write, not before it: the answer is stored no later.
         recording = asyncio.ensure_future(
             self.usage.record(email, messages, content, usage, turn=True)
         )
         outcome: Outcome = "failed"
         try:
+            if live.theirs is not None:
+                # A concurrent attempt of the same request stored its answer first: that one
+                # is the answer (as it is now).
+                latest = await self.store.get_message(
+                    email, session.id, live.theirs.seq, where="active"
+                )
+                outcome = "complete"
+                return latest or live.theirs
+            if checkpoints.stopped and live.growing is not None:
+                stored = await self._finish_answer(email, live, content, usage, "stopped", timer)
+                outcome = "stopped"
+                return stored
             if not content.strip():
+                if live.growing is not None:
+                    await self._finish_cut_short(email, live, content, usage, timer)
                 raise ModelError("The model returned an empty answer.")
-            stored = await self._store_answer(
-                email,
-                session,
-                user,
-                content,
-                usage,
-                context_from=context.start_seq,
-                # Stored with the answer, in the same write: the report's latency figures.
-                latency=(timer.first_token_ms, timer.total_ms()),
-            )
+            if live.growing is not None:
+                stored = await self._finish_answer(email, live, content, usage, "complete", timer)
+            else:
+                stored, _, _ = await self._store_answer(
+                    email,
+                    session,
+                    user,
+                    content,
+                    usage,
+                    context_from=context.start_seq,
+                    # Stored with the answer, in the same write: the report's latency figures.
+                    latency=(timer.first_token_ms, timer.total_ms()),
+                )
             outcome = "complete"
             return stored
         finally:
             self._turn_event(email, "answer", usage, await recording, outcome, timer)
+
+    async def _checkpoint_answer(
+        self,
+        email: str,
+        user: MessageRecord,
+        live: _LiveAnswer,
+        content: str | None,
+        *,
+        context_from: int | None,
+    ) -> Checkpoint:
+        """One checkpoint of an answer being generated: the first creates its item
+        (``_begin_streaming_answer``), each next one writes the text so far (``None``: the
+        time only) into that item alone. A storage failure here is not the answer's: it is
+        logged and the next checkpoint (or the final write) tries again."""
+        try:
+            with storage_budget(self.settings.store_timeout_s):
+                if live.growing is None:
+                    return await self._begin_streaming_answer(
+                        email, user, live, content or "", context_from=context_from
+                    )
+                return await self.store.checkpoint_answer(
+                    email, live.session.id, live.growing.seq, content, at=self.clock.now()
+                )
+        except ApiError as error:
+            log.warning(
+                "checkpoint_failed", extra={"session_id": live.session.id, "code": error.code}
+            )
+            return Checkpoint.GONE if isinstance(error, NotFound) else Checkpoint.WRITTEN
+
+    async def _begin_streaming_answer(
+        self,
+        email: str,
+        user: MessageRecord,
+        live: _LiveAnswer,
+        content: str,
+        *,
+        context_from: int | None,
+    ) -> Checkpoint:
+        """The first checkpoint: the answer's item, ``"streaming"`` with the text so far, in the
+        same fenced write a whole answer takes (``_store_answer``)."""
+        stored, session, ours = await self._store_answer(
+            email,
+            live.session,
+            user,
+            content,
+            None,
+            context_from=context_from,
+            status="streaming",
+        )
+        if not ours:
+            live.theirs = stored
+            return Checkpoint.GONE
+        live.growing, live.session = stored, session
+        return Checkpoint.WRITTEN
+
+    async def _finish_cut_short(
+        self, email: str, live: _LiveAnswer, content: str, usage: Usage | None, timer: LatencyTimer
+    ) -> None:
+        """A failed generation's item, stored ``"interrupted"`` with its text so far; a failure
+        of this write is logged, never raised over the model's own error (readers then see it
+        "interrupted" once it is old enough)."""
+        try:
+            await self._finish_answer(email, live, content, usage, "interrupted", timer)
+        except ApiError as error:
+            log.warning(
+                "answer_unfinished", extra={"session_id": live.session.id, "code": error.code}
+            )
+
+    async def _finish_answer(
+        self,
+        email: str,
+        live: _LiveAnswer,
+        content: str,
+        usage: Usage | None,
+        status: AnswerStatus,
+        timer: LatencyTimer,
+    ) -> MessageRecord:
+        """The final write of an answer stored as it grew: its whole text and status, fenced
+        by the session's ETag like every write that changes the session (a move or a turn that
+        raced the checkpoints is met here, and the whole text replaces whatever a checkpoint
+        or a move's copy held). Feedback given meanwhile is kept."""
+        assert live.growing is not None
+        started = self.clock.now()
+        final = live.growing.model_copy(
+            update={
+                "content": content,
+                "status": status,
+                "checkpoint_at": None,
+                "stop_requested": False,
+                "model": usage.model if usage and usage.model else self.model.name,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "first_token_ms": timer.first_token_ms,
+                "total_ms": timer.total_ms(),
+            }
+        )
+        session = live.session
+        for attempt in count():
+            try:
+                with storage_budget(self.settings.store_timeout_s):
+                    await self.store.finish_answer(
+                        session.model_copy(update={"updated_at": self.clock.now()}),
+                        final,
+                        expected_etag=session.etag or "",
+                    )
+                return final
+            except ConcurrencyConflict:
+                waited = (self.clock.now() - started).total_seconds()
+                if waited > ANSWER_COMMIT_PATIENCE_S:
+                    raise _too_contended(session.id) from None
+                await self._sleep(backoff_delay(attempt))
+            with storage_budget(self.settings.store_timeout_s):
+                session = await self._live_session(email, session.id, attempt)
+                # What changed the session may have changed the answer's item too (feedback
+                # given while it streamed): keep that, replace only what this write owns.
+                now = await self.store.get_message(email, session.id, final.seq, where="active")
+                if now is not None:
+                    final = final.model_copy(update={"feedback": now.feedback})
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _turn_event(
         self,
@@ -474,24 +692,31 @@ class ConversationService:
         *,
         context_from: int | None = None,
         latency: tuple[int | None, int] | None = None,
-    ) -> MessageRecord:
-        """Store the answer the model gave. It is not given up for contention while the session
-        exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
+        status: AnswerStatus = "complete",
+    ) -> tuple[MessageRecord, SessionRecord, bool]:
+        """Store the answer the model gave (or, ``"streaming"``, its beginning) in one write
+        fenced by the session's ETag: the message, the session as stored with it, and whether
+        it is ours (False: a concurrent retry of the same request stored its answer first,
+        returned instead). It is not given up for contention while the session exists
+        (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
         started = self.clock.now()
         request = self._request_record(user)
         for attempt in count():
+            now = self.clock.now()
             assistant = MessageRecord(
                 session_id=session.id,
                 seq=session.last_seq + 1,
                 role="assistant",
                 content=content,
-                timestamp=self.clock.now(),
+                timestamp=now,
                 model=usage.model if usage else self.model.name,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
                 context_from=context_from,
                 first_token_ms=latency[0] if latency else None,
                 total_ms=latency[1] if latency else None,
+                status=status,
+                checkpoint_at=now if status == "streaming" else None,
             )
             answered = (
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None
@@ -500,13 +725,13 @@ class ConversationService:
                 # A budget of its own: the answer comes after a model call of any length, and
                 # each attempt may spend the usual storage time.
                 with storage_budget(self.settings.store_timeout_s):
-                    await self.store.append(
+                    stored = await self.store.append(
                         with_messages(session, [assistant]),
                         [assistant],
                         expected_etag=session.etag,
                         request=answered,
                     )
-                return assistant
+                return assistant, stored, True
             except ConcurrencyConflict:
                 waited = (self.clock.now() - started).total_seconds()
                 if waited > ANSWER_COMMIT_PATIENCE_S:
@@ -515,9 +740,11 @@ class ConversationService:
             with storage_budget(self.settings.store_timeout_s):
                 session = await self._live_session(email, session.id, attempt)
                 if request is not None:
-                    stored = await self._stored_answer(email, session.id, request.client_message_id)
-                    if stored is not None:  # a concurrent retry of the same request won
-                        return stored
+                    existing = await self._stored_answer(
+                        email, session.id, request.client_message_id
+                    )
+                    if existing is not None:  # a concurrent retry of the same request won
+                        return existing, session, False
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _live_session(self, email: str, session_id: str, attempt: int) -> SessionRecord:
@@ -543,6 +770,98 @@ class ConversationService:
         return await self.store.get_message(
             email, session_id, existing.assistant_seq, where="active"
         )
+
+    # ---- answers being generated (docs/http.md, "Answers as they grow") ----------------------
+
+    async def _answers_in_progress(
+        self, email: str, session_id: str
+    ) -> tuple[Located, list[MessageRecord]]:
+        """The session, and its answers being generated now as the store has them. An answer in
+        its first ``STREAM_CHECKPOINT_MS`` is not stored yet: while the newest message is a
+        question that may still be being answered, look again once per interval, a few
+        times (an answer that goes on is stored by then)."""
+        interval_s = self.settings.stream_checkpoint_ms / 1000
+        for attempt in range(IN_PROGRESS_LOOKS):
+            with storage_budget(self.settings.store_timeout_s):
+                located = await self._find(email, session_id)
+                newest, _ = await self.store.page_messages(
+                    email, session_id, where=located.where, limit=IN_PROGRESS_LOOKBACK
+                )
+            shown = self._shown_at()
+            growing = [
+                m for m in newest if m.role == "assistant" and shown(m).status == "streaming"
+            ]
+            asked = (
+                bool(newest)
+                and newest[-1].role == "user"
+                and (shown.now - newest[-1].timestamp).total_seconds() < shown.budget_s
+            )
+            if growing or not asked or attempt == IN_PROGRESS_LOOKS - 1:
+                return located, growing
+            await self._checkpoint_sleep(interval_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stop_answer(self, email: str, session_id: str) -> bool:
+        """POST .../stop: ask whichever instance generates this session's answer to stop it,
+        through the store (a mark on the answer's item that its next checkpoint meets). True
+        when an answer was being generated (202): it stops within about one
+        ``STREAM_CHECKPOINT_MS`` and is stored ``"stopped"`` with its text so far."""
+        if not is_session_id(session_id):
+            raise NotFound()
+        _, growing = await self._answers_in_progress(email, session_id)
+        asked = False
+        for answer in growing:
+            with storage_budget(self.settings.store_timeout_s):
+                asked = await self.store.request_stop(email, session_id, answer.seq) or asked
+        if asked:
+            log.info("answer_stop_requested", extra={"session_id": session_id})
+        return asked
+
+    async def follow_answer(self, email: str, session_id: str) -> AsyncIterator[Followed]:
+        """GET .../stream: the answer being generated in this session (on any instance), from
+        the store, until it ends: what it holds now, then what it gains at each checkpoint
+        (read once per ``STREAM_CHECKPOINT_MS``), then its end. Nothing being generated: it
+        ends at once. A follow never outlasts a turn's time budget (shared/time_limits.py)."""
+        if not is_session_id(session_id):
+            raise NotFound()
+        located, growing = await self._answers_in_progress(email, session_id)
+        if not growing:
+            yield Ended(None)
+            return
+        answer = self._shown_at()(growing[-1])
+        yield Resumed(answer)
+        sent = answer.content
+        interval_s = self.settings.stream_checkpoint_ms / 1000
+        budget_s = turn_budget_s(
+            llm_timeout_s=self.settings.llm_timeout_s,
+            llm_max_retries=self.settings.llm_max_retries,
+            store_timeout_s=self.settings.store_timeout_s,
+            title_timeout_s=self.settings.title_timeout_s,
+        )
+        where = located.where
+        for _ in range(max(1, int(budget_s / interval_s))):
+            await self._checkpoint_sleep(interval_s)
+            with storage_budget(self.settings.store_timeout_s):
+                now = await self.store.get_message(email, session_id, answer.seq, where=where)
+                if now is None:
+                    # Moved (archived, or restored by its final write) or deleted meanwhile.
+                    found = await self._locate(email, session_id)
+                    if found is None:
+                        yield Ended(None)
+                        return
+                    where = found.where
+                    now = await self.store.get_message(email, session_id, answer.seq, where=where)
+            if now is None:
+                continue  # a move under way: read again at the next interval
+            now = self._shown_at()(now)
+            if len(now.content) > len(sent) and now.content.startswith(sent):
+                yield Grew(now.content[len(sent) :])
+                sent = now.content
+            if now.status != "streaming":
+                yield Ended(now)
+                return
+        # Past a turn's whole budget: the answer as it is now (it cannot still be generated).
+        yield Ended(self._shown_at()(now) if now is not None else answer)
 
     # ---- titles --------------------------------------------------------------------------------
 
@@ -659,9 +978,10 @@ class ConversationService:
                 break
         else:
             raise _still_moving()
+        shown = self._shown_at()
         return SessionDetail(
             **located.session.to_summary().model_dump(),
-            messages=[m.to_api() for m in messages],
+            messages=[shown(m).to_api() for m in messages],
             has_more_messages=more,
         )
 
@@ -678,7 +998,12 @@ class ConversationService:
                 break
         else:
             raise _still_moving()
-        return MessagePage(messages=[m.to_api() for m in messages], has_more=more)
+        shown = self._shown_at()
+        return MessagePage(messages=[shown(m).to_api() for m in messages], has_more=more)
+
+    def _shown_at(self) -> ShownAt:
+        """How readers see answers now: one whose generator died is "interrupted"."""
+        return ShownAt(self.clock.now(), self._answer_budget_s)
 
     @staticmethod
     def _seq_in(session_id: str, message_id: str) -> int:
@@ -828,7 +1153,7 @@ class ConversationService:
         count = ExportCount()
         try:
             async for piece in export_stream(
-                self.store, email, export_format, now=now, count=count
+                self.store, email, export_format, now=now, count=count, shown=self._shown_at()
             ):
                 yield piece
         finally:
