@@ -32,6 +32,7 @@ from shared.answers import (
 from shared.audit import audit, structured, user_hash
 from shared.clock import Clock, SystemClock, iso, stored_time
 from shared.config import Settings
+from shared.consistency import CatchesUp, catch_up
 from shared.context import Spoken, Window, context_window
 from shared.deadline import storage_budget
 from shared.erase import erase_sessions
@@ -783,6 +784,9 @@ class ConversationService:
         interval_s = self.settings.stream_checkpoint_ms / 1000
         for attempt in range(IN_PROGRESS_LOOKS):
             with storage_budget(self.settings.store_timeout_s):
+                # Another instance wrote the answer: a replica behind its writes must not hide
+                # it (shared/consistency.py; nothing for a store whose reads never lag).
+                await catch_up(self.store, email)
                 located = await self._find(email, session_id)
                 newest, _ = await self.store.page_messages(
                     email, session_id, where=located.where, limit=IN_PROGRESS_LOOKBACK
@@ -839,9 +843,15 @@ class ConversationService:
             title_timeout_s=self.settings.title_timeout_s,
         )
         where = located.where
+        behind = False
         for _ in range(max(1, int(budget_s / interval_s))):
             await self._checkpoint_sleep(interval_s)
             with storage_budget(self.settings.store_timeout_s):
+                if behind:
+                    # Nothing new last time: a silent model, or a replica behind the generating
+                    # instance's writes. Only then are reads brought up to date (a growing
+                    # answer costs its follower one read per interval).
+                    await catch_up(self.store, email)
                 now = await self.store.get_message(email, session_id, answer.seq, where=where)
                 if now is None:
                     # Moved (archived, or restored by its final write) or deleted meanwhile.
@@ -854,9 +864,10 @@ class ConversationService:
             if now is None:
                 continue  # a move under way: read again at the next interval
             now = self._shown_at()(now)
+            behind = True
             if len(now.content) > len(sent) and now.content.startswith(sent):
                 yield Grew(now.content[len(sent) :])
-                sent = now.content
+                sent, behind = now.content, False
             if now.status != "streaming":
                 yield Ended(now)
                 return
@@ -969,13 +980,17 @@ class ConversationService:
 
     async def get_session(self, email: str, session_id: str) -> SessionDetail:
         limit = self.settings.max_session_messages
+        caught = False
         for _ in range(MAX_MOVED_READS):
             located = await self._find(email, session_id)
             messages, more = await self.store.page_messages(
                 email, session_id, where=located.where, limit=limit
             )
-            if not _moved_away(located.session, messages, limit, before_seq=None):
+            if _moved_away(located.session, messages, limit, before_seq=None):
+                continue
+            if caught or not await self._catch_up_with_answers(email, messages):
                 break
+            caught = True
         else:
             raise _still_moving()
         shown = self._shown_at()
@@ -989,17 +1004,34 @@ class ConversationService:
         self, email: str, session_id: str, *, before: str | None, limit: int
     ) -> MessagePage:
         before_seq = self._seq_in(session_id, before) if before is not None else None
+        caught = False
         for _ in range(MAX_MOVED_READS):
             located = await self._find(email, session_id)
             messages, more = await self.store.page_messages(
                 email, session_id, where=located.where, limit=limit, before_seq=before_seq
             )
-            if not _moved_away(located.session, messages, limit, before_seq=before_seq):
+            if _moved_away(located.session, messages, limit, before_seq=before_seq):
+                continue
+            if caught or not await self._catch_up_with_answers(email, messages):
                 break
+            caught = True
         else:
             raise _still_moving()
         shown = self._shown_at()
         return MessagePage(messages=[shown(m).to_api() for m in messages], has_more=more)
+
+    async def _catch_up_with_answers(self, email: str, messages: list[MessageRecord]) -> bool:
+        """True when ``messages`` hold an answer being generated and reads were brought up to
+        date since (read them again): it is written by another instance, and a replica behind
+        its writes would show an older state of it, or show it growing when it has ended.
+        False at once for a store whose reads never lag, and when nothing is being generated
+        (no extra request then)."""
+        if not isinstance(self.store, CatchesUp):
+            return False
+        shown = self._shown_at()
+        if not any(shown(m).status == "streaming" for m in messages):
+            return False  # none, or only dead ones ("interrupted"): nothing will change
+        return await catch_up(self.store, email)
 
     def _shown_at(self) -> ShownAt:
         """How readers see answers now: one whose generator died is "interrupted"."""

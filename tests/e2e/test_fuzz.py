@@ -46,6 +46,8 @@ OPERATIONS = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "GET /api/search",
     "GET /api/export",
     "GET /api/usage",
@@ -66,6 +68,8 @@ ON_EXISTING = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "POST /api/sessions/{sessionId}/shares",
 }
 # Operations also fuzzed on a share of the fuzzer's session; the revoke on one of its own.
@@ -89,6 +93,16 @@ def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bo
         if block.strip()
     ]
     names = [event["event"] for event in events]
+    if case.path.endswith("/stream"):
+        # A followed answer: resume, deltas, then done or error; or done alone.
+        assert names[-1] in ("done", "error"), names
+        assert names == ["done"] or (names[0] == "resume" and set(names[1:-1]) <= {"delta"})
+        last = json.loads(events[-1]["data"])
+        if names[-1] == "done":
+            assert isinstance(last["messages"], list) and len(last["messages"]) <= 1
+        else:
+            ErrorResponse.model_validate(last)
+        return True
     assert names[0] == "session" and names[-1] in ("done", "error"), names
     assert set(names[1:-1]) <= {"delta", "title"}, names
     assert "title" not in names or names.index("title") == len(names) - 2, names

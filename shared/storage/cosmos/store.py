@@ -360,34 +360,29 @@ class CosmosStore:
         if content is not None:
             ops.insert(0, {"op": "set", "path": "/content", "value": content})
         item_id = message_item_id(session_id, seq)
-        op: BatchOp = ("patch", (item_id, ops), {"filter_predicate": CHECKPOINT_PREDICATE})
-        try:
-            await self.conn.batch("active", email, [op])
-        except BatchRefused as refused:
-            if refused.status != 412:
-                return Checkpoint.GONE
-            # Why not: the one read a refused checkpoint costs.
-            item = await self.conn.read("active", item_id, email)
-            streaming = item is not None and item.get("status") == "streaming"
-            return Checkpoint.STOPPED if streaming else Checkpoint.GONE
-        return Checkpoint.WRITTEN
+        status = await self.conn.patch(
+            "active", email, item_id, ops, filter_predicate=CHECKPOINT_PREDICATE
+        )
+        if status == 200:
+            return Checkpoint.WRITTEN
+        if status != 412:
+            return Checkpoint.GONE
+        # Why not: the one read a refused checkpoint costs.
+        item = await self.conn.read("active", item_id, email)
+        streaming = item is not None and item.get("status") == "streaming"
+        return Checkpoint.STOPPED if streaming else Checkpoint.GONE
 
     async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
         # One patch of the message item (the session's ETag stays), applied only while it
         # streams: its generator's next checkpoint is refused, and it stops.
-        op: BatchOp = (
-            "patch",
-            (
-                message_item_id(session_id, seq),
-                [{"op": "set", "path": "/stopRequested", "value": True}],
-            ),
-            {"filter_predicate": STREAMING_PREDICATE},
+        status = await self.conn.patch(
+            "active",
+            email,
+            message_item_id(session_id, seq),
+            [{"op": "set", "path": "/stopRequested", "value": True}],
+            filter_predicate=STREAMING_PREDICATE,
         )
-        try:
-            await self.conn.batch("active", email, [op])
-        except BatchRefused:
-            return False
-        return True
+        return status == 200
 
     async def finish_answer(
         self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
