@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
-from typing import Literal
+from typing import Literal, Protocol
 
 from shared.answers import (
     Checkpoints,
@@ -164,6 +164,26 @@ def with_messages(session: SessionRecord, messages: list[MessageRecord]) -> Sess
 class Located:
     session: SessionRecord
     where: Where
+
+
+class StoreAnswer(Protocol):
+    """Where an answer is written, in one write fenced by the session's ETag: whole, or
+    (``status="streaming"``) its beginning. Returns the message, the session as stored with
+    it, and whether it is this call's (False: a concurrent retry's answer, returned instead).
+    ``ConversationService._store_answer`` (a new message after the question) is a turn's."""
+
+    async def __call__(
+        self,
+        email: str,
+        session: SessionRecord,
+        user: MessageRecord,
+        content: str,
+        usage: Usage | None,
+        *,
+        context_from: int | None = None,
+        latency: tuple[int | None, int] | None = None,
+        status: AnswerStatus = "complete",
+    ) -> tuple[MessageRecord, SessionRecord, bool]: ...
 
 
 @dataclass
@@ -406,14 +426,19 @@ class ConversationService:
         user: MessageRecord,
         context: Window,
         queue: asyncio.Queue[str | None],
+        *,
+        write: StoreAnswer | None = None,
     ) -> MessageRecord:
         """Call the model and store its answer to ``user``: the answer path every turn takes.
 
         Each piece of text goes to ``queue`` as it arrives. An answer that ends within one
-        ``STREAM_CHECKPOINT_MS`` is stored once, whole (``_store_answer``); a longer one is
-        stored as it grows (``_begin_streaming_answer``, then ``_checkpoint_answer``, then
-        ``_finish_answer``), and stops when a stop is asked for on any instance
-        (``docs/design.md``, "Streaming checkpoints")."""
+        ``STREAM_CHECKPOINT_MS`` is stored once, whole (``write``, by default
+        ``_store_answer``); a longer one is stored as it grows (its first checkpoint is
+        ``write`` with ``status="streaming"``, then ``_checkpoint_answer`` patches that item,
+        then ``_finish_answer``), and stops when a stop is asked for on any instance
+        (``docs/design.md``, "Streaming checkpoints"). ``write`` is the one step that decides
+        where an answer goes (a new message, for a turn)."""
+        store_answer: StoreAnswer = write or self._store_answer
         messages = context.messages
         pieces: list[str] = []
         usage: Usage | None = None
@@ -442,7 +467,7 @@ class ConversationService:
 
         async def checkpoint(content: str | None) -> Checkpoint:
             return await self._checkpoint_answer(
-                email, user, live, content, context_from=context.start_seq
+                email, user, live, content, context_from=context.start_seq, write=store_answer
             )
 
         generation = asyncio.ensure_future(generate())
@@ -526,7 +551,7 @@ class ConversationService:
             if live.growing is not None:
                 stored = await self._finish_answer(email, live, content, usage, "complete", timer)
             else:
-                stored, _, _ = await self._store_answer(
+                stored, _, _ = await store_answer(
                     email,
                     session,
                     user,
@@ -549,6 +574,7 @@ class ConversationService:
         content: str | None,
         *,
         context_from: int | None,
+        write: StoreAnswer,
     ) -> Checkpoint:
         """One checkpoint of an answer being generated: the first creates its item
         (``_begin_streaming_answer``), each next one writes the text so far (``None``: the
@@ -558,7 +584,7 @@ class ConversationService:
             with storage_budget(self.settings.store_timeout_s):
                 if live.growing is None:
                     return await self._begin_streaming_answer(
-                        email, user, live, content or "", context_from=context_from
+                        email, user, live, content or "", context_from=context_from, write=write
                     )
                 return await self.store.checkpoint_answer(
                     email, live.session.id, live.growing.seq, content, at=self.clock.now()
@@ -577,10 +603,11 @@ class ConversationService:
         content: str,
         *,
         context_from: int | None,
+        write: StoreAnswer,
     ) -> Checkpoint:
         """The first checkpoint: the answer's item, ``"streaming"`` with the text so far, in the
-        same fenced write a whole answer takes (``_store_answer``)."""
-        stored, session, ours = await self._store_answer(
+        same fenced write a whole answer takes (``write``: ``_store_answer`` for a turn)."""
+        stored, session, ours = await write(
             email,
             live.session,
             user,
