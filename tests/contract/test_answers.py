@@ -488,3 +488,40 @@ def test_a_model_failure_after_some_text_keeps_it_as_interrupted(
         assert (shown.status, shown.content) == ("interrupted", "a beginning")
 
     run(scenario)
+
+
+def test_a_stop_that_meets_the_final_write_leaves_the_answer_whole(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    class HeldFinish(Watched):
+        def __init__(self, inner: Store) -> None:
+            super().__init__(inner)
+            self.arrived = asyncio.Event()
+            self.go = asyncio.Event()
+
+        async def finish_answer(self, *args: Any, **kwargs: Any) -> Any:
+            self.arrived.set()
+            await self.go.wait()
+            return await super().finish_answer(*args, **kwargs)
+
+    async def scenario(store: Store) -> None:
+        watched, pauses, clock = HeldFinish(store), Pauses(), FixedClock(START)
+        model = GatedModel(["all ", "of ", "it"])
+        svc = make(watched, model, pauses, clock)
+        elsewhere = make(store, EchoModel(), Pauses(), clock)
+        turn, result = await grown(watched, pauses, model, svc, alice)
+        model.release(1)
+        model.release(2)
+        await watched.arrived.wait()  # the model has ended; its final write is about to go
+        # The stop still finds it streaming (202), but no checkpoint is left to meet it.
+        assert await elsewhere.stop_answer(alice, turn.session_id) is True
+        watched.go.set()
+        done = await result
+        assert (done.assistant.status, done.assistant.content) == ("complete", "all of it")
+        stored = await store.get_message(alice, turn.session_id, 2, where="active")
+        assert stored is not None and (stored.status, stored.stop_requested) == ("complete", False)
+        assert await elsewhere.stop_answer(alice, turn.session_id) is False
+
+    run(scenario)

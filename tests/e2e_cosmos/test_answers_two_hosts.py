@@ -1,8 +1,9 @@
 """Answers that survive their instance, end to end (docs/http.md, "Answers as they grow"): two
-local hosts (real processes) on one Cosmos store, a scripted slow model. An answer started on
-host A is read growing on host B (GET and GET .../stream), stopped from host B, and, when host A
-is killed (SIGKILL) in the middle of another, shown "interrupted" by host B once its time budget
-has passed (host B's clock is moved forward: nothing waits for time)."""
+local hosts (real processes) on one store (SQLite, or Cosmos in each of its modes) and a
+scripted slow model. An answer started on host A is read growing on host B (GET and GET
+.../stream), stopped from host B, and, when host A is killed (SIGKILL) in the middle of
+another, shown "interrupted" by host B once its time budget has passed (host B's clock is moved
+forward: nothing waits for time)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,20 @@ LLM_TIMEOUT_S = 20  # with no retries, the model's whole budget: 20 s
 CHECKPOINT_MS = 50
 
 
-@pytest.fixture(params=list(COSMOS_MODE_FIXTURES))
-def database(request: pytest.FixtureRequest) -> Iterator[CosmosDatabase]:
-    with cosmos_database(account_for(request, request.param)) as db:
-        yield db
+@pytest.fixture(params=["sqlite", *COSMOS_MODE_FIXTURES])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Both hosts' store: one SQLite file, or one Cosmos database (default, lagging replicas,
+    throttled)."""
+    if request.param == "sqlite":
+        yield {
+            "AUTH_MODE": "dev",
+            "STORAGE_BACKEND": "sqlite",
+            "SQLITE_PATH": str(tmp_path / "c.db"),
+        }
+        return
+    database: CosmosDatabase
+    with cosmos_database(account_for(request, request.param)) as database:
+        yield cosmos_env(database)
 
 
 @pytest.fixture
@@ -103,12 +114,12 @@ class Follow(threading.Thread):
 
 
 def test_an_answer_followed_stopped_and_orphaned_across_two_hosts(
-    database: CosmosDatabase, fake: FakeOpenAI, tmp_path: Path
+    store_env: dict[str, str], fake: FakeOpenAI, tmp_path: Path
 ) -> None:
     alice = dev_headers(f"alice-{uuid.uuid4().hex[:8]}@example.com")
     bob = dev_headers(f"bob-{uuid.uuid4().hex[:8]}@example.com")
     env = {
-        **cosmos_env(database),
+        **store_env,
         "LLM_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake.url + "/v1",
         "OPENAI_API_KEY": "test-key",
