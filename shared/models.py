@@ -52,6 +52,21 @@ class RenameRequest(ApiModel):
     pinned: bool | None = Field(None, strict=True)
 
 
+class RegenerateRequest(ApiModel):
+    """POST .../regenerate: a new answer to the last user message; a clientMessageId makes a
+    retry answer what the first attempt answered (as for a turn)."""
+
+    client_message_id: str | None = Field(
+        None, alias="clientMessageId", min_length=1, max_length=100
+    )
+
+
+class ForkRequest(ApiModel):
+    """POST .../fork: the message (of that session) the branch ends with."""
+
+    message_id: str = Field(alias="messageId", min_length=1, max_length=200)
+
+
 class FeedbackRequest(ApiModel):
     rating: Rating
     comment: str | None = Field(None, max_length=FEEDBACK_COMMENT_MAX_CHARS)
@@ -80,15 +95,18 @@ class MessageOut(ApiModel):
     status: AnswerStatus | SkipJsonSchema[None] = Field(
         None, exclude_if=lambda value: value is None
     )
+    # Only on an answer that was regenerated: how many versions it has (the earlier ones at
+    # .../versions). Absent, never null.
+    versions: int | SkipJsonSchema[None] = Field(None, exclude_if=lambda value: value is None)
 
 
 def _absent_if_none(value: object) -> bool:
     return value is None
 
 
-class ExportMessage(MessageOut):
+class ExportVersion(MessageOut):
     """A message as an export holds it: the API's message and everything else stored with it
-    (a right-of-access request gets all of it)."""
+    (a right-of-access request gets all of it). An earlier version of an answer is one too."""
 
     client_message_id: str | SkipJsonSchema[None] = Field(
         None, alias="clientMessageId", exclude_if=_absent_if_none
@@ -109,6 +127,15 @@ class ExportMessage(MessageOut):
     total_ms: int | SkipJsonSchema[None] = Field(None, alias="totalMs", exclude_if=_absent_if_none)
 
 
+class ExportMessage(ExportVersion):
+    """A message of an export, with a regenerated answer's earlier versions (oldest first;
+    the current one is the message itself)."""
+
+    earlier_versions: list[ExportVersion] | SkipJsonSchema[None] = Field(
+        None, alias="earlierVersions", exclude_if=_absent_if_none
+    )
+
+
 class SessionSummary(ApiModel):
     session_id: str = Field(alias="sessionId")
     title: str
@@ -125,6 +152,12 @@ class SessionDetail(SessionSummary):
     messages: list[MessageOut]
     # True when older messages exist than those returned (page them with .../messages).
     has_more_messages: bool = Field(alias="hasMoreMessages")
+
+
+class VersionList(ApiModel):
+    """GET .../messages/{messageId}/versions: oldest first, the current one last."""
+
+    versions: list[MessageOut]
 
 
 class MessagePage(ApiModel):
@@ -224,6 +257,9 @@ class MessageRecord(BaseModel):
     # Set on a "streaming" answer by POST .../stop (any instance): its generator sees it at its
     # next checkpoint and stops (shared/answers.py). Never part of the API object.
     stop_requested: bool = False
+    # On an answer that was regenerated: how many versions it has, this one the newest (the
+    # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers and branches").
+    versions: int | None = None
 
     @property
     def id(self) -> str:
@@ -237,6 +273,7 @@ class MessageRecord(BaseModel):
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
             status=self.status if self.role == "assistant" else None,
+            versions=self.versions,
         )
 
     def to_export(self) -> ExportMessage:
@@ -254,6 +291,7 @@ class MessageRecord(BaseModel):
             context_from=self.context_from,
             first_token_ms=self.first_token_ms,
             total_ms=self.total_ms,
+            versions=self.versions,
         )
 
 

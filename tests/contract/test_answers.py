@@ -18,10 +18,10 @@ import pytest
 from shared.answers import Ended, Grew, Resumed
 from shared.clock import FixedClock
 from shared.config import load_settings
-from shared.errors import ModelError, NotFound
+from shared.errors import Conflict, ModelError, NotFound
 from shared.llm.base import ModelMessage, Usage
 from shared.llm.echo import EchoModel
-from shared.models import ChatRequest, FeedbackRequest, MessageRecord
+from shared.models import ChatRequest, FeedbackRequest, MessageRecord, RegenerateRequest
 from shared.service import ConversationService
 from shared.storage.base import Checkpoint, MoveOutcome, SessionRef, Store
 from shared.time_limits import model_budget_s
@@ -523,5 +523,41 @@ def test_a_stop_that_meets_the_final_write_leaves_the_answer_whole(
         stored = await store.get_message(alice, turn.session_id, 2, where="active")
         assert stored is not None and (stored.status, stored.stop_requested) == ("complete", False)
         assert await elsewhere.stop_answer(alice, turn.session_id) is False
+
+    run(scenario)
+
+
+def test_a_long_regenerated_answer_grows_like_any_and_is_not_regenerated_while_it_does(
+    run: Runner[None], emails: tuple[str, str]
+) -> None:
+    alice, _ = emails
+
+    async def scenario(store: Store) -> None:
+        watched, pauses, clock = Watched(store), Pauses(), FixedClock(START)
+        quick = ConversationService(store, EchoModel(), SETTINGS, clock=clock)
+        first = await quick.chat(alice, ask("hi"))
+        sid = first.session_id
+        model = GatedModel(["another ", "answer"])
+        svc = make(watched, model, pauses, clock)
+        turn = await svc.begin_regenerate(alice, sid, RegenerateRequest())
+        result = asyncio.ensure_future(turn.result())
+        await until(lambda: pauses.waiting == 1)
+        pauses.tick()  # the first checkpoint: the new answer takes the old one's place
+        await until(lambda: pauses.waiting == 2)
+        growing = await last(quick, alice, sid)
+        assert (growing.status, growing.content) == ("streaming", "another ")
+        # Its generator still writes that item: no regenerate over it (409).
+        with pytest.raises(Conflict):
+            await quick.begin_regenerate(alice, sid, RegenerateRequest())
+        model.release(1)
+        done = await result
+        assert (done.assistant.status, done.assistant.content) == ("complete", "another answer")
+        versions = await quick.message_versions(alice, sid, growing.id)
+        assert [(v.content, v.status) for v in versions.versions] == [
+            (first.assistant.content, "complete"),
+            ("another answer", "complete"),
+        ]
+        detail = await quick.get_session(alice, sid)
+        assert [m.content for m in detail.messages] == ["hi", "another answer"]
 
     run(scenario)
