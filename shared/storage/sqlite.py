@@ -44,7 +44,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
-from shared.search import SearchOrder, relevance, words_of
+from shared.search import SearchOrder, holds_all, relevance, words_of
 from shared.storage.base import (
     MAX_SHARE_VIEWS,
     WHERES,
@@ -267,6 +267,38 @@ MIGRATIONS: tuple[str, ...] = (
         failed INTEGER NOT NULL
     );
     CREATE INDEX archive_runs_by_time ON archive_runs (at, run_id);
+    """,
+    # 10: the search index folds accents and stems English words, as a search matches
+    # (shared/search.py): ``remove_diacritics 2`` (``cafe`` finds ``café``, every Latin
+    # letter's accents dropped) under ``porter`` (``run`` finds ``running``). The index is
+    # dropped and built again from the stored messages; the triggers are the same.
+    """
+    DROP TRIGGER message_search_add;
+    DROP TRIGGER message_search_remove;
+    DROP TRIGGER message_search_move;
+    DROP TABLE message_search;
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        text, container UNINDEXED, email UNINDEXED, session_id UNINDEXED, seq UNINDEXED,
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        SELECT parley_search_rowid(email, session_id, seq), json_extract(body, '$.content'),
+               container, email, session_id, seq
+        FROM messages;
+    CREATE TRIGGER message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        VALUES (parley_search_rowid(new.email, new.session_id, new.seq),
+                json_extract(new.body, '$.content'), new.container, new.email,
+                new.session_id, new.seq);
+    END;
+    CREATE TRIGGER message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search
+        WHERE rowid = parley_search_rowid(old.email, old.session_id, old.seq);
+    END;
+    CREATE TRIGGER message_search_move AFTER UPDATE OF container ON messages BEGIN
+        UPDATE message_search SET container = new.container
+        WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
+    END;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -834,7 +866,8 @@ class SqliteStore:
             seqs: dict[str, list[int]] = {}
             for session_id, seq in found:
                 seqs.setdefault(session_id, []).append(int(seq))
-            # Titles are few (one per session): matched here by the same words.
+            # Titles are few (one per session): matched here by the same rules (folded,
+            # stemmed words: shared/search.py).
             titled = {
                 session_id
                 for session_id, title in conn.execute(
@@ -842,7 +875,7 @@ class SqliteStore:
                     " WHERE container = ? AND email = ?",
                     (where, email),
                 )
-                if set(wanted) <= set(words_of(title or ""))
+                if holds_all(title or "", phrase)
             }
             matched = sorted({*seqs, *titled})
 

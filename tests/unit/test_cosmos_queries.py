@@ -29,7 +29,10 @@ ALWAYS_INDEXED = {"id", "EmailID"}
 # The search's ``{match}``: the full-text function the store puts there (``_all_words``).
 QUERIES = {
     name: value.replace(
-        "{match}", store._all_words("title" if "TITLES" in name else "content", "w")
+        "{match}",
+        store._all_words("title", "titleFolded", "w")
+        if "TITLES" in name
+        else store._all_words("content", "contentFolded", "w"),
     )
     for module in (store, moves, usage)
     for name, value in vars(module).items()

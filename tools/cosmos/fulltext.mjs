@@ -5,9 +5,14 @@
 // answered by ranking the items before the rest of the query runs over them.
 //
 // What is modelled, and what is not (README.md):
-//   - text is tokenized into lower-case runs of letters and digits; a term matches a token equal
-//     to it. Azure also stems and drops stop words by language: "run" finds "running" there, not
-//     here. A multi-word term here needs every one of its words (not as a phrase);
+//   - text is tokenized into lower-case runs of letters and digits, each stemmed as English by
+//     Martin Porter's algorithm (the npm `stemmer` package, pinned; on a word's UTF-8 bytes, as
+//     SQLite's FTS5 `porter` does): "run" finds "running" and "runs", as Azure's en-US index
+//     does ("stemming, stop word removal and tokenization"). A term matches a token with the
+//     same stem. Accents are NOT folded ("cafe" does not find "café"): Azure's documentation
+//     names stemming and stop words, never accents, so nothing may rely on it (Parley indexes
+//     folded copies itself). Stop words are not dropped here. A multi-word term here needs
+//     every one of its words (not as a phrase);
 //   - FullTextScore is BM25 (k1 1.2, b 0.75) over the items the query reads (its partition, or
 //     the container). Azure's exact scores cannot be reproduced (its statistics are per
 //     physical partition and its analyzer differs), so only the order of clear cases means
@@ -19,6 +24,8 @@
 //     the items holding one of its terms, not for every item of the partition (fidelity.mjs).
 
 import { createRequire } from "node:module";
+
+import { stemmer } from "stemmer";
 
 import { splitTopLevel } from "./query-language.mjs";
 
@@ -79,8 +86,29 @@ export function fullTextPolicyError(definition) {
 // ---------------------------------------------------------------------------------------------
 // Matching.
 
+// FTS5's porter tokenizer leaves tokens under 3 or over 64 bytes as they are.
+const STEM_MIN_BYTES = 3;
+const STEM_MAX_BYTES = 64;
+const HIGH_BYTE = 0xe000; // a UTF-8 byte above 127 as a private-use character: a consonant
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A word's stem: Porter's algorithm over its UTF-8 bytes (shared/stemming.py does the same). */
+export function stemWord(word) {
+  const bytes = Buffer.from(word, "utf8");
+  if (bytes.length < STEM_MIN_BYTES || bytes.length > STEM_MAX_BYTES) return word;
+  const mapped = String.fromCharCode(...[...bytes].map((b) => (b < 128 ? b : HIGH_BYTE + b)));
+  const stemmed = stemmer(mapped);
+  const out = Buffer.from([...stemmed].map((c) => c.charCodeAt(0) % HIGH_BYTE));
+  try {
+    return utf8.decode(out);
+  } catch {
+    return word; // a step split a character's bytes (never for real words)
+  }
+}
+
 function tokens(text) {
-  return typeof text === "string" ? text.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [] : [];
+  if (typeof text !== "string") return [];
+  return (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) || []).map(stemWord);
 }
 
 function containsTerm(textTokens, term) {

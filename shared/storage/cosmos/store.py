@@ -50,7 +50,13 @@ from shared.storage.base import (
     UsageDay,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
+from shared.storage.containers import (
+    CONTENT_FOLDED,
+    LOCAL_HOSTS,
+    TITLE_FOLDED,
+    container_specs,
+    shares_spec,
+)
 from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
 from shared.storage.cosmos.items import (
@@ -431,7 +437,8 @@ class CosmosStore:
         hits_per_session: int,
         order: SearchOrder = "recent",
     ) -> SearchPage:
-        content, title = _all_words("content", phrase), _all_words("title", phrase)
+        content = _all_words("content", CONTENT_FOLDED, phrase)
+        title = _all_words("title", TITLE_FOLDED, phrase)
         counts: dict[str, int] = {}
         read = 0
         async for item in self.conn.stream(
@@ -859,11 +866,17 @@ class CosmosStore:
         return await self.moves.finish(item.where, item.email, item.session_id)
 
 
-def _all_words(path: str, phrase: str) -> str:
-    """``FullTextContainsAll`` of the phrase's words on one path. Azure's full-text functions
-    take their terms as literals; a word is letters and digits only (``words_of``), so it
-    stands in quotes as it is, and nothing in a phrase ever becomes query syntax."""
+def _all_words(path: str, folded_path: str, phrase: str) -> str:
+    """``FullTextContainsAll`` of the phrase's words on a text or on its folded copy (an item
+    whose text has accents carries one: ``shared.search.folded_copy``). The words are folded
+    too, so ``cafe`` and ``café`` find each other whether or not Azure folds accents. Azure's
+    full-text functions take their terms as literals; a word is letters and digits only
+    (``words_of``), so it stands in quotes as it is, and nothing in a phrase ever becomes
+    query syntax."""
     words = words_of(phrase)
     if not words or not all(word.isalnum() for word in words):
         raise ValueError("a search needs words of letters and digits")
-    return f"FullTextContainsAll(c.{path}, " + ", ".join(f"'{word}'" for word in words) + ")"
+    terms = ", ".join(f"'{word}'" for word in words)
+    return (
+        f"(FullTextContainsAll(c.{path}, {terms}) OR FullTextContainsAll(c.{folded_path}, {terms}))"
+    )
