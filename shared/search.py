@@ -21,6 +21,8 @@ from shared.errors import InvalidRequest
 from shared.stemming import stem
 
 PHRASE_MIN_CHARS, PHRASE_MAX_CHARS = 2, 200
+# Matching messages one search's lookup reads at most (bounds a phrase found everywhere).
+SEARCH_SCAN_LIMIT = 10_000
 SEARCH_WORDS_MAX = 16  # words of a phrase matched (each is one more term of the index lookup)
 # A word: a run of letters and digits (``_`` is punctuation, as it is to both stores' tokenizers;
 # combining marks other than the accents below separate words there too).

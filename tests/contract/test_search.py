@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import unicodedata
 from datetime import timedelta
 from typing import Any, Literal
 
 import pytest
 
+from shared import search_state
 from shared.errors import InvalidRequest
 from shared.ids import message_item_id
 from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
+from shared.search_state import CARRY_CHARS
 from shared.service import ConversationService
 from shared.stemming import stem
 from shared.storage.base import Store
+from shared.storage.cosmos import CosmosStore
+from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
 from tests.support.scenarios import START, archive, make_service, pause_at, seed_session
@@ -542,11 +547,19 @@ def test_relevance_ranks_by_matching_messages_and_title_with_scores(
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    ("step", "call"),
+    [
+        ("search_matches", 2),  # between the active lookup and the archive's
+        ("search_page", 1),  # after both lookups, before the page is read
+    ],
+)
 def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
-    run: Runner[None], emails: tuple[str, str]
+    run: Runner[None], emails: tuple[str, str], step: str, call: int
 ) -> None:
-    """``archived=all`` reads the active container, then the archive: the archival pass moves
-    the session between the two reads (the pause), so both reads find it. It is one result,
+    """``archived=all`` looks the words up in the active container, then the archive, then
+    reads the page: the archival pass moves the session between two of these steps (the
+    pause), so it is found in both lookups, or read where it no longer is. It is one result,
     shown where it is now."""
     alice, _ = emails
 
@@ -557,7 +570,7 @@ def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
         staying = await seed_session(
             store, alice, ["another puffin", "ok"], at=START + timedelta(minutes=1)
         )
-        gate = pause_at(faulty, "search", call=2)  # before the archive's read
+        gate = pause_at(faulty, step, call=call)
         searching = asyncio.create_task(search(svc, alice, "puffin", archived="all"))
         await gate.reached_by(searching)
         await archive(store, moving)
@@ -565,5 +578,100 @@ def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
         found = await searching
         assert [r.session_id for r in found.results] == [staying.id, moving.id]
         assert [r.archived for r in found.results] == [False, True]
+        assert got(found) == {staying.id: [1], moving.id: [1]}
+
+    run(scenario)
+
+
+def lookups_of(store: Store) -> list[str]:
+    """Every query the store sends from now on that looks words up in its index (SQLite: an
+    FTS5 ``MATCH``; Cosmos: a full-text function), as sent: the work of a search's first page
+    that a later page must not do again. The real store, wrapped in place at its database."""
+    sent: list[str] = []
+    if isinstance(store, SqliteStore):
+        read = store._read
+
+        async def traced(fn: Any) -> Any:
+            def run(conn: sqlite3.Connection) -> Any:
+                conn.set_trace_callback(
+                    lambda sql: sent.append(sql) if "message_search MATCH" in sql else None
+                )
+                try:
+                    return fn(conn)
+                finally:
+                    conn.set_trace_callback(None)
+
+            return await read(run)
+
+        store._read = traced  # type: ignore[method-assign]
+        return sent
+    assert isinstance(store, CosmosStore)
+    conn = store.conn
+    stream = conn.stream  # ``query`` reads through ``stream``
+
+    def counted(where: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if "FullText" in sql:
+            sent.append(sql)
+        return stream(where, sql, *args, **kwargs)
+
+    conn.stream = counted  # type: ignore[method-assign]
+    return sent
+
+
+@pytest.mark.parametrize("order", ["recent", "relevance"])
+@pytest.mark.parametrize("carry_chars", [CARRY_CHARS, 400])
+def test_later_pages_never_look_the_words_up_again(
+    run: Runner[None],
+    emails: tuple[str, str],
+    order: SearchOrder,
+    carry_chars: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Page 1 looks the words up once per container searched; the token carries the rest of
+    the matches, so page 2 and after send no lookup at all, and still show every match once,
+    in order, and nothing of another user. With a token too small for every match (400
+    characters: a few carried), a lookup runs again only when the carried ones run out."""
+    monkeypatch.setattr(search_state, "CARRY_CHARS", carry_chars)
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        want: list[str] = []
+        for i in range(23):
+            texts = ["heron " * (1 + i % 4) + f"number {i}", "ok"] + ["a heron again"] * (i % 3)
+            session = await seed_session(store, alice, texts, at=START + timedelta(minutes=i))
+            want.append(session.id)
+        archived_one = await seed_session(
+            store, alice, ["an archived heron"], at=START + timedelta(hours=1)
+        )
+        await archive(store, archived_one)
+        await seed_session(store, alice, ["no bird here"], at=START + timedelta(hours=2))
+        theirs = await seed_session(store, bob, ["bob's heron"], at=START + timedelta(hours=3))
+        sent = lookups_of(store)
+        shown: list[str] = []
+        lookups: list[int] = []
+        token: str | None = None
+        while True:
+            before = len(sent)
+            page = await search(
+                svc, alice, "heron", limit=4, continuation=token, archived="all", order=order
+            )
+            lookups.append(len(sent) - before)
+            shown += [r.session_id for r in page.results]
+            token = page.continuation_token
+            if token is None:
+                break
+        assert sorted(shown) == sorted([*want, archived_one.id])  # each once, none missing
+        assert theirs.id not in shown
+        assert len(lookups) == 6
+        # SQLite: one MATCH per container; Cosmos: the message and title lookups of each.
+        per_lookup = 2 if isinstance(store, SqliteStore) else 4
+        assert lookups[0] == per_lookup
+        if carry_chars == CARRY_CHARS:
+            assert lookups[1:] == [0] * 5, lookups
+        else:
+            assert 0 < sum(lookups[1:]) < 5 * per_lookup, lookups
+        whole = await search(svc, alice, "heron", limit=50, archived="all", order=order)
+        assert shown == [r.session_id for r in whole.results]  # the same order, paged
 
     run(scenario)

@@ -96,10 +96,9 @@ def test_upgrading_from_version_2_makes_old_messages_searchable(tmp_path: Path) 
     store = SqliteStore(path)
 
     async def found(phrase: str, where: Where) -> list[tuple[str, list[str]]]:
-        page, _ = await store.search(
-            email, phrase, where=where, limit=10, after=None, hits_per_session=3
-        )
-        return [(session.id, [hit.text for hit in hits]) for session, hits, _ in page]
+        matches = await store.search_matches(email, phrase, where=where, hits_per_session=3)
+        page = await store.search_page(email, where=where, matches=matches)
+        return [(session.id, [hit.text for hit in hits]) for session, hits in page]
 
     # Words go to the index the upgrade built (migration 5 rebuilt the trigram index of 3 by
     # words), case-insensitively; a piece of a word is no longer found.
@@ -166,10 +165,8 @@ def test_upgrading_from_version_9_folds_accents_and_stems_old_messages(tmp_path:
     store = SqliteStore(path)
 
     async def found(phrase: str) -> list[str]:
-        page, _ = await store.search(
-            email, phrase, where="active", limit=10, after=None, hits_per_session=3
-        )
-        return [session.id for session, _, _ in page]
+        matches = await store.search_matches(email, phrase, where="active", hits_per_session=3)
+        return [m.session_id for m in matches]
 
     assert asyncio.run(found("creme brulee recipe")) == [session.id]
     assert asyncio.run(found("CRÈME")) == [session.id]

@@ -106,9 +106,27 @@ export function stemWord(word) {
   }
 }
 
+// Every query evaluates the functions on every item it reads, so stems and a text's tokens are
+// remembered (bounded: a full cache is emptied) rather than computed again per item and query.
+const CACHE_ENTRIES = 200000;
+const stems = new Map();
+const textTokens = new Map();
+
+function remember(cache, key, compute) {
+  let value = cache.get(key);
+  if (value === undefined) {
+    if (cache.size >= CACHE_ENTRIES) cache.clear();
+    value = compute(key);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 function tokens(text) {
   if (typeof text !== "string") return [];
-  return (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) || []).map(stemWord);
+  return remember(textTokens, text, (t) =>
+    (t.toLowerCase().match(/[\p{L}\p{N}]+/gu) || []).map((w) => remember(stems, w, stemWord)),
+  );
 }
 
 function containsTerm(textTokens, term) {
@@ -116,13 +134,19 @@ function containsTerm(textTokens, term) {
   return words.length > 0 && words.every((w) => textTokens.has(w));
 }
 
+const tokenSets = new Map();
+
+function tokenSet(text) {
+  return typeof text === "string" ? remember(tokenSets, text, (t) => new Set(tokens(t))) : new Set();
+}
+
 function containsAll(text, terms) {
-  const have = new Set(tokens(text));
+  const have = tokenSet(text);
   return terms.every((t) => containsTerm(have, t));
 }
 
 function containsAny(text, terms) {
-  const have = new Set(tokens(text));
+  const have = tokenSet(text);
   return terms.some((t) => containsTerm(have, t));
 }
 
@@ -285,21 +309,27 @@ export function usesFullText(sql) {
 }
 
 /**
- * The items an index lookup for this query reads: those holding one of the string literals of
- * its full-text calls, in any string property. An estimate for the request charge.
+ * The items an index lookup for this query reads: those holding one of the terms of its
+ * full-text calls in the path each call names (an item is counted once). An estimate for the
+ * request charge.
  */
 export function indexLookupCount(sql, items) {
-  const words = new Set();
+  const lookups = [];
   for (const m of sql.matchAll(/FullText\w*\s*\(([^)]*)\)/gi)) {
-    for (const lit of m[1].matchAll(/'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"/g)) {
-      for (const w of tokens(lit[1] ?? lit[2])) words.add(w);
+    const [path, ...terms] = splitTopLevel(m[1]);
+    const keys = pathKeys(path || "");
+    const words = new Set();
+    for (const term of terms) {
+      const lit = /^\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\s*$/.exec(term);
+      if (lit) for (const w of tokens(lit[1] ?? lit[2])) words.add(w);
     }
+    if (keys && words.size) lookups.push({ keys, words });
   }
-  if (!words.size) return 0;
-  const holds = (value) => {
-    if (typeof value === "string") return tokens(value).some((t) => words.has(t));
-    if (value && typeof value === "object") return Object.values(value).some(holds);
-    return false;
-  };
-  return items.filter(holds).length;
+  if (!lookups.length) return 0;
+  return items.filter((item) =>
+    lookups.some(({ keys, words }) => {
+      const value = valueAt(item, keys);
+      return typeof value === "string" && tokens(value).some((t) => words.has(t));
+    }),
+  ).length;
 }
