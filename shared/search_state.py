@@ -5,10 +5,11 @@ every matching message. Page 1 does it, orders every match (``order_key``), show
 ``limit``, and the page token carries the rest in order, so page 2 and after read only their own
 sessions and messages, by id (``Store.search_page``), and never look the words up again.
 
-A token travels in a URL, so it carries at most what fits in ``CARRY_CHARS`` (about a hundred
-matches, compressed). A search with more matches carries the first of them and the sort key of
-the last one carried: the page that runs out of carried matches looks the words up again and
-continues after that key (once per carried batch, not once per page). Pages follow the order
+A token travels in a URL, so it carries at most what fits there (``carry_room``: some 35 to 70
+matches, compressed, as ``q`` leaves room). A search with more matches carries the first of
+them and the sort key of the last one carried: the page that runs out of carried matches
+looks the words up again and continues after that key (once per carried batch, not once per
+page). Pages follow the order
 of page 1's lookup (a snapshot): a session that changes meanwhile keeps its place, one deleted
 or moved out of the searched containers is left out, so pages never repeat or skip a result.
 """
@@ -21,14 +22,27 @@ import json
 import zlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from shared.errors import InvalidRequest
 from shared.search import SearchOrder
 from shared.storage.base import WHERES, MatchedSession, Where
 
-# The carried state's share of a page token (MAX_PAGE_TOKEN_CHARS, shared/paging.py: the
-# token wraps it in JSON and base64 once more, 4/3 of it, plus a MAC).
-CARRY_CHARS = 5600
+# The page token comes back in the next request's URL, which Azure Functions' HTTP trigger
+# takes up to 4 KB long ("Limits" of its documentation): the carried state gets what the URL
+# has left once the path, the other parameters (a margin for them) and the encoded ``q`` are
+# counted, less the token's own wrapping (base64 once more, 4/3 of it, and a MAC).
+URL_CHARS = 4096
+URL_RESERVED = 256
+TOKEN_WRAPPING = 48
+
+
+def carry_room(phrase: str) -> int:
+    """How many characters of carried state the page token of a search for ``phrase`` holds."""
+    room = URL_CHARS - URL_RESERVED - len(quote(phrase, safe=""))
+    return max(0, room * 3 // 4 - TOKEN_WRAPPING)
+
+
 # An order key: (score, updated_at, session id), compared descending.
 OrderKey = tuple[int, str, str]
 
@@ -78,10 +92,13 @@ def _pack(state: SearchState) -> str:
     return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
 
 
-def encode_state(rest: list[Found], order: SearchOrder, beyond: OrderKey | None) -> str | None:
-    """The position after a page: the rest of the matches in order, as many as fit, and where
-    to look up once they run out (``beyond``: matches after ``rest`` not looked up yet, from an
-    earlier page's token). None when nothing follows."""
+def encode_state(
+    rest: list[Found], order: SearchOrder, beyond: OrderKey | None, room: int
+) -> str | None:
+    """The position after a page: the rest of the matches in order, as many as fit in
+    ``room`` characters (one at least), and where to look up once they run out (``beyond``:
+    matches after ``rest`` not looked up yet, from an earlier page's token). None when
+    nothing follows."""
     if not rest:
         return None if beyond is None else _pack(SearchState([], beyond))
     count = len(rest)
@@ -89,9 +106,9 @@ def encode_state(rest: list[Found], order: SearchOrder, beyond: OrderKey | None)
         carried = rest[:count]
         resume = order_key(carried[-1], order) if count < len(rest) else beyond
         packed = _pack(SearchState(carried, resume))
-        if len(packed) <= CARRY_CHARS or count == 1:
+        if len(packed) <= room or count == 1:
             return packed
-        count = max(1, count * CARRY_CHARS // len(packed) * 9 // 10)
+        count = max(1, count * room // len(packed) * 9 // 10)
 
 
 def decode_state(position: str) -> SearchState:

@@ -65,7 +65,14 @@ from shared.models import (
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, SearchOrder, phrase_of, snippet
-from shared.search_state import Found, OrderKey, decode_state, encode_state, ordered
+from shared.search_state import (
+    Found,
+    OrderKey,
+    carry_room,
+    decode_state,
+    encode_state,
+    ordered,
+)
 from shared.sharing import SharingStore, erase_shares, revoke_session_shares
 from shared.storage.base import MoveOutcome, Presence, SearchHit, Where
 from shared.time_limits import model_budget_s
@@ -956,7 +963,9 @@ class ConversationService:
         ]
         return SearchResults(
             results=results,
-            continuation_token=self._page_token(encode_state(rest, order, beyond), scope, email),
+            continuation_token=self._page_token(
+                encode_state(rest, order, beyond, carry_room(phrase)), scope, email
+            ),
         )
 
 

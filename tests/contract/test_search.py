@@ -23,7 +23,7 @@ from shared import search_state
 from shared.errors import InvalidRequest
 from shared.ids import message_item_id
 from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
-from shared.search_state import CARRY_CHARS
+from shared.search_state import URL_CHARS
 from shared.service import ConversationService
 from shared.stemming import stem
 from shared.storage.base import Store
@@ -619,19 +619,19 @@ def lookups_of(store: Store) -> list[str]:
 
 
 @pytest.mark.parametrize("order", ["recent", "relevance"])
-@pytest.mark.parametrize("carry_chars", [CARRY_CHARS, 400])
+@pytest.mark.parametrize("url_chars", [URL_CHARS, 1000])
 def test_later_pages_never_look_the_words_up_again(
     run: Runner[None],
     emails: tuple[str, str],
     order: SearchOrder,
-    carry_chars: int,
+    url_chars: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Page 1 looks the words up once per container searched; the token carries the rest of
     the matches, so page 2 and after send no lookup at all, and still show every match once,
-    in order, and nothing of another user. With a token too small for every match (400
+    in order, and nothing of another user. With a URL too short for every match (1,000
     characters: a few carried), a lookup runs again only when the carried ones run out."""
-    monkeypatch.setattr(search_state, "CARRY_CHARS", carry_chars)
+    monkeypatch.setattr(search_state, "URL_CHARS", url_chars)
     alice, bob = emails
 
     async def scenario(store: Store) -> None:
@@ -667,7 +667,7 @@ def test_later_pages_never_look_the_words_up_again(
         # SQLite: one MATCH per container; Cosmos: the message and title lookups of each.
         per_lookup = 2 if isinstance(store, SqliteStore) else 4
         assert lookups[0] == per_lookup
-        if carry_chars == CARRY_CHARS:
+        if url_chars == URL_CHARS:
             assert lookups[1:] == [0] * 5, lookups
         else:
             assert 0 < sum(lookups[1:]) < 5 * per_lookup, lookups
