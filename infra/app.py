@@ -34,6 +34,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
     "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
+    "WEBPUBSUB_KEY": "Web PubSub has local auth disabled; the managed identity is used",
 }
 
 # Settings outside shared.config that the Functions host and platform need.
@@ -99,6 +100,8 @@ def app_settings(
     archive_container: str,
     shares_container: str,
     openai_endpoint: pulumi.Input[str],
+    webpubsub_endpoint: pulumi.Input[str],
+    webpubsub_hub: str,
     appinsights_connection_string: pulumi.Input[str],
     token_signing_key: pulumi.Input[str],
 ) -> dict[str, pulumi.Input[str]]:
@@ -128,6 +131,9 @@ def app_settings(
         "AZURE_OPENAI_ENDPOINT": openai_endpoint,
         "AZURE_OPENAI_DEPLOYMENT": cfg.openai_deployment,
         "AZURE_OPENAI_API_VERSION": cfg.openai_api_version,
+        # Real-time group events: the identity signs in (no key; infra/realtime.py).
+        "WEBPUBSUB_ENDPOINT": webpubsub_endpoint,
+        "WEBPUBSUB_HUB": webpubsub_hub,
         "AUTH_MODE": "easyauth",
         # The app's second lock behind Easy Auth (docs/security.md, "Authentication"): it
         # verifies the caller's token itself against what Easy Auth is configured with.
@@ -190,6 +196,8 @@ def create_function_app(
     archive_container: str,
     shares_container: str,
     openai_endpoint: pulumi.Input[str],
+    webpubsub_endpoint: pulumi.Input[str],
+    webpubsub_hub: str,
     appinsights: applicationinsights.Component,
     depends_on: list[pulumi.Resource],
     tags: Mapping[str, str],
@@ -261,6 +269,8 @@ def create_function_app(
         archive_container=archive_container,
         shares_container=shares_container,
         openai_endpoint=openai_endpoint,
+        webpubsub_endpoint=webpubsub_endpoint,
+        webpubsub_hub=webpubsub_hub,
         appinsights_connection_string=appinsights.connection_string,
         token_signing_key=signing_key.result,
     )
