@@ -7,6 +7,7 @@ from functions.chat import bp as chat_bp
 from functions.export import bp as export_bp
 from functions.health import bp as health_bp
 from functions.imports import bp as imports_bp
+from functions.realtime import bp as realtime_bp
 from functions.search import bp as search_bp
 from functions.sessions import bp as sessions_bp
 from functions.shares import bp as shares_bp
@@ -24,5 +25,6 @@ for blueprint in (
     health_bp,
     archive_bp,
     shares_bp,
+    realtime_bp,
 ):
     app.register_functions(blueprint)

@@ -57,6 +57,13 @@ OPERATIONS = {
     "DELETE /api/shares/{shareId}",
     "GET /api/shares/{shareId}/views",
     "POST /api/shares/{shareId}/continue",
+    "GET /api/realtime/negotiate",
+}
+NO_INPUT = {
+    "GET /api/health",
+    "GET /api/export",
+    "GET /api/usage",
+    "GET /api/realtime/negotiate",
 }
 # Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200
 # answers are checked too, not only their 404s.
@@ -186,9 +193,9 @@ def test_fuzz_the_whole_api(
     assert {op.label for op in operations} == OPERATIONS
     for operation in operations:
         headers = ERASER if operation.label == "DELETE /api/sessions" else FUZZER
-        # Health, export and usage take no input at all: there is nothing to make invalid.
+        # Health, export, usage and negotiate take no input at all: nothing to make invalid.
         modes = [GenerationMode.POSITIVE]
-        if operation.label not in ("GET /api/health", "GET /api/export", "GET /api/usage"):
+        if operation.label not in NO_INPUT:
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
             _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", headers))

@@ -55,6 +55,7 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "ImportReport": importer.ImportReport,
     "ImportFailure": importer.ImportFailure,
     "UsageDay": usage.DayOut,
+    "RealtimeAccess": models.RealtimeAccess,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
