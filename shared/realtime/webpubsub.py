@@ -56,7 +56,9 @@ class WebPubSubRealtime:
         credential: AsyncTokenCredential | AzureKeyCredential,
         *,
         owned_credential: AsyncTokenCredential | None = None,
+        **client_options: Any,
     ) -> None:
+        """``client_options`` go to the SDK's client as they are (pipeline policies: tests)."""
         self._client = WebPubSubServiceClient(
             endpoint=endpoint,
             hub=hub,
@@ -64,6 +66,7 @@ class WebPubSubRealtime:
             retry_total=RETRY_TOTAL,
             connection_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,
+            **client_options,
         )
         self._owned_credential = owned_credential
 

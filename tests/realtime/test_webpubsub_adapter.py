@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import pytest
 import websockets
+from azure.core.credentials import AccessToken
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import HeadersPolicy
 
 from shared.config import load_settings
 from shared.realtime import (
@@ -24,8 +28,63 @@ from shared.realtime import (
 from shared.realtime.webpubsub import WebPubSubRealtime
 from tests.support.webpubsub_server import local_webpubsub
 from tools.webpubsub import SUBPROTOCOL, RunningWebPubSub
+from tools.webpubsub.server import ENTRA_AUDIENCE
 
 RECEIVE_TIMEOUT_S = 5.0
+
+
+class StandInIdentity:
+    """The app's identity against the stand-in: tokens for the scope the SDK asks for, with an
+    Entra ID token's audience, signed with the stand-in's key (tools/webpubsub/README.md)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.scopes: list[str] = []
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.extend(scopes)
+        expires = int(time.time()) + 3600
+        token = jwt.encode({"aud": ENTRA_AUDIENCE, "exp": expires}, self.key, algorithm="HS256")
+        return AccessToken(token, expires)
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> StandInIdentity:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        return None
+
+
+class PlainHttpForTheStandIn(HeadersPolicy):
+    """azure-core sends bearer tokens over https only; the stand-in serves plain http on
+    127.0.0.1, so the identity's requests to it opt out (runs before the bearer policy)."""
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        request.context["enforce_https"] = False
+        super().on_request(request)
+
+
+@pytest.fixture(params=["key", "identity"])
+def make_adapter(
+    request: pytest.FixtureRequest, webpubsub: RunningWebPubSub
+) -> Callable[[], WebPubSubRealtime]:
+    """The adapter as the local host builds it (a key), and as Azure does (an identity: the
+    bearer-token path, and client tokens from the service's generateToken)."""
+    if request.param == "key":
+        return lambda: adapter_for(webpubsub)
+    identity = StandInIdentity(webpubsub.access_key)
+
+    def with_identity() -> WebPubSubRealtime:
+        return WebPubSubRealtime(
+            webpubsub.endpoint,
+            "parley",
+            identity,  # type: ignore[arg-type]
+            headers_policy=PlainHttpForTheStandIn(),
+        )
+
+    return with_identity
 
 
 def adapter_for(stand_in: RunningWebPubSub, **extra: str) -> WebPubSubRealtime:
@@ -62,12 +121,12 @@ def test_the_key_is_never_shown_in_the_settings_repr(webpubsub: RunningWebPubSub
 
 
 def test_client_url_is_for_the_user_only_and_expires_when_its_token_does(
-    webpubsub: RunningWebPubSub,
+    make_adapter: Callable[[], WebPubSubRealtime],
 ) -> None:
     user = realtime_user_id("alice@example.com", "k" * 32)
 
     async def scenario() -> None:
-        realtime = adapter_for(webpubsub)
+        realtime = make_adapter()
         try:
             before = datetime.now(tz=UTC)
             url, expires_at = await realtime.client_url(user, expires_in_s=600)
@@ -94,10 +153,10 @@ def test_client_url_is_for_the_user_only_and_expires_when_its_token_does(
 
 
 def test_published_events_reach_the_users_added_and_stop_at_removal(
-    webpubsub: RunningWebPubSub,
+    make_adapter: Callable[[], WebPubSubRealtime],
 ) -> None:
     async def scenario() -> None:
-        realtime = adapter_for(webpubsub)
+        realtime = make_adapter()
         try:
             url, _ = await realtime.client_url("u.bob", expires_in_s=60)
             async with websockets.connect(url, subprotocols=[SUBPROTOCOL]) as socket:  # type: ignore[list-item]
@@ -142,3 +201,30 @@ def test_failures_of_the_service_become_realtime_unavailable() -> None:
     # The service gone: nothing listens any more.
     realtime = adapter_for(stand_in)
     asyncio.run(scenario(stand_in, realtime))
+
+
+def test_the_identity_signs_in_for_web_pubsub_and_a_forged_token_is_refused(
+    webpubsub: RunningWebPubSub,
+) -> None:
+    identity = StandInIdentity(webpubsub.access_key)
+    forged = StandInIdentity("x" * 40)
+
+    async def scenario() -> None:
+        for credential, works in ((identity, True), (forged, False)):
+            realtime = WebPubSubRealtime(
+                webpubsub.endpoint,
+                "parley",
+                credential,  # type: ignore[arg-type]
+                headers_policy=PlainHttpForTheStandIn(),
+            )
+            try:
+                if works:
+                    await realtime.publish("g1", {"type": "group.deleted", "groupId": "g1"})
+                else:
+                    with pytest.raises(RealtimeUnavailable):
+                        await realtime.publish("g1", {"type": "group.deleted", "groupId": "g1"})
+            finally:
+                await realtime.close()
+
+    run(scenario)
+    assert set(identity.scopes) == {"https://webpubsub.azure.com/.default"}

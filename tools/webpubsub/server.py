@@ -28,6 +28,10 @@ SUBPROTOCOL = "json.webpubsub.azure.v1"
 API_VERSIONS = frozenset(
     {"2021-10-01", "2022-11-01", "2023-07-01", "2024-01-01", "2024-09-01", "2024-12-01"}
 )
+# The audience of an Entra ID token for Web PubSub (the SDK asks for this resource's
+# ".default" scope). The stand-in has no Entra ID: a token with this audience signed with the
+# access key stands for the app identity's token (README.md, "How it differs from Azure").
+ENTRA_AUDIENCE = "https://webpubsub.azure.com"
 # Group names: "greater than 0 and less than 1025" characters (the REST API's rule).
 MAX_GROUP_NAME = 1024
 # Roles a client token may carry (reference-json-webpubsub-subprotocol, "Permissions").
@@ -202,7 +206,10 @@ class LocalWebPubSub:
             header = request.headers.get("Authorization", "")
             if not header.startswith("Bearer "):
                 raise Unauthorized("no bearer token")
-            self._claims(header.removeprefix("Bearer "), lambda aud: same_url(aud, request.url))
+            self._claims(
+                header.removeprefix("Bearer "),
+                lambda aud: aud == ENTRA_AUDIENCE or same_url(aud, request.url),
+            )
             if request.query.get("api-version") not in API_VERSIONS:
                 return error(400, "Unsupported or missing api-version")
             for name in ("group",):
