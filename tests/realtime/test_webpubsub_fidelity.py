@@ -315,3 +315,41 @@ def test_adding_a_connection_that_does_not_exist_is_404(webpubsub: RunningWebPub
             assert failed.value.status_code == 404
 
     run(scenario)
+
+
+def test_a_token_from_generate_token_carries_what_was_asked_and_joins_its_groups(
+    webpubsub: RunningWebPubSub,
+) -> None:
+    """The REST ``generateToken`` (what the SDK calls with an identity): user, roles, lifetime
+    and the groups a connection joins on connect (the ``webpubsub.group`` claim)."""
+    url = f"{webpubsub.endpoint}/api/hubs/{HUB}/:generateToken"
+    query = "userId=erin&minutesToExpire=5&group=g.start&api-version=2024-12-01"
+    exp = datetime.now(tz=UTC) + timedelta(minutes=1)
+    auth = {
+        "Authorization": "Bearer "
+        + sign({"aud": f"{url}?{query}", "exp": exp}, webpubsub.access_key)
+    }
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{url}?{query}", headers=auth)
+            assert answer.status_code == 200
+            token = answer.json()["token"]
+            bad = await http.post(f"{url}?userId=erin&minutesToExpire=0&api-version=2024-12-01")
+            assert bad.status_code == 401  # no token at all: refused before anything else
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["sub"] == "erin" and "role" not in claims
+        assert 290 <= claims["exp"] - claims["iat"] <= 310
+        client = webpubsub.endpoint.replace("http://", "ws://") + f"/client/hubs/{HUB}"
+        async with (
+            sdk(webpubsub) as service,
+            pubsub_client(f"{client}?access_token={token}") as (
+                socket,
+                connected,
+            ),
+        ):
+            assert connected["userId"] == "erin"
+            await service.send_to_group("g.start", {"joined": "on connect"})
+            assert (await receive(socket))["data"] == {"joined": "on connect"}
+
+    run(scenario)

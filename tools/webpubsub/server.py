@@ -224,7 +224,10 @@ class LocalWebPubSub:
         return self.hubs.setdefault(request.match_info["hub"], Hub())
 
     async def _generate_token(self, request: web.Request) -> web.StreamResponse:
-        minutes = int(request.query.get("minutesToExpire", "60"))
+        try:
+            minutes = int(request.query.get("minutesToExpire", "60"))
+        except ValueError:
+            return error(400, "minutesToExpire must be a whole number")
         if minutes < 1:
             return error(400, "minutesToExpire must be at least 1")
         token = self.client_token(
