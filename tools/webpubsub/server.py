@@ -30,7 +30,8 @@ API_VERSIONS = frozenset(
 )
 # The audience of an Entra ID token for Web PubSub (the SDK asks for this resource's
 # ".default" scope). The stand-in has no Entra ID: a token with this audience signed with the
-# access key stands for the app identity's token (README.md, "How it differs from Azure").
+# access key stands for the app identity's token (the README beside this file lists this among
+# the differences from Azure).
 ENTRA_AUDIENCE = "https://webpubsub.azure.com"
 # Group names: "greater than 0 and less than 1025" characters (the REST API's rule).
 MAX_GROUP_NAME = 1024
