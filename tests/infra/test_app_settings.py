@@ -251,6 +251,7 @@ def test_app_settings_never_include_the_key_settings() -> Any:
         active_container="Conversations",
         archive_container="ConversationsArchive",
         shares_container="Shares",
+        groups_container="GroupChatHistory",
         openai_endpoint="https://x.openai.azure.com/",
         webpubsub_endpoint="https://x.webpubsub.azure.com",
         webpubsub_hub="parley",
