@@ -5,10 +5,10 @@ import { ApiError, createClient, newClientMessageId } from "./api.js";
 import { resolveAuth } from "./auth.js";
 import { setupDataRights } from "./data.js";
 import { feedbackControls } from "./feedback.js";
-import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
 import { setupActivity } from "./activity.js";
+import { LiveAnswer } from "./answers.js";
 import { setupUsage } from "./usage.js";
 import {
   describeError,
@@ -523,6 +523,13 @@ function scrollToEnd(force = false) {
   if (force || atEnd()) scroller.scrollTop = scroller.scrollHeight;
 }
 
+/** Change the log with `render`, keeping it scrolled to its end if it was there. */
+function keepInView(render) {
+  const stick = atEnd();
+  render();
+  scrollToEnd(stick);
+}
+
 // ---------------------------------------------------------------- messages and feedback
 
 /** A message of the open conversation, with feedback controls on the model's answers. */
@@ -689,9 +696,8 @@ async function send() {
   // The user's message shows at once; the answer streams in below it.
   const userItem = messageItem({ role: "user", content: text });
   const answerItem = messageItem({ role: "assistant", content: "" });
+  const live = new LiveAnswer(answerItem, { keepInView });
   $("older").hidden = true; // not while the end of the log is what matters
-  answerItem.classList.add("streaming");
-  answerItem.setAttribute("aria-busy", "true"); // read out once complete, not word by word
   $("chat-empty").hidden = true;
   $("messages").append(userItem, answerItem);
   scrollToEnd(true);
@@ -701,9 +707,7 @@ async function send() {
   $("chat-status").textContent = "Parley is answering…";
 
   let title = null;
-  let answer = "";
   let baseCount = null; // the conversation's message count before this turn, once known
-  const answerText = answerItem.querySelector(".content");
   try {
     const done = await api.chatStream(
       { message: text, sessionId: sessionId ?? undefined, clientMessageId },
@@ -736,13 +740,7 @@ async function send() {
           markCurrentInList();
         },
         onDelta(piece) {
-          answer += piece;
-          if (view !== state.view) return;
-          // The whole answer so far, rendered again: Markdown is only whole in context (a
-          // list, a code fence), and an answer is short enough for this to stay cheap.
-          const stick = atEnd();
-          setMarkdown(answerText, answer);
-          scrollToEnd(stick);
+          live.append(piece);
         },
         onTitle(newTitle) {
           // The model named the new conversation: header and list entry change at once.
@@ -752,14 +750,12 @@ async function send() {
       },
     );
     const [user, assistant] = done.messages;
-    const stick = view === state.view && atEnd();
-    setMarkdown(answerText, assistant.content);
+    live.finish(assistant.content);
     userItem.dataset.messageId = user.id;
     answerItem.dataset.messageId = assistant.id;
     setMessageTime(userItem, user.timestamp);
     setMessageTime(answerItem, assistant.timestamp);
     if (view === state.view) addFeedback(answerItem, assistant);
-    if (stick) scrollToEnd(true);
     const previous = state.sessions.get(sessionId);
     upsertSession({
       ...previous,
@@ -817,8 +813,7 @@ async function send() {
       input.focus();
     }
   } finally {
-    answerItem.removeAttribute("aria-busy");
-    answerItem.classList.remove("streaming");
+    live.end();
     setSending(false);
     if (view === state.view) updateOlder();
     // The turn cost tokens (or was refused for them): the meter shows where the user stands.
