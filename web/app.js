@@ -9,6 +9,8 @@ import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
 import { setupActivity } from "./activity.js";
 import { LiveAnswer } from "./answers.js";
+import { titleText } from "./plaintext.js";
+import { adoptNewChatDraft, clearDrafts, getDraft, setDraft } from "./drafts.js";
 import { setupUsage } from "./usage.js";
 import {
   describeError,
@@ -95,6 +97,7 @@ $("signin-form").addEventListener("submit", (event) => {
 
 $("sign-out").addEventListener("click", async () => {
   if (await auth.signOut()) {
+    clearDrafts(); // the next person at this tab does not see them
     search.clear();
     $("data-status").textContent = "";
     resetChat();
@@ -315,7 +318,7 @@ $("rename-chat").addEventListener("click", renameInHeader);
 function confirmDelete(summary) {
   const dialog = $("confirm-delete");
   $("confirm-text").textContent =
-    `“${summary.title || "Untitled"}” and all of its messages will be deleted for good.`;
+    `“${titleText(summary.title)}” and all of its messages will be deleted for good.`;
   const opener = document.activeElement;
   dialog.returnValue = "";
   dialog.addEventListener(
@@ -376,6 +379,13 @@ function resetChat() {
   $("chat-empty").hidden = false;
   updateOlder();
   clearError();
+  showDraft();
+}
+
+/** The open conversation's draft in the message box (each conversation keeps its own). */
+function showDraft() {
+  input.value = getDraft(state.sessionId);
+  autoGrow();
 }
 
 function openNewChat() {
@@ -387,6 +397,7 @@ function openNewChat() {
 function openSession(sessionId, { messageId = null } = {}) {
   resetChat();
   state.sessionId = sessionId;
+  showDraft();
   markCurrentInList();
   state.loaded = loadSession(sessionId, state.view, messageId);
 }
@@ -424,8 +435,8 @@ async function loadSession(sessionId, view, messageId) {
 }
 
 function showTitle(title, archived) {
-  $("chat-title").textContent = title || "Untitled";
-  $("rename-chat").setAttribute("aria-label", `Rename “${title || "Untitled"}”`);
+  $("chat-title").textContent = titleText(title);
+  $("rename-chat").setAttribute("aria-label", `Rename “${titleText(title)}”`);
   $("chat-meta").textContent = archived
     ? "Archived. Sending a message brings it back to your chats."
     : "";
@@ -665,7 +676,10 @@ input.addEventListener("keydown", (event) => {
   }
 });
 
-input.addEventListener("input", autoGrow);
+input.addEventListener("input", () => {
+  autoGrow();
+  setDraft(state.sessionId, input.value);
+});
 
 function autoGrow() {
   input.style.height = "auto";
@@ -702,6 +716,7 @@ async function send() {
   $("messages").append(userItem, answerItem);
   scrollToEnd(true);
   input.value = "";
+  setDraft(sessionId, "");
   autoGrow();
   setSending(true);
   $("chat-status").textContent = "Parley is answering…";
@@ -729,6 +744,7 @@ async function send() {
           if (view !== state.view) return;
           if (state.sessionId !== sessionId) {
             state.sessionId = sessionId;
+            adoptNewChatDraft(sessionId);
             // Remember the conversation in the URL, so a reload brings it back.
             history.replaceState(null, "", `#s=${encodeURIComponent(sessionId)}`);
           }
@@ -806,6 +822,7 @@ async function send() {
     if (view === state.view) {
       // Keep what was typed, unless the user has already started typing something else.
       if (!input.value) input.value = text;
+      setDraft(state.sessionId, input.value);
       autoGrow();
       $("chat-empty").hidden = $("messages").children.length > 0;
       $("chat-status").textContent = "";
@@ -847,6 +864,9 @@ $("nav-toggle").addEventListener("click", () => {
 });
 
 document.addEventListener("keydown", (event) => {
+  // Escape in a dialog closes that dialog only (the browser does it), and the dialog gives
+  // the keyboard back to what opened it, inside the panel: the panel stays open.
+  if (event.target.closest?.("dialog")) return;
   if (event.key === "Escape" && narrow.matches && $("sidebar").classList.contains("open")) {
     setNavOpen(false);
     $("nav-toggle").focus();

@@ -7,10 +7,22 @@ Timings are measured inside the page (``performance.now()``); nothing sleeps.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.support import answers, screenshot, send, sign_in
+from tests.browser.support import (
+    answers,
+    api_chat,
+    composer,
+    log_items,
+    screenshot,
+    send,
+    session_titles,
+    sidebar,
+    sign_in,
+)
 from tests.support.host import RunningHost
 
 pytestmark = pytest.mark.browser
@@ -59,7 +71,7 @@ def test_a_long_answer_takes_time_in_proportion_to_its_length(
     # Each length twice, taking the faster: the machine is shared, and one slow moment must
     # not decide the ratio either way.
     for length in (2_000, 16_000, 2_000, 16_000):
-        page.get_by_role("button", name="New chat").click()
+        page.get_by_role("button", name="New chat", exact=True).click()
         text = markdown_text(length)
         elapsed, shown = page.evaluate(MEASURE_ANSWER, text)
         timings[length] = min(elapsed, timings.get(length, elapsed))
@@ -90,3 +102,123 @@ def test_an_answer_shows_it_is_coming_before_its_first_word(host: RunningHost, p
     expect(answer.locator(".content")).to_have_text("echo[0]: Are you there?")
     expect(answer.locator(".waiting")).to_have_count(0)
     expect(answer).not_to_have_attribute("aria-busy", "true")
+
+
+DIRECTION = "node => getComputedStyle(node).direction"
+
+
+def test_right_to_left_text_reads_right_to_left(host: RunningHost, page: Page) -> None:
+    sign_in(page, host)
+    hebrew = "שלום, מה שלומך היום?"
+    box = composer(page)
+    box.fill(hebrew)
+    # The box takes the direction of what is typed in it.
+    assert box.evaluate(DIRECTION) == "rtl"
+    box.press("Enter")
+    expect(answers(page).last.locator(".content")).to_contain_text(hebrew)
+    user = page.locator("#messages .from-user .content").last
+    assert user.evaluate(DIRECTION) == "rtl"
+    # The answer begins with "echo[0]:", left to right; its text is right to left after it.
+    expect(session_titles(page)).to_have_text([hebrew])
+    assert session_titles(page).first.evaluate(DIRECTION) == "rtl"
+    assert page.locator("#chat-title").evaluate(DIRECTION) == "rtl"
+    screenshot(page, "answers-rtl.png")
+
+    # Left-to-right text stays left to right, in the same box.
+    send(page, "And in English?")
+    expect(answers(page)).to_have_count(2)
+    assert page.locator("#messages .from-user .content").last.evaluate(DIRECTION) == "ltr"
+    assert composer(page).evaluate(DIRECTION) == "ltr"
+
+
+def test_each_conversation_keeps_its_own_draft(host: RunningHost, page: Page) -> None:
+    first = api_chat(host, "First conversation")["sessionId"]
+    second = api_chat(host, "Second conversation")["sessionId"]
+    sign_in(page, host)
+    box = composer(page)
+
+    def open_chat(session_id: str) -> None:
+        sidebar(page).locator(f'[data-session-id="{session_id}"] .session-link').click()
+        expect(log_items(page)).to_have_count(2)
+
+    open_chat(first)
+    box.fill("half a thought for the first")
+    open_chat(second)
+    # The draft did not follow into the other conversation.
+    expect(box).to_have_value("")
+    box.fill("something for the second")
+    open_chat(first)
+    expect(box).to_have_value("half a thought for the first")
+    page.get_by_role("button", name="New chat", exact=True).click()
+    expect(box).to_have_value("")
+    box.fill("a new chat's draft")
+    open_chat(second)
+    expect(box).to_have_value("something for the second")
+    # A reload keeps them (for this tab).
+    page.reload()
+    expect(log_items(page)).to_have_count(2)
+    expect(box).to_have_value("something for the second")
+    page.get_by_role("button", name="New chat", exact=True).click()
+    expect(box).to_have_value("a new chat's draft")
+
+    # Sending clears the draft it sent; the new conversation keeps an empty box.
+    box.press("Enter")
+    expect(answers(page)).to_have_count(1)
+    expect(answers(page).last.locator(".content")).to_have_text("echo[0]: a new chat's draft")
+    expect(box).to_have_value("")
+    open_chat(first)
+    expect(box).to_have_value("half a thought for the first")
+    page.get_by_role("button", name="New chat", exact=True).click()
+    expect(box).to_have_value("")
+
+
+def test_titles_and_snippets_show_plain_text(host: RunningHost, page: Page) -> None:
+    sign_in(page, host)
+    send(page, "# **Plan** for `v2` and _more_ <b>tags</b>")
+    expect(answers(page)).to_have_count(1)
+    expect(answers(page).last).to_have_attribute("data-message-id", re.compile(".+"))
+    plain = "Plan for v2 and more <b>tags</b>"
+    expect(session_titles(page)).to_have_text([plain])
+    expect(page.get_by_role("heading", level=1)).to_have_text(plain)
+    # Raw HTML in a title is the text it is, never markup.
+    expect(sidebar(page).locator("#session-list b")).to_have_count(0)
+
+    search = page.get_by_role("searchbox", name="Search conversations")
+    search.fill("plan")
+    results = sidebar(page).locator("#search-results .result")
+    expect(results).to_have_count(1)
+    expect(results.first.locator(".session-title")).to_have_text(plain)
+    snippets = results.first.locator(".match-link")
+    expect(snippets.first).to_be_visible()
+    texts = snippets.all_inner_texts()
+    assert f"You: {plain}" in texts, texts
+    for text in texts:
+        assert "**" not in text and "`" not in text, text
+    expect(results.first.locator("mark").first).to_have_text(re.compile("plan", re.I))
+    screenshot(page, "answers-plain-titles.png")
+
+
+def test_escape_in_the_delete_dialog_on_a_phone_closes_only_the_dialog(
+    host: RunningHost, phone: Page
+) -> None:
+    api_chat(host, "Keep me")
+    sign_in(phone, host)
+    phone.locator("#nav-toggle").click()
+    expect(phone.locator("#nav-toggle")).to_have_attribute("aria-expanded", "true")
+    delete = sidebar(phone).get_by_role("button", name="Delete “Keep me”")
+    delete.click()
+    dialog = phone.get_by_role("dialog", name="Delete this conversation?")
+    expect(dialog).to_be_visible()
+    screenshot(phone, "answers-delete-dialog-phone.png")
+    phone.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    # The list is still open, and the keyboard is back on the button that opened the dialog.
+    expect(phone.locator("#nav-toggle")).to_have_attribute("aria-expanded", "true")
+    expect(sidebar(phone)).to_be_visible()
+    expect(delete).to_be_focused()
+    # Escape again (out of the dialog) closes the list, as before.
+    phone.keyboard.press("Escape")
+    expect(phone.locator("#nav-toggle")).to_have_attribute("aria-expanded", "false")
+    expect(phone.locator("#nav-toggle")).to_be_focused()
+    # Nothing was deleted.
+    expect(phone.locator("#session-list .session")).to_have_count(1)
