@@ -2,10 +2,10 @@
 // the page shows them at most once per animation frame. Rendering Markdown again on every piece
 // made the time to show an answer grow with the square of its length (a 15,000-character answer
 // took about 25 s); once per frame, each render takes in all the pieces since the last one, so
-// the total grows in proportion to the length (docs/web.md, "Streaming").
+// the total grows in proportion to the length (docs/web.md, "Answers as they stream").
 
 import { setMarkdown } from "./markdown.js";
-import { el } from "./ui.js";
+import { el, setMessageTime } from "./ui.js";
 
 /**
  * The answer shown in `item` (an assistant message item) while it streams. `keepInView(render)`
@@ -89,4 +89,123 @@ function showWaiting(item, waiting) {
   item.querySelector(".bubble").prepend(
     el("p", { className: "waiting" }, dots, el("span", { className: "waiting-text" }, "Thinking…")),
   );
+}
+
+const BADGES = {
+  stopped: { text: "Stopped", title: "You stopped this answer: the text so far is kept." },
+  interrupted: {
+    text: "Interrupted",
+    title: "This answer broke off before it was complete: the text so far is kept.",
+  },
+};
+
+/** The answer's status beside its name: "Stopped" or "Interrupted"; nothing when complete. */
+export function setStatusBadge(item, status) {
+  item.querySelector(".status-badge")?.remove();
+  const badge = BADGES[status];
+  if (!badge) return;
+  item
+    .querySelector(".meta")
+    .append(el("span", { className: `status-badge status-${status}`, title: badge.title }, badge.text));
+}
+
+/**
+ * What can be done with one message: "Branch from here" on any; on an answer, "Regenerate"
+ * (shown on the conversation's last answer only: the stylesheet hides the others, as the API
+ * only regenerates the last) and, once it has several versions, "‹ 2/2 ›" to read the earlier
+ * ones. `loadVersions()` resolves to the API's versions, oldest first, the current one last.
+ */
+export function messageActions(message, { onBranch, onRegenerate, loadVersions }) {
+  const bar = el("div", { className: "message-actions" });
+  if (message.role === "assistant" && message.versions > 1) {
+    bar.append(versionPager(message, loadVersions));
+  }
+  if (onRegenerate) {
+    bar.append(
+      el(
+        "button",
+        {
+          type: "button",
+          className: "link-button regenerate",
+          title: "Write a new answer to the last question (this one is kept as a version)",
+          onclick: () => onRegenerate(),
+        },
+        "Regenerate",
+      ),
+    );
+  }
+  const branch = el(
+    "button",
+    {
+      type: "button",
+      className: "link-button branch",
+      title: "A new conversation with the messages up to this one",
+      onclick: () => {
+        if (branch.getAttribute("aria-disabled") !== "true") onBranch(branch);
+      },
+    },
+    "Branch from here",
+  );
+  bar.append(branch);
+  return bar;
+}
+
+/** "‹ 2/2 ›": earlier versions of an answer, read in place; the last is the current one. */
+function versionPager(message, loadVersions) {
+  const total = message.versions;
+  let index = total - 1; // the current version
+  let versions = null; // loaded on first use
+  const label = el("span", { className: "version-label", "aria-live": "polite" });
+  const previous = el(
+    "button",
+    { type: "button", className: "icon-button version-previous", "aria-label": "Previous version" },
+    "‹",
+  );
+  const next = el(
+    "button",
+    { type: "button", className: "icon-button version-next", "aria-label": "Next version" },
+    "›",
+  );
+  const error = el("span", { className: "field-error version-error", role: "alert" });
+  const pager = el(
+    "span",
+    { className: "versions", role: "group", "aria-label": "Versions of this answer" },
+    previous,
+    label,
+    next,
+    error,
+  );
+
+  function update() {
+    label.textContent = `${index + 1}/${total}`;
+    label.setAttribute("aria-label", `Version ${index + 1} of ${total}`);
+    previous.disabled = index === 0;
+    next.disabled = index === total - 1;
+  }
+
+  async function go(step) {
+    const target = index + step;
+    if (target < 0 || target >= total) return;
+    error.textContent = "";
+    try {
+      versions ??= await loadVersions();
+    } catch {
+      error.textContent = "Earlier versions could not be loaded. Try again.";
+      return;
+    }
+    const version = versions[Math.min(target, versions.length - 1)];
+    if (!version) return;
+    index = target;
+    const item = pager.closest(".message");
+    setMarkdown(item.querySelector(".content"), version.content);
+    setMessageTime(item, version.timestamp);
+    // Feedback and Regenerate belong to the current version: hidden while an earlier one shows.
+    item.classList.toggle("earlier-version", index !== total - 1);
+    update();
+  }
+
+  previous.addEventListener("click", () => go(-1));
+  next.addEventListener("click", () => go(1));
+  update();
+  return pager;
 }

@@ -222,3 +222,80 @@ def test_escape_in_the_delete_dialog_on_a_phone_closes_only_the_dialog(
     expect(phone.locator("#nav-toggle")).to_be_focused()
     # Nothing was deleted.
     expect(phone.locator("#session-list .session")).to_have_count(1)
+
+
+def test_send_in_one_conversation_while_another_streams(host: RunningHost, page: Page) -> None:
+    first = api_chat(host, "First conversation")["sessionId"]
+    second = api_chat(host, "Second conversation")["sessionId"]
+    sign_in(page, host)
+
+    def open_chat(session_id: str, count: int) -> None:
+        sidebar(page).locator(f'[data-session-id="{session_id}"] .session-link').click()
+        expect(log_items(page)).to_have_count(count)
+
+    # The first conversation's answer is slow to come: its request waits in the browser
+    # until the test lets it go; every other request goes through.
+    held: list[Route] = []
+
+    def hold_first(route: Route) -> None:
+        if not held and first in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/chat", hold_first)
+    open_chat(first, 2)
+    send(page, "A slow question")
+    expect(answers(page).last.locator(".waiting")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_hidden()
+
+    # Meanwhile, another conversation takes a message and answers it.
+    open_chat(second, 2)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    send(page, "A quick one")
+    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: A quick one")
+    expect(log_items(page)).to_have_count(4)
+
+    # Back in the first, its question and its coming answer are there, still waiting.
+    open_chat(first, 4)
+    expect(page.locator("#messages .from-user .content").last).to_have_text("A slow question")
+    expect(answers(page).last.locator(".waiting")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    screenshot(page, "answers-two-streams.png")
+    held[0].continue_()
+    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: A slow question")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(answers(page).last).to_have_attribute("data-message-id", re.compile(".+"))
+
+    # Each answer is where it belongs, as stored.
+    open_chat(second, 4)
+    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]: A quick one"
+    page.reload()
+    expect(log_items(page)).to_have_count(4)
+    open_chat(first, 4)
+    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]: A slow question"
+
+
+def test_an_answer_finishing_out_of_sight_lands_in_its_own_conversation(
+    host: RunningHost, page: Page
+) -> None:
+    first = api_chat(host, "First conversation")["sessionId"]
+    sign_in(page, host)
+    held: list[Route] = []
+    page.route("**/api/chat", lambda route: held.append(route))
+    sidebar(page).locator(f'[data-session-id="{first}"] .session-link').click()
+    expect(log_items(page)).to_have_count(2)
+    send(page, "Answer me later")
+    expect(answers(page).last.locator(".waiting")).to_be_visible()
+    page.get_by_role("button", name="New chat", exact=True).click()
+    expect(log_items(page)).to_have_count(0)
+    held[0].continue_()
+    # The answer arrives while a new chat is open: nothing of it shows there.
+    first_entry = sidebar(page).locator(f'[data-session-id="{first}"]')
+    expect(first_entry).to_contain_text("4 messages")
+    expect(log_items(page)).to_have_count(0)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    first_entry.locator(".session-link").click()
+    expect(log_items(page)).to_have_count(4)
+    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: Answer me later")
