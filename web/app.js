@@ -577,8 +577,13 @@ function decorateAnswer(item, message, sessionId) {
   addMessageActions(item, message, sessionId);
 }
 
+/** The row under an answer: feedback, then what can be done with it. */
+function answerTools(item) {
+  return item.querySelector(".answer-tools") ?? item.appendChild(el("div", { className: "answer-tools" }));
+}
+
 function addFeedback(item, message, sessionId) {
-  item.append(
+  answerTools(item).append(
     feedbackControls(message, {
       async save(request) {
         if (!request) {
@@ -593,13 +598,14 @@ function addFeedback(item, message, sessionId) {
 }
 
 function addMessageActions(item, message, sessionId) {
-  item.append(
-    messageActions(message, {
-      onBranch: (button) => branchFrom(sessionId, message.id, button),
-      onRegenerate: message.role === "assistant" ? () => regenerate(item, message, sessionId) : null,
-      loadVersions: async () => (await api.versions(sessionId, message.id)).versions,
-    }),
-  );
+  const actions = messageActions(message, {
+    onBranch: (button) => branchFrom(sessionId, message.id, button),
+    onRegenerate: message.role === "assistant" ? () => regenerate(item, message, sessionId) : null,
+    loadVersions: async () => (await api.versions(sessionId, message.id)).versions,
+  });
+  // A question's actions sit beside its name and time; an answer's, beside its feedback.
+  if (message.role === "user") item.querySelector(".meta").append(actions);
+  else answerTools(item).append(actions);
 }
 
 /** "Branch from here": a new conversation with the messages up to this one, opened. */
@@ -1037,8 +1043,7 @@ function finishAnswer(flight, assistant) {
   item.dataset.messageId = assistant.id;
   setMessageTime(item, assistant.timestamp);
   setStatusBadge(item, assistant.status);
-  item.querySelector(".feedback")?.remove();
-  item.querySelector(".message-actions")?.remove();
+  item.querySelector(".answer-tools")?.remove();
   decorateAnswer(item, assistant, flight.sessionId);
 }
 
