@@ -1,4 +1,5 @@
-"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events."""
+"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events; and POST
+/api/sessions/{sessionId}/regenerate, a turn without a new question, answered the same ways."""
 
 import asyncio
 import json
@@ -16,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from functions.http import RequestContext, http_function, json_response
 from shared.config import Settings
 from shared.errors import ApiError, InternalError
-from shared.models import ChatRequest
+from shared.models import ChatRequest, RegenerateRequest
 from shared.time_limits import turn_budget_s
 from shared.turns import Turn
 
@@ -60,7 +61,7 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
         log.error("stream_failed %s", type(exc).__name__, extra={"session_id": turn.session_id})
         yield sse("error", InternalError().body())
         return
-    messages = [m.model_dump(by_alias=True) for m in (result.user, result.assistant)]
+    messages = [m.model_dump(by_alias=True) for m in result.messages]
     yield sse("done", {"messages": messages})
 
 
@@ -151,4 +152,19 @@ async def chat(ctx: RequestContext) -> Response:
     return json_response(result.to_response())
 
 
-__all__ = ["bp", "chat"]
+@http_function(bp, "sessions/{sessionId}/regenerate", ["POST"])
+async def regenerate(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    headers = ctx.request.headers
+    # The body is optional (only a clientMessageId): none at all is an empty request.
+    empty = "content-type" not in headers and headers.get("content-length", "0") == "0"
+    request = RegenerateRequest() if empty else await ctx.body(RegenerateRequest)
+    turn = await ctx.runtime.service.begin_regenerate(email, session_id, request)
+    if wants_stream(ctx.request):
+        return TurnStream(turn, ctx.runtime.settings)
+    result = await turn.result()
+    return json_response(result.to_response())
+
+
+__all__ = ["bp", "chat", "regenerate"]

@@ -9,7 +9,8 @@ The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" +
 [...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...],
 "usage": [{"period", "promptTokens", "completionTokens", "cachedTokens", "turns"}],
 "complete": true}``, each message with everything stored with it (feedback, the model that
-answered and its token counts, the client's message id); the user's shares with their view
+answered and its token counts, the client's message id, and a regenerated answer's
+``versions`` count with its ``earlierVersions``, oldest first); the user's shares with their view
 logs and the shares they viewed (``shared/sharing.py``).
 
 Memory does not grow with the user's data: sessions are read a page at a time, in an order a
@@ -28,7 +29,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,8 @@ class ExportedSession:
 
     session: SessionRecord
     messages: AsyncIterator[list[MessageRecord]]
+    # A regenerated answer's earlier versions, oldest first (none for other messages).
+    earlier: Callable[[MessageRecord], Awaitable[list[MessageRecord]]]
 
 
 async def walk_sessions(
@@ -78,7 +81,11 @@ async def walk_sessions(
         sessions, after = await store.all_sessions(email, limit=SESSIONS_PAGE, after=after)
         for session in sessions:
             count.sessions += 1
-            yield ExportedSession(session, _message_pages(store, email, session, count))
+            yield ExportedSession(
+                session,
+                _message_pages(store, email, session, count),
+                _earlier_versions(store, email, session),
+            )
         if after is None:
             break
 
@@ -108,6 +115,39 @@ async def _message_pages(
     count.messages += sent
 
 
+def _earlier_versions(
+    store: ConversationStore, email: str, session: SessionRecord
+) -> Callable[[MessageRecord], Awaitable[list[MessageRecord]]]:
+    where: Where = "archive" if session.archived else "active"
+
+    async def earlier(message: MessageRecord) -> list[MessageRecord]:
+        wanted = (message.versions or 1) - 1
+        if not wanted:
+            return []
+        found = await store.message_versions(
+            email, session.id, message.seq, where=where, count=wanted + 1
+        )
+        if len(found) < wanted:
+            # Moved while it was exported: an export must never look whole when it is short.
+            raise StorageUnavailable(
+                "A conversation moved while it was exported; export again.", retry_after_s=1
+            )
+        return found
+
+    return earlier
+
+
+async def exported_message(exported: ExportedSession, message: MessageRecord) -> str:
+    """One message of the JSON document, with its earlier versions if it has any."""
+    out = message.to_export()
+    earlier = await exported.earlier(message)
+    if earlier:
+        out.earlier_versions = [
+            version.model_copy(update={"versions": None}).to_export() for version in earlier
+        ]
+    return out.model_dump_json(by_alias=True)
+
+
 async def export_document(
     store: SharingStore,
     email: str,
@@ -132,7 +172,7 @@ async def export_document(
         sent = 0
         async for page in exported.messages:
             for message in page:
-                yield ("," if sent else "") + message.to_export().model_dump_json(by_alias=True)
+                yield ("," if sent else "") + await exported_message(exported, message)
                 sent += 1
         yield "]}"
     yield "]"

@@ -3,7 +3,9 @@
 - ``markdown``: a zip (``application/zip``, the standard library's ``zipfile``) holding one
   readable ``.md`` file per conversation: its title, times, and each message with its role,
   time and feedback;
-- ``csv``: one row per message (``sessionId, title, seq, role, timestamp, content, rating``),
+- ``csv``: one row per message (``sessionId, title, seq, role, timestamp, content, rating,
+  version``; a regenerated answer's earlier versions are rows of their own, with the same
+  seq and their version number, before the current one, whose ``version`` is their count),
   RFC 4180 (the standard library's ``csv``: fields quoted when they hold a comma, a quote or a
   line break, quotes doubled, CRLF between rows), UTF-8 with a byte-order mark so spreadsheet
   programs read it as UTF-8.
@@ -36,7 +38,7 @@ from shared.storage.base import ConversationStore
 
 ExportFormat = Literal["json", "markdown", "csv"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("json", "markdown", "csv")
-CSV_COLUMNS = ("sessionId", "title", "seq", "role", "timestamp", "content", "rating")
+CSV_COLUMNS = ("sessionId", "title", "seq", "role", "timestamp", "content", "rating", "version")
 BOM = "\ufeff"
 SLUG_MAX_CHARS = 40
 
@@ -99,17 +101,20 @@ async def csv_rows(
         session = exported.session
         async for page in exported.messages:
             for message in page:
-                writer.writerow(
-                    (
-                        session.id,
-                        session.title,
-                        message.seq,
-                        message.role,
-                        iso(message.timestamp),
-                        message.content,
-                        message.feedback.rating if message.feedback else "",
+                earlier = await exported.earlier(message)
+                for number, shown in enumerate([*earlier, message], start=1):
+                    writer.writerow(
+                        (
+                            session.id,
+                            session.title,
+                            shown.seq,
+                            shown.role,
+                            iso(shown.timestamp),
+                            shown.content,
+                            shown.feedback.rating if shown.feedback else "",
+                            number if message.versions else "",
+                        )
                     )
-                )
             yield _drain(buffer).encode()
     count.complete = True
     rest = _drain(buffer)
@@ -169,6 +174,8 @@ async def markdown_zip(
                 async for page in exported.messages:
                     for message in page:
                         file.write(markdown_message(message).encode())
+                        for number, version in enumerate(await exported.earlier(message), 1):
+                            file.write(markdown_version(number, version).encode())
                     yield sink.take()
             yield sink.take()
         count.complete = True
@@ -213,6 +220,15 @@ def markdown_message(message: MessageRecord) -> str:
         if message.feedback.comment:
             feedback += f": {_one_line(message.feedback.comment)}"
         parts += [feedback, ""]
+    return "\n".join(parts)
+
+
+def markdown_version(number: int, version: MessageRecord) -> str:
+    """An earlier version of the answer above it, quoted."""
+    quoted = "\n".join("> " + line for line in version.content.splitlines())
+    parts = ["", f"> *Earlier version {number} · {iso(version.timestamp)}*", ">", quoted, ""]
+    if version.feedback is not None:
+        parts.insert(-1, f"> Feedback: {version.feedback.rating}")
     return "\n".join(parts)
 
 

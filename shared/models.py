@@ -49,6 +49,21 @@ class RenameRequest(ApiModel):
     pinned: bool | None = Field(None, strict=True)
 
 
+class RegenerateRequest(ApiModel):
+    """POST .../regenerate: a new answer to the last user message; a clientMessageId makes a
+    retry answer what the first attempt answered (as for a turn)."""
+
+    client_message_id: str | None = Field(
+        None, alias="clientMessageId", min_length=1, max_length=100
+    )
+
+
+class ForkRequest(ApiModel):
+    """POST .../fork: the message (of that session) the branch ends with."""
+
+    message_id: str = Field(alias="messageId", min_length=1, max_length=200)
+
+
 class FeedbackRequest(ApiModel):
     rating: Rating
     comment: str | None = Field(None, max_length=FEEDBACK_COMMENT_MAX_CHARS)
@@ -73,15 +88,18 @@ class MessageOut(ApiModel):
     feedback: FeedbackOut | SkipJsonSchema[None] = Field(
         None, exclude_if=lambda value: value is None
     )
+    # Only on an answer that was regenerated: how many versions it has (the earlier ones at
+    # .../versions). Absent, never null.
+    versions: int | SkipJsonSchema[None] = Field(None, exclude_if=lambda value: value is None)
 
 
 def _absent_if_none(value: object) -> bool:
     return value is None
 
 
-class ExportMessage(MessageOut):
+class ExportVersion(MessageOut):
     """A message as an export holds it: the API's message and everything else stored with it
-    (a right-of-access request gets all of it)."""
+    (a right-of-access request gets all of it). An earlier version of an answer is one too."""
 
     client_message_id: str | SkipJsonSchema[None] = Field(
         None, alias="clientMessageId", exclude_if=_absent_if_none
@@ -102,6 +120,15 @@ class ExportMessage(MessageOut):
     total_ms: int | SkipJsonSchema[None] = Field(None, alias="totalMs", exclude_if=_absent_if_none)
 
 
+class ExportMessage(ExportVersion):
+    """A message of an export, with a regenerated answer's earlier versions (oldest first;
+    the current one is the message itself)."""
+
+    earlier_versions: list[ExportVersion] | SkipJsonSchema[None] = Field(
+        None, alias="earlierVersions", exclude_if=_absent_if_none
+    )
+
+
 class SessionSummary(ApiModel):
     session_id: str = Field(alias="sessionId")
     title: str
@@ -118,6 +145,12 @@ class SessionDetail(SessionSummary):
     messages: list[MessageOut]
     # True when older messages exist than those returned (page them with .../messages).
     has_more_messages: bool = Field(alias="hasMoreMessages")
+
+
+class VersionList(ApiModel):
+    """GET .../messages/{messageId}/versions: oldest first, the current one last."""
+
+    versions: list[MessageOut]
 
 
 class MessagePage(ApiModel):
@@ -210,6 +243,9 @@ class MessageRecord(BaseModel):
     first_token_ms: int | None = None
     total_ms: int | None = None
     feedback: Feedback | None = None
+    # On an answer that was regenerated: how many versions it has, this one the newest (the
+    # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers and branches").
+    versions: int | None = None
 
     @property
     def id(self) -> str:
@@ -222,6 +258,7 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+            versions=self.versions,
         )
 
     def to_export(self) -> ExportMessage:
@@ -238,6 +275,7 @@ class MessageRecord(BaseModel):
             context_from=self.context_from,
             first_token_ms=self.first_token_ms,
             total_ms=self.total_ms,
+            versions=self.versions,
         )
 
 

@@ -11,6 +11,7 @@ pause, so nothing is lost or duplicated and busy sessions do not starve their ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
-from typing import Literal
+from typing import Literal, Protocol
 
 from shared.audit import audit, structured, user_hash
 from shared.clock import Clock, SystemClock, iso, stored_time
@@ -53,6 +54,7 @@ from shared.models import (
     MessageOut,
     MessagePage,
     MessageRecord,
+    RegenerateRequest,
     RequestRecord,
     SearchMatch,
     SearchResult,
@@ -62,6 +64,7 @@ from shared.models import (
     SessionRecord,
     SessionSummary,
     TitleSource,
+    VersionList,
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, SearchOrder, phrase_of, snippet
@@ -97,8 +100,28 @@ MAX_TITLE_ATTEMPTS = 5
 # Reads of a session's messages that may each find it moved away since it was located (each
 # move leaves it for good, so a few suffice) before answering 503.
 MAX_MOVED_READS = 4
+# A branch's title: the original's and this (docs/http.md, "Branch").
+FORK_TITLE_SUFFIX = " (branch)"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class StoreAnswer(Protocol):
+    """What stores an answer the model has finished (``_answer``'s last step)."""
+
+    def __call__(
+        self,
+        email: str,
+        session: SessionRecord,
+        user: MessageRecord,
+        content: str,
+        usage: Usage | None,
+        *,
+        context_from: int | None = None,
+        latency: tuple[int | None, int] | None = None,
+    ) -> Awaitable[MessageRecord]: ...
+
+
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
 
 
@@ -341,11 +364,21 @@ class ConversationService:
         window: Sequence[Spoken],
         *,
         title: Awaitable[str | None] | None = None,
+        store_answer: StoreAnswer | None = None,
     ) -> Turn:
         async def answer(queue: asyncio.Queue[str | None]) -> MessageRecord:
-            return await self._answer(email, session, user, window, queue)
+            return await self._answer(
+                email, session, user, window, queue, store_answer or self._store_answer
+            )
 
-        return Turn(session.id, session.title, user, _answer=answer, _title=title)
+        return Turn(
+            session.id,
+            session.title,
+            user,
+            _answer=answer,
+            _title=title,
+            answer_only=store_answer is not None,
+        )
 
     async def _answer(
         self,
@@ -354,7 +387,11 @@ class ConversationService:
         user: MessageRecord,
         window: Sequence[Spoken],
         queue: asyncio.Queue[str | None],
+        store_answer: StoreAnswer,
     ) -> MessageRecord:
+        """The model's answer to ``user``, streamed to ``queue``, then stored by
+        ``store_answer``: a turn appends it (``_store_answer``), a regenerate puts it in place
+        of the last answer (``_regenerated_answer``)."""
         # The model sees the stored history up to and including this turn's user message.
         context = context_window(
             self.settings.system_prompt,
@@ -426,7 +463,7 @@ class ConversationService:
         try:
             if not content.strip():
                 raise ModelError("The model returned an empty answer.")
-            stored = await self._store_answer(
+            stored = await store_answer(
                 email,
                 session,
                 user,
@@ -480,18 +517,8 @@ class ConversationService:
         started = self.clock.now()
         request = self._request_record(user)
         for attempt in count():
-            assistant = MessageRecord(
-                session_id=session.id,
-                seq=session.last_seq + 1,
-                role="assistant",
-                content=content,
-                timestamp=self.clock.now(),
-                model=usage.model if usage else self.model.name,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                context_from=context_from,
-                first_token_ms=latency[0] if latency else None,
-                total_ms=latency[1] if latency else None,
+            assistant = self._assistant_record(
+                session.id, session.last_seq + 1, content, usage, context_from, latency
             )
             answered = (
                 request.model_copy(update={"assistant_seq": assistant.seq}) if request else None
@@ -520,6 +547,30 @@ class ConversationService:
                         return stored
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _assistant_record(
+        self,
+        session_id: str,
+        seq: int,
+        content: str,
+        usage: Usage | None,
+        context_from: int | None,
+        latency: tuple[int | None, int] | None,
+    ) -> MessageRecord:
+        """An answer as it is stored, by a turn or by a regenerate."""
+        return MessageRecord(
+            session_id=session_id,
+            seq=seq,
+            role="assistant",
+            content=content,
+            timestamp=self.clock.now(),
+            model=usage.model if usage else self.model.name,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            context_from=context_from,
+            first_token_ms=latency[0] if latency else None,
+            total_ms=latency[1] if latency else None,
+        )
+
     async def _live_session(self, email: str, session_id: str, attempt: int) -> SessionRecord:
         """The session item as it is now, restoring it if it was archived meanwhile; 404 if it
         was deleted (the answer then goes with it)."""
@@ -543,6 +594,273 @@ class ConversationService:
         return await self.store.get_message(
             email, session_id, existing.assistant_seq, where="active"
         )
+
+    # ---- regenerating an answer, its versions, branches ----------------------------------------
+
+    async def begin_regenerate(
+        self, email: str, session_id: str, request: RegenerateRequest
+    ) -> Turn:
+        """A new answer to the last user message, to replace the last answer (kept as an
+        earlier version): a turn without a new question (``docs/http.md``, "Regenerate"). Its
+        errors (404, 409, 429) are raised here, before the model is called."""
+        if not is_session_id(session_id):
+            raise NotFound()
+        try:
+            await self.usage.check(email)
+        except QuotaExceeded:
+            self._turn_event(email, "answer", None, Spent(), "quota", None)
+            raise
+        cmid = request.client_message_id
+        for attempt in range(MAX_USER_ATTEMPTS):
+            # The answer and its question too: the model is given as many messages before
+            # the question as a turn is.
+            view = await self.store.read_turn(
+                email, session_id, history=self.settings.max_history_messages + 2
+            )
+            if view.presence is Presence.ARCHIVED:
+                await self._restore(email, session_id, attempt)
+                continue
+            if view.presence is Presence.MISSING:
+                raise NotFound()
+            assert view.session is not None
+            session = view.session
+            if cmid:
+                replayed = await self._regenerated_before(email, session, cmid)
+                if replayed is not None:
+                    return replayed
+            last = session.last_seq
+            previous = await self.store.get_message(email, session_id, last, where="active")
+            user = await self.store.get_message(email, session_id, last - 1, where="active")
+            if previous is None or (user is None and last > 1):
+                # Archived (or deleted) since the read: read again.
+                await self._sleep(backoff_delay(attempt))
+                continue
+            if previous.role != "assistant" or user is None or user.role != "user":
+                raise Conflict("Only the last answer can be regenerated.")
+            window = [m for m in view.window if m.seq < user.seq]
+            return self._turn(
+                email,
+                session,
+                user,
+                window,
+                store_answer=self._regenerated_answer(previous, cmid),
+            )
+        raise _too_contended(session_id)
+
+    async def regenerate(
+        self, email: str, session_id: str, request: RegenerateRequest
+    ) -> TurnResult:
+        turn = await self.begin_regenerate(email, session_id, request)
+        return await turn.result()
+
+    async def _regenerated_before(
+        self, email: str, session: SessionRecord, cmid: str
+    ) -> Turn | None:
+        """A retried regenerate's answer (stored by the first attempt, now current or an
+        earlier version), or None when this clientMessageId is new. A clientMessageId a turn
+        used is 409, as reusing one for another message is."""
+        existing = await self.store.get_request(email, session.id, cmid, where="active")
+        if existing is None:
+            return None
+        answer = await self._answer_of(email, session.id, existing, cmid)
+        user = await self.store.get_message(email, session.id, existing.user_seq, where="active")
+        if user is None:
+            raise _too_contended(session.id)  # moved meanwhile: the client retries
+        return Turn(session.id, session.title, user, _replayed=answer, answer_only=True)
+
+    async def _answer_of(
+        self, email: str, session_id: str, request: RequestRecord, cmid: str
+    ) -> MessageRecord:
+        """The answer a regenerate with ``cmid`` stored (it carries the clientMessageId)."""
+        if request.assistant_seq is None:
+            raise Conflict("This clientMessageId was already used for another message.")
+        message = await self.store.get_message(
+            email, session_id, request.assistant_seq, where="active"
+        )
+        if message is None:
+            raise _too_contended(session_id)
+        if message.client_message_id == cmid:
+            return message
+        earlier = await self.store.message_versions(
+            email, session_id, message.seq, where="active", count=message.versions or 1
+        )
+        for version in earlier:
+            if version.client_message_id == cmid:
+                return version.model_copy(update={"versions": None})
+        raise Conflict("This clientMessageId was already used for another message.")
+
+    def _regenerated_answer(self, previous: MessageRecord, cmid: str | None) -> StoreAnswer:
+        """How a regenerate stores its answer: in place of ``previous`` (kept as an earlier
+        version), in one write guarded by the session's ETag, like a turn's answer. A rename,
+        feedback or another regenerate that wins the race is re-read and kept; a turn that
+        stored a new question meanwhile makes this answer stale: 409, nothing replaced."""
+
+        async def store(
+            email: str,
+            session: SessionRecord,
+            user: MessageRecord,
+            content: str,
+            usage: Usage | None,
+            *,
+            context_from: int | None = None,
+            latency: tuple[int | None, int] | None = None,
+        ) -> MessageRecord:
+            current = previous
+            started = self.clock.now()
+            for attempt in count():
+                answer = self._assistant_record(
+                    session.id, current.seq, content, usage, context_from, latency
+                ).model_copy(
+                    update={"versions": (current.versions or 1) + 1, "client_message_id": cmid}
+                )
+                request = (
+                    RequestRecord(
+                        session_id=session.id,
+                        client_message_id=cmid,
+                        user_seq=user.seq,
+                        assistant_seq=answer.seq,
+                    )
+                    if cmid
+                    else None
+                )
+                assert session.etag is not None
+                try:
+                    with storage_budget(self.settings.store_timeout_s):
+                        await self.store.replace_answer(
+                            session.model_copy(update={"updated_at": answer.timestamp}),
+                            answer,
+                            current,
+                            expected_etag=session.etag,
+                            request=request,
+                        )
+                    return answer
+                except DuplicateRequest:
+                    # A concurrent attempt of the same request stored its answer first (a
+                    # read that does not see it yet waits and tries again, like a conflict).
+                    assert cmid is not None
+                    existing = await self.store.get_request(email, session.id, cmid, where="active")
+                    if existing is not None:
+                        return await self._answer_of(email, session.id, existing, cmid)
+                except ConcurrencyConflict:
+                    pass
+                waited = (self.clock.now() - started).total_seconds()
+                if waited > ANSWER_COMMIT_PATIENCE_S:
+                    raise _too_contended(session.id) from None
+                await self._sleep(backoff_delay(attempt))
+                with storage_budget(self.settings.store_timeout_s):
+                    session = await self._live_session(email, session.id, attempt)
+                    now = await self.store.get_message(
+                        email, session.id, current.seq, where="active"
+                    )
+                if session.last_seq != current.seq or now is None or now.role != "assistant":
+                    raise Conflict(
+                        "The conversation went on meanwhile: only the last answer can be "
+                        "regenerated."
+                    )
+                current = now  # with its feedback, or another regenerate's answer, as they are
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return store
+
+    async def message_versions(self, email: str, session_id: str, message_id: str) -> VersionList:
+        """Every version of a message, oldest first, the current one last (a message never
+        regenerated has one)."""
+        seq = self._seq_in(session_id, message_id)
+        for _ in range(MAX_MOVED_READS):
+            located = await self._find(email, session_id)
+            message = await self.store.get_message(email, session_id, seq, where=located.where)
+            if message is None:
+                if 1 <= seq <= located.session.last_seq:
+                    continue  # it exists (seqs have no gaps): the session moved meanwhile
+                raise NotFound("No such message.")
+            count_ = message.versions or 1
+            earlier = await self.store.message_versions(
+                email, session_id, seq, where=located.where, count=count_
+            )
+            if len(earlier) < count_ - 1:
+                continue  # moved between the two reads
+            return VersionList(
+                versions=[
+                    *(m.model_copy(update={"versions": None}).to_api() for m in earlier),
+                    message.to_api(),
+                ]
+            )
+        raise _still_moving()
+
+    async def fork(self, email: str, session_id: str, message_id: str) -> SessionSummary:
+        """A new session holding copies of the messages up to and including ``message_id``
+        (their current text), titled after the original with " (branch)". Written like an
+        import: invisible until every message is stored, so a failure half-way shows nothing
+        (``ConversationStore.import_session``). An archived original is read where it is; the
+        branch is a new session in the active container."""
+        seq = self._seq_in(session_id, message_id)
+        for _ in range(MAX_MOVED_READS):
+            located = await self._find(email, session_id)
+            if not 1 <= seq <= located.session.last_seq:
+                raise NotFound("No such message.")
+            source = await self._messages_up_to(email, session_id, located.where, seq)
+            if len(source) == seq:
+                break  # seqs have no gaps: all of them (else it moved meanwhile)
+        else:
+            raise _still_moving()
+        fork_id = new_session_id()
+        now = self.clock.now()
+        copies = [
+            MessageRecord(
+                session_id=fork_id,
+                seq=m.seq,
+                role=m.role,
+                content=m.content,
+                timestamp=m.timestamp,
+                model=m.model,
+            )
+            for m in source
+        ]
+        first_user = next((m.content for m in copies if m.role == "user"), copies[0].content)
+        original = located.session
+        branch = SessionRecord(
+            id=fork_id,
+            email=email,
+            title=original.title + FORK_TITLE_SUFFIX,
+            title_source=original.title_source,
+            preview=make_preview(first_user),
+            created_at=now,
+            updated_at=now,
+            message_count=len(copies),
+            last_seq=seq,
+        )
+        try:
+            created = await self.store.import_session(branch, copies)
+        except Exception:
+            # Nothing of it is visible; remove what was written, if the store lets us now
+            # (else an erasure finds it: it is the user's, under their address).
+            with contextlib.suppress(Exception):
+                await self.store.delete_session(email, fork_id)
+            raise
+        if not created:
+            raise _too_contended(session_id)  # a new random id in use: never, but never wrong
+        log.info("session_forked", extra={"session_id": fork_id})
+        return branch.to_summary()
+
+    async def _messages_up_to(
+        self, email: str, session_id: str, where: Where, seq: int
+    ) -> list[MessageRecord]:
+        """The session's messages 1..``seq`` read in ``where``, a page at a time."""
+        found: list[MessageRecord] = []
+        after = 0
+        while after < seq:
+            page, more = await self.store.page_messages(
+                email,
+                session_id,
+                where=where,
+                limit=min(MESSAGES_LIMIT_MAX, seq - after),
+                after_seq=after,
+            )
+            found += [m for m in page if m.seq <= seq]
+            if not page or not more:
+                break
+            after = page[-1].seq
+        return found
 
     # ---- titles --------------------------------------------------------------------------------
 

@@ -159,6 +159,30 @@ class ConversationStore(Protocol):
         already recorded; nothing is written then. Returns the session with its new ETag."""
         ...
 
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        """A regenerate's write, as atomic as ``append``: keep ``previous`` (the message at
+        ``answer.seq`` as it is now) as its earlier version number ``previous.versions or 1``,
+        replace the message with ``answer``, write ``session`` only if its ETag still matches,
+        and create ``request``. ``ConcurrencyConflict`` when another writer got there first,
+        ``DuplicateRequest`` when ``request`` is recorded already; nothing is written then.
+        Earlier versions live with their session: moved, copied, exported and deleted with it."""
+        ...
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        """The earlier versions of a message (numbers 1 to ``count - 1``) that are stored in
+        ``where``, oldest first."""
+        ...
+
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         """Bring an archived session back to the active container (or finish doing so)."""
         ...

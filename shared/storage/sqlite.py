@@ -268,16 +268,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX archive_runs_by_time ON archive_runs (at, run_id);
     """,
+    # 10: the earlier versions of regenerated answers, beside their session's rows (tagged
+    # with its container, moved and deleted with it); a turn never reads them.
+    """
+    CREATE TABLE message_versions (
+        container  TEXT    NOT NULL,
+        email      TEXT    NOT NULL,
+        session_id TEXT    NOT NULL,
+        seq        INTEGER NOT NULL,
+        version    INTEGER NOT NULL,
+        body       TEXT    NOT NULL,
+        PRIMARY KEY (container, email, session_id, seq, version)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
-TABLES = ("sessions", "messages", "requests")
+TABLES = ("sessions", "messages", "requests", "message_versions")
 # Expired shares removed by each new share (SQLite has no time-to-live of its own).
 SHARE_PURGE_BATCH = 100
 SHARE_TABLES = ("share_messages", "share_views")
 # The session id column of each table.
-SESSION_COLUMN = {"sessions": "id", "messages": "session_id", "requests": "session_id"}
+SESSION_COLUMN = {
+    "sessions": "id",
+    "messages": "session_id",
+    "requests": "session_id",
+    "message_versions": "session_id",
+}
 
 
 def _new_etag() -> str:
@@ -424,10 +442,11 @@ def _rehome_rows(conn: sqlite3.Connection, old: str, new: str, session_id: str) 
         " WHERE email = ? AND id = ?",
         (new, _new_etag(), new, old, session_id),
     ).rowcount
-    moved += conn.execute(
-        "UPDATE requests SET email = ? WHERE email = ? AND session_id = ?",
-        (new, old, session_id),
-    ).rowcount
+    for table in ("requests", "message_versions"):
+        moved += conn.execute(
+            f"UPDATE {table} SET email = ? WHERE email = ? AND session_id = ?",  # noqa: S608
+            (new, old, session_id),
+        ).rowcount
     conn.execute(
         "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
         " SELECT container, ?, session_id, seq, timestamp, body FROM messages"
@@ -677,6 +696,73 @@ class SqliteStore:
             return session.model_copy(update={"etag": etag, "archived": False})
 
         return await self._write(write)
+
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        etag = _new_etag()
+        email = session.email
+
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if _session_etag(conn, "active", email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            if request is not None:
+                row = conn.execute(
+                    "SELECT session_id, client_message_id, user_seq, assistant_seq FROM requests"
+                    " WHERE container = 'active' AND email = ? AND session_id = ?"
+                    " AND client_message_id = ?",
+                    (email, session.id, request.client_message_id),
+                ).fetchone()
+                if row is not None:
+                    raise DuplicateRequest(_request_from_row(row))
+            try:
+                conn.execute(
+                    "INSERT INTO message_versions"
+                    " (container, email, session_id, seq, version, body)"
+                    " VALUES ('active', ?, ?, ?, ?, ?)",
+                    (
+                        email,
+                        session.id,
+                        previous.seq,
+                        previous.versions or 1,
+                        previous.model_copy(update={"versions": None}).model_dump_json(),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:  # that version exists: a stale view
+                raise ConcurrencyConflict(session.id) from exc
+            # Deleted and inserted, not updated: the search index's triggers follow inserts
+            # and deletes (its text is the new answer's).
+            conn.execute(
+                "DELETE FROM messages"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?",
+                (email, session.id, answer.seq),
+            )
+            _insert_messages(conn, "active", email, [answer])
+            if request is not None:
+                _write_request(conn, email, request)
+            _write_session(conn, "active", session, etag)
+            return session.model_copy(update={"etag": etag, "archived": False})
+
+        return await self._write(write)
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        def read(conn: sqlite3.Connection) -> list[MessageRecord]:
+            rows = conn.execute(
+                "SELECT body FROM message_versions WHERE container = ? AND email = ?"
+                " AND session_id = ? AND seq = ? AND version < ? ORDER BY version",
+                (where, email, session_id, seq, count),
+            ).fetchall()
+            return [MessageRecord.model_validate_json(body) for (body,) in rows]
+
+        return await self._read(read)
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         def move(conn: sqlite3.Connection) -> MoveOutcome:
@@ -1003,8 +1089,9 @@ class SqliteStore:
             rows = conn.execute(
                 "SELECT id FROM sessions WHERE email = ?"
                 " UNION SELECT session_id FROM messages WHERE email = ?"
-                " UNION SELECT session_id FROM requests WHERE email = ? LIMIT ?",
-                (email, email, email, limit),
+                " UNION SELECT session_id FROM requests WHERE email = ?"
+                " UNION SELECT session_id FROM message_versions WHERE email = ? LIMIT ?",
+                (email, email, email, email, limit),
             ).fetchall()
             return [session_id for (session_id,) in rows]
 

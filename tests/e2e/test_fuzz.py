@@ -57,6 +57,9 @@ OPERATIONS = {
     "DELETE /api/shares/{shareId}",
     "GET /api/shares/{shareId}/views",
     "POST /api/shares/{shareId}/continue",
+    "POST /api/sessions/{sessionId}/regenerate",
+    "GET /api/sessions/{sessionId}/messages/{messageId}/versions",
+    "POST /api/sessions/{sessionId}/fork",
 }
 # Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200
 # answers are checked too, not only their 404s.
@@ -67,6 +70,9 @@ ON_EXISTING = {
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "POST /api/sessions/{sessionId}/shares",
+    "POST /api/sessions/{sessionId}/regenerate",
+    "GET /api/sessions/{sessionId}/messages/{messageId}/versions",
+    "POST /api/sessions/{sessionId}/fork",
 }
 # Operations also fuzzed on a share of the fuzzer's session; the revoke on one of its own.
 ON_EXISTING_SHARE = {
@@ -207,6 +213,14 @@ def test_fuzz_the_whole_api(
                 sender(label, FUZZER),
                 path_parameters=path,
             )
+            if operation.label == "POST /api/sessions/{sessionId}/regenerate":
+                stream = {**FUZZER, "Accept": "text/event-stream"}
+                _fuzz(
+                    operation,
+                    GenerationMode.POSITIVE,
+                    sender(f"{label} sse", stream),
+                    path_parameters=path,
+                )
         if operation.label in ON_EXISTING_SHARE:
             # The revoke gets a share of its own: the others keep reading theirs.
             revoking = operation.label.startswith("DELETE")

@@ -34,11 +34,15 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "FeedbackRequest": models.FeedbackRequest,
     "RenameRequest": models.RenameRequest,
     "MessagePage": models.MessagePage,
+    "VersionList": models.VersionList,
+    "RegenerateRequest": models.RegenerateRequest,
+    "ForkRequest": models.ForkRequest,
     "SearchMatch": models.SearchMatch,
     "SearchResult": models.SearchResult,
     "SearchResults": models.SearchResults,
     "EraseProgress": models.EraseProgress,
     "ExportMessage": models.ExportMessage,
+    "ExportVersion": models.ExportVersion,
     "ErrorDetail": models.ErrorDetail,
     "ErrorResponse": models.ErrorResponse,
     "HealthResponse": models.HealthResponse,
@@ -58,7 +62,16 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
-REQUEST_COMPONENTS = frozenset({"ChatRequest", "FeedbackRequest", "RenameRequest", "ShareRequest"})
+REQUEST_COMPONENTS = frozenset(
+    {
+        "ChatRequest",
+        "FeedbackRequest",
+        "RenameRequest",
+        "ShareRequest",
+        "RegenerateRequest",
+        "ForkRequest",
+    }
+)
 # Keywords that the models declare and the document must then state identically.
 CONSTRAINTS = ("minLength", "maxLength", "pattern", "minimum", "maximum", "enum", "const")
 

@@ -10,6 +10,7 @@ in ``moves.py``. Logs name session ids and counts, never item contents.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,8 @@ from shared.storage.cosmos.items import (
     request_item_id,
     session_body,
     session_from_item,
+    version_body,
+    version_item_id,
 )
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
@@ -340,6 +343,50 @@ class CosmosStore:
             # session item is gone. Each means another writer got there first.
             raise ConcurrencyConflict(session.id) from refused
         return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        # One batch, like a turn's: the earlier version is created (409 if that number is
+        # taken: another regenerate won), the message replaced, the request created, and the
+        # session item replaced if-match last, so a lost race applies nothing.
+        email = session.email
+        ops: list[BatchOp] = [
+            ("create", (version_body(email, previous, previous.versions or 1),)),
+            ("replace", (message_item_id(session.id, answer.seq), message_body(email, answer))),
+        ]
+        request_index = None
+        if request is not None:
+            request_index = len(ops)
+            ops.append(("create", (request_body(email, request),)))
+        ops.append(
+            ("replace", (session.id, session_body(session)), {"if_match_etag": expected_etag})
+        )
+        try:
+            results = await self.conn.batch("active", email, ops)
+        except BatchRefused as refused:
+            if refused.index == request_index and refused.status == 409:
+                raise DuplicateRequest() from refused
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        # Point reads by id (1 RU each): the message says how many there are.
+        found = await asyncio.gather(
+            *(
+                self.conn.read(where, version_item_id(session_id, seq, version), email)
+                for version in range(1, count)
+            )
+        )
+        return [message_from_item(item) for item in found if item is not None]
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         return await self.moves.restore(email, session_id)
