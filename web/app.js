@@ -603,8 +603,9 @@ function addMessageActions(item, message, sessionId) {
     onRegenerate: message.role === "assistant" ? () => regenerate(item, message, sessionId) : null,
     loadVersions: async () => (await api.versions(sessionId, message.id)).versions,
   });
-  // A question's actions sit beside its name and time; an answer's, beside its feedback.
-  if (message.role === "user") item.querySelector(".meta").append(actions);
+  // A question's actions sit before its name and time (which stay by the bubble's edge); an
+  // answer's, beside its feedback.
+  if (message.role === "user") item.querySelector(".meta").prepend(actions);
   else answerTools(item).append(actions);
 }
 
