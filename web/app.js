@@ -501,8 +501,8 @@ $("session-list").addEventListener("click", (event) => {
   }
 });
 
-function showError(error, { onRetry } = {}) {
-  $("chat-error-text").textContent = describeError(error);
+function showError(error, { onRetry, sentence = null } = {}) {
+  $("chat-error-text").textContent = sentence ?? describeError(error);
   const action = $("chat-error-action");
   action.hidden = true;
   action.onclick = null;
@@ -929,6 +929,32 @@ async function send() {
   } catch (error) {
     const apiError = asApiError(error);
     const wasShown = shown();
+    if (apiError.status === 200 && flight.live.text && sessionId && (await keptAsInterrupted(sessionId))) {
+      // The model failed after some text (an `error` event mid-stream), and the server kept that
+      // text as an "interrupted" answer, which can be regenerated. Show the conversation as
+      // stored, with the reason.
+      const previous = state.sessions.get(sessionId);
+      upsertSession({
+        ...previous,
+        sessionId,
+        title: title ?? previous?.title,
+        updatedAt: new Date().toISOString(),
+        messageCount: (baseCount ?? previous?.messageCount ?? 0) + (retry ? 1 : 2),
+        archived: false,
+      });
+      markCurrentInList();
+      if (wasShown) {
+        flight.live.finish();
+        setStatusBadge(answerItem, "interrupted");
+        $("chat-status").textContent = answeredNews({ status: "interrupted" });
+        const now = state.view;
+        state.loaded = loadSession(sessionId, now, null).then(() => {
+          if (now !== state.view) return;
+          showError(apiError, { sentence: "The answer broke off. Regenerate it to try again." });
+        });
+      }
+      return;
+    }
     answerItem.remove();
     if (apiError.status >= 400 && !retry) {
       // Refused before the turn began (an HTTP error status): nothing was stored, so the
@@ -978,6 +1004,17 @@ async function send() {
     if (view === state.view) updateOlder();
     // The turn cost tokens (or was refused for them): the meter shows where the user stands.
     usage.refresh();
+  }
+}
+
+/** Whether a turn that failed part-way left its answer stored as "interrupted" (a failure
+ * before the answer's first checkpoint leaves none: the question waits unanswered). */
+async function keptAsInterrupted(sessionId) {
+  try {
+    const last = (await api.getSession(sessionId)).messages.at(-1);
+    return last?.role === "assistant" && last.status === "interrupted";
+  } catch {
+    return false;
   }
 }
 
