@@ -25,6 +25,10 @@ const PAGE_SIZE = 20;
 const OLDER_PAGE = 50; // older messages per page while scrolling up
 const JUMP_PAGE = 200; // ... and while looking for a search result's message (the API's most)
 const FLASH_MS = 3000;
+// A conversation opened with a question this recent at its end may have its answer still in its
+// first moments: the page asks to follow it. Older ones are answered or unanswered for good (a
+// clock off by more only makes the page look once for nothing, or not look).
+const RECENT = 5 * 60 * 1000; // ms
 const $ = (id) => document.getElementById(id);
 
 const auth = resolveAuth(window.parleyConfig ?? {});
@@ -433,6 +437,10 @@ async function loadSession(sessionId, view, messageId) {
     const last = messages.at(-1);
     if (!flight && last?.role === "assistant" && last.status === "streaming") {
       followAnswer(sessionId, items.at(-1), last);
+    } else if (!flight && last?.role === "user" && Date.now() - Date.parse(last.timestamp) < RECENT) {
+      // A question just asked (the page reloaded right after sending it): its answer may not
+      // be stored yet.
+      followAnswer(sessionId);
     }
     if (messageId) await revealMessage(messageId, view);
   } catch (error) {
@@ -668,35 +676,60 @@ async function regenerate(oldItem, oldMessage, sessionId) {
   }
 }
 
-/** Show an answer that is being generated (elsewhere, or before a reload) as it grows. */
-async function followAnswer(sessionId, answerItem, message) {
-  const flight = startFlight({
-    key: sessionId,
-    sessionId,
-    kind: "resume",
-    answerItem,
-    messageId: message.id,
-  });
-  flight.live.replace(message.content);
+/**
+ * Show an answer that is being generated (elsewhere, or before a reload) as it grows:
+ * `message` is the answer as `GET` showed it (`"streaming"`), shown in `answerItem`. Without
+ * them (the conversation ends with a recent question), the answer may be in its first moments,
+ * not stored yet: the server waits a little for it, and it is shown only if it comes.
+ */
+async function followAnswer(sessionId, answerItem = null, message = null) {
+  const view = state.view;
+  let flight = null;
+  const begin = (stored) => {
+    if (flight || flights.has(sessionId)) return;
+    answerItem ??= messageItem({ role: "assistant", content: "" });
+    flight = startFlight({
+      key: sessionId,
+      sessionId,
+      kind: "resume",
+      answerItem,
+      messageId: stored?.id ?? null,
+    });
+    if (!answerItem.isConnected && view === state.view && state.sessionId === sessionId) {
+      $("chat-empty").hidden = true;
+      $("messages").append(answerItem);
+      scrollToEnd();
+    }
+    if (stored) flight.live.replace(stored.content);
+  };
+  if (message) begin(message);
   try {
     const done = await api.followAnswer(sessionId, {
-      onResume: (resumed) => flight.live.replace(resumed.content),
-      onDelta: (piece) => flight.live.append(piece),
+      onResume(resumed) {
+        begin(resumed);
+        if (flight?.kind === "resume") {
+          flight.messageId = resumed.id;
+          flight.live.replace(resumed.content);
+        }
+      },
+      onDelta: (piece) => flight?.live.append(piece),
     });
+    if (!flight) return; // nothing was being generated
     let assistant = done.messages.findLast((m) => m.role === "assistant");
-    if (!assistant) {
+    if (!assistant && flight.messageId) {
       // It ended between the page's two reads: as stored.
       const session = await api.getSession(sessionId);
-      assistant = session.messages.find((m) => m.id === message.id);
+      assistant = session.messages.find((m) => m.id === flight.messageId);
     }
     if (assistant) finishAnswer(flight, assistant);
     else flight.live.finish();
   } catch (error) {
+    if (!flight) return; // only looking: nothing shown, nothing to say
     // Following broke off: the text so far stays; a reload follows it again.
     flight.live.finish();
-    if (answerItem.isConnected) showError(asApiError(error));
+    if (flight.answerItem.isConnected) showError(asApiError(error));
   } finally {
-    endFlight(flight);
+    if (flight) endFlight(flight);
   }
 }
 
