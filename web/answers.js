@@ -1,10 +1,14 @@
 // An answer while it streams in: pieces of text arrive as fast as the server sends them, and
 // the page shows them at most once per animation frame. Rendering Markdown again on every piece
 // made the time to show an answer grow with the square of its length (a 15,000-character answer
-// took about 25 s); once per frame, each render takes in all the pieces since the last one, so
-// the total grows in proportion to the length (docs/web.md, "Answers as they stream").
+// took about 25 s); once per frame, each render takes in all the pieces since the last one. And
+// each frame renders only the answer's unfinished end: blocks that a blank line has closed are
+// drawn once and kept, so a frame costs about the same early and late in a long answer. When
+// the answer ends it is rendered whole, once, exactly as a stored answer is (docs/web.md,
+// "Answers as they stream").
 
-import { setMarkdown } from "./markdown.js";
+import { closedBlocksEnd } from "./blocks.js";
+import { renderMarkdown, setMarkdown } from "./markdown.js";
 import { el, setMessageTime } from "./ui.js";
 
 /**
@@ -20,6 +24,8 @@ export class LiveAnswer {
     this.text = "";
     this.frame = 0;
     this.shown = null; // the text last rendered
+    this.closedUpTo = 0; // the text before this is drawn for good, as closed blocks
+    this.tail = []; // the nodes drawn from the text after it, redrawn each frame
     item.classList.add("streaming");
     item.setAttribute("aria-busy", "true"); // read out once complete, not word by word
     showWaiting(item, true);
@@ -33,6 +39,7 @@ export class LiveAnswer {
 
   /** The whole answer so far (a resumed stream starts from the stored text). */
   replace(text) {
+    if (!text.startsWith(this.text.slice(0, this.closedUpTo))) this.restart();
     this.text = text;
     this.schedule();
   }
@@ -48,16 +55,46 @@ export class LiveAnswer {
     this.shown = this.text;
     this.keepInView(() => {
       if (this.text) showWaiting(this.item, false);
-      setMarkdown(this.content, this.text);
+      const closed = closedBlocksEnd(this.text, this.closedUpTo);
+      if (closed > this.closedUpTo) {
+        this.removeTail();
+        this.content.append(renderMarkdown(this.text.slice(this.closedUpTo, closed)));
+        this.closedUpTo = closed;
+      }
+      this.removeTail();
+      const tail = renderMarkdown(this.text.slice(this.closedUpTo));
+      this.tail = [...tail.childNodes];
+      this.content.append(tail);
     });
   }
 
-  /** The answer is complete (or ended): draw its final text now, and stop streaming. */
+  removeTail() {
+    for (const node of this.tail) node.remove();
+    this.tail = [];
+  }
+
+  restart() {
+    this.content.replaceChildren();
+    this.closedUpTo = 0;
+    this.tail = [];
+    this.shown = null;
+  }
+
+  /** The answer is complete (or ended): draw its final text now, whole, and stop streaming. */
   finish(text = this.text) {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.text = text;
-    this.render();
+    if (this.item.isConnected) {
+      this.keepInView(() => {
+        if (this.text) showWaiting(this.item, false);
+        setMarkdown(this.content, this.text);
+      });
+    } else {
+      // Drawn whole when its conversation is opened again (from the stored answer).
+      setMarkdown(this.content, this.text);
+    }
+    this.shown = this.text;
     this.end();
   }
 
