@@ -40,6 +40,7 @@ from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.groups.service import export_groups
 from shared.models import MessageRecord, SessionRecord
 from shared.sharing import SharingStore, export_shares
 from shared.storage import make_store
@@ -177,6 +178,8 @@ async def export_document(
         yield "]}"
     yield "]"
     async for piece in export_shares(store, email):
+        yield piece
+    async for piece in export_groups(store, email):
         yield piece
     # What the user's model calls cost, per period (shared/usage.py): personal data too.
     usage = spent_json(await store.read_usage(email))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from shared.auth import Authenticator
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings, reset_settings
+from shared.groups.service import GroupService
 from shared.identity import IdentityGuard
 from shared.llm import make_model
 from shared.llm.base import ChatModel
@@ -31,6 +32,7 @@ class Runtime:
     identities: IdentityGuard
     shares: ShareService
     realtime: Realtime
+    groups: GroupService
 
 
 _runtime: Runtime | None = None
@@ -55,6 +57,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         token_key=settings.resolved_token_signing_key,
         hash_salt=settings.log_hash_salt,
     )
+    realtime = make_realtime(settings)
+    groups = GroupService(store, model, settings, realtime, clock=clock)
     return Runtime(
         settings,
         store,
@@ -64,7 +68,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         Authenticator(settings),
         identities,
         shares,
-        make_realtime(settings),
+        realtime,
+        groups,
     )
 
 

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from itertools import count
 from typing import Literal, Protocol
 
 from shared.audit import audit, structured, user_hash
+from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock, iso, stored_time
 from shared.config import Settings
 from shared.context import Spoken, context_window
@@ -42,6 +42,7 @@ from shared.errors import (
 from shared.events import LatencyTimer, Outcome, TurnKind, emit
 from shared.export import ExportCount
 from shared.export_formats import ExportFormat, export_stream
+from shared.groups.service import erase_groups
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
 from shared.importer import ImportReport, import_file
 from shared.llm.base import ChatModel, Usage
@@ -93,8 +94,6 @@ MAX_USER_ATTEMPTS = 40
 # Storing an answer the model has already produced: keep trying while the session exists, for
 # at most this long (contention only: a store that refuses writes fails the turn at once).
 ANSWER_COMMIT_PATIENCE_S = 120.0
-# Randomised exponential pauses between attempts: first ~10 ms, at most this long.
-BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
 # A title is rarely contended; a few attempts, then the first-message title stays.
 MAX_TITLE_ATTEMPTS = 5
 # Reads of a session's messages that may each find it moved away since it was located (each
@@ -136,13 +135,6 @@ def prompt_cache_key(session_id: str) -> str:
     """The ``prompt_cache_key`` of a conversation: stable for the session (its calls share
     their beginning, see shared/context.py) and derived from its id only, never the email."""
     return "parley-" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
-
-
-def backoff_delay(attempt: int) -> float:
-    """Exponential backoff with jitter ("equal jitter": between half and all of the step), so
-    writers that lost the same race try again at different moments."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (spreading retries, not secrets)
 
 
 def title_of(raw: str) -> str:
@@ -1129,6 +1121,7 @@ class ConversationService:
             done = await erase_sessions(self.store, email, clock=self.clock, budget_s=budget_s)
             if done:
                 await erase_shares(self.store, email)
+                await erase_groups(self.store, email, settings=self.settings, clock=self.clock)
         finally:
             audit("erase", user=self._user(email), by="api", complete=done)
         return done

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import BaseModel
 
 from shared.auth.claims import Account
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.models import (
     ContextMessage,
     Feedback,
@@ -461,6 +462,81 @@ class ShareStore(Protocol):
 MAX_SHARE_VIEWS = 1000  # views kept per share: the newest
 
 
+class GroupStore(Protocol):
+    """Group conversations (``shared/groups``): each group's item, messages and request records
+    together (on Cosmos one partition of the groups container, ``/groupId``), and in each
+    member's own data an index entry per group. The group item is the truth of membership;
+    index entries are only where to look (the rules repair ones that disagree)."""
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        """Create the group item (``ConcurrencyConflict`` if the id exists); returns it with
+        its ETag."""
+        ...
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        """The group, or None when it does not exist or is being deleted. ``latest``: a read
+        that sees every write acknowledged anywhere (before the rules act on an absence)."""
+        ...
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        """Atomically create ``messages``, replace the ``rewrite`` messages (they must exist),
+        create (or, with ``assistant_seq``, update) ``request``, and replace the group item if
+        its ETag is still ``expected_etag``. ``ConcurrencyConflict`` when another writer got
+        there first (nothing written), ``DuplicateRequest`` when a new ``request`` is already
+        recorded. At most ``MAX_BATCH_OPERATIONS - 2`` messages in all. Returns the group with
+        its new ETag."""
+        ...
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        """Delete the group and everything of it. Unreadable from the first step (the group
+        item is marked first, if-match ``expected_etag`` when given, else unconditionally);
+        an interrupted delete is finished by the next call that meets the group. False when
+        the ETag no longer matched (nothing deleted)."""
+        ...
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        """Up to ``limit`` messages, oldest first: the newest before ``before_seq`` (or the
+        newest of all), or the oldest after ``after_seq``; and whether more lie beyond the
+        page in that direction. One indexed query."""
+        ...
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        """Up to ``limit`` not yet removed messages ``email`` sent to the group (erasure)."""
+        ...
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None: ...
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        """Note in ``email``'s own data that they belong to the group (idempotent)."""
+        ...
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        """Remove that note (idempotent)."""
+        ...
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        """The groups ``email``'s index names, at most ``limit``, any order: one
+        single-partition read of their own data."""
+        ...
+
+
 @dataclass(frozen=True)
 class UsageDay:
     """One user's totals for one UTC day, without the user (``shared.report`` counts, never
@@ -510,5 +586,7 @@ class AnalyticsStore(Protocol):
         ...
 
 
-class Store(ConversationStore, ArchiveStore, IdentityStore, ShareStore, AnalyticsStore, Protocol):
+class Store(
+    ConversationStore, ArchiveStore, IdentityStore, ShareStore, GroupStore, AnalyticsStore, Protocol
+):
     """What each store implements: every audience's protocol (``shared.storage.make_store``)."""

@@ -34,6 +34,7 @@ from shared.errors import (
     InvalidRequest,
     StorageUnavailable,
 )
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.models import (
     ContextMessage,
     Feedback,
@@ -281,6 +282,35 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container, email, session_id, seq, version)
     ) WITHOUT ROWID;
     """,
+    # 11: group conversations (shared/groups): the group row (its members and counters, with
+    # an etag as the session row has), its messages (gapless seq per group, the sender kept
+    # in a column for erasure), its clientMessageIds, and each member's index of their groups.
+    """
+    CREATE TABLE groups (
+        id   TEXT NOT NULL PRIMARY KEY,
+        etag TEXT NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE group_messages (
+        group_id TEXT    NOT NULL,
+        seq      INTEGER NOT NULL,
+        sender   TEXT,
+        body     TEXT    NOT NULL,
+        PRIMARY KEY (group_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_messages_by_sender ON group_messages (group_id, sender, seq);
+    CREATE TABLE group_requests (
+        group_id TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (group_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_refs (
+        email    TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        PRIMARY KEY (email, group_id)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
@@ -323,6 +353,17 @@ def _statements(script: str) -> Iterator[str]:
             if buffer.strip(" \n;"):
                 yield buffer
             buffer = ""
+
+
+def _group_body(group: GroupRecord) -> str:
+    return group.model_dump_json(exclude={"etag"})
+
+
+def _group_row(conn: sqlite3.Connection, group_id: str) -> GroupRecord | None:
+    row = conn.execute("SELECT body, etag FROM groups WHERE id = ?", (group_id,)).fetchone()
+    if row is None:
+        return None
+    return GroupRecord.model_validate_json(row[0]).model_copy(update={"etag": row[1]})
 
 
 def _session_body(session: SessionRecord) -> str:
@@ -1491,6 +1532,164 @@ class SqliteStore:
 
     async def rehome_pending(self, old: str) -> list[str]:
         return []  # a move is one transaction here: never half-done
+
+    # ---- groups --------------------------------------------------------------------------------
+    # One transaction each: a message, a membership change or a whole delete is atomic here.
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> GroupRecord:
+            try:
+                conn.execute(
+                    "INSERT INTO groups (id, etag, body) VALUES (?, ?, ?)",
+                    (group.id, etag, _group_body(group)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrencyConflict(group.id) from exc
+            return group.model_copy(update={"etag": etag})
+
+        return await self._write(write)
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        del latest  # one file: every read sees every committed write
+        return await self._read(lambda conn: _group_row(conn, group_id))
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> GroupRecord:
+            row = conn.execute("SELECT etag FROM groups WHERE id = ?", (group.id,)).fetchone()
+            if row is None or row[0] != expected_etag:
+                raise ConcurrencyConflict(group.id)
+            if request is not None and request.assistant_seq is None:
+                found = conn.execute(
+                    "SELECT body FROM group_requests WHERE group_id = ? AND key = ?",
+                    (group.id, request.key),
+                ).fetchone()
+                if found is not None:
+                    raise DuplicateRequest(None)
+            try:
+                conn.executemany(
+                    "INSERT INTO group_messages (group_id, seq, sender, body) VALUES (?, ?, ?, ?)",
+                    [(m.group_id, m.seq, m.sender_email, m.model_dump_json()) for m in messages],
+                )
+            except sqlite3.IntegrityError as exc:  # that seq exists: a stale view
+                raise ConcurrencyConflict(group.id) from exc
+            for m in rewrite:
+                conn.execute(
+                    "UPDATE group_messages SET sender = ?, body = ? WHERE group_id = ? AND seq = ?",
+                    (m.sender_email, m.model_dump_json(), m.group_id, m.seq),
+                )
+            if request is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO group_requests (group_id, key, body) VALUES (?, ?, ?)",
+                    (request.group_id, request.key, request.model_dump_json()),
+                )
+            conn.execute(
+                "UPDATE groups SET etag = ?, body = ? WHERE id = ?",
+                (etag, _group_body(group), group.id),
+            )
+            return group.model_copy(update={"etag": etag})
+
+        return await self._write(write)
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT etag FROM groups WHERE id = ?", (group_id,)).fetchone()
+            if row is not None and expected_etag is not None and row[0] != expected_etag:
+                return False
+            for table in ("group_messages", "group_requests"):
+                conn.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))  # noqa: S608
+            conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+            return True
+
+        deleted = await self._write(write)
+        if deleted:
+            await asyncio.to_thread(self._forget)
+        return deleted
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[GroupMessageRecord], bool]:
+            if after_seq is not None:
+                rows = conn.execute(
+                    "SELECT body FROM group_messages WHERE group_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?",
+                    (group_id, after_seq, limit + 1),
+                ).fetchall()
+                page = rows[:limit]
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM group_messages WHERE group_id = ? AND seq < ?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    (group_id, before_seq if before_seq is not None else 2**62, limit + 1),
+                ).fetchall()
+                page = list(reversed(rows[:limit]))
+            messages = [GroupMessageRecord.model_validate_json(b) for (b,) in page]
+            return messages, len(rows) > limit
+
+        return await self._read(read)
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        def read(conn: sqlite3.Connection) -> list[GroupMessageRecord]:
+            rows = conn.execute(
+                "SELECT body FROM group_messages WHERE group_id = ? AND sender = ?"
+                " ORDER BY seq LIMIT ?",
+                (group_id, email, limit),
+            ).fetchall()
+            return [GroupMessageRecord.model_validate_json(b) for (b,) in rows]
+
+        return await self._read(read)
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None:
+        def read(conn: sqlite3.Connection) -> GroupRequestRecord | None:
+            row = conn.execute(
+                "SELECT body FROM group_requests WHERE group_id = ? AND key = ?", (group_id, key)
+            ).fetchone()
+            return GroupRequestRecord.model_validate_json(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO group_refs (email, group_id) VALUES (?, ?)",
+                (email, group_id),
+            )
+        )
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM group_refs WHERE email = ? AND group_id = ?", (email, group_id)
+            )
+        )
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT group_id FROM group_refs WHERE email = ? LIMIT ?", (email, limit)
+            ).fetchall()
+            return [group_id for (group_id,) in rows]
+
+        return await self._read(read)
 
     async def close(self) -> None:
         """Close every connection. The last one to close checkpoints the write-ahead log into

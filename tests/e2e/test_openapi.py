@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from shared import errors, importer, models, usage
+from shared.groups import models as group_models
 from tests.support.host import RunningHost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,18 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "ImportReport": importer.ImportReport,
     "ImportFailure": importer.ImportFailure,
     "UsageDay": usage.DayOut,
+    "GroupSummary": group_models.GroupSummary,
+    "Group": group_models.GroupOut,
+    "GroupMember": group_models.GroupMemberOut,
+    "GroupList": group_models.GroupList,
+    "Sender": group_models.Sender,
+    "GroupMessage": group_models.GroupMessageOut,
+    "GroupMessages": group_models.GroupMessages,
+    "GroupMessagePage": group_models.GroupMessagePage,
+    "GroupCreateRequest": group_models.GroupCreateRequest,
+    "GroupRenameRequest": group_models.GroupRenameRequest,
+    "MemberAddRequest": group_models.MemberAddRequest,
+    "GroupSendRequest": group_models.GroupSendRequest,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
@@ -70,6 +83,10 @@ REQUEST_COMPONENTS = frozenset(
         "ShareRequest",
         "RegenerateRequest",
         "ForkRequest",
+        "GroupCreateRequest",
+        "GroupRenameRequest",
+        "MemberAddRequest",
+        "GroupSendRequest",
     }
 )
 # Keywords that the models declare and the document must then state identically.

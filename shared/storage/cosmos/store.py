@@ -24,6 +24,7 @@ from shared.errors import (
     InvalidRequest,
     StorageUnavailable,
 )
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.ids import message_item_id
 from shared.models import (
     ContextMessage,
@@ -51,9 +52,10 @@ from shared.storage.base import (
     UsageDay,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
+from shared.storage.containers import LOCAL_HOSTS, container_specs, groups_spec, shares_spec
 from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
+from shared.storage.cosmos.groups import CosmosGroups
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
@@ -235,6 +237,7 @@ class CosmosStore:
         container: str,
         archive_container: str,
         shares_container: str | None = None,
+        groups_container: str | None = None,
         verify_tls: bool = True,
         bootstrap: bool = False,
         client_options: dict[str, Any] | None = None,
@@ -247,6 +250,7 @@ class CosmosStore:
             database=database,
             specs=container_specs(container, archive_container),
             shares=shares_spec(shares_container) if shares_container else shares_spec(),
+            groups=groups_spec(groups_container) if groups_container else groups_spec(),
             verify_tls=verify_tls,
             bootstrap=bootstrap,
             client_options=client_options or {},
@@ -256,6 +260,7 @@ class CosmosStore:
         self.moves = Moves(self.conn, self.clock)
         self.rehome = Rehome(self.conn, self.moves, self.clock)
         self.shares = CosmosShares(self.conn, self.clock)
+        self.groups = CosmosGroups(self.conn)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
@@ -272,6 +277,7 @@ class CosmosStore:
             container=settings.cosmos_container,
             archive_container=settings.cosmos_archive_container,
             shares_container=settings.cosmos_shares_container,
+            groups_container=settings.cosmos_groups_container,
             verify_tls=settings.cosmos_verify_tls,
             # Data-plane RBAC cannot create databases or containers, and in Azure the Pulumi
             # program owns them: create them only with a key against a local emulator.
@@ -693,6 +699,59 @@ class CosmosStore:
 
     async def rehome_pending(self, old: str) -> list[str]:
         return await self.rehome.pending(old)
+
+    # ---- groups (groups.py) --------------------------------------------------------------------
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        return await self.groups.create_group(group)
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        return await self.groups.read_group(group_id, latest=latest)
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        return await self.groups.write_group(
+            group, expected_etag=expected_etag, messages=messages, rewrite=rewrite, request=request
+        )
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        return await self.groups.delete_group(group_id, expected_etag=expected_etag)
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        return await self.groups.group_messages(
+            group_id, limit=limit, before_seq=before_seq, after_seq=after_seq
+        )
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        return await self.groups.messages_of_sender(group_id, email, limit=limit)
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None:
+        return await self.groups.get_group_request(group_id, key)
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        await self.groups.put_group_ref(email, group_id)
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        await self.groups.drop_group_ref(email, group_id)
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        return await self.groups.group_ref_ids(email, limit=limit)
 
     # ---- shares (shares.py) --------------------------------------------------------------------
 
