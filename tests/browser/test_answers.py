@@ -18,6 +18,7 @@ from tests.browser.support import (
     composer,
     log_items,
     screenshot,
+    scroller_overflow,
     send,
     session_titles,
     sidebar,
@@ -300,3 +301,22 @@ def test_an_answer_finishing_out_of_sight_lands_in_its_own_conversation(
     first_entry.locator(".session-link").click()
     expect(log_items(page)).to_have_count(4)
     expect(answers(page).last.locator(".content")).to_have_text("echo[2]: Answer me later")
+
+
+def test_the_waiting_answer_and_stop_fit_a_phone(host: RunningHost, phone: Page) -> None:
+    sign_in(phone, host)
+    held: list[Route] = []
+    phone.route("**/api/chat", lambda route: held.append(route))
+    send(phone, "A question on a small screen")
+    expect(answers(phone).last.locator(".waiting")).to_be_visible()
+    # A new chat's first answer can be stopped once the server has named the conversation.
+    stop = phone.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()
+    expect(stop).to_be_disabled()
+    assert scroller_overflow(phone) == 0
+    screenshot(phone, "answers-waiting-phone.png")
+    held[0].continue_()
+    expect(answers(phone).last.locator(".content")).to_have_text(
+        "echo[0]: A question on a small screen"
+    )
+    expect(phone.get_by_role("button", name="Send")).to_be_visible()
