@@ -25,7 +25,9 @@ export class LiveAnswer {
     this.frame = 0;
     this.shown = null; // the text last rendered
     this.closedUpTo = 0; // the text before this is drawn for good, as closed blocks
-    this.tail = []; // the nodes drawn from the text after it, redrawn each frame
+    // The nodes drawn from the text after it, redrawn each frame: at first whatever the item
+    // shows (a followed answer's stored text).
+    this.tail = [...this.content.childNodes];
     item.classList.add("streaming");
     item.setAttribute("aria-busy", "true"); // read out once complete, not word by word
     showWaiting(item, true);

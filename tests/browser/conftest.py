@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shared.storage.base import Store
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, StoredHost, open_page
@@ -122,3 +122,13 @@ def model_host(
     }
     with run_host(env, tmp_path / "model-host.log") as running:
         yield running
+
+
+@pytest.fixture
+def patient_expect() -> Iterator[None]:
+    """Expectations that wait up to 20 s (not 5): a turn through the model server, its
+    checkpoints and the host takes longer on a machine shared with other test runs. Only a
+    bound: each waits for its result, never for the time."""
+    expect.set_options(timeout=20_000)
+    yield
+    expect.set_options(timeout=5_000)

@@ -26,7 +26,7 @@ from tests.conftest import dev_headers
 from tests.llm.fake_openai import FakeOpenAI, Stream
 from tests.support.host import RunningHost
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 
 STORED = re.compile(".+")  # a message id: the answer is stored
 
