@@ -68,12 +68,6 @@ def message_text(turn: int) -> str:
     )
 
 
-def echo_reply(earlier: int, text: str) -> str:
-    """What shared/llm/echo.py answers to ``text`` after ``earlier`` messages: the baselines
-    store the same answers as Parley without running its model."""
-    return f"echo[{earlier}]: {text}"
-
-
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile (no interpolation: p99 of 100 samples is the 99th value)."""
     if not values:

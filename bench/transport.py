@@ -24,19 +24,6 @@ from shared.storage.cosmos.client import transport_options
 # Item paths: /dbs/<db>/colls/<coll>/docs[/<id>]
 _DOCS = re.compile(r"/dbs/[^/]+/colls/[^/]+/docs(/[^/?]+)?/?$")
 
-# Operation kinds the design's budget speaks of, plus the rest.
-KINDS = (
-    "point_read",
-    "batch",
-    "query",
-    "query_plan",
-    "upsert",
-    "create",
-    "replace",
-    "delete",
-    "patch",
-    "meta",
-)
 # What a kind does to the data, which is all the phase breakdown relies on: the store may move
 # from a point read to a query, or split a batch, without the report changing.
 READ_KINDS = frozenset({"point_read", "query", "query_plan"})

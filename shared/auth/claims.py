@@ -168,11 +168,3 @@ def account_from_claims(claims: Mapping[str, Any]) -> Account | None:
 def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
     """``identity_from_claims`` and ``account_from_claims`` together."""
     return Caller(identity_from_claims(claims), account_from_claims(claims))
-
-
-def email_from_claims(claims: Mapping[str, Any]) -> str | None:
-    """``identity_from_claims``, or None when the claims name no identity we accept."""
-    try:
-        return identity_from_claims(claims)
-    except InvalidEmail:
-        return None
