@@ -30,7 +30,7 @@ class Cosmos:
 
     def store(self, database: str, **client_options: Any) -> Any:
         """A CosmosStore on this account, in its own database (created on first use)."""
-        from shared.storage.containers import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER
+        from shared.config import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER
         from shared.storage.cosmos import CosmosStore
 
         return CosmosStore(

@@ -15,12 +15,8 @@ from infra.identity import (
     ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
 )
 from shared.archive import RUN_LOG_PREFIX
-from shared.storage.containers import (
-    DEFAULT_DATABASE,
-    PARTITION_KEY_PATH,
-    container_specs,
-    shares_spec,
-)
+from shared.config import DEFAULT_DATABASE
+from shared.storage.containers import PARTITION_KEY_PATH, container_specs, shares_spec
 from tests.infra.conftest import (
     CLIENT_ID,
     FUNCTION_TIMEOUT_S,

@@ -19,8 +19,7 @@ from infra.stack_config import (
     parse_config,
     read_function_timeout_s,
 )
-from shared.config import Settings
-from shared.storage.containers import DEFAULT_DATABASE
+from shared.config import DEFAULT_DATABASE, Settings
 from tests.infra.conftest import (
     CLIENT_ID,
     FULL_CONFIG,

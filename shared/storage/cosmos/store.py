@@ -34,6 +34,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+from shared.origins import LOCAL_HOSTS
 from shared.search import SearchOrder, relevance, words_of
 from shared.storage.base import (
     AnswerFacts,
@@ -50,7 +51,7 @@ from shared.storage.base import (
     UsageDay,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
+from shared.storage.containers import container_specs, shares_spec
 from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
 from shared.storage.cosmos.items import (
