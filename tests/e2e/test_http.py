@@ -197,11 +197,14 @@ def test_bad_chat_input(
 ) -> None:
     with httpx.Client(base_url=host.base_url, timeout=30) as client:
         response = client.post("/api/chat", headers=headers, content=body)
+        listed = client.get("/api/sessions", headers=ALICE).json()
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     error = response.json()["error"]
     assert error["code"] == code
-    assert error["message"]
+    assert error["message"] and "x" * 100 not in error["message"]  # never quotes the input
+    # Refused before anything was stored: alice has no session, not even an empty one.
+    assert listed == {"sessions": [], "continuationToken": None}
 
 
 def test_unknown_fields_are_ignored(alice: httpx.Client) -> None:
@@ -213,12 +216,16 @@ def test_unknown_fields_are_ignored(alice: httpx.Client) -> None:
 def test_limit_out_of_range(alice: httpx.Client, limit: str) -> None:
     response = alice.get("/api/sessions", params={"limit": limit})
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_request"
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "limit" in error["message"]
 
 
 def test_bad_continuation_token(alice: httpx.Client) -> None:
     response = alice.get("/api/sessions", params={"continuationToken": "garbage!"})
     assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "continuationToken" in error["message"]
+    assert "garbage" not in error["message"]
 
 
 def test_twenty_simultaneous_turns_in_one_session(host: RunningHost, alice: httpx.Client) -> None:
