@@ -20,12 +20,12 @@ from datetime import datetime
 from itertools import count
 from typing import Literal
 
-from shared.audit import audit, structured, user_hash
+from shared.audit import structured, user_hash
 from shared.clock import Clock, SystemClock, iso, stored_time
 from shared.config import Settings
 from shared.context import Spoken, context_window
 from shared.deadline import storage_budget
-from shared.erase import erase_sessions
+from shared.erase import audit_erase, erase_sessions
 from shared.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -39,10 +39,10 @@ from shared.errors import (
     StorageUnavailable,
 )
 from shared.events import LatencyTimer, Outcome, TurnKind, emit
-from shared.export import ExportCount
+from shared.export import ExportCount, audit_export
 from shared.export_formats import ExportFormat, export_stream
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
-from shared.importer import ImportReport, import_file
+from shared.importer import ImportReport, audit_import, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
@@ -812,7 +812,7 @@ class ConversationService:
             if done:
                 await erase_shares(self.store, email)
         finally:
-            audit("erase", user=self._user(email), by="api", complete=done)
+            audit_erase(self._user(email), "api", complete=done)
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
@@ -832,15 +832,7 @@ class ConversationService:
             ):
                 yield piece
         finally:
-            audit(
-                "export",
-                user=self._user(email),
-                by="api",
-                format=export_format,
-                sessions=count.sessions,
-                messages=count.messages,
-                complete=count.complete,
-            )
+            audit_export(self._user(email), "api", export_format, count)
 
     async def import_conversations(
         self, email: str, data: bytes | bytearray, media_type: str
@@ -852,15 +844,7 @@ class ConversationService:
             report = await import_file(self.store, email, data, media_type)
             return report
         finally:
-            audit(
-                "import",
-                user=self._user(email),
-                by="api",
-                imported=report.imported if report else None,
-                skipped=report.skipped if report else None,
-                failed=len(report.failed) if report else None,
-                complete=report is not None,
-            )
+            audit_import(self._user(email), "api", report)
 
     def _user(self, email: str) -> str:
         return user_hash(email, self.settings.log_hash_salt)
