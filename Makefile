@@ -63,7 +63,7 @@ lint: $(PY_STAMP) $(NODE_STAMP)
 	  node_modules/.bin/redocly lint --format=stylish openapi.yaml
 
 typecheck: $(PY_STAMP)
-	$(PY) -m mypy shared functions devhost tools
+	$(PY) -m mypy shared functions devhost tools infra bench
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	$(PY) -m pytest

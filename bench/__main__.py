@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import analytics, archival, coldstart, latency, prompt_cache, reads, report, turns
-from bench.common import Cosmos, NotAvailable, cosmos_account, machine
+from bench.common import RESULTS, Cosmos, NotAvailable, cosmos_account, machine
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=report.RESULTS,
+        default=RESULTS,
         help="where to write the results (default bench/results, which also rewrites the "
         "generated part of docs/performance.md; elsewhere the page is written beside them)",
     )
