@@ -55,12 +55,15 @@ cosmos: $(NODE_STAMP)
 cosmos-sdk-tests: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m tests.cosmos_sdk.run --all
 
-lint: $(PY_STAMP)
+# openapi.yaml against Redocly's recommended rules (redocly.yaml); no telemetry, no update check.
+lint: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	  node_modules/.bin/redocly lint --format=stylish openapi.yaml
 
 typecheck: $(PY_STAMP)
-	$(PY) -m mypy shared functions devhost tools
+	$(PY) -m mypy shared functions devhost tools infra bench
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	$(PY) -m pytest

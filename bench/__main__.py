@@ -32,7 +32,7 @@ from bench import (
     report,
     turns,
 )
-from bench.common import Cosmos, NotAvailable, cosmos_account, machine
+from bench.common import RESULTS, Cosmos, NotAvailable, cosmos_account, machine
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=report.RESULTS,
+        default=RESULTS,
         help="where to write the results (default bench/results, which also rewrites the "
         "generated part of docs/performance.md; elsewhere the page is written beside them)",
     )

@@ -15,7 +15,7 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-from bench.common import echo_reply
+from shared.llm.echo import echo_reply
 
 BASELINE_CONTAINER = "BaselineConversations"
 

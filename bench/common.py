@@ -30,7 +30,7 @@ class Cosmos:
 
     def store(self, database: str, **client_options: Any) -> Any:
         """A CosmosStore on this account, in its own database (created on first use)."""
-        from shared.storage.containers import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER
+        from shared.config import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER
         from shared.storage.cosmos import CosmosStore
 
         return CosmosStore(
@@ -41,7 +41,7 @@ class Cosmos:
             archive_container=DEFAULT_ARCHIVE_CONTAINER,
             verify_tls=self.verify_tls,
             bootstrap=True,
-            **({"client_options": client_options} if client_options else {}),
+            client_options=client_options or None,
         )
 
 
@@ -66,12 +66,6 @@ def message_text(turn: int) -> str:
         "and list the three follow-ups with owners and dates? Please keep it short, and "
         "point out anything that changed since the previous summary you gave me."
     )
-
-
-def echo_reply(earlier: int, text: str) -> str:
-    """What shared/llm/echo.py answers to ``text`` after ``earlier`` messages: the baselines
-    store the same answers as Parley without running its model."""
-    return f"echo[{earlier}]: {text}"
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from bench.common import Cosmos, echo_reply, message_text
+from bench.common import Cosmos, message_text
 from bench.transport import SyncCountingTransport, Tally
+from shared.llm.echo import echo_reply
 
 CONTAINER = "LangChainHistory"
 WARMUP_USER = "warmup@bench.local"

@@ -135,12 +135,13 @@ class _Timed:
 
 
 async def _floor_chat(store: Any, user: User, n: int, max_history: int, timed: _Timed) -> None:
+    from shared.llm.echo import echo_reply
     from shared.models import MessageRecord
 
     view = await timed(store.read_turn(user.email, user.chat_session, history=max_history))
     session = view.session
     for role in ("user", "assistant"):
-        text = message_text(n) if role == "user" else f"echo[1]: {message_text(n)}"
+        text = message_text(n) if role == "user" else echo_reply(1, message_text(n))
         message = MessageRecord(
             session_id=session.id,
             seq=session.last_seq + 1,

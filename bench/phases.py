@@ -24,9 +24,12 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.transport import Request, Tally, role
+
+if TYPE_CHECKING:
+    from shared.llm.base import ChatModel
 
 PHASES = ("read", "first batch", "model", "second batch", "rest", "other")
 
@@ -34,7 +37,7 @@ PHASES = ("read", "first batch", "model", "second batch", "rest", "other")
 class TimedModel:
     """A chat model wrapper that notes when the wrapped model's stream starts and ends."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
         self.name: str = inner.name
         self.started: float | None = None
@@ -47,6 +50,13 @@ class TimedModel:
         async for piece in self.inner.stream(messages, cache_key=cache_key):
             yield piece
         self.ended = time.perf_counter()
+
+    async def complete(self, messages: Sequence[Any], *, max_tokens: int, timeout_s: float) -> str:
+        # A title call: not the turn's answer, so not timed.
+        answer: str = await self.inner.complete(
+            messages, max_tokens=max_tokens, timeout_s=timeout_s
+        )
+        return answer
 
     async def close(self) -> None:
         await self.inner.close()

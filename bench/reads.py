@@ -108,7 +108,7 @@ async def _search(cosmos: Cosmos, database: str, sizes: list[int]) -> dict[str, 
             sessions = max(1, size // SESSION_SIZE_FOR_SEARCH)
             # The phrase is in one message of the middle session. Sessions are written
             # SEED_CONCURRENCY at a time, each in one batch: 100,000 messages in minutes.
-            for first in range(0, sessions, SEED_CONCURRENCY):
+            for batch_start in range(0, sessions, SEED_CONCURRENCY):
                 await asyncio.gather(
                     *(
                         _seed_session(
@@ -117,7 +117,9 @@ async def _search(cosmos: Cosmos, database: str, sizes: list[int]) -> dict[str, 
                             min(size, SESSION_SIZE_FOR_SEARCH),
                             7 if index == sessions // 2 else None,
                         )
-                        for index in range(first, min(first + SEED_CONCURRENCY, sessions))
+                        for index in range(
+                            batch_start, min(batch_start + SEED_CONCURRENCY, sessions)
+                        )
                     )
                 )
             print(f"bench: search: {size:,} messages seeded", file=sys.stderr, flush=True)

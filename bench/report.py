@@ -638,12 +638,22 @@ PAGE = ROOT / "docs" / "performance.md"
 PAGE_MARKER = "<!-- bench:generated: everything below this line is rewritten by `make bench` -->"
 
 
+def headline_path(results: dict[str, Any], out: Path) -> Path | None:
+    """Where a run writes the README's headline figures: only a full run into the committed
+    results folder rewrites the README; a quick run there (``make bench-quick``) writes them
+    nowhere, as its smaller figures would stand in the README as the project's; a run elsewhere
+    (the test suite's) writes them beside its results."""
+    if out.resolve() != RESULTS.resolve():
+        return out / "README.md"
+    return README if results["mode"] == "full" else None
+
+
 def write(results: dict[str, Any], out: Path = RESULTS) -> None:
     """Write latest.json, summary.md and the plots to ``out``, the performance page and the
     README's headline figures: a run into the committed results folder rewrites
-    docs/performance.md below its marker and the README's headline block; a run elsewhere (the
-    test suite's) writes both beside its results, so the committed files stay as they are but
-    everything is still generated."""
+    docs/performance.md below its marker; a run elsewhere (the test suite's) writes the page
+    beside its results, so the committed files stay as they are but everything is still
+    generated. The README's figures: ``headline_path``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     if "parley_bytes_per_turn" in results["turns"]:
@@ -657,7 +667,9 @@ def write(results: dict[str, Any], out: Path = RESULTS) -> None:
     page = PAGE if committed else out / "performance.md"
     prefix = Path(os.path.relpath(out.resolve(), page.parent.resolve())).as_posix() + "/"
     write_page(summary_md(results, prefix), page)
-    write_headline(headline_md(results), README if committed else out / "README.md")
+    headline = headline_path(results, out)
+    if headline is not None:
+        write_headline(headline_md(results), headline)
 
 
 def write_page(section: str, page: Path, template: Path = PAGE) -> None:

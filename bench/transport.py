@@ -24,19 +24,6 @@ from shared.storage.cosmos.client import transport_options
 # Item paths: /dbs/<db>/colls/<coll>/docs[/<id>]
 _DOCS = re.compile(r"/dbs/[^/]+/colls/[^/]+/docs(/[^/?]+)?/?$")
 
-# Operation kinds the design's budget speaks of, plus the rest.
-KINDS = (
-    "point_read",
-    "batch",
-    "query",
-    "query_plan",
-    "upsert",
-    "create",
-    "replace",
-    "delete",
-    "patch",
-    "meta",
-)
 # What a kind does to the data, which is all the phase breakdown relies on: the store may move
 # from a point read to a query, or split a batch, without the report changing.
 READ_KINDS = frozenset({"point_read", "query", "query_plan"})
@@ -181,7 +168,7 @@ class _Recorder:
         self.tally.add(entry)
 
 
-class CountingTransport(AioHttpTransport, _Recorder):
+class CountingTransport(AioHttpTransport, _Recorder):  # type: ignore[misc]  # untyped base
     """An aiohttp transport that logs every request and response passing through it,
     configured as the store configures its own."""
 
@@ -189,7 +176,7 @@ class CountingTransport(AioHttpTransport, _Recorder):
         super().__init__(**{**transport_options(), **kwargs})
         self._start_log()
 
-    async def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def send(self, request: Any, **kwargs: Any) -> Any:
         kind, sent = self._outgoing(request)
         started = time.perf_counter()
         response = None
@@ -200,14 +187,14 @@ class CountingTransport(AioHttpTransport, _Recorder):
             self._record(kind, sent, started, response)
 
 
-class SyncCountingTransport(RequestsTransport, _Recorder):
+class SyncCountingTransport(RequestsTransport, _Recorder):  # type: ignore[misc]  # untyped base
     """The same for the sync client (requests), with the same tally and classification."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._start_log()
 
-    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def send(self, request: Any, **kwargs: Any) -> Any:
         kind, sent = self._outgoing(request)
         started = time.perf_counter()
         response = None

@@ -7,15 +7,8 @@ a local Web PubSub stand-in (``devhost/realtime.py``, ``tools/webpubsub/README.m
 the app at it; the stand-in stops with the host. Nothing is declared twice: routes and schedules are
 read from the app itself.
 
-Settings of the local host only (read with the app's, in ``shared.config``; not set in Azure,
-whose front end bounds slow clients itself):
-
-- ``DEVHOST_HEADER_TIMEOUT_S`` (default 10): seconds a client has to send a request's headers,
-  counted from the connection's start or from the first byte of a later request on it. When
-  they are late the request is answered 408 and the connection closed (a connection that never
-  sent a byte is closed without an answer).
-- ``DEVHOST_BODY_TIMEOUT_S`` (default 30): seconds a client has, from the end of the headers,
-  to send the whole body (a total, so dripping bytes does not keep a request alive). When it is
-  late the request is answered 408 if nothing was answered yet, and the connection closed; a
-  function still reading the body sees the client leave (logged as 499).
+Its own settings, ``DEVHOST_HEADER_TIMEOUT_S`` and ``DEVHOST_BODY_TIMEOUT_S``, are read with
+the app's (``shared.config``, which holds their defaults and bounds; docs/configuration.md) and
+not set in Azure, whose front end bounds slow clients itself; ``devhost/timeouts.py`` applies
+them.
 """

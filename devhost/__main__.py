@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import uvicorn
 
@@ -18,13 +19,25 @@ from shared.config import get_settings
 MAX_REQUEST_HEAD_BYTES = 128 * 1024
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, which says where it serves once its socket listens (uvicorn's own
+    start-up lines are below the log level this host runs at)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            print(f"Parley on http://{self.config.host}:{port}/ (the API under /api/)", flush=True)
+            print("ready", flush=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Before the settings are read: it sets WEBPUBSUB_ENDPOINT/KEY unless they are set.
     stand_in = start_local_webpubsub()
     try:
         settings = get_settings()
-        uvicorn.run(
+        config = uvicorn.Config(
             build_app(),
             host="127.0.0.1",
             port=settings.port,
@@ -32,6 +45,7 @@ def main() -> None:
             http=timed_protocol(settings.devhost_header_timeout_s, settings.devhost_body_timeout_s),
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
+        Server(config).run()
     finally:
         if stand_in is not None:
             stand_in.stop()

@@ -16,14 +16,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
 from shared import consistency
 from shared.clock import Clock, OffsetClock, iso
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, error_object
 
 log = logging.getLogger("parley.devhost")
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,9 +150,23 @@ def timers(functions: list[func.Function], environ: dict[str, str]) -> list[Time
     return found
 
 
-async def not_found(request: Request, exc: Exception) -> Response:
-    body = NotFound("No such endpoint.").body()
-    return JSONResponse(body, status_code=404)
+async def no_route(request: Request, exc: Exception) -> Response:
+    """A request no route answered: 405 with ``Allow`` when routes of its path declare other
+    methods (whatever the static files said of it), else 404; in the API's error object.
+
+    Azure's Functions host answers both 404 (Azure/azure-functions-host#10098); the local host
+    says which methods the path's functions declare, as RFC 9110 asks, and docs/http.md tells
+    clients not to rely on it."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                allowed |= route.methods
+    if not allowed:
+        return JSONResponse(NotFound("No such endpoint.").body(), status_code=404)
+    body = error_object("method_not_allowed", f"{request.method} is not allowed here.")
+    return JSONResponse(body, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def static_routes() -> list[BaseRoute]:
@@ -269,9 +283,9 @@ def build_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        # The Functions host answers a path or method no function registered with 404; so does
-        # this one, with the API's error object instead of Starlette's plain text.
-        exception_handlers={404: not_found, 405: not_found},
+        # A path no function registered is 404, a method its routes do not declare 405, with
+        # the API's error object instead of Starlette's plain text.
+        exception_handlers={404: no_route, 405: no_route},
     )
     starlette.state.timers = scheduled
     starlette.state.invocations = invocations

@@ -37,10 +37,11 @@ TIMEOUT_ANSWER = json.dumps(
 
 
 class TimedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a header and a body deadline per request."""
+    """uvicorn's HTTP/1.1 protocol with a header and a body deadline per request, which
+    ``timed_protocol`` sets from the settings (their defaults are there, in ``shared.config``)."""
 
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
+    header_timeout_s: float
+    body_timeout_s: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -18,13 +18,12 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from croniter import croniter
 from pydantic import ValidationError
 
-from shared.config import Settings
-from shared.storage.containers import DEFAULT_DATABASE, LOCAL_HOSTS
+from shared.config import DEFAULT_DATABASE, Settings
+from shared.origins import origin_problem
 from shared.time_limits import TURN_SETTINGS, turn_time_problem
 
 PROJECT = "parley"
@@ -240,26 +239,6 @@ class _Reader:
         return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _check_origin(origin: str) -> str | None:
-    """The problem with one CORS origin, or None. https only; http only for a local dev host."""
-    if "*" in origin:
-        return f"{origin!r}: wildcards are not allowed (credentials are sent); list each origin"
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return f"{origin!r} is not a valid origin"
-    if parts.path or parts.query or parts.fragment or parts.username or not parts.hostname:
-        return f"{origin!r} must be scheme://host[:port] only (no path, not even a trailing '/')"
-    if origin != origin.lower():
-        return f"{origin!r} must be lower case, as browsers send it"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and parts.hostname in LOCAL_HOSTS:
-        return None
-    return f"{origin!r} must use https (http is allowed only for localhost)"
-
-
 def _longest_gap(schedule: str) -> timedelta:
     """The longest time between two runs of an NCRONTAB schedule (over 15 days, 3+ runs)."""
     start = datetime(2026, 1, 5, tzinfo=UTC)
@@ -321,7 +300,7 @@ def parse_config(
             "spaOrigins", "required: the single-page app's origin(s), e.g. https://app.example.com"
         )
     for origin in origins:
-        problem = _check_origin(origin)
+        problem = origin_problem(origin)
         if problem:
             r.fail("spaOrigins", problem)
 

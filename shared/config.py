@@ -14,14 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.origins import origin_problem
 from shared.signing import DEVELOPMENT_KEY
-from shared.storage.containers import (
-    DEFAULT_ACTIVE_CONTAINER,
-    DEFAULT_ARCHIVE_CONTAINER,
-    DEFAULT_DATABASE,
-    DEFAULT_GROUPS_CONTAINER,
-    DEFAULT_SHARES_CONTAINER,
-)
 from shared.time_limits import turn_time_problem
 
 StorageBackend = Literal["sqlite", "cosmos"]
@@ -29,6 +23,14 @@ LlmProvider = Literal["azure-openai", "openai", "echo"]
 AuthMode = Literal["easyauth", "jwt", "dev"]
 TitleMode = Literal["model", "first-message"]
 WindowPolicy = Literal["blocks", "sliding"]
+
+# The Cosmos DB database and containers unless the settings name others (the containers'
+# definitions: shared/storage/containers.py, which reads these).
+DEFAULT_DATABASE = "chat"
+DEFAULT_ACTIVE_CONTAINER = "Conversations"
+DEFAULT_ARCHIVE_CONTAINER = "ConversationsArchive"
+DEFAULT_SHARES_CONTAINER = "Shares"
+DEFAULT_GROUPS_CONTAINER = "GroupChatHistory"
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely, and say so when you do not know."
@@ -161,10 +163,11 @@ class Settings(BaseModel):
 
     @field_validator("cors_allowed_origins")
     @classmethod
-    def _no_wildcard(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # Credentials (Easy Auth cookies, bearer tokens) are allowed, so '*' is never valid.
-        if "*" in value:
-            raise ValueError("'*' is not allowed; list the single-page app's origins")
+    def _valid_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Credentials (Easy Auth cookies, bearer tokens) are allowed: each origin exactly.
+        problems = [p for p in map(origin_problem, value) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @model_validator(mode="after")
@@ -182,10 +185,11 @@ class Settings(BaseModel):
             ("https://", "http://")
         ):
             raise ValueError("WEBPUBSUB_ENDPOINT must be an https:// (or local http://) URL")
-        if self.auth_mode == "jwt" and not (
-            self.auth_issuer and self.auth_audiences and self.auth_jwks_url
-        ):
-            raise ValueError("AUTH_MODE=jwt needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL")
+        # A bearer token alone is the caller's word in jwt mode: without what verifies it the
+        # app does not start (easyauth starts, and refuses every call: shared/auth).
+        missing = self.missing_token_settings()
+        if self.auth_mode == "jwt" and missing:
+            raise ValueError(f"AUTH_MODE=jwt needs {', '.join(missing)}")
         # A turn must be able to end within Azure's limit for an HTTP answer (230 s).
         problem = turn_time_problem(
             llm_timeout_s=self.llm_timeout_s,
@@ -196,6 +200,16 @@ class Settings(BaseModel):
         if problem:
             raise ValueError(problem)
         return self
+
+    def missing_token_settings(self) -> list[str]:
+        """The settings that verify a caller's token (AUTH_MODE jwt, easyauth) and are unset:
+        the one rule for "the auth settings are complete"."""
+        values = {
+            "AUTH_ISSUER": self.auth_issuer,
+            "AUTH_AUDIENCE": self.auth_audiences,
+            "AUTH_JWKS_URL": self.auth_jwks_url,
+        }
+        return [name for name, value in values.items() if not value]
 
     @property
     def resolved_storage_backend(self) -> StorageBackend:

@@ -162,16 +162,3 @@ def context_window(
     messages: list[ModelMessage] = [{"role": "system", "content": system_prompt}]
     messages += [{"role": m.role, "content": m.content} for m in window]
     return Window(messages, window[0].seq if window else None)
-
-
-def model_messages(
-    system_prompt: str,
-    history: Sequence[Spoken],
-    *,
-    max_messages: int,
-    max_tokens: int,
-) -> list[ModelMessage]:
-    """The sliding window's messages (``context_window`` with nothing to keep)."""
-    return context_window(
-        system_prompt, history, max_messages=max_messages, max_tokens=max_tokens, policy="sliding"
-    ).messages

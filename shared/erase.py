@@ -16,29 +16,14 @@ too (``docs/privacy.md``, "Erasure").
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from shared.audit import audit
-from shared.cli import run_for_user
-from shared.clock import Clock, SystemClock
-from shared.config import Settings
+from shared.clock import Clock
 from shared.consistency import catch_up
-from shared.groups.service import erase_groups
-from shared.sharing import erase_shares
-from shared.storage import make_store
 from shared.storage.base import ConversationStore
 
-if TYPE_CHECKING:
-    import argparse
-
 ERASE_PAGE = 50  # session ids an erasure reads at a time
-# The operator's command works to the end, in steps this long (its own time is not bounded).
-CLI_STEP_S = 60.0
 
 
 async def erase_sessions(
@@ -76,78 +61,14 @@ async def erase_sessions(
             slowest = max(slowest, (clock.now() - step).total_seconds())
 
 
-class EraseSummary(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    sessions: int
-    messages: int
-    dry_run: bool = Field(alias="dryRun")
-
-
-# ---- python -m shared.erase -----------------------------------------------------------------
+def audit_erase(user: str, by: str, *, complete: bool, **counts: int | bool | None) -> None:
+    """The audit line of one erasure, by the API or an operator: whose (hashed), what the run
+    counted, and whether it completed; never the data. Written also when it stopped part-way:
+    sessions may have gone before the failure."""
+    audit("erase", user=user, by=by, **counts, complete=complete)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    import argparse  # the command's only: the function app imports this module too
+if __name__ == "__main__":  # python -m shared.erase: the command is shared/commands/erase.py
+    from shared.commands.erase import main
 
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.erase",
-        description="Delete everything of one user in both containers; print a JSON summary.",
-    )
-    parser.add_argument("--email", required=True, help="the user's email address")
-    parser.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
-    return parser.parse_args(argv)
-
-
-@dataclass
-class EraseRun:
-    """What the operator's run got to, for its audit line: the counts stay None until read."""
-
-    sessions: int | None = None
-    messages: int | None = None
-    complete: bool = False
-
-
-async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) -> int:
-    store = make_store(settings)
-    run = EraseRun()
-    try:
-        # The counts too come from reads that see the latest writes, not a lagging replica's.
-        await catch_up(store, email)
-        sessions, messages = await store.usage(email)
-        run.sessions, run.messages = sessions, messages
-        if not dry_run:
-            while not await erase_sessions(store, email, clock=SystemClock(), budget_s=CLI_STEP_S):
-                pass
-            await erase_shares(store, email)
-            await erase_groups(store, email, settings=settings, clock=SystemClock())
-        run.complete = True
-    finally:
-        # Written whatever happened, and before closing (which may fail too): an erasure that
-        # stopped part-way has deleted some sessions, and the audit trail must say so.
-        audit(
-            "erase",
-            user=user,
-            by="operator",
-            sessions=run.sessions,
-            messages=run.messages,
-            dryRun=dry_run,
-            complete=run.complete,
-        )
-        await store.close()
-    summary = EraseSummary(sessions=sessions, messages=messages, dry_run=dry_run)
-    print(summary.model_dump_json(by_alias=True), flush=True)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_for_user(
-        "erase",
-        args.email,
-        lambda email, user, settings: _erase(email, user, settings, dry_run=args.dry_run),
-    )
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -24,32 +24,21 @@ is whole.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from shared.answers import ShownAt, answer_budget_s
+from shared.answers import ShownAt
 from shared.audit import audit
-from shared.cli import run_for_user
-from shared.clock import SystemClock, iso
-from shared.config import Settings
+from shared.clock import iso
 from shared.errors import StorageUnavailable
 from shared.groups.service import export_groups
 from shared.models import MessageRecord, SessionRecord
 from shared.sharing import SharingStore, export_shares
-from shared.storage import make_store
 from shared.storage.base import ConversationStore, Where
 from shared.usage import spent_json
-
-if TYPE_CHECKING:
-    import argparse
 
 SESSIONS_PAGE = 50
 MESSAGES_PAGE = 200
@@ -194,100 +183,21 @@ async def export_document(
     yield ',"usage":' + json.dumps(usage, separators=(",", ":")) + ',"complete":true}'
 
 
-# ---- python -m shared.export ---------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    import argparse  # the command's only: the function app imports this module too
-
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.export",
-        description=(
-            "Write everything of one user as one JSON document (to --out, else to standard "
-            "output); print a JSON summary."
-        ),
-    )
-    parser.add_argument("--email", required=True, help="the user's email address")
-    parser.add_argument("--out", type=Path, help="the file to write (made only when complete)")
-    parser.add_argument(
-        "--format",
-        choices=("json", "markdown", "csv"),
-        default="json",
-        help="json (the default), markdown (a zip of .md files) or csv (one row per message)",
-    )
-    return parser.parse_args(argv)
-
-
-async def _export(
-    email: str, user: str, settings: Settings, *, out: Path | None, export_format: str
-) -> int:
-    # Imported here: export_formats builds on this module.
-    from shared.export_formats import export_stream, parse_format
-
-    store = make_store(settings)
-    count = ExportCount()
-    try:
-        now = SystemClock().now()
-        budget = answer_budget_s(settings.llm_timeout_s, settings.llm_max_retries)
-        pieces = export_stream(
-            store,
-            email,
-            parse_format(export_format),
-            now=now,
-            count=count,
-            shown=ShownAt(now, budget),
-        )
-        if out is None:
-            async for piece in pieces:
-                sys.stdout.buffer.write(piece)
-            if export_format == "json":
-                sys.stdout.buffer.write(b"\n")
-            sys.stdout.flush()
-        else:
-            await _write_atomically(out, pieces, newline=export_format == "json")
-    finally:
-        await store.close()
-        audit(
-            "export",
-            user=user,
-            by="operator",
-            format=export_format,
-            sessions=count.sessions,
-            messages=count.messages,
-            complete=count.complete,
-        )
-    summary = {"sessions": count.sessions, "messages": count.messages, "complete": True}
-    # With the document on stdout, the summary goes to stderr.
-    print(json.dumps(summary, separators=(",", ":")), file=sys.stdout if out else sys.stderr)
-    return 0
-
-
-async def _write_atomically(out: Path, pieces: AsyncIterator[bytes], *, newline: bool) -> None:
-    """The file appears under its name only when the export is whole."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            async for piece in pieces:
-                file.write(piece)
-            if newline:
-                file.write(b"\n")
-        os.replace(temporary, out)
-    except BaseException:
-        await asyncio.to_thread(Path(temporary).unlink, missing_ok=True)
-        raise
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_for_user(
+def audit_export(user: str, by: str, export_format: str, count: ExportCount) -> None:
+    """The audit line of one export, by the API or an operator: how much went out to whom
+    (hashed), and whether it was whole; never the data."""
+    audit(
         "export",
-        args.email,
-        lambda email, user, settings: _export(
-            email, user, settings, out=args.out, export_format=args.format
-        ),
+        user=user,
+        by=by,
+        format=export_format,
+        sessions=count.sessions,
+        messages=count.messages,
+        complete=count.complete,
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m shared.export: the command is shared/commands/export.py
+    from shared.commands.export import main
+
     sys.exit(main())

@@ -23,32 +23,23 @@ soon as it has been converted, so the tree is never held twice.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
 import sys
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from shared.audit import audit
-from shared.cli import run_for_user
 from shared.clock import parse_iso
 from shared.errors import InvalidRequest
 from shared.models import ApiModel, Feedback, MessageRecord, Role, SessionRecord, TitleSource
-from shared.storage import make_store
 from shared.storage.base import ConversationStore
-
-if TYPE_CHECKING:
-    import argparse
-
-    from shared.config import Settings
 
 CHATGPT_FILE = "conversations.json"
 IMPORT_TITLE_MAX_CHARS = 100
@@ -352,60 +343,21 @@ async def import_file(
     return report
 
 
-# ---- python -m shared.importer ------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    import argparse  # the command's only: the function app imports this module too
-
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.importer",
-        description=(
-            "Import a ChatGPT data export (conversations.json or its zip) or a Parley export "
-            "into one user's conversations; print the JSON report."
-        ),
-    )
-    parser.add_argument("--email", required=True, help="the user's email address")
-    parser.add_argument(
-        "file", type=Path, help="conversations.json, the export's zip, or a Parley export"
-    )
-    return parser.parse_args(argv)
-
-
-async def _import(email: str, user: str, settings: Settings, *, path: Path) -> int:
-    size = (await asyncio.to_thread(path.stat)).st_size
-    if size > settings.import_max_bytes:
-        print(f"import: {path} is larger than IMPORT_MAX_BYTES", file=sys.stderr)
-        return 2
-    data = await asyncio.to_thread(path.read_bytes)
-    media_type = ZIP_MEDIA_TYPE if data[:4] == b"PK\x03\x04" else JSON_MEDIA_TYPE
-    store = make_store(settings)
-    report: ImportReport | None = None
-    try:
-        report = await import_file(store, email, data, media_type)
-    finally:
-        await store.close()
-        audit(
-            "import",
-            user=user,
-            by="operator",
-            imported=report.imported if report else None,
-            skipped=report.skipped if report else None,
-            failed=len(report.failed) if report else None,
-            complete=report is not None,
-        )
-    print(report.model_dump_json(by_alias=True))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_for_user(
+def audit_import(user: str, by: str, report: ImportReport | None) -> None:
+    """The audit line of one import, by the API or an operator: counts only, and whether it
+    completed (``report`` None: it failed)."""
+    audit(
         "import",
-        args.email,
-        lambda email, user, settings: _import(email, user, settings, path=args.file),
+        user=user,
+        by=by,
+        imported=report.imported if report else None,
+        skipped=report.skipped if report else None,
+        failed=len(report.failed) if report else None,
+        complete=report is not None,
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m shared.importer: the command is shared/commands/importer.py
+    from shared.commands.importer import main
+
     sys.exit(main())

@@ -12,6 +12,7 @@ import hashlib
 
 from shared.errors import InvalidRequest
 from shared.signing import seal, unseal
+from shared.storage.keyset import encode_position, position_values
 
 # Far above any position a store makes (an SDK continuation is a few hundred characters).
 MAX_PAGE_TOKEN_CHARS = 8192
@@ -30,13 +31,17 @@ def _purpose(scope: str) -> str:
 
 
 def encode_page_token(key: str, scope: str, position: str, email: str) -> str:
-    return seal(key, _purpose(scope), email, position)
+    """``position`` sealed for this user and listing: its values are the token's payload, so
+    the token is one base64url JSON text and its MAC, not a token inside a token."""
+    values = position_values(position)
+    assert values is not None, "a store's position is made by shared/storage/keyset.py"
+    return seal(key, _purpose(scope), email, values)
 
 
 def decode_page_token(key: str, token: str, scope: str, email: str) -> str:
     """The store position inside ``token``; 400 unless this server made it for this user and
     listing."""
-    position = unseal(key, _purpose(scope), email, token, max_chars=MAX_PAGE_TOKEN_CHARS)
-    if not isinstance(position, str):
+    values = unseal(key, _purpose(scope), email, token, max_chars=MAX_PAGE_TOKEN_CHARS)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise InvalidRequest("continuationToken is not valid for this listing.")
-    return position
+    return encode_position(*values)

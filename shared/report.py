@@ -15,13 +15,10 @@ a development requirement (``requirements-dev.txt``), never deployed with the ap
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import html
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -276,45 +273,7 @@ configured store (the Azure workbook draws the same figures from the events).</p
 """
 
 
-# ---- the command --------------------------------------------------------------------------------
+if __name__ == "__main__":  # python -m shared.report: the command is shared/commands/report.py
+    from shared.commands.report import main
 
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.report",
-        description="The operators' figures from the configured store: HTML with charts, or JSON.",
-    )
-    parser.add_argument("--days", type=int, default=30, help=f"UTC days, 1 to {MAX_DAYS}")
-    parser.add_argument("--out", default="report.html", help="the HTML file to write")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of writing HTML")
-    args = parser.parse_args(argv)
-    if not 1 <= args.days <= MAX_DAYS:
-        parser.error(f"--days must be from 1 to {MAX_DAYS}")
-    return args
-
-
-async def _compute(days: int) -> Report:
-    from shared.config import load_settings
-    from shared.storage import make_store
-
-    store = make_store(load_settings())
-    try:
-        return await compute(store, days=days, now=datetime.now(UTC))
-    finally:
-        await store.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = asyncio.run(_compute(args.days))
-    if args.json:
-        print(json.dumps(report.to_json()), flush=True)
-    else:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(to_html(report))
-        print(f"wrote {args.out}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from shared.errors import InvalidRequest
 from shared.search import SearchOrder
 from shared.storage.base import WHERES, MatchedSession, Where
+from shared.storage.keyset import encode_position, position_values
 
 # The page token comes back in the next request's URL, which Azure Functions' HTTP trigger
 # takes up to 4 KB long ("Limits" of its documentation): the carried state gets what the URL
@@ -100,21 +101,27 @@ def encode_state(
     matches after ``rest`` not looked up yet, from an earlier page's token). None when
     nothing follows."""
     if not rest:
-        return None if beyond is None else _pack(SearchState([], beyond))
+        return None if beyond is None else encode_position(_pack(SearchState([], beyond)))
     count = len(rest)
     while True:
         carried = rest[:count]
         resume = order_key(carried[-1], order) if count < len(rest) else beyond
         packed = _pack(SearchState(carried, resume))
         if len(packed) <= room or count == 1:
-            return packed
+            # One value of a store position (shared/storage/keyset.py), which the page token
+            # seals as it seals every listing's.
+            return encode_position(packed)
         count = max(1, count * room // len(packed) * 9 // 10)
 
 
 def decode_state(position: str) -> SearchState:
     """A position ``encode_state`` made (the page token's MAC vouches for it); 400 otherwise."""
+    values = position_values(position)
+    if values is None or len(values) != 1:
+        raise InvalidRequest("continuationToken is not valid.")
+    packed = values[0]
     try:
-        raw = zlib.decompress(base64.urlsafe_b64decode(position + "=" * (-len(position) % 4)))
+        raw = zlib.decompress(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)))
         data: Any = json.loads(raw)
         pending = [
             Found(MatchedSession(sid, updated_at, int(score), [int(s) for s in seqs]), WHERES[w])

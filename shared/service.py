@@ -29,14 +29,14 @@ from shared.answers import (
     ShownAt,
     answer_budget_s,
 )
-from shared.audit import audit, structured, user_hash
+from shared.audit import structured, user_hash
 from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
 from shared.consistency import CatchesUp, catch_up
 from shared.context import Spoken, Window, context_window
 from shared.deadline import storage_budget
-from shared.erase import erase_sessions
+from shared.erase import audit_erase, erase_sessions
 from shared.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -50,11 +50,11 @@ from shared.errors import (
     StorageUnavailable,
 )
 from shared.events import LatencyTimer, Outcome, TurnKind, emit
-from shared.export import ExportCount
+from shared.export import ExportCount, audit_export
 from shared.export_formats import ExportFormat, export_stream
 from shared.groups.service import erase_groups
 from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
-from shared.importer import ImportReport, import_file
+from shared.importer import ImportReport, audit_import, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
     TITLE_MAX_CHARS,
@@ -1509,7 +1509,7 @@ class ConversationService:
                 await erase_shares(self.store, email)
                 await erase_groups(self.store, email, settings=self.settings, clock=self.clock)
         finally:
-            audit("erase", user=self._user(email), by="api", complete=done)
+            audit_erase(self._user(email), "api", complete=done)
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
@@ -1529,15 +1529,7 @@ class ConversationService:
             ):
                 yield piece
         finally:
-            audit(
-                "export",
-                user=self._user(email),
-                by="api",
-                format=export_format,
-                sessions=count.sessions,
-                messages=count.messages,
-                complete=count.complete,
-            )
+            audit_export(self._user(email), "api", export_format, count)
 
     async def import_conversations(
         self, email: str, data: bytes | bytearray, media_type: str
@@ -1549,15 +1541,7 @@ class ConversationService:
             report = await import_file(self.store, email, data, media_type)
             return report
         finally:
-            audit(
-                "import",
-                user=self._user(email),
-                by="api",
-                imported=report.imported if report else None,
-                skipped=report.skipped if report else None,
-                failed=len(report.failed) if report else None,
-                complete=report is not None,
-            )
+            audit_import(self._user(email), "api", report)
 
     def _user(self, email: str) -> str:
         return user_hash(email, self.settings.log_hash_salt)

@@ -35,6 +35,20 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def encode_json(payload: Any) -> str:
+    """``payload`` (JSON-able) as base64url JSON without padding: the one text form of a token's
+    payload, and of a store's position (``shared/storage/keyset.py``)."""
+    return _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode())
+
+
+def decode_json(text: str) -> Any:
+    """What ``encode_json`` made ``text`` from; ``ValueError`` for anything else."""
+    try:
+        return json.loads(_b64decode(text))
+    except (ValueError, UnicodeError, binascii.Error) as exc:
+        raise ValueError("not base64url JSON") from exc
+
+
 def _mac(key: str, purpose: str, owner: str, body: str) -> bytes:
     message = "\n".join((purpose, owner, body)).encode("utf-8")
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
@@ -42,7 +56,7 @@ def _mac(key: str, purpose: str, owner: str, body: str) -> bytes:
 
 def seal(key: str, purpose: str, owner: str, payload: Any) -> str:
     """``payload`` (JSON-able) as a token only this key could make, for this purpose and owner."""
-    body = _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode())
+    body = encode_json(payload)
     return f"{body}{_SEPARATOR}{_b64encode(_mac(key, purpose, owner, body))}"
 
 
@@ -63,6 +77,6 @@ def unseal(key: str, purpose: str, owner: str, token: str, *, max_chars: int) ->
     if not hmac.compare_digest(mac, _mac(key, purpose, owner, body)):
         return None
     try:
-        return json.loads(_b64decode(body))
-    except (ValueError, binascii.Error):  # pragma: no cover - only a key holder could get here
+        return decode_json(body)
+    except ValueError:  # pragma: no cover - only a key holder could get here
         return None

@@ -29,17 +29,21 @@ _SPACES = re.compile(r"\s+")
 _WRAPPERS = "\"'`*_#[]()\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e"
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: cut at a word if that keeps at least half of
+    them, else cut hard (a single long word); no trailing space."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    at_space = cut.rfind(" ")
+    if at_space >= limit // 2:
+        return cut[:at_space].rstrip()
+    return text[:limit].rstrip()
+
+
 def make_title(message: str) -> str:
     """The first 50 characters of the first message, cut at a word boundary where possible."""
-    text = _SPACES.sub(" ", message).strip()
-    if len(text) <= TITLE_CHARS:
-        return text
-    cut = text[: TITLE_CHARS + 1]
-    at_space = cut.rfind(" ")
-    # Cut at a word only if that keeps most of the title; a single long word is cut hard.
-    if at_space >= TITLE_CHARS // 2:
-        return cut[:at_space].rstrip()
-    return text[:TITLE_CHARS].rstrip()
+    return cut_at_word(_SPACES.sub(" ", message).strip(), TITLE_CHARS)
 
 
 def make_preview(message: str) -> str:
@@ -60,9 +64,4 @@ def clean_model_title(answer: str) -> str | None:
     text = _SPACES.sub(" ", line).strip().strip(_WRAPPERS).strip()
     text = re.sub(r"^(title)\s*:\s*", "", text, flags=re.IGNORECASE).strip(_WRAPPERS).strip()
     text = text.rstrip(".").strip()
-    if len(text) > MODEL_TITLE_CHARS:
-        cut = text[: MODEL_TITLE_CHARS + 1]
-        at_space = cut.rfind(" ")
-        text = cut[:at_space] if at_space >= MODEL_TITLE_CHARS // 2 else text[:MODEL_TITLE_CHARS]
-        text = text.rstrip()
-    return text or None
+    return cut_at_word(text, MODEL_TITLE_CHARS) or None

@@ -17,7 +17,6 @@ answers in flight when it was reached, never more.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +34,6 @@ from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 
 if TYPE_CHECKING:
-    import argparse
-
     from shared.config import Settings
     from shared.storage.base import ConversationStore
 
@@ -285,7 +282,7 @@ class UsageMeter:
         )
 
 
-# ---- python -m shared.usage -----------------------------------------------------------------
+# ---- what the operators' command and the export show -------------------------------------
 
 
 def spent_json(spent: dict[str, Spent]) -> list[dict[str, object]]:
@@ -302,48 +299,7 @@ def spent_json(spent: dict[str, Spent]) -> list[dict[str, object]]:
     ]
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    import argparse  # the command's only: the function app imports this module too
+if __name__ == "__main__":  # python -m shared.usage: the command is shared/commands/usage.py
+    from shared.commands.usage import main
 
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.usage",
-        description=(
-            "Print one user's token usage, every period recorded, as one JSON line; with "
-            "--reset, then delete it (the user's budgets start again from zero)."
-        ),
-    )
-    parser.add_argument("--email", required=True, help="the user's email address")
-    parser.add_argument("--reset", action="store_true", help="delete the usage after printing it")
-    return parser.parse_args(argv)
-
-
-async def _usage(email: str, user: str, settings: Settings, *, reset: bool) -> int:
-    from shared.audit import audit
-    from shared.storage import make_store
-
-    store = make_store(settings)
-    try:
-        spent = await store.read_usage(email)
-        if reset:
-            await store.clear_usage(email)
-            # Who reset whose budget: the hashed user, never the address.
-            audit("usage_reset", user=user, by="operator", periods=len(spent))
-    finally:
-        await store.close()
-    print(json.dumps({"usage": spent_json(spent), "reset": reset}), flush=True)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from shared.cli import run_for_user
-
-    args = parse_args(argv)
-    return run_for_user(
-        "usage",
-        args.email,
-        lambda email, user, settings: _usage(email, user, settings, reset=args.reset),
-    )
-
-
-if __name__ == "__main__":
     sys.exit(main())

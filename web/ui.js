@@ -2,29 +2,13 @@
 // (never innerHTML), so nothing they write can become markup or script; the one exception is
 // the model's Markdown, which goes through the sanitizer in markdown.js.
 
+import { el } from "./dom.js";
 import { setMarkdown } from "./markdown.js";
 import { titleText } from "./plaintext.js";
 import { spentSentence } from "./usage.js";
 
-/** Create an element: `attrs` are attributes (or `on*` listeners); children are nodes or text. */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name.startsWith("on") && typeof value === "function") {
-      node.addEventListener(name.slice(2), value);
-    } else if (name === "className") {
-      node.className = value;
-    } else {
-      node.setAttribute(name, value === true ? "" : String(value));
-    }
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(typeof child === "string" ? document.createTextNode(child) : child);
-  }
-  return node;
-}
+// The modules that render with ui.js take `el` from here too.
+export { el };
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dateFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });

@@ -1,62 +1,7 @@
-"""``python -m shared.archive [--older-than-days N] [--dry-run]``: one archival pass with the
-configured storage; prints the pass's one-line JSON summary (``docs/operations.md``)."""
+"""``python -m shared.archive``: the command is ``shared/commands/archive.py``."""
 
-from __future__ import annotations
-
-import argparse
-import asyncio
-import logging
 import sys
-from collections.abc import Sequence
 
-from shared.archive.sweep import ArchivePolicy, ArchiveSummary, run_archive
-from shared.config import ConfigError, Settings, load_settings
-from shared.storage import make_store
+from shared.commands.archive import main
 
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.archive",
-        description="Run one archival pass with the configured storage; print a JSON summary.",
-    )
-    parser.add_argument(
-        "--older-than-days",
-        type=int,
-        metavar="N",
-        help="archive sessions not updated for N days (default: ARCHIVE_AFTER_DAYS)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="change nothing, count only")
-    args = parser.parse_args(argv)
-    if args.older_than_days is not None and args.older_than_days < 1:
-        parser.error("--older-than-days must be at least 1")
-    return args
-
-
-async def _main(args: argparse.Namespace, settings: Settings) -> ArchiveSummary:
-    store = make_store(settings)
-    try:
-        policy = ArchivePolicy.from_settings(
-            settings, older_than_days=args.older_than_days, dry_run=args.dry_run
-        )
-        return await run_archive(store, policy)
-    finally:
-        await store.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 after a clean run, 1 if anything failed, 2 for bad arguments or settings."""
-    args = parse_args(argv)
-    # Warnings (failed sessions) go to stderr; stdout carries only the JSON line.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    summary = asyncio.run(_main(args, settings))
-    print(summary.to_json(), flush=True)
-    return 1 if summary.failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

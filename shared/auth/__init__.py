@@ -68,29 +68,22 @@ def announce_auth_mode(mode: str | None = None) -> None:
 
 
 def configuration_problem(settings: Settings) -> str | None:
-    """Why ``settings`` cannot authenticate anybody in a token mode (jwt, easyauth), or None.
+    """Why ``settings`` cannot authenticate anybody in easyauth mode, or None.
 
-    One place for the rule, so the log at start and the log at each refused call agree.
+    One place for the rule, so the log at start and the log at each refused call agree. (In jwt
+    mode incomplete settings never get this far: the settings refuse them, and the app does not
+    start.)
     """
-    mode = settings.auth_mode
-    if mode not in ("jwt", "easyauth"):
+    if settings.auth_mode != "easyauth":
         return None
-    if mode == "easyauth" and settings.website_auth_enabled is False:
+    if settings.website_auth_enabled is False:
         return (
             "AUTH_MODE=easyauth but App Service reports its authentication off"
             " (WEBSITE_AUTH_ENABLED=False): identity headers could be forged"
         )
-    missing = [
-        name
-        for name, value in (
-            ("AUTH_ISSUER", settings.auth_issuer),
-            ("AUTH_AUDIENCE", settings.auth_audiences),
-            ("AUTH_JWKS_URL", settings.auth_jwks_url),
-        )
-        if not value
-    ]
+    missing = settings.missing_token_settings()
     if missing:
-        return f"AUTH_MODE={mode} needs {', '.join(missing)} to verify the caller's token"
+        return f"AUTH_MODE=easyauth needs {', '.join(missing)} to verify the caller's token"
     return None
 
 
@@ -130,10 +123,6 @@ class Authenticator:
         except ValueError as exc:
             return f"AUTH_MODE={self._mode}: the token settings are not usable ({exc})"
         return None
-
-    async def email_for(self, headers: Mapping[str, str]) -> str:
-        """The caller's email from the request headers (case-insensitive mapping)."""
-        return (await self.caller_for(headers)).email
 
     async def caller_for(self, headers: Mapping[str, str]) -> Caller:
         """The caller (email, and account when the sign-in names one) from the headers."""

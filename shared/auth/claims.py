@@ -176,11 +176,3 @@ def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
         account_from_claims(claims),
         name if isinstance(name, str) and name.strip() else None,
     )
-
-
-def email_from_claims(claims: Mapping[str, Any]) -> str | None:
-    """``identity_from_claims``, or None when the claims name no identity we accept."""
-    try:
-        return identity_from_claims(claims)
-    except InvalidEmail:
-        return None

@@ -101,10 +101,6 @@ class JwtVerifier:
         self._last_fetch_at: float | None = None  # when the last fetch was attempted
         self._refresh_lock = threading.Lock()
 
-    def email_for(self, token: str) -> str:
-        """The lower-cased email of a valid token's caller; ``Unauthenticated`` otherwise."""
-        return self.caller_for(token).email
-
     def caller_for(self, token: str) -> Caller:
         """A valid token's caller (email, and account when it names one); ``Unauthenticated``
         otherwise."""

@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The default names are settings' defaults (shared/config.py): the settings sit below storage.
+from shared.config import (
+    DEFAULT_ACTIVE_CONTAINER,
+    DEFAULT_ARCHIVE_CONTAINER,
+    DEFAULT_GROUPS_CONTAINER,
+    DEFAULT_SHARES_CONTAINER,
+)
+
 PARTITION_KEY_PATH = "/EmailID"
-# Host names that can only be this machine: a Cosmos DB endpoint there is a local emulator
-# (never an Azure account), and a CORS origin there may use http (infra/stack_config.py).
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 # The search's text (shared/search.py): message text and session titles, in the full-text
@@ -120,11 +125,6 @@ class ContainerSpec:
     full_text_policy: dict[str, Any] | None = field(default_factory=_full_text_policy)
 
 
-DEFAULT_DATABASE = "chat"
-DEFAULT_ACTIVE_CONTAINER = "Conversations"
-DEFAULT_ARCHIVE_CONTAINER = "ConversationsArchive"
-DEFAULT_SHARES_CONTAINER = "Shares"
-DEFAULT_GROUPS_CONTAINER = "GroupChatHistory"
 # A group's item, messages and clientMessageIds share one partition: each message is written
 # in one transactional batch with the group item, whoever of its members sends it.
 GROUPS_PARTITION_KEY_PATH = "/groupId"

@@ -8,29 +8,29 @@ more than it returns), so it never hands out a position that leads to an empty p
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-
 from shared.errors import InvalidRequest
+from shared.signing import decode_json, encode_json
 
 
 def encode_position(*values: str) -> str:
-    raw = json.dumps(list(values), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_json(list(values))
+
+
+def position_values(position: str) -> list[str] | None:
+    """The values of a position made by ``encode_position``, whatever their number; None for
+    anything else."""
+    try:
+        values = decode_json(position)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return None
+    return values
 
 
 def decode_position(token: str, size: int) -> tuple[str, ...]:
-    """The values of a position made by ``encode_position``; 400 for anything else."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, UnicodeError, binascii.Error):
-        values = None
-    if (
-        not isinstance(values, list)
-        or len(values) != size
-        or not all(isinstance(v, str) for v in values)
-    ):
+    """The ``size`` values of a position made by ``encode_position``; 400 for anything else."""
+    values = position_values(token)
+    if values is None or len(values) != size:
         raise InvalidRequest("continuationToken is not valid.")
     return tuple(values)

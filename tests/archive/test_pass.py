@@ -251,7 +251,10 @@ def test_a_message_between_scan_and_move_skips_the_session(
             assert state["active"][0] is True and len(state["active"][1]) == 4
             detail = await svc.get_session(ALICE, busy)
             assert detail.archived is False
-            assert [m.content for m in detail.messages][2:] == ["still here", "echo[2]: still here"]
+            assert [m.content for m in detail.messages][2:] == [
+                "still here",
+                "echo[2]:\nstill here",
+            ]
             listed = await svc.list_sessions(ALICE, limit=20, continuation=None, archived=True)
             assert listed.sessions == []
             assert (await items(store, BOB, quiet))["archive"][0] is True

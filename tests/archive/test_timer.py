@@ -142,7 +142,7 @@ def test_a_running_host_fires_the_timer_and_serves_archived_sessions(tmp_path: P
             "/api/chat", headers=headers, json={"message": "hi", "sessionId": session_id}
         )
         assert chat.status_code == 200, chat.text
-        assert chat.json()["messages"][1]["content"] == "echo[2]: hi"
+        assert chat.json()["messages"][1]["content"] == "echo[2]:\nhi"
         active = http.get("/api/sessions", headers=headers).json()["sessions"]
         assert [(s["sessionId"], s["archived"], s["messageCount"]) for s in active] == [
             (session_id, False, 4)

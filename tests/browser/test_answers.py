@@ -272,11 +272,11 @@ def test_send_in_one_conversation_while_another_streams(host: RunningHost, page:
 
     # Each answer is where it belongs, as stored.
     open_chat(second, 4)
-    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]: A quick one"
+    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]:\nA quick one"
     page.reload()
     expect(log_items(page)).to_have_count(4)
     open_chat(first, 4)
-    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]: A slow question"
+    assert page.locator("#messages .content").all_inner_texts()[-1] == "echo[2]:\nA slow question"
 
 
 def test_an_answer_finishing_out_of_sight_lands_in_its_own_conversation(

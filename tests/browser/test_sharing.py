@@ -47,7 +47,7 @@ def test_share_open_continue_see_views_and_revoke(
     sign_in(page, host, ALICE)
     send(page, "Plan the offsite")
     expect(answers(page)).to_have_count(1)
-    expect(answers(page).first).to_contain_text("echo[0]: Plan the offsite")
+    expect(answers(page).first).to_contain_text("echo[0]:Plan the offsite")
     page.get_by_role("button", name="Share", exact=True).click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
@@ -89,7 +89,7 @@ def test_share_open_continue_see_views_and_revoke(
     expect(session_titles(second)).to_have_text(["Plan the offsite"])
     send(second, "Go on")
     expect(answers(second)).to_have_count(2)
-    expect(answers(second).last).to_contain_text("echo[2]: Go on")
+    expect(answers(second).last).to_contain_text("echo[2]:Go on")
     screenshot(second, "sharing-3-continued.png")
 
     # Carol was not named: the link does not work for her.

@@ -63,7 +63,7 @@ def test_the_meter_moves_and_a_spent_budget_is_said_clearly(
     expect(bar).to_have_attribute("aria-label", "Today: 0 of 5,000 tokens used")
 
     send(page, "Hello there")
-    expect(page.locator("#messages .from-assistant .content")).to_have_text("echo[0]: Hello there")
+    expect(page.locator("#messages .from-assistant .content")).to_have_text("echo[0]:Hello there")
     # The turn's tokens, as GET /api/usage counts them.
     expect(line).not_to_have_text("Today: 0 of 5,000 tokens")
     expect(line).to_have_text(re.compile(r"^Today: [1-9][\d,]* of 5,000 tokens$"))
@@ -89,7 +89,7 @@ def test_your_activity_shows_turns_and_tokens_per_day(
     own daily totals (GET /api/usage?days=30)."""
     sign_in(page, limited_host)
     send(page, "Hello there")
-    expect(page.locator("#messages .from-assistant .content")).to_have_text("echo[0]: Hello there")
+    expect(page.locator("#messages .from-assistant .content")).to_have_text("echo[0]:Hello there")
     spend(sqlite_env["SQLITE_PATH"], 1200)  # another device's turn, today
 
     page.get_by_role("button", name="Your activity").click()

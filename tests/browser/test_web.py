@@ -77,13 +77,14 @@ def test_chat_streams_answers_keeps_history_and_starts_another(
     assert contents(page, ".from-user") == [first]
     expect(composer(page)).to_have_value("")
     expect(page.locator("#messages .from-assistant .content")).to_have_text(
-        f"echo[0]: {first}", timeout=20_000
+        f"echo[0]:{first}", timeout=20_000
     )
-    final = f"echo[0]: {first}"
+    final = f"echo[0]:\n{first}"  # as read (innerText keeps the prefix's line break)
+    whole = f"echo[0]:{first}"  # as its textContent (the line break is a <br>)
     seen = page.evaluate("window.__seen")
-    partial = [text for users, text in seen if text and text != final and users == 1]
+    partial = [text for users, text in seen if text and text != whole and users == 1]
     assert partial, "the answer appeared whole: it was not streamed"
-    assert all(final.startswith(text) for text in partial)
+    assert all(whole.startswith(text) for text in partial)
     cdp.send(
         "Network.emulateNetworkConditions",
         {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
@@ -97,8 +98,8 @@ def test_chat_streams_answers_keeps_history_and_starts_another(
     expect(box).to_have_value("line one\nline two")
     box.press("Enter")
     expect(log_items(page)).to_have_count(4)
-    expect(page.locator("#messages .from-assistant").last).to_contain_text("echo[2]: line one")
-    assert contents(page) == [first, final, "line one\nline two", "echo[2]: line one\nline two"]
+    expect(page.locator("#messages .from-assistant").last).to_contain_text("echo[2]:line one")
+    assert contents(page) == [first, final, "line one\nline two", "echo[2]:\nline one\nline two"]
 
     # The title is the API's, in the heading and in the list.
     session_id = current_session_id(page)
@@ -112,7 +113,7 @@ def test_chat_streams_answers_keeps_history_and_starts_another(
     # A reload brings the conversation back, from the server.
     page.reload()
     expect(log_items(page)).to_have_count(4)
-    assert contents(page) == [first, final, "line one\nline two", "echo[2]: line one\nline two"]
+    assert contents(page) == [first, final, "line one\nline two", "echo[2]:\nline one\nline two"]
     expect(page.get_by_role("heading", level=1)).to_have_text(stored["title"])
     expect(session_links(page).first).to_have_attribute("aria-current", "page")
 
@@ -123,7 +124,7 @@ def test_chat_streams_answers_keeps_history_and_starts_another(
     expect(composer(page)).to_be_focused()
     send(page, "A different topic")
     expect(page.locator("#messages .from-assistant .content")).to_have_text(
-        "echo[0]: A different topic"
+        "echo[0]:A different topic"
     )
     expect(session_titles(page)).to_have_text(["A different topic", stored["title"]])
 
@@ -131,7 +132,7 @@ def test_chat_streams_answers_keeps_history_and_starts_another(
     session_links(page).nth(1).click()
     expect(log_items(page)).to_have_count(4)
     expect(page.get_by_role("heading", level=1)).to_have_text(stored["title"])
-    assert contents(page)[3] == "echo[2]: line one\nline two"
+    assert contents(page)[3] == "echo[2]:\nline one\nline two"
 
 
 def test_list_pages_with_load_more_newest_first(host: RunningHost, page: Page) -> None:
@@ -213,7 +214,7 @@ def test_archived_view_lists_archived_sessions_and_a_message_brings_one_back(
     expect(log_items(page)).to_have_count(2)
 
     send(page, "Back again")
-    expect(page.locator("#messages .from-assistant").last).to_contain_text("echo[2]: Back again")
+    expect(page.locator("#messages .from-assistant").last).to_contain_text("echo[2]:Back again")
     expect(session_titles(page)).to_have_count(0)  # no longer archived
     page.get_by_role("button", name="Chats", exact=True).click()
     expect(session_titles(page)).to_have_text(["An old conversation, renamed"])
@@ -309,7 +310,7 @@ def test_real_413_and_404_from_the_host(host: RunningHost, page: Page) -> None:
     # The next send starts a new conversation rather than failing again.
     composer(page).press("Enter")
     expect(page.locator("#messages .from-assistant .content").last).to_have_text(
-        "echo[0]: Are you there?"
+        "echo[0]:Are you there?"
     )
     expect(error_alert(page)).not_to_have_class(re.compile(r"\bshown\b"))
 
@@ -374,7 +375,7 @@ def test_text_is_never_markup(host: RunningHost, page: Page) -> None:
     sign_in(page, host)
     attack = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
     send(page, attack)
-    expect(page.locator("#messages .from-assistant .content")).to_have_text(f"echo[0]: {attack}")
+    expect(page.locator("#messages .from-assistant .content")).to_have_text(f"echo[0]:{attack}")
     assert contents(page, ".from-user") == [attack]
     expect(page.locator("#messages img, #messages b")).to_have_count(0)
     expect(session_titles(page).first).to_contain_text("<img")
@@ -426,7 +427,7 @@ def test_keyboard_only_sign_in_and_send(host: RunningHost, page: Page) -> None:
     page.keyboard.type("Typed without a mouse")
     page.keyboard.press("Enter")
     expect(page.locator("#messages .from-assistant .content")).to_have_text(
-        "echo[0]: Typed without a mouse"
+        "echo[0]:Typed without a mouse"
     )
     # Tab order after the message box: the Send button.
     composer(page).focus()

@@ -476,7 +476,7 @@ def test_a_new_conversation_whose_first_write_lands_after_the_erasure_is_whole(
         session = await store.get_session(alice, result.session_id, where="active")
         assert session is not None and (session.message_count, session.last_seq) == (2, 2)
         page, more = await store.page_messages(alice, result.session_id, where="active", limit=9)
-        assert [m.content for m in page] == ["racing", "echo[0]: racing"] and not more
+        assert [m.content for m in page] == ["racing", "echo[0]:\nracing"] and not more
         assert await store.session_ids(alice, limit=9) == [result.session_id]
 
     run(scenario)

@@ -99,7 +99,7 @@ def test_csv_is_rfc_4180_with_a_bom_one_row_per_message(
             ['A "quoted", title', "1", "user", live[0][4]],
             ['A "quoted", title', "2", "assistant", live[1][4]],
         ]
-        assert [r[5] for r in live] == [TRICKY, f"echo[0]: {TRICKY}"]
+        assert [r[5] for r in live] == [TRICKY, f"echo[0]:\n{TRICKY}"]
         assert [r[6] for r in live] == ["", "down"]
         assert all(r[4].endswith("Z") for r in live)
         assert [(r[2], r[5]) for r in by_session[archived.id]] == [

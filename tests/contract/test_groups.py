@@ -166,9 +166,12 @@ def test_list_pages_newest_first(run: Runner[Any], people: People) -> None:
 
 
 def page_token(groups: GroupService, people: People) -> str:
+    """A well-made token of Alice's group list, which Bob must not be able to use."""
     from shared.paging import encode_page_token, listing_scope
+    from shared.storage.keyset import encode_position
 
-    return encode_page_token(groups._key, listing_scope("groups"), "x", people.alice)
+    position = encode_position("2026-01-01T00:00:00.000000Z", "g_x")
+    return encode_page_token(groups._key, listing_scope("groups"), position, people.alice)
 
 
 def test_a_non_member_learns_nothing_and_changes_nothing(run: Runner[Any], people: People) -> None:
@@ -411,9 +414,9 @@ def test_ask_answers_from_the_group_history(run: Runner[Any], people: People) ->
         sent = await groups.send(people.bob, "Bob", gid, say("what is it?", ask=True))
         pieces = [piece async for piece in sent.deltas()]
         _, answer = await sent.result()
-        # The echo model answers "echo[N]: <the last message as it saw it>": N earlier
-        # messages, each user message prefixed with its sender's name.
-        assert answer.content == "echo[1]: Bob: what is it?" == "".join(pieces)
+        # The echo model answers "echo[N]:", a line break and the last message as it saw it:
+        # N earlier messages, each user message prefixed with its sender's name.
+        assert answer.content == "echo[1]:\nBob: what is it?" == "".join(pieces)
         assert (answer.role, answer.seq, answer.sender_email) == ("assistant", 3, None)
         assert answer.to_api().sender is None
         stored, _ = await store.group_messages(gid, limit=50)

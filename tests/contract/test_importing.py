@@ -78,7 +78,7 @@ def test_a_chatgpt_export_imports_the_current_branch_once(
         assert [s.session_id for s in listed.sessions] == [sums, lisbon]  # newest first
         # It continues like any conversation.
         turn = await svc.chat(alice, chat_request("And day two?", lisbon))
-        assert turn.assistant.content == "echo[4]: And day two?"
+        assert turn.assistant.content == "echo[4]:\nAnd day two?"
 
         # Again, as JSON and as the export's zip: nothing new, nothing changed.
         before = await everything(svc, alice)

@@ -198,13 +198,13 @@ def test_a_rename_racing_a_turn_keeps_both(
         assert renamed.title == "Renamed meanwhile"
         gate.release.set()
         result = await turn
-        assert result.assistant.content == "echo[2]: second"
+        assert result.assistant.content == "echo[2]:\nsecond"
         detail = await svc.get_session(alice, sid)
         assert [m.content for m in detail.messages] == [
             "first",
-            "echo[0]: first",
+            "echo[0]:\nfirst",
             "second",
-            "echo[2]: second",
+            "echo[2]:\nsecond",
         ]
         assert detail.message_count == 4
         assert await titled(store, alice, sid) == ("Renamed meanwhile", "user", False)

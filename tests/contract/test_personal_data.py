@@ -133,7 +133,7 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
             for m in s["messages"]
             for v in m.get("earlierVersions", [])
         ]
-        assert [v["content"] for v in earlier] == ["echo[2]: again"]
+        assert [v["content"] for v in earlier] == ["echo[2]:\nagain"]
         # What her model calls cost is hers too: the day and the month, her four answers.
         assert [(u["period"], u["turns"]) for u in document["usage"]] == [
             ("day-2031-07-01", 4),

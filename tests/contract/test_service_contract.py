@@ -101,12 +101,12 @@ def test_a_conversation_continues_from_stored_history(
         second = await svc.chat(alice, chat("two", first.session_id))
         third = await svc.chat(alice, chat("three", first.session_id))
         assert [t.assistant.content for t in (first, second, third)] == [
-            "echo[0]: one",
-            "echo[2]: two",
-            "echo[4]: three",
+            "echo[0]:\none",
+            "echo[2]:\ntwo",
+            "echo[4]:\nthree",
         ]
         detail = await svc.get_session(alice, first.session_id)
-        assert [m.content for m in detail.messages][-1] == "echo[4]: three"
+        assert [m.content for m in detail.messages][-1] == "echo[4]:\nthree"
         assert detail.message_count == 6
 
     run(scenario)
@@ -128,7 +128,7 @@ def test_a_retried_client_message_id_stores_nothing_twice(
         retry = await svc.chat(alice, chat("more", first.session_id, cmid="m-2"))
         assert retry.assistant == nxt.assistant
         contents = await assert_consistent(store, alice, first.session_id)
-        assert contents == ["hello", "echo[0]: hello", "more", "echo[2]: more"]
+        assert contents == ["hello", "echo[0]:\nhello", "more", "echo[2]:\nmore"]
 
     run(scenario)
 
@@ -158,7 +158,7 @@ def test_twenty_concurrent_turns_in_one_session(
         assert len(users) == len(set(users))  # none stored twice
         for result in results:  # every acknowledged turn stored once, answer included
             assert users.count(result.user.content) == 1
-            stored = [c for c in contents if c.endswith(f": {result.user.content}")]
+            stored = [c for c in contents if c.endswith(f":\n{result.user.content}")]
             assert stored == [result.assistant.content]
         if not throttled:
             assert len(contents) == 2 + 40 and sorted(users) == sorted(f"m{i}" for i in range(20))
@@ -176,10 +176,10 @@ def test_a_model_failure_keeps_the_user_message_only(
         with pytest.raises(ModelError):
             await service(store, FailingModel()).chat(alice, chat("second", ok.session_id))
         contents = await assert_consistent(store, alice, ok.session_id)
-        assert contents == ["first", "echo[0]: first", "second"]
+        assert contents == ["first", "echo[0]:\nfirst", "second"]
         # The conversation goes on afterwards, the model seeing the kept message.
         after = await service(store).chat(alice, chat("third", ok.session_id))
-        assert after.assistant.content == "echo[3]: third"
+        assert after.assistant.content == "echo[3]:\nthird"
 
     run(scenario)
 
@@ -195,12 +195,12 @@ def test_a_retry_after_a_model_failure_answers_without_storing_the_question_twic
             await service(store, FailingModel()).chat(alice, chat("second", ok.session_id, "c-2"))
         retried = await service(store).chat(alice, chat("second", ok.session_id, "c-2"))
         # The model saw the stored history up to the kept question: 2 earlier messages.
-        assert retried.assistant.content == "echo[2]: second"
+        assert retried.assistant.content == "echo[2]:\nsecond"
         assert retried.user.id == f"{ok.session_id}:00000003"
         again = await service(store).chat(alice, chat("second", ok.session_id, "c-2"))
         assert again.assistant == retried.assistant
         contents = await assert_consistent(store, alice, ok.session_id)
-        assert contents == ["first", "echo[0]: first", "second", "echo[2]: second"]
+        assert contents == ["first", "echo[0]:\nfirst", "second", "echo[2]:\nsecond"]
 
     run(scenario)
 

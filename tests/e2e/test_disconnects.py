@@ -132,6 +132,6 @@ def test_dropped_streams_log_no_send_warnings_and_every_answer_is_stored(
 
     for sid, text in messages.items():
         user, answer = poll(partial(stored, sid))
-        assert (user["content"], answer["content"]) == (text, f"echo[0]: {text}")
+        assert (user["content"], answer["content"]) == (text, f"echo[0]:\n{text}")
     # The echo model's pieces are all streamed (or dropped) before its answer is stored.
     assert host.log().count(SEND_WARNING) == 0

@@ -34,12 +34,12 @@ def test_three_turn_conversation_sees_its_history(alice: httpx.Client) -> None:
     sid = first["sessionId"]
     assert first["title"] == "hello there"
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
-    assert first["messages"][1]["content"] == "echo[0]: hello there"
+    assert first["messages"][1]["content"] == "echo[0]:\nhello there"
 
     second = chat(alice, "how are you", sid)
     third = chat(alice, "bye", sid)
-    assert second["messages"][1]["content"] == "echo[2]: how are you"
-    assert third["messages"][1]["content"] == "echo[4]: bye"
+    assert second["messages"][1]["content"] == "echo[2]:\nhow are you"
+    assert third["messages"][1]["content"] == "echo[4]:\nbye"
     assert second["sessionId"] == third["sessionId"] == sid
 
     listing = alice.get("/api/sessions").json()
@@ -53,11 +53,11 @@ def test_three_turn_conversation_sees_its_history(alice: httpx.Client) -> None:
     detail = alice.get(f"/api/sessions/{sid}").json()
     assert [m["content"] for m in detail["messages"]] == [
         "hello there",
-        "echo[0]: hello there",
+        "echo[0]:\nhello there",
         "how are you",
-        "echo[2]: how are you",
+        "echo[2]:\nhow are you",
         "bye",
-        "echo[4]: bye",
+        "echo[4]:\nbye",
     ]
     assert len({m["id"] for m in detail["messages"]}) == 6
 
@@ -152,7 +152,7 @@ def test_restart_keeps_the_conversation(sqlite_env: dict[str, str], tmp_path: Pa
     ):
         assert client.get(f"/api/sessions/{sid}").json()["messageCount"] == 4
         # The new process's model got the whole stored history: 4 earlier messages.
-        assert chat(client, "and now?", sid)["messages"][1]["content"] == "echo[4]: and now?"
+        assert chat(client, "and now?", sid)["messages"][1]["content"] == "echo[4]:\nand now?"
 
 
 def test_another_user_sees_nothing(host: RunningHost, alice: httpx.Client) -> None:
@@ -197,28 +197,35 @@ def test_bad_chat_input(
 ) -> None:
     with httpx.Client(base_url=host.base_url, timeout=30) as client:
         response = client.post("/api/chat", headers=headers, content=body)
+        listed = client.get("/api/sessions", headers=ALICE).json()
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     error = response.json()["error"]
     assert error["code"] == code
-    assert error["message"]
+    assert error["message"] and "x" * 100 not in error["message"]  # never quotes the input
+    # Refused before anything was stored: alice has no session, not even an empty one.
+    assert listed == {"sessions": [], "continuationToken": None}
 
 
 def test_unknown_fields_are_ignored(alice: httpx.Client) -> None:
     result = chat(alice, "hi", extra="ignored")
-    assert result["messages"][1]["content"] == "echo[0]: hi"
+    assert result["messages"][1]["content"] == "echo[0]:\nhi"
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "2.5"])
 def test_limit_out_of_range(alice: httpx.Client, limit: str) -> None:
     response = alice.get("/api/sessions", params={"limit": limit})
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_request"
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "limit" in error["message"]
 
 
 def test_bad_continuation_token(alice: httpx.Client) -> None:
     response = alice.get("/api/sessions", params={"continuationToken": "garbage!"})
     assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "continuationToken" in error["message"]
+    assert "garbage" not in error["message"]
 
 
 def test_twenty_simultaneous_turns_in_one_session(host: RunningHost, alice: httpx.Client) -> None:
@@ -240,7 +247,7 @@ def test_twenty_simultaneous_turns_in_one_session(host: RunningHost, alice: http
     replies = [m["content"] for m in messages if m["role"] == "assistant"]
     assert len(replies) == 21
     for i in range(20):  # each turn answered once
-        assert sum(r.endswith(f": m{i}") for r in replies) == 1
+        assert sum(r.endswith(f":\nm{i}") for r in replies) == 1
 
 
 def test_two_processes_share_one_file(sqlite_env: dict[str, str], tmp_path: Path) -> None:
@@ -263,10 +270,37 @@ def test_two_processes_share_one_file(sqlite_env: dict[str, str], tmp_path: Path
         assert [int(m["id"].rsplit(":", 1)[1]) for m in messages] == list(range(1, 27))
 
 
-@pytest.mark.parametrize(("method", "path"), [("PUT", "/api/chat"), ("GET", "/api/nothing")])
-def test_unknown_routes_and_methods_are_404_error_objects(
-    alice: httpx.Client, method: str, path: str
-) -> None:
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/nothing"), ("POST", "/api/nothing")])
+def test_unknown_routes_are_404_error_objects(alice: httpx.Client, method: str, path: str) -> None:
     response = alice.request(method, path)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+    assert "allow" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/chat", "POST"),
+        ("GET", "/api/chat", "POST"),
+        ("POST", "/api/sessions/s_0123456789abcdef0123456789abcdef", "DELETE, GET, HEAD, PATCH"),
+        ("DELETE", "/api/health", "GET, HEAD"),
+    ],
+)
+def test_a_method_the_route_does_not_declare_is_405_with_allow(
+    alice: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    # The methods the path's functions declare (the local host serves HEAD for each GET).
+    response = alice.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_host_says_where_it_serves_once_it_does(host: RunningHost) -> None:
+    # make dev's first lines: the address, then "ready" (printed once the socket listens).
+    lines = host.log().splitlines()
+    assert f"Parley on {host.base_url}/ (the API under /api/)" in lines
+    assert (
+        lines.index("ready") == lines.index(f"Parley on {host.base_url}/ (the API under /api/)") + 1
+    )

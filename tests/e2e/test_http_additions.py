@@ -517,9 +517,9 @@ def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
         assert by_id[sid]["messages"][1]["feedback"]["comment"] == "ok"
         assert [m["content"] for m in by_id[sid]["messages"]] == [
             "export me",
-            "echo[0]: export me",
+            "echo[0]:\nexport me",
             "and this too",
-            "echo[2]: and this too",
+            "echo[2]:\nand this too",
         ]
         bob_document = other.get("/api/export").json()
         assert [s["sessionId"] for s in bob_document["sessions"]] == [bobs]

@@ -98,7 +98,7 @@ def test_two_members_and_the_assistant(any_host: RunningHost) -> None:
         assert asked.status_code == 201
         user, answer = asked.json()["messages"]
         assert (user["seq"], answer["seq"], answer["sender"]) == (2, 3, None)
-        assert answer["content"] == "echo[1]: alice: summarise?"
+        assert answer["content"] == "echo[1]:\nalice: summarise?"
 
         streamed = bob.post(
             f"/api/groups/{gid}/messages",

@@ -93,7 +93,7 @@ def test_share_with_a_colleague_for_a_week_see_who_opened_it_revoke_it(
         body = shown.json()
         assert [m["content"] for m in body["messages"]] == [
             "Plan the offsite",
-            "echo[0]: Plan the offsite",
+            "echo[0]:\nPlan the offsite",
         ]
         assert body["sharedBy"] == {"email": ALICE, "name": "alice"}
         assert "private note" not in shown.text and "feedback" not in shown.text
@@ -116,7 +116,7 @@ def test_share_with_a_colleague_for_a_week_see_who_opened_it_revoke_it(
         copied = copy.json()
         assert copied["messageCount"] == 2 and copied["sessionId"] != session_id
         turn = bob.post("/api/chat", json={"message": "Go on", "sessionId": copied["sessionId"]})
-        assert turn.json()["messages"][1]["content"] == "echo[2]: Go on"
+        assert turn.json()["messages"][1]["content"] == "echo[2]:\nGo on"
 
         assert bob.delete(f"/api/shares/{share_id}").status_code == 404
         assert alice.delete(f"/api/shares/{share_id}").status_code == 204

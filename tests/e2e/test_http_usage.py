@@ -94,7 +94,7 @@ def test_a_spent_budget_refuses_the_turn_before_storing_anything(
         # Nothing stored: the same sessions, the same two messages, the same usage.
         assert client.get("/api/sessions").json()["sessions"] == sessions
         messages = client.get(f"/api/sessions/{session_id}").json()["messages"]
-        assert [m["content"] for m in messages] == ["hello", "echo[0]: hello"]
+        assert [m["content"] for m in messages] == ["hello", "echo[0]:\nhello"]
         assert client.get("/api/usage").json() == spent
 
     with deployment.client(bob) as other:

@@ -1,4 +1,4 @@
-"""The operators' commands for addresses, as processes (``shared/identity/__main__.py``):
+"""The operators' commands for addresses, as processes (``shared/commands/identity.py``):
 
     python -m shared.identity release --email old@example.com
     python -m shared.identity move --from old@example.com --to new@example.com

@@ -184,7 +184,7 @@ def test_error_codes_are_the_services(spec: dict[str, Any]) -> None:
 
 
 def test_retry_after_is_documented_on_503_and_429(spec: dict[str, Any]) -> None:
-    for name in ("StorageUnavailable", "RateLimited"):
+    for name in ("StorageUnavailable", "TooManyRequests"):
         header = spec["components"]["responses"][name]["headers"]["Retry-After"]
         assert _resolve(header, spec)[1]["required"] is True
 

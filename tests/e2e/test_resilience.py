@@ -178,7 +178,7 @@ def test_sixteen_streamed_turns_at_once_into_one_session_are_all_stored(stack: S
     assert sorted(questions) == sorted(["start", *(f"question {n}" for n in range(16))])
     for n in range(16):
         # Each question answered exactly once (the echo repeats it).
-        assert sum(a.endswith(f": question {n}") for a in answers) == 1, (n, answers)
+        assert sum(a.endswith(f":\nquestion {n}") for a in answers) == 1, (n, answers)
     assert "commit_gave_up" not in stack.host.log()
 
 
@@ -218,7 +218,7 @@ def test_an_interrupted_delete_is_finished_by_the_next_request(cosmos_stack: Sta
         assert retried.status_code == 200, retried.text
         assert retried.json()["sessionId"] == session_id  # the same derived id, begun again
         detail = http.get(f"/api/sessions/{session_id}").json()
-        assert [m["content"] for m in detail["messages"]] == ["hello", "echo[0]: hello"]
+        assert [m["content"] for m in detail["messages"]] == ["hello", "echo[0]:\nhello"]
 
     async def raw_count() -> int:
         store = stack.store()

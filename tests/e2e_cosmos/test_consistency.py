@@ -102,7 +102,7 @@ def test_with_the_header_every_read_on_the_other_host_sees_the_writes(
         assert got.status_code == 200, got.text
         assert [m["content"] for m in got.json()["messages"]] == [
             f"hello {word}",
-            f"echo[0]: hello {word}",
+            f"echo[0]:\nhello {word}",
         ]
         page = user.call(b, "GET", f"/api/sessions/{sid}/messages")
         assert page.status_code == 200 and len(page.json()["messages"]) == 2, page.text
@@ -117,7 +117,7 @@ def test_with_the_header_every_read_on_the_other_host_sees_the_writes(
         # The next turn lands on B, the rename on A again: each sees the other's write.
         nxt = user.call(b, "POST", "/api/chat", json={"message": "again", "sessionId": sid})
         assert nxt.status_code == 200, nxt.text
-        assert nxt.json()["messages"][1]["content"] == "echo[2]: again"
+        assert nxt.json()["messages"][1]["content"] == "echo[2]:\nagain"
         renamed = user.call(a, "PATCH", f"/api/sessions/{sid}", json={"title": f"t{round_}"})
         assert renamed.status_code == 200 and renamed.json()["messageCount"] == 4, renamed.text
         detail = user.call(b, "GET", f"/api/sessions/{sid}").json()

@@ -57,7 +57,7 @@ def test_conversation_list_get_delete_and_restart(database: CosmosDatabase, tmp_
             assert response.status_code == 200, response.text
             sid = response.json()["sessionId"]
             answers.append(response.json()["messages"][1]["content"])
-        assert answers == ["echo[0]: one", "echo[2]: two", "echo[4]: three"]
+        assert answers == ["echo[0]:\none", "echo[2]:\ntwo", "echo[4]:\nthree"]
 
         listed = http.get("/api/sessions", headers=caller).json()
         assert [s["sessionId"] for s in listed["sessions"]] == [sid]
@@ -69,9 +69,9 @@ def test_conversation_list_get_delete_and_restart(database: CosmosDatabase, tmp_
     with run_host(env, log) as host, httpx.Client(base_url=host.base_url, timeout=30) as http:
         detail = http.get(f"/api/sessions/{sid}", headers=caller)
         assert detail.status_code == 200
-        assert [m["content"] for m in detail.json()["messages"]][-1] == "echo[4]: three"
+        assert [m["content"] for m in detail.json()["messages"]][-1] == "echo[4]:\nthree"
         nxt = http.post("/api/chat", json={"message": "four", "sessionId": sid}, headers=caller)
-        assert nxt.json()["messages"][1]["content"] == "echo[6]: four"
+        assert nxt.json()["messages"][1]["content"] == "echo[6]:\nfour"
 
         account = database.account
         raw = CosmosClient(account.endpoint, account.key, **account.client_kwargs())

@@ -16,8 +16,8 @@ from infra.identity import (
     ROLE_WEB_PUBSUB_SERVICE_OWNER,
 )
 from shared.archive import RUN_LOG_PREFIX
+from shared.config import DEFAULT_DATABASE
 from shared.storage.containers import (
-    DEFAULT_DATABASE,
     PARTITION_KEY_PATH,
     container_specs,
     groups_spec,

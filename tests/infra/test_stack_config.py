@@ -1,4 +1,5 @@
-"""``pulumi config`` validation: one test per rule, each naming the key in its error."""
+"""``pulumi config`` validation: each rule refuses a value naming its key (``REJECTED``, one
+row a rule), and what a rule accepts."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from infra.stack_config import (
     parse_config,
     read_function_timeout_s,
 )
-from shared.config import Settings
-from shared.storage.containers import DEFAULT_DATABASE
+from shared.config import DEFAULT_DATABASE, Settings
 from tests.infra.conftest import (
     CLIENT_ID,
     FULL_CONFIG,
@@ -48,8 +48,69 @@ def _problems(overrides: dict[str, str | None], timeout: int | None = 1800) -> l
     return caught.value.problems
 
 
-def _rejects(key: str, value: str | None, fragment: str, timeout: int | None = 1800) -> None:
-    problems = _problems({key: value}, timeout)
+# Each key refused with a value (None: the key left out), and a fragment of the problem the
+# operator reads; the problems start with the key (the function timeout: 1800 s).
+REJECTED: list[tuple[str, str | None, str]] = [
+    ("location", "West Europe", "region"),
+    ("namePrefix", "Parley-App", "lower-case"),
+    ("spaOrigins", None, "required"),
+    ("spaOrigins", '["*"]', "wildcards are not allowed"),
+    ("spaOrigins", "https://*.example.com", "wildcards are not allowed"),
+    ("spaOrigins", "http://chat.example.com", "must use https"),
+    ("spaOrigins", "https://chat.example.com/", "no path"),
+    ("spaOrigins", "https://Chat.example.com", "lower case"),
+    ("spaOrigins", '["https://a.example.com", 3]', "list of strings"),
+    ("alertEmail", None, "required"),
+    ("alertEmail", "ops-at-example.com", "not an email address"),
+    ("authClientId", None, "required"),
+    ("authClientId", "my-app", "not a GUID"),
+    ("authTenantId", None, "required"),
+    ("authTenantId", "contoso.onmicrosoft.com", "not a GUID"),
+    ("authIssuer", "http://login.example.com/", "https URL"),
+    ("authJwksUrl", "http://keys.example.com/jwks.json", "https URL"),
+    ("authAllowedAudiences", '["api://a,b"]', "must not contain ','"),
+    ("openAiCapacity", "0", "out of range"),
+    ("openAiCapacity", "ten", "not an integer"),
+    ("openAiSku", "Premium", "not one of"),
+    ("openAiDeploymentName", "bad name!", "not valid"),
+    ("openAiApiVersion", "latest", "not an API version"),
+    # No default model: Azure refuses one once its version closes to new deployments (as
+    # gpt-4o-mini 2024-07-18 did), so the operator picks model, version and API version together.
+    ("openAiModel", None, "required"),
+    ("openAiModelVersion", None, "required"),
+    ("openAiApiVersion", None, "required"),
+    ("openAiModel", "gpt 4", "not a model name"),
+    ("openAiModelVersion", "2025/04/14", "not a model version"),
+    ("openAiApiVersion", "2024-06-01", "older than 2024-10-21"),
+    ("openAiApiVersion", "2024-10-01-preview", "older than 2024-10-21"),
+    ("httpPerInstanceConcurrency", "0", "out of range"),
+    ("httpPerInstanceConcurrency", "1001", "out of range"),
+    ("httpPerInstanceConcurrency", "many", "not an integer"),
+    ("instanceMemoryMB", "1024", "not a Flex Consumption size"),
+    ("maximumInstanceCount", "0", "out of range"),
+    ("maximumInstanceCount", "1001", "out of range"),
+    ("maximumInstanceCount", "39", "must be between 40 and 1000"),  # Flex's minimum
+    ("logRetentionDays", "7", "out of range"),
+    ("cosmosBackupTier", "Periodic", "not one of"),
+    ("cosmosDatabase", "a/b", "not valid"),
+    ("archiveSchedule", "0 3 * * *", "6-field NCRONTAB"),
+    ("archiveSchedule", "0 0 25 * * *", "6-field NCRONTAB"),
+    ("archiveStaleAlertHours", "72", "out of range"),
+    ("archiveTimeBudgetSeconds", "1790", "below the function timeout"),
+    ("archiveTimeBudgetSeconds", "0", "ARCHIVE_TIME_BUDGET_S"),
+    ("archiveAfterDays", "0", "ARCHIVE_AFTER_DAYS"),
+    ("retentionDays", "-1", "RETENTION_DAYS"),
+    ("maxMessageChars", "0", "MAX_MESSAGE_CHARS"),
+    ("maxHistoryMessages", "many", "MAX_HISTORY_MESSAGES"),
+    ("llmTimeoutSeconds", "0", "LLM_TIMEOUT_S"),
+    ("logHashSalt", None, "required"),
+    ("logHashSalt", "short", "at least 16"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "fragment"), REJECTED, ids=lambda v: str(v))
+def test_a_bad_value_is_refused_naming_its_key(key: str, value: str | None, fragment: str) -> None:
+    problems = _problems({key: value})
     assert any(p.startswith(f"parley:{key}:") and fragment in p for p in problems), problems
 
 
@@ -76,79 +137,15 @@ def test_every_problem_is_reported_at_once() -> None:
     assert {"alertEmail", "openAiCapacity", "location"} <= keys
 
 
-def test_location_must_be_a_region_name() -> None:
-    _rejects("location", "West Europe", "region")
-
-
-def test_name_prefix_must_be_short_lower_case() -> None:
-    _rejects("namePrefix", "Parley-App", "lower-case")
-
-
-def test_spa_origins_are_required() -> None:
-    _rejects("spaOrigins", None, "required")
-
-
-def test_spa_origins_reject_the_wildcard() -> None:
-    _rejects("spaOrigins", '["*"]', "wildcards are not allowed")
-
-
-def test_spa_origins_reject_a_wildcard_subdomain() -> None:
-    _rejects("spaOrigins", "https://*.example.com", "wildcards are not allowed")
-
-
-def test_spa_origins_must_be_https() -> None:
-    _rejects("spaOrigins", "http://chat.example.com", "must use https")
-
-
 def test_spa_origins_allow_http_only_for_localhost() -> None:
     for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000"):
         cfg = make_config({"spaOrigins": origin})
         assert cfg.spa_origins == (origin,)
 
 
-def test_spa_origins_have_no_path() -> None:
-    _rejects("spaOrigins", "https://chat.example.com/", "no path")
-
-
-def test_spa_origins_are_lower_case() -> None:
-    _rejects("spaOrigins", "https://Chat.example.com", "lower case")
-
-
-def test_spa_origins_must_be_a_list_of_strings() -> None:
-    _rejects("spaOrigins", '["https://a.example.com", 3]', "list of strings")
-
-
 def test_spa_origins_accept_a_comma_separated_list() -> None:
     cfg = make_config({"spaOrigins": "https://a.example.com, https://b.example.com"})
     assert cfg.spa_origins == ("https://a.example.com", "https://b.example.com")
-
-
-def test_alert_email_is_required() -> None:
-    _rejects("alertEmail", None, "required")
-
-
-def test_alert_email_must_be_an_address() -> None:
-    _rejects("alertEmail", "ops-at-example.com", "not an email address")
-
-
-def test_auth_client_id_is_required() -> None:
-    _rejects("authClientId", None, "required")
-
-
-def test_auth_client_id_must_be_a_guid() -> None:
-    _rejects("authClientId", "my-app", "not a GUID")
-
-
-def test_auth_tenant_id_is_required_without_an_issuer() -> None:
-    _rejects("authTenantId", None, "required")
-
-
-def test_auth_tenant_id_must_be_a_guid() -> None:
-    _rejects("authTenantId", "contoso.onmicrosoft.com", "not a GUID")
-
-
-def test_auth_issuer_must_be_https() -> None:
-    _rejects("authIssuer", "http://login.example.com/", "https URL")
 
 
 def test_auth_issuer_replaces_the_tenant() -> None:
@@ -167,46 +164,14 @@ def test_the_jwks_url_follows_an_entra_v2_issuer() -> None:
     assert cfg.auth_jwks_url == f"https://{TENANT}.ciamlogin.com/{TENANT}/discovery/v2.0/keys"
 
 
-def test_the_jwks_url_can_be_set_and_must_be_https() -> None:
+def test_the_jwks_url_can_be_set() -> None:
     url = "https://keys.example.com/jwks.json"
     assert make_config({"authJwksUrl": url}).auth_jwks_url == url
-    _rejects("authJwksUrl", "http://keys.example.com/jwks.json", "https URL")
 
 
 def test_another_issuer_needs_its_jwks_url() -> None:
     problems = _problems({"authTenantId": None, "authIssuer": "https://idp.example.com/"})
     assert any(p.startswith("parley:authJwksUrl: required") for p in problems), problems
-
-
-def test_an_audience_cannot_contain_a_comma() -> None:
-    _rejects("authAllowedAudiences", '["api://a,b"]', "must not contain ','")
-
-
-def test_openai_capacity_must_be_positive() -> None:
-    _rejects("openAiCapacity", "0", "out of range")
-
-
-def test_openai_capacity_must_be_an_integer() -> None:
-    _rejects("openAiCapacity", "ten", "not an integer")
-
-
-def test_openai_sku_must_be_known() -> None:
-    _rejects("openAiSku", "Premium", "not one of")
-
-
-def test_openai_deployment_name_is_checked() -> None:
-    _rejects("openAiDeploymentName", "bad name!", "not valid")
-
-
-def test_openai_api_version_is_a_date() -> None:
-    _rejects("openAiApiVersion", "latest", "not an API version")
-
-
-@pytest.mark.parametrize("key", ["openAiModel", "openAiModelVersion", "openAiApiVersion"])
-def test_the_model_and_its_api_version_have_no_default(key: str) -> None:
-    # A default model is refused by Azure once its version closes to new deployments (as
-    # gpt-4o-mini 2024-07-18 did): the operator picks model, version and API version together.
-    _rejects(key, None, "required")
 
 
 def test_a_missing_model_names_the_keys_and_how_to_list_models() -> None:
@@ -218,60 +183,20 @@ def test_a_missing_model_names_the_keys_and_how_to_list_models() -> None:
     assert not any(p.startswith("parley:openAiDeploymentName:") for p in problems), problems
 
 
-def test_openai_model_name_and_version_are_checked() -> None:
-    _rejects("openAiModel", "gpt 4", "not a model name")
-    _rejects("openAiModelVersion", "2025/04/14", "not a model version")
-
-
-def test_the_api_version_is_not_older_than_the_code_is_written_against() -> None:
+def test_the_api_version_may_be_the_code_s_or_newer() -> None:
     floor = Settings.model_fields["azure_openai_api_version"].default
     assert floor == "2024-10-21"
-    _rejects("openAiApiVersion", "2024-06-01", "older than 2024-10-21")
-    _rejects("openAiApiVersion", "2024-10-01-preview", "older than 2024-10-21")
     for accepted in (floor, "2024-12-01-preview", "2025-04-01-preview"):
         assert make_config({"openAiApiVersion": accepted}).openai_api_version == accepted
 
 
-def test_http_per_instance_concurrency_is_bounded() -> None:
-    _rejects("httpPerInstanceConcurrency", "0", "out of range")
-    _rejects("httpPerInstanceConcurrency", "1001", "out of range")
-    _rejects("httpPerInstanceConcurrency", "many", "not an integer")
+def test_http_per_instance_concurrency_may_be_one() -> None:
     assert make_config({"httpPerInstanceConcurrency": "1"}).http_per_instance_concurrency == 1
 
 
-def test_instance_memory_is_a_flex_size() -> None:
-    _rejects("instanceMemoryMB", "1024", "not a Flex Consumption size")
-
-
-def test_maximum_instance_count_is_bounded() -> None:
-    _rejects("maximumInstanceCount", "0", "out of range")
-    _rejects("maximumInstanceCount", "1001", "out of range")
-
-
-def test_maximum_instance_count_is_at_least_flex_s_minimum() -> None:
+def test_maximum_instance_count_may_be_flex_s_minimum() -> None:
     # Flex Consumption refuses a scale-out limit below 40.
-    _rejects("maximumInstanceCount", "39", "must be between 40 and 1000")
     assert make_config({"maximumInstanceCount": "40"}).maximum_instance_count == 40
-
-
-def test_log_retention_is_bounded() -> None:
-    _rejects("logRetentionDays", "7", "out of range")
-
-
-def test_cosmos_backup_tier_is_known() -> None:
-    _rejects("cosmosBackupTier", "Periodic", "not one of")
-
-
-def test_cosmos_database_name_is_checked() -> None:
-    _rejects("cosmosDatabase", "a/b", "not valid")
-
-
-def test_archive_schedule_is_six_field_ncrontab() -> None:
-    _rejects("archiveSchedule", "0 3 * * *", "6-field NCRONTAB")
-
-
-def test_archive_schedule_must_parse() -> None:
-    _rejects("archiveSchedule", "0 0 25 * * *", "6-field NCRONTAB")
 
 
 def test_stale_alert_must_outlast_the_gap_between_runs() -> None:
@@ -290,51 +215,11 @@ def test_frequent_schedules_are_accepted_quickly() -> None:
     assert cfg.app_values["ARCHIVE_SCHEDULE"] == "*/10 * * * * *"
 
 
-def test_stale_alert_fits_the_alert_window() -> None:
-    _rejects("archiveStaleAlertHours", "72", "out of range")
-
-
-def test_archive_time_budget_stays_below_the_function_timeout() -> None:
-    _rejects("archiveTimeBudgetSeconds", "1790", "below the function timeout", timeout=1800)
-
-
 def test_archive_time_budget_is_unbounded_with_an_unbounded_timeout() -> None:
     cfg = parse_config(
         {**FULL_CONFIG, "archiveTimeBudgetSeconds": "3000"}, stack="t", function_timeout_s=None
     )
     assert cfg.app_values["ARCHIVE_TIME_BUDGET_S"] == "3000"
-
-
-def test_archive_time_budget_uses_the_code_range() -> None:
-    _rejects("archiveTimeBudgetSeconds", "0", "ARCHIVE_TIME_BUDGET_S")
-
-
-def test_archive_after_days_uses_the_code_range() -> None:
-    _rejects("archiveAfterDays", "0", "ARCHIVE_AFTER_DAYS")
-
-
-def test_retention_days_uses_the_code_range() -> None:
-    _rejects("retentionDays", "-1", "RETENTION_DAYS")
-
-
-def test_max_message_chars_uses_the_code_range() -> None:
-    _rejects("maxMessageChars", "0", "MAX_MESSAGE_CHARS")
-
-
-def test_max_history_messages_uses_the_code_range() -> None:
-    _rejects("maxHistoryMessages", "many", "MAX_HISTORY_MESSAGES")
-
-
-def test_llm_timeout_uses_the_code_range() -> None:
-    _rejects("llmTimeoutSeconds", "0", "LLM_TIMEOUT_S")
-
-
-def test_log_hash_salt_is_required() -> None:
-    _rejects("logHashSalt", None, "required")
-
-
-def test_log_hash_salt_is_long_enough() -> None:
-    _rejects("logHashSalt", "short", "at least 16")
 
 
 def test_log_hash_salt_must_be_stored_as_a_secret(tmp_path: Path) -> None:

@@ -12,11 +12,20 @@ from shared.context import (
     Window,
     context_window,
     estimate_tokens,
-    model_messages,
 )
 from shared.models import MessageRecord, Role
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def model_messages(
+    system_prompt: str, history: list[MessageRecord], *, max_messages: int, max_tokens: int
+) -> list[dict[str, str]]:
+    """The sliding window's messages (``context_window`` with nothing to keep)."""
+    window = context_window(
+        system_prompt, history, max_messages=max_messages, max_tokens=max_tokens, policy="sliding"
+    )
+    return [dict(m) for m in window.messages]
 
 
 def conversation(*contents: str) -> list[MessageRecord]:

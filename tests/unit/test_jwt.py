@@ -226,7 +226,7 @@ def verifier(make_verifier: VerifierFactory) -> JwtVerifier:
 def assert_401(verifier: JwtVerifier, token: str) -> Unauthenticated:
     """The token is refused with a 401 whose message echoes neither the token nor the email."""
     with pytest.raises(Unauthenticated) as caught:
-        verifier.email_for(token)
+        verifier.caller_for(token)
     error = caught.value
     assert error.status == 401
     assert error.code == "unauthenticated"
@@ -248,14 +248,14 @@ def test_valid_token_gives_lower_cased_email(
     verifier: JwtVerifier, key_a: SigningKey, claim: str
 ) -> None:
     payload = claims(**{"preferred_username": None, claim: EMAIL})
-    assert verifier.email_for(make_token(key_a, payload)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a, payload)).email == "alice.smith@example.com"
 
 
 def test_audience_list_containing_ours_is_accepted(
     verifier: JwtVerifier, key_a: SigningKey
 ) -> None:
     token = make_token(key_a, claims(aud=["api://other", AUDIENCE]))
-    assert verifier.email_for(token) == "alice.smith@example.com"
+    assert verifier.caller_for(token).email == "alice.smith@example.com"
 
 
 def test_any_of_several_configured_audiences_is_accepted(
@@ -263,7 +263,7 @@ def test_any_of_several_configured_audiences_is_accepted(
 ) -> None:
     verifier = make_verifier(audience=("api://other-name-of-parley", AUDIENCE))
     for audience in ("api://other-name-of-parley", AUDIENCE):
-        assert verifier.email_for(make_token(key_a, claims(aud=audience))) == EMAIL.lower()
+        assert verifier.caller_for(make_token(key_a, claims(aud=audience))).email == EMAIL.lower()
     assert_401(verifier, make_token(key_a, claims(aud="api://someone-else")))
 
 
@@ -291,11 +291,13 @@ def test_times_within_leeway_are_accepted(
     payload = claims(**{name: now + delta for name, delta in overrides.items()})
     if "nbf" in overrides:
         payload["iat"] = payload["nbf"]
-    assert verifier.email_for(make_token(key_a, payload)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a, payload)).email == "alice.smith@example.com"
 
 
 def test_token_without_nbf_is_accepted(verifier: JwtVerifier, key_a: SigningKey) -> None:
-    assert verifier.email_for(make_token(key_a, claims(nbf=None))) == "alice.smith@example.com"
+    assert (
+        verifier.caller_for(make_token(key_a, claims(nbf=None))).email == "alice.smith@example.com"
+    )
 
 
 # --- refused: time, audience, issuer, claims ---------------------------------------------------
@@ -316,7 +318,7 @@ def test_not_yet_valid_token_is_401(verifier: JwtVerifier, key_a: SigningKey) ->
 def test_leeway_is_configurable(make_verifier: VerifierFactory, key_a: SigningKey) -> None:
     now = int(time.time())
     token = make_token(key_a, claims(exp=now - 30))
-    assert make_verifier(leeway_s=60).email_for(token) == "alice.smith@example.com"
+    assert make_verifier(leeway_s=60).caller_for(token).email == "alice.smith@example.com"
     assert_401(make_verifier(leeway_s=0), token)
 
 
@@ -444,7 +446,7 @@ def test_jwks_fetched_once_for_many_verifications(
     assert jwks.fetches == 0  # nothing is fetched before the first token
     for i in range(25):
         token = make_token(key_a, claims(preferred_username=f"user{i}@example.com"))
-        assert verifier.email_for(token) == f"user{i}@example.com"
+        assert verifier.caller_for(token).email == f"user{i}@example.com"
     assert jwks.fetches == 1
 
 
@@ -453,7 +455,7 @@ def test_concurrent_first_use_fetches_once(
 ) -> None:
     token = make_token(key_a)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda _: verifier.email_for(token), range(64)))
+        results = list(pool.map(lambda _: verifier.caller_for(token).email, range(64)))
     assert set(results) == {"alice.smith@example.com"}
     assert jwks.fetches == 1
 
@@ -465,15 +467,15 @@ def test_key_rotation_refetches_once_and_accepts_new_key(
     jwks: JwksServer,
     clock: FakeClock,
 ) -> None:
-    assert verifier.email_for(make_token(key_a)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a)).email == "alice.smith@example.com"
     assert jwks.fetches == 1
 
     jwks.publish(key_b)  # the issuer rotates: key-a retired, key-b in use
     clock.advance(INTERVAL_S + 1)
-    assert verifier.email_for(make_token(key_b)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_b)).email == "alice.smith@example.com"
     assert jwks.fetches == 2
     for _ in range(5):
-        assert verifier.email_for(make_token(key_b)) == "alice.smith@example.com"
+        assert verifier.caller_for(make_token(key_b)).email == "alice.smith@example.com"
     assert jwks.fetches == 2
 
     # The retired key is gone from the cache along with the set that carried it.
@@ -487,14 +489,14 @@ def test_rotation_within_interval_waits_for_the_throttle(
     jwks: JwksServer,
     clock: FakeClock,
 ) -> None:
-    verifier.email_for(make_token(key_a))
+    verifier.caller_for(make_token(key_a))
     jwks.publish(key_a, key_b)
     clock.advance(INTERVAL_S / 2)
     assert_401(verifier, make_token(key_b))
     assert jwks.fetches == 1
     clock.advance(INTERVAL_S / 2)
-    assert verifier.email_for(make_token(key_b)) == "alice.smith@example.com"
-    assert verifier.email_for(make_token(key_a)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_b)).email == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a)).email == "alice.smith@example.com"
     assert jwks.fetches == 2
 
 
@@ -505,7 +507,7 @@ def test_unknown_kids_refetch_at_most_once_per_interval(
     jwks: JwksServer,
     clock: FakeClock,
 ) -> None:
-    verifier.email_for(make_token(key_a))
+    verifier.caller_for(make_token(key_a))
     assert jwks.fetches == 1
 
     for i in range(20):  # a flood straight after the first fetch: no refetch at all
@@ -525,7 +527,7 @@ def test_unknown_kids_refetch_at_most_once_per_interval(
     assert jwks.fetches == 3
 
     # Known keys are still served from the cache throughout.
-    assert verifier.email_for(make_token(key_a)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a)).email == "alice.smith@example.com"
     assert jwks.fetches == 3
 
 
@@ -536,10 +538,10 @@ def test_clock_going_backwards_does_not_block_refresh_forever(
     jwks: JwksServer,
     clock: FakeClock,
 ) -> None:
-    verifier.email_for(make_token(key_a))
+    verifier.caller_for(make_token(key_a))
     jwks.publish(key_a, key_b)
     clock.advance(-3600)
-    assert verifier.email_for(make_token(key_b)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_b)).email == "alice.smith@example.com"
     assert jwks.fetches == 2
 
 
@@ -602,13 +604,13 @@ def test_issuer_outage_keeps_cached_keys_and_recovers(
     jwks: JwksServer,
     clock: FakeClock,
 ) -> None:
-    verifier.email_for(make_token(key_a))
+    verifier.caller_for(make_token(key_a))
     jwks.status = 503
     clock.advance(INTERVAL_S)
     assert_401(verifier, make_token(key_b))  # refresh attempted, failed
     assert jwks.fetches == 2
     # The keys from before the outage still work, without another fetch.
-    assert verifier.email_for(make_token(key_a)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_a)).email == "alice.smith@example.com"
     assert jwks.fetches == 2
 
     jwks.status = 200
@@ -616,7 +618,7 @@ def test_issuer_outage_keeps_cached_keys_and_recovers(
     assert_401(verifier, make_token(key_b))  # a failed attempt also starts the interval
     assert jwks.fetches == 2
     clock.advance(INTERVAL_S)
-    assert verifier.email_for(make_token(key_b)) == "alice.smith@example.com"
+    assert verifier.caller_for(make_token(key_b)).email == "alice.smith@example.com"
     assert jwks.fetches == 3
 
 

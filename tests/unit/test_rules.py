@@ -18,6 +18,8 @@ from shared.service import (
     make_preview,
     make_title,
 )
+from shared.signing import decode_json
+from shared.storage.keyset import encode_position
 
 
 @pytest.mark.parametrize(
@@ -74,9 +76,12 @@ def test_message_ids_sort_in_sequence_order() -> None:
 KEY = "k" * 32
 
 
+POSITION = encode_position("2026-11-22T10:00:00Z", "s_1", '{"token":"+#x"}')
+
+
 def test_page_tokens_round_trip_and_are_bound_to_the_view_and_user() -> None:
-    token = encode_page_token(KEY, "active", '{"token":"+#x"}', "a@x.com")
-    assert decode_page_token(KEY, token, "active", "a@x.com") == '{"token":"+#x"}'
+    token = encode_page_token(KEY, "active", POSITION, "a@x.com")
+    assert decode_page_token(KEY, token, "active", "a@x.com") == POSITION
     with pytest.raises(InvalidRequest):
         decode_page_token(KEY, token, "archive", "a@x.com")
     with pytest.raises(InvalidRequest):
@@ -86,10 +91,15 @@ def test_page_tokens_round_trip_and_are_bound_to_the_view_and_user() -> None:
             decode_page_token(KEY, bad, "active", "a@x.com")
 
 
+def test_a_page_token_holds_the_position_s_values_not_a_token_in_a_token() -> None:
+    body, _, _ = encode_page_token(KEY, "active", POSITION, "a@x.com").rpartition(".")
+    assert decode_json(body) == ["2026-11-22T10:00:00Z", "s_1", '{"token":"+#x"}']
+
+
 def test_page_tokens_are_sealed_with_the_server_key() -> None:
     """Only a holder of the key can make a token: the old unkeyed shape, a token sealed with
     another key and an altered one are all refused before their position is decoded."""
-    token = encode_page_token(KEY, "active", "position", "a@x.com")
+    token = encode_page_token(KEY, "active", POSITION, "a@x.com")
     with pytest.raises(InvalidRequest):
         decode_page_token("x" * 32, token, "active", "a@x.com")
     body, _, mac = token.rpartition(".")
@@ -158,3 +168,36 @@ def test_empty_variables_count_as_unset_and_every_setting_is_listed() -> None:
     assert load_settings({"AUTH_MODE": ""}).auth_mode is None
     assert "AUTH_MODE" in SETTINGS and "ARCHIVE_SCHEDULE" in SETTINGS
     assert len(SETTINGS) == len(set(SETTINGS))
+
+
+def test_one_rule_says_whether_the_token_settings_are_complete() -> None:
+    # jwt refuses to start and easyauth refuses every call, both naming exactly what is missing.
+    from shared.auth import configuration_problem
+
+    partial = {"AUTH_ISSUER": "https://issuer.example", "AUTH_JWKS_URL": "https://keys.example"}
+    with pytest.raises(ConfigError, match=r"AUTH_MODE=jwt needs AUTH_AUDIENCE$"):
+        load_settings({"AUTH_MODE": "jwt", **partial})
+    easyauth = load_settings({"AUTH_MODE": "easyauth", **partial})
+    assert easyauth.missing_token_settings() == ["AUTH_AUDIENCE"]
+    assert configuration_problem(easyauth) == (
+        "AUTH_MODE=easyauth needs AUTH_AUDIENCE to verify the caller's token"
+    )
+    assert configuration_problem(load_settings({"AUTH_MODE": "dev", **partial})) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("aaaaa bbbbbbbbbb", 10, "aaaaa"),  # the word boundary keeps half: cut there
+        ("aaaa bbbbbbbbbb", 10, "aaaa bbbbb"),  # it would keep less than half: cut hard
+        ("aaaaaaaaaaaaaaa", 10, "aaaaaaaaaa"),  # one long word
+        ("aaaaaaaaaa bbb", 10, "aaaaaaaaaa"),  # the limit falls on a space
+    ],
+)
+def test_both_titles_cut_at_a_word_only_when_that_keeps_half(
+    text: str, limit: int, expected: str
+) -> None:
+    from shared.titles import cut_at_word
+
+    assert cut_at_word(text, limit) == expected

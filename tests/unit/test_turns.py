@@ -72,5 +72,16 @@ def test_finish_gives_up_at_its_bound_without_cancelling_the_answer() -> None:
 
 
 def test_a_replayed_answer_has_nothing_to_finish() -> None:
-    turn = Turn("s1", "t", record(1, "user", "q"), _replayed=record(2, "assistant", "a"))
-    assert asyncio.run(turn.finish(0)) is True
+    # A retried turn whose answer is stored already: nothing runs, the stored answer is it.
+    async def never(queue: asyncio.Queue[str | None]) -> MessageRecord:
+        raise AssertionError("a replayed turn asked the model again")
+
+    replayed = record(2, "assistant", "a")
+    turn = Turn("s1", "t", record(1, "user", "q"), _answer=never, _replayed=replayed)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        finished = await turn.finish(0)
+        result = await turn.result()
+        return finished, [result.user.content, result.assistant.content, result.assistant.id]
+
+    assert asyncio.run(scenario()) == (True, ["q", "a", replayed.to_api().id])

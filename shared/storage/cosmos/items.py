@@ -70,7 +70,6 @@ DELETING: State = "deleting"
 # An imported conversation's session item while its messages are written: shown by no reader,
 # offered to no scan, not a move (``CosmosStore.import_session``).
 IMPORTING = "importing"
-STATE_FIELDS = ("state", "since", "from", "complete", "cleanup", "touched", "mover")
 # The archival scans read only what the index serves as an equality or a range
 # (``docs/design.md``, "Indexing"): "no state" cannot be one (``NOT IS_DEFINED`` reads every
 # session item, stubs included), so a live session item also carries ``live: true``, which a

@@ -36,6 +36,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
+from shared.origins import LOCAL_HOSTS
 from shared.search import SEARCH_SCAN_LIMIT, relevance, words_of
 from shared.storage.base import (
     AnswerFacts,
@@ -55,7 +56,6 @@ from shared.storage.base import (
 )
 from shared.storage.containers import (
     CONTENT_FOLDED,
-    LOCAL_HOSTS,
     TITLE_FOLDED,
     container_specs,
     groups_spec,
