@@ -1,0 +1,149 @@
+"""Groups in the web client, with two people in two browser contexts at once: Alice creates a
+group with Bob, sends; Bob sees it arrive without reloading; Bob asks the assistant (streamed to
+him) and Alice sees his question and the answer; Alice removes Bob and Bob's view says so; the
+group at phone width. Without real-time delivery (negotiate answers 503 or is absent) the open
+group is polled, so these run either way; `delivery` says which path a run took. Screenshots go
+to tests/artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.browser.support import (
+    DESKTOP,
+    PHONE,
+    api_get,
+    open_page,
+    screenshot,
+    scroller_overflow,
+    sign_in,
+)
+from tests.support.host import RunningHost
+
+pytestmark = pytest.mark.browser
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+ARRIVES_MS = 15_000  # a poll is every 3 s; live is at once
+
+
+@pytest.fixture
+def second(browser: Browser) -> Iterator[Page]:
+    yield from open_page(browser, DESKTOP)
+
+
+def group_log(page: Page, name: str) -> Locator:
+    return page.get_by_role("log", name=name).locator(":scope > li")
+
+
+def group_send(page: Page, text: str, *, ask: bool = False) -> None:
+    page.get_by_role("textbox", name="Group message").fill(text)
+    if ask:
+        page.get_by_role("button", name="Ask the assistant").click()
+    else:
+        page.get_by_role("textbox", name="Group message").press("Enter")
+
+
+def delivery(page: Page) -> str:
+    """Which path brings others' messages: "live" (Web PubSub) or "unavailable" (polling)."""
+    return str(page.locator("#group-live").get_attribute("data-state"))
+
+
+def test_two_people_and_the_assistant(host: RunningHost, page: Page, second: Page) -> None:
+    # Alice creates the group with Bob.
+    sign_in(page, host, ALICE)
+    page.get_by_role("button", name="New group").click()
+    dialog = page.get_by_role("dialog", name="New group")
+    dialog.get_by_label("Name").fill("Launch")
+    dialog.get_by_label("Members").fill("Bob@Example.com")
+    dialog.get_by_role("button", name="Create group").click()
+    expect(page.get_by_role("heading", name="Launch")).to_be_visible()
+    expect(page.locator("#group-meta")).to_contain_text("2 members")
+    expect(page.locator("#group-meta")).to_contain_text("you own this group")
+    group_id = page.url.split("#g=")[1]
+    groups = page.get_by_role("list", name="Groups")
+    expect(groups.get_by_role("link", name="Launch")).to_have_attribute("aria-current", "page")
+
+    # Bob finds it in his list and opens it.
+    sign_in(second, host, BOB)
+    second.get_by_role("list", name="Groups").get_by_role("link", name="Launch").click()
+    expect(second.get_by_role("heading", name="Launch")).to_be_visible()
+    expect(second.get_by_role("button", name="Delete group")).to_be_hidden()
+    expect(second.locator("#group-live")).not_to_have_text("Connecting…")
+    mode = delivery(second)
+    print(f"delivery to Bob: {mode}")
+    assert mode in ("live", "unavailable")
+
+    # Alice writes; Bob sees it, with her name, without reloading.
+    group_send(page, "Hello Bob, shall we plan the launch?")
+    mine = group_log(page, "Launch")
+    expect(mine).to_have_count(1)
+    expect(mine.first.locator(".who")).to_have_text("You")
+    expect(mine.first).to_have_attribute("data-seq", "1")
+    bobs = group_log(second, "Launch")
+    expect(bobs).to_have_count(1, timeout=ARRIVES_MS)
+    expect(bobs.first.locator(".who")).to_have_text("alice")
+    expect(bobs.first.locator(".content")).to_have_text("Hello Bob, shall we plan the launch?")
+
+    # Bob asks the assistant: the answer streams to him and is stored after his question.
+    group_send(second, "Yes: what should we do first?", ask=True)
+    expect(bobs).to_have_count(3)
+    expect(bobs.nth(1).locator(".who")).to_have_text("You")
+    expect(bobs.nth(2).locator(".who")).to_have_text("Assistant")
+    expect(bobs.nth(2).locator(".content")).to_contain_text("what should we do first?")
+    expect(bobs.nth(2)).to_have_attribute("data-seq", "3")
+    expect(second.locator("#group-messages .streaming")).to_have_count(0)
+    screenshot(second, "groups-1-bob-asked.png")
+
+    # Alice sees his question (by name) and the answer, each once, in order.
+    expect(mine).to_have_count(3, timeout=ARRIVES_MS)
+    expect(mine.nth(1).locator(".who")).to_have_text("bob")
+    expect(mine.nth(2).locator(".who")).to_have_text("Assistant")
+    assert mine.evaluate_all("items => items.map(i => i.dataset.seq)") == ["1", "2", "3"]
+    screenshot(page, "groups-2-alice-sees-answer.png")
+
+    # What the store holds is what both show.
+    stored = api_get(host, f"/groups/{group_id}", ALICE).json()
+    assert [m["seq"] for m in stored["messages"]] == [1, 2, 3]
+    assert stored["messages"][1]["sender"]["email"] == BOB
+
+    # Alice removes Bob: Bob's open view says so and offers nothing to send.
+    page.get_by_role("button", name="Members").click()
+    members = page.get_by_role("dialog", name="Members")
+    expect(members.get_by_role("listitem")).to_have_count(2)
+    screenshot(page, "groups-3-members.png")
+    members.get_by_role("button", name="Remove bob").click()
+    expect(members.get_by_role("listitem")).to_have_count(1)
+    members.get_by_role("button", name="Close").click()
+    expect(page.locator("#group-meta")).to_contain_text("1 member")
+    expect(second.locator("#group-gone")).to_contain_text("no longer a member", timeout=ARRIVES_MS)
+    expect(second.get_by_role("textbox", name="Group message")).to_be_hidden()
+    expect(second.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
+    screenshot(second, "groups-4-bob-removed.png")
+    assert api_get(host, f"/groups/{group_id}", BOB).status_code == 404
+
+
+def test_group_at_phone_width(host: RunningHost, browser: Browser) -> None:
+    pages = open_page(browser, PHONE)
+    phone = next(pages)
+    try:
+        sign_in(phone, host, ALICE)
+        phone.get_by_role("button", name="Chats").click()
+        phone.get_by_role("button", name="New group").click()
+        dialog = phone.get_by_role("dialog", name="New group")
+        dialog.get_by_label("Name").fill("A group with a rather long name for a phone")
+        dialog.get_by_label("Members").fill("bob@example.com, carol@example.com")
+        dialog.get_by_role("button", name="Create group").click()
+        expect(phone.get_by_role("heading", name="A group with a rather long name")).to_be_visible()
+        group_send(
+            phone, "A message that is long enough to wrap on a phone-sized screen, twice over."
+        )
+        group_send(phone, "And a question for the assistant?", ask=True)
+        expect(group_log(phone, "A group with a rather long name for a phone")).to_have_count(3)
+        expect(phone.get_by_role("button", name="Ask the assistant")).to_be_in_viewport()
+        assert scroller_overflow(phone) <= 0
+        screenshot(phone, "groups-5-phone.png")
+    finally:
+        next(pages, None)
