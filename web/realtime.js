@@ -85,7 +85,9 @@ export function connectRealtime({ api, onEvent, onLive = () => {}, onStateChange
         delay = FIRST_DELAY_MS;
         setState("live");
         onLive();
-      } else if (frame.type === "message" && frame.from === "group" && frame.data) {
+      } else if (frame.type === "message" && (frame.from === "group" || frame.from === "server") && frame.data) {
+        // "group": an event of a group joined; "server": one sent to this user alone (your
+        // removal, `group.removed`, after your connections left the group).
         const data = typeof frame.data === "string" ? safeParse(frame.data) : frame.data;
         if (data && typeof data.type === "string") onEvent(data);
       }
