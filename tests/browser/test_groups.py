@@ -25,8 +25,9 @@ from tests.support.host import RunningHost
 
 pytestmark = pytest.mark.browser
 
-ALICE, BOB = "alice@example.com", "bob@example.com"
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 ARRIVES_MS = 15_000  # a poll is every 3 s; live is at once
+REFRESH_MS = 25_000  # ...and the group itself (its name, members) every 15 s
 
 
 @pytest.fixture
@@ -109,20 +110,43 @@ def test_two_people_and_the_assistant(host: RunningHost, page: Page, second: Pag
     assert [m["seq"] for m in stored["messages"]] == [1, 2, 3]
     assert stored["messages"][1]["sender"]["email"] == BOB
 
-    # Alice removes Bob: Bob's open view says so and offers nothing to send.
+    # Alice renames the group: Bob's heading follows without reloading.
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_label("Group name").fill("Launch plan")
+    page.get_by_label("Group name").press("Enter")
+    expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
+    expect(second.get_by_role("heading", name="Launch plan")).to_be_visible(timeout=REFRESH_MS)
+
+    # Alice adds Carol and makes her an owner, then removes Bob: Bob's open view says so and
+    # offers nothing to send.
     page.get_by_role("button", name="Members").click()
     members = page.get_by_role("dialog", name="Members")
     expect(members.get_by_role("listitem")).to_have_count(2)
+    members.get_by_label("Add someone").fill(CAROL)
+    members.get_by_role("button", name="Add", exact=True).click()
+    expect(members.get_by_role("listitem")).to_have_count(3)
+    members.get_by_label("Role of carol").select_option("owner")
+    expect(page.locator("#group-meta")).to_contain_text("3 members")
+    carol = api_get(host, f"/groups/{group_id}", CAROL).json()
+    assert {m["email"]: m["role"] for m in carol["members"]}[CAROL] == "owner"
     screenshot(page, "groups-3-members.png")
     members.get_by_role("button", name="Remove bob").click()
-    expect(members.get_by_role("listitem")).to_have_count(1)
+    expect(members.get_by_role("listitem")).to_have_count(2)
     members.get_by_role("button", name="Close").click()
-    expect(page.locator("#group-meta")).to_contain_text("1 member")
+    expect(page.locator("#group-meta")).to_contain_text("2 members")
     expect(second.locator("#group-gone")).to_contain_text("no longer a member", timeout=ARRIVES_MS)
     expect(second.get_by_role("textbox", name="Group message")).to_be_hidden()
     expect(second.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
     screenshot(second, "groups-4-bob-removed.png")
     assert api_get(host, f"/groups/{group_id}", BOB).status_code == 404
+
+    # Alice leaves: the group leaves her list; Carol, an owner, keeps it.
+    page.get_by_role("button", name="Members").click()
+    page.get_by_role("dialog", name="Members").get_by_role("button", name="Leave group").click()
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
+    expect(page.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
+    carol = api_get(host, f"/groups/{group_id}", CAROL).json()
+    assert [(m["email"], m["role"]) for m in carol["members"]] == [(CAROL, "owner")]
 
 
 def test_group_at_phone_width(host: RunningHost, browser: Browser) -> None:
@@ -145,5 +169,13 @@ def test_group_at_phone_width(host: RunningHost, browser: Browser) -> None:
         expect(phone.get_by_role("button", name="Ask the assistant")).to_be_in_viewport()
         assert scroller_overflow(phone) <= 0
         screenshot(phone, "groups-5-phone.png")
+        # The owner deletes it: gone from the list, back to a new chat.
+        phone.get_by_role("button", name="Delete group").click()
+        phone.get_by_role("dialog", name="Delete this group?").get_by_role(
+            "button", name="Delete group"
+        ).click()
+        expect(phone.get_by_role("heading", name="New chat")).to_be_visible()
+        phone.get_by_role("button", name="Chats").click()
+        expect(phone.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
     finally:
         next(pages, None)
