@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -21,6 +22,7 @@ from tests.browser.support import (
     scroller_overflow,
     sign_in,
 )
+from tests.conftest import dev_headers
 from tests.support.host import RunningHost
 
 pytestmark = pytest.mark.browser
@@ -179,3 +181,33 @@ def test_group_at_phone_width(host: RunningHost, browser: Browser) -> None:
         expect(phone.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
     finally:
         next(pages, None)
+
+
+def test_a_message_of_an_erased_member(host: RunningHost, page: Page) -> None:
+    created = httpx.post(
+        f"{host.base_url}/api/groups",
+        json={"name": "Erased", "members": [BOB]},
+        headers=dev_headers(ALICE),
+        timeout=10,
+    ).json()
+    path = f"{host.base_url}/api/groups/{created['groupId']}/messages"
+    for email, text in ((BOB, "a secret of Bob's"), (ALICE, "noted")):
+        sent = httpx.post(path, json={"content": text}, headers=dev_headers(email), timeout=10)
+        assert sent.status_code == 201, sent.text
+    # Bob erases everything of his: his message keeps its place, without content or sender.
+    for _ in range(20):
+        erased = httpx.delete(f"{host.base_url}/api/sessions", headers=dev_headers(BOB), timeout=30)
+        if erased.status_code == 204:
+            break
+        assert erased.status_code == 202, erased.text
+    assert erased.status_code == 204
+
+    sign_in(page, host, ALICE)
+    page.get_by_role("list", name="Groups").get_by_role("link", name="Erased").click()
+    log = group_log(page, "Erased")
+    expect(log).to_have_count(2)
+    expect(log.first.locator(".who")).to_have_text("A former member")
+    expect(log.first.locator(".content")).to_have_text("A message from a former member (removed).")
+    expect(log.nth(1).locator(".who")).to_have_text("You")
+    expect(page.locator("#group-meta")).to_contain_text("1 member")
+    assert "secret" not in page.locator("#group-view").inner_text()
