@@ -8,6 +8,7 @@ to tests/artifacts/."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from tests.browser.support import (
     sign_in,
 )
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost
+from tests.support.host import RunningHost, run_host
 
 pytestmark = pytest.mark.browser
 
@@ -211,3 +212,27 @@ def test_a_message_of_an_erased_member(host: RunningHost, page: Page) -> None:
     expect(log.nth(1).locator(".who")).to_have_text("You")
     expect(page.locator("#group-meta")).to_contain_text("1 member")
     assert "secret" not in page.locator("#group-view").inner_text()
+
+
+def test_earlier_messages(sqlite_env: dict[str, str], tmp_path: Path, page: Page) -> None:
+    with run_host({**sqlite_env, "MAX_SESSION_MESSAGES": "5"}, tmp_path / "host.log") as host:
+        created = httpx.post(
+            f"{host.base_url}/api/groups",
+            json={"name": "Busy", "members": [BOB]},
+            headers=dev_headers(ALICE),
+            timeout=10,
+        ).json()
+        path = f"{host.base_url}/api/groups/{created['groupId']}/messages"
+        for n in range(1, 13):
+            who = ALICE if n % 2 else BOB
+            sent = httpx.post(path, json={"content": f"m{n}"}, headers=dev_headers(who), timeout=10)
+            assert sent.status_code == 201, sent.text
+        sign_in(page, host, ALICE)
+        page.get_by_role("list", name="Groups").get_by_role("link", name="Busy").click()
+        log = group_log(page, "Busy")
+        expect(log).to_have_count(5)
+        assert log.locator(".content").all_inner_texts() == [f"m{n}" for n in range(8, 13)]
+        page.get_by_role("button", name="Load earlier messages").click()
+        expect(log).to_have_count(12)
+        assert log.locator(".content").all_inner_texts() == [f"m{n}" for n in range(1, 13)]
+        expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
