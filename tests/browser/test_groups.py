@@ -7,12 +7,13 @@ to tests/artifacts/."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.support import (
     DESKTOP,
@@ -236,3 +237,61 @@ def test_earlier_messages(sqlite_env: dict[str, str], tmp_path: Path, page: Page
         expect(log).to_have_count(12)
         assert log.locator(".content").all_inner_texts() == [f"m{n}" for n in range(1, 13)]
         expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
+
+
+def test_an_answer_renders_at_most_once_a_frame(host: RunningHost, page: Page) -> None:
+    created = httpx.post(
+        f"{host.base_url}/api/groups",
+        json={"name": "Frames", "members": [BOB]},
+        headers=dev_headers(ALICE),
+        timeout=10,
+    ).json()
+    # Count the renders of the streaming answer, and the frames while it streams.
+    page.add_init_script(
+        """
+        window.renders = 0;
+        const replace = Element.prototype.replaceChildren;
+        Element.prototype.replaceChildren = function (...nodes) {
+          if (this.closest?.(".streaming")) window.renders += 1;
+          return replace.apply(this, nodes);
+        };
+        """
+    )
+    pieces = [f"word{n} " for n in range(300)]
+    stamp = "2026-01-01T00:00:00Z"
+    user = {
+        "id": "u",
+        "seq": 1,
+        "role": "user",
+        "content": "go",
+        "timestamp": stamp,
+        "sender": {"email": ALICE, "name": "alice"},
+    }
+    answer = {
+        "id": "a",
+        "seq": 2,
+        "role": "assistant",
+        "content": "".join(pieces),
+        "timestamp": stamp,
+        "sender": None,
+    }
+    events = [f"event: message\ndata: {json.dumps({'message': user})}\n\n"]
+    events += [f"event: delta\ndata: {json.dumps({'content': p})}\n\n" for p in pieces]
+    events.append(f"event: done\ndata: {json.dumps({'messages': [user, answer]})}\n\n")
+
+    def stream(route: Route) -> None:
+        if route.request.method == "POST":
+            route.fulfill(status=200, content_type="text/event-stream", body="".join(events))
+        else:
+            route.continue_()
+
+    page.route("**/api/groups/*/messages*", stream)
+    sign_in(page, host, ALICE)
+    page.goto(f"{host.base_url}/#g={created['groupId']}")
+    expect(page.get_by_role("heading", name="Frames")).to_be_visible()
+    group_send(page, "go", ask=True)
+    log = group_log(page, "Frames")
+    expect(log).to_have_count(2)
+    expect(log.nth(1).locator(".content")).to_contain_text("word299")
+    # 300 pieces arrived together: one render for them, not one each.
+    assert page.evaluate("window.renders") <= 2
