@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, archival, coldstart, latency, prompt_cache, reads, report, turns
+from bench import (
+    analytics,
+    archival,
+    checkpoints,
+    coldstart,
+    latency,
+    prompt_cache,
+    reads,
+    report,
+    turns,
+)
 from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
@@ -149,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["latency"]["nproc"] = results["machine"]["nproc"]
         results["archival"] = _archival(cosmos, plan, failures)
+        results["checkpoints"] = _cosmos_step(
+            "a long answer with checkpoints",
+            cosmos,
+            lambda c: checkpoints.run(c, turns.MAX_REQUESTS_AFTER_FIRST),
+            failures,
+        )
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
         )

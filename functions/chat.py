@@ -1,5 +1,7 @@
-"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events; and POST
-/api/sessions/{sessionId}/regenerate, a turn without a new question, answered the same ways."""
+"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events; POST
+/api/sessions/{sessionId}/regenerate, a turn without a new question, answered the same ways; and
+the answer being generated in a session, followed from any instance (GET .../stream) or stopped
+(POST .../stop), through the store (docs/http.md, "Answers as they grow")."""
 
 import asyncio
 import json
@@ -15,6 +17,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from functions.http import RequestContext, http_function, json_response
+from shared.answers import Ended, Followed, Grew, Resumed
 from shared.config import Settings
 from shared.errors import ApiError, InternalError
 from shared.models import ChatRequest, RegenerateRequest
@@ -167,4 +170,52 @@ async def regenerate(ctx: RequestContext) -> Response:
     return json_response(result.to_response())
 
 
-__all__ = ["bp", "chat", "regenerate"]
+def followed_event(event: Followed) -> str:
+    """One event of a followed answer, as the SSE the client reads."""
+    if isinstance(event, Resumed):
+        return sse("resume", {"message": event.message.to_api().model_dump(by_alias=True)})
+    if isinstance(event, Grew):
+        return sse("delta", {"content": event.content})
+    ended = [event.message.to_api().model_dump(by_alias=True)] if event.message else []
+    return sse("done", {"messages": ended})
+
+
+async def follow_stream(first: Followed, rest: AsyncIterator[Followed]) -> AsyncIterator[str]:
+    yield followed_event(first)
+    if isinstance(first, Ended):
+        return
+    try:
+        async for event in rest:
+            yield followed_event(event)
+    except ApiError as error:
+        yield sse("error", error.body())
+    except Exception as exc:
+        log.error("follow_failed %s", type(exc).__name__)
+        yield sse("error", InternalError().body())
+
+
+@http_function(bp, "sessions/{sessionId}/stream", ["GET"])
+async def follow_answer(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    ctx.session_id = ctx.path_session_id()
+    events = aiter(ctx.runtime.service.follow_answer(email, ctx.session_id))
+    # The first event is read here: a session that is not the caller's is a 404 response,
+    # not an event. The rest ends with the answer, within a turn's own time budget (the
+    # service bounds it: shared/time_limits.py), with keep-alives like a turn's stream.
+    first = await anext(events)
+    return StreamingResponse(
+        with_keepalive(follow_stream(first, events), ctx.runtime.settings.sse_keepalive_s),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@http_function(bp, "sessions/{sessionId}/stop", ["POST"])
+async def stop_answer(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    ctx.session_id = ctx.path_session_id()
+    asked = await ctx.runtime.service.stop_answer(email, ctx.session_id)
+    return Response(status_code=202 if asked else 204)
+
+
+__all__ = ["bp", "chat", "follow_answer", "regenerate", "stop_answer"]

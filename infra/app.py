@@ -35,6 +35,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
     "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
     "GROUP_MAX_MEMBERS": "the default (50) is the product's limit; an app setting may change it",
+    "STREAM_CHECKPOINT_MS": "the default (1000 ms) is the contract's pace; set locally to test",
 }
 
 # Settings outside shared.config that the Functions host and platform need.

@@ -85,6 +85,11 @@ class Settings(BaseModel):
     # A streamed answer sends an SSE comment after this many seconds without an event, so that
     # no proxy or load balancer on the way takes a silent model for a dead connection.
     sse_keepalive_s: float = Field(15.0, alias="SSE_KEEPALIVE_S", gt=0, le=120)
+    # An answer still being generated after this many milliseconds is stored as it grows, its
+    # text so far written at most once per interval, so a reader on any instance is at most this
+    # far behind and a stop takes about this long; one that ends sooner is written once, whole
+    # (shared/answers.py).
+    stream_checkpoint_ms: int = Field(1000, alias="STREAM_CHECKPOINT_MS", ge=50, le=60_000)
     # Model tokens (prompt + completion) a user may spend per UTC day / month; 0: no limit
     # (shared/usage.py).
     user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.answers import ShownAt, answer_budget_s
 from shared.audit import audit
 from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
@@ -72,7 +73,7 @@ class ExportedSession:
 
 
 async def walk_sessions(
-    store: ConversationStore, email: str, *, count: ExportCount
+    store: ConversationStore, email: str, *, count: ExportCount, shown: ShownAt | None = None
 ) -> AsyncIterator[ExportedSession]:
     """Every session of the user once, each with its messages a page at a time: the one
     streaming read every export format is written from (``shared/export_formats.py``). A
@@ -84,7 +85,7 @@ async def walk_sessions(
             count.sessions += 1
             yield ExportedSession(
                 session,
-                _message_pages(store, email, session, count),
+                _message_pages(store, email, session, count, shown),
                 _earlier_versions(store, email, session),
             )
         if after is None:
@@ -92,7 +93,11 @@ async def walk_sessions(
 
 
 async def _message_pages(
-    store: ConversationStore, email: str, session: SessionRecord, count: ExportCount
+    store: ConversationStore,
+    email: str,
+    session: SessionRecord,
+    count: ExportCount,
+    shown: ShownAt | None,
 ) -> AsyncIterator[list[MessageRecord]]:
     where: Where = "archive" if session.archived else "active"
     sent = 0
@@ -103,7 +108,8 @@ async def _message_pages(
         )
         if page:
             sent += len(page)
-            yield page
+            # As every read shows them: a dead "streaming" answer is "interrupted".
+            yield [shown(m) for m in page] if shown is not None else page
         if not more or not page:
             break
         after_seq = page[-1].seq
@@ -155,13 +161,14 @@ async def export_document(
     *,
     now: datetime,
     count: ExportCount | None = None,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[str]:
     """The document, in pieces of text. ``count`` (if given) tallies what went out."""
     count = count if count is not None else ExportCount()
     head = json.dumps({"exportedAt": iso(now), "email": email}, separators=(",", ":"))
     yield head[:-1] + ',"sessions":['
     first = True
-    async for exported in walk_sessions(store, email, count=count):
+    async for exported in walk_sessions(store, email, count=count, shown=shown):
         session = exported.session
         summary = session.to_summary().model_dump_json(by_alias=True)
         # Who set the title is stored too: everything stored goes into an export.
@@ -220,8 +227,15 @@ async def _export(
     store = make_store(settings)
     count = ExportCount()
     try:
+        now = SystemClock().now()
+        budget = answer_budget_s(settings.llm_timeout_s, settings.llm_max_retries)
         pieces = export_stream(
-            store, email, parse_format(export_format), now=SystemClock().now(), count=count
+            store,
+            email,
+            parse_format(export_format),
+            now=now,
+            count=count,
+            shown=ShownAt(now, budget),
         )
         if out is None:
             async for piece in pieces:

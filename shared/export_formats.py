@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from shared.answers import ShownAt
 from shared.clock import iso
 from shared.errors import InvalidRequest
 from shared.export import ExportCount, export_document, walk_sessions
@@ -76,13 +77,15 @@ def export_stream(
     *,
     now: datetime,
     count: ExportCount,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[bytes]:
-    """The export in ``export_format``, in pieces of bytes."""
+    """The export in ``export_format``, in pieces of bytes; ``shown``: how answers are shown
+    (a dead "streaming" one as "interrupted"), as every read shows them."""
     if export_format == "markdown":
-        return markdown_zip(store, email, now=now, count=count)
+        return markdown_zip(store, email, now=now, count=count, shown=shown)
     if export_format == "csv":
-        return csv_rows(store, email, count=count)
-    return _encoded(export_document(store, email, now=now, count=count))
+        return csv_rows(store, email, count=count, shown=shown)
+    return _encoded(export_document(store, email, now=now, count=count, shown=shown))
 
 
 async def _encoded(pieces: AsyncIterator[str]) -> AsyncIterator[bytes]:
@@ -93,26 +96,28 @@ async def _encoded(pieces: AsyncIterator[str]) -> AsyncIterator[bytes]:
 # ---- CSV ---------------------------------------------------------------------------------------
 
 
-async def csv_rows(store: SharingStore, email: str, *, count: ExportCount) -> AsyncIterator[bytes]:
+async def csv_rows(
+    store: SharingStore, email: str, *, count: ExportCount, shown: ShownAt | None = None
+) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: CRLF, minimal quoting
     buffer.write(BOM)
     writer.writerow(CSV_COLUMNS)
-    async for exported in walk_sessions(store, email, count=count):
+    async for exported in walk_sessions(store, email, count=count, shown=shown):
         session = exported.session
         async for page in exported.messages:
             for message in page:
                 earlier = await exported.earlier(message)
-                for number, shown in enumerate([*earlier, message], start=1):
+                for number, one in enumerate([*earlier, message], start=1):
                     writer.writerow(
                         (
                             session.id,
                             session.title,
-                            shown.seq,
-                            shown.role,
-                            iso(shown.timestamp),
-                            shown.content,
-                            shown.feedback.rating if shown.feedback else "",
+                            one.seq,
+                            one.role,
+                            iso(one.timestamp),
+                            one.content,
+                            one.feedback.rating if one.feedback else "",
                             number if message.versions else "",
                         )
                     )
@@ -176,12 +181,17 @@ class _Sink(io.RawIOBase):
 
 
 async def markdown_zip(
-    store: SharingStore, email: str, *, now: datetime, count: ExportCount
+    store: SharingStore,
+    email: str,
+    *,
+    now: datetime,
+    count: ExportCount,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[bytes]:
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         index = 0
-        async for exported in walk_sessions(store, email, count=count):
+        async for exported in walk_sessions(store, email, count=count, shown=shown):
             index += 1
             session = exported.session
             info = zipfile.ZipInfo(markdown_name(index, session), _zip_time(session.updated_at))

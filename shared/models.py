@@ -19,6 +19,9 @@ Role = Literal["user", "assistant"]
 Rating = Literal["up", "down"]
 # Who wrote a session's title: the first-message rule, the model, or the user (never replaced).
 TitleSource = Literal["first-message", "model", "user"]
+# An assistant message's state (shared/answers.py): stored as it grows ("streaming"), whole
+# ("complete"), cut short by the user ("stopped"), or its generation died ("interrupted").
+AnswerStatus = Literal["complete", "streaming", "stopped", "interrupted"]
 
 TITLE_MAX_CHARS = 100  # a title the user sets (PATCH), after trimming
 FEEDBACK_COMMENT_MAX_CHARS = 2000
@@ -86,6 +89,10 @@ class MessageOut(ApiModel):
     # Only on assistant messages that have some: absent otherwise, never null (so the schema
     # does not offer null either).
     feedback: FeedbackOut | SkipJsonSchema[None] = Field(
+        None, exclude_if=lambda value: value is None
+    )
+    # Only on assistant messages (absent on the user's).
+    status: AnswerStatus | SkipJsonSchema[None] = Field(
         None, exclude_if=lambda value: value is None
     )
     # Only on an answer that was regenerated: how many versions it has (the earlier ones at
@@ -243,6 +250,13 @@ class MessageRecord(BaseModel):
     first_token_ms: int | None = None
     total_ms: int | None = None
     feedback: Feedback | None = None
+    # An answer's state as stored (shared/answers.py says how it is shown) and, while it is
+    # "streaming", when its text was last written: what tells a live answer from a dead one.
+    status: AnswerStatus = "complete"
+    checkpoint_at: datetime | None = None
+    # Set on a "streaming" answer by POST .../stop (any instance): its generator sees it at its
+    # next checkpoint and stops (shared/answers.py). Never part of the API object.
+    stop_requested: bool = False
     # On an answer that was regenerated: how many versions it has, this one the newest (the
     # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers and branches").
     versions: int | None = None
@@ -258,6 +272,7 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+            status=self.status if self.role == "assistant" else None,
             versions=self.versions,
         )
 
@@ -268,6 +283,7 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+            status=self.status if self.role == "assistant" else None,
             client_message_id=self.client_message_id,
             model=self.model,
             prompt_tokens=self.prompt_tokens,

@@ -36,6 +36,9 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
+# The clock a runtime built on first use gets (the system's unless the local host gives its
+# own: devhost/app.py).
+_clock: Clock | None = None
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +76,16 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
 
 
+def use_clock(clock: Clock) -> None:
+    """The clock of the runtimes this process builds from now on (the local host's)."""
+    global _clock
+    _clock = clock
+
+
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = build_runtime(get_settings())
+        _runtime = build_runtime(get_settings(), clock=_clock)
     return _runtime
 
 

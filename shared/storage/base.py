@@ -83,6 +83,14 @@ class MoveOutcome(enum.Enum):
     GONE = "gone"  # not in the source (deleted, or already moved)
 
 
+class Checkpoint(enum.Enum):
+    """What writing a streaming answer's text so far (``checkpoint_answer``) found."""
+
+    WRITTEN = "written"  # stored: the answer goes on
+    STOPPED = "stopped"  # nothing written: a stop was asked for (``request_stop``)
+    GONE = "gone"  # nothing written: not streaming any more here (finished, deleted, moved)
+
+
 class RehomeOutcome(enum.Enum):
     """What moving one session to another address (``IdentityStore.rehome_session``) did."""
 
@@ -158,6 +166,33 @@ class ConversationStore(Protocol):
         create or update ``request``. Raises ``ConcurrencyConflict`` when another writer got
         there first, ``DuplicateRequest`` when a new ``request`` (``assistant_seq`` None) is
         already recorded; nothing is written then. Returns the session with its new ETag."""
+        ...
+
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        """Write an answer's text so far (``None``: unchanged, only the time) and ``at``, its
+        checkpoint time, into its message item in the active container, in one conditional
+        write of that item alone, applied only while the message is ``"streaming"`` and no stop
+        was asked for. Nothing is written otherwise: ``STOPPED`` when a stop was asked for,
+        ``GONE`` when it no longer streams here (finished, deleted or moved). It does not move
+        the session's ETag: the one exception to the rule above, safe because the answer's
+        final write (``finish_answer``) is fenced and carries the whole text
+        (``docs/design.md``, "Streaming checkpoints")."""
+        ...
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        """Mark a ``"streaming"`` answer of the active container as to be stopped, with one
+        conditional write of its message item alone (the session's ETag is left alone, as by a
+        checkpoint); False (nothing written) when it is not streaming there."""
+        ...
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        """Atomically replace an existing answer's item with ``message`` (its final text and
+        status) and write ``session``, only if the session's ETag still matches; else
+        ``ConcurrencyConflict`` and nothing is written."""
         ...
 
     async def replace_answer(

@@ -52,6 +52,7 @@ from shared.storage.base import (
     AnswerFacts,
     ArchiveRun,
     Binding,
+    Checkpoint,
     MoveOutcome,
     Presence,
     RehomeOutcome,
@@ -415,6 +416,17 @@ def _write_session(
             _session_body(session),
             int(session.pinned),
         ),
+    )
+
+
+def _set_search_text(
+    conn: sqlite3.Connection, email: str, session_id: str, seq: int, text: str
+) -> None:
+    """Keep the search index in step with an answer whose text grew (its row was updated, not
+    inserted: the triggers of migration 3 do not see that)."""
+    conn.execute(
+        "UPDATE message_search SET text = ? WHERE rowid = ?",
+        (text, _search_rowid(email, session_id, seq)),
     )
 
 
@@ -1059,6 +1071,81 @@ class SqliteStore:
                 raise ConcurrencyConflict(session.id)
             _write_session(conn, where, session, etag)
             return session.model_copy(update={"etag": etag, "archived": where == "archive"})
+
+        return await self._write(write)
+
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        def write(conn: sqlite3.Connection) -> Checkpoint:
+            # The message row only, and only while it is streaming and no stop was asked for: a
+            # finished, stopped or deleted answer is never written again by a late checkpoint.
+            # The session row (and its ETag) is untouched (docs/design.md, "Streaming
+            # checkpoints").
+            key = (email, session_id, seq)
+            changed = conn.execute(
+                "UPDATE messages SET body = json_set(body, '$.content',"
+                " coalesce(?, json_extract(body, '$.content')), '$.checkpoint_at', ?)"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                " AND json_extract(body, '$.status') = 'streaming'"
+                " AND NOT coalesce(json_extract(body, '$.stop_requested'), 0)",
+                (content, stored_time(at), *key),
+            ).rowcount
+            if changed:
+                if content is not None:
+                    _set_search_text(conn, email, session_id, seq, content)
+                return Checkpoint.WRITTEN
+            # Why not: the one read a refused checkpoint costs.
+            stopping = conn.execute(
+                "SELECT 1 FROM messages"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                " AND json_extract(body, '$.status') = 'streaming'",
+                key,
+            ).fetchone()
+            return Checkpoint.STOPPED if stopping else Checkpoint.GONE
+
+        return await self._write(write)
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            # The message row only (the session's ETag stays): read by its generator's next
+            # checkpoint, which is then refused.
+            return bool(
+                conn.execute(
+                    "UPDATE messages SET body = json_set(body, '$.stop_requested', json('true'))"
+                    " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                    " AND json_extract(body, '$.status') = 'streaming'",
+                    (email, session_id, seq),
+                ).rowcount
+            )
+
+        return await self._write(write)
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        etag = _new_etag()
+        email = session.email
+
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if _session_etag(conn, "active", email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            changed = conn.execute(
+                "UPDATE messages SET body = ?, timestamp = ?"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?",
+                (
+                    message.model_dump_json(),
+                    stored_time(message.timestamp),
+                    email,
+                    session.id,
+                    message.seq,
+                ),
+            ).rowcount
+            if not changed:  # the session's reader saw another state: read it again
+                raise ConcurrencyConflict(session.id)
+            _set_search_text(conn, email, session.id, message.seq, message.content)
+            _write_session(conn, "active", session, etag)
+            return session.model_copy(update={"etag": etag, "archived": False})
 
         return await self._write(write)
 

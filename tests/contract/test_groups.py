@@ -606,7 +606,16 @@ def test_markdown_and_csv_exports_hold_the_groups(run: Runner[Any], people: Peop
             ]
         )
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
-        assert rows[-1] == [made.group_id, "Plans", "1", "user", iso(START), "see you, at noon", "", ""]
+        assert rows[-1] == [
+            made.group_id,
+            "Plans",
+            "1",
+            "user",
+            iso(START),
+            "see you, at noon",
+            "",
+            "",
+        ]
         zipped = b"".join(
             [
                 p

@@ -47,6 +47,8 @@ OPERATIONS = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "GET /api/search",
     "GET /api/export",
     "GET /api/usage",
@@ -91,6 +93,8 @@ ON_EXISTING = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "POST /api/sessions/{sessionId}/shares",
     "POST /api/sessions/{sessionId}/regenerate",
     "GET /api/sessions/{sessionId}/messages/{messageId}/versions",
@@ -123,6 +127,16 @@ def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bo
         last = json.loads(events[-1]["data"])
         if names[-1] == "done":
             GroupMessages.model_validate(last)
+        else:
+            ErrorResponse.model_validate(last)
+        return True
+    if case.path.endswith("/stream"):
+        # A followed answer: resume, deltas, then done or error; or done alone.
+        assert names[-1] in ("done", "error"), names
+        assert names == ["done"] or (names[0] == "resume" and set(names[1:-1]) <= {"delta"})
+        last = json.loads(events[-1]["data"])
+        if names[-1] == "done":
+            assert isinstance(last["messages"], list) and len(last["messages"]) <= 1
         else:
             ErrorResponse.model_validate(last)
         return True

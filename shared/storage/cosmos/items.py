@@ -203,6 +203,10 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "firstTokenMs": message.first_token_ms,
         "totalMs": message.total_ms,
         "feedback": feedback_body(message.feedback),
+        # A whole answer (nearly all of them) stores no status: absent is "complete".
+        "status": None if message.status == "complete" else message.status,
+        "checkpointAt": stored_time(message.checkpoint_at) if message.checkpoint_at else None,
+        "stopRequested": True if message.stop_requested else None,
         "versions": message.versions,
     }
     item.update({key: value for key, value in optional.items() if value is not None})
@@ -282,6 +286,9 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
         first_token_ms=item.get("firstTokenMs"),
         total_ms=item.get("totalMs"),
         feedback=feedback,
+        status=item.get("status", "complete"),
+        checkpoint_at=parse_iso(item["checkpointAt"]) if item.get("checkpointAt") else None,
+        stop_requested=bool(item.get("stopRequested")),
         versions=item.get("versions"),
     )
 

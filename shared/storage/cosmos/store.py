@@ -41,6 +41,7 @@ from shared.storage.base import (
     AnswerFacts,
     ArchiveRun,
     Binding,
+    Checkpoint,
     MoveOutcome,
     Presence,
     RehomeOutcome,
@@ -93,6 +94,12 @@ if TYPE_CHECKING:
 
     from shared.config import Settings
 
+# A checkpoint's condition: the answer is still being generated (Azure: "Conditional patch",
+# https://learn.microsoft.com/azure/cosmos-db/partial-document-update#supported-modes; a
+# predicate that does not hold is 412 Precondition Failed).
+STREAMING_PREDICATE = "FROM c WHERE c.status = 'streaming'"
+# A checkpoint's: streaming, and no stop asked for (POST .../stop sets stopRequested).
+CHECKPOINT_PREDICATE = "FROM c WHERE c.status = 'streaming' AND NOT IS_DEFINED(c.stopRequested)"
 # The session item, then its newest messages: one query, served by the (sessionId, seq) index.
 # Only the fields a turn uses come back (no system properties, ids or cost fields): a turn's
 # read is most of its bytes, and every one of them is on the user's bill.
@@ -347,6 +354,58 @@ class CosmosStore:
                 raise DuplicateRequest() from refused
             # 409: a message seq (or the new session) exists; 412: the ETag moved on; 404: the
             # session item is gone. Each means another writer got there first.
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        # One patch of the message item, conditional on its still streaming with no stop asked
+        # for: a finished, stopped or deleted answer is never written again (412 / 404). The
+        # session item and its ETag are untouched (docs/design.md, "Streaming checkpoints").
+        ops: list[dict[str, Any]] = [
+            {"op": "set", "path": "/checkpointAt", "value": stored_time(at)},
+        ]
+        if content is not None:
+            ops.insert(0, {"op": "set", "path": "/content", "value": content})
+        item_id = message_item_id(session_id, seq)
+        status = await self.conn.patch(
+            "active", email, item_id, ops, filter_predicate=CHECKPOINT_PREDICATE
+        )
+        if status == 200:
+            return Checkpoint.WRITTEN
+        if status != 412:
+            return Checkpoint.GONE
+        # Why not: the one read a refused checkpoint costs.
+        item = await self.conn.read("active", item_id, email)
+        streaming = item is not None and item.get("status") == "streaming"
+        return Checkpoint.STOPPED if streaming else Checkpoint.GONE
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        # One patch of the message item (the session's ETag stays), applied only while it
+        # streams: its generator's next checkpoint is refused, and it stops.
+        status = await self.conn.patch(
+            "active",
+            email,
+            message_item_id(session_id, seq),
+            [{"op": "set", "path": "/stopRequested", "value": True}],
+            filter_predicate=STREAMING_PREDICATE,
+        )
+        return status == 200
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        email = session.email
+        ops: list[BatchOp] = [
+            # Replace, not create: the answer's item exists since its first checkpoint (404
+            # here means a reader's state is stale: read again).
+            ("replace", (message.id, message_body(email, message))),
+            ("replace", (session.id, session_body(session)), {"if_match_etag": expected_etag}),
+        ]
+        try:
+            results = await self.conn.batch("active", email, ops)
+        except BatchRefused as refused:
             raise ConcurrencyConflict(session.id) from refused
         return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
 
