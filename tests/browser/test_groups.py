@@ -108,6 +108,14 @@ def test_two_people_and_the_assistant(host: RunningHost, page: Page, second: Pag
     expect(mine.nth(2).locator(".who")).to_have_text("Assistant")
     assert mine.evaluate_all("items => items.map(i => i.dataset.seq)") == ["1", "2", "3"]
     screenshot(page, "groups-2-alice-sees-answer.png")
+    # The sidebar, with its Groups, is no wider than itself (nothing sticks out of it).
+    assert (
+        page.evaluate(
+            "() => { const s = document.getElementById('sidebar');"
+            " return s.scrollWidth - s.clientWidth; }"
+        )
+        <= 0
+    )
 
     # What the store holds is what both show.
     stored = api_get(host, f"/groups/{group_id}", ALICE).json()
