@@ -273,10 +273,8 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
 
   /** A stored message of the open group, from a send, an event or a page. */
   function accept(message) {
-    if (message.seq <= open.lastSeq) {
-      insert(message); // already counted; shown once (insert checks)
-      return;
-    }
+    // Everything up to lastSeq is shown already (or lies before the page shown): a duplicate.
+    if (message.seq <= open.lastSeq) return;
     if (message.seq > open.lastSeq + 1) {
       catchUp(); // a gap: fetched in order, this message included
       return;
