@@ -8,6 +8,7 @@ from functions.export import bp as export_bp
 from functions.groups import bp as groups_bp
 from functions.health import bp as health_bp
 from functions.imports import bp as imports_bp
+from functions.realtime import bp as realtime_bp
 from functions.search import bp as search_bp
 from functions.sessions import bp as sessions_bp
 from functions.shares import bp as shares_bp
@@ -26,5 +27,6 @@ for blueprint in (
     archive_bp,
     shares_bp,
     groups_bp,
+    realtime_bp,
 ):
     app.register_functions(blueprint)

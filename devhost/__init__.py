@@ -2,7 +2,9 @@
 
 It imports ``function_app``, serves every HTTP function the app registers, with the same
 routes, methods and route prefix (``host.json``), on a standard ASGI server, and runs every
-timer function on its NCRONTAB schedule. Nothing is declared twice: routes and schedules are
+timer function on its NCRONTAB schedule. Unless ``WEBPUBSUB_ENDPOINT`` is set, it also starts
+a local Web PubSub stand-in (``devhost/realtime.py``, ``tools/webpubsub/README.md``) and points
+the app at it; the stand-in stops with the host. Nothing is declared twice: routes and schedules are
 read from the app itself.
 
 Settings of the local host only (read with the app's, in ``shared.config``; not set in Azure,

@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from devhost.app import build_app
+from devhost.realtime import start_local_webpubsub
 from devhost.timeouts import timed_protocol
 from shared.config import get_settings
 
@@ -19,15 +20,21 @@ MAX_REQUEST_HEAD_BYTES = 128 * 1024
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = get_settings()
-    uvicorn.run(
-        build_app(),
-        host="127.0.0.1",
-        port=settings.port,
-        log_level="warning",
-        http=timed_protocol(settings.devhost_header_timeout_s, settings.devhost_body_timeout_s),
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-    )
+    # Before the settings are read: it sets WEBPUBSUB_ENDPOINT/KEY unless they are set.
+    stand_in = start_local_webpubsub()
+    try:
+        settings = get_settings()
+        uvicorn.run(
+            build_app(),
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            http=timed_protocol(settings.devhost_header_timeout_s, settings.devhost_body_timeout_s),
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        )
+    finally:
+        if stand_in is not None:
+            stand_in.stop()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from functions.chat import sse, wants_stream, with_keepalive
 from functions.http import RequestContext, http_function, json_response
 from shared.config import Settings
-from shared.errors import ApiError, InternalError, InvalidRequest, StorageUnavailable
+from shared.errors import ApiError, InternalError, InvalidRequest, RealtimeUnavailableError
 from shared.groups.ask import GroupSend
 from shared.groups.models import (
     GroupCreateRequest,
@@ -135,7 +135,7 @@ async def realtime_join(ctx: RequestContext) -> Response:
     try:
         await ctx.runtime.groups.join(email)
     except RealtimeUnavailable:
-        raise StorageUnavailable("Real-time delivery is unavailable; try again.") from None
+        raise RealtimeUnavailableError() from None
     return Response(status_code=204)
 
 

@@ -1,8 +1,8 @@
 """Parley in Azure: the Pulumi program's entry point (``Pulumi.yaml``: ``main: infra/``).
 
-``build`` composes the modules: resource group, identity, Cosmos DB, Azure OpenAI, monitoring and
-the Function App; ``main`` reads and validates the stack's config, and ``deploy`` refuses a change
-that would replace a data resource (``infra/protection.py``), builds, and exports.
+``build`` composes the modules: resource group, identity, Cosmos DB, Azure OpenAI, Web PubSub,
+monitoring and the Function App; ``main`` reads and validates the stack's config, and ``deploy``
+refuses a change that would replace a data resource (``infra/protection.py``), builds, and exports.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from infra.protection import (  # noqa: E402
     keep_data,
     refuse_data_replacement,
 )
+from infra.realtime import create_realtime  # noqa: E402
 from infra.stack_config import PROJECT, StackConfig, load_config  # noqa: E402
 from infra.workbook import create_workbook  # noqa: E402
 from shared.storage.containers import container_specs  # noqa: E402
@@ -81,6 +82,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         principal_id=identity.principal_id,
         tags=tags,
     )
+    realtime = create_realtime(
+        prefix,
+        service_name=suffix.apply(lambda s: f"{prefix}-wps-{s}"),
+        resource_group_name=group.name,
+        location=cfg.location,
+        principal_id=identity.principal_id,
+        tags=tags,
+    )
     observability = create_observability(
         cfg, resource_group_name=group.name, principal_id=identity.principal_id, tags=tags
     )
@@ -105,8 +114,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         shares_container=data.shares.name,
         groups_container=data.groups.name,
         openai_endpoint=openai.endpoint,
+        webpubsub_endpoint=realtime.endpoint,
+        webpubsub_hub=realtime.hub_name,
         appinsights=observability.component,
-        depends_on=[observability.metrics_publisher],
+        depends_on=[observability.metrics_publisher, realtime.role_assignment, realtime.hub],
         tags=tags,
     )
 
@@ -117,6 +128,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         "cosmosEndpoint": data.account.document_endpoint,
         "cosmosAccountName": data.account.name,
         "openAiEndpoint": openai.endpoint,
+        "webPubSubEndpoint": realtime.endpoint,
         "identityClientId": identity.client_id,
         "identityPrincipalId": identity.principal_id,
         # Read back at the next update: the settings the data resources were deployed with.

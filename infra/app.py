@@ -36,6 +36,7 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
     "GROUP_MAX_MEMBERS": "the default (50) is the product's limit; an app setting may change it",
     "STREAM_CHECKPOINT_MS": "the default (1000 ms) is the contract's pace; set locally to test",
+    "WEBPUBSUB_KEY": "Web PubSub has local auth disabled; the managed identity is used",
 }
 
 # Settings outside shared.config that the Functions host and platform need.
@@ -102,6 +103,8 @@ def app_settings(
     shares_container: str,
     groups_container: str,
     openai_endpoint: pulumi.Input[str],
+    webpubsub_endpoint: pulumi.Input[str],
+    webpubsub_hub: str,
     appinsights_connection_string: pulumi.Input[str],
     token_signing_key: pulumi.Input[str],
 ) -> dict[str, pulumi.Input[str]]:
@@ -132,6 +135,9 @@ def app_settings(
         "AZURE_OPENAI_ENDPOINT": openai_endpoint,
         "AZURE_OPENAI_DEPLOYMENT": cfg.openai_deployment,
         "AZURE_OPENAI_API_VERSION": cfg.openai_api_version,
+        # Real-time group events: the identity signs in (no key; infra/realtime.py).
+        "WEBPUBSUB_ENDPOINT": webpubsub_endpoint,
+        "WEBPUBSUB_HUB": webpubsub_hub,
         "AUTH_MODE": "easyauth",
         # The app's second lock behind Easy Auth (docs/security.md, "Authentication"): it
         # verifies the caller's token itself against what Easy Auth is configured with.
@@ -195,6 +201,8 @@ def create_function_app(
     shares_container: str,
     groups_container: str,
     openai_endpoint: pulumi.Input[str],
+    webpubsub_endpoint: pulumi.Input[str],
+    webpubsub_hub: str,
     appinsights: applicationinsights.Component,
     depends_on: list[pulumi.Resource],
     tags: Mapping[str, str],
@@ -267,6 +275,8 @@ def create_function_app(
         shares_container=shares_container,
         groups_container=groups_container,
         openai_endpoint=openai_endpoint,
+        webpubsub_endpoint=webpubsub_endpoint,
+        webpubsub_hub=webpubsub_hub,
         appinsights_connection_string=appinsights.connection_string,
         token_signing_key=signing_key.result,
     )

@@ -17,6 +17,8 @@ ROLE_STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 ROLE_MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 ROLE_COGNITIVE_SERVICES_OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+# "Web PubSub Service Owner": full access to the Web PubSub data-plane REST API.
+ROLE_WEB_PUBSUB_SERVICE_OWNER = "12cf5a90-567b-43ae-8102-96cf46c7d9b4"
 
 # Role assignment names must be GUIDs, and the same GUID on every run (a new one would create a
 # second assignment). uuid5 over scope, principal and role is stable and unique per grant.

@@ -95,6 +95,15 @@ class Settings(BaseModel):
     user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)
     user_monthly_token_limit: int = Field(0, alias="USER_MONTHLY_TOKEN_LIMIT", ge=0)
 
+    # Real-time delivery of group events through Azure Web PubSub (shared/realtime/): off
+    # (clients poll) unless WEBPUBSUB_ENDPOINT is set. In Azure the managed identity signs in;
+    # WEBPUBSUB_KEY is for the local stand-in only (tools/webpubsub/README.md).
+    webpubsub_endpoint: str | None = Field(None, alias="WEBPUBSUB_ENDPOINT")
+    webpubsub_hub: str = Field(
+        "parley", alias="WEBPUBSUB_HUB", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$"
+    )
+    webpubsub_key: str | None = Field(None, alias="WEBPUBSUB_KEY", repr=False)
+
     auth_mode: AuthMode | None = Field(None, alias="AUTH_MODE")
     # The token issuer, the audiences accepted (comma-separated) and the issuer's key set: what
     # jwt mode verifies, and what easyauth mode verifies again behind App Service Authentication.
@@ -169,6 +178,10 @@ class Settings(BaseModel):
             raise ValueError(
                 "LLM_PROVIDER=azure-openai needs AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT"
             )
+        if self.webpubsub_endpoint and not self.webpubsub_endpoint.startswith(
+            ("https://", "http://")
+        ):
+            raise ValueError("WEBPUBSUB_ENDPOINT must be an https:// (or local http://) URL")
         if self.auth_mode == "jwt" and not (
             self.auth_issuer and self.auth_audiences and self.auth_jwks_url
         ):

@@ -103,6 +103,14 @@ class StorageUnavailable(TryLater):
     default_message = "Conversation storage is busy or unreachable; try again shortly."
 
 
+class RealtimeUnavailableError(TryLater):
+    """Real-time delivery is switched off or its service cannot be reached: clients keep up by
+    polling ``GET /api/groups/{groupId}/messages?after=<seq>``."""
+
+    status, code = 503, "realtime_unavailable"
+    default_message = "Live updates are unavailable; fetch new messages instead, or try again."
+
+
 class InternalError(ApiError):
     """Anything unexpected: the details go to the log, never to the caller."""
 

@@ -203,6 +203,14 @@ class EraseProgress(ApiModel):
     remaining: Literal[True]
 
 
+class RealtimeAccess(ApiModel):
+    """200 of GET /api/realtime/negotiate: the client's WebSocket URL (its token inside) and
+    when that token stops admitting new connections."""
+
+    url: str
+    expires_at: str = Field(alias="expiresAt")
+
+
 class ErrorDetail(ApiModel):
     code: str
     message: str

@@ -296,39 +296,94 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
      * session's title; resolves to the `done` payload (`{messages: [user, assistant]}`),
      * rejects with an ApiError on any failure.
      */
-    async chatStream(
-      request,
-      { onSession = () => {}, onDelta = () => {}, onTitle = () => {}, signal } = {},
-    ) {
+    async chatStream(request, handlers = {}) {
       const response = await send("POST", "/chat", {
         body: request,
         accept: "text/event-stream",
-        signal,
+        signal: handlers.signal,
       });
-      let done = null;
-      try {
-        for await (const { event, data } of readEvents(response.body)) {
-          const payload = JSON.parse(data);
-          if (event === "session") onSession(payload);
-          else if (event === "delta") onDelta(payload.content);
-          else if (event === "title") onTitle(payload.title);
-          else if (event === "done") done = payload;
-          else if (event === "error") throw apiErrorFromBody(200, payload, null);
-        }
-      } catch (error) {
-        if (error instanceof ApiError || error?.name === "AbortError") throw error;
-        throw new ApiError(0, "network_error", "The connection broke while the answer streamed.");
-      }
-      if (!done) {
-        throw new ApiError(0, "network_error", "The answer stopped before it was complete.");
-      }
-      return done;
+      return answerEvents(response, handlers);
+    },
+
+    // ---- answers: stop, regenerate, versions, branch, follow (docs/http.md)
+
+    /** Stop the answer being generated: resolves to true (202, it stops soon) or false (204,
+     * nothing was being generated). The stream showing it ends as a stopped answer. */
+    async stopAnswer(sessionId) {
+      const response = await send("POST", `${sessionPath(sessionId)}/stop`);
+      return response.status === 202;
+    },
+
+    /**
+     * A new answer to the last question, streamed like a turn: `onDelta(text)` for each piece;
+     * resolves to the `done` payload (`{messages: [assistant]}`: the new answer, in the old
+     * one's place, with its `versions` count).
+     */
+    async regenerateStream(sessionId, { clientMessageId } = {}, handlers = {}) {
+      const response = await send("POST", `${sessionPath(sessionId)}/regenerate`, {
+        body: clientMessageId ? { clientMessageId } : {},
+        accept: "text/event-stream",
+        signal: handlers.signal,
+      });
+      return answerEvents(response, handlers);
+    },
+
+    /** Every version of an answer, oldest first, the current one last: `{versions}`. */
+    versions: (sessionId, messageId) =>
+      json("GET", `${messagePath(sessionId, messageId)}/versions`),
+
+    /** Branch: a new session with the messages up to `messageId`; resolves to its summary. */
+    fork: (sessionId, messageId) =>
+      json("POST", `${sessionPath(sessionId)}/fork`, { body: { messageId } }),
+
+    /**
+     * Follow the answer being generated in a session, wherever it is generated:
+     * `onResume(message)` with the text so far, `onDelta(text)` as it grows; resolves to the
+     * `done` payload (`{messages: [assistant]}`, or `{messages: []}` when nothing was being
+     * generated).
+     */
+    async followAnswer(sessionId, handlers = {}) {
+      const response = await send("GET", `${sessionPath(sessionId)}/stream`, {
+        accept: "text/event-stream",
+        signal: handlers.signal,
+      });
+      return answerEvents(response, handlers);
     },
   };
 }
 
 function groupPath(groupId) {
   return `/groups/${encodeURIComponent(groupId)}`;
+}
+
+/**
+ * Read an answer's Server-Sent Events: `session`, `resume`, `delta`, `title` go to their
+ * handlers, `error` rejects with its ApiError, and `done` is what this resolves to (a stream that
+ * ends without it rejects: the answer was cut off).
+ */
+async function answerEvents(
+  response,
+  { onSession = () => {}, onResume = () => {}, onDelta = () => {}, onTitle = () => {} } = {},
+) {
+  let done = null;
+  try {
+    for await (const { event, data } of readEvents(response.body)) {
+      const payload = JSON.parse(data);
+      if (event === "session") onSession(payload);
+      else if (event === "resume") onResume(payload.message);
+      else if (event === "delta") onDelta(payload.content);
+      else if (event === "title") onTitle(payload.title);
+      else if (event === "done") done = payload;
+      else if (event === "error") throw apiErrorFromBody(200, payload, null);
+    }
+  } catch (error) {
+    if (error instanceof ApiError || error?.name === "AbortError") throw error;
+    throw new ApiError(0, "network_error", "The connection broke while the answer streamed.");
+  }
+  if (!done) {
+    throw new ApiError(0, "network_error", "The answer stopped before it was complete.");
+  }
+  return done;
 }
 
 function sharePath(shareId) {
@@ -339,8 +394,12 @@ function sessionPath(sessionId) {
   return `/sessions/${encodeURIComponent(sessionId)}`;
 }
 
+function messagePath(sessionId, messageId) {
+  return `${sessionPath(sessionId)}/messages/${encodeURIComponent(messageId)}`;
+}
+
 function feedbackPath(sessionId, messageId) {
-  return `${sessionPath(sessionId)}/messages/${encodeURIComponent(messageId)}/feedback`;
+  return `${messagePath(sessionId, messageId)}/feedback`;
 }
 
 /** The file name of a `Content-Disposition: attachment; filename="..."` answer, if readable. */

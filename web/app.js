@@ -7,10 +7,12 @@ import { resolveAuth } from "./auth.js";
 import { setupDataRights } from "./data.js";
 import { feedbackControls } from "./feedback.js";
 import { setupGroups } from "./groups.js";
-import { setMarkdown } from "./markdown.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
 import { setupActivity } from "./activity.js";
+import { LiveAnswer, messageActions, setStatusBadge } from "./answers.js";
+import { titleText } from "./plaintext.js";
+import { adoptNewChatDraft, clearDrafts, getDraft, setDraft } from "./drafts.js";
 import { setupUsage } from "./usage.js";
 import {
   describeError,
@@ -25,6 +27,10 @@ const PAGE_SIZE = 20;
 const OLDER_PAGE = 50; // older messages per page while scrolling up
 const JUMP_PAGE = 200; // ... and while looking for a search result's message (the API's most)
 const FLASH_MS = 3000;
+// A conversation opened with a question this recent at its end may have its answer still in its
+// first moments: the page asks to follow it. Older ones are answered or unanswered for good (a
+// clock off by more only makes the page look once for nothing, or not look).
+const RECENT = 5 * 60 * 1000; // ms
 const $ = (id) => document.getElementById(id);
 
 const auth = resolveAuth(window.parleyConfig ?? {});
@@ -47,7 +53,6 @@ const state = {
   oldestId: null, // the oldest message shown
   loadingOlder: null, // the page of older messages being fetched, as a promise
   olderFailed: false, // the last page failed: wait for the button rather than retry on scroll
-  sending: false,
   // The last message that got no answer: resending the same text reuses its clientMessageId,
   // so the server stores it once and only asks the model again.
   failed: null, // {text, clientMessageId, sessionId, item}
@@ -97,6 +102,7 @@ $("signin-form").addEventListener("submit", (event) => {
 
 $("sign-out").addEventListener("click", async () => {
   if (await auth.signOut()) {
+    clearDrafts(); // the next person at this tab does not see them
     search.clear();
     groups.stop();
     $("data-status").textContent = "";
@@ -318,7 +324,7 @@ $("rename-chat").addEventListener("click", renameInHeader);
 function confirmDelete(summary) {
   const dialog = $("confirm-delete");
   $("confirm-text").textContent =
-    `“${summary.title || "Untitled"}” and all of its messages will be deleted for good.`;
+    `“${titleText(summary.title)}” and all of its messages will be deleted for good.`;
   const opener = document.activeElement;
   dialog.returnValue = "";
   dialog.addEventListener(
@@ -379,6 +385,14 @@ function resetChat() {
   $("chat-empty").hidden = false;
   updateOlder();
   clearError();
+  showDraft();
+  updateComposer();
+}
+
+/** The open conversation's draft in the message box (each conversation keeps its own). */
+function showDraft() {
+  input.value = getDraft(state.sessionId);
+  autoGrow();
 }
 
 function openNewChat() {
@@ -391,6 +405,8 @@ function openNewChat() {
 function openSession(sessionId, { messageId = null } = {}) {
   resetChat();
   state.sessionId = sessionId;
+  showDraft();
+  updateComposer();
   markCurrentInList();
   state.loaded = loadSession(sessionId, state.view, messageId);
 }
@@ -406,12 +422,30 @@ async function loadSession(sessionId, view, messageId) {
     showTitle(session.title, session.archived);
     $("rename-chat").hidden = false;
     $("share-chat").hidden = false;
-    $("messages").replaceChildren(...session.messages.map(renderMessage));
+    // An answer this page is streaming into this conversation (sent here, then another
+    // conversation opened meanwhile) comes back as its own items, still growing.
+    const flight = flights.get(sessionId);
+    const messages = flight ? withoutFlight(session.messages, flight) : session.messages;
+    const items = messages.map(renderMessage);
+    if (flight) {
+      items.push(...[flight.userItem, flight.answerItem].filter(Boolean));
+      flight.live.schedule();
+    }
+    $("messages").replaceChildren(...items);
     state.oldestId = session.messages[0]?.id ?? null;
     state.hasMoreMessages = Boolean(session.hasMoreMessages) && state.oldestId !== null;
     $("chat-empty").hidden = session.messages.length > 0;
     scrollToEnd(true);
     updateOlder();
+    // An answer being generated (before a reload, on another device or instance): follow it.
+    const last = messages.at(-1);
+    if (!flight && last?.role === "assistant" && last.status === "streaming") {
+      followAnswer(sessionId, items.at(-1), last);
+    } else if (!flight && last?.role === "user" && Date.now() - Date.parse(last.timestamp) < RECENT) {
+      // A question just asked (the page reloaded right after sending it): its answer may not
+      // be stored yet.
+      followAnswer(sessionId);
+    }
     if (messageId) await revealMessage(messageId, view);
   } catch (error) {
     if (view !== state.view) return;
@@ -428,8 +462,8 @@ async function loadSession(sessionId, view, messageId) {
 }
 
 function showTitle(title, archived) {
-  $("chat-title").textContent = title || "Untitled";
-  $("rename-chat").setAttribute("aria-label", `Rename “${title || "Untitled"}”`);
+  $("chat-title").textContent = titleText(title);
+  $("rename-chat").setAttribute("aria-label", `Rename “${titleText(title)}”`);
   $("chat-meta").textContent = archived
     ? "Archived. Sending a message brings it back to your chats."
     : "";
@@ -490,8 +524,8 @@ $("session-list").addEventListener("click", (event) => {
   }
 });
 
-function showError(error, { onRetry } = {}) {
-  $("chat-error-text").textContent = describeError(error);
+function showError(error, { onRetry, sentence = null } = {}) {
+  $("chat-error-text").textContent = sentence ?? describeError(error);
   const action = $("chat-error-action");
   action.hidden = true;
   action.onclick = null;
@@ -538,18 +572,41 @@ function scrollToEnd(force = false) {
   if (force || atEnd()) scroller.scrollTop = scroller.scrollHeight;
 }
 
+/** Change the log with `render`, keeping it scrolled to its end if it was there. */
+function keepInView(render) {
+  const stick = atEnd();
+  render();
+  scrollToEnd(stick);
+}
+
 // ---------------------------------------------------------------- messages and feedback
 
-/** A message of the open conversation, with feedback controls on the model's answers. */
+/**
+ * A message of the open conversation: its status ("stopped", "interrupted"), "Branch from here",
+ * and on the model's answers feedback, Regenerate and their versions. An answer still being
+ * generated gets them when it ends.
+ */
 function renderMessage(message) {
   const item = messageItem(message);
-  if (message.role === "assistant" && message.id) addFeedback(item, message);
+  setStatusBadge(item, message.status);
+  if (!message.id || message.status === "streaming") return item;
+  if (message.role === "assistant") decorateAnswer(item, message, state.sessionId);
+  else addMessageActions(item, message, state.sessionId);
   return item;
 }
 
-function addFeedback(item, message) {
-  const sessionId = state.sessionId;
-  item.append(
+function decorateAnswer(item, message, sessionId) {
+  addFeedback(item, message, sessionId);
+  addMessageActions(item, message, sessionId);
+}
+
+/** The row under an answer: feedback, then what can be done with it. */
+function answerTools(item) {
+  return item.querySelector(".answer-tools") ?? item.appendChild(el("div", { className: "answer-tools" }));
+}
+
+function addFeedback(item, message, sessionId) {
+  answerTools(item).append(
     feedbackControls(message, {
       async save(request) {
         if (!request) {
@@ -561,6 +618,134 @@ function addFeedback(item, message) {
       },
     }),
   );
+}
+
+function addMessageActions(item, message, sessionId) {
+  const actions = messageActions(message, {
+    onBranch: (button) => branchFrom(sessionId, message.id, button),
+    onRegenerate: message.role === "assistant" ? () => regenerate(item, message, sessionId) : null,
+    loadVersions: async () => (await api.versions(sessionId, message.id)).versions,
+  });
+  // A question's actions sit before its name and time (which stay by the bubble's edge); an
+  // answer's, beside its feedback.
+  if (message.role === "user") item.querySelector(".meta").prepend(actions);
+  else answerTools(item).append(actions);
+}
+
+/** "Branch from here": a new conversation with the messages up to this one, opened. */
+async function branchFrom(sessionId, messageId, button) {
+  button.setAttribute("aria-disabled", "true");
+  clearError();
+  try {
+    const summary = await api.fork(sessionId, messageId);
+    if (state.archived) setListView(false); // the branch is an active conversation
+    else upsertSession(summary);
+    history.pushState(null, "", `#s=${encodeURIComponent(summary.sessionId)}`);
+    routeFromHash();
+    $("chat-status").textContent = `Branched into “${titleText(summary.title)}”.`;
+    input.focus();
+  } catch (error) {
+    if (button.isConnected) showError(asApiError(error));
+  } finally {
+    button.removeAttribute("aria-disabled");
+  }
+}
+
+/** A new answer to the last question, streamed in the old one's place (kept as a version). */
+async function regenerate(oldItem, oldMessage, sessionId) {
+  if (flights.has(sessionId) || !oldItem.isConnected) return;
+  clearError();
+  const answerItem = messageItem({ role: "assistant", content: "" });
+  const flight = startFlight({
+    key: sessionId,
+    sessionId,
+    kind: "regenerate",
+    answerItem,
+    messageId: oldMessage.id,
+  });
+  oldItem.replaceWith(answerItem);
+  scrollToEnd();
+  $("chat-status").textContent = "Parley is answering again…";
+  try {
+    const done = await api.regenerateStream(
+      sessionId,
+      { clientMessageId: newClientMessageId() },
+      { onDelta: (piece) => flight.live.append(piece) },
+    );
+    const assistant = done.messages.findLast((m) => m.role === "assistant");
+    finishAnswer(flight, assistant);
+    if (answerItem.isConnected) $("chat-status").textContent = answeredNews(assistant);
+    const previous = state.sessions.get(sessionId);
+    if (previous) upsertSession({ ...previous, updatedAt: assistant.timestamp });
+    markCurrentInList();
+  } catch (error) {
+    // Nothing replaced the answer: it is shown again as it was.
+    if (answerItem.isConnected) {
+      answerItem.replaceWith(oldItem);
+      $("chat-status").textContent = "";
+      showError(asApiError(error));
+    }
+  } finally {
+    endFlight(flight);
+    usage.refresh();
+  }
+}
+
+/**
+ * Show an answer that is being generated (elsewhere, or before a reload) as it grows:
+ * `message` is the answer as `GET` showed it (`"streaming"`), shown in `answerItem`. Without
+ * them (the conversation ends with a recent question), the answer may be in its first moments,
+ * not stored yet: the server waits a little for it, and it is shown only if it comes.
+ */
+async function followAnswer(sessionId, answerItem = null, message = null) {
+  const view = state.view;
+  let flight = null;
+  const begin = (stored) => {
+    if (flight || flights.has(sessionId)) return;
+    answerItem ??= messageItem({ role: "assistant", content: "" });
+    flight = startFlight({
+      key: sessionId,
+      sessionId,
+      kind: "resume",
+      answerItem,
+      messageId: stored?.id ?? null,
+    });
+    if (!answerItem.isConnected && view === state.view && state.sessionId === sessionId) {
+      $("chat-empty").hidden = true;
+      $("messages").append(answerItem);
+      scrollToEnd();
+    }
+    if (stored) flight.live.replace(stored.content);
+  };
+  if (message) begin(message);
+  try {
+    const done = await api.followAnswer(sessionId, {
+      onResume(resumed) {
+        begin(resumed);
+        if (flight?.kind === "resume") {
+          flight.messageId = resumed.id;
+          flight.live.replace(resumed.content);
+        }
+      },
+      onDelta: (piece) => flight?.live.append(piece),
+    });
+    if (!flight) return; // nothing was being generated
+    let assistant = done.messages.findLast((m) => m.role === "assistant");
+    if (!assistant && flight.messageId) {
+      // It ended between the page's two reads: as stored.
+      const session = await api.getSession(sessionId);
+      assistant = session.messages.find((m) => m.id === flight.messageId);
+    }
+    if (assistant) finishAnswer(flight, assistant);
+    else flight.live.finish();
+  } catch (error) {
+    if (!flight) return; // only looking: nothing shown, nothing to say
+    // Following broke off: the text so far stays; a reload follows it again.
+    flight.live.finish();
+    if (flight.answerItem.isConnected) showError(asApiError(error));
+  } finally {
+    if (flight) endFlight(flight);
+  }
 }
 
 function findMessage(messageId) {
@@ -673,7 +858,10 @@ input.addEventListener("keydown", (event) => {
   }
 });
 
-input.addEventListener("input", autoGrow);
+input.addEventListener("input", () => {
+  autoGrow();
+  setDraft(state.sessionId, input.value);
+});
 
 function autoGrow() {
   input.style.height = "auto";
@@ -687,7 +875,7 @@ $("composer").addEventListener("submit", (event) => {
 
 async function send() {
   const text = input.value;
-  if (state.sending) return;
+  if (currentFlight()) return; // this conversation's answer is still coming: Stop comes first
   if (!text.trim()) {
     input.focus();
     return;
@@ -704,21 +892,28 @@ async function send() {
   // The user's message shows at once; the answer streams in below it.
   const userItem = messageItem({ role: "user", content: text });
   const answerItem = messageItem({ role: "assistant", content: "" });
+  const flight = startFlight({
+    key: sessionId ?? newChatKey(view),
+    sessionId,
+    kind: "send",
+    userText: text,
+    userItem,
+    answerItem,
+  });
   $("older").hidden = true; // not while the end of the log is what matters
-  answerItem.classList.add("streaming");
-  answerItem.setAttribute("aria-busy", "true"); // read out once complete, not word by word
   $("chat-empty").hidden = true;
   $("messages").append(userItem, answerItem);
   scrollToEnd(true);
   input.value = "";
+  setDraft(sessionId, "");
   autoGrow();
-  setSending(true);
   $("chat-status").textContent = "Parley is answering…";
 
   let title = null;
-  let answer = "";
   let baseCount = null; // the conversation's message count before this turn, once known
-  const answerText = answerItem.querySelector(".content");
+  // Whether this turn's conversation is the one on screen: its items are in the log only then
+  // (they go with it when another is opened, and come back with it: loadSession).
+  const shown = () => answerItem.isConnected;
   try {
     const done = await api.chatStream(
       { message: text, sessionId: sessionId ?? undefined, clientMessageId },
@@ -726,6 +921,7 @@ async function send() {
         onSession(payload) {
           sessionId = payload.sessionId;
           title = payload.title;
+          nameFlight(flight, sessionId);
           // The turn began: the conversation goes to the top of the list now.
           const previous = state.sessions.get(sessionId);
           baseCount = previous?.messageCount ?? 0;
@@ -737,9 +933,10 @@ async function send() {
             messageCount: baseCount + (retry ? 0 : 1),
             archived: false,
           });
-          if (view !== state.view) return;
+          if (!shown()) return;
           if (state.sessionId !== sessionId) {
             state.sessionId = sessionId;
+            adoptNewChatDraft(sessionId);
             // Remember the conversation in the URL, so a reload brings it back.
             history.replaceState(null, "", `#s=${encodeURIComponent(sessionId)}`);
           }
@@ -749,15 +946,10 @@ async function send() {
           $("rename-chat").hidden = false;
           $("share-chat").hidden = false;
           markCurrentInList();
+          updateComposer();
         },
         onDelta(piece) {
-          answer += piece;
-          if (view !== state.view) return;
-          // The whole answer so far, rendered again: Markdown is only whole in context (a
-          // list, a code fence), and an answer is short enough for this to stay cheap.
-          const stick = atEnd();
-          setMarkdown(answerText, answer);
-          scrollToEnd(stick);
+          flight.live.append(piece);
         },
         onTitle(newTitle) {
           // The model named the new conversation: header and list entry change at once.
@@ -767,14 +959,10 @@ async function send() {
       },
     );
     const [user, assistant] = done.messages;
-    const stick = view === state.view && atEnd();
-    setMarkdown(answerText, assistant.content);
     userItem.dataset.messageId = user.id;
-    answerItem.dataset.messageId = assistant.id;
     setMessageTime(userItem, user.timestamp);
-    setMessageTime(answerItem, assistant.timestamp);
-    if (view === state.view) addFeedback(answerItem, assistant);
-    if (stick) scrollToEnd(true);
+    finishAnswer(flight, assistant);
+    addMessageActions(userItem, user, sessionId);
     const previous = state.sessions.get(sessionId);
     upsertSession({
       ...previous,
@@ -785,9 +973,36 @@ async function send() {
       archived: false,
     });
     markCurrentInList();
-    if (view === state.view) $("chat-status").textContent = "Parley answered.";
+    if (shown()) $("chat-status").textContent = answeredNews(assistant);
   } catch (error) {
     const apiError = asApiError(error);
+    const wasShown = shown();
+    if (apiError.status === 200 && flight.live.text && sessionId && (await keptAsInterrupted(sessionId))) {
+      // The model failed after some text (an `error` event mid-stream), and the server kept that
+      // text as an "interrupted" answer, which can be regenerated. Show the conversation as
+      // stored, with the reason.
+      const previous = state.sessions.get(sessionId);
+      upsertSession({
+        ...previous,
+        sessionId,
+        title: title ?? previous?.title,
+        updatedAt: new Date().toISOString(),
+        messageCount: (baseCount ?? previous?.messageCount ?? 0) + (retry ? 1 : 2),
+        archived: false,
+      });
+      markCurrentInList();
+      if (wasShown) {
+        flight.live.finish();
+        setStatusBadge(answerItem, "interrupted");
+        $("chat-status").textContent = answeredNews({ status: "interrupted" });
+        const now = state.view;
+        state.loaded = loadSession(sessionId, now, null).then(() => {
+          if (now !== state.view) return;
+          showError(apiError, { sentence: "The answer broke off. Regenerate it to try again." });
+        });
+      }
+      return;
+    }
     answerItem.remove();
     if (apiError.status >= 400 && !retry) {
       // Refused before the turn began (an HTTP error status): nothing was stored, so the
@@ -811,41 +1026,157 @@ async function send() {
       });
       markCurrentInList();
     }
-    if (apiError.code === "not_found") {
-      // The conversation is gone: the next send starts a new one.
-      state.failed = null;
-      if (view === state.view) {
+    if (wasShown) {
+      if (apiError.code === "not_found") {
+        // The conversation is gone: the next send starts a new one.
         state.sessionId = null;
         history.replaceState(null, "", location.pathname + location.search);
         markCurrentInList();
+      } else {
+        state.failed = { text, clientMessageId, sessionId, item: userItem };
       }
-    } else {
-      state.failed = { text, clientMessageId, sessionId, item: userItem };
-    }
-    if (view === state.view) {
       // Keep what was typed, unless the user has already started typing something else.
       if (!input.value) input.value = text;
+      setDraft(state.sessionId, input.value);
       autoGrow();
       $("chat-empty").hidden = $("messages").children.length > 0;
       $("chat-status").textContent = "";
       showError(apiError);
       input.focus();
+    } else if (apiError.code !== "not_found") {
+      // Failed out of sight: the message waits in its conversation's box, to send again.
+      if (!getDraft(sessionId)) setDraft(sessionId, text);
     }
   } finally {
-    answerItem.removeAttribute("aria-busy");
-    answerItem.classList.remove("streaming");
-    setSending(false);
+    endFlight(flight);
     if (view === state.view) updateOlder();
     // The turn cost tokens (or was refused for them): the meter shows where the user stands.
     usage.refresh();
   }
 }
 
-function setSending(sending) {
-  state.sending = sending;
-  $("send").disabled = sending;
-  $("composer").setAttribute("aria-busy", String(sending));
+/** Whether a turn that failed part-way left its answer stored as "interrupted" (a failure
+ * before the answer's first checkpoint leaves none: the question waits unanswered). */
+async function keptAsInterrupted(sessionId) {
+  try {
+    const last = (await api.getSession(sessionId)).messages.at(-1);
+    return last?.role === "assistant" && last.status === "interrupted";
+  } catch {
+    return false;
+  }
 }
+
+/** What the status line says when an answer ends. */
+function answeredNews(assistant) {
+  if (assistant?.status === "stopped") return "Parley stopped. The answer so far is kept.";
+  if (assistant?.status === "interrupted") return "The answer was interrupted.";
+  return "Parley answered.";
+}
+
+// ---------------------------------------------------------------- answers in flight
+
+// Every answer this page is streaming, by conversation. Each is bound to its own conversation
+// (its own message items, its own session id), so a conversation can be left, another used
+// (even to send), and this one opened again while its answer still comes: the items go back in
+// its log. A new chat's first turn is keyed by its view until the server names the session.
+const flights = new Map();
+
+function newChatKey(view) {
+  return `new:${view}`;
+}
+
+/** The answer streaming into the open conversation, if any. */
+function currentFlight() {
+  return flights.get(state.sessionId ?? newChatKey(state.view)) ?? null;
+}
+
+function startFlight({ key, sessionId, kind, userText = null, userItem = null, answerItem, messageId = null }) {
+  const flight = {
+    key,
+    sessionId,
+    kind, // "send", "regenerate" or "resume"
+    userText,
+    userItem,
+    answerItem,
+    messageId, // the answer's id, once known
+    stopping: false,
+    live: new LiveAnswer(answerItem, { keepInView }),
+  };
+  flights.set(key, flight);
+  updateComposer();
+  return flight;
+}
+
+/** The server named the conversation of a new chat's first turn. */
+function nameFlight(flight, sessionId) {
+  if (flight.key === sessionId) return;
+  flights.delete(flight.key);
+  flight.key = sessionId;
+  flight.sessionId = sessionId;
+  flights.set(sessionId, flight);
+}
+
+function endFlight(flight) {
+  flight.live.end();
+  if (flights.get(flight.key) === flight) flights.delete(flight.key);
+  updateComposer();
+}
+
+/** The stored answer is in: its text, id, time, status, versions and controls. */
+function finishAnswer(flight, assistant) {
+  const item = flight.answerItem;
+  flight.live.finish(assistant.content);
+  item.dataset.messageId = assistant.id;
+  setMessageTime(item, assistant.timestamp);
+  setStatusBadge(item, assistant.status);
+  item.querySelector(".answer-tools")?.remove();
+  decorateAnswer(item, assistant, flight.sessionId);
+}
+
+/**
+ * The stored messages of a conversation with an answer in flight here, without that answer's
+ * own turn (its items stand for it): the answer being regenerated or followed, an answer the
+ * server shows as streaming, and the question of a turn still being answered.
+ */
+function withoutFlight(messages, flight) {
+  let kept = messages.filter((m) => !(flight.messageId && m.id === flight.messageId));
+  if (kept.at(-1)?.role === "assistant" && kept.at(-1).status === "streaming") kept = kept.slice(0, -1);
+  if (flight.kind === "send" && kept.at(-1)?.role === "user" && kept.at(-1).content === flight.userText) {
+    kept = kept.slice(0, -1);
+  }
+  return kept;
+}
+
+/** Send becomes Stop while the open conversation's answer streams. */
+function updateComposer() {
+  const flight = currentFlight();
+  const send = $("send");
+  const stop = $("stop");
+  send.hidden = Boolean(flight);
+  send.disabled = Boolean(flight);
+  stop.hidden = !flight;
+  // Stopping needs the session's id (a new chat's first answer has it with its first event).
+  stop.disabled = !flight?.sessionId || flight.stopping;
+  stop.textContent = flight?.stopping ? "Stopping…" : "Stop";
+  $("composer").setAttribute("aria-busy", String(Boolean(flight)));
+}
+
+$("stop").addEventListener("click", async () => {
+  const flight = currentFlight();
+  if (!flight?.sessionId || flight.stopping) return;
+  flight.stopping = true;
+  updateComposer();
+  $("chat-status").textContent = "Stopping the answer…";
+  try {
+    // 202: it stops within about a second, and its stream ends as a stopped answer; 204:
+    // nothing was being generated any more (it has just ended on its own).
+    await api.stopAnswer(flight.sessionId);
+  } catch (error) {
+    flight.stopping = false;
+    updateComposer();
+    if (flight.answerItem.isConnected) showError(asApiError(error));
+  }
+});
 
 // ---------------------------------------------------------------- phone layout
 
@@ -867,6 +1198,9 @@ $("nav-toggle").addEventListener("click", () => {
 });
 
 document.addEventListener("keydown", (event) => {
+  // Escape in a dialog closes that dialog only (the browser does it), and the dialog gives
+  // the keyboard back to what opened it, inside the panel: the panel stays open.
+  if (event.target.closest?.("dialog")) return;
   if (event.key === "Escape" && narrow.matches && $("sidebar").classList.contains("open")) {
     setNavOpen(false);
     $("nav-toggle").focus();

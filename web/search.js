@@ -4,6 +4,7 @@
 // nodes, never HTML), and "More results".
 
 import { ApiError } from "./api.js";
+import { plainText, titleText } from "./plaintext.js";
 import { describeError, el, highlighted, shortTime } from "./ui.js";
 
 // Fewer than 3 characters finds too much to be worth a request; 400 ms is a pause, not a
@@ -151,7 +152,7 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
     const title = el(
       "a",
       { className: "result-link", href: target(result.matches[0]?.messageId), onclick: choose },
-      el("span", { className: "session-title" }, highlighted(result.title || "Untitled", q)),
+      el("span", { className: "session-title", dir: "auto" }, highlighted(titleText(result.title), q)),
       el(
         "span",
         { className: "session-sub" },
@@ -167,7 +168,7 @@ export function setupSearch({ api, isArchived, onActiveChange, onChoose }) {
           "a",
           { className: "match-link", href: target(match.messageId), onclick: choose },
           el("span", { className: "match-role" }, match.role === "user" ? "You: " : "Parley: "),
-          highlighted(match.snippet, q),
+          el("span", { dir: "auto" }, highlighted(plainText(match.snippet), q)),
         ),
       ),
     );

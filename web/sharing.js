@@ -5,6 +5,7 @@
 // sanitizer (messageItem).
 
 import { ApiError } from "./api.js";
+import { titleText } from "./plaintext.js";
 import { describeError, el, messageItem, shortTime } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -44,7 +45,7 @@ export function setupSharing({ api, current, onContinue, onSignIn }) {
   $("share-chat").addEventListener("click", () => {
     const session = current();
     if (!session) return;
-    $("share-dialog-title").textContent = `Share “${session.title || "Untitled"}”`;
+    $("share-dialog-title").textContent = `Share “${titleText(session.title)}”`;
     $("share-form-error").textContent = "";
     $("share-result").hidden = true;
     $("share-copied").textContent = "";
@@ -123,7 +124,7 @@ export function setupSharing({ api, current, onContinue, onSignIn }) {
     try {
       const shared = await api.getShare(shareId);
       if (mine !== reading) return;
-      $("shared-title").textContent = shared.title || "Untitled";
+      $("shared-title").textContent = titleText(shared.title);
       $("shared-meta").textContent =
         `Shared by ${shared.sharedBy.name} (${shared.sharedBy.email}) · ` +
         `link works until ${new Date(shared.expiresAt).toLocaleDateString()}`;
@@ -202,7 +203,7 @@ export function setupSharing({ api, current, onContinue, onSignIn }) {
       {
         type: "button",
         className: "link-button danger-text",
-        "aria-label": `Revoke the link to “${share.title}”`,
+        "aria-label": `Revoke the link to “${titleText(share.title)}”`,
         onclick: async () => {
           revoke.disabled = true;
           try {
@@ -220,7 +221,7 @@ export function setupSharing({ api, current, onContinue, onSignIn }) {
     const item = el(
       "li",
       { className: "share-entry", "data-share-id": share.shareId },
-      el("a", { href: `#share=${encodeURIComponent(share.shareId)}`, className: "share-title" }, share.title || "Untitled"),
+      el("a", { href: `#share=${encodeURIComponent(share.shareId)}`, className: "share-title", dir: "auto" }, titleText(share.title)),
       el(
         "p",
         { className: "muted share-about" },

@@ -3,6 +3,7 @@
 // the model's Markdown, which goes through the sanitizer in markdown.js.
 
 import { setMarkdown } from "./markdown.js";
+import { titleText } from "./plaintext.js";
 import { spentSentence } from "./usage.js";
 
 /** Create an element: `attrs` are attributes (or `on*` listeners); children are nodes or text. */
@@ -46,7 +47,12 @@ function timeElement(iso) {
  * are Markdown (rendered through the sanitizer); what the user typed stays plain text. */
 export function messageItem({ id, role, content, timestamp }) {
   const who = role === "user" ? "You" : "Parley";
-  const body = el("div", { className: role === "user" ? "content" : "content markdown" });
+  // dir="auto": each message takes the direction of its own first letters (Arabic or Hebrew
+  // right to left, whatever the page's).
+  const body = el("div", {
+    className: role === "user" ? "content" : "content markdown",
+    dir: "auto",
+  });
   if (role === "user") body.textContent = content ?? "";
   else setMarkdown(body, content ?? "");
   return el(
@@ -73,7 +79,7 @@ export function setMessageTime(item, iso) {
  * it. F2 on the link starts renaming too.
  */
 export function sessionItem(summary, { current, onDelete, onRename, onPin }) {
-  const title = summary.title || "Untitled";
+  const title = titleText(summary.title);
   const link = el(
     "a",
     {
@@ -88,7 +94,7 @@ export function sessionItem(summary, { current, onDelete, onRename, onPin }) {
         }
       },
     },
-    el("span", { className: "session-title" }, title),
+    el("span", { className: "session-title", dir: "auto" }, title),
     el(
       "span",
       { className: "session-sub" },
@@ -164,6 +170,7 @@ export function renameForm(title, { onSave, onCancel }) {
     id: inputId,
     className: "rename-input",
     type: "text",
+    dir: "auto",
     autocomplete: "off",
     spellcheck: "false",
     "aria-describedby": errorId,

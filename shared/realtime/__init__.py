@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 # A Web PubSub group name per Parley group: the service decides membership, never the client.
 GROUP_PREFIX = "g."
+# How long a client URL from ``GET /api/realtime/negotiate`` admits a new connection (an open
+# connection outlives it; a client negotiates again only to reconnect).
+CLIENT_URL_TTL_S = 60 * 60
 
 
 def pubsub_group(group_id: str) -> str:
@@ -31,6 +34,12 @@ def realtime_user_id(email: str, key: str) -> str:
     client URLs and the service's logs). ``email`` is the normalised address."""
     digest = hmac.new(key.encode(), b"realtime-user\x00" + email.encode(), hashlib.sha256)
     return "u." + digest.hexdigest()[:40]
+
+
+def user_id_for(settings: Settings, email: str) -> str:
+    """The caller's Web PubSub user id in this deployment: keyed with the deployment's token
+    signing key, the same on every instance (``docs/security.md``)."""
+    return realtime_user_id(email, settings.resolved_token_signing_key)
 
 
 class Realtime(Protocol):
@@ -87,6 +96,10 @@ class NoRealtime:
 
 
 def make_realtime(settings: Settings) -> Realtime:
-    """The process's real-time adapter, chosen from the settings."""
-    del settings
-    return NoRealtime()
+    """The process's real-time adapter, chosen from the settings: Azure Web PubSub when
+    ``WEBPUBSUB_ENDPOINT`` is set (the SDK loads only then), else none."""
+    if not settings.webpubsub_endpoint:
+        return NoRealtime()
+    from shared.realtime.webpubsub import WebPubSubRealtime
+
+    return WebPubSubRealtime.from_settings(settings)

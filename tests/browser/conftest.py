@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shared.storage.base import Store
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, StoredHost, open_page
+from tests.llm.fake_openai import FakeOpenAI
 from tests.support.cosmos_server import CosmosAccount
 from tests.support.host import RunningHost, run_host
 
@@ -94,3 +95,40 @@ def stored_host(
 def sqlite_host(sqlite_env: dict[str, str], tmp_path: Path) -> Iterator[StoredHost]:
     """The local host on SQLite, with the store at hand for seeding."""
     yield from _sqlite_host(sqlite_env, tmp_path)
+
+
+@pytest.fixture
+def fake_model() -> Iterator[FakeOpenAI]:
+    """A scripted OpenAI-compatible model on a real socket: answers chosen by the test, and
+    answers held part-way until the test lets them go."""
+    with FakeOpenAI().running() as server:
+        yield server
+
+
+@pytest.fixture
+def model_host(
+    sqlite_env: dict[str, str], fake_model: FakeOpenAI, tmp_path: Path
+) -> Iterator[RunningHost]:
+    """The local host on SQLite with the scripted model behind it (checkpoints every 50 ms)."""
+    env = {
+        **sqlite_env,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake_model.url + "/v1",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MODEL": "scripted-model",
+        "LLM_MAX_RETRIES": "0",
+        "TITLE_MODE": "first-message",
+        "STREAM_CHECKPOINT_MS": "50",
+    }
+    with run_host(env, tmp_path / "model-host.log") as running:
+        yield running
+
+
+@pytest.fixture
+def patient_expect() -> Iterator[None]:
+    """Expectations that wait up to 20 s (not 5): a turn through the model server, its
+    checkpoints and the host takes longer on a machine shared with other test runs. Only a
+    bound: each waits for its result, never for the time."""
+    expect.set_options(timeout=20_000)
+    yield
+    expect.set_options(timeout=5_000)

@@ -73,6 +73,13 @@ OPERATIONS = {
     "GET /api/groups/{groupId}/messages",
     "POST /api/groups/{groupId}/messages",
     "POST /api/realtime/join",
+    "GET /api/realtime/negotiate",
+}
+NO_INPUT = {
+    "GET /api/health",
+    "GET /api/export",
+    "GET /api/usage",
+    "GET /api/realtime/negotiate",
 }
 # Operations also fuzzed on a group of the fuzzer's own (its owner); the deletes each on a
 # group of their own, so the others keep theirs.
@@ -250,9 +257,9 @@ def test_fuzz_the_whole_api(
     assert {op.label for op in operations} == OPERATIONS
     for operation in operations:
         headers = ERASER if operation.label == "DELETE /api/sessions" else FUZZER
-        # Health, export and usage take no input at all: there is nothing to make invalid.
+        # Health, export, usage and negotiate take no input at all: nothing to make invalid.
         modes = [GenerationMode.POSITIVE]
-        if operation.label not in ("GET /api/health", "GET /api/export", "GET /api/usage"):
+        if operation.label not in NO_INPUT:
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
             _fuzz(operation, mode, sender(f"{operation.label} {mode.value}", headers))

@@ -72,6 +72,7 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "GroupRenameRequest": group_models.GroupRenameRequest,
     "MemberAddRequest": group_models.MemberAddRequest,
     "GroupSendRequest": group_models.GroupSendRequest,
+    "RealtimeAccess": models.RealtimeAccess,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.

@@ -72,6 +72,8 @@ _NAME_INPUT = {
     "azure-native:web:WebApp": "name",
     "azure-native:authorization:RoleAssignment": "roleAssignmentName",
     "azure-native:authorization:ManagementLockByScope": "lockName",
+    "azure-native:webpubsub:WebPubSub": "resourceName",
+    "azure-native:webpubsub:WebPubSubHub": "hubName",
 }
 _FIXED_NAME = {
     "azure-native:web:WebAppAuthSettingsV2": "authsettingsV2",
@@ -108,6 +110,10 @@ _ARM_PATH = {
         "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/{name}"
     ),
     "azure-native:web:AppServicePlan": "Microsoft.Web/serverfarms/{name}",
+    "azure-native:webpubsub:WebPubSub": "Microsoft.SignalRService/webPubSub/{name}",
+    "azure-native:webpubsub:WebPubSubHub": (
+        "Microsoft.SignalRService/webPubSub/{resourceName}/hubs/{name}"
+    ),
     "azure-native:web:WebApp": "Microsoft.Web/sites/{name}",
     "azure-native:web:WebAppAuthSettingsV2": "Microsoft.Web/sites/{name}/config/authsettingsV2",
     "azure-native:web:WebAppFtpAllowed": (
@@ -226,6 +232,8 @@ def _extra_outputs(token: str, name: str, inputs: Mapping[str, Any]) -> dict[str
             "principalId": _guid("principal", name),
             "tenantId": TENANT,
         }
+    if token == "azure-native:webpubsub:WebPubSub":
+        return {"hostName": f"{name}.webpubsub.azure.com"}
     if token == "azure-native:cosmosdb:DatabaseAccount":
         return {"documentEndpoint": f"https://{name}.documents.azure.com:443/"}
     if token == "azure-native:storage:StorageAccount":

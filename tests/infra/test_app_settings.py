@@ -36,6 +36,8 @@ CREDENTIAL_MARKERS = (
     "-----BEGIN",
     "COSMOS_KEY",
     "OPENAI_API_KEY",
+    "WEBPUBSUB_KEY",
+    "AccessKey=",
     "api-key",
 )
 # Fragments of connection strings of any kind (a credential or the way to one).
@@ -251,11 +253,14 @@ def test_app_settings_never_include_the_key_settings() -> Any:
         shares_container="Shares",
         groups_container="GroupChatHistory",
         openai_endpoint="https://x.openai.azure.com/",
+        webpubsub_endpoint="https://x.webpubsub.azure.com",
+        webpubsub_hub="parley",
         appinsights_connection_string="InstrumentationKey=k;IngestionEndpoint=https://i/",
         # A plain value: the setting must be secret whatever the key's source says about it.
         token_signing_key=pulumi.Output.from_input("k" * 64),
     )
     assert "COSMOS_KEY" not in settings and "OPENAI_API_KEY" not in settings
+    assert "WEBPUBSUB_KEY" not in settings
     salt = pulumi.Output.from_input(settings["LOG_HASH_SALT"])
     signing_key = pulumi.Output.from_input(settings["TOKEN_SIGNING_KEY"])
 

@@ -13,6 +13,7 @@ from infra.identity import (
     ROLE_MONITORING_METRICS_PUBLISHER,
     ROLE_STORAGE_BLOB_DATA_OWNER,
     ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
+    ROLE_WEB_PUBSUB_SERVICE_OWNER,
 )
 from shared.archive import RUN_LOG_PREFIX
 from shared.storage.containers import (
@@ -118,7 +119,8 @@ def test_message_text_and_titles_are_in_the_full_text_index(deployment: Deployme
             continue
         indexed = [entry["path"] for entry in resource["indexingPolicy"]["fullTextIndexes"]]
         declared = [entry["path"] for entry in resource["fullTextPolicy"]["fullTextPaths"]]
-        assert indexed == declared == ["/content", "/title"]
+        # the text, and its accent-folded copy where it has accents (shared/search.py)
+        assert indexed == declared == ["/content", "/title", "/contentFolded", "/titleFolded"]
         assert resource["fullTextPolicy"]["defaultLanguage"] == "en-US"
 
 
@@ -167,6 +169,7 @@ def test_role_assignments_are_exactly_the_expected_grants(deployment: Deployment
             "storage:StorageAccount",
             "applicationinsights:Component",
             "cognitiveservices:Account",
+            "webpubsub:WebPubSub",
         )
     }
     grants = {
@@ -178,8 +181,12 @@ def test_role_assignments_are_exactly_the_expected_grants(deployment: Deployment
         (_role_definition(ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR), ids["storage:StorageAccount"]),
         (_role_definition(ROLE_MONITORING_METRICS_PUBLISHER), ids["applicationinsights:Component"]),
         (_role_definition(ROLE_COGNITIVE_SERVICES_OPENAI_USER), ids["cognitiveservices:Account"]),
+        (_role_definition(ROLE_WEB_PUBSUB_SERVICE_OWNER), ids["webpubsub:WebPubSub"]),
     }
     assert ROLE_COGNITIVE_SERVICES_OPENAI_USER == "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+    # "Web PubSub Service Owner" (the only built-in data-plane role that can send; the other,
+    # "Web PubSub Service Reader", is read-only).
+    assert ROLE_WEB_PUBSUB_SERVICE_OWNER == "12cf5a90-567b-43ae-8102-96cf46c7d9b4"
 
 
 def test_every_role_assignment_names_the_identity_and_a_narrow_scope(
@@ -188,7 +195,7 @@ def test_every_role_assignment_names_the_identity_and_a_narrow_scope(
     principal = deployment.one("managedidentity:UserAssignedIdentity").outputs["principalId"]
     arm = deployment.of_type("authorization:RoleAssignment")
     cosmos = deployment.of_type("cosmosdb:SqlResourceSqlRoleAssignment")
-    assert len(arm) == 4 and len(cosmos) == 1
+    assert len(arm) == 5 and len(cosmos) == 1
     # A resource inside the resource group: never the subscription, never the whole group.
     narrow = re.compile(rf"^/subscriptions/{SUBSCRIPTION}/resourceGroups/[^/]+/providers/.+")
     for grant in [*arm, *cosmos]:
@@ -452,3 +459,37 @@ def test_all_resources_share_the_configured_location(deployment: Deployment) -> 
 
 def test_archive_time_budget_is_below_the_function_timeout(deployment: Deployment) -> None:
     assert float(deployment.app_settings()["ARCHIVE_TIME_BUDGET_S"]) < FUNCTION_TIMEOUT_S
+
+
+def test_web_pubsub_is_keyless_with_one_hub_that_denies_anonymous_clients(
+    deployment: Deployment,
+) -> None:
+    service = deployment.one("webpubsub:WebPubSub")
+    assert service.inputs["disableLocalAuth"] is True
+    assert service.inputs["disableAadAuth"] is False
+    assert service.inputs["sku"]["name"] == "Standard_S1"
+    assert service.inputs["location"] == "westeurope"
+    hub = deployment.one("webpubsub:WebPubSubHub").inputs
+    assert hub["resourceName"] == service.inputs["resourceName"]
+    assert hub["hubName"] == "parley"
+    assert hub["properties"]["anonymousConnectPolicy"] == "deny"
+    # No upstream: clients only receive, and the app decides who is in which group.
+    assert not hub["properties"].get("eventHandlers")
+
+
+def test_the_app_reaches_web_pubsub_through_its_identity_only(deployment: Deployment) -> None:
+    service = deployment.one("webpubsub:WebPubSub")
+    settings = deployment.app_settings()
+    assert settings["WEBPUBSUB_ENDPOINT"] == f"https://{service.outputs['hostName']}"
+    assert settings["WEBPUBSUB_HUB"] == deployment.one("webpubsub:WebPubSubHub").inputs["hubName"]
+    assert "WEBPUBSUB_KEY" not in settings
+    # The app starts only once it may publish (the role) to the hub it names.
+    app = deployment.one("web:WebApp").logical_name
+    owner = [
+        g.logical_name
+        for g in deployment.of_type("authorization:RoleAssignment")
+        if g.inputs["scope"] == service.id
+    ]
+    assert len(owner) == 1
+    hub = deployment.one("webpubsub:WebPubSubHub").logical_name
+    assert {owner[0], hub} <= set(deployment.depends_on[app])

@@ -407,9 +407,10 @@ def test_the_program_reads_pulumi_config(
     finally:
         pulumi.runtime.set_all_config({})
     types = {r.type for r in pulumi_mocks.resources}
-    # 29 resources (the Shares and GroupChatHistory containers and the analytics workbook among
-    # them), the lock, and the stack's reference to its own deployed outputs.
-    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 31
+    # 32 resources (the Shares and GroupChatHistory containers, the analytics workbook, Web
+    # PubSub with its hub and role among them), the lock, and the stack's reference to its own
+    # deployed outputs.
+    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 34
     assert outputs["dataIdentity"]["location"] == "westeurope"
 
 

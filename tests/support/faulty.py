@@ -5,7 +5,9 @@ storage failure part-way looks like from outside (a cut-off export, a file never
 
 ``PARLEY_TEST_FAIL=method:N`` makes the N-th call of that store method (counted from 1), and
 every later one, raise StorageUnavailable, as a storage outage would; every other call is the
-real store's. The module then runs as ``python -m <module>`` would.
+real store's. ``PARLEY_TEST_SLOW=method:S`` makes every call of that store method pause S
+seconds before it starts (the pause injected between a write's start and its end). The module
+then runs as ``python -m <module>`` would.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from tests.support.host import RunningHost, run_host
 
 FAIL_ENV = "PARLEY_TEST_FAIL"
+SLOW_ENV = "PARLEY_TEST_SLOW"
 
 
 class FailingStore:
@@ -43,6 +46,32 @@ class FailingStore:
         return counted
 
 
+class SlowStore:
+    def __init__(self, inner: Any, method: str, pause_s: float) -> None:
+        self.inner, self.method, self.pause_s = inner, method, pause_s
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.inner, name)
+        if name != self.method:
+            return real
+
+        async def paused(*args: Any, **kwargs: Any) -> Any:
+            import asyncio
+
+            await asyncio.sleep(self.pause_s)
+            return await real(*args, **kwargs)
+
+        return paused
+
+
+def install_pause(plan: str) -> None:
+    import shared.storage
+
+    method, seconds = plan.split(":")
+    real = shared.storage.make_store
+    shared.storage.make_store = lambda settings: SlowStore(real(settings), method, float(seconds))  # type: ignore[assignment,return-value]
+
+
 def install(plan: str) -> None:
     import shared.storage
 
@@ -62,6 +91,8 @@ def main() -> None:
     module, *arguments = sys.argv[1:]
     if os.environ.get(FAIL_ENV):
         install(os.environ[FAIL_ENV])
+    if os.environ.get(SLOW_ENV):
+        install_pause(os.environ[SLOW_ENV])
     sys.argv = [module, *arguments]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
