@@ -7,6 +7,7 @@
 // real-time delivery the open group is polled. Text from people goes in through textContent
 // only (el); the assistant's answers through the Markdown sanitizer (setMarkdown).
 
+import { LiveAnswer } from "./answers.js";
 import { ApiError, newClientMessageId } from "./api.js";
 import { setMarkdown } from "./markdown.js";
 import { connectRealtime } from "./realtime.js";
@@ -35,7 +36,11 @@ export function senderLabel(message, me) {
 export function groupMessageItem(message, me) {
   const mine = message.role === "user" && senderLabel(message, me) === "You";
   const removed = Boolean(message.removed);
-  const body = el("div", { className: message.role === "assistant" ? "content markdown" : "content" });
+  // dir="auto" as in chat: each message takes the direction of its own first letters.
+  const body = el("div", {
+    className: message.role === "assistant" ? "content markdown" : "content",
+    dir: "auto",
+  });
   if (removed) body.textContent = "A message from a former member (removed).";
   else if (message.role === "assistant") setMarkdown(body, message.content ?? "");
   else body.textContent = message.content ?? "";
@@ -409,24 +414,24 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
     input.value = "";
     setSending(true);
     let answerItem = null;
+    let live = null;
     try {
       if (!ask) {
         const { messages } = await api.sendGroupMessage(groupId, { content: text, clientMessageId });
         pending.remove();
         if (view === open.view) for (const message of messages) accept(message);
       } else {
+        // Streamed as chat streams (answers.js): at most one render per animation frame.
         answerItem = groupMessageItem({ role: "assistant", content: "" }, me());
-        answerItem.classList.add("streaming");
-        answerItem.setAttribute("aria-busy", "true");
         $("group-messages").append(answerItem);
-        $("group-status").textContent = "The assistant is answering…";
-        const body = answerItem.querySelector(".content");
-        const render = frameRenderer((answer) => {
-          const stick = atEnd();
-          setMarkdown(body, answer);
-          scrollToEnd(stick);
+        live = new LiveAnswer(answerItem, {
+          keepInView(render) {
+            const stick = atEnd();
+            render();
+            scrollToEnd(stick);
+          },
         });
-        let answer = "";
+        $("group-status").textContent = "The assistant is answering…";
         const done = await api.askGroupStream(
           groupId,
           { content: text, clientMessageId },
@@ -436,12 +441,11 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
               if (view === open.view) accept(message);
             },
             onDelta(piece) {
-              answer += piece;
-              if (view === open.view) render(answer);
+              if (view === open.view) live.append(piece);
             },
           },
         );
-        render.cancel();
+        live.end();
         answerItem.remove();
         pending.remove();
         if (view === open.view) {
@@ -452,6 +456,7 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
       touch(groupId);
     } catch (error) {
       pending.remove();
+      live?.end();
       answerItem?.remove();
       if (onSignIn(error)) return;
       if (view !== open.view) return;
@@ -730,26 +735,6 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
 function summaryOf(group) {
   const { members: _members, messages: _messages, hasMoreMessages: _more, ...summary } = group;
   return summary;
-}
-
-/** Render at most once per animation frame, with the latest value. */
-function frameRenderer(render) {
-  let frame = null;
-  let latest;
-  const schedule = (value) => {
-    latest = value;
-    if (frame === null) {
-      frame = requestAnimationFrame(() => {
-        frame = null;
-        render(latest);
-      });
-    }
-  };
-  schedule.cancel = () => {
-    if (frame !== null) cancelAnimationFrame(frame);
-    frame = null;
-  };
-  return schedule;
 }
 
 function atEnd() {
