@@ -342,6 +342,7 @@ export function setupGroups({ api, me, onOpen = () => {}, onSignIn = () => false
           ? "You are no longer a member of this group."
           : "You are no longer a member of this group, or it was deleted.";
     $("group-gone").hidden = false;
+    $("group-meta").textContent = ""; // who belongs is no longer ours to see
     $("group-composer").hidden = true;
     $("group-hint").hidden = true;
     $("group-members-button").hidden = true;

@@ -159,6 +159,7 @@ def test_two_people_and_the_assistant(
         timeout=ARRIVES_MS,
     )
     expect(second.get_by_role("textbox", name="Group message")).to_be_hidden()
+    expect(second.locator("#group-meta")).to_have_text("")
     expect(second.get_by_role("list", name="Groups").get_by_role("link")).to_have_count(0)
     screenshot(second, f"groups-4-bob-removed-{delivered}.png")
     assert api_get(host, f"/groups/{group_id}", BOB).status_code == 404
