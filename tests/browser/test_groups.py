@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, WebSocketRoute, e
 from tests.browser.support import (
     DESKTOP,
     PHONE,
+    StoredHost,
     api_get,
     json_error,
     open_page,
@@ -56,8 +57,9 @@ def group_send(page: Page, text: str, *, ask: bool = False) -> None:
 
 @pytest.mark.parametrize("delivered", ["live", "polling"])
 def test_two_people_and_the_assistant(
-    host: RunningHost, page: Page, second: Page, delivered: str
+    stored_host: StoredHost, page: Page, second: Page, delivered: str
 ) -> None:
+    host = stored_host.host  # on each store: SQLite and the test Cosmos account
     if delivered == "polling":
         # Real-time delivery off, as the API says it when it is (503 realtime_unavailable).
         for each in (page, second):
