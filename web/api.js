@@ -212,6 +212,81 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return response.json();
     },
 
+    // ---- groups and real-time (docs/http.md, "Groups and real-time")
+
+    /** The caller's groups, newest activity first: `{groups, continuationToken}`. */
+    listGroups({ limit = 50, continuationToken = null } = {}) {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (continuationToken) query.set("continuationToken", continuationToken);
+      return json("GET", `/groups?${query}`);
+    },
+
+    /** Create a group (`{name, members: [addresses]}`): resolves to the group, caller owner. */
+    createGroup: (request) => json("POST", "/groups", { body: request }),
+
+    /** The group with its members and newest messages (oldest first). */
+    getGroup: (groupId) => json("GET", groupPath(groupId)),
+
+    renameGroup: (groupId, name) => json("PATCH", groupPath(groupId), { body: { name } }),
+
+    deleteGroup: (groupId) => json("DELETE", groupPath(groupId)),
+
+    /** Add a member, or change an existing member's role: resolves to the group. */
+    setGroupMember: (groupId, email, role = "member") =>
+      json("POST", `${groupPath(groupId)}/members`, { body: { email, role } }),
+
+    /** Remove a member; the caller's own address is leaving. */
+    removeGroupMember: (groupId, email) =>
+      json("DELETE", `${groupPath(groupId)}/members/${encodeURIComponent(email)}`),
+
+    /** Messages after a seq (catching up) or before a message id: `{messages, hasMore}`. */
+    groupMessages(groupId, { after = null, before = null, limit = 50, signal } = {}) {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (after !== null) query.set("after", String(after));
+      if (before) query.set("before", before);
+      return json("GET", `${groupPath(groupId)}/messages?${query}`, { signal });
+    },
+
+    /** Send a message to a group: resolves to `{messages: [message]}`. */
+    sendGroupMessage: (groupId, { content, clientMessageId }) =>
+      json("POST", `${groupPath(groupId)}/messages`, { body: { content, clientMessageId } }),
+
+    /**
+     * Send and ask the assistant, as Server-Sent Events: `onMessage(message)` with the stored
+     * user message, `onDelta(text)` per piece of the answer; resolves to the `done` payload
+     * (`{messages: [user, assistant]}`), rejects with an ApiError on any failure.
+     */
+    async askGroupStream(groupId, { content, clientMessageId }, { onMessage = () => {}, onDelta = () => {}, signal } = {}) {
+      const response = await send("POST", `${groupPath(groupId)}/messages`, {
+        body: { content, clientMessageId, ask: true },
+        accept: "text/event-stream",
+        signal,
+      });
+      let done = null;
+      try {
+        for await (const { event, data } of readEvents(response.body)) {
+          const payload = JSON.parse(data);
+          if (event === "message") onMessage(payload.message);
+          else if (event === "delta") onDelta(payload.content);
+          else if (event === "done") done = payload;
+          else if (event === "error") throw apiErrorFromBody(200, payload, null);
+        }
+      } catch (error) {
+        if (error instanceof ApiError || error?.name === "AbortError") throw error;
+        throw new ApiError(0, "network_error", "The connection broke while the answer streamed.");
+      }
+      if (!done) {
+        throw new ApiError(0, "network_error", "The answer stopped before it was complete.");
+      }
+      return done;
+    },
+
+    /** `{url, expiresAt}`: a WebSocket URL for live group events (503 when real-time is off). */
+    negotiateRealtime: () => json("GET", "/realtime/negotiate"),
+
+    /** After each (re)connect: the server subscribes the caller's connections to their groups. */
+    joinRealtime: () => json("POST", "/realtime/join"),
+
     /** One turn as plain JSON: resolves to `{sessionId, title, messages: [user, assistant]}`. */
     chat: (request) => json("POST", "/chat", { body: request }),
 
@@ -275,6 +350,10 @@ export function createClient({ apiBase = "", headers = () => ({}), credentials =
       return answerEvents(response, handlers);
     },
   };
+}
+
+function groupPath(groupId) {
+  return `/groups/${encodeURIComponent(groupId)}`;
 }
 
 /**

@@ -1,10 +1,12 @@
 // The Parley reference client: sign-in, the conversation list (rename, delete, search), a
-// streaming chat view (Markdown answers, feedback, older messages on scroll) and data rights.
+// streaming chat view (Markdown answers, feedback, older messages on scroll), groups
+// (groups.js) and data rights.
 
 import { ApiError, createClient, newClientMessageId } from "./api.js";
 import { resolveAuth } from "./auth.js";
 import { setupDataRights } from "./data.js";
 import { feedbackControls } from "./feedback.js";
+import { setupGroups } from "./groups.js";
 import { setupSearch } from "./search.js";
 import { setupSharing } from "./sharing.js";
 import { setupActivity } from "./activity.js";
@@ -102,6 +104,7 @@ $("sign-out").addEventListener("click", async () => {
   if (await auth.signOut()) {
     clearDrafts(); // the next person at this tab does not see them
     search.clear();
+    groups.stop();
     $("data-status").textContent = "";
     resetChat();
     history.replaceState(null, "", location.pathname + location.search);
@@ -393,6 +396,7 @@ function showDraft() {
 }
 
 function openNewChat() {
+  if (groups.isOpen()) groups.close();
   resetChat();
   if (location.hash) history.pushState(null, "", location.pathname + location.search);
   markCurrentInList();
@@ -468,6 +472,17 @@ function showTitle(title, archived) {
 /** `#s=<sessionId>` opens a conversation; `&m=<messageId>` also goes to one of its messages. */
 function routeFromHash() {
   const params = new URLSearchParams(location.hash.slice(1));
+  // `#g=<groupId>`: a group conversation (groups.js).
+  const groupId = params.get("g");
+  if (groupId) {
+    if (groupId === groups.openId()) return;
+    if (sharing.isOpen()) sharing.close();
+    resetChat();
+    markCurrentInList();
+    groups.open(groupId);
+    return;
+  }
+  if (groups.isOpen()) groups.close();
   // `#share=<shareId>`: a shared conversation, read-only (sharing.js).
   const shareId = params.get("share");
   if (shareId) {
@@ -1228,6 +1243,23 @@ const sharing = setupSharing({
   },
 });
 
+// ---------------------------------------------------------------- groups
+
+const groups = setupGroups({
+  api,
+  me: () => auth.email(),
+  onSignIn(error) {
+    if (!needsSignIn(error)) return false;
+    showSignIn();
+    return true;
+  },
+});
+
+// Opening a group from the list puts the keyboard in its message box.
+$("group-list").addEventListener("click", (event) => {
+  if (event.target.closest(".group-link")) queueMicrotask(() => $("group-input").focus());
+});
+
 // ---------------------------------------------------------------- data rights
 
 setupDataRights({
@@ -1239,6 +1271,9 @@ setupDataRights({
   },
   onErased() {
     search.clear();
+    // Erasure took the caller out of every group.
+    groups.stop();
+    groups.start();
     sharing.refresh();
     openNewChat();
     setListView(false);
@@ -1258,6 +1293,7 @@ function start() {
   usage.refresh();
   setListView(false);
   sharing.refresh();
+  groups.start();
   routeFromHash();
   if (!state.sessionId) input.focus();
 }
