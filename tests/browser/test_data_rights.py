@@ -231,7 +231,16 @@ def test_download_my_data_as_markdown_or_csv(
         expect(page.locator("#data-status")).to_have_text("Your data was downloaded as Markdown.")
     else:
         rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"), newline="")))
-        assert rows[0] == ["sessionId", "title", "seq", "role", "timestamp", "content", "rating"]
+        assert rows[0] == [
+            "sessionId",
+            "title",
+            "seq",
+            "role",
+            "timestamp",
+            "content",
+            "rating",
+            "version",
+        ]
         assert sorted(row[5] for row in rows[1:] if row[3] == "user") == [
             "An old one",
             "Most recent one",
