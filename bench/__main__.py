@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, archival, coldstart, latency, prompt_cache, reads, report, turns
+from bench import (
+    analytics,
+    archival,
+    coldstart,
+    latency,
+    prompt_cache,
+    reads,
+    report,
+    storage,
+    turns,
+)
 from bench.common import Cosmos, NotAvailable, cosmos_account, machine
 
 
@@ -151,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         results["archival"] = _archival(cosmos, plan, failures)
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
+        )
+        results["storage"] = _cosmos_step(
+            "storage per conversation", cosmos, lambda c: storage.run(c), failures
         )
     results["analytics"] = _step("operators' report (sqlite)", lambda: _analytics(plan), failures)
     results["prompt_cache"] = _step(

@@ -41,7 +41,7 @@ class Cosmos:
             archive_container=DEFAULT_ARCHIVE_CONTAINER,
             verify_tls=self.verify_tls,
             bootstrap=True,
-            **({"client_options": client_options} if client_options else {}),
+            client_options=client_options or None,
         )
 
 

@@ -1,0 +1,80 @@
+"""The soak's judgements (bench/soak.py): when memory counts as flat once warm, and what fails a
+run. The run itself is `make soak` (and one minute of it in `make test`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.soak import (
+    FLAT_TOLERANCE_FRACTION,
+    FLAT_TOLERANCE_MIB,
+    MIN_MINUTES_FOR_MEMORY_VERDICT,
+    WARM_FRACTION,
+    memory_verdict,
+    verdict,
+)
+
+LONG_S = MIN_MINUTES_FOR_MEMORY_VERDICT * 60
+
+
+def _series(duration_s: float, level: float, grow_by: float, n: int = 120) -> list[Any]:
+    """RSS samples every duration/n seconds: 60 MiB during warm-up, then ``level`` rising
+    linearly by ``grow_by`` over the warm part."""
+    warm_from = duration_s * WARM_FRACTION
+    out = []
+    for i in range(n):
+        t = i * duration_s / n
+        share = max(0.0, (t - warm_from) / (duration_s - warm_from))
+        out.append((t, 60.0 if t < warm_from else level + grow_by * share))
+    return out
+
+
+def test_warm_up_growth_is_not_growth() -> None:
+    # 60 -> 200 MiB during warm-up, then flat: flat.
+    result = memory_verdict(_series(LONG_S, 200.0, 0.0), LONG_S, 10_000)
+    assert result["judged"] and result["flat"]
+    assert result["growth_mib"] == 0.0
+
+
+def test_growth_once_warm_beyond_the_tolerance_fails() -> None:
+    level = 200.0
+    tolerance = max(FLAT_TOLERANCE_MIB, FLAT_TOLERANCE_FRACTION * level)
+    # The thirds' medians sit a third of the warm span apart, 2/3 of the rise: over the
+    # tolerance with 1.8x of it, under it with 1.2x.
+    growing = memory_verdict(_series(LONG_S, level, 1.8 * tolerance * 1.5), LONG_S, 10_000)
+    assert growing["judged"] and growing["flat"] is False
+    within = memory_verdict(_series(LONG_S, level, 1.2 * tolerance), LONG_S, 10_000)
+    assert within["flat"] is True
+    # What the tolerance lets through, per request of the warm part.
+    per_request = within["tolerance_mib"] * 2**20 / 10_000
+    assert within["detects_leak_per_request_bytes"] == pytest.approx(per_request, rel=0.01)
+
+
+def test_short_runs_are_reported_not_judged() -> None:
+    short = 60.0
+    result = memory_verdict(_series(short, 100.0, 50.0), short, 500)
+    assert result["judged"] is False and "not judged" in result["why"]
+    assert verdict(_report(memory=result)) == []
+
+
+def _report(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "errors_by_status": {},
+        "ledger_check": {"acknowledged_messages": 10, "missing_count": 0, "duplicated_count": 0},
+        "memory": {"judged": True, "flat": True},
+    }
+    return {**base, **overrides}
+
+
+def test_what_fails_a_run() -> None:
+    assert verdict(_report()) == []
+    assert verdict(_report(errors_by_status={"turn 500": 1}))
+    lost = {"acknowledged_messages": 10, "missing_count": 1, "duplicated_count": 0}
+    assert "missing" in verdict(_report(ledger_check=lost))[0]
+    doubled = {"acknowledged_messages": 10, "missing_count": 0, "duplicated_count": 2}
+    assert "more than once" in verdict(_report(ledger_check=doubled))[0]
+    idle = {"acknowledged_messages": 0, "missing_count": 0, "duplicated_count": 0}
+    assert verdict(_report(ledger_check=idle))
+    assert verdict(_report(memory={"judged": True, "flat": False}))
