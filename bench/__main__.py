@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -135,6 +136,44 @@ def _analytics(plan: Plan) -> dict[str, Any]:
         return analytics.run(Path(tmp) / "report.db", plan.report_users, plan.report_sessions)
 
 
+# Measurements that can be run alone and added to an earlier full run's results.
+ONLY: dict[str, Callable[[Cosmos | None, Plan, list[str]], dict[str, Any]]] = {
+    "reads": lambda cosmos, plan, failures: _cosmos_step(
+        "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
+    ),
+    "turns": lambda cosmos, plan, failures: _cosmos_step(
+        "turn cost", cosmos, lambda c: turns.run(c, plan.report_turns), failures
+    ),
+    "storage": lambda cosmos, plan, failures: _cosmos_step(
+        "storage per conversation", cosmos, lambda c: storage.run(c), failures
+    ),
+    "prompt_cache": lambda cosmos, plan, failures: _step(
+        "model input with a prompt cache", lambda: prompt_cache.run(plan.cache_turns), failures
+    ),
+}
+
+
+def _only(steps: list[str], plan: Plan, out: Path) -> int:
+    path = out / "latest.json"
+    results: dict[str, Any] = json.loads(path.read_text())
+    failures: list[str] = []
+    with _maybe_cosmos(failures) as cosmos:
+        for step in steps:
+            results[step] = ONLY[step](cosmos, plan, failures)
+            results.setdefault("added", {})[step] = {
+                "mode": "quick" if plan is QUICK else "full",
+                "machine": machine(),
+            }
+    if failures:
+        print("bench: FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    # Only the results file: the pages are generated from a whole run (an older run's file may
+    # predate what the report now expects of each section).
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"bench: added {', '.join(steps)} to {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller, under a minute")
@@ -145,8 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the results (default bench/results, which also rewrites the "
         "generated part of docs/performance.md; elsewhere the page is written beside them)",
     )
+    parser.add_argument(
+        "--only",
+        choices=sorted(ONLY),
+        action="append",
+        help="run only this measurement (repeatable) and put it in the results already in "
+        "--out, stamped with this run's machine and date under 'added'; the pages and plots "
+        "are left as they are (a whole run rewrites them)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.only:
+        return _only(args.only, plan, args.out)
     failures: list[str] = []
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine()}

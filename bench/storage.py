@@ -5,6 +5,9 @@ service (ConversationService, CosmosStore, the echo model); then an archival pas
 all (its clock set past ``ARCHIVE_AFTER_DAYS``). Each container is read back whole and every
 stored item measured as the JSON the server keeps (system properties included), by item type.
 
+The archival pass is counted at the SDK's transport too: its request units per session moved,
+housekeeping and retention scans included (``archival``).
+
 The capacity model (``python -m bench.capacity``) scales storage from these figures: the bytes of
 a message item beyond its text (``message_overhead_bytes``, the same for any text length), and
 the fixed items of a session and of a user. Azure also bills the index; the local server does
@@ -22,8 +25,9 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import Cosmos, message_text
+from bench.transport import CountingTransport, Tally
 
-SESSIONS = 4
+SESSIONS = 20  # as many as the benchmark's stub pass archives (bench/archival.py)
 TURNS = 10
 
 
@@ -65,7 +69,8 @@ async def _run(cosmos: Cosmos, database: str) -> dict[str, Any]:
 
     settings = load_settings({})
     email = "storage@bench.local"
-    store = cosmos.store(database)
+    transport = CountingTransport()
+    store = cosmos.store(database, transport=transport)
     try:
         service = ConversationService(store, EchoModel(), settings)
         for _ in range(SESSIONS):
@@ -82,7 +87,9 @@ async def _run(cosmos: Cosmos, database: str) -> dict[str, Any]:
                 return SystemClock().now() + timedelta(days=settings.archive_after_days + 1)
 
         policy = ArchivePolicy(after_days=settings.archive_after_days, time_budget_s=120.0)
+        start = len(transport.log)
         summary = await run_archive(store, policy, clock=_Later())
+        archival = Tally.of(transport.log[start:])
         archived = _summary(_measure(db.get_container_client(DEFAULT_ARCHIVE_CONTAINER), email))
         left = _summary(_measure(db.get_container_client(DEFAULT_ACTIVE_CONTAINER), email))
     finally:
@@ -95,6 +102,14 @@ async def _run(cosmos: Cosmos, database: str) -> dict[str, Any]:
             statistics.fmean(len(message_text(t).encode()) for t in range(1, TURNS + 1)), 1
         ),
         "archived_sessions": summary.archived,
+        "archival": {
+            "sessions_archived": summary.archived,
+            "requests": archival.requests,
+            "request_units": archival.ru(),
+            "request_units_per_session": round(
+                (archival.ru() or 0.0) / max(1, summary.archived), 2
+            ),
+        },
         "active": active,
         "archive": archived,
         "active_after_archival": left,

@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
+# The modules themselves: the package exports these lazily, which type checkers see as Any.
+from azure.core.pipeline.transport._aiohttp import AioHttpTransport
+from azure.core.pipeline.transport._requests_basic import RequestsTransport
 
 from shared.storage.cosmos.client import transport_options
 
@@ -189,7 +191,7 @@ class CountingTransport(AioHttpTransport, _Recorder):
         super().__init__(**{**transport_options(), **kwargs})
         self._start_log()
 
-    async def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def send(self, request: Any, **kwargs: Any) -> Any:
         kind, sent = self._outgoing(request)
         started = time.perf_counter()
         response = None
@@ -207,7 +209,7 @@ class SyncCountingTransport(RequestsTransport, _Recorder):
         super().__init__(**kwargs)
         self._start_log()
 
-    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def send(self, request: Any, **kwargs: Any) -> Any:
         kind, sent = self._outgoing(request)
         started = time.perf_counter()
         response = None
