@@ -108,6 +108,9 @@ OPENAI_RPM_PER_CAPACITY_UNIT = 6  # the same page
 AUTOSCALE_MIN_FRACTION = 0.1  # autoscale bills at least 10% of its maximum, every hour
 AUTOSCALE_STEP_RUS = 1_000  # an autoscale maximum is 1,000 RU/s or more, in steps of 1,000
 AUTOSCALE_URL = "https://learn.microsoft.com/en-us/azure/cosmos-db/provision-throughput-autoscale"
+# Provisioned throughput needs at least 1 RU/s per GB stored ("Minimum RU/s required per 1 GB"),
+# https://learn.microsoft.com/en-us/azure/cosmos-db/concepts-limits (read 2026-12-05).
+MIN_RUS_PER_GB = 1.0
 
 LIMITS: dict[str, Limit] = {
     "serverless_rus_per_container": SERVERLESS_RUS_PER_CONTAINER,
@@ -406,13 +409,19 @@ def _figure(value: float | None, unit: str, *inputs: str) -> dict[str, Any]:
 
 
 def cosmos_autoscale_month(
-    peak_rus: float, average_rus: float, peak_hours: float, price_per_100_hour: float
+    peak_rus: float,
+    average_rus: float,
+    peak_hours: float,
+    price_per_100_hour: float,
+    storage_gb: float = 0.0,
 ) -> tuple[float, int]:
     """Monthly cost of autoscale (database throughput shared by the containers) and its
-    maximum RU/s: the maximum covers the peak; each hour bills the most it scaled to, at least
-    a tenth of the maximum. The day: ``peak_hours`` at the peak, the rest at the rate that makes
-    the day's average."""
-    t_max = max(AUTOSCALE_STEP_RUS, math.ceil(peak_rus / AUTOSCALE_STEP_RUS) * AUTOSCALE_STEP_RUS)
+    maximum RU/s: the maximum covers the peak, and its tenth (where autoscale scales down to)
+    covers the storage's minimum; each hour bills the most it scaled to, at least a tenth of the
+    maximum. The day: ``peak_hours`` at the peak, the rest at the rate that makes the day's
+    average."""
+    needed = max(peak_rus, MIN_RUS_PER_GB * storage_gb / AUTOSCALE_MIN_FRACTION)
+    t_max = max(AUTOSCALE_STEP_RUS, math.ceil(needed / AUTOSCALE_STEP_RUS) * AUTOSCALE_STEP_RUS)
     hours = min(max(peak_hours, 0.0), 24.0)
     rest = max(0.0, (24 * average_rus - hours * peak_rus) / (24 - hours)) if hours < 24 else 0.0
     floor = AUTOSCALE_MIN_FRACTION * t_max
@@ -521,6 +530,9 @@ def model(w: Workload, m: Measured, prices: dict[str, Price]) -> dict[str, Any]:
     rate = m.archive_sessions_per_s * w.archive_concurrency / m.archive_measured_concurrency
     pass_s = conversations_day / rate
     r["archival_sessions_per_night"] = _figure(conversations_day, "sessions", *wl)
+    r["archival_ru_per_night"] = _figure(
+        ru_day_archival, "RU", *wl, "archive_ru_per_message", "conversation_turns"
+    )
     r["archival_pass_s"] = _figure(
         pass_s,
         "s",
@@ -613,7 +625,11 @@ def model(w: Workload, m: Measured, prices: dict[str, Price]) -> dict[str, Any]:
     ]
     serverless = ru_day * month / 1e6 * p["cosmos_serverless_per_million_ru"]
     autoscale, t_max = cosmos_autoscale_month(
-        peak_rus, avg_rus, w.peak_hours, p["cosmos_autoscale_per_100_rus_hour"]
+        peak_rus,
+        avg_rus,
+        w.peak_hours,
+        p["cosmos_autoscale_per_100_rus_hour"],
+        storage["active_year"] + storage["archive_year"],
     )
     cost["cosmos_serverless_ru"] = _figure(
         serverless, "USD/month", "ru_per_day", "cosmos_serverless_per_million_ru"
@@ -624,9 +640,13 @@ def model(w: Workload, m: Measured, prices: dict[str, Price]) -> dict[str, Any]:
         "ru_per_s_peak",
         "ru_per_s_average",
         "peak_hours",
+        "storage_gb_active_year",
+        "storage_gb_archive_year",
         "cosmos_autoscale_per_100_rus_hour",
     )
-    r["cosmos_autoscale_max_rus"] = _figure(t_max, "RU/s", "ru_per_s_peak")
+    r["cosmos_autoscale_max_rus"] = _figure(
+        t_max, "RU/s", "ru_per_s_peak", "storage_gb_active_year", "storage_gb_archive_year"
+    )
     cost["cosmos_storage_month_1"] = _figure(
         storage_month,
         "USD/month",
@@ -775,6 +795,13 @@ def check_limits(figures: dict[str, float], w: Workload) -> list[dict[str, Any]]
             figures["web_pubsub_connections_peak"] / WEB_PUBSUB_CONNECTIONS_PER_UNIT.value,
             WEB_PUBSUB_MAX_UNITS.value,
             "more connections than one Web PubSub instance holds",
+        ),
+        (
+            "archive_time_budget_s",
+            figures["archival_pass_s"],
+            w.archive_time_budget_s,
+            "the nightly pass needs longer than ARCHIVE_TIME_BUDGET_S: stale conversations pile "
+            "up; raise archiveConcurrency or archiveTimeBudgetSeconds, or run passes more often",
         ),
         (
             "openai_capacity",

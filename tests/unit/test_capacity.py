@@ -99,6 +99,7 @@ def test_one_user_by_hand() -> None:
     assert v["heaviest_partition_days_to_limit"] == pytest.approx(20e9 / 3000, rel=1e-5)
     assert v["archival_sessions_per_night"] == 1
     assert v["archival_pass_s"] == pytest.approx(0.01)
+    assert v["archival_ru_per_night"] == 40
     # A turn, an open, a search and the archival timer; 10 s (model 9.9 + host 0.1) + 2 x 0.05
     # + the pass, alone on a 2 GB instance.
     assert v["function_executions_per_day"] == 4
@@ -146,6 +147,15 @@ def test_break_even_between_serverless_and_autoscale() -> None:
     assert capacity.break_even(steady, MEASURED, UNIT_PRICES)["users"] is None
 
 
+def test_autoscale_maximum_covers_the_storage() -> None:
+    # At least 1 RU/s per GB stored, at the tenth autoscale scales down to: 10 RU/s per GB.
+    cost, t_max = capacity.cosmos_autoscale_month(100.0, 100.0, 4, 0.012, storage_gb=0.0)
+    assert t_max == 1000
+    cost, t_max = capacity.cosmos_autoscale_month(100.0, 100.0, 4, 0.012, storage_gb=250.0)
+    assert t_max == 3000  # 2,500, rounded up to the next 1,000
+    assert cost == pytest.approx(300 * 24 / 100 * 0.012 * 30.4)
+
+
 FIGURE_FOR = {
     "serverless_rus_per_container": ("ru_per_s_peak_active_container", 5_000),
     "serverless_storage_per_container_gb": ("storage_gb_archive_year", 1_000),
@@ -164,6 +174,7 @@ def _quiet() -> dict[str, float]:
         "function_instances_peak": 0.0,
         "web_pubsub_connections_peak": 0.0,
         "model_capacity_units_needed": 0.0,
+        "archival_pass_s": 0.0,
     }
 
 
@@ -184,10 +195,16 @@ def test_each_azure_limit_flags_at_its_documented_number(limit: str) -> None:
 
 
 def test_the_stacks_own_settings_flag_too() -> None:
-    w = dataclasses.replace(ONE_USER, maximum_instance_count=40, openai_capacity=10)
+    w = dataclasses.replace(
+        ONE_USER, maximum_instance_count=40, openai_capacity=10, archive_time_budget_s=240
+    )
     assert check_limits(_quiet() | {"function_instances_peak": 39}, w) == []
     assert [f["limit"] for f in check_limits(_quiet() | {"function_instances_peak": 40}, w)] == [
         "maximum_instance_count"
+    ]
+    assert check_limits(_quiet() | {"archival_pass_s": 239.9}, w) == []
+    assert [f["limit"] for f in check_limits(_quiet() | {"archival_pass_s": 240}, w)] == [
+        "archive_time_budget_s"
     ]
     assert check_limits(_quiet() | {"model_capacity_units_needed": 9}, w) == []
     assert [
