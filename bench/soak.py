@@ -53,6 +53,11 @@ RSS_EVERY_S = 5.0
 # retried; a final answer of 400 or more is an error.
 RETRYABLE = frozenset({429, 503})
 MAX_ATTEMPTS = 5
+# The status counted for a call whose connection failed before any answer (no HTTP status).
+TRANSPORT_FAILED = 599
+# Idle pooled connections are dropped before uvicorn's keep-alive timeout (5 s) would close them
+# under a request on its way.
+KEEPALIVE_EXPIRY_S = 4.0
 MAX_RETRY_WAIT_S = 5.0
 # Memory: warm once this share of the run is over (the SDK's caches, connection pools and
 # Python's arenas fill during the first minutes); then the median of the last third of the warm
@@ -138,7 +143,18 @@ class Soak:
         response: httpx.Response | None = None
         for attempt in range(MAX_ATTEMPTS):
             started = time.perf_counter()
-            response = await self.http.request(method, url, headers=user.headers(), **kwargs)
+            try:
+                response = await self.http.request(method, url, headers=user.headers(), **kwargs)
+            except httpx.TransportError as exc:
+                # A connection that failed before an answer: sent again, as a client does (every
+                # call here is safe to repeat: reads, and turns with their clientMessageId).
+                self.stats.requests += 1
+                self.stats.retried[op][TRANSPORT_FAILED] += 1
+                response = httpx.Response(TRANSPORT_FAILED, text=f"{type(exc).__name__}: {exc}")
+                if attempt + 1 < MAX_ATTEMPTS:
+                    await asyncio.sleep(0.5)
+                    continue
+                break
             self.stats.latencies[op].append(time.perf_counter() - started)
             self.stats.requests += 1
             token = response.headers.get("Parley-Consistency")
@@ -456,7 +472,7 @@ async def drive(
     deadline = started + duration_s
     archive_every = min(ARCHIVE_EVERY_S, duration_s / 3)
     erase_every = min(ERASE_EVERY_S, duration_s / 2)
-    limits = httpx.Limits(max_connections=plan.users + 8)
+    limits = httpx.Limits(max_connections=plan.users + 8, keepalive_expiry=KEEPALIVE_EXPIRY_S)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
         soak = Soak(http, plan.users, plan.seed, deadline)
         rss = asyncio.create_task(sample_rss(pid, started, deadline, plan.rss_every))
