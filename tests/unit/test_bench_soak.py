@@ -3,8 +3,10 @@ run. The run itself is `make soak` (and one minute of it in `make test`)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from bench.soak import (
@@ -12,6 +14,8 @@ from bench.soak import (
     FLAT_TOLERANCE_MIB,
     MIN_MINUTES_FOR_MEMORY_VERDICT,
     WARM_FRACTION,
+    Soak,
+    Turn,
     memory_verdict,
     verdict,
 )
@@ -78,3 +82,35 @@ def test_what_fails_a_run() -> None:
     idle = {"acknowledged_messages": 0, "missing_count": 0, "duplicated_count": 0}
     assert verdict(_report(ledger_check=idle))
     assert verdict(_report(memory={"judged": True, "flat": False}))
+
+
+def _ledger(stored: list[dict[str, str]]) -> dict[str, Any]:
+    """The soak's final check against a host that holds ``stored`` in its one session."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/sessions/s_1"
+        return httpx.Response(200, json={"messages": stored, "hasMoreMessages": False})
+
+    async def check() -> dict[str, Any]:
+        transport = httpx.MockTransport(answer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
+            soak = Soak(http, users=1, seed=1, deadline=0.0)
+            user = soak.users[0]
+            user.sessions = ["s_1"]
+            user.acked = {"s_1": [Turn("question", "answer", ("m1", "m2"))]}
+            return await soak.verify()
+
+    return asyncio.run(check())
+
+
+def test_every_acknowledged_message_is_found_exactly_once() -> None:
+    question = {"id": "m1", "content": "question"}
+    answer = {"id": "m2", "content": "answer"}
+    whole = _ledger([question, answer])
+    assert whole["stored_exactly_once"] == 2 and whole["acknowledged_messages"] == 2
+    assert whole["missing_count"] == 0 and whole["duplicated_count"] == 0
+    lost = _ledger([question])
+    assert lost["missing"] == ["m2"] and lost["missing_count"] == 1
+    # The same text stored a second time under another id is a second copy.
+    doubled = _ledger([question, answer, {"id": "m3", "content": "question"}])
+    assert doubled["duplicated"] == ["m1"] and doubled["stored_exactly_once"] == 1
