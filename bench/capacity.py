@@ -203,7 +203,7 @@ _SETTINGS = Settings.model_validate({})
 
 @dataclass(frozen=True)
 class Workload:
-    """Per day unless said otherwise. Field comments are the CLI's help."""
+    """Per day unless said otherwise; each field is a flag of the CLI (``--users``...)."""
 
     users: float = 1_000  # registered users
     active_share: float = 0.3  # share of them active on a day
@@ -933,7 +933,9 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(Workload):
         cast: Callable[[str], Any] = {"int": int, "float": float, "str": str}[str(f.type)]
         casts[f.name] = cast
-        parser.add_argument("--" + f.name.replace("_", "-"), type=cast, default=None)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=cast, default=None, help=f"default {f.default}"
+        )
     args = parser.parse_args(argv)
     base = PRESETS[args.preset] if args.preset else Workload()
     given = {name: getattr(args, name) for name in casts if getattr(args, name) is not None}
