@@ -393,6 +393,15 @@ def memory_verdict(
         max_mib=round(max(mib for _, mib in samples), 1),
         flat=growth <= tolerance,
     )
+    # The warm samples' least-squares slope, for the reader: a steady rise within the tolerance
+    # is reported, not failed (it may be a cache still filling); a longer run tells which.
+    warm_points = [(t, mib) for t, mib in samples if t >= warm_from]
+    mean_t = statistics.fmean(t for t, _ in warm_points)
+    mean_m = statistics.fmean(m for _, m in warm_points)
+    spread = sum((t - mean_t) ** 2 for t, _ in warm_points)
+    if spread:
+        slope = sum((t - mean_t) * (m - mean_m) for t, m in warm_points) / spread
+        out["warm_slope_mib_per_min"] = round(slope * 60, 3)
     if requests_when_warm:
         out["detects_leak_per_request_bytes"] = round(tolerance * 2**20 / requests_when_warm)
     judged = duration_s >= MIN_MINUTES_FOR_MEMORY_VERDICT * 60

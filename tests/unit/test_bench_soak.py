@@ -39,7 +39,7 @@ def test_warm_up_growth_is_not_growth() -> None:
     # 60 -> 200 MiB during warm-up, then flat: flat.
     result = memory_verdict(_series(LONG_S, 200.0, 0.0), LONG_S, 10_000)
     assert result["judged"] and result["flat"]
-    assert result["growth_mib"] == 0.0
+    assert result["growth_mib"] == 0.0 and result["warm_slope_mib_per_min"] == 0.0
 
 
 def test_growth_once_warm_beyond_the_tolerance_fails() -> None:
@@ -51,6 +51,11 @@ def test_growth_once_warm_beyond_the_tolerance_fails() -> None:
     assert growing["judged"] and growing["flat"] is False
     within = memory_verdict(_series(LONG_S, level, 1.2 * tolerance), LONG_S, 10_000)
     assert within["flat"] is True
+    # Reported all the same: the rise per minute over the warm part.
+    warm_minutes = LONG_S * (1 - WARM_FRACTION) / 60
+    assert within["warm_slope_mib_per_min"] == pytest.approx(
+        1.2 * tolerance / warm_minutes, rel=0.05
+    )
     # What the tolerance lets through, per request of the warm part.
     per_request = within["tolerance_mib"] * 2**20 / 10_000
     assert within["detects_leak_per_request_bytes"] == pytest.approx(per_request, rel=0.01)
