@@ -5,6 +5,7 @@ import azure.functions as func
 from functions.archive_timer import bp as archive_bp
 from functions.chat import bp as chat_bp
 from functions.export import bp as export_bp
+from functions.groups import bp as groups_bp
 from functions.health import bp as health_bp
 from functions.imports import bp as imports_bp
 from functions.search import bp as search_bp
@@ -24,5 +25,6 @@ for blueprint in (
     health_bp,
     archive_bp,
     shares_bp,
+    groups_bp,
 ):
     app.register_functions(blueprint)

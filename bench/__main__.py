@@ -22,6 +22,7 @@ from typing import Any
 from bench import (
     analytics,
     archival,
+    checkpoints,
     coldstart,
     latency,
     prompt_cache,
@@ -208,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["latency"]["nproc"] = results["machine"]["nproc"]
         results["archival"] = _archival(cosmos, plan, failures)
+        results["checkpoints"] = _cosmos_step(
+            "a long answer with checkpoints",
+            cosmos,
+            lambda c: checkpoints.run(c, turns.MAX_REQUESTS_AFTER_FIRST),
+            failures,
+        )
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
         )

@@ -347,6 +347,34 @@ def _archive_md(a: dict[str, Any]) -> list[str]:
     return [*lines, "", note, "", *stubs]
 
 
+def _checkpoints_md(c: dict[str, Any]) -> list[str]:
+    if "with" not in c:
+        return [f"Not available: {c.get('not_available') or c.get('error')}", ""]
+    lines = [
+        f"One turn whose answer is {c['tokens']:,} tokens, streamed over {c['model_s']:g} s of "
+        f"model time (simulated), `STREAM_CHECKPOINT_MS` = {c['interval_ms']}: *without* "
+        "checkpoints the answer ends within one interval (written once, whole, as before), "
+        "*with* them it is created at the first checkpoint, patched once per interval and "
+        'written whole at the end (docs/design.md, "Streaming checkpoints").',
+        "",
+        "| answer | requests | bytes | request units (local estimate) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("without", "with"):
+        row = c[name]
+        lines.append(f"| {name} checkpoints | {row['requests']} | {row['bytes']:,} | {row['ru']} |")
+    lines += [
+        "",
+        f"Checkpoints add {c['extra_requests']} requests, {c['extra_bytes']:,} bytes and "
+        f"{c['extra_ru']} request units to that answer "
+        f"(one write per interval at most: {_ok(c['budget_extra_requests_met'])}); an answer "
+        f"within one interval costs what a steady turn costs: "
+        f"{_ok(c['budget_whole_answer_unchanged'])}.",
+        "",
+    ]
+    return lines
+
+
 def _reads_md(r: dict[str, Any]) -> list[str]:
     if "pages" not in r:
         return [f"Not available: {r.get('not_available') or r.get('error')}", ""]
@@ -513,6 +541,9 @@ def summary_md(results: dict[str, Any], plot_prefix: str) -> str:
         "### The operators' report (python -m shared.report)",
         "",
         *_analytics_md(results.get("analytics", {"not_available": "not measured"})),
+        "### A long answer stored as it grows (local Cosmos server)",
+        "",
+        *_checkpoints_md(results.get("checkpoints", {"not_available": "not measured"})),
         "### Reading as the data grows (local Cosmos server)",
         "",
         *_reads_md(results.get("reads", {"not_available": "not measured"})),

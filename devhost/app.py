@@ -22,8 +22,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from devhost.schedule import Timer, TimerRunner, resolve_schedule, settings_environ
 from shared import consistency
-from shared.clock import Clock
-from shared.errors import NotFound
+from shared.clock import Clock, OffsetClock, iso
+from shared.errors import InvalidRequest, NotFound
 
 log = logging.getLogger("parley.devhost")
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +188,11 @@ def build_app(
     functions = function_app.get_functions()
     scheduled = timers(functions, settings_environ())
     runner = TimerRunner(scheduled, clock=clock)
+    # The app's own clock: the system's, moved forward only by POST /admin/clock.
+    from shared.runtime import use_clock
+
+    app_clock = OffsetClock()
+    use_clock(app_clock)
     invocations = Invocations()
 
     @asynccontextmanager
@@ -220,6 +225,16 @@ def build_app(
         await invocations.idle()
         return Response(status_code=204)
 
+    async def advance_clock(request: Request) -> Response:
+        # The app's time moves forward by {"advanceS": n} seconds (tests of what time does, as
+        # an answer left "streaming" by a dead instance becoming "interrupted"). Locally only.
+        body = await request.json()
+        seconds = body.get("advanceS") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            return JSONResponse(InvalidRequest("advanceS: seconds, 0 or more.").body(), 400)
+        app_clock.advance(float(seconds))
+        return JSONResponse({"now": iso(app_clock.now())})
+
     async def list_invocations(_: Request) -> Response:
         # The invocations in flight (function, whether its client has gone). Locally only.
         return JSONResponse({"inFlight": invocations.snapshot()})
@@ -229,6 +244,7 @@ def build_app(
         Route("/admin/functions/{name}", fire_timer, methods=["POST"]),
         Route("/admin/turns/settle", settle_turns, methods=["POST"]),
         Route("/admin/invocations", list_invocations, methods=["GET"]),
+        Route("/admin/clock", advance_clock, methods=["POST"]),
         *(extra_routes or []),
         *static_routes(),
     ]

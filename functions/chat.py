@@ -1,4 +1,7 @@
-"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events."""
+"""POST /api/chat: one turn of a conversation, as JSON or as Server-Sent Events; POST
+/api/sessions/{sessionId}/regenerate, a turn without a new question, answered the same ways; and
+the answer being generated in a session, followed from any instance (GET .../stream) or stopped
+(POST .../stop), through the store (docs/http.md, "Answers as they grow")."""
 
 import asyncio
 import json
@@ -14,9 +17,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from functions.http import RequestContext, http_function, json_response
+from shared.answers import Ended, Followed, Grew, Resumed
 from shared.config import Settings
 from shared.errors import ApiError, InternalError
-from shared.models import ChatRequest
+from shared.models import ChatRequest, RegenerateRequest
 from shared.time_limits import turn_budget_s
 from shared.turns import Turn
 
@@ -60,7 +64,7 @@ async def event_stream(turn: Turn) -> AsyncIterator[str]:
         log.error("stream_failed %s", type(exc).__name__, extra={"session_id": turn.session_id})
         yield sse("error", InternalError().body())
         return
-    messages = [m.model_dump(by_alias=True) for m in (result.user, result.assistant)]
+    messages = [m.model_dump(by_alias=True) for m in result.messages]
     yield sse("done", {"messages": messages})
 
 
@@ -151,4 +155,67 @@ async def chat(ctx: RequestContext) -> Response:
     return json_response(result.to_response())
 
 
-__all__ = ["bp", "chat"]
+@http_function(bp, "sessions/{sessionId}/regenerate", ["POST"])
+async def regenerate(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    headers = ctx.request.headers
+    # The body is optional (only a clientMessageId): none at all is an empty request.
+    empty = "content-type" not in headers and headers.get("content-length", "0") == "0"
+    request = RegenerateRequest() if empty else await ctx.body(RegenerateRequest)
+    turn = await ctx.runtime.service.begin_regenerate(email, session_id, request)
+    if wants_stream(ctx.request):
+        return TurnStream(turn, ctx.runtime.settings)
+    result = await turn.result()
+    return json_response(result.to_response())
+
+
+def followed_event(event: Followed) -> str:
+    """One event of a followed answer, as the SSE the client reads."""
+    if isinstance(event, Resumed):
+        return sse("resume", {"message": event.message.to_api().model_dump(by_alias=True)})
+    if isinstance(event, Grew):
+        return sse("delta", {"content": event.content})
+    ended = [event.message.to_api().model_dump(by_alias=True)] if event.message else []
+    return sse("done", {"messages": ended})
+
+
+async def follow_stream(first: Followed, rest: AsyncIterator[Followed]) -> AsyncIterator[str]:
+    yield followed_event(first)
+    if isinstance(first, Ended):
+        return
+    try:
+        async for event in rest:
+            yield followed_event(event)
+    except ApiError as error:
+        yield sse("error", error.body())
+    except Exception as exc:
+        log.error("follow_failed %s", type(exc).__name__)
+        yield sse("error", InternalError().body())
+
+
+@http_function(bp, "sessions/{sessionId}/stream", ["GET"])
+async def follow_answer(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    ctx.session_id = ctx.path_session_id()
+    events = aiter(ctx.runtime.service.follow_answer(email, ctx.session_id))
+    # The first event is read here: a session that is not the caller's is a 404 response,
+    # not an event. The rest ends with the answer, within a turn's own time budget (the
+    # service bounds it: shared/time_limits.py), with keep-alives like a turn's stream.
+    first = await anext(events)
+    return StreamingResponse(
+        with_keepalive(follow_stream(first, events), ctx.runtime.settings.sse_keepalive_s),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@http_function(bp, "sessions/{sessionId}/stop", ["POST"])
+async def stop_answer(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    ctx.session_id = ctx.path_session_id()
+    asked = await ctx.runtime.service.stop_answer(email, ctx.session_id)
+    return Response(status_code=202 if asked else 204)
+
+
+__all__ = ["bp", "chat", "follow_answer", "regenerate", "stop_answer"]

@@ -146,6 +146,8 @@ class RequestContext:
         self.route_values = route_values(request, route)
         self.runtime: Runtime = get_runtime()
         self.email: str | None = None
+        # The verified sign-in's display name (its ``name`` claim), when it has one.
+        self.name: str | None = None
         self._session_id: str | None = loggable_session_id(self.route_values.get(SESSION_PARAM))
         self.request_bytes = 0
         self._body: bytes | None = None  # kept: a request run again after a catch-up reads it again
@@ -211,6 +213,7 @@ class RequestContext:
         asks this before reading or writing anything."""
         caller = await self.runtime.authenticator.caller_for(self.request.headers)
         self.email = caller.email  # the request line names the (hashed) user, refused or not
+        self.name = caller.name
         email = await self.runtime.identities.admit(caller)
         # The caller's Parley-Consistency: ignored unless this server sealed it for this caller.
         consistency.adopt(

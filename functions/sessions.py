@@ -1,10 +1,11 @@
-"""Sessions and their messages: list, read, page, rename, rate, delete one, delete all."""
+"""Sessions and their messages: list, read, page, rename, rate, delete one, delete all, an
+answer's versions, a branch."""
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
 
 from functions.http import RequestContext, http_function, json_response
-from shared.models import EraseProgress, FeedbackRequest, RenameRequest
+from shared.models import EraseProgress, FeedbackRequest, ForkRequest, RenameRequest
 from shared.service import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
@@ -100,3 +101,22 @@ async def clear_feedback(ctx: RequestContext) -> Response:
     session_id = ctx.path_session_id()
     await ctx.runtime.service.set_feedback(email, session_id, ctx.path_value(MESSAGE_PARAM), None)
     return Response(status_code=204)
+
+
+@http_function(bp, "sessions/{sessionId}/messages/{messageId}/versions", ["GET"])
+async def message_versions(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    versions = await ctx.runtime.service.message_versions(
+        email, session_id, ctx.path_value(MESSAGE_PARAM)
+    )
+    return json_response(versions)
+
+
+@http_function(bp, "sessions/{sessionId}/fork", ["POST"])
+async def fork_session(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    session_id = ctx.path_session_id()
+    request = await ctx.body(ForkRequest)
+    summary = await ctx.runtime.service.fork(email, session_id, request.message_id)
+    return json_response(summary, status=201)

@@ -103,6 +103,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         active_container=active.name,
         archive_container=archive.name,
         shares_container=data.shares.name,
+        groups_container=data.groups.name,
         openai_endpoint=openai.endpoint,
         appinsights=observability.component,
         depends_on=[observability.metrics_publisher],
@@ -119,7 +120,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
         "identityClientId": identity.client_id,
         "identityPrincipalId": identity.principal_id,
         # Read back at the next update: the settings the data resources were deployed with.
-        DATA_IDENTITY_OUTPUT: pulumi.Output.from_input(data_identity(cfg, data.specs, data.shares)),
+        DATA_IDENTITY_OUTPUT: pulumi.Output.from_input(
+            data_identity(cfg, data.specs, data.shares, data.groups)
+        ),
     }
 
 

@@ -34,6 +34,8 @@ NOT_IN_AZURE: Mapping[str, str] = {
     "DEVHOST_HEADER_TIMEOUT_S": "the local host's header timeout; Azure's front end has its own",
     "DEVHOST_BODY_TIMEOUT_S": "the local host's body timeout; Azure's front end has its own",
     "SSE_KEEPALIVE_S": "the default (15 s) suits Azure's front end; set locally to test",
+    "GROUP_MAX_MEMBERS": "the default (50) is the product's limit; an app setting may change it",
+    "STREAM_CHECKPOINT_MS": "the default (1000 ms) is the contract's pace; set locally to test",
 }
 
 # Settings outside shared.config that the Functions host and platform need.
@@ -98,6 +100,7 @@ def app_settings(
     active_container: str,
     archive_container: str,
     shares_container: str,
+    groups_container: str,
     openai_endpoint: pulumi.Input[str],
     appinsights_connection_string: pulumi.Input[str],
     token_signing_key: pulumi.Input[str],
@@ -123,6 +126,7 @@ def app_settings(
         "COSMOS_CONTAINER": active_container,
         "COSMOS_ARCHIVE_CONTAINER": archive_container,
         "COSMOS_SHARES_CONTAINER": shares_container,
+        "COSMOS_GROUPS_CONTAINER": groups_container,
         "AZURE_CLIENT_ID": client_id,
         "LLM_PROVIDER": "azure-openai",
         "AZURE_OPENAI_ENDPOINT": openai_endpoint,
@@ -189,6 +193,7 @@ def create_function_app(
     active_container: str,
     archive_container: str,
     shares_container: str,
+    groups_container: str,
     openai_endpoint: pulumi.Input[str],
     appinsights: applicationinsights.Component,
     depends_on: list[pulumi.Resource],
@@ -260,6 +265,7 @@ def create_function_app(
         active_container=active_container,
         archive_container=archive_container,
         shares_container=shares_container,
+        groups_container=groups_container,
         openai_endpoint=openai_endpoint,
         appinsights_connection_string=appinsights.connection_string,
         token_signing_key=signing_key.result,

@@ -15,7 +15,7 @@ from pulumi_azure_native import authorization, cosmosdb
 
 from infra.identity import assignment_name
 from infra.protection import create_delete_lock, keep_data
-from shared.storage.containers import ContainerSpec, container_specs, shares_spec
+from shared.storage.containers import ContainerSpec, container_specs, groups_spec, shares_spec
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
 COSMOS_DATA_CONTRIBUTOR_ROLE = "00000000-0000-0000-0000-000000000002"
@@ -31,6 +31,7 @@ class CosmosData:
     containers: tuple[cosmosdb.SqlResourceSqlContainer, ...]
     specs: tuple[ContainerSpec, ...]  # the active and archive containers
     shares: ContainerSpec
+    groups: ContainerSpec
     role_assignment: cosmosdb.SqlResourceSqlRoleAssignment
     delete_lock: authorization.ManagementLockByScope
 
@@ -148,6 +149,7 @@ def create_data(
 
     specs = container_specs()
     shares = shares_spec()
+    groups = groups_spec()
     containers = tuple(
         cosmosdb.SqlResourceSqlContainer(
             f"{prefix}-container-{spec.name}",
@@ -173,7 +175,7 @@ def create_data(
             ),
             opts=keep_data(),
         )
-        for spec in (*specs, shares)
+        for spec in (*specs, shares, groups)
     )
 
     # Data-plane access for the identity, scoped to this database (narrower than the account).
@@ -196,4 +198,4 @@ def create_data(
         opts=pulumi.ResourceOptions(depends_on=[database, *containers]),
     )
     lock = create_delete_lock(prefix, account_id=account.id)
-    return CosmosData(account, database, containers, specs, shares, role_assignment, lock)
+    return CosmosData(account, database, containers, specs, shares, groups, role_assignment, lock)

@@ -27,7 +27,7 @@ import pulumi
 from pulumi_azure_native import authorization
 
 from infra.stack_config import PROJECT, StackConfig, StackConfigError
-from shared.storage.containers import ContainerSpec, shares_spec
+from shared.storage.containers import ContainerSpec, groups_spec, shares_spec
 
 # The stack output that records the data resources' identity as deployed.
 DATA_IDENTITY_OUTPUT = "dataIdentity"
@@ -48,6 +48,8 @@ DATA_IDENTITY_KEYS: dict[str, str] = {
     # A key of its own: a stack deployed before shares existed recorded no such entry, and an
     # entry the record lacks is not compared, so adding the container is not a replacement.
     "sharesContainer": CONTAINERS_SOURCE,
+    # Likewise for the groups container (added after shares).
+    "groupsContainer": CONTAINERS_SOURCE,
 }
 
 
@@ -81,10 +83,14 @@ def create_delete_lock(
 
 
 def data_identity(
-    cfg: StackConfig, specs: tuple[ContainerSpec, ...], shares: ContainerSpec | None = None
+    cfg: StackConfig,
+    specs: tuple[ContainerSpec, ...],
+    shares: ContainerSpec | None = None,
+    groups: ContainerSpec | None = None,
 ) -> dict[str, str]:
     """The settings whose change would replace a data resource, as the stack records them."""
     shares = shares or shares_spec()
+    groups = groups or groups_spec()
     return {
         "namePrefix": cfg.name_prefix,
         "location": cfg.location,
@@ -92,6 +98,7 @@ def data_identity(
         "cosmosDatabase": cfg.cosmos_database,
         "containers": ",".join(f"{s.name}:{s.partition_key_path}" for s in specs),
         "sharesContainer": f"{shares.name}:{shares.partition_key_path}",
+        "groupsContainer": f"{groups.name}:{groups.partition_key_path}",
     }
 
 

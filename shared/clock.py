@@ -17,6 +17,20 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class OffsetClock:
+    """The system's time moved forward on demand: the local host's, so that an end-to-end test
+    can let time pass (``POST /admin/clock``) without waiting for it. Never used in Azure."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, seconds: float) -> None:
+        self._offset += timedelta(seconds=seconds)
+
+
 class FixedClock:
     """A clock that only moves when told to (tests)."""
 

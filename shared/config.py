@@ -19,6 +19,7 @@ from shared.storage.containers import (
     DEFAULT_ACTIVE_CONTAINER,
     DEFAULT_ARCHIVE_CONTAINER,
     DEFAULT_DATABASE,
+    DEFAULT_GROUPS_CONTAINER,
     DEFAULT_SHARES_CONTAINER,
 )
 from shared.time_limits import turn_time_problem
@@ -54,6 +55,7 @@ class Settings(BaseModel):
         DEFAULT_ARCHIVE_CONTAINER, alias="COSMOS_ARCHIVE_CONTAINER"
     )
     cosmos_shares_container: str = Field(DEFAULT_SHARES_CONTAINER, alias="COSMOS_SHARES_CONTAINER")
+    cosmos_groups_container: str = Field(DEFAULT_GROUPS_CONTAINER, alias="COSMOS_GROUPS_CONTAINER")
     azure_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
 
     llm_provider: LlmProvider | None = Field(None, alias="LLM_PROVIDER")
@@ -74,12 +76,20 @@ class Settings(BaseModel):
     max_message_chars: int = Field(16000, alias="MAX_MESSAGE_CHARS", ge=1, le=1_000_000)
     # GET /api/sessions/{id} returns at most this many newest messages (older ones page).
     max_session_messages: int = Field(200, alias="MAX_SESSION_MESSAGES", ge=1, le=1000)
+    # Members of one group at most (the group item holds them all, and each message's write
+    # replaces it: a bound on its size).
+    group_max_members: int = Field(50, alias="GROUP_MAX_MEMBERS", ge=1, le=500)
     # Titles written by the model; unset: "model" with a real model, "first-message" with echo.
     title_mode: TitleMode | None = Field(None, alias="TITLE_MODE")
     title_timeout_s: float = Field(10.0, alias="TITLE_TIMEOUT_S", gt=0, le=120)
     # A streamed answer sends an SSE comment after this many seconds without an event, so that
     # no proxy or load balancer on the way takes a silent model for a dead connection.
     sse_keepalive_s: float = Field(15.0, alias="SSE_KEEPALIVE_S", gt=0, le=120)
+    # An answer still being generated after this many milliseconds is stored as it grows, its
+    # text so far written at most once per interval, so a reader on any instance is at most this
+    # far behind and a stop takes about this long; one that ends sooner is written once, whole
+    # (shared/answers.py).
+    stream_checkpoint_ms: int = Field(1000, alias="STREAM_CHECKPOINT_MS", ge=50, le=60_000)
     # Model tokens (prompt + completion) a user may spend per UTC day / month; 0: no limit
     # (shared/usage.py).
     user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)

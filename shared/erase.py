@@ -28,6 +28,7 @@ from shared.cli import run_for_user
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.consistency import catch_up
+from shared.groups.service import erase_groups
 from shared.sharing import erase_shares
 from shared.storage import make_store
 from shared.storage.base import ConversationStore
@@ -119,6 +120,7 @@ async def _erase(email: str, user: str, settings: Settings, *, dry_run: bool) ->
             while not await erase_sessions(store, email, clock=SystemClock(), budget_s=CLI_STEP_S):
                 pass
             await erase_shares(store, email)
+            await erase_groups(store, email, settings=settings, clock=SystemClock())
         run.complete = True
     finally:
         # Written whatever happened, and before closing (which may fail too): an erasure that

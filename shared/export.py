@@ -9,7 +9,8 @@ The document is ``{"exportedAt", "email", "sessions": [summary + "titleSource" +
 [...]], "shares": [share + "viewLog" + "messages"], "sharesViewed": [...],
 "usage": [{"period", "promptTokens", "completionTokens", "cachedTokens", "turns"}],
 "complete": true}``, each message with everything stored with it (feedback, the model that
-answered and its token counts, the client's message id); the user's shares with their view
+answered and its token counts, the client's message id, and a regenerated answer's
+``versions`` count with its ``earlierVersions``, oldest first); the user's shares with their view
 logs and the shares they viewed (``shared/sharing.py``).
 
 Memory does not grow with the user's data: sessions are read a page at a time, in an order a
@@ -28,17 +29,19 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.answers import ShownAt, answer_budget_s
 from shared.audit import audit
 from shared.cli import run_for_user
 from shared.clock import SystemClock, iso
 from shared.config import Settings
 from shared.errors import StorageUnavailable
+from shared.groups.service import export_groups
 from shared.models import MessageRecord, SessionRecord
 from shared.sharing import SharingStore, export_shares
 from shared.storage import make_store
@@ -65,10 +68,12 @@ class ExportedSession:
 
     session: SessionRecord
     messages: AsyncIterator[list[MessageRecord]]
+    # A regenerated answer's earlier versions, oldest first (none for other messages).
+    earlier: Callable[[MessageRecord], Awaitable[list[MessageRecord]]]
 
 
 async def walk_sessions(
-    store: ConversationStore, email: str, *, count: ExportCount
+    store: ConversationStore, email: str, *, count: ExportCount, shown: ShownAt | None = None
 ) -> AsyncIterator[ExportedSession]:
     """Every session of the user once, each with its messages a page at a time: the one
     streaming read every export format is written from (``shared/export_formats.py``). A
@@ -78,13 +83,21 @@ async def walk_sessions(
         sessions, after = await store.all_sessions(email, limit=SESSIONS_PAGE, after=after)
         for session in sessions:
             count.sessions += 1
-            yield ExportedSession(session, _message_pages(store, email, session, count))
+            yield ExportedSession(
+                session,
+                _message_pages(store, email, session, count, shown),
+                _earlier_versions(store, email, session),
+            )
         if after is None:
             break
 
 
 async def _message_pages(
-    store: ConversationStore, email: str, session: SessionRecord, count: ExportCount
+    store: ConversationStore,
+    email: str,
+    session: SessionRecord,
+    count: ExportCount,
+    shown: ShownAt | None,
 ) -> AsyncIterator[list[MessageRecord]]:
     where: Where = "archive" if session.archived else "active"
     sent = 0
@@ -95,7 +108,8 @@ async def _message_pages(
         )
         if page:
             sent += len(page)
-            yield page
+            # As every read shows them: a dead "streaming" answer is "interrupted".
+            yield [shown(m) for m in page] if shown is not None else page
         if not more or not page:
             break
         after_seq = page[-1].seq
@@ -108,19 +122,53 @@ async def _message_pages(
     count.messages += sent
 
 
+def _earlier_versions(
+    store: ConversationStore, email: str, session: SessionRecord
+) -> Callable[[MessageRecord], Awaitable[list[MessageRecord]]]:
+    where: Where = "archive" if session.archived else "active"
+
+    async def earlier(message: MessageRecord) -> list[MessageRecord]:
+        wanted = (message.versions or 1) - 1
+        if not wanted:
+            return []
+        found = await store.message_versions(
+            email, session.id, message.seq, where=where, count=wanted + 1
+        )
+        if len(found) < wanted:
+            # Moved while it was exported: an export must never look whole when it is short.
+            raise StorageUnavailable(
+                "A conversation moved while it was exported; export again.", retry_after_s=1
+            )
+        return found
+
+    return earlier
+
+
+async def exported_message(exported: ExportedSession, message: MessageRecord) -> str:
+    """One message of the JSON document, with its earlier versions if it has any."""
+    out = message.to_export()
+    earlier = await exported.earlier(message)
+    if earlier:
+        out.earlier_versions = [
+            version.model_copy(update={"versions": None}).to_export() for version in earlier
+        ]
+    return out.model_dump_json(by_alias=True)
+
+
 async def export_document(
     store: SharingStore,
     email: str,
     *,
     now: datetime,
     count: ExportCount | None = None,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[str]:
     """The document, in pieces of text. ``count`` (if given) tallies what went out."""
     count = count if count is not None else ExportCount()
     head = json.dumps({"exportedAt": iso(now), "email": email}, separators=(",", ":"))
     yield head[:-1] + ',"sessions":['
     first = True
-    async for exported in walk_sessions(store, email, count=count):
+    async for exported in walk_sessions(store, email, count=count, shown=shown):
         session = exported.session
         summary = session.to_summary().model_dump_json(by_alias=True)
         # Who set the title is stored too: everything stored goes into an export.
@@ -132,11 +180,13 @@ async def export_document(
         sent = 0
         async for page in exported.messages:
             for message in page:
-                yield ("," if sent else "") + message.to_export().model_dump_json(by_alias=True)
+                yield ("," if sent else "") + await exported_message(exported, message)
                 sent += 1
         yield "]}"
     yield "]"
     async for piece in export_shares(store, email):
+        yield piece
+    async for piece in export_groups(store, email):
         yield piece
     # What the user's model calls cost, per period (shared/usage.py): personal data too.
     usage = spent_json(await store.read_usage(email))
@@ -177,8 +227,15 @@ async def _export(
     store = make_store(settings)
     count = ExportCount()
     try:
+        now = SystemClock().now()
+        budget = answer_budget_s(settings.llm_timeout_s, settings.llm_max_retries)
         pieces = export_stream(
-            store, email, parse_format(export_format), now=SystemClock().now(), count=count
+            store,
+            email,
+            parse_format(export_format),
+            now=now,
+            count=count,
+            shown=ShownAt(now, budget),
         )
         if out is None:
             async for piece in pieces:

@@ -2,8 +2,12 @@
 
 - ``markdown``: a zip (``application/zip``, the standard library's ``zipfile``) holding one
   readable ``.md`` file per conversation: its title, times, and each message with its role,
-  time and feedback;
-- ``csv``: one row per message (``sessionId, title, seq, role, timestamp, content, rating``),
+  time and feedback; and one per group the user belongs to (under ``groups/``), each message
+  with its sender;
+- ``csv``: one row per message (``sessionId, title, seq, role, timestamp, content, rating,
+  version``; a regenerated answer's earlier versions are rows of their own, with the same
+  seq and their version number, before the current one, whose ``version`` is their count),
+  a group's messages after the conversations' (the group's id and name in the first columns),
   RFC 4180 (the standard library's ``csv``: fields quoted when they hold a comma, a quote or a
   line break, quotes doubled, CRLF between rows), UTF-8 with a byte-order mark so spreadsheet
   programs read it as UTF-8.
@@ -27,16 +31,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from shared.answers import ShownAt
 from shared.clock import iso
 from shared.errors import InvalidRequest
 from shared.export import ExportCount, export_document, walk_sessions
+from shared.groups.models import GroupMessageRecord, GroupRecord
+from shared.groups.service import group_pages, member_groups
 from shared.models import MessageRecord, SessionRecord
 from shared.sharing import SharingStore
-from shared.storage.base import ConversationStore
 
 ExportFormat = Literal["json", "markdown", "csv"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("json", "markdown", "csv")
-CSV_COLUMNS = ("sessionId", "title", "seq", "role", "timestamp", "content", "rating")
+CSV_COLUMNS = ("sessionId", "title", "seq", "role", "timestamp", "content", "rating", "version")
 BOM = "\ufeff"
 SLUG_MAX_CHARS = 40
 
@@ -71,13 +77,15 @@ def export_stream(
     *,
     now: datetime,
     count: ExportCount,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[bytes]:
-    """The export in ``export_format``, in pieces of bytes."""
+    """The export in ``export_format``, in pieces of bytes; ``shown``: how answers are shown
+    (a dead "streaming" one as "interrupted"), as every read shows them."""
     if export_format == "markdown":
-        return markdown_zip(store, email, now=now, count=count)
+        return markdown_zip(store, email, now=now, count=count, shown=shown)
     if export_format == "csv":
-        return csv_rows(store, email, count=count)
-    return _encoded(export_document(store, email, now=now, count=count))
+        return csv_rows(store, email, count=count, shown=shown)
+    return _encoded(export_document(store, email, now=now, count=count, shown=shown))
 
 
 async def _encoded(pieces: AsyncIterator[str]) -> AsyncIterator[bytes]:
@@ -89,25 +97,45 @@ async def _encoded(pieces: AsyncIterator[str]) -> AsyncIterator[bytes]:
 
 
 async def csv_rows(
-    store: ConversationStore, email: str, *, count: ExportCount
+    store: SharingStore, email: str, *, count: ExportCount, shown: ShownAt | None = None
 ) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: CRLF, minimal quoting
     buffer.write(BOM)
     writer.writerow(CSV_COLUMNS)
-    async for exported in walk_sessions(store, email, count=count):
+    async for exported in walk_sessions(store, email, count=count, shown=shown):
         session = exported.session
         async for page in exported.messages:
             for message in page:
+                earlier = await exported.earlier(message)
+                for number, one in enumerate([*earlier, message], start=1):
+                    writer.writerow(
+                        (
+                            session.id,
+                            session.title,
+                            one.seq,
+                            one.role,
+                            iso(one.timestamp),
+                            one.content,
+                            one.feedback.rating if one.feedback else "",
+                            number if message.versions else "",
+                        )
+                    )
+            yield _drain(buffer).encode()
+    # Then each group the user belongs to: its id and name stand in the first two columns.
+    for group in await member_groups(store, email):
+        async for group_page in group_pages(store, group.id):
+            for said in group_page:
                 writer.writerow(
                     (
-                        session.id,
-                        session.title,
-                        message.seq,
-                        message.role,
-                        iso(message.timestamp),
-                        message.content,
-                        message.feedback.rating if message.feedback else "",
+                        group.id,
+                        group.name,
+                        said.seq,
+                        said.role,
+                        iso(said.timestamp),
+                        said.content,
+                        "",
+                        "",
                     )
                 )
             yield _drain(buffer).encode()
@@ -153,12 +181,17 @@ class _Sink(io.RawIOBase):
 
 
 async def markdown_zip(
-    store: ConversationStore, email: str, *, now: datetime, count: ExportCount
+    store: SharingStore,
+    email: str,
+    *,
+    now: datetime,
+    count: ExportCount,
+    shown: ShownAt | None = None,
 ) -> AsyncIterator[bytes]:
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         index = 0
-        async for exported in walk_sessions(store, email, count=count):
+        async for exported in walk_sessions(store, email, count=count, shown=shown):
             index += 1
             session = exported.session
             info = zipfile.ZipInfo(markdown_name(index, session), _zip_time(session.updated_at))
@@ -169,6 +202,21 @@ async def markdown_zip(
                 async for page in exported.messages:
                     for message in page:
                         file.write(markdown_message(message).encode())
+                        for number, version in enumerate(await exported.earlier(message), 1):
+                            file.write(markdown_version(number, version).encode())
+                    yield sink.take()
+            yield sink.take()
+        # Then one file per group the user belongs to, under groups/.
+        for group in await member_groups(store, email):
+            index += 1
+            name = f"groups/{index:04d}-{_slug(group.name)}-{group.id}.md"
+            info = zipfile.ZipInfo(name, _zip_time(group.updated_at))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as file:
+                file.write(group_markdown_head(group).encode())
+                async for group_page in group_pages(store, group.id):
+                    for said in group_page:
+                        file.write(group_markdown_message(said).encode())
                     yield sink.take()
             yield sink.take()
         count.complete = True
@@ -177,9 +225,13 @@ async def markdown_zip(
 
 def markdown_name(index: int, session: SessionRecord) -> str:
     """A file name every system accepts, unique by the session id, in export order."""
-    folded = unicodedata.normalize("NFKD", session.title).encode("ascii", "ignore").decode()
+    return f"{index:04d}-{_slug(session.title)}-{session.id}.md"
+
+
+def _slug(title: str) -> str:
+    folded = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", folded).strip("-").lower()[:SLUG_MAX_CHARS].strip("-")
-    return f"{index:04d}-{slug or 'untitled'}-{session.id}.md"
+    return slug or "untitled"
 
 
 def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
@@ -214,6 +266,49 @@ def markdown_message(message: MessageRecord) -> str:
             feedback += f": {_one_line(message.feedback.comment)}"
         parts += [feedback, ""]
     return "\n".join(parts)
+
+
+def markdown_version(number: int, version: MessageRecord) -> str:
+    """An earlier version of the answer above it, quoted."""
+    quoted = "\n".join("> " + line for line in version.content.splitlines())
+    parts = ["", f"> *Earlier version {number} · {iso(version.timestamp)}*", ">", quoted, ""]
+    if version.feedback is not None:
+        parts.insert(-1, f"> Feedback: {version.feedback.rating}")
+    return "\n".join(parts)
+
+
+def group_markdown_head(group: GroupRecord) -> str:
+    lines = [
+        f"# {_one_line(group.name)}",
+        "",
+        f"- Group: `{group.id}`",
+        f"- Created: {iso(group.created_at)}",
+        f"- Last activity: {iso(group.updated_at)}",
+        f"- Messages: {group.message_count}",
+        "- Members: "
+        + ", ".join(f"{_one_line(m.name)} <{m.email}> ({m.role})" for m in group.members),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def group_markdown_message(message: GroupMessageRecord) -> str:
+    if message.removed:
+        who = "A former member (removed)"
+    elif message.role == "assistant":
+        who = "Assistant"
+    else:
+        who = f"{_one_line(message.sender_name or '')} <{message.sender_email}>"
+    return "\n".join(
+        [
+            "",
+            "---",
+            "",
+            f"### {who} · #{message.seq} · {iso(message.timestamp)}",
+            "",
+            message.content,
+            "",
+        ]
+    )
 
 
 def _one_line(text: str) -> str:

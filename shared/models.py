@@ -19,6 +19,9 @@ Role = Literal["user", "assistant"]
 Rating = Literal["up", "down"]
 # Who wrote a session's title: the first-message rule, the model, or the user (never replaced).
 TitleSource = Literal["first-message", "model", "user"]
+# An assistant message's state (shared/answers.py): stored as it grows ("streaming"), whole
+# ("complete"), cut short by the user ("stopped"), or its generation died ("interrupted").
+AnswerStatus = Literal["complete", "streaming", "stopped", "interrupted"]
 
 TITLE_MAX_CHARS = 100  # a title the user sets (PATCH), after trimming
 FEEDBACK_COMMENT_MAX_CHARS = 2000
@@ -49,6 +52,21 @@ class RenameRequest(ApiModel):
     pinned: bool | None = Field(None, strict=True)
 
 
+class RegenerateRequest(ApiModel):
+    """POST .../regenerate: a new answer to the last user message; a clientMessageId makes a
+    retry answer what the first attempt answered (as for a turn)."""
+
+    client_message_id: str | None = Field(
+        None, alias="clientMessageId", min_length=1, max_length=100
+    )
+
+
+class ForkRequest(ApiModel):
+    """POST .../fork: the message (of that session) the branch ends with."""
+
+    message_id: str = Field(alias="messageId", min_length=1, max_length=200)
+
+
 class FeedbackRequest(ApiModel):
     rating: Rating
     comment: str | None = Field(None, max_length=FEEDBACK_COMMENT_MAX_CHARS)
@@ -73,15 +91,22 @@ class MessageOut(ApiModel):
     feedback: FeedbackOut | SkipJsonSchema[None] = Field(
         None, exclude_if=lambda value: value is None
     )
+    # Only on assistant messages (absent on the user's).
+    status: AnswerStatus | SkipJsonSchema[None] = Field(
+        None, exclude_if=lambda value: value is None
+    )
+    # Only on an answer that was regenerated: how many versions it has (the earlier ones at
+    # .../versions). Absent, never null.
+    versions: int | SkipJsonSchema[None] = Field(None, exclude_if=lambda value: value is None)
 
 
 def _absent_if_none(value: object) -> bool:
     return value is None
 
 
-class ExportMessage(MessageOut):
+class ExportVersion(MessageOut):
     """A message as an export holds it: the API's message and everything else stored with it
-    (a right-of-access request gets all of it)."""
+    (a right-of-access request gets all of it). An earlier version of an answer is one too."""
 
     client_message_id: str | SkipJsonSchema[None] = Field(
         None, alias="clientMessageId", exclude_if=_absent_if_none
@@ -102,6 +127,15 @@ class ExportMessage(MessageOut):
     total_ms: int | SkipJsonSchema[None] = Field(None, alias="totalMs", exclude_if=_absent_if_none)
 
 
+class ExportMessage(ExportVersion):
+    """A message of an export, with a regenerated answer's earlier versions (oldest first;
+    the current one is the message itself)."""
+
+    earlier_versions: list[ExportVersion] | SkipJsonSchema[None] = Field(
+        None, alias="earlierVersions", exclude_if=_absent_if_none
+    )
+
+
 class SessionSummary(ApiModel):
     session_id: str = Field(alias="sessionId")
     title: str
@@ -118,6 +152,12 @@ class SessionDetail(SessionSummary):
     messages: list[MessageOut]
     # True when older messages exist than those returned (page them with .../messages).
     has_more_messages: bool = Field(alias="hasMoreMessages")
+
+
+class VersionList(ApiModel):
+    """GET .../messages/{messageId}/versions: oldest first, the current one last."""
+
+    versions: list[MessageOut]
 
 
 class MessagePage(ApiModel):
@@ -210,6 +250,16 @@ class MessageRecord(BaseModel):
     first_token_ms: int | None = None
     total_ms: int | None = None
     feedback: Feedback | None = None
+    # An answer's state as stored (shared/answers.py says how it is shown) and, while it is
+    # "streaming", when its text was last written: what tells a live answer from a dead one.
+    status: AnswerStatus = "complete"
+    checkpoint_at: datetime | None = None
+    # Set on a "streaming" answer by POST .../stop (any instance): its generator sees it at its
+    # next checkpoint and stops (shared/answers.py). Never part of the API object.
+    stop_requested: bool = False
+    # On an answer that was regenerated: how many versions it has, this one the newest (the
+    # earlier ones are stored beside it: ``docs/design.md``, "Regenerated answers and branches").
+    versions: int | None = None
 
     @property
     def id(self) -> str:
@@ -222,6 +272,8 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+            status=self.status if self.role == "assistant" else None,
+            versions=self.versions,
         )
 
     def to_export(self) -> ExportMessage:
@@ -231,6 +283,7 @@ class MessageRecord(BaseModel):
             content=self.content,
             timestamp=iso(self.timestamp),
             feedback=self.feedback.to_api() if self.feedback else None,
+            status=self.status if self.role == "assistant" else None,
             client_message_id=self.client_message_id,
             model=self.model,
             prompt_tokens=self.prompt_tokens,
@@ -238,6 +291,7 @@ class MessageRecord(BaseModel):
             context_from=self.context_from,
             first_token_ms=self.first_token_ms,
             total_ms=self.total_ms,
+            versions=self.versions,
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from shared.auth import Authenticator
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings, reset_settings
+from shared.groups.service import GroupService
 from shared.identity import IdentityGuard
 from shared.llm import make_model
 from shared.llm.base import ChatModel
@@ -31,9 +32,13 @@ class Runtime:
     identities: IdentityGuard
     shares: ShareService
     realtime: Realtime
+    groups: GroupService
 
 
 _runtime: Runtime | None = None
+# The clock a runtime built on first use gets (the system's unless the local host gives its
+# own: devhost/app.py).
+_clock: Clock | None = None
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         token_key=settings.resolved_token_signing_key,
         hash_salt=settings.log_hash_salt,
     )
+    realtime = make_realtime(settings)
+    groups = GroupService(store, model, settings, realtime, clock=clock)
     return Runtime(
         settings,
         store,
@@ -64,14 +71,21 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         Authenticator(settings),
         identities,
         shares,
-        make_realtime(settings),
+        realtime,
+        groups,
     )
+
+
+def use_clock(clock: Clock) -> None:
+    """The clock of the runtimes this process builds from now on (the local host's)."""
+    global _clock
+    _clock = clock
 
 
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = build_runtime(get_settings())
+        _runtime = build_runtime(get_settings(), clock=_clock)
     return _runtime
 
 

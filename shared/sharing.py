@@ -50,7 +50,7 @@ from shared.models import (
     ShareViews,
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
-from shared.storage.base import WHERES, ConversationStore, ShareStore, Where
+from shared.storage.base import WHERES, ConversationStore, GroupStore, ShareStore, Where
 from shared.titles import make_preview
 
 log = logging.getLogger("parley.sharing")
@@ -73,8 +73,9 @@ ERASE_PAGE = 100
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class SharingStore(ConversationStore, ShareStore, Protocol):
-    """What sharing needs of a store: sessions to copy from and into, and shares."""
+class SharingStore(ConversationStore, ShareStore, GroupStore, Protocol):
+    """What sharing needs of a store: sessions to copy from and into, and shares; and, for
+    the conversation rules that hold this store too, a user's groups (export, erasure)."""
 
 
 def new_share_id() -> str:

@@ -27,11 +27,15 @@ class TurnResult:
     title: str
     user: MessageOut
     assistant: MessageOut
+    # A regenerate stored no new question: its responses hold the answer only.
+    answer_only: bool = False
+
+    @property
+    def messages(self) -> list[MessageOut]:
+        return [self.assistant] if self.answer_only else [self.user, self.assistant]
 
     def to_response(self) -> ChatResponse:
-        return ChatResponse(
-            session_id=self.session_id, title=self.title, messages=[self.user, self.assistant]
-        )
+        return ChatResponse(session_id=self.session_id, title=self.title, messages=self.messages)
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Turn:
     _answer: Answer | None = None
     _replayed: MessageRecord | None = None  # a retry's answer, stored the first time
     _title: Awaitable[str | None] | None = None
+    # A regenerate: a new answer to a question stored before (``TurnResult.answer_only``).
+    answer_only: bool = False
     _task: asyncio.Task[MessageRecord] | None = field(default=None, init=False)
     _title_task: asyncio.Task[str | None] | None = field(default=None, init=False)
     _queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue, init=False)
@@ -107,7 +113,13 @@ class Turn:
         else:
             assistant = await asyncio.shield(self._start())
         await self.model_title()
-        return TurnResult(self.session_id, self.title, self.user.to_api(), assistant.to_api())
+        return TurnResult(
+            self.session_id,
+            self.title,
+            self.user.to_api(),
+            assistant.to_api(),
+            answer_only=self.answer_only,
+        )
 
 
 # Strong references to running tasks: a task nobody references may be garbage-collected.

@@ -177,7 +177,9 @@ class Authenticator:
                 "refused a call: the Easy Auth principal and the token name different accounts"
             )
             raise Unauthenticated(MSG_ACCOUNT_MISMATCH)
-        return Caller(principal.email, verified.account or principal.account)
+        return Caller(
+            principal.email, verified.account or principal.account, verified.name or principal.name
+        )
 
     async def _verified_caller(self, token: str) -> Caller:
         assert self._verifier is not None  # set whenever a token mode has no refusal

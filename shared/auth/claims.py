@@ -69,6 +69,9 @@ class Caller:
 
     email: str
     account: Account | None = None
+    # The sign-in's display name (the ``name`` claim), when it carries one: shown beside a
+    # group member's messages (``shared/groups``); never an identity.
+    name: str | None = None
 
 
 class InvalidEmail(ValueError):
@@ -167,7 +170,12 @@ def account_from_claims(claims: Mapping[str, Any]) -> Account | None:
 
 def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
     """``identity_from_claims`` and ``account_from_claims`` together."""
-    return Caller(identity_from_claims(claims), account_from_claims(claims))
+    name = claims.get("name")
+    return Caller(
+        identity_from_claims(claims),
+        account_from_claims(claims),
+        name if isinstance(name, str) and name.strip() else None,
+    )
 
 
 def email_from_claims(claims: Mapping[str, Any]) -> str | None:

@@ -1,6 +1,6 @@
 """Moving a user's data to their new address, with their binding (``python -m shared.identity
 move``): every session, active and archived, with its messages, request items and feedback,
-and the token usage counted for the address.
+the token usage counted for the address, and its group memberships (``shared/groups``).
 
 Each session moves by the store's ``rehome_session`` (one transaction on SQLite; on Cosmos DB a
 copy under the new address that nobody sees, verified, committed only if the source did not
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from shared.clock import Clock
+from shared.groups.service import move_member
 from shared.storage.base import Binding, RehomeOutcome, Store
 
 MOVE_PAGE = 50  # session ids read at a time
@@ -76,6 +77,7 @@ async def move_user(
     else:
         return report
     await _move_usage(store, old, new)
+    await move_member(store, old, new, sleep=sleep)  # their group memberships
     if held is not None:
         await store.release_binding(old)
     report.complete = True

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import BaseModel
 
 from shared.auth.claims import Account
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.models import (
     ContextMessage,
     Feedback,
@@ -80,6 +81,14 @@ class MoveOutcome(enum.Enum):
     CHANGED = "changed"  # the session changed since it was read: the source is untouched
     BUSY = "busy"  # another move of this session is under way: try again later
     GONE = "gone"  # not in the source (deleted, or already moved)
+
+
+class Checkpoint(enum.Enum):
+    """What writing a streaming answer's text so far (``checkpoint_answer``) found."""
+
+    WRITTEN = "written"  # stored: the answer goes on
+    STOPPED = "stopped"  # nothing written: a stop was asked for (``request_stop``)
+    GONE = "gone"  # nothing written: not streaming any more here (finished, deleted, moved)
 
 
 class RehomeOutcome(enum.Enum):
@@ -157,6 +166,57 @@ class ConversationStore(Protocol):
         create or update ``request``. Raises ``ConcurrencyConflict`` when another writer got
         there first, ``DuplicateRequest`` when a new ``request`` (``assistant_seq`` None) is
         already recorded; nothing is written then. Returns the session with its new ETag."""
+        ...
+
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        """Write an answer's text so far (``None``: unchanged, only the time) and ``at``, its
+        checkpoint time, into its message item in the active container, in one conditional
+        write of that item alone, applied only while the message is ``"streaming"`` and no stop
+        was asked for. Nothing is written otherwise: ``STOPPED`` when a stop was asked for,
+        ``GONE`` when it no longer streams here (finished, deleted or moved). It does not move
+        the session's ETag: the one exception to the rule above, safe because the answer's
+        final write (``finish_answer``) is fenced and carries the whole text
+        (``docs/design.md``, "Streaming checkpoints")."""
+        ...
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        """Mark a ``"streaming"`` answer of the active container as to be stopped, with one
+        conditional write of its message item alone (the session's ETag is left alone, as by a
+        checkpoint); False (nothing written) when it is not streaming there."""
+        ...
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        """Atomically replace an existing answer's item with ``message`` (its final text and
+        status) and write ``session``, only if the session's ETag still matches; else
+        ``ConcurrencyConflict`` and nothing is written."""
+        ...
+
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        """A regenerate's write, as atomic as ``append``: keep ``previous`` (the message at
+        ``answer.seq`` as it is now) as its earlier version number ``previous.versions or 1``,
+        replace the message with ``answer``, write ``session`` only if its ETag still matches,
+        and create ``request``. ``ConcurrencyConflict`` when another writer got there first,
+        ``DuplicateRequest`` when ``request`` is recorded already; nothing is written then.
+        Earlier versions live with their session: moved, copied, exported and deleted with it."""
+        ...
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        """The earlier versions of a message (numbers 1 to ``count - 1``) that are stored in
+        ``where``, oldest first."""
         ...
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
@@ -437,6 +497,81 @@ class ShareStore(Protocol):
 MAX_SHARE_VIEWS = 1000  # views kept per share: the newest
 
 
+class GroupStore(Protocol):
+    """Group conversations (``shared/groups``): each group's item, messages and request records
+    together (on Cosmos one partition of the groups container, ``/groupId``), and in each
+    member's own data an index entry per group. The group item is the truth of membership;
+    index entries are only where to look (the rules repair ones that disagree)."""
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        """Create the group item (``ConcurrencyConflict`` if the id exists); returns it with
+        its ETag."""
+        ...
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        """The group, or None when it does not exist or is being deleted. ``latest``: a read
+        that sees every write acknowledged anywhere (before the rules act on an absence)."""
+        ...
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        """Atomically create ``messages``, replace the ``rewrite`` messages (they must exist),
+        create (or, with ``assistant_seq``, update) ``request``, and replace the group item if
+        its ETag is still ``expected_etag``. ``ConcurrencyConflict`` when another writer got
+        there first (nothing written), ``DuplicateRequest`` when a new ``request`` is already
+        recorded. At most ``MAX_BATCH_OPERATIONS - 2`` messages in all. Returns the group with
+        its new ETag."""
+        ...
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        """Delete the group and everything of it. Unreadable from the first step (the group
+        item is marked first, if-match ``expected_etag`` when given, else unconditionally);
+        an interrupted delete is finished by the next call that meets the group. False when
+        the ETag no longer matched (nothing deleted)."""
+        ...
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        """Up to ``limit`` messages, oldest first: the newest before ``before_seq`` (or the
+        newest of all), or the oldest after ``after_seq``; and whether more lie beyond the
+        page in that direction. One indexed query."""
+        ...
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        """Up to ``limit`` not yet removed messages ``email`` sent to the group (erasure)."""
+        ...
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None: ...
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        """Note in ``email``'s own data that they belong to the group (idempotent)."""
+        ...
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        """Remove that note (idempotent)."""
+        ...
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        """The groups ``email``'s index names, at most ``limit``, any order: one
+        single-partition read of their own data."""
+        ...
+
+
 @dataclass(frozen=True)
 class UsageDay:
     """One user's totals for one UTC day, without the user (``shared.report`` counts, never
@@ -486,5 +621,7 @@ class AnalyticsStore(Protocol):
         ...
 
 
-class Store(ConversationStore, ArchiveStore, IdentityStore, ShareStore, AnalyticsStore, Protocol):
+class Store(
+    ConversationStore, ArchiveStore, IdentityStore, ShareStore, GroupStore, AnalyticsStore, Protocol
+):
     """What each store implements: every audience's protocol (``shared.storage.make_store``)."""

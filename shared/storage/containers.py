@@ -119,6 +119,10 @@ DEFAULT_DATABASE = "chat"
 DEFAULT_ACTIVE_CONTAINER = "Conversations"
 DEFAULT_ARCHIVE_CONTAINER = "ConversationsArchive"
 DEFAULT_SHARES_CONTAINER = "Shares"
+DEFAULT_GROUPS_CONTAINER = "GroupChatHistory"
+# A group's item, messages and clientMessageIds share one partition: each message is written
+# in one transactional batch with the group item, whoever of its members sends it.
+GROUPS_PARTITION_KEY_PATH = "/groupId"
 # A viewer knows only a share's id: it is the partition key, so every read is a point read.
 SHARES_PARTITION_KEY_PATH = "/shareId"
 
@@ -150,4 +154,28 @@ def shares_spec(name: str = DEFAULT_SHARES_CONTAINER) -> ContainerSpec:
         indexing_policy=_shares_indexing_policy(),
         default_ttl=-1,
         full_text_policy=None,  # a share is read by id, never searched
+    )
+
+
+def _groups_indexing_policy() -> dict[str, Any]:
+    # A group's partition holds its item, its messages and its request records. Queries read
+    # messages in seq order (paging, the model's window) and a sender's messages (erasure).
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": "/type/?"}, {"path": "/seq/?"}, {"path": "/senderEmail/?"}],
+        "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
+        "compositeIndexes": [
+            [{"path": "/type", "order": "ascending"}, {"path": "/seq", "order": "ascending"}],
+        ],
+    }
+
+
+def groups_spec(name: str = DEFAULT_GROUPS_CONTAINER) -> ContainerSpec:
+    """The group conversations container: partitioned on the group id, nothing expires."""
+    return ContainerSpec(
+        name,
+        partition_key_path=GROUPS_PARTITION_KEY_PATH,
+        indexing_policy=_groups_indexing_policy(),
+        full_text_policy=None,  # group messages are not in the personal search
     )

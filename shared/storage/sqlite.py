@@ -34,6 +34,7 @@ from shared.errors import (
     InvalidRequest,
     StorageUnavailable,
 )
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.models import (
     ContextMessage,
     Feedback,
@@ -51,6 +52,7 @@ from shared.storage.base import (
     AnswerFacts,
     ArchiveRun,
     Binding,
+    Checkpoint,
     MoveOutcome,
     Presence,
     RehomeOutcome,
@@ -268,16 +270,63 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX archive_runs_by_time ON archive_runs (at, run_id);
     """,
+    # 10: the earlier versions of regenerated answers, beside their session's rows (tagged
+    # with its container, moved and deleted with it); a turn never reads them.
+    """
+    CREATE TABLE message_versions (
+        container  TEXT    NOT NULL,
+        email      TEXT    NOT NULL,
+        session_id TEXT    NOT NULL,
+        seq        INTEGER NOT NULL,
+        version    INTEGER NOT NULL,
+        body       TEXT    NOT NULL,
+        PRIMARY KEY (container, email, session_id, seq, version)
+    ) WITHOUT ROWID;
+    """,
+    # 11: group conversations (shared/groups): the group row (its members and counters, with
+    # an etag as the session row has), its messages (gapless seq per group, the sender kept
+    # in a column for erasure), its clientMessageIds, and each member's index of their groups.
+    """
+    CREATE TABLE groups (
+        id   TEXT NOT NULL PRIMARY KEY,
+        etag TEXT NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE group_messages (
+        group_id TEXT    NOT NULL,
+        seq      INTEGER NOT NULL,
+        sender   TEXT,
+        body     TEXT    NOT NULL,
+        PRIMARY KEY (group_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_messages_by_sender ON group_messages (group_id, sender, seq);
+    CREATE TABLE group_requests (
+        group_id TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (group_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_refs (
+        email    TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        PRIMARY KEY (email, group_id)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
-TABLES = ("sessions", "messages", "requests")
+TABLES = ("sessions", "messages", "requests", "message_versions")
 # Expired shares removed by each new share (SQLite has no time-to-live of its own).
 SHARE_PURGE_BATCH = 100
 SHARE_TABLES = ("share_messages", "share_views")
 # The session id column of each table.
-SESSION_COLUMN = {"sessions": "id", "messages": "session_id", "requests": "session_id"}
+SESSION_COLUMN = {
+    "sessions": "id",
+    "messages": "session_id",
+    "requests": "session_id",
+    "message_versions": "session_id",
+}
 
 
 def _new_etag() -> str:
@@ -305,6 +354,17 @@ def _statements(script: str) -> Iterator[str]:
             if buffer.strip(" \n;"):
                 yield buffer
             buffer = ""
+
+
+def _group_body(group: GroupRecord) -> str:
+    return group.model_dump_json(exclude={"etag"})
+
+
+def _group_row(conn: sqlite3.Connection, group_id: str) -> GroupRecord | None:
+    row = conn.execute("SELECT body, etag FROM groups WHERE id = ?", (group_id,)).fetchone()
+    if row is None:
+        return None
+    return GroupRecord.model_validate_json(row[0]).model_copy(update={"etag": row[1]})
 
 
 def _session_body(session: SessionRecord) -> str:
@@ -356,6 +416,17 @@ def _write_session(
             _session_body(session),
             int(session.pinned),
         ),
+    )
+
+
+def _set_search_text(
+    conn: sqlite3.Connection, email: str, session_id: str, seq: int, text: str
+) -> None:
+    """Keep the search index in step with an answer whose text grew (its row was updated, not
+    inserted: the triggers of migration 3 do not see that)."""
+    conn.execute(
+        "UPDATE message_search SET text = ? WHERE rowid = ?",
+        (text, _search_rowid(email, session_id, seq)),
     )
 
 
@@ -424,10 +495,11 @@ def _rehome_rows(conn: sqlite3.Connection, old: str, new: str, session_id: str) 
         " WHERE email = ? AND id = ?",
         (new, _new_etag(), new, old, session_id),
     ).rowcount
-    moved += conn.execute(
-        "UPDATE requests SET email = ? WHERE email = ? AND session_id = ?",
-        (new, old, session_id),
-    ).rowcount
+    for table in ("requests", "message_versions"):
+        moved += conn.execute(
+            f"UPDATE {table} SET email = ? WHERE email = ? AND session_id = ?",  # noqa: S608
+            (new, old, session_id),
+        ).rowcount
     conn.execute(
         "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
         " SELECT container, ?, session_id, seq, timestamp, body FROM messages"
@@ -677,6 +749,73 @@ class SqliteStore:
             return session.model_copy(update={"etag": etag, "archived": False})
 
         return await self._write(write)
+
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        etag = _new_etag()
+        email = session.email
+
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if _session_etag(conn, "active", email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            if request is not None:
+                row = conn.execute(
+                    "SELECT session_id, client_message_id, user_seq, assistant_seq FROM requests"
+                    " WHERE container = 'active' AND email = ? AND session_id = ?"
+                    " AND client_message_id = ?",
+                    (email, session.id, request.client_message_id),
+                ).fetchone()
+                if row is not None:
+                    raise DuplicateRequest(_request_from_row(row))
+            try:
+                conn.execute(
+                    "INSERT INTO message_versions"
+                    " (container, email, session_id, seq, version, body)"
+                    " VALUES ('active', ?, ?, ?, ?, ?)",
+                    (
+                        email,
+                        session.id,
+                        previous.seq,
+                        previous.versions or 1,
+                        previous.model_copy(update={"versions": None}).model_dump_json(),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:  # that version exists: a stale view
+                raise ConcurrencyConflict(session.id) from exc
+            # Deleted and inserted, not updated: the search index's triggers follow inserts
+            # and deletes (its text is the new answer's).
+            conn.execute(
+                "DELETE FROM messages"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?",
+                (email, session.id, answer.seq),
+            )
+            _insert_messages(conn, "active", email, [answer])
+            if request is not None:
+                _write_request(conn, email, request)
+            _write_session(conn, "active", session, etag)
+            return session.model_copy(update={"etag": etag, "archived": False})
+
+        return await self._write(write)
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        def read(conn: sqlite3.Connection) -> list[MessageRecord]:
+            rows = conn.execute(
+                "SELECT body FROM message_versions WHERE container = ? AND email = ?"
+                " AND session_id = ? AND seq = ? AND version < ? ORDER BY version",
+                (where, email, session_id, seq, count),
+            ).fetchall()
+            return [MessageRecord.model_validate_json(body) for (body,) in rows]
+
+        return await self._read(read)
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         def move(conn: sqlite3.Connection) -> MoveOutcome:
@@ -935,6 +1074,81 @@ class SqliteStore:
 
         return await self._write(write)
 
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        def write(conn: sqlite3.Connection) -> Checkpoint:
+            # The message row only, and only while it is streaming and no stop was asked for: a
+            # finished, stopped or deleted answer is never written again by a late checkpoint.
+            # The session row (and its ETag) is untouched (docs/design.md, "Streaming
+            # checkpoints").
+            key = (email, session_id, seq)
+            changed = conn.execute(
+                "UPDATE messages SET body = json_set(body, '$.content',"
+                " coalesce(?, json_extract(body, '$.content')), '$.checkpoint_at', ?)"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                " AND json_extract(body, '$.status') = 'streaming'"
+                " AND NOT coalesce(json_extract(body, '$.stop_requested'), 0)",
+                (content, stored_time(at), *key),
+            ).rowcount
+            if changed:
+                if content is not None:
+                    _set_search_text(conn, email, session_id, seq, content)
+                return Checkpoint.WRITTEN
+            # Why not: the one read a refused checkpoint costs.
+            stopping = conn.execute(
+                "SELECT 1 FROM messages"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                " AND json_extract(body, '$.status') = 'streaming'",
+                key,
+            ).fetchone()
+            return Checkpoint.STOPPED if stopping else Checkpoint.GONE
+
+        return await self._write(write)
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            # The message row only (the session's ETag stays): read by its generator's next
+            # checkpoint, which is then refused.
+            return bool(
+                conn.execute(
+                    "UPDATE messages SET body = json_set(body, '$.stop_requested', json('true'))"
+                    " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?"
+                    " AND json_extract(body, '$.status') = 'streaming'",
+                    (email, session_id, seq),
+                ).rowcount
+            )
+
+        return await self._write(write)
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        etag = _new_etag()
+        email = session.email
+
+        def write(conn: sqlite3.Connection) -> SessionRecord:
+            if _session_etag(conn, "active", email, session.id) != expected_etag:
+                raise ConcurrencyConflict(session.id)
+            changed = conn.execute(
+                "UPDATE messages SET body = ?, timestamp = ?"
+                " WHERE container = 'active' AND email = ? AND session_id = ? AND seq = ?",
+                (
+                    message.model_dump_json(),
+                    stored_time(message.timestamp),
+                    email,
+                    session.id,
+                    message.seq,
+                ),
+            ).rowcount
+            if not changed:  # the session's reader saw another state: read it again
+                raise ConcurrencyConflict(session.id)
+            _set_search_text(conn, email, session.id, message.seq, message.content)
+            _write_session(conn, "active", session, etag)
+            return session.model_copy(update={"etag": etag, "archived": False})
+
+        return await self._write(write)
+
     async def set_feedback(
         self,
         email: str,
@@ -1003,8 +1217,9 @@ class SqliteStore:
             rows = conn.execute(
                 "SELECT id FROM sessions WHERE email = ?"
                 " UNION SELECT session_id FROM messages WHERE email = ?"
-                " UNION SELECT session_id FROM requests WHERE email = ? LIMIT ?",
-                (email, email, email, limit),
+                " UNION SELECT session_id FROM requests WHERE email = ?"
+                " UNION SELECT session_id FROM message_versions WHERE email = ? LIMIT ?",
+                (email, email, email, email, limit),
             ).fetchall()
             return [session_id for (session_id,) in rows]
 
@@ -1404,6 +1619,164 @@ class SqliteStore:
 
     async def rehome_pending(self, old: str) -> list[str]:
         return []  # a move is one transaction here: never half-done
+
+    # ---- groups --------------------------------------------------------------------------------
+    # One transaction each: a message, a membership change or a whole delete is atomic here.
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> GroupRecord:
+            try:
+                conn.execute(
+                    "INSERT INTO groups (id, etag, body) VALUES (?, ?, ?)",
+                    (group.id, etag, _group_body(group)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrencyConflict(group.id) from exc
+            return group.model_copy(update={"etag": etag})
+
+        return await self._write(write)
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        del latest  # one file: every read sees every committed write
+        return await self._read(lambda conn: _group_row(conn, group_id))
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        etag = _new_etag()
+
+        def write(conn: sqlite3.Connection) -> GroupRecord:
+            row = conn.execute("SELECT etag FROM groups WHERE id = ?", (group.id,)).fetchone()
+            if row is None or row[0] != expected_etag:
+                raise ConcurrencyConflict(group.id)
+            if request is not None and request.assistant_seq is None:
+                found = conn.execute(
+                    "SELECT body FROM group_requests WHERE group_id = ? AND key = ?",
+                    (group.id, request.key),
+                ).fetchone()
+                if found is not None:
+                    raise DuplicateRequest(None)
+            try:
+                conn.executemany(
+                    "INSERT INTO group_messages (group_id, seq, sender, body) VALUES (?, ?, ?, ?)",
+                    [(m.group_id, m.seq, m.sender_email, m.model_dump_json()) for m in messages],
+                )
+            except sqlite3.IntegrityError as exc:  # that seq exists: a stale view
+                raise ConcurrencyConflict(group.id) from exc
+            for m in rewrite:
+                conn.execute(
+                    "UPDATE group_messages SET sender = ?, body = ? WHERE group_id = ? AND seq = ?",
+                    (m.sender_email, m.model_dump_json(), m.group_id, m.seq),
+                )
+            if request is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO group_requests (group_id, key, body) VALUES (?, ?, ?)",
+                    (request.group_id, request.key, request.model_dump_json()),
+                )
+            conn.execute(
+                "UPDATE groups SET etag = ?, body = ? WHERE id = ?",
+                (etag, _group_body(group), group.id),
+            )
+            return group.model_copy(update={"etag": etag})
+
+        return await self._write(write)
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT etag FROM groups WHERE id = ?", (group_id,)).fetchone()
+            if row is not None and expected_etag is not None and row[0] != expected_etag:
+                return False
+            for table in ("group_messages", "group_requests"):
+                conn.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))  # noqa: S608
+            conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+            return True
+
+        deleted = await self._write(write)
+        if deleted:
+            await asyncio.to_thread(self._forget)
+        return deleted
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        def read(conn: sqlite3.Connection) -> tuple[list[GroupMessageRecord], bool]:
+            if after_seq is not None:
+                rows = conn.execute(
+                    "SELECT body FROM group_messages WHERE group_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?",
+                    (group_id, after_seq, limit + 1),
+                ).fetchall()
+                page = rows[:limit]
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM group_messages WHERE group_id = ? AND seq < ?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    (group_id, before_seq if before_seq is not None else 2**62, limit + 1),
+                ).fetchall()
+                page = list(reversed(rows[:limit]))
+            messages = [GroupMessageRecord.model_validate_json(b) for (b,) in page]
+            return messages, len(rows) > limit
+
+        return await self._read(read)
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        def read(conn: sqlite3.Connection) -> list[GroupMessageRecord]:
+            rows = conn.execute(
+                "SELECT body FROM group_messages WHERE group_id = ? AND sender = ?"
+                " ORDER BY seq LIMIT ?",
+                (group_id, email, limit),
+            ).fetchall()
+            return [GroupMessageRecord.model_validate_json(b) for (b,) in rows]
+
+        return await self._read(read)
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None:
+        def read(conn: sqlite3.Connection) -> GroupRequestRecord | None:
+            row = conn.execute(
+                "SELECT body FROM group_requests WHERE group_id = ? AND key = ?", (group_id, key)
+            ).fetchone()
+            return GroupRequestRecord.model_validate_json(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO group_refs (email, group_id) VALUES (?, ?)",
+                (email, group_id),
+            )
+        )
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM group_refs WHERE email = ? AND group_id = ?", (email, group_id)
+            )
+        )
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT group_id FROM group_refs WHERE email = ? LIMIT ?", (email, limit)
+            ).fetchall()
+            return [group_id for (group_id,) in rows]
+
+        return await self._read(read)
 
     async def close(self) -> None:
         """Close every connection. The last one to close checkpoints the write-ahead log into

@@ -209,7 +209,7 @@ async def raw_items(store: Store, email: str) -> dict[Where, list[dict[str, Any]
     """Every item of a user, as the database holds it (Cosmos: the raw JSON; SQLite: rows)."""
     import sqlite3
 
-    from shared.storage.sqlite import SqliteStore
+    from shared.storage.sqlite import TABLES, SqliteStore
 
     found: dict[Where, list[dict[str, Any]]] = {}
     for where in ("active", "archive"):
@@ -219,7 +219,7 @@ async def raw_items(store: Store, email: str) -> dict[Where, list[dict[str, Any]
                 db.row_factory = sqlite3.Row
                 found[where] = [
                     {"table": table, **dict(row)}
-                    for table in ("sessions", "messages", "requests")
+                    for table in TABLES
                     for row in db.execute(
                         f"SELECT * FROM {table} WHERE email = ? AND container = ?",
                         (email, where),

@@ -10,7 +10,9 @@ lease). Whatever was acknowledged must hold at the end:
 - the session is readable in exactly one container and listed in exactly one view, and its
   items are in that container only (the active container keeps just a stub for an archived
   session) -- or, deleted, nothing of it is left in any container;
-- an acknowledged rename or rating is what the session shows.
+- an acknowledged rename or rating is what the session shows;
+- an acknowledged regenerate's answer is the last seeded answer's text now, and every answer it
+  replaced is kept as an earlier version, in the container the session is in.
 
 The moves' steps exist on Cosmos only (on SQLite each move and delete is one transaction, with
 nothing in between to pause at); the turn's steps (between its read and its write, and between
@@ -32,7 +34,7 @@ import pytest
 from shared.archive.sweep import UNFINISHED_GRACE
 from shared.clock import FixedClock
 from shared.errors import ApiError
-from shared.models import ChatRequest, FeedbackRequest
+from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
 from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos.moves import MOVE_LEASE
@@ -66,6 +68,7 @@ class World:
     deleted: bool = False
     title: str | None = None
     rated: bool = False
+    regenerated: list[str] = field(default_factory=list)  # acknowledged new answers, in order
 
     async def ref(self, where: str) -> SessionRef | None:
         session = await self.store.get_session(ALICE, self.session_id, where=where)  # type: ignore[arg-type]
@@ -109,6 +112,11 @@ async def rate(world: World) -> None:
     world.rated = True
 
 
+async def regenerate(world: World) -> None:
+    result = await world.svc.regenerate(ALICE, world.session_id, RegenerateRequest())
+    world.regenerated.append(result.assistant.content)
+
+
 async def delete(world: World) -> None:
     await world.svc.delete_session(ALICE, world.session_id)
     world.deleted = True
@@ -140,6 +148,7 @@ OPS: dict[str, Op] = {
     "rename": rename,
     "rate": rate,
     "delete": delete,
+    "regenerate": regenerate,
     "expire": expire,
     "housekeeping": housekeeping,
 }
@@ -149,18 +158,27 @@ MOVE_CASES = [
     *[
         ("archive", step, False, other)
         for step in ("archive:read", "archive:copied", "archive:committed", "archive:activated")
-        for other in ("turn", "rename", "rate", "delete", "archive", "housekeeping")
+        for other in ("turn", "rename", "rate", "delete", "archive", "housekeeping", "regenerate")
     ],
     *[
         ("restore", step, True, other)
         for step in ("restore:read", "restore:copied", "restore:committed", "restore:activated")
-        for other in ("turn", "rename", "rate", "delete", "expire", "restore", "housekeeping")
+        for other in (
+            "turn",
+            "rename",
+            "rate",
+            "delete",
+            "expire",
+            "restore",
+            "housekeeping",
+            "regenerate",
+        )
     ],
     *[
         ("delete", step, archived, other)
         for step in ("delete:marked", "delete:archive-done")
         for archived in (False, True)
-        for other in ("turn", "restore", "archive", "rename", "housekeeping")
+        for other in ("turn", "restore", "archive", "rename", "housekeeping", "regenerate")
     ],
     *[("expire", "delete:marked", True, other) for other in ("turn", "restore", "rename")],
 ]
@@ -255,11 +273,13 @@ async def check(world: World, seeded: list[str]) -> None:
     page, more = await store.page_messages(ALICE, sid, where=where, limit=1000)
     assert not more
     contents = [m.content for m in page]
-    expected = [*seeded, *(text for pair in world.acknowledged_turns for text in pair)]
+    # The last seeded answer, or the regenerated answer that took its place.
+    now_seeded = [*seeded[:-1], world.regenerated[-1]] if world.regenerated else seeded
+    expected = [*now_seeded, *(text for pair in world.acknowledged_turns for text in pair)]
     # Acknowledged messages exactly once, in order (a refused turn may have stored its user
     # message without an answer: that is allowed, and only that).
     stored_turns = [c for c in contents[len(seeded) :] if not c.startswith("echo[")]
-    assert contents[: len(seeded)] == seeded
+    assert contents[: len(seeded)] == now_seeded
     for text in expected:
         assert contents.count(text) == 1, (text, contents)
     assert len(stored_turns) == len(set(stored_turns))
@@ -276,6 +296,13 @@ async def check(world: World, seeded: list[str]) -> None:
     if world.rated:
         rated = await store.get_message(ALICE, sid, 2, where=where)
         assert rated is not None and rated.feedback is not None
+    answer = page[len(seeded) - 1]
+    assert answer.versions == (len(world.regenerated) + 1 if world.regenerated else None)
+    earlier = await store.message_versions(
+        ALICE, sid, answer.seq, where=where, count=len(world.regenerated) + 1
+    )
+    replaced = [seeded[-1], *world.regenerated[:-1]] if world.regenerated else []
+    assert [m.content for m in earlier] == replaced
 
 
 async def prepare(store: Store, clock: FixedClock, *, archived: bool) -> tuple[World, list[str]]:
@@ -347,8 +374,8 @@ TURN_CASES = [
     (step, archived, other)
     for step in TURN_STEPS
     for archived, others in (
-        (False, ("archive", "rename", "rate", "delete", "turn", "housekeeping")),
-        (True, ("restore", "rename", "delete", "expire", "turn")),
+        (False, ("archive", "rename", "rate", "delete", "turn", "housekeeping", "regenerate")),
+        (True, ("restore", "rename", "delete", "expire", "turn", "regenerate")),
     )
     for other in others
 ]
@@ -392,6 +419,61 @@ def test_a_turn_paused_between_its_steps_while_another_operation_runs(
             await interleave(world, first, pause, lambda _: None, OPS[other])
             await settle(world)
             await check(world, seeded)
+
+    asyncio.run(scenario())
+
+
+# ---- a regenerate paused between its read and its write, on every store -------------------------
+
+REGENERATE_CASES = [
+    (archived, other)
+    for archived, others in (
+        (False, ("archive", "rename", "rate", "delete", "turn", "housekeeping", "regenerate")),
+        (True, ("restore", "rename", "delete", "expire", "turn", "regenerate")),
+    )
+    for other in others
+]
+
+
+@pytest.mark.parametrize(
+    ("archived", "other"),
+    REGENERATE_CASES,
+    ids=[f"before-answer{'-archived' if a else ''}+{o}" for a, o in REGENERATE_CASES],
+)
+def test_a_regenerate_paused_before_its_write_while_another_operation_runs(
+    stores: StoreFactory, clock: FixedClock, archived: bool, other: str
+) -> None:
+    async def scenario() -> None:
+        async with stores() as real:
+            world, seeded = await prepare(real, clock, archived=archived)
+            faulty = FaultyStore(real)
+            pause = Pause("before-answer")
+
+            async def paused_replace(replace: Any, *args: Any, **kwargs: Any) -> Any:
+                await pause("before-answer", world.session_id)
+                return await replace(*args, **kwargs)
+
+            faulty.hooks["replace_answer"] = paused_replace
+            paused_world = World(
+                faulty,  # type: ignore[arg-type]
+                service(faulty, clock),  # type: ignore[arg-type]
+                clock,
+                world.session_id,
+            )
+            # What either acknowledges, in the order they acknowledge it.
+            paused_world.acknowledged_turns = world.acknowledged_turns
+            paused_world.regenerated = world.regenerated
+
+            async def first(_: World) -> None:
+                await regenerate(paused_world)
+
+            await interleave(world, first, pause, lambda _: None, OPS[other])
+            await settle(world)
+            await check(world, seeded)
+            if not world.deleted and not world.acknowledged_turns:
+                # It can be regenerated again afterwards, wherever it was.
+                await regenerate(world)
+                await check(world, seeded)
 
     asyncio.run(scenario())
 

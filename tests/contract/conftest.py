@@ -26,7 +26,7 @@ import pytest
 from azure.cosmos import CosmosClient, PartitionKey
 
 from shared.storage.base import Store
-from shared.storage.containers import container_specs, shares_spec
+from shared.storage.containers import container_specs, groups_spec, shares_spec
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
 from tests.support.cosmos_server import CosmosAccount, cosmos_target, local_cosmos
@@ -60,7 +60,7 @@ def cosmos_database(account: CosmosAccount) -> Iterator[CosmosDatabase]:
     client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
     name = f"contract-{uuid.uuid4().hex[:12]}"
     database = client.create_database_if_not_exists(name)
-    for spec in (*container_specs(ACTIVE, ARCHIVE), shares_spec()):
+    for spec in (*container_specs(ACTIVE, ARCHIVE), shares_spec(), groups_spec()):
         database.create_container_if_not_exists(
             spec.name,
             partition_key=PartitionKey(spec.partition_key_path),

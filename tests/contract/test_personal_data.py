@@ -25,7 +25,7 @@ from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.export import export_document
 from shared.llm.echo import EchoModel
-from shared.models import ChatRequest, FeedbackRequest
+from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
 from shared.service import ConversationService
 from shared.storage.base import WHERES, SessionRef, Store
 from shared.storage.cosmos import CosmosStore
@@ -72,6 +72,8 @@ async def seed(service: ConversationService, clock: FixedClock, alice: str, bob:
         alice, sid, first.assistant.id, FeedbackRequest(rating="up", comment="useful")
     )
     await service.rename(alice, sid, "My title")
+    # A regenerated answer: the one it replaced is kept as an earlier version.
+    await service.regenerate(alice, sid, RegenerateRequest())
     clock.advance(seconds=1)
     other = await service.chat(alice, ChatRequest(message="to be archived"))
     record = await store.get_session(alice, other.session_id, where="active")
@@ -100,9 +102,21 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
                 "live",
                 "live",
             ]
-            assert {item["type"] for item in stored} == {"session", "message", "request", "usage"}
+            assert {item["type"] for item in stored} == {
+                "session",
+                "message",
+                "version",
+                "request",
+                "usage",
+            }
         else:
-            assert {row[0] for row in stored} >= {"sessions", "messages", "requests", "usage"}
+            assert {row[0] for row in stored} >= {
+                "sessions",
+                "messages",
+                "message_versions",
+                "requests",
+                "usage",
+            }
             assert any(row[0] == "message_search" for row in stored)
         bob_before = sorted(map(repr, await raw_items(store, bob)))
 
@@ -113,10 +127,17 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
         assert sum(len(s["messages"]) for s in document["sessions"]) == messages
         rated = [m for s in document["sessions"] for m in s["messages"] if "feedback" in m]
         assert [m["feedback"]["comment"] for m in rated] == ["useful"]
-        # What her model calls cost is hers too: the day and the month, her three answers.
+        earlier = [
+            v
+            for s in document["sessions"]
+            for m in s["messages"]
+            for v in m.get("earlierVersions", [])
+        ]
+        assert [v["content"] for v in earlier] == ["echo[2]: again"]
+        # What her model calls cost is hers too: the day and the month, her four answers.
         assert [(u["period"], u["turns"]) for u in document["usage"]] == [
-            ("day-2031-07-01", 3),
-            ("month-2031-07", 3),
+            ("day-2031-07-01", 4),
+            ("month-2031-07", 4),
         ]
 
         while not await service.erase_everything(alice, budget_s=30):

@@ -116,6 +116,17 @@ def test_no_response_answers_no_body(container: ContainerProxy) -> None:
     )
     assert bodies == [b"", b"", b""]
     assert container.read_item("a", partition_key=PK)["n"] == 3
+    # A conditional patch too (an answer's checkpoint: shared/storage/cosmos/store.py).
+    patch = [{"op": "set", "path": "/n", "value": 4}]
+    where = "from c where c.n = 3"
+    patched = container.patch_item(
+        "a", PK, patch, filter_predicate=where, no_response=True, raw_response_hook=hook
+    )
+    assert patched == {} and bodies[-1] == b""
+    assert container.read_item("a", partition_key=PK)["n"] == 4
+    with pytest.raises(exceptions.CosmosHttpResponseError) as refused:
+        container.patch_item("a", PK, patch, filter_predicate=where, no_response=True)
+    assert refused.value.status_code == 412
 
 
 def test_patch_filter_predicate_with_any_alias(container: ContainerProxy) -> None:

@@ -185,7 +185,7 @@ def test_from_settings_uses_the_key_and_bootstraps_only_locally(
     client = CosmosClient(cosmos_account.endpoint, cosmos_account.key, connection_verify=False)
     try:
         names = {c["id"] for c in client.get_database_client(name).list_containers()}
-        assert names == {"Conversations", "ConversationsArchive", "Shares"}
+        assert names == {"Conversations", "ConversationsArchive", "Shares", "GroupChatHistory"}
     finally:
         client.delete_database(name)
 

@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from shared.groups.models import GroupMessageOut, GroupMessages
 from shared.models import ChatResponse, ErrorResponse
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, run_host
@@ -46,6 +47,8 @@ OPERATIONS = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "GET /api/search",
     "GET /api/export",
     "GET /api/usage",
@@ -57,6 +60,30 @@ OPERATIONS = {
     "DELETE /api/shares/{shareId}",
     "GET /api/shares/{shareId}/views",
     "POST /api/shares/{shareId}/continue",
+    "POST /api/sessions/{sessionId}/regenerate",
+    "GET /api/sessions/{sessionId}/messages/{messageId}/versions",
+    "POST /api/sessions/{sessionId}/fork",
+    "POST /api/groups",
+    "GET /api/groups",
+    "GET /api/groups/{groupId}",
+    "PATCH /api/groups/{groupId}",
+    "DELETE /api/groups/{groupId}",
+    "POST /api/groups/{groupId}/members",
+    "DELETE /api/groups/{groupId}/members/{email}",
+    "GET /api/groups/{groupId}/messages",
+    "POST /api/groups/{groupId}/messages",
+    "POST /api/realtime/join",
+}
+# Operations also fuzzed on a group of the fuzzer's own (its owner); the deletes each on a
+# group of their own, so the others keep theirs.
+ON_EXISTING_GROUP = {
+    "GET /api/groups/{groupId}",
+    "PATCH /api/groups/{groupId}",
+    "POST /api/groups/{groupId}/members",
+    "GET /api/groups/{groupId}/messages",
+    "POST /api/groups/{groupId}/messages",
+    "DELETE /api/groups/{groupId}",
+    "DELETE /api/groups/{groupId}/members/{email}",
 }
 # Operations also fuzzed on the fuzzer's own session (and its answer), so that their 200
 # answers are checked too, not only their 404s.
@@ -66,7 +93,12 @@ ON_EXISTING = {
     "GET /api/sessions/{sessionId}/messages",
     "PUT /api/sessions/{sessionId}/messages/{messageId}/feedback",
     "DELETE /api/sessions/{sessionId}/messages/{messageId}/feedback",
+    "GET /api/sessions/{sessionId}/stream",
+    "POST /api/sessions/{sessionId}/stop",
     "POST /api/sessions/{sessionId}/shares",
+    "POST /api/sessions/{sessionId}/regenerate",
+    "GET /api/sessions/{sessionId}/messages/{messageId}/versions",
+    "POST /api/sessions/{sessionId}/fork",
 }
 # Operations also fuzzed on a share of the fuzzer's session; the revoke on one of its own.
 ON_EXISTING_SHARE = {
@@ -89,6 +121,25 @@ def sse_stream_conforms(ctx: CheckContext, response: Response, case: Case) -> bo
         if block.strip()
     ]
     names = [event["event"] for event in events]
+    if names[0] == "message":  # a group question: the stored message, deltas, then the end
+        assert names[-1] in ("done", "error") and set(names[1:-1]) <= {"delta"}, names
+        GroupMessageOut.model_validate(json.loads(events[0]["data"])["message"])
+        last = json.loads(events[-1]["data"])
+        if names[-1] == "done":
+            GroupMessages.model_validate(last)
+        else:
+            ErrorResponse.model_validate(last)
+        return True
+    if case.path.endswith("/stream"):
+        # A followed answer: resume, deltas, then done or error; or done alone.
+        assert names[-1] in ("done", "error"), names
+        assert names == ["done"] or (names[0] == "resume" and set(names[1:-1]) <= {"delta"})
+        last = json.loads(events[-1]["data"])
+        if names[-1] == "done":
+            assert isinstance(last["messages"], list) and len(last["messages"]) <= 1
+        else:
+            ErrorResponse.model_validate(last)
+        return True
     assert names[0] == "session" and names[-1] in ("done", "error"), names
     assert set(names[1:-1]) <= {"delta", "title"}, names
     assert "title" not in names or names.index("title") == len(names) - 2, names
@@ -142,6 +193,18 @@ def _share(host: RunningHost, session_id: str) -> str:
     return share_id
 
 
+def _group(host: RunningHost) -> str:
+    response = httpx.post(
+        f"{host.base_url}/api/groups",
+        json={"name": "fuzz", "members": ["member@example.com"]},
+        headers=FUZZER,
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    group_id: str = response.json()["groupId"]
+    return group_id
+
+
 def _operations(host: RunningHost) -> list[APIOperation]:
     # Loaded from the host, so the fuzz also proves the served document is usable.
     schema = schemathesis.openapi.from_url(host.base_url + "/api/openapi.yaml")
@@ -172,6 +235,7 @@ def test_fuzz_the_whole_api(
 ) -> None:
     counts: dict[str, int] = {}
     existing_share = _share(fuzz_host, existing_session)
+    existing_group = _group(fuzz_host)
 
     def sender(label: str, headers: dict[str, str]) -> Callable[[Case], None]:
         def send(case: Case) -> None:
@@ -207,6 +271,14 @@ def test_fuzz_the_whole_api(
                 sender(label, FUZZER),
                 path_parameters=path,
             )
+            if operation.label == "POST /api/sessions/{sessionId}/regenerate":
+                stream = {**FUZZER, "Accept": "text/event-stream"}
+                _fuzz(
+                    operation,
+                    GenerationMode.POSITIVE,
+                    sender(f"{label} sse", stream),
+                    path_parameters=path,
+                )
         if operation.label in ON_EXISTING_SHARE:
             # The revoke gets a share of its own: the others keep reading theirs.
             revoking = operation.label.startswith("DELETE")
@@ -216,6 +288,28 @@ def test_fuzz_the_whole_api(
                 GenerationMode.POSITIVE,
                 sender(f"{operation.label} existing", FUZZER),
                 path_parameters={"shareId": share_id},
+            )
+
+        if operation.label in ON_EXISTING_GROUP:
+            deleting = operation.label.startswith("DELETE")
+            group_id = _group(fuzz_host) if deleting else existing_group
+            path = {"groupId": group_id}
+            if "{email}" in operation.label:
+                path["email"] = "member@example.com"
+            _fuzz(
+                operation,
+                GenerationMode.POSITIVE,
+                sender(f"{operation.label} existing", FUZZER),
+                path_parameters=path,
+            )
+        if operation.label == "POST /api/groups/{groupId}/messages":
+            # The assistant asked, as Server-Sent Events.
+            stream = {**FUZZER, "Accept": "text/event-stream"}
+            _fuzz(
+                operation,
+                GenerationMode.POSITIVE,
+                sender(f"{operation.label} sse", stream),
+                path_parameters={"groupId": existing_group},
             )
 
     total = sum(counts.values())

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from shared import errors, importer, models, usage
+from shared.groups import models as group_models
 from tests.support.host import RunningHost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +35,15 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "FeedbackRequest": models.FeedbackRequest,
     "RenameRequest": models.RenameRequest,
     "MessagePage": models.MessagePage,
+    "VersionList": models.VersionList,
+    "RegenerateRequest": models.RegenerateRequest,
+    "ForkRequest": models.ForkRequest,
     "SearchMatch": models.SearchMatch,
     "SearchResult": models.SearchResult,
     "SearchResults": models.SearchResults,
     "EraseProgress": models.EraseProgress,
     "ExportMessage": models.ExportMessage,
+    "ExportVersion": models.ExportVersion,
     "ErrorDetail": models.ErrorDetail,
     "ErrorResponse": models.ErrorResponse,
     "HealthResponse": models.HealthResponse,
@@ -55,10 +60,35 @@ COMPONENT_MODELS: dict[str, type[BaseModel]] = {
     "ImportReport": importer.ImportReport,
     "ImportFailure": importer.ImportFailure,
     "UsageDay": usage.DayOut,
+    "GroupSummary": group_models.GroupSummary,
+    "Group": group_models.GroupOut,
+    "GroupMember": group_models.GroupMemberOut,
+    "GroupList": group_models.GroupList,
+    "Sender": group_models.Sender,
+    "GroupMessage": group_models.GroupMessageOut,
+    "GroupMessages": group_models.GroupMessages,
+    "GroupMessagePage": group_models.GroupMessagePage,
+    "GroupCreateRequest": group_models.GroupCreateRequest,
+    "GroupRenameRequest": group_models.GroupRenameRequest,
+    "MemberAddRequest": group_models.MemberAddRequest,
+    "GroupSendRequest": group_models.GroupSendRequest,
 }
 MODEL_COMPONENTS = {model.__name__: name for name, model in COMPONENT_MODELS.items()}
 # Request bodies ignore unknown fields (additive clients keep working); responses declare all.
-REQUEST_COMPONENTS = frozenset({"ChatRequest", "FeedbackRequest", "RenameRequest", "ShareRequest"})
+REQUEST_COMPONENTS = frozenset(
+    {
+        "ChatRequest",
+        "FeedbackRequest",
+        "RenameRequest",
+        "ShareRequest",
+        "RegenerateRequest",
+        "ForkRequest",
+        "GroupCreateRequest",
+        "GroupRenameRequest",
+        "MemberAddRequest",
+        "GroupSendRequest",
+    }
+)
 # Keywords that the models declare and the document must then state identically.
 CONSTRAINTS = ("minLength", "maxLength", "pattern", "minimum", "maximum", "enum", "const")
 

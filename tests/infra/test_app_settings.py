@@ -249,6 +249,7 @@ def test_app_settings_never_include_the_key_settings() -> Any:
         active_container="Conversations",
         archive_container="ConversationsArchive",
         shares_container="Shares",
+        groups_container="GroupChatHistory",
         openai_endpoint="https://x.openai.azure.com/",
         appinsights_connection_string="InstrumentationKey=k;IngestionEndpoint=https://i/",
         # A plain value: the setting must be secret whatever the key's source says about it.

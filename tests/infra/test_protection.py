@@ -33,6 +33,7 @@ DATA_RESOURCES = {
     "parley-container-Conversations",
     "parley-container-ConversationsArchive",
     "parley-container-Shares",
+    "parley-container-GroupChatHistory",
     "parley-cosmos-delete-lock",
 }
 
@@ -73,6 +74,7 @@ def test_the_stack_records_the_data_identity(deployment: Deployment) -> None:
         "cosmosDatabase": "chat",
         "containers": "Conversations:/EmailID,ConversationsArchive:/EmailID",
         "sharesContainer": "Shares:/shareId",
+        "groupsContainer": "GroupChatHistory:/groupId",
     }
     assert set(recorded) == set(DATA_IDENTITY_KEYS)
 

@@ -19,6 +19,7 @@ from shared.storage.containers import (
     DEFAULT_DATABASE,
     PARTITION_KEY_PATH,
     container_specs,
+    groups_spec,
     shares_spec,
 )
 from tests.infra.conftest import (
@@ -76,9 +77,15 @@ def test_database_and_containers_equal_the_shared_definitions(deployment: Deploy
     }
     specs = container_specs()
     shares = shares_spec()
-    assert set(containers) == {"Conversations", "ConversationsArchive", "Shares"}
-    assert set(containers) == {s.name for s in (*specs, shares)}
-    for spec in (*specs, shares):
+    groups = groups_spec()
+    assert set(containers) == {
+        "Conversations",
+        "ConversationsArchive",
+        "Shares",
+        "GroupChatHistory",
+    }
+    assert set(containers) == {s.name for s in (*specs, shares, groups)}
+    for spec in (*specs, shares, groups):
         resource = containers[spec.name]["resource"]
         assert containers[spec.name]["databaseName"] == DEFAULT_DATABASE
         assert resource["id"] == spec.name
@@ -94,6 +101,9 @@ def test_database_and_containers_equal_the_shared_definitions(deployment: Deploy
     # Shares: one partition per share, time-to-live on with no default (items carry their own).
     assert containers["Shares"]["resource"]["partitionKey"]["paths"] == ["/shareId"]
     assert containers["Shares"]["resource"]["defaultTtl"] == -1
+    # Groups: one partition per group (its item, messages and request records), nothing expires.
+    assert containers["GroupChatHistory"]["resource"]["partitionKey"]["paths"] == ["/groupId"]
+    assert "defaultTtl" not in containers["GroupChatHistory"]["resource"]
 
 
 def test_message_text_and_titles_are_in_the_full_text_index(deployment: Deployment) -> None:
@@ -103,7 +113,8 @@ def test_message_text_and_titles_are_in_the_full_text_index(deployment: Deployme
     for container in deployment.of_type("cosmosdb:SqlResourceSqlContainer"):
         resource = container.inputs["resource"]
         if container.inputs["containerName"] not in searched:
-            assert "fullTextPolicy" not in resource  # shares are read by id, never searched
+            # Shares are read by id, groups by group: neither is in the personal search.
+            assert "fullTextPolicy" not in resource
             continue
         indexed = [entry["path"] for entry in resource["indexingPolicy"]["fullTextIndexes"]]
         declared = [entry["path"] for entry in resource["fullTextPolicy"]["fullTextPaths"]]
@@ -132,7 +143,7 @@ def test_cosmos_role_assignment_waits_for_the_database_and_every_container(
     grant = deployment.one("cosmosdb:SqlResourceSqlRoleAssignment").logical_name
     database = deployment.one("cosmosdb:SqlResourceSqlDatabase").logical_name
     containers = [c.logical_name for c in deployment.of_type("cosmosdb:SqlResourceSqlContainer")]
-    assert len(containers) == 3  # active, archive, shares
+    assert len(containers) == 4  # active, archive, shares, groups
     assert {database, *containers} <= set(deployment.depends_on[grant])
 
 

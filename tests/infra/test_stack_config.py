@@ -407,9 +407,9 @@ def test_the_program_reads_pulumi_config(
     finally:
         pulumi.runtime.set_all_config({})
     types = {r.type for r in pulumi_mocks.resources}
-    # 28 resources (the Shares container and the analytics workbook among them), the lock, and
-    # the stack's reference to its own deployed outputs.
-    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 30
+    # 29 resources (the Shares and GroupChatHistory containers and the analytics workbook among
+    # them), the lock, and the stack's reference to its own deployed outputs.
+    assert "azure-native:web:WebApp" in types and len(pulumi_mocks.resources) == 31
     assert outputs["dataIdentity"]["location"] == "westeurope"
 
 

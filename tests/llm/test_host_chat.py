@@ -178,7 +178,8 @@ def test_stream_events_in_order_and_the_answer_stored_with_usage(
         ("assistant", "Hello world"),
     ]
     # Usage and the model's name are kept on the stored item, not in the API object.
-    assert all(set(m) == {"id", "role", "content", "timestamp"} for m in done)
+    assert set(done[0]) == {"id", "role", "content", "timestamp"}
+    assert set(done[1]) == {"id", "role", "content", "timestamp", "status"}
     stored = stored_message(llm_host[1], session["sessionId"], seq=2)
     assert (stored["model"], stored["prompt_tokens"], stored["completion_tokens"]) == (
         "served-model",

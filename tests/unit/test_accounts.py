@@ -49,6 +49,15 @@ def test_a_caller_has_the_address_and_the_account() -> None:
     assert caller.account == Account(tenant_id="t", object_id="o")
 
 
+def test_a_caller_carries_the_sign_ins_display_name_when_it_has_one() -> None:
+    # Shown beside a group member's messages (shared/groups); never an identity.
+    named = caller_from_claims({"preferred_username": "Kate@Example.com", "name": "Kate K."})
+    assert (named.email, named.name) == ("kate@example.com", "Kate K.")
+    for missing in ({}, {"name": "  "}, {"name": 7}):
+        claims = {"preferred_username": "kate@example.com", **missing}
+        assert caller_from_claims(claims).name is None
+
+
 def test_the_cache_forgets_after_its_age_and_for_another_account() -> None:
     clock = FixedClock(T0)
     cache = BindingCache(clock, ttl_s=60)

@@ -42,7 +42,7 @@ from shared.config import proxy_configured
 from shared.deadline import remaining
 from shared.errors import DEFAULT_RETRY_AFTER_S, InvalidRequest, PayloadTooLarge, StorageUnavailable
 from shared.storage.base import MAX_BATCH_OPERATIONS, Where
-from shared.storage.containers import ContainerSpec, shares_spec
+from shared.storage.containers import ContainerSpec, groups_spec, shares_spec
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -54,8 +54,8 @@ sdk_http_log = logging.getLogger("parley.storage.cosmos.sdk_http")
 sdk_http_log.setLevel(logging.WARNING)
 
 T = TypeVar("T")
-# Which container a call goes to: the two of conversations, or the shares container.
-Target = Where | Literal["shares"]
+# Which container a call goes to: the two of conversations, the shares or the groups container.
+Target = Where | Literal["shares", "groups"]
 BatchOp = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], dict[str, Any]]
 
 # Statuses that mean "busy or briefly unreachable": the SDK has already retried them.
@@ -228,6 +228,7 @@ class CosmosConnection:
         specs: tuple[ContainerSpec, ContainerSpec],
         verify_tls: bool,
         shares: ContainerSpec | None = None,
+        groups: ContainerSpec | None = None,
         bootstrap: bool,
         client_options: dict[str, Any],
         timeout_s: float,
@@ -237,6 +238,7 @@ class CosmosConnection:
         self._database = database
         self._specs = specs
         self._shares = shares or shares_spec()
+        self._groups = groups or groups_spec()
         self._verify_tls = verify_tls
         self._bootstrap = bootstrap
         self._client_options = {**CLIENT_OPTIONS, **client_options}
@@ -287,6 +289,7 @@ class CosmosConnection:
             "active": database.get_container_client(active.name),
             "archive": database.get_container_client(archive.name),
             "shares": database.get_container_client(self._shares.name),
+            "groups": database.get_container_client(self._groups.name),
         }
 
     async def _database_proxy(self, client: CosmosClient) -> DatabaseProxy:
@@ -298,7 +301,7 @@ class CosmosConnection:
             database = await client.create_database_if_not_exists(self._database)
         except CosmosResourceExistsError:  # another process created it between check and create
             database = client.get_database_client(self._database)
-        for spec in (*self._specs, self._shares):
+        for spec in (*self._specs, self._shares, self._groups):
             with suppress(CosmosResourceExistsError):
                 await database.create_container_if_not_exists(
                     spec.name,
@@ -393,6 +396,30 @@ class CosmosConnection:
             caught = await self.call("catch_up", where, probe) and caught
         return caught
 
+    async def catch_up_item(self, where: Target, item_id: str, key_field: str, key: str) -> bool:
+        """``catch_up`` for one partition of ``where`` (the one ``key`` names): a replace of
+        ``item_id`` with an ETag no item has, whose 404 or 412 brings the partition's latest
+        session token; False when it brought none."""
+        consistency.ensure()
+
+        async def probe(container: ContainerProxy, budget: float) -> bool:
+            try:
+                await container.replace_item(
+                    item_id,
+                    {"id": item_id, key_field: key},
+                    etag=CATCH_UP_ETAG,
+                    match_condition=MatchConditions.IfNotModified,
+                    timeout=budget,
+                )
+            except CosmosHttpResponseError as exc:
+                if status_of(exc) in (404, 412) and not owner_missing(exc):
+                    headers = exc.headers or {}
+                    return bool(headers.get(consistency.SESSION_TOKEN_HEADER))
+                raise
+            raise AssertionError("a replace with an etag no item has applied")
+
+        return await self.call("catch_up", where, probe)
+
     async def create(self, where: Where, body: dict[str, Any]) -> bool:
         """Create an item; False (nothing written) when one with its id is there already. A
         create, never an upsert: the first writer wins, whoever comes second learns it."""
@@ -406,7 +433,39 @@ class CosmosConnection:
 
         return await self.call("create", where, create)
 
-    async def delete(self, where: Where, item_id: str, email: str) -> bool:
+    async def patch(
+        self,
+        where: Where,
+        email: str,
+        item_id: str,
+        ops: list[dict[str, Any]],
+        *,
+        filter_predicate: str,
+    ) -> int:
+        """A conditional patch of one item, answered without its body (``no_response``: the
+        item is not sent back, which for a long answer's checkpoints is most of their bytes).
+        200 when applied, 412 when the predicate does not hold, 404 when there is no item."""
+
+        async def patch(container: ContainerProxy, budget: float) -> int:
+            try:
+                await container.patch_item(
+                    item_id,
+                    partition_key=email,
+                    patch_operations=ops,
+                    filter_predicate=filter_predicate,
+                    no_response=True,
+                    timeout=budget,
+                )
+            except CosmosHttpResponseError as exc:
+                status = status_of(exc)
+                if status == 412 or (status == 404 and not owner_missing(exc)):
+                    return status
+                raise
+            return 200
+
+        return await self.call("patch", where, patch)
+
+    async def delete(self, where: Target, item_id: str, email: str) -> bool:
         """Delete an item; False when there was none."""
 
         async def delete(container: ContainerProxy, budget: float) -> bool:

@@ -10,6 +10,11 @@ Items (``docs/design.md``, "Data model"), in containers partitioned on ``/EmailI
 - message item: ``id`` = ``<sessionId>:<seq>``, ``type: "message"``, sessionId, seq, role,
   content, timestamp, clientMessageId, model, token counts, contextFrom (an answer's window
   start), feedback;
+- version item: ``id`` = ``<sessionId>:<seq>:v<n>``, ``type: "version"``, sessionId,
+  messageSeq, version and the message's fields as they were: an earlier version of a
+  regenerated answer (whose message item counts them in ``versions``). It has no ``seq``, so
+  a turn's read, paging and search never read it; queries by ``sessionId`` (moves, deletes,
+  erasure, re-homing) carry it with its session;
 - request item: ``id`` = ``<sessionId>:r:<digest of clientMessageId>``, ``type: "request"``,
   sessionId, clientMessageId, userSeq, assistantSeq: one per clientMessageId, for retries;
 - identity item (active container only): ``id`` = ``identity``, ``type: "identity"``,
@@ -32,6 +37,7 @@ from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import ArchiveRun, Binding, Where
 
 SESSION, MESSAGE, REQUEST, IDENTITY = "session", "message", "request", "identity"
+VERSION = "version"
 ARCHIVE_RUN = "archiveRun"
 # The partition of the operators' own items (one per archival pass, in the active container).
 # Every identity holds exactly one '@' (``parse_email`` in shared/auth/claims.py refuses any
@@ -197,8 +203,33 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "firstTokenMs": message.first_token_ms,
         "totalMs": message.total_ms,
         "feedback": feedback_body(message.feedback),
+        # A whole answer (nearly all of them) stores no status: absent is "complete".
+        "status": None if message.status == "complete" else message.status,
+        "checkpointAt": stored_time(message.checkpoint_at) if message.checkpoint_at else None,
+        "stopRequested": True if message.stop_requested else None,
+        "versions": message.versions,
     }
     item.update({key: value for key, value in optional.items() if value is not None})
+    return item
+
+
+def version_item_id(session_id: str, seq: int, version: int) -> str:
+    return f"{message_item_id(session_id, seq)}:v{version}"
+
+
+def version_body(email: str, message: MessageRecord, version: int) -> dict[str, Any]:
+    """An earlier version of a message: its fields as they were, under an id of its own and
+    without ``seq`` (so no query of messages ever returns it)."""
+    item = message_body(email, message)
+    item.pop("versions", None)
+    item.update(
+        {
+            "id": version_item_id(message.session_id, message.seq, version),
+            "type": VERSION,
+            "messageSeq": item.pop("seq"),
+            "version": version,
+        }
+    )
     return item
 
 
@@ -243,7 +274,7 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
     )
     return MessageRecord(
         session_id=item["sessionId"],
-        seq=item["seq"],
+        seq=item["seq"] if "seq" in item else item["messageSeq"],
         role=item["role"],
         content=item["content"],
         timestamp=parse_iso(item["timestamp"]),
@@ -255,6 +286,10 @@ def message_from_item(item: dict[str, Any]) -> MessageRecord:
         first_token_ms=item.get("firstTokenMs"),
         total_ms=item.get("totalMs"),
         feedback=feedback,
+        status=item.get("status", "complete"),
+        checkpoint_at=parse_iso(item["checkpointAt"]) if item.get("checkpointAt") else None,
+        stop_requested=bool(item.get("stopRequested")),
+        versions=item.get("versions"),
     )
 
 

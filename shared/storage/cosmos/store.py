@@ -10,6 +10,7 @@ in ``moves.py``. Logs name session ids and counts, never item contents.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from shared.errors import (
     InvalidRequest,
     StorageUnavailable,
 )
+from shared.groups.models import GroupMessageRecord, GroupRecord, GroupRequestRecord
 from shared.ids import message_item_id
 from shared.models import (
     ContextMessage,
@@ -39,6 +41,7 @@ from shared.storage.base import (
     AnswerFacts,
     ArchiveRun,
     Binding,
+    Checkpoint,
     MoveOutcome,
     Presence,
     RehomeOutcome,
@@ -50,9 +53,10 @@ from shared.storage.base import (
     UsageDay,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs, shares_spec
+from shared.storage.containers import LOCAL_HOSTS, container_specs, groups_spec, shares_spec
 from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
+from shared.storage.cosmos.groups import CosmosGroups
 from shared.storage.cosmos.items import (
     ARCHIVED,
     DELETING,
@@ -76,6 +80,8 @@ from shared.storage.cosmos.items import (
     request_item_id,
     session_body,
     session_from_item,
+    version_body,
+    version_item_id,
 )
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
@@ -88,6 +94,12 @@ if TYPE_CHECKING:
 
     from shared.config import Settings
 
+# A checkpoint's condition: the answer is still being generated (Azure: "Conditional patch",
+# https://learn.microsoft.com/azure/cosmos-db/partial-document-update#supported-modes; a
+# predicate that does not hold is 412 Precondition Failed).
+STREAMING_PREDICATE = "FROM c WHERE c.status = 'streaming'"
+# A checkpoint's: streaming, and no stop asked for (POST .../stop sets stopRequested).
+CHECKPOINT_PREDICATE = "FROM c WHERE c.status = 'streaming' AND NOT IS_DEFINED(c.stopRequested)"
 # The session item, then its newest messages: one query, served by the (sessionId, seq) index.
 # Only the fields a turn uses come back (no system properties, ids or cost fields): a turn's
 # read is most of its bytes, and every one of them is on the user's bill.
@@ -232,6 +244,7 @@ class CosmosStore:
         container: str,
         archive_container: str,
         shares_container: str | None = None,
+        groups_container: str | None = None,
         verify_tls: bool = True,
         bootstrap: bool = False,
         client_options: dict[str, Any] | None = None,
@@ -244,6 +257,7 @@ class CosmosStore:
             database=database,
             specs=container_specs(container, archive_container),
             shares=shares_spec(shares_container) if shares_container else shares_spec(),
+            groups=groups_spec(groups_container) if groups_container else groups_spec(),
             verify_tls=verify_tls,
             bootstrap=bootstrap,
             client_options=client_options or {},
@@ -253,6 +267,7 @@ class CosmosStore:
         self.moves = Moves(self.conn, self.clock)
         self.rehome = Rehome(self.conn, self.moves, self.clock)
         self.shares = CosmosShares(self.conn, self.clock)
+        self.groups = CosmosGroups(self.conn)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> CosmosStore:
@@ -269,6 +284,7 @@ class CosmosStore:
             container=settings.cosmos_container,
             archive_container=settings.cosmos_archive_container,
             shares_container=settings.cosmos_shares_container,
+            groups_container=settings.cosmos_groups_container,
             verify_tls=settings.cosmos_verify_tls,
             # Data-plane RBAC cannot create databases or containers, and in Azure the Pulumi
             # program owns them: create them only with a key against a local emulator.
@@ -340,6 +356,102 @@ class CosmosStore:
             # session item is gone. Each means another writer got there first.
             raise ConcurrencyConflict(session.id) from refused
         return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def checkpoint_answer(
+        self, email: str, session_id: str, seq: int, content: str | None, *, at: datetime
+    ) -> Checkpoint:
+        # One patch of the message item, conditional on its still streaming with no stop asked
+        # for: a finished, stopped or deleted answer is never written again (412 / 404). The
+        # session item and its ETag are untouched (docs/design.md, "Streaming checkpoints").
+        ops: list[dict[str, Any]] = [
+            {"op": "set", "path": "/checkpointAt", "value": stored_time(at)},
+        ]
+        if content is not None:
+            ops.insert(0, {"op": "set", "path": "/content", "value": content})
+        item_id = message_item_id(session_id, seq)
+        status = await self.conn.patch(
+            "active", email, item_id, ops, filter_predicate=CHECKPOINT_PREDICATE
+        )
+        if status == 200:
+            return Checkpoint.WRITTEN
+        if status != 412:
+            return Checkpoint.GONE
+        # Why not: the one read a refused checkpoint costs.
+        item = await self.conn.read("active", item_id, email)
+        streaming = item is not None and item.get("status") == "streaming"
+        return Checkpoint.STOPPED if streaming else Checkpoint.GONE
+
+    async def request_stop(self, email: str, session_id: str, seq: int) -> bool:
+        # One patch of the message item (the session's ETag stays), applied only while it
+        # streams: its generator's next checkpoint is refused, and it stops.
+        status = await self.conn.patch(
+            "active",
+            email,
+            message_item_id(session_id, seq),
+            [{"op": "set", "path": "/stopRequested", "value": True}],
+            filter_predicate=STREAMING_PREDICATE,
+        )
+        return status == 200
+
+    async def finish_answer(
+        self, session: SessionRecord, message: MessageRecord, *, expected_etag: str
+    ) -> SessionRecord:
+        email = session.email
+        ops: list[BatchOp] = [
+            # Replace, not create: the answer's item exists since its first checkpoint (404
+            # here means a reader's state is stale: read again).
+            ("replace", (message.id, message_body(email, message))),
+            ("replace", (session.id, session_body(session)), {"if_match_etag": expected_etag}),
+        ]
+        try:
+            results = await self.conn.batch("active", email, ops)
+        except BatchRefused as refused:
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def replace_answer(
+        self,
+        session: SessionRecord,
+        answer: MessageRecord,
+        previous: MessageRecord,
+        *,
+        expected_etag: str,
+        request: RequestRecord | None = None,
+    ) -> SessionRecord:
+        # One batch, like a turn's: the earlier version is created (409 if that number is
+        # taken: another regenerate won), the message replaced, the request created, and the
+        # session item replaced if-match last, so a lost race applies nothing.
+        email = session.email
+        ops: list[BatchOp] = [
+            ("create", (version_body(email, previous, previous.versions or 1),)),
+            ("replace", (message_item_id(session.id, answer.seq), message_body(email, answer))),
+        ]
+        request_index = None
+        if request is not None:
+            request_index = len(ops)
+            ops.append(("create", (request_body(email, request),)))
+        ops.append(
+            ("replace", (session.id, session_body(session)), {"if_match_etag": expected_etag})
+        )
+        try:
+            results = await self.conn.batch("active", email, ops)
+        except BatchRefused as refused:
+            if refused.index == request_index and refused.status == 409:
+                raise DuplicateRequest() from refused
+            raise ConcurrencyConflict(session.id) from refused
+        return session.model_copy(update={"etag": results[-1].get("eTag"), "archived": False})
+
+    async def message_versions(
+        self, email: str, session_id: str, seq: int, *, where: Where, count: int
+    ) -> list[MessageRecord]:
+        # Point reads by id (1 RU each): the message says how many there are.
+        found = await asyncio.gather(
+            *(
+                self.conn.read(where, version_item_id(session_id, seq, version), email)
+                for version in range(1, count)
+            )
+        )
+        return [message_from_item(item) for item in found if item is not None]
 
     async def restore(self, email: str, session_id: str) -> MoveOutcome:
         return await self.moves.restore(email, session_id)
@@ -646,6 +758,59 @@ class CosmosStore:
 
     async def rehome_pending(self, old: str) -> list[str]:
         return await self.rehome.pending(old)
+
+    # ---- groups (groups.py) --------------------------------------------------------------------
+
+    async def create_group(self, group: GroupRecord) -> GroupRecord:
+        return await self.groups.create_group(group)
+
+    async def read_group(self, group_id: str, *, latest: bool = False) -> GroupRecord | None:
+        return await self.groups.read_group(group_id, latest=latest)
+
+    async def write_group(
+        self,
+        group: GroupRecord,
+        *,
+        expected_etag: str,
+        messages: Sequence[GroupMessageRecord] = (),
+        rewrite: Sequence[GroupMessageRecord] = (),
+        request: GroupRequestRecord | None = None,
+    ) -> GroupRecord:
+        return await self.groups.write_group(
+            group, expected_etag=expected_etag, messages=messages, rewrite=rewrite, request=request
+        )
+
+    async def delete_group(self, group_id: str, *, expected_etag: str | None) -> bool:
+        return await self.groups.delete_group(group_id, expected_etag=expected_etag)
+
+    async def group_messages(
+        self,
+        group_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[GroupMessageRecord], bool]:
+        return await self.groups.group_messages(
+            group_id, limit=limit, before_seq=before_seq, after_seq=after_seq
+        )
+
+    async def messages_of_sender(
+        self, group_id: str, email: str, *, limit: int
+    ) -> list[GroupMessageRecord]:
+        return await self.groups.messages_of_sender(group_id, email, limit=limit)
+
+    async def get_group_request(self, group_id: str, key: str) -> GroupRequestRecord | None:
+        return await self.groups.get_group_request(group_id, key)
+
+    async def put_group_ref(self, email: str, group_id: str) -> None:
+        await self.groups.put_group_ref(email, group_id)
+
+    async def drop_group_ref(self, email: str, group_id: str) -> None:
+        await self.groups.drop_group_ref(email, group_id)
+
+    async def group_ref_ids(self, email: str, *, limit: int) -> list[str]:
+        return await self.groups.group_ref_ids(email, limit=limit)
 
     # ---- shares (shares.py) --------------------------------------------------------------------
 

@@ -1,0 +1,187 @@
+"""Group conversations: create, list, read, rename, delete, members, messages (JSON or, when
+asking the assistant, Server-Sent Events), and joining the caller's real-time channels."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from functions.chat import sse, wants_stream, with_keepalive
+from functions.http import RequestContext, http_function, json_response
+from shared.config import Settings
+from shared.errors import ApiError, InternalError, InvalidRequest, StorageUnavailable
+from shared.groups.ask import GroupSend
+from shared.groups.models import (
+    GroupCreateRequest,
+    GroupMessages,
+    GroupRenameRequest,
+    GroupSendRequest,
+    MemberAddRequest,
+)
+from shared.groups.service import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    MESSAGES_LIMIT_DEFAULT,
+    MESSAGES_LIMIT_MAX,
+)
+from shared.realtime import RealtimeUnavailable
+from shared.time_limits import turn_budget_s
+
+bp = func.Blueprint()
+log = logging.getLogger("parley.groups")
+
+GROUP_PARAM, MEMBER_PARAM = "groupId", "email"
+# ``after`` is a seq: 0 (everything) up to any seq a group can reach.
+MAX_SEQ = 2**53 - 1
+
+
+@http_function(bp, "groups", ["POST"])
+async def create_group(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    request = await ctx.body(GroupCreateRequest)
+    group = await ctx.runtime.groups.create(email, ctx.name, request)
+    return json_response(group, status=201)
+
+
+@http_function(bp, "groups", ["GET"])
+async def list_groups(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    listing = await ctx.runtime.groups.list_groups(
+        email,
+        limit=ctx.query_limit(LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
+        continuation=ctx.query_text("continuationToken"),
+    )
+    return json_response(listing)
+
+
+@http_function(bp, "groups/{groupId}", ["GET"])
+async def get_group(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    group = await ctx.runtime.groups.get(email, ctx.path_value(GROUP_PARAM))
+    return json_response(group)
+
+
+@http_function(bp, "groups/{groupId}", ["PATCH"])
+async def rename_group(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    request = await ctx.body(GroupRenameRequest)
+    summary = await ctx.runtime.groups.rename(email, ctx.path_value(GROUP_PARAM), request.name)
+    return json_response(summary)
+
+
+@http_function(bp, "groups/{groupId}", ["DELETE"])
+async def delete_group(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    await ctx.runtime.groups.delete(email, ctx.path_value(GROUP_PARAM))
+    return Response(status_code=204)
+
+
+@http_function(bp, "groups/{groupId}/members", ["POST"])
+async def add_group_member(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    request = await ctx.body(MemberAddRequest)
+    group = await ctx.runtime.groups.add_member(email, ctx.path_value(GROUP_PARAM), request)
+    return json_response(group)
+
+
+@http_function(bp, "groups/{groupId}/members/{email}", ["DELETE"])
+async def remove_group_member(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    await ctx.runtime.groups.remove_member(
+        email, ctx.path_value(GROUP_PARAM), ctx.path_value(MEMBER_PARAM)
+    )
+    return Response(status_code=204)
+
+
+@http_function(bp, "groups/{groupId}/messages", ["GET"])
+async def group_messages(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    raw_after = ctx.request.query_params.get("after")
+    after = None
+    if raw_after is not None:
+        if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > MAX_SEQ:
+            raise InvalidRequest("after must be a seq (a whole number).")
+        after = int(raw_after)
+    page = await ctx.runtime.groups.page_messages(
+        email,
+        ctx.path_value(GROUP_PARAM),
+        limit=ctx.query_limit(MESSAGES_LIMIT_DEFAULT, MESSAGES_LIMIT_MAX),
+        after=after,
+        before=ctx.query_text("before"),
+    )
+    return json_response(page)
+
+
+@http_function(bp, "groups/{groupId}/messages", ["POST"])
+async def send_group_message(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    request = await ctx.body(GroupSendRequest)
+    sent = await ctx.runtime.groups.send(email, ctx.name, ctx.path_value(GROUP_PARAM), request)
+    if sent.asks and wants_stream(ctx.request):
+        return AskStream(sent, ctx.runtime.settings)
+    messages = await sent.result()
+    return json_response(GroupMessages(messages=[m.to_api() for m in messages]), status=201)
+
+
+@http_function(bp, "realtime/join", ["POST"])
+async def realtime_join(ctx: RequestContext) -> Response:
+    email = await ctx.caller()
+    try:
+        await ctx.runtime.groups.join(email)
+    except RealtimeUnavailable:
+        raise StorageUnavailable("Real-time delivery is unavailable; try again.") from None
+    return Response(status_code=204)
+
+
+async def ask_events(sent: GroupSend) -> AsyncIterator[str]:
+    yield sse("message", {"message": sent.user.to_api().model_dump(by_alias=True)})
+    try:
+        async for piece in sent.deltas():
+            yield sse("delta", {"content": piece})
+            await asyncio.sleep(0)  # a step per event: a gone client is noticed (functions/chat.py)
+        messages = await sent.result()
+    except ApiError as error:
+        yield sse("error", error.body())
+        return
+    except Exception as exc:
+        log.error("group_stream_failed %s", type(exc).__name__, extra={"group_id": sent.group_id})
+        yield sse("error", InternalError().body())
+        return
+    yield sse("done", {"messages": [m.to_api().model_dump(by_alias=True) for m in messages]})
+
+
+class AskStream(StreamingResponse):
+    """The answer's events, and an invocation that ends only once the answer is stored (as
+    ``functions.chat.TurnStream``: a client that hangs up does not end it early)."""
+
+    def __init__(self, sent: GroupSend, settings: Settings) -> None:
+        super().__init__(
+            with_keepalive(ask_events(sent), settings.sse_keepalive_s),
+            status_code=200,
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.sent = sent
+        self.finish_by = time.monotonic() + turn_budget_s(
+            llm_timeout_s=settings.llm_timeout_s,
+            llm_max_retries=settings.llm_max_retries,
+            store_timeout_s=settings.store_timeout_s,
+            title_timeout_s=settings.title_timeout_s,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not await self.sent.finish(max(self.finish_by - time.monotonic(), 0.0)):
+                    log.error("group_answer_unfinished", extra={"group_id": self.sent.group_id})
+
+
+__all__ = ["bp"]
