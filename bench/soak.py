@@ -13,8 +13,8 @@ every message the soak got a success for is read back, stored exactly once (``le
 Erased users are left out of that check by design; their erasure must end in 204 and an empty
 list instead. docs/testing.md ("The soak") says what counts as an error and why.
 
-Groups: ``/api/groups`` is not on this branch yet. ``OPERATIONS`` is the one table of what the
-users do; a group message joins it as one more entry (and the ledger check as one more kind).
+Groups: users start groups with others and send to them (some sends ask the assistant); every
+acknowledged group message is read back too, and an erased member's as removed ones.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class User:
     consistency: str | None = None
     counter: int = 0
     erase_requested: bool = False
+    groups: list[str] = field(default_factory=list)
 
     @property
     def email(self) -> str:
@@ -97,6 +98,15 @@ class User:
         if self.consistency:
             headers["Parley-Consistency"] = self.consistency
         return headers
+
+
+@dataclass
+class Group:
+    group_id: str
+    members: set[str]
+    # (message id, text, sender's address; None for the assistant) of every acknowledged send
+    acked: list[tuple[str, str, str | None]] = field(default_factory=list)
+    erased_senders: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -124,6 +134,7 @@ class Soak:
         self.deadline = deadline
         self.stats = Stats()
         self.shares: list[Share] = []
+        self.groups: dict[str, Group] = {}
         self.erased_emails: set[str] = set()
         self.erased_turns = 0
         self.erasures = 0
@@ -241,12 +252,53 @@ class Soak:
             else:
                 self.stats.errors.append({"op": "share_read", "status": 404, "body": "live"})
 
+    async def group_message(self, user: User) -> None:
+        """Start a group with up to three other users, or send to one of the user's groups
+        (one send in ten asks the assistant too)."""
+        if not user.groups or (len(user.groups) < 3 and user.rng.random() < 0.1):
+            others = [u for u in self.users if u is not user]
+            invited = user.rng.sample(others, min(3, len(others)))
+            start = {"name": f"soak {user.index}", "members": [u.email for u in invited]}
+            response = await self.call(
+                "group_create", user, "POST", "/api/groups", ok=(201,), json=start
+            )
+            if response.status_code == 201:
+                gid = str(response.json()["groupId"])
+                self.groups[gid] = Group(gid, {user.email, *(u.email for u in invited)})
+                for member in (user, *invited):
+                    member.groups.append(gid)
+            return
+        group = self.groups[user.rng.choice(user.groups)]
+        user.counter += 1
+        text = f"u{user.index}g{user.generation}n{user.counter} " + " ".join(
+            user.rng.choice(WORDS) for _ in range(5)
+        )
+        body: dict[str, Any] = {"content": text, "clientMessageId": uuid.uuid4().hex}
+        if user.rng.random() < 0.1:
+            body["ask"] = True
+        response = await self.call(
+            "group_message",
+            user,
+            "POST",
+            f"/api/groups/{group.group_id}/messages",
+            ok=(201,),
+            json=body,
+        )
+        if response.status_code == 201:
+            for message in response.json()["messages"]:
+                sender = user.email if message["role"] == "user" else None
+                group.acked.append((str(message["id"]), str(message["content"]), sender))
+
     async def erase(self, user: User) -> None:
         """Delete everything, step by step until 204; then the list must be empty, and the user
         comes back as a new identity (the same number of users keeps working)."""
         email = user.email
         self.erased_emails.add(email)
         self.shares = [s for s in self.shares if s.owner != email]
+        for gid in user.groups:
+            # The group keeps their messages as removed ones; they leave it (docs/privacy.md).
+            self.groups[gid].members.discard(email)
+            self.groups[gid].erased_senders.add(email)
         for _ in range(100):
             response = await self.call("erase", user, "DELETE", "/api/sessions", ok=(202, 204))
             if response.status_code != 202:
@@ -261,6 +313,7 @@ class Soak:
         self.erasures += 1
         user.generation += 1
         user.sessions, user.acked, user.consistency, user.counter = [], {}, None, 0
+        user.groups = []
 
     async def user_loop(self, user: User) -> None:
         table = OPERATIONS
@@ -303,6 +356,58 @@ class Soak:
             more = bool(body["hasMore"])
         return messages
 
+    async def verify_groups(self) -> dict[str, Any]:
+        """Every acknowledged group message read back by a remaining member, exactly once; an
+        erased sender's messages kept as removed ones."""
+        by_email = {u.email: u for u in self.users}
+        acked = once = removed = 0
+        missing: list[str] = []
+        duplicated: list[str] = []
+        for group in self.groups.values():
+            reader = next((by_email[e] for e in sorted(group.members) if e in by_email), None)
+            if reader is None or not group.acked:
+                continue  # every member erased: the group is deleted, by design
+            stored: list[dict[str, Any]] = []
+            after, more = 0, True
+            while more:
+                page = await self.call(
+                    "verify",
+                    reader,
+                    "GET",
+                    f"/api/groups/{group.group_id}/messages?after={after}&limit=100",
+                )
+                if page.status_code != 200:
+                    break
+                body = page.json()
+                stored += body["messages"]
+                more = bool(body["hasMore"]) and bool(body["messages"])
+                after = int(body["messages"][-1]["seq"]) if body["messages"] else after
+            ids = Counter(str(m["id"]) for m in stored)
+            texts = Counter(str(m["content"]) for m in stored if m["content"])
+            for message_id, text, sender in group.acked:
+                acked += 1
+                if sender in group.erased_senders:
+                    gone = [m for m in stored if m["id"] == message_id and m.get("removed")]
+                    if len(gone) == 1 and texts[text] == 0:
+                        removed += 1
+                    else:
+                        duplicated.append(message_id)  # kept, or its text kept: not erased
+                elif ids[message_id] == 1 and texts[text] == 1:
+                    once += 1
+                elif ids[message_id] == 0:
+                    missing.append(message_id)
+                else:
+                    duplicated.append(message_id)
+        return {
+            "group_messages_acknowledged": acked,
+            "group_messages_stored_exactly_once": once,
+            "group_messages_removed_with_their_sender": removed,
+            "group_messages_missing": missing[:20],
+            "group_messages_missing_count": len(missing),
+            "group_messages_wrong": duplicated[:20],
+            "group_messages_wrong_count": len(duplicated),
+        }
+
     async def verify(self) -> dict[str, Any]:
         acked = found_once = 0
         missing: list[str] = []
@@ -325,7 +430,9 @@ class Soak:
                             missing.append(message_id)
                         else:
                             duplicated.append(message_id)
+        groups = await self.verify_groups()
         return {
+            **groups,
             "acknowledged_messages": acked,
             "stored_exactly_once": found_once,
             "missing": missing[:20],
@@ -338,8 +445,7 @@ class Soak:
 
 
 Operation = Callable[[Soak, User], Awaitable[None]]
-# What a user does, and how often (weights, not shares). A group message goes here once
-# /api/groups is on the branch.
+# What a user does, and how often (weights, not shares).
 OPERATIONS: dict[str, tuple[float, Operation]] = {
     "turn": (45.0, Soak.turn),
     "list": (12.0, Soak.list_sessions),
@@ -347,6 +453,7 @@ OPERATIONS: dict[str, tuple[float, Operation]] = {
     "page": (6.0, Soak.page_messages),
     "search": (12.0, Soak.search),
     "share": (6.0, Soak.share),
+    "group": (8.0, Soak.group_message),
 }
 
 
@@ -536,6 +643,11 @@ def verdict(report: dict[str, Any]) -> list[str]:
             f"{ledger['missing_count']} acknowledged messages missing, "
             f"{ledger['duplicated_count']} stored more than once"
         )
+    if ledger.get("group_messages_missing_count") or ledger.get("group_messages_wrong_count"):
+        problems.append(
+            f"group messages: {ledger['group_messages_missing_count']} missing, "
+            f"{ledger['group_messages_wrong_count']} stored more than once or not erased"
+        )
     if ledger["acknowledged_messages"] == 0:
         problems.append("nothing was acknowledged: the soak did not run")
     memory = report["memory"]
@@ -569,6 +681,10 @@ def summary_md(report: dict[str, Any]) -> str:
         f"acknowledged messages stored exactly once; missing {ledger['missing_count']}, "
         f"duplicated {ledger['duplicated_count']}; {ledger['erased_users']} users erased "
         f"({ledger['erased_turns_excepted']} turns excepted)",
+        f"Groups: {ledger.get('group_messages_stored_exactly_once', 0)} of "
+        f"{ledger.get('group_messages_acknowledged', 0)} acknowledged group messages stored "
+        f"exactly once, {ledger.get('group_messages_removed_with_their_sender', 0)} removed "
+        "with their erased sender",
     ]
     return "\n".join(lines)
 

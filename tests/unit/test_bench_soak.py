@@ -14,6 +14,7 @@ from bench.soak import (
     FLAT_TOLERANCE_MIB,
     MIN_MINUTES_FOR_MEMORY_VERDICT,
     WARM_FRACTION,
+    Group,
     Soak,
     Turn,
     memory_verdict,
@@ -119,3 +120,35 @@ def test_every_acknowledged_message_is_found_exactly_once() -> None:
     # The same text stored a second time under another id is a second copy.
     doubled = _ledger([question, answer, {"id": "m3", "content": "question"}])
     assert doubled["duplicated"] == ["m1"] and doubled["stored_exactly_once"] == 1
+
+
+def _group_ledger(stored: list[dict[str, Any]]) -> dict[str, Any]:
+    """The group check against a host holding ``stored`` in its one group; Bob was erased."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/groups/g_1/messages"
+        return httpx.Response(200, json={"messages": stored, "hasMore": False})
+
+    async def check() -> dict[str, Any]:
+        transport = httpx.MockTransport(answer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
+            soak = Soak(http, users=1, seed=1, deadline=0.0)
+            alice = soak.users[0].email
+            group = Group("g_1", {alice}, erased_senders={"bob@soak.local"})
+            group.acked = [("g_1:1", "hello", alice), ("g_1:2", "from bob", "bob@soak.local")]
+            soak.groups["g_1"] = group
+            return await soak.verify_groups()
+
+    return asyncio.run(check())
+
+
+def test_group_messages_once_and_an_erased_senders_removed() -> None:
+    alice = {"id": "g_1:1", "seq": 1, "content": "hello"}
+    removed = {"id": "g_1:2", "seq": 2, "content": "", "removed": True}
+    good = _group_ledger([alice, removed])
+    assert good["group_messages_stored_exactly_once"] == 1
+    assert good["group_messages_removed_with_their_sender"] == 1
+    assert good["group_messages_missing_count"] == good["group_messages_wrong_count"] == 0
+    kept = _group_ledger([alice, {"id": "g_1:2", "seq": 2, "content": "from bob"}])
+    assert kept["group_messages_wrong"] == ["g_1:2"]
+    assert _group_ledger([removed])["group_messages_missing"] == ["g_1:1"]
