@@ -1,5 +1,7 @@
 """``python -m bench [--quick]``: run every measurement and write bench/results/ and
-docs/performance.md.
+docs/performance.md. ``python -m bench --step search [--quick]``: only the search measurement
+(bench/reads.py), written to ``search.json`` in ``--out`` (the page and the other results stay
+as they are): the full sizes take minutes, not the hour of the whole run.
 
 Exits non-zero if a measurement breaks (a budget miss is reported, not a failure), so
 ``make bench-quick`` in the test suite catches a benchmark that has rotted.
@@ -175,6 +177,26 @@ def _only(steps: list[str], plan: Plan, out: Path) -> int:
     return 0
 
 
+STEPS = ("search",)
+
+
+def _one_step(step: str, plan: Plan, out: Path, *, quick: bool) -> int:
+    """One measurement alone (``--step``): its results and the machine, as JSON."""
+    failures: list[str] = []
+    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine()}
+    with _maybe_cosmos(failures) as cosmos:
+        results[step] = _cosmos_step(
+            "search", cosmos, lambda c: reads.run_search(c, plan.search_sizes), failures
+        )
+    if failures:
+        print("bench: FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{step}.json").write_text(json.dumps(results, indent=1) + "\n")
+    print("\n".join(report.search_md(results[step])))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller, under a minute")
@@ -193,10 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         "--out, stamped with this run's machine and date under 'added'; the pages and plots "
         "are left as they are (a whole run rewrites them)",
     )
+    parser.add_argument(
+        "--step",
+        choices=STEPS,
+        help="run only this measurement and write its results as <step>.json in --out",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.only:
         return _only(args.only, plan, args.out)
+    if args.step:
+        return _one_step(args.step, plan, args.out, quick=args.quick)
     failures: list[str] = []
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine()}

@@ -397,6 +397,16 @@ def _reads_md(r: dict[str, Any]) -> list[str]:
         f"Page 20 / page 1 bytes: {p['ratio_bytes_20_over_1']}x; one query each: "
         f"{_ok(p['budget_met'])}.",
         "",
+        *search_md(r["search"]),
+    ]
+    return [*lines, ""]
+
+
+def search_md(s: dict[str, Any]) -> list[str]:
+    """The search measurement's table (also printed alone by ``--step search``)."""
+    if "rows" not in s:
+        return [f"Not available: {s.get('not_available') or s.get('error')}", ""]
+    lines = [
         "Search for a phrase in one message, by how many messages the user has: the whole "
         "search through the full-text index, and its two lookups (messages, titles) beside the "
         "two `CONTAINS` scans of the user's partition they replaced:",
@@ -405,7 +415,6 @@ def _reads_md(r: dict[str, Any]) -> list[str]:
         "| bytes |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    s = r["search"]
     for row in s["rows"]:
         lines.append(
             f"| {row['messages']:,} | {row['requests']} | {row['bytes']:,} "

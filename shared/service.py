@@ -31,7 +31,7 @@ from shared.answers import (
 )
 from shared.audit import audit, structured, user_hash
 from shared.backoff import backoff_delay
-from shared.clock import Clock, SystemClock, iso, stored_time
+from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
 from shared.consistency import CatchesUp, catch_up
 from shared.context import Spoken, Window, context_window
@@ -80,9 +80,16 @@ from shared.models import (
 )
 from shared.paging import decode_page_token, encode_page_token, listing_scope
 from shared.search import HITS_PER_SESSION, SearchOrder, phrase_of, snippet
+from shared.search_state import (
+    Found,
+    OrderKey,
+    carry_room,
+    decode_state,
+    encode_state,
+    ordered,
+)
 from shared.sharing import SharingStore, erase_shares, revoke_session_shares
 from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Where
-from shared.storage.keyset import search_position
 from shared.time_limits import model_budget_s, turn_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -1573,13 +1580,13 @@ class ConversationService:
         order: SearchOrder = "recent",
     ) -> SearchResults:
         """One page of a search: of the active sessions, the archived ones, or (``"all"``) both
-        in one list, newest first or by relevance (with each result's ``score``). Both
-        containers are read from the same position, the sort key of the last result shown,
-        which means the same in either, so a page never repeats or skips one."""
+        in one list, newest first or by relevance (with each result's ``score``). The first
+        page looks the words up and orders every match; the token carries the rest, so later
+        pages read only their own sessions (``shared.search_state``)."""
         phrase = phrase_of(raw_phrase)
         scope_name = "all" if archived == "all" else "archive" if archived else "active"
         scope = listing_scope(f"search:{scope_name}:{order}", phrase)
-        after = self._position(continuation, scope, email)
+        position = self._position(continuation, scope, email)
         wheres: tuple[Where, ...] = (
             ("active", "archive")
             if archived == "all"
@@ -1587,38 +1594,45 @@ class ConversationService:
             if archived
             else ("active",)
         )
-        found: list[tuple[SessionRecord, list[SearchHit], int]] = []
-        more = False
+
+        async def lookup(after: OrderKey | None) -> list[Found]:
+            found = [
+                Found(match, where)
+                for where in wheres
+                for match in await self.store.search_matches(
+                    email, phrase, where=where, hits_per_session=HITS_PER_SESSION
+                )
+            ]
+            return ordered(found, order, after)
+
+        beyond: OrderKey | None = None  # matches after ``entries`` not looked up yet
+        if position is None:
+            entries = await lookup(None)
+        else:
+            state = decode_state(position)
+            entries, beyond = state.pending, state.resume
+            if beyond is not None and len(entries) <= limit:
+                # The carried matches run out on this page: the words are looked up again,
+                # after the last one carried (once per carried batch).
+                carried = {f.match.session_id for f in entries}
+                more = await lookup(beyond)
+                entries += [f for f in more if f.match.session_id not in carried]
+                beyond = None
+        shown, rest = entries[:limit], entries[limit:]
+        # Each session read where it was found; with both containers searched, from both
+        # (one moved since the lookup is found where it is now: the later read wins).
+        read: dict[str, tuple[SessionRecord, list[SearchHit]]] = {}
         for where in wheres:
-            page, next_position = await self.store.search(
-                email,
-                phrase,
-                where=where,
-                limit=limit,
-                after=after,
-                hits_per_session=HITS_PER_SESSION,
-                order=order,
-            )
-            # Found by both reads: the session moved to the archive between them (the reads
-            # go active, then archive), so the later read is where it is now.
-            moved = {session.id for session, _, _ in page}
-            found = [entry for entry in found if entry[0].id not in moved] + page
-            more = more or next_position is not None
+            wanted = [f.match for f in shown if archived == "all" or f.where == where]
+            if wanted:
+                for session, hits in await self.store.search_page(
+                    email, where=where, matches=wanted
+                ):
+                    read[session.id] = (session, hits)
+        found_page = [
+            (*read[f.match.session_id], f.match.score) for f in shown if f.match.session_id in read
+        ]
         ranked = order == "relevance"
-
-        def key(entry: tuple[SessionRecord, list[SearchHit], int]) -> tuple[int, str, str]:
-            session, _, score = entry
-            return (score if ranked else 0, stored_time(session.updated_at), session.id)
-
-        found.sort(key=key, reverse=True)
-        more = more or len(found) > limit
-        found = found[:limit]
-        position = None
-        if more and found:
-            last = found[-1][0]
-            position = search_position(
-                stored_time(last.updated_at), last.id, found[-1][2] if ranked else None
-            )
         results = [
             SearchResult(
                 session_id=session.id,
@@ -1635,11 +1649,13 @@ class ConversationService:
                     for hit in hits
                 ],
             )
-            for session, hits, score in found
+            for session, hits, score in found_page
         ]
         return SearchResults(
             results=results,
-            continuation_token=self._page_token(position, scope, email),
+            continuation_token=self._page_token(
+                encode_state(rest, order, beyond, carry_room(phrase)), scope, email
+            ),
         )
 
 

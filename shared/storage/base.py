@@ -28,7 +28,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
@@ -44,7 +44,6 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
-from shared.search import SearchOrder
 
 if TYPE_CHECKING:
     from shared.usage import Spent
@@ -139,10 +138,15 @@ class SearchHit(BaseModel):
     text: str
 
 
-# One page of search results: each matching session with its hits, and the next position.
-# Each result: the session, its first matching messages, and its relevance score
-# (``shared.search.relevance``).
-SearchPage = tuple[list[tuple[SessionRecord, list[SearchHit], int]], str | None]
+class MatchedSession(NamedTuple):
+    """One session a search's index lookup found: what orders it, and which of its messages
+    matched. Found once, on a search's first page, and carried to the next pages in the page
+    token (``shared.search_state``), so no later page looks the words up again."""
+
+    session_id: str
+    updated_at: str  # ``stored_time``: the newest-first order
+    score: int  # ``shared.search.relevance``
+    seqs: list[int]  # its first matching messages, in order (at most the hits per session)
 
 
 class ConversationStore(Protocol):
@@ -267,21 +271,21 @@ class ConversationStore(Protocol):
         page's position (None on the last page: never a position that leads to nothing)."""
         ...
 
-    async def search(
-        self,
-        email: str,
-        phrase: str,
-        *,
-        where: Where,
-        limit: int,
-        after: str | None,
-        hits_per_session: int,
-        order: SearchOrder = "recent",
-    ) -> SearchPage:
-        """The caller's readable sessions whose title or messages hold every word of ``phrase``
-        (``shared.search``), newest first like ``list_sessions`` or, by ``relevance``, best
-        first (``keyset.ranked_page``), each with its first ``hits_per_session`` matching
-        messages in order and its score; and the next page's position."""
+    async def search_matches(
+        self, email: str, phrase: str, *, where: Where, hits_per_session: int
+    ) -> list[MatchedSession]:
+        """The index lookup of a search: the caller's readable sessions whose title or messages
+        hold every word of ``phrase`` (``shared.search``), each with its score and first
+        ``hits_per_session`` matching messages, reading at most ``SEARCH_SCAN_LIMIT``
+        matching messages. Its cost follows the matches, never the rest of the history."""
+        ...
+
+    async def search_page(
+        self, email: str, *, where: Where, matches: list[MatchedSession]
+    ) -> list[tuple[SessionRecord, list[SearchHit]]]:
+        """The sessions of ``matches`` readable here now (any other is left out), each with
+        its messages of ``seqs`` (any no longer there left out): one page of a search, read by
+        id, whatever the history around it."""
         ...
 
     async def all_sessions(

@@ -18,9 +18,14 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # The search's text (shared/search.py): message text and session titles, in the full-text
 # index, so a search is an index lookup of its words rather than a scan of the caller's whole
-# history. One language for both: Parley does not know a conversation's language, and a word in
+# history. One language for all: Parley does not know a conversation's language, and a word in
 # another one is still found whole (Azure stems and drops stop words by this language only).
-FULL_TEXT_PATHS = ("/content", "/title")
+# Azure documents stemming and stop words, not folding accents, so an item whose text has
+# accents also carries its folded copy (``shared.search.folded_copy``; absent otherwise), in
+# the index too: a search of folded words finds ``café`` by ``cafe`` whatever Azure folds.
+CONTENT_FOLDED = "contentFolded"
+TITLE_FOLDED = "titleFolded"
+FULL_TEXT_PATHS = ("/content", "/title", f"/{CONTENT_FOLDED}", f"/{TITLE_FOLDED}")
 FULL_TEXT_LANGUAGE = "en-US"
 
 

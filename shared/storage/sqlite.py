@@ -45,7 +45,7 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
-from shared.search import SearchOrder, relevance, words_of
+from shared.search import SEARCH_SCAN_LIMIT, holds_all, relevance, words_of
 from shared.storage.base import (
     MAX_SHARE_VIEWS,
     WHERES,
@@ -53,18 +53,18 @@ from shared.storage.base import (
     ArchiveRun,
     Binding,
     Checkpoint,
+    MatchedSession,
     MoveOutcome,
     Presence,
     RehomeOutcome,
     SearchHit,
-    SearchPage,
     SessionRef,
     TurnView,
     Unfinished,
     UsageDay,
     Where,
 )
-from shared.storage.keyset import decode_position, encode_position, ranked_page
+from shared.storage.keyset import decode_position, encode_position
 from shared.usage import Spent
 
 T = TypeVar("T")
@@ -312,9 +312,40 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (email, group_id)
     ) WITHOUT ROWID;
     """,
+    # 12: the search index folds accents and stems English words, as a search matches
+    # (shared/search.py): ``remove_diacritics 2`` (``cafe`` finds ``café``, every Latin
+    # letter's accents dropped) under ``porter`` (``run`` finds ``running``). The index is
+    # dropped and built again from the stored messages; the triggers are the same.
+    """
+    DROP TRIGGER message_search_add;
+    DROP TRIGGER message_search_remove;
+    DROP TRIGGER message_search_move;
+    DROP TABLE message_search;
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        text, container UNINDEXED, email UNINDEXED, session_id UNINDEXED, seq UNINDEXED,
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        SELECT parley_search_rowid(email, session_id, seq), json_extract(body, '$.content'),
+               container, email, session_id, seq
+        FROM messages;
+    CREATE TRIGGER message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text, container, email, session_id, seq)
+        VALUES (parley_search_rowid(new.email, new.session_id, new.seq),
+                json_extract(new.body, '$.content'), new.container, new.email,
+                new.session_id, new.seq);
+    END;
+    CREATE TRIGGER message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search
+        WHERE rowid = parley_search_rowid(old.email, old.session_id, old.seq);
+    END;
+    CREATE TRIGGER message_search_move AFTER UPDATE OF container ON messages BEGIN
+        UPDATE message_search SET container = new.container
+        WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
 BUSY_TIMEOUT_MS = 5000
 TABLES = ("sessions", "messages", "requests", "message_versions")
 # Expired shares removed by each new share (SQLite has no time-to-live of its own).
@@ -946,87 +977,64 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def search(
-        self,
-        email: str,
-        phrase: str,
-        *,
-        where: Where,
-        limit: int,
-        after: str | None,
-        hits_per_session: int,
-        order: SearchOrder = "recent",
-    ) -> SearchPage:
-        wanted = words_of(phrase)
+    async def search_matches(
+        self, email: str, phrase: str, *, where: Where, hits_per_session: int
+    ) -> list[MatchedSession]:
         # Each word a quoted FTS5 string (quotes doubled; a word has none, but nothing in a
         # phrase may ever become syntax), all of them required: implicit AND.
-        match = " ".join('"' + word.replace('"', '""') + '"' for word in wanted)
+        match = " ".join('"' + word.replace('"', '""') + '"' for word in words_of(phrase))
 
-        def read(
-            conn: sqlite3.Connection,
-        ) -> SearchPage:
-            found = conn.execute(
+        def read(conn: sqlite3.Connection) -> list[MatchedSession]:
+            seqs: dict[str, list[int]] = {}
+            for session_id, seq in conn.execute(
                 "SELECT session_id, seq FROM message_search WHERE message_search MATCH ?"
                 " AND email = ? AND container = ? LIMIT ?",
                 (match, email, where, SEARCH_SCAN_LIMIT),
-            ).fetchall()
-            seqs: dict[str, list[int]] = {}
-            for session_id, seq in found:
+            ):
                 seqs.setdefault(session_id, []).append(int(seq))
-            # Titles are few (one per session): matched here by the same words.
-            titled = {
-                session_id
-                for session_id, title in conn.execute(
-                    "SELECT id, json_extract(body, '$.title') FROM sessions"
-                    " WHERE container = ? AND email = ?",
-                    (where, email),
-                )
-                if set(wanted) <= set(words_of(title or ""))
-            }
-            matched = sorted({*seqs, *titled})
-
-            def score(session_id: str) -> int:
-                return relevance(len(seqs.get(session_id, [])), session_id in titled)
-
-            condition = "container = ? AND email = ? AND id IN (SELECT value FROM json_each(?))"
-            params: list[object] = [where, email, json.dumps(matched)]
-            if order == "relevance":
-                every = {
-                    row[-1]: row
-                    for row in conn.execute(
-                        f"SELECT body, etag, updated_at, id FROM sessions WHERE {condition}",  # noqa: S608 (constants only)
-                        params,
+            # Titles are few (one per session): matched here by the same rules (folded,
+            # stemmed words: shared/search.py), with each session's order key.
+            matches = []
+            for session_id, updated_at, title in conn.execute(
+                "SELECT id, updated_at, json_extract(body, '$.title') FROM sessions"
+                " WHERE container = ? AND email = ?",
+                (where, email),
+            ):
+                titled = holds_all(title or "", phrase)
+                if titled or session_id in seqs:
+                    found = sorted(seqs.get(session_id, []))
+                    score = relevance(len(found), titled)
+                    matches.append(
+                        MatchedSession(session_id, updated_at, score, found[:hits_per_session])
                     )
-                }
-                ranked, position = ranked_page(
-                    [(row[2], session_id, score(session_id)) for session_id, row in every.items()],
-                    after,
-                    limit,
-                )
-                rows = [every[session_id] for _, session_id, _ in ranked]
-            else:
-                rows, position = _keyset_sessions(
-                    conn,
-                    "body, etag, updated_at, id",
-                    condition,
-                    params,
-                    newest_first=True,
-                    limit=limit,
-                    after=after,
-                )
-            results = []
-            for body, etag, _, session_id in rows:
+            return matches
+
+        return await self._read(read)
+
+    async def search_page(
+        self, email: str, *, where: Where, matches: list[MatchedSession]
+    ) -> list[tuple[SessionRecord, list[SearchHit]]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[SessionRecord, list[SearchHit]]]:
+            page = []
+            for match in matches:
+                row = conn.execute(
+                    "SELECT body, etag FROM sessions WHERE container = ? AND email = ? AND id = ?",
+                    (where, email, match.session_id),
+                ).fetchone()
+                if row is None:
+                    continue
                 hits = []
-                for seq in sorted(seqs.get(session_id, []))[:hits_per_session]:
-                    (message_body,) = conn.execute(
+                for seq in match.seqs:
+                    found = conn.execute(
                         "SELECT body FROM messages"
                         " WHERE container = ? AND email = ? AND session_id = ? AND seq = ?",
-                        (where, email, session_id, seq),
+                        (where, email, match.session_id, seq),
                     ).fetchone()
-                    message = MessageRecord.model_validate_json(message_body)
-                    hits.append(SearchHit(seq=seq, role=message.role, text=message.content))
-                results.append((_session_from_row(body, etag, where), hits, score(session_id)))
-            return results, position
+                    if found is not None:
+                        message = MessageRecord.model_validate_json(found[0])
+                        hits.append(SearchHit(seq=seq, role=message.role, text=message.content))
+                page.append((_session_from_row(row[0], row[1], where), hits))
+            return page
 
         return await self._read(read)
 

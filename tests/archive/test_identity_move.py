@@ -93,10 +93,8 @@ def test_a_move_takes_every_session_and_the_binding(
             assert moved is not None and moved.email == NEW
             request = await store.get_request(NEW, live, "c-1", where="active")
             assert request is not None and request.assistant_seq == 2
-            found, _ = await store.search(
-                NEW, "the plan", where="active", limit=10, after=None, hits_per_session=3
-            )
-            assert [s.id for s, _, _ in found] == [live]
+            found = await store.search_matches(NEW, "the plan", where="active", hits_per_session=3)
+            assert [m.session_id for m in found] == [live]
             held = await store.read_binding(NEW)
             assert held is not None and held.account == KATE
             assert await store.read_binding(OLD) is None

@@ -19,6 +19,7 @@ from shared.answers import Ended, Grew, Resumed
 from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.errors import Conflict, ModelError, NotFound
+from shared.ids import message_item_id
 from shared.llm.base import ModelMessage, Usage
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, FeedbackRequest, MessageRecord, RegenerateRequest
@@ -201,6 +202,13 @@ def test_a_longer_answer_is_readable_as_it_grows(
                 ("assistant", "complete", "Hello there, friend."),
             ]
             assert detail.message_count == 2
+            # Search finds the answer by its last words, not only by those of its first write.
+            found = await reader.search(
+                alice, "friend", limit=10, continuation=None, archived=False
+            )
+            assert [(r.session_id, [m.message_id for m in r.matches]) for r in found.results] == [
+                (turn.session_id, [message_item_id(turn.session_id, 2)])
+            ]
             # The question, the answer begun, one checkpoint, the final write.
             assert watched.appends == 2 and watched.finishes == 1
             assert watched.checkpoints == [Checkpoint.WRITTEN]

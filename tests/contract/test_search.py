@@ -1,7 +1,7 @@
 """Search through the service, on every store (``openapi.yaml``: GET /api/search;
-docs/design.md, "Search, export, erasure"): a title or message matches when it holds every word
-of the phrase, in any order; a word is a run of letters and digits, case-folded, accents kept,
-matched whole. Nothing in a phrase is syntax.
+docs/http.md, "Search"): a title or message matches when it holds every word of the phrase, in
+any order; a word is a run of letters and digits, with case and (Latin letters') accents
+folded, stemmed as English, matched whole. Nothing in a phrase is syntax.
 
 The oracle is written here, independently of the stores: each search must find exactly the
 messages (and titles) whose words include all of the phrase's words, and nothing else. The same
@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+import unicodedata
 from datetime import timedelta
 from typing import Any, Literal
 
 import pytest
 
+from shared import search_state
 from shared.errors import InvalidRequest
 from shared.ids import message_item_id
 from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
+from shared.search_state import URL_CHARS
 from shared.service import ConversationService
+from shared.stemming import stem
 from shared.storage.base import Store
+from shared.storage.cosmos import CosmosStore
+from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
 from tests.support.scenarios import START, archive, make_service, pause_at, seed_session
@@ -74,9 +81,22 @@ UNICODE = {
 }
 
 
-def words(text: str) -> set[str]:
+def plain_words(text: str) -> set[str]:
     """Runs of letters and digits (``_`` and combining marks separate them), lower-cased."""
     return set(re.findall(r"[^\W_]+", text.lower()))
+
+
+def words(text: str) -> set[str]:
+    """The words a text is matched by: lower-cased, a Latin letter's accents dropped (its
+    canonical decomposition's base), and each stemmed (Porter's algorithm, which
+    tests/unit/test_stemming.py checks against SQLite's and the local server's)."""
+    folded = "".join(
+        unicodedata.normalize("NFD", char)[0]
+        if unicodedata.name(char, "").startswith("LATIN")
+        else char
+        for char in text.lower()
+    )
+    return {stem(word) for word in plain_words(folded)}
 
 
 def expected(corpus: dict[str, list[str]], titles: dict[str, str], q: str) -> dict[str, list[int]]:
@@ -154,12 +174,12 @@ def test_metacharacters_and_syntax_are_never_syntax(
             assert got(found) == want, q
             [match] = next(r for r in found.results if r.session_id == targets[text]).matches
             assert (match.message_id, match.role) == (message_item_id(targets[text], 1), "user")
-            assert sorted(words(q))[0] in match.snippet.lower()
+            assert sorted(plain_words(q))[0] in match.snippet.lower()
 
     run(scenario)
 
 
-def test_case_is_ignored_accents_kept_in_any_script(
+def test_case_and_accents_are_folded_in_any_script(
     run: Runner[None], emails: tuple[str, str]
 ) -> None:
     alice, _ = emails
@@ -174,7 +194,10 @@ def test_case_is_ignored_accents_kept_in_any_script(
                 store, alice, [text, "ok"], at=START + timedelta(seconds=index), title="t"
             )
             corpus[session.id], titles[session.id] = [text, "ok"], "t"
-        for q in UNICODE:
+        # "ÉCOLE" finds "école" and "ecole": accents are folded both ways
+        assert len(expected(corpus, titles, "ÉCOLE")) == 2
+        assert len(expected(corpus, titles, "ecole")) == 2
+        for q in [*UNICODE, "ecole", "Ecoles"]:
             want = expected(corpus, titles, q)
             assert want, q
             assert got(await search(svc, alice, q)) == want, q
@@ -206,9 +229,8 @@ def test_titles_and_messages_match_newest_session_first(
         await seed_session(store, alice, ["no fruit", "none"], at=START + timedelta(minutes=3))
         found = await search(svc, alice, "kiwi")
         assert [r.session_id for r in found.results] == [both.id, by_message.id, by_title.id]
-        # "kiwis" is another word: no stemming on either store
-        # (docs/design.md, "Search, export, erasure").
-        assert got(found) == {both.id: [], by_message.id: [1, 3, 5], by_title.id: []}
+        # "kiwis" is the same word: both stores stem English (docs/http.md, "Search").
+        assert got(found) == {both.id: [1], by_message.id: [1, 3, 5], by_title.id: []}
         assert [r.title for r in found.results] == ["kiwi", "seeded", "Kiwi Recipes"]
         assert [r.archived for r in found.results] == [False] * 3
         assert found.continuation_token is None
@@ -379,6 +401,10 @@ def test_words_whole_in_any_order_never_substrings(
             "the mat under a cat",
             "café au lait, CAFÉ noir",
             "plain cafe here",
+            "a naive question about the naïve one",
+            "she was running late, he runs daily",
+            "it ran once",
+            "a naïve tip",
             "snake_case_name and dot.separated.words",
             "version 3.14 released",
             "東京 タワー",
@@ -397,16 +423,25 @@ def test_words_whole_in_any_order_never_substrings(
             "mat cat": 2,  # every word, any order, not adjacent
             "cat dog": 0,  # every word, not any
             '"a cat"': 2,  # quotes are not a phrase: words
-            "café": 1,  # accents kept
-            "cafe": 1,
+            "café": 2,  # accents folded, both ways
+            "cafe": 2,
+            "CAFES": 2,  # stemmed: a plural finds the singular
             "Café NOIR": 1,
+            "naïve": 2,
+            "naive": 2,
+            "run": 1,  # stemmed: "running", "runs"; not "ran" (not a suffix)
+            "running daily": 1,
+            "ran": 1,
+            "categories": 1,  # "category", not "cat"
+            "tip": 1,  # three characters are a word
+            "tips": 1,
             "snake": 1,  # _ separates words
             "case name": 1,
             "separated": 1,
             "14": 1,
             "東京": 1,
             "タワー 東京": 1,
-            "κείμενα": 0,  # accents kept: the text has none (Greek capitals, case folded)
+            "κείμενα": 0,  # only Latin letters' accents are folded (Greek capitals, case folded)
             "ελληνικα": 0,
             "ελληνικά κειμενα": 1,
         }
@@ -512,11 +547,19 @@ def test_relevance_ranks_by_matching_messages_and_title_with_scores(
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    ("step", "call"),
+    [
+        ("search_matches", 2),  # between the active lookup and the archive's
+        ("search_page", 1),  # after both lookups, before the page is read
+    ],
+)
 def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
-    run: Runner[None], emails: tuple[str, str]
+    run: Runner[None], emails: tuple[str, str], step: str, call: int
 ) -> None:
-    """``archived=all`` reads the active container, then the archive: the archival pass moves
-    the session between the two reads (the pause), so both reads find it. It is one result,
+    """``archived=all`` looks the words up in the active container, then the archive, then
+    reads the page: the archival pass moves the session between two of these steps (the
+    pause), so it is found in both lookups, or read where it no longer is. It is one result,
     shown where it is now."""
     alice, _ = emails
 
@@ -527,7 +570,7 @@ def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
         staying = await seed_session(
             store, alice, ["another puffin", "ok"], at=START + timedelta(minutes=1)
         )
-        gate = pause_at(faulty, "search", call=2)  # before the archive's read
+        gate = pause_at(faulty, step, call=call)
         searching = asyncio.create_task(search(svc, alice, "puffin", archived="all"))
         await gate.reached_by(searching)
         await archive(store, moving)
@@ -535,5 +578,100 @@ def test_a_session_archived_while_a_search_of_both_runs_is_found_once(
         found = await searching
         assert [r.session_id for r in found.results] == [staying.id, moving.id]
         assert [r.archived for r in found.results] == [False, True]
+        assert got(found) == {staying.id: [1], moving.id: [1]}
+
+    run(scenario)
+
+
+def lookups_of(store: Store) -> list[str]:
+    """Every query the store sends from now on that looks words up in its index (SQLite: an
+    FTS5 ``MATCH``; Cosmos: a full-text function), as sent: the work of a search's first page
+    that a later page must not do again. The real store, wrapped in place at its database."""
+    sent: list[str] = []
+    if isinstance(store, SqliteStore):
+        read = store._read
+
+        async def traced(fn: Any) -> Any:
+            def run(conn: sqlite3.Connection) -> Any:
+                conn.set_trace_callback(
+                    lambda sql: sent.append(sql) if "message_search MATCH" in sql else None
+                )
+                try:
+                    return fn(conn)
+                finally:
+                    conn.set_trace_callback(None)
+
+            return await read(run)
+
+        store._read = traced  # type: ignore[method-assign]
+        return sent
+    assert isinstance(store, CosmosStore)
+    conn = store.conn
+    stream = conn.stream  # ``query`` reads through ``stream``
+
+    def counted(where: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if "FullText" in sql:
+            sent.append(sql)
+        return stream(where, sql, *args, **kwargs)
+
+    conn.stream = counted  # type: ignore[method-assign]
+    return sent
+
+
+@pytest.mark.parametrize("order", ["recent", "relevance"])
+@pytest.mark.parametrize("url_chars", [URL_CHARS, 1000])
+def test_later_pages_never_look_the_words_up_again(
+    run: Runner[None],
+    emails: tuple[str, str],
+    order: SearchOrder,
+    url_chars: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Page 1 looks the words up once per container searched; the token carries the rest of
+    the matches, so page 2 and after send no lookup at all, and still show every match once,
+    in order, and nothing of another user. With a URL too short for every match (1,000
+    characters: a few carried), a lookup runs again only when the carried ones run out."""
+    monkeypatch.setattr(search_state, "URL_CHARS", url_chars)
+    alice, bob = emails
+
+    async def scenario(store: Store) -> None:
+        svc = make_service(store)
+        want: list[str] = []
+        for i in range(23):
+            texts = ["heron " * (1 + i % 4) + f"number {i}", "ok"] + ["a heron again"] * (i % 3)
+            session = await seed_session(store, alice, texts, at=START + timedelta(minutes=i))
+            want.append(session.id)
+        archived_one = await seed_session(
+            store, alice, ["an archived heron"], at=START + timedelta(hours=1)
+        )
+        await archive(store, archived_one)
+        await seed_session(store, alice, ["no bird here"], at=START + timedelta(hours=2))
+        theirs = await seed_session(store, bob, ["bob's heron"], at=START + timedelta(hours=3))
+        sent = lookups_of(store)
+        shown: list[str] = []
+        lookups: list[int] = []
+        token: str | None = None
+        while True:
+            before = len(sent)
+            page = await search(
+                svc, alice, "heron", limit=4, continuation=token, archived="all", order=order
+            )
+            lookups.append(len(sent) - before)
+            shown += [r.session_id for r in page.results]
+            token = page.continuation_token
+            if token is None:
+                break
+        assert sorted(shown) == sorted([*want, archived_one.id])  # each once, none missing
+        assert theirs.id not in shown
+        assert len(lookups) == 6
+        # SQLite: one MATCH per container; Cosmos: the message and title lookups of each.
+        per_lookup = 2 if isinstance(store, SqliteStore) else 4
+        assert lookups[0] == per_lookup
+        if url_chars == URL_CHARS:
+            assert lookups[1:] == [0] * 5, lookups
+        else:
+            assert 0 < sum(lookups[1:]) < 5 * per_lookup, lookups
+        whole = await search(svc, alice, "heron", limit=50, archived="all", order=order)
+        assert shown == [r.session_id for r in whole.results]  # the same order, paged
 
     run(scenario)

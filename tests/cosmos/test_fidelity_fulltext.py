@@ -160,3 +160,44 @@ def test_a_full_text_query_is_charged_as_an_index_lookup(database: DatabaseProxy
     large = (charge(query), charge(scan))
     assert large[0] == small[0]  # the index lookup reads the one matching item either way
     assert large[1] > small[1] + 3  # the scan reads every item of the partition
+
+
+def test_words_are_stemmed_as_english(database: DatabaseProxy) -> None:
+    """Azure: "Full-text indexing and search includes advanced text processing techniques such
+    as stemming, stop word removal, and tokenization" (learn.microsoft.com, "Full-text search
+    in Azure Cosmos DB for NoSQL"), by the policy's language (en-US). The local server stems by
+    Porter's algorithm (the npm ``stemmer`` package, as SQLite's FTS5 ``porter``): a word finds
+    its other forms, and its stem alone is not a substring match."""
+    c = database.create_container(
+        f"stems-{uuid.uuid4().hex[:8]}",
+        partition_key=PartitionKey("/pk"),
+        full_text_policy=POLICY,
+        indexing_policy=INDEXING,
+    )
+    texts = {"a": "She was running late", "b": "He runs daily", "c": "a runaway train"}
+    for item_id, text in texts.items():
+        c.create_item({"id": item_id, "pk": "p", "text": text})
+    for term in ("run", "running", "RUNS"):
+        query = f"SELECT VALUE c.id FROM c WHERE FullTextContains(c.text, '{term}')"
+        assert sorted(ids(c, query)) == ["a", "b"], term
+    query = "SELECT VALUE c.id FROM c WHERE FullTextContainsAll(c.text, 'dailies', 'run')"
+    assert ids(c, query) == ["b"]
+
+
+def test_accents_are_not_folded(database: DatabaseProxy) -> None:
+    """Azure's full-text documentation (the page above, and FullTextContains's) names
+    tokenization, stemming and stop words, and says nothing of accents: whether ``cafe`` finds
+    ``café`` there is not a documented behaviour, so the local server does not fold them and
+    nothing can come to rely on it. Parley indexes an accent-folded copy of such text itself
+    (shared/storage/containers.py, CONTENT_FOLDED)."""
+    c = database.create_container(
+        f"accents-{uuid.uuid4().hex[:8]}",
+        partition_key=PartitionKey("/pk"),
+        full_text_policy=POLICY,
+        indexing_policy=INDEXING,
+    )
+    c.create_item({"id": "accented", "pk": "p", "text": "un café crème"})
+    c.create_item({"id": "plain", "pk": "p", "text": "a cafe"})
+    query = "SELECT VALUE c.id FROM c WHERE FullTextContains(c.text, '{}')"
+    assert ids(c, query.format("cafe")) == ["plain"]
+    assert ids(c, query.format("CAFÉ")) == ["accented"]  # case is folded, accents are not

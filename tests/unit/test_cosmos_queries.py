@@ -29,7 +29,10 @@ ALWAYS_INDEXED = {"id", "EmailID"}
 # The search's ``{match}``: the full-text function the store puts there (``_all_words``).
 QUERIES = {
     name: value.replace(
-        "{match}", store._all_words("title" if "TITLES" in name else "content", "w")
+        "{match}",
+        store._all_words("title", "titleFolded", "w")
+        if "TITLES" in name
+        else store._all_words("content", "contentFolded", "w"),
     )
     for module in (store, moves, usage)
     for name, value in vars(module).items()
@@ -80,9 +83,13 @@ def test_a_query_filters_on_indexed_paths_only(name: str) -> None:
 
 
 def test_the_search_matches_through_the_full_text_index() -> None:
-    assert {"content", "title"} <= full_text_paths()
-    for name in ("SEARCH_MESSAGES_QUERY", "SEARCH_TITLES_QUERY", "SEARCH_HITS_QUERY"):
+    assert {"content", "title", "contentFolded", "titleFolded"} <= full_text_paths()
+    for name in ("SEARCH_MESSAGES_QUERY", "SEARCH_TITLES_QUERY"):
         assert filtered_fields(QUERIES[name])[2], name
+    # A page reads its sessions and messages by id: no lookup of the words again.
+    for name in ("SEARCH_TIMES_QUERY", "SEARCH_PAGE_QUERY", "SEARCH_HITS_QUERY"):
+        assert "WHERE c.id IN ({ids})" in QUERIES[name], name
+        assert not filtered_fields(QUERIES[name])[2], name
 
 
 def test_an_unindexed_filter_and_a_scan_are_caught() -> None:

@@ -14,7 +14,7 @@ from shared.clock import stored_time
 from shared.ids import new_session_id
 from shared.models import MessageRecord, SessionRecord
 from shared.storage.base import Where
-from shared.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from shared.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, _search_rowid
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -96,10 +96,9 @@ def test_upgrading_from_version_2_makes_old_messages_searchable(tmp_path: Path) 
     store = SqliteStore(path)
 
     async def found(phrase: str, where: Where) -> list[tuple[str, list[str]]]:
-        page, _ = await store.search(
-            email, phrase, where=where, limit=10, after=None, hits_per_session=3
-        )
-        return [(session.id, [hit.text for hit in hits]) for session, hits, _ in page]
+        matches = await store.search_matches(email, phrase, where=where, hits_per_session=3)
+        page = await store.search_page(email, where=where, matches=matches)
+        return [(session.id, [hit.text for hit in hits]) for session, hits in page]
 
     # Words go to the index the upgrade built (migration 5 rebuilt the trigram index of 3 by
     # words), case-insensitively; a piece of a word is no longer found.
@@ -112,3 +111,63 @@ def test_upgrading_from_version_2_makes_old_messages_searchable(tmp_path: Path) 
     asyncio.run(store.close())
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_upgrading_from_version_9_folds_accents_and_stems_old_messages(tmp_path: Path) -> None:
+    """Migration 12 builds the search index again, folding accents and stemming, from the rows
+    already stored (written, and indexed with accents kept, by version 9)."""
+    path, email = tmp_path / "v9.db", "lea@example.com"
+    message = MessageRecord(
+        session_id=new_session_id(),
+        seq=1,
+        role="user",
+        content="Crème brûlée recipes",
+        timestamp=START,
+    )
+    session = SessionRecord(
+        id=message.session_id,
+        email=email,
+        title="old",
+        preview=message.content,
+        created_at=START,
+        updated_at=START,
+        message_count=1,
+        last_seq=1,
+    )
+    with closing(sqlite3.connect(path)) as conn:
+        conn.create_function("parley_search_rowid", 3, _search_rowid, deterministic=True)
+        for script in MIGRATIONS[:9]:
+            conn.executescript(script)
+        conn.executescript(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+            " INSERT INTO schema_version (version) VALUES (9);"
+        )
+        conn.execute(
+            "INSERT INTO sessions (container, email, id, updated_at, etag, body)"
+            " VALUES ('active', ?, ?, ?, 'v9', ?)",
+            (
+                email,
+                session.id,
+                stored_time(START),
+                session.model_dump_json(exclude={"etag", "archived"}),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO messages (container, email, session_id, seq, timestamp, body)"
+            " VALUES ('active', ?, ?, 1, ?, ?)",
+            (email, session.id, stored_time(START), message.model_dump_json()),
+        )
+        conn.commit()
+        # version 9's index keeps accents: "creme" is not there
+        assert not conn.execute(
+            "SELECT 1 FROM message_search WHERE message_search MATCH 'creme'"
+        ).fetchall()
+    store = SqliteStore(path)
+
+    async def found(phrase: str) -> list[str]:
+        matches = await store.search_matches(email, phrase, where="active", hits_per_session=3)
+        return [m.session_id for m in matches]
+
+    assert asyncio.run(found("creme brulee recipe")) == [session.id]
+    assert asyncio.run(found("CRÈME")) == [session.id]
+    asyncio.run(store.close())

@@ -5,9 +5,14 @@
 // answered by ranking the items before the rest of the query runs over them.
 //
 // What is modelled, and what is not (README.md):
-//   - text is tokenized into lower-case runs of letters and digits; a term matches a token equal
-//     to it. Azure also stems and drops stop words by language: "run" finds "running" there, not
-//     here. A multi-word term here needs every one of its words (not as a phrase);
+//   - text is tokenized into lower-case runs of letters and digits, each stemmed as English by
+//     Martin Porter's algorithm (the npm `stemmer` package, pinned; on a word's UTF-8 bytes, as
+//     SQLite's FTS5 `porter` does): "run" finds "running" and "runs", as Azure's en-US index
+//     does ("stemming, stop word removal and tokenization"). A term matches a token with the
+//     same stem. Accents are NOT folded ("cafe" does not find "café"): Azure's documentation
+//     names stemming and stop words, never accents, so nothing may rely on it (Parley indexes
+//     folded copies itself). Stop words are not dropped here. A multi-word term here needs
+//     every one of its words (not as a phrase);
 //   - FullTextScore is BM25 (k1 1.2, b 0.75) over the items the query reads (its partition, or
 //     the container). Azure's exact scores cannot be reproduced (its statistics are per
 //     physical partition and its analyzer differs), so only the order of clear cases means
@@ -19,6 +24,8 @@
 //     the items holding one of its terms, not for every item of the partition (fidelity.mjs).
 
 import { createRequire } from "node:module";
+
+import { stemmer } from "stemmer";
 
 import { splitTopLevel } from "./query-language.mjs";
 
@@ -79,8 +86,47 @@ export function fullTextPolicyError(definition) {
 // ---------------------------------------------------------------------------------------------
 // Matching.
 
+// FTS5's porter tokenizer leaves tokens under 3 or over 64 bytes as they are.
+const STEM_MIN_BYTES = 3;
+const STEM_MAX_BYTES = 64;
+const HIGH_BYTE = 0xe000; // a UTF-8 byte above 127 as a private-use character: a consonant
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A word's stem: Porter's algorithm over its UTF-8 bytes (shared/stemming.py does the same). */
+export function stemWord(word) {
+  const bytes = Buffer.from(word, "utf8");
+  if (bytes.length < STEM_MIN_BYTES || bytes.length > STEM_MAX_BYTES) return word;
+  const mapped = String.fromCharCode(...[...bytes].map((b) => (b < 128 ? b : HIGH_BYTE + b)));
+  const stemmed = stemmer(mapped);
+  const out = Buffer.from([...stemmed].map((c) => c.charCodeAt(0) % HIGH_BYTE));
+  try {
+    return utf8.decode(out);
+  } catch {
+    return word; // a step split a character's bytes (never for real words)
+  }
+}
+
+// Every query evaluates the functions on every item it reads, so stems and a text's tokens are
+// remembered (bounded: a full cache is emptied) rather than computed again per item and query.
+const CACHE_ENTRIES = 200000;
+const stems = new Map();
+const textTokens = new Map();
+
+function remember(cache, key, compute) {
+  let value = cache.get(key);
+  if (value === undefined) {
+    if (cache.size >= CACHE_ENTRIES) cache.clear();
+    value = compute(key);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 function tokens(text) {
-  return typeof text === "string" ? text.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [] : [];
+  if (typeof text !== "string") return [];
+  return remember(textTokens, text, (t) =>
+    (t.toLowerCase().match(/[\p{L}\p{N}]+/gu) || []).map((w) => remember(stems, w, stemWord)),
+  );
 }
 
 function containsTerm(textTokens, term) {
@@ -88,13 +134,19 @@ function containsTerm(textTokens, term) {
   return words.length > 0 && words.every((w) => textTokens.has(w));
 }
 
+const tokenSets = new Map();
+
+function tokenSet(text) {
+  return typeof text === "string" ? remember(tokenSets, text, (t) => new Set(tokens(t))) : new Set();
+}
+
 function containsAll(text, terms) {
-  const have = new Set(tokens(text));
+  const have = tokenSet(text);
   return terms.every((t) => containsTerm(have, t));
 }
 
 function containsAny(text, terms) {
-  const have = new Set(tokens(text));
+  const have = tokenSet(text);
   return terms.some((t) => containsTerm(have, t));
 }
 
@@ -257,21 +309,27 @@ export function usesFullText(sql) {
 }
 
 /**
- * The items an index lookup for this query reads: those holding one of the string literals of
- * its full-text calls, in any string property. An estimate for the request charge.
+ * The items an index lookup for this query reads: those holding one of the terms of its
+ * full-text calls in the path each call names (an item is counted once). An estimate for the
+ * request charge.
  */
 export function indexLookupCount(sql, items) {
-  const words = new Set();
+  const lookups = [];
   for (const m of sql.matchAll(/FullText\w*\s*\(([^)]*)\)/gi)) {
-    for (const lit of m[1].matchAll(/'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"/g)) {
-      for (const w of tokens(lit[1] ?? lit[2])) words.add(w);
+    const [path, ...terms] = splitTopLevel(m[1]);
+    const keys = pathKeys(path || "");
+    const words = new Set();
+    for (const term of terms) {
+      const lit = /^\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\s*$/.exec(term);
+      if (lit) for (const w of tokens(lit[1] ?? lit[2])) words.add(w);
     }
+    if (keys && words.size) lookups.push({ keys, words });
   }
-  if (!words.size) return 0;
-  const holds = (value) => {
-    if (typeof value === "string") return tokens(value).some((t) => words.has(t));
-    if (value && typeof value === "object") return Object.values(value).some(holds);
-    return false;
-  };
-  return items.filter(holds).length;
+  if (!lookups.length) return 0;
+  return items.filter((item) =>
+    lookups.some(({ keys, words }) => {
+      const value = valueAt(item, keys);
+      return typeof value === "string" && tokens(value).some((t) => words.has(t));
+    }),
+  ).length;
 }

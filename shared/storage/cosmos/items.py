@@ -34,7 +34,9 @@ from shared.auth.claims import Account
 from shared.clock import parse_iso, stored_time
 from shared.ids import message_item_id
 from shared.models import Feedback, MessageRecord, RequestRecord, SessionRecord
+from shared.search import folded_copy
 from shared.storage.base import ArchiveRun, Binding, Where
+from shared.storage.containers import CONTENT_FOLDED, TITLE_FOLDED
 
 SESSION, MESSAGE, REQUEST, IDENTITY = "session", "message", "request", "identity"
 VERSION = "version"
@@ -128,6 +130,9 @@ def session_body(session: SessionRecord) -> dict[str, Any]:
         "lastSeq": session.last_seq,
         PINNED: session.pinned,
     }
+    folded = folded_copy(session.title)
+    if folded is not None:
+        body[TITLE_FOLDED] = folded
     if not session.pinned:
         # A pinned session is never archived nor deleted by retention: the scans, which
         # read only items with the marker, never see it (and the scan stays a positive filter).
@@ -208,6 +213,7 @@ def message_body(email: str, message: MessageRecord) -> dict[str, Any]:
         "checkpointAt": stored_time(message.checkpoint_at) if message.checkpoint_at else None,
         "stopRequested": True if message.stop_requested else None,
         "versions": message.versions,
+        CONTENT_FOLDED: folded_copy(message.content),
     }
     item.update({key: value for key, value in optional.items() if value is not None})
     return item

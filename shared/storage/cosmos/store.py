@@ -36,24 +36,31 @@ from shared.models import (
     ShareView,
     ViewedShare,
 )
-from shared.search import SearchOrder, relevance, words_of
+from shared.search import SEARCH_SCAN_LIMIT, relevance, words_of
 from shared.storage.base import (
     AnswerFacts,
     ArchiveRun,
     Binding,
     Checkpoint,
+    MatchedSession,
     MoveOutcome,
     Presence,
     RehomeOutcome,
     SearchHit,
-    SearchPage,
     SessionRef,
     TurnView,
     Unfinished,
     UsageDay,
     Where,
 )
-from shared.storage.containers import LOCAL_HOSTS, container_specs, groups_spec, shares_spec
+from shared.storage.containers import (
+    CONTENT_FOLDED,
+    LOCAL_HOSTS,
+    TITLE_FOLDED,
+    container_specs,
+    groups_spec,
+    shares_spec,
+)
 from shared.storage.cosmos import usage as usage_items
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection, chunks
 from shared.storage.cosmos.groups import CosmosGroups
@@ -86,7 +93,7 @@ from shared.storage.cosmos.items import (
 from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
 from shared.storage.cosmos.shares import CosmosShares
-from shared.storage.keyset import decode_position, encode_position, ranked_page
+from shared.storage.keyset import decode_position, encode_position
 from shared.usage import Spent
 
 if TYPE_CHECKING:
@@ -186,30 +193,28 @@ ALL_SESSIONS_QUERY = (
 ALL_AFTER_CLAUSE = " AND (c.updatedAt > @u OR (c.updatedAt = @u AND c.id > @i))"
 COUNT_QUERY = "SELECT VALUE COUNT(1) FROM c WHERE c.type = @type"
 # Search: message text and titles are in the full-text index (shared/storage/containers.py), so
-# each of these is an index lookup of the phrase's words: it reads the items holding them, never
+# the lookups are index lookups of the phrase's words: they read the items holding them, never
 # the rest of the caller's history (docs/performance.md measures both). ``{match}`` is
 # ``FullTextContainsAll`` of the words (``_all_words``), which the language takes as literals.
-SEARCH_MESSAGES_QUERY = "SELECT c.sessionId FROM c WHERE c.type = 'message' AND {match}"
+# The lookup runs once per search (``shared.search_state``); a page reads its items by id.
+SEARCH_MESSAGES_QUERY = "SELECT c.sessionId, c.seq FROM c WHERE c.type = 'message' AND {match}"
 SEARCH_TITLES_QUERY = (
     "SELECT c.id FROM c WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND {match}"
 )
+# The matched sessions' order keys (readable ones only), and a page's sessions and matching
+# messages: read by id (``c.id IN``, an index seek on ids alone: no other filter the index
+# serves, which would make the query read every item that one matches), ``SEARCH_IDS_PER_QUERY``
+# at a time. A session item's id is the session id; a message's, ``<session id>:<seq>``.
+SEARCH_TIMES_QUERY = (
+    "SELECT c.id, c.updatedAt FROM c WHERE c.id IN ({ids}) AND NOT IS_DEFINED(c.state)"
+)
 SEARCH_PAGE_QUERY = (
-    "SELECT TOP {n} c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
-    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id){after}"
-    " ORDER BY c.type DESC, c.updatedAt DESC, c.id DESC"
-)
-# By relevance: every matched session (their number is bounded by the matches), ranked here.
-SEARCH_RANK_QUERY = (
     "SELECT c.id, c.EmailID, c.title, c.titleSource, c.preview, c.createdAt,"
-    " c.updatedAt, c.messageCount, c.lastSeq, c._etag FROM c"
-    " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state) AND ARRAY_CONTAINS(@ids, c.id)"
+    " c.updatedAt, c.messageCount, c.lastSeq, c.pinned, c._etag FROM c"
+    " WHERE c.id IN ({ids}) AND NOT IS_DEFINED(c.state)"
 )
-SEARCH_HITS_QUERY = (
-    "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.type = 'message'"
-    " AND ARRAY_CONTAINS(@ids, c.sessionId) AND {match}"
-)
-SEARCH_SCAN_LIMIT = 10_000  # matching messages read per search (bounds a phrase in everything)
+SEARCH_HITS_QUERY = "SELECT c.sessionId, c.seq, c.role, c.content FROM c WHERE c.id IN ({ids})"
+SEARCH_IDS_PER_QUERY = 500
 # Erasing a user: their session items, then (once none is left) any item at all.
 SESSION_IDS_QUERY = "SELECT TOP {n} VALUE c.id FROM c WHERE c.type = 'session'"
 LEFTOVER_IDS_QUERY = "SELECT TOP {n} VALUE c.sessionId FROM c"
@@ -532,24 +537,32 @@ class CosmosStore:
             position = encode_position(run, last["updatedAt"], last["id"])
         return sessions, position
 
-    async def search(
-        self,
-        email: str,
-        phrase: str,
-        *,
-        where: Where,
-        limit: int,
-        after: str | None,
-        hits_per_session: int,
-        order: SearchOrder = "recent",
-    ) -> SearchPage:
-        content, title = _all_words("content", phrase), _all_words("title", phrase)
-        counts: dict[str, int] = {}
+    async def _by_ids(
+        self, where: Where, query: str, ids: list[str], email: str
+    ) -> list[dict[str, Any]]:
+        """``query`` (with ``{ids}``) for these item ids, a bounded number per query."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(ids), SEARCH_IDS_PER_QUERY):
+            chunk = ids[start : start + SEARCH_IDS_PER_QUERY]
+            names = [f"@i{index}" for index in range(len(chunk))]
+            params: list[dict[str, object]] = [
+                {"name": name, "value": value} for name, value in zip(names, chunk, strict=True)
+            ]
+            text = query.format(ids=", ".join(names))
+            items += await self.conn.query(where, text, params, email=email)
+        return items
+
+    async def search_matches(
+        self, email: str, phrase: str, *, where: Where, hits_per_session: int
+    ) -> list[MatchedSession]:
+        content = _all_words("content", CONTENT_FOLDED, phrase)
+        title = _all_words("title", TITLE_FOLDED, phrase)
+        seqs: dict[str, list[int]] = {}
         read = 0
         async for item in self.conn.stream(
             where, SEARCH_MESSAGES_QUERY.format(match=content), [], email=email
         ):
-            counts[item["sessionId"]] = counts.get(item["sessionId"], 0) + 1
+            seqs.setdefault(item["sessionId"], []).append(int(item["seq"]))
             read += 1
             if read >= SEARCH_SCAN_LIMIT:
                 break
@@ -557,46 +570,44 @@ class CosmosStore:
             where, SEARCH_TITLES_QUERY.format(match=title), [], email=email
         )
         titled = {item["id"] for item in titles}
-        matched = set(counts) | titled
+        matched = sorted(set(seqs) | titled)
         if not matched:
-            return [], None
+            return []
+        times = await self._by_ids(where, SEARCH_TIMES_QUERY, matched, email)
+        matches = []
+        for item in times:
+            found = sorted(seqs.get(item["id"], []))
+            score = relevance(len(found), item["id"] in titled)
+            matches.append(
+                MatchedSession(item["id"], item["updatedAt"], score, found[:hits_per_session])
+            )
+        return matches
 
-        def score(session_id: str) -> int:
-            return relevance(counts.get(session_id, 0), session_id in titled)
-
-        ids: list[dict[str, object]] = [{"name": "@ids", "value": sorted(matched)}]
-        if order == "relevance":
-            everything = await self.conn.query(where, SEARCH_RANK_QUERY, ids, email=email)
-            by_id = {item["id"]: item for item in everything}
-            ranked, position = ranked_page(
-                [(item["updatedAt"], item["id"], score(item["id"])) for item in everything],
-                after,
-                limit,
-            )
-            page = [by_id[session_id] for _, session_id, _ in ranked]
-        else:
-            clause, params = _keyset(after, AFTER_CLAUSE)
-            items = await self.conn.query(
-                where,
-                SEARCH_PAGE_QUERY.format(n=int(limit) + 1, after=clause),
-                [*params, *ids],
-                email=email,
-            )
-            page, position = items[:limit], _next_position(items, limit)
-        sessions = [session_from_item(item, archived=where == "archive").record for item in page]
-        hits: dict[str, list[SearchHit]] = {session.id: [] for session in sessions}
-        if sessions:
-            found = await self.conn.query(
-                where,
-                SEARCH_HITS_QUERY.format(match=content),
-                [{"name": "@ids", "value": list(hits)}],
-                email=email,
-            )
-            for item in sorted(found, key=lambda i: (i["sessionId"], i["seq"])):
-                kept = hits[item["sessionId"]]
-                if len(kept) < hits_per_session:
-                    kept.append(SearchHit(seq=item["seq"], role=item["role"], text=item["content"]))
-        return [(session, hits[session.id], score(session.id)) for session in sessions], position
+    async def search_page(
+        self, email: str, *, where: Where, matches: list[MatchedSession]
+    ) -> list[tuple[SessionRecord, list[SearchHit]]]:
+        items = await self._by_ids(where, SEARCH_PAGE_QUERY, [m.session_id for m in matches], email)
+        by_id = {item["id"]: item for item in items}
+        message_ids = [
+            message_item_id(m.session_id, seq)
+            for m in matches
+            if m.session_id in by_id
+            for seq in m.seqs
+        ]
+        hits: dict[tuple[str, int], SearchHit] = {}
+        if message_ids:
+            found = await self._by_ids(where, SEARCH_HITS_QUERY, message_ids, email)
+            for item in found:
+                hits[(item["sessionId"], item["seq"])] = SearchHit(
+                    seq=item["seq"], role=item["role"], text=item["content"]
+                )
+        page = []
+        for m in matches:
+            if m.session_id in by_id:
+                session = session_from_item(by_id[m.session_id], archived=where == "archive")
+                kept = [hits[(m.session_id, seq)] for seq in m.seqs if (m.session_id, seq) in hits]
+                page.append((session.record, kept))
+        return page
 
     async def all_sessions(
         self, email: str, *, limit: int, after: str | None
@@ -1024,11 +1035,17 @@ class CosmosStore:
         return await self.moves.finish(item.where, item.email, item.session_id)
 
 
-def _all_words(path: str, phrase: str) -> str:
-    """``FullTextContainsAll`` of the phrase's words on one path. Azure's full-text functions
-    take their terms as literals; a word is letters and digits only (``words_of``), so it
-    stands in quotes as it is, and nothing in a phrase ever becomes query syntax."""
+def _all_words(path: str, folded_path: str, phrase: str) -> str:
+    """``FullTextContainsAll`` of the phrase's words on a text or on its folded copy (an item
+    whose text has accents carries one: ``shared.search.folded_copy``). The words are folded
+    too, so ``cafe`` and ``café`` find each other whether or not Azure folds accents. Azure's
+    full-text functions take their terms as literals; a word is letters and digits only
+    (``words_of``), so it stands in quotes as it is, and nothing in a phrase ever becomes
+    query syntax."""
     words = words_of(phrase)
     if not words or not all(word.isalnum() for word in words):
         raise ValueError("a search needs words of letters and digits")
-    return f"FullTextContainsAll(c.{path}, " + ", ".join(f"'{word}'" for word in words) + ")"
+    terms = ", ".join(f"'{word}'" for word in words)
+    return (
+        f"(FullTextContainsAll(c.{path}, {terms}) OR FullTextContainsAll(c.{folded_path}, {terms}))"
+    )
