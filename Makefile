@@ -12,7 +12,7 @@ VENDOR := web/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 PORT ?= 7071
 
-.PHONY: dev test lint typecheck unit cosmos cosmos-sdk-tests bench bench-quick browser vendor clean
+.PHONY: dev test lint typecheck unit cosmos cosmos-sdk-tests bench bench-quick soak browser vendor clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -72,6 +72,10 @@ test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	# must not rewrite the committed results.
 	out=$$(mktemp -d) && $(PY) -m bench --quick --out "$$out" > "$$out/bench.log" \
 	  || { cat "$$out/bench.log"; exit 1; }
+	# The soak for one minute (real time: docs/testing.md, "The soak"): nothing acknowledged
+	# lost or doubled, no error status.
+	out=$$(mktemp -d) && $(PY) -m bench.soak 1 --users 16 --out "$$out/soak.json" \
+	  > "$$out/soak.log" 2>&1 || { cat "$$out/soak.log"; exit 1; }
 
 # The full benchmark; writes bench/results/ and the generated part of docs/performance.md.
 bench: $(PY_STAMP) $(NODE_STAMP)
@@ -79,6 +83,12 @@ bench: $(PY_STAMP) $(NODE_STAMP)
 
 bench-quick: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m bench --quick
+
+# The local host on the local Cosmos server under a mixed load for SOAK_MINUTES (default 20);
+# writes its report as soak.json in bench/results (docs/testing.md, "The soak").
+SOAK_MINUTES ?= 20
+soak: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m bench.soak $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) .data .pytest_cache .mypy_cache .ruff_cache

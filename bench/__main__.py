@@ -30,6 +30,7 @@ from bench import (
     prompt_cache,
     reads,
     report,
+    storage,
     turns,
 )
 from bench.common import RESULTS, Cosmos, NotAvailable, cosmos_account, machine
@@ -138,10 +139,48 @@ def _analytics(plan: Plan) -> dict[str, Any]:
         return analytics.run(Path(tmp) / "report.db", plan.report_users, plan.report_sessions)
 
 
+# Measurements that can be run alone and added to an earlier full run's results.
+ONLY: dict[str, Callable[[Cosmos | None, Plan, list[str]], dict[str, Any]]] = {
+    "reads": lambda cosmos, plan, failures: _cosmos_step(
+        "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
+    ),
+    "turns": lambda cosmos, plan, failures: _cosmos_step(
+        "turn cost", cosmos, lambda c: turns.run(c, plan.report_turns), failures
+    ),
+    "storage": lambda cosmos, plan, failures: _cosmos_step(
+        "storage per conversation", cosmos, lambda c: storage.run(c), failures
+    ),
+    "prompt_cache": lambda cosmos, plan, failures: _step(
+        "model input with a prompt cache", lambda: prompt_cache.run(plan.cache_turns), failures
+    ),
+}
+
+
+def _only(steps: list[str], plan: Plan, out: Path) -> int:
+    path = out / "latest.json"
+    results: dict[str, Any] = json.loads(path.read_text())
+    failures: list[str] = []
+    with _maybe_cosmos(failures) as cosmos:
+        for step in steps:
+            results[step] = ONLY[step](cosmos, plan, failures)
+            results.setdefault("added", {})[step] = {
+                "mode": "quick" if plan is QUICK else "full",
+                "machine": machine(),
+            }
+    if failures:
+        print("bench: FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    # Only the results file: the pages are generated from a whole run (an older run's file may
+    # predate what the report now expects of each section).
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"bench: added {', '.join(steps)} to {path}", file=sys.stderr)
+    return 0
+
+
 STEPS = ("search",)
 
 
-def _only(step: str, plan: Plan, out: Path, *, quick: bool) -> int:
+def _one_step(step: str, plan: Plan, out: Path, *, quick: bool) -> int:
     """One measurement alone (``--step``): its results and the machine, as JSON."""
     failures: list[str] = []
     results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine()}
@@ -169,14 +208,24 @@ def main(argv: list[str] | None = None) -> int:
         "generated part of docs/performance.md; elsewhere the page is written beside them)",
     )
     parser.add_argument(
+        "--only",
+        choices=sorted(ONLY),
+        action="append",
+        help="run only this measurement (repeatable) and put it in the results already in "
+        "--out, stamped with this run's machine and date under 'added'; the pages and plots "
+        "are left as they are (a whole run rewrites them)",
+    )
+    parser.add_argument(
         "--step",
         choices=STEPS,
         help="run only this measurement and write its results as <step>.json in --out",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.only:
+        return _only(args.only, plan, args.out)
     if args.step:
-        return _only(args.step, plan, args.out, quick=args.quick)
+        return _one_step(args.step, plan, args.out, quick=args.quick)
     failures: list[str] = []
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine()}
@@ -197,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["reads"] = _cosmos_step(
             "reads (pages, search)", cosmos, lambda c: reads.run(c, plan.search_sizes), failures
+        )
+        results["storage"] = _cosmos_step(
+            "storage per conversation", cosmos, lambda c: storage.run(c), failures
         )
     results["analytics"] = _step("operators' report (sqlite)", lambda: _analytics(plan), failures)
     results["prompt_cache"] = _step(

@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
+# The modules themselves: the package exports these lazily, which type checkers see as Any.
+from azure.core.pipeline.transport._aiohttp import AioHttpTransport
+from azure.core.pipeline.transport._requests_basic import RequestsTransport
 
 from shared.storage.cosmos.client import transport_options
 
@@ -168,7 +170,7 @@ class _Recorder:
         self.tally.add(entry)
 
 
-class CountingTransport(AioHttpTransport, _Recorder):  # type: ignore[misc]  # untyped base
+class CountingTransport(AioHttpTransport, _Recorder):
     """An aiohttp transport that logs every request and response passing through it,
     configured as the store configures its own."""
 
@@ -187,7 +189,7 @@ class CountingTransport(AioHttpTransport, _Recorder):  # type: ignore[misc]  # u
             self._record(kind, sent, started, response)
 
 
-class SyncCountingTransport(RequestsTransport, _Recorder):  # type: ignore[misc]  # untyped base
+class SyncCountingTransport(RequestsTransport, _Recorder):
     """The same for the sync client (requests), with the same tally and classification."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -42,6 +42,11 @@ FLEX_MAXIMUM_INSTANCE_COUNT = (40, 1000)
 # Flex gives Python apps 1 by default, so every open chat stream would hold a whole instance; the
 # app is async end to end, so one worker can interleave many. See docs/deploy.md.
 DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY = 16
+# The defaults of openAiCapacity (thousands of tokens per minute), instanceMemoryMB and
+# maximumInstanceCount; the capacity model (bench/capacity.py) reads them too.
+DEFAULT_OPENAI_CAPACITY = 10
+DEFAULT_INSTANCE_MEMORY_MB = 2048
+DEFAULT_MAXIMUM_INSTANCE_COUNT = 40
 # Our own bounds, a guard against typos rather than advice: Azure's documentation gives no upper
 # limit that we found. docs/deploy.md says how to choose a value.
 HTTP_PER_INSTANCE_CONCURRENCY = (1, 1000)
@@ -351,21 +356,23 @@ def parse_config(
             f"{openai_deployment!r} is not valid: 1-64 letters, digits, '-', '_' or '.'",
         )
     openai_sku = r.choice("openAiSku", "GlobalStandard", OPENAI_SKUS)
-    openai_capacity = r.integer("openAiCapacity", 10, 1, 10_000)
+    openai_capacity = r.integer("openAiCapacity", DEFAULT_OPENAI_CAPACITY, 1, 10_000)
 
     cosmos_database = r.text(
         "cosmosDatabase", DEFAULT_DATABASE, _COSMOS_NAME, "1-255 characters, none of / \\ # ?"
     )
     backup_tier = r.choice("cosmosBackupTier", "Continuous7Days", COSMOS_BACKUP_TIERS)
 
-    memory = r.integer("instanceMemoryMB", 2048, 1, 1_000_000)
+    memory = r.integer("instanceMemoryMB", DEFAULT_INSTANCE_MEMORY_MB, 1, 1_000_000)
     if memory not in FLEX_INSTANCE_MEMORY_MB and r.raw("instanceMemoryMB") is not None:
         r.fail(
             "instanceMemoryMB",
             f"{memory} is not a Flex Consumption size: one of "
             + ", ".join(str(m) for m in FLEX_INSTANCE_MEMORY_MB),
         )
-    max_instances = r.integer("maximumInstanceCount", 40, *FLEX_MAXIMUM_INSTANCE_COUNT)
+    max_instances = r.integer(
+        "maximumInstanceCount", DEFAULT_MAXIMUM_INSTANCE_COUNT, *FLEX_MAXIMUM_INSTANCE_COUNT
+    )
     http_concurrency = r.integer(
         "httpPerInstanceConcurrency",
         DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY,
