@@ -103,6 +103,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
     )
     active, archive = data.specs
     function_app = create_function_app(
+        prefix,
         cfg,
         resource_group_name=group.name,
         storage_account_name=suffix.apply(lambda s: f"{prefix}st{s}"),

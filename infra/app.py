@@ -188,7 +188,17 @@ def create_token_signing_key(prefix: str) -> pulumi_random.RandomPassword:
     )
 
 
+@dataclass(frozen=True)
+class HostStorage:
+    """The Functions host's storage account, its deployment container and the roles on it."""
+
+    account: storage.StorageAccount
+    container: storage.BlobContainer
+    roles: tuple[authorization.RoleAssignment, ...]
+
+
 def create_function_app(
+    prefix: str,
     cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
@@ -207,12 +217,65 @@ def create_function_app(
     depends_on: list[pulumi.Resource],
     tags: Mapping[str, str],
 ) -> FunctionApp:
-    prefix = cfg.name_prefix
+    """The app's resources, in this order: host storage, plan, signing key, app, Easy Auth, and
+    basic-auth publishing switched off. Each piece is one small ``create_*`` below."""
+    host = create_host_storage(
+        prefix,
+        cfg,
+        resource_group_name=resource_group_name,
+        account_name=storage_account_name,
+        principal_id=identity.principal_id,
+        tags=tags,
+    )
+    plan = create_plan(prefix, cfg, resource_group_name=resource_group_name, tags=tags)
+    signing_key = create_token_signing_key(prefix)
+    settings = app_settings(
+        cfg,
+        client_id=identity.client_id,
+        storage_account_name=host.account.name,
+        cosmos_endpoint=cosmos_endpoint,
+        active_container=active_container,
+        archive_container=archive_container,
+        shares_container=shares_container,
+        groups_container=groups_container,
+        openai_endpoint=openai_endpoint,
+        webpubsub_endpoint=webpubsub_endpoint,
+        webpubsub_hub=webpubsub_hub,
+        appinsights_connection_string=appinsights.connection_string,
+        token_signing_key=signing_key.result,
+    )
+    app = create_web_app(
+        prefix,
+        cfg,
+        resource_group_name=resource_group_name,
+        name=function_app_name,
+        plan=plan,
+        host=host,
+        identity=identity,
+        settings=settings,
+        depends_on=depends_on,
+        tags=tags,
+    )
+    auth = create_easy_auth(prefix, cfg, resource_group_name=resource_group_name, app=app)
+    ftp, scm = create_publishing_off(prefix, resource_group_name=resource_group_name, app=app)
+    return FunctionApp(
+        host.account, host.container, host.roles, plan, app, auth, ftp, scm, signing_key, settings
+    )
 
-    # Host storage and deployment packages: Entra ID only, private, TLS 1.2, https only.
+
+def create_host_storage(
+    prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    account_name: pulumi.Input[str],
+    principal_id: pulumi.Input[str],
+    tags: Mapping[str, str],
+) -> HostStorage:
+    """Host storage and deployment packages: Entra ID only, private, TLS 1.2, https only."""
     account = storage.StorageAccount(
         f"{prefix}-storage",
-        account_name=storage_account_name,
+        account_name=account_name,
         resource_group_name=resource_group_name,
         location=cfg.location,
         kind=storage.Kind.STORAGE_V2,
@@ -241,19 +304,29 @@ def create_function_app(
             f"{prefix}-role-storage-blob-owner",
             scope=account.id,
             role_id=ROLE_STORAGE_BLOB_DATA_OWNER,
-            principal_id=identity.principal_id,
+            principal_id=principal_id,
             description="Parley: Functions host storage and deployment package",
         ),
         grant_role(
             f"{prefix}-role-storage-table-contributor",
             scope=account.id,
             role_id=ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
-            principal_id=identity.principal_id,
+            principal_id=principal_id,
             description="Parley: Functions host diagnostic events",
         ),
     )
+    return HostStorage(account, container, roles)
 
-    plan = web.AppServicePlan(
+
+def create_plan(
+    prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    tags: Mapping[str, str],
+) -> web.AppServicePlan:
+    """The Flex Consumption plan (Linux)."""
+    return web.AppServicePlan(
         f"{prefix}-plan",
         name=f"{prefix}-plan",
         resource_group_name=resource_group_name,
@@ -264,28 +337,27 @@ def create_function_app(
         tags=dict(tags),
     )
 
-    signing_key = create_token_signing_key(prefix)
-    settings = app_settings(
-        cfg,
-        client_id=identity.client_id,
-        storage_account_name=account.name,
-        cosmos_endpoint=cosmos_endpoint,
-        active_container=active_container,
-        archive_container=archive_container,
-        shares_container=shares_container,
-        groups_container=groups_container,
-        openai_endpoint=openai_endpoint,
-        webpubsub_endpoint=webpubsub_endpoint,
-        webpubsub_hub=webpubsub_hub,
-        appinsights_connection_string=appinsights.connection_string,
-        token_signing_key=signing_key.result,
-    )
+
+def create_web_app(
+    prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    name: pulumi.Input[str],
+    plan: web.AppServicePlan,
+    host: HostStorage,
+    identity: managedidentity.UserAssignedIdentity,
+    settings: Mapping[str, pulumi.Input[str]],
+    depends_on: Sequence[pulumi.Resource],
+    tags: Mapping[str, str],
+) -> web.WebApp:
+    """The function app: runtime, scale, deployment package and site config on Flex."""
     deployment_url = pulumi.Output.concat(
-        account.primary_endpoints.apply(lambda e: e.blob), DEPLOYMENT_CONTAINER
+        host.account.primary_endpoints.apply(lambda e: e.blob), DEPLOYMENT_CONTAINER
     )
-    app = web.WebApp(
+    return web.WebApp(
         f"{prefix}-func",
-        name=function_app_name,
+        name=name,
         resource_group_name=resource_group_name,
         location=cfg.location,
         kind="functionapp,linux",
@@ -323,12 +395,20 @@ def create_function_app(
         site_config=flex_site_config(settings, cfg.spa_origins),
         tags=dict(tags),
         # The host reads its storage and the package with the identity from its first start.
-        opts=pulumi.ResourceOptions(depends_on=[container, *roles, *depends_on]),
+        opts=pulumi.ResourceOptions(depends_on=[host.container, *host.roles, *depends_on]),
     )
 
-    # App Service Authentication (Easy Auth v2): every request needs a valid Entra ID token for
-    # this app registration, except the health probe; no redirect to a login page (it is an API).
-    auth = web.WebAppAuthSettingsV2(
+
+def create_easy_auth(
+    prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    app: web.WebApp,
+) -> web.WebAppAuthSettingsV2:
+    """App Service Authentication (Easy Auth v2): every request needs a valid Entra ID token for
+    this app registration, except the health probe; no redirect to a login page (it is an API)."""
+    return web.WebAppAuthSettingsV2(
         f"{prefix}-auth",
         name=app.name,
         resource_group_name=resource_group_name,
@@ -356,7 +436,11 @@ def create_function_app(
         http_settings=web.HttpSettingsArgs(require_https=True),
     )
 
-    # No FTP or SCM basic-auth publishing credentials: deploy with an Entra ID sign-in.
+
+def create_publishing_off(
+    prefix: str, *, resource_group_name: pulumi.Input[str], app: web.WebApp
+) -> tuple[web.WebAppFtpAllowed, web.WebAppScmAllowed]:
+    """No FTP or SCM basic-auth publishing credentials: deploy with an Entra ID sign-in."""
     ftp = web.WebAppFtpAllowed(
         f"{prefix}-ftp-basic-auth-off",
         name=app.name,
@@ -369,4 +453,4 @@ def create_function_app(
         resource_group_name=resource_group_name,
         allow=False,
     )
-    return FunctionApp(account, container, roles, plan, app, auth, ftp, scm, signing_key, settings)
+    return ftp, scm
