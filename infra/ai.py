@@ -33,7 +33,7 @@ def create_openai(
         f"{prefix}-openai",
         account_name=account_name,
         resource_group_name=resource_group_name,
-        location=cfg.openai_location,
+        location=cfg.model.location,
         kind="OpenAI",
         sku=cognitiveservices.SkuArgs(name="S0"),
         properties=cognitiveservices.AccountPropertiesArgs(
@@ -48,11 +48,11 @@ def create_openai(
         f"{prefix}-openai-deployment",
         account_name=account.name,
         resource_group_name=resource_group_name,
-        deployment_name=cfg.openai_deployment,
-        sku=cognitiveservices.SkuArgs(name=cfg.openai_sku, capacity=cfg.openai_capacity),
+        deployment_name=cfg.model.deployment,
+        sku=cognitiveservices.SkuArgs(name=cfg.model.sku, capacity=cfg.model.capacity),
         properties=cognitiveservices.DeploymentPropertiesArgs(
             model=cognitiveservices.DeploymentModelArgs(
-                format="OpenAI", name=cfg.openai_model, version=cfg.openai_model_version
+                format="OpenAI", name=cfg.model.model, version=cfg.model.model_version
             ),
             version_upgrade_option=(
                 cognitiveservices.DeploymentModelVersionUpgradeOption.ONCE_CURRENT_VERSION_EXPIRED

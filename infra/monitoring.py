@@ -72,7 +72,7 @@ def create_observability(
         sku=operationalinsights.WorkspaceSkuArgs(
             name=operationalinsights.WorkspaceSkuNameEnum.PER_GB2018
         ),
-        retention_in_days=cfg.log_retention_days,
+        retention_in_days=cfg.monitoring.log_retention_days,
         features=operationalinsights.WorkspaceFeaturesArgs(disable_local_auth=True),
         tags=dict(tags),
     )
@@ -215,7 +215,9 @@ def create_alerts(
         enabled=True,
         email_receivers=[
             monitor.MicrosoftCommonEmailReceiverArgs(
-                name="operators", email_address=cfg.alert_email, use_common_alert_schema=True
+                name="operators",
+                email_address=cfg.monitoring.alert_email,
+                use_common_alert_schema=True,
             )
         ],
         tags=dict(tags),
@@ -229,6 +231,6 @@ def create_alerts(
             action_group=action_group,
             tags=tags,
         )
-        for alert in archive_alerts(cfg.archive_stale_alert_hours)
+        for alert in archive_alerts(cfg.monitoring.archive_stale_alert_hours)
     )
     return Alerts(action_group, failures, stale)
