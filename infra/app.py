@@ -19,7 +19,7 @@ from infra.identity import (
     ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR,
     grant_role,
 )
-from infra.stack_config import StackConfig
+from infra.stack_config import AuthConfig, StackConfig
 
 # Settings the code reads that are deliberately not set in Azure, and why.
 NOT_IN_AZURE: Mapping[str, str] = {
@@ -256,7 +256,7 @@ def create_function_app(
         depends_on=depends_on,
         tags=tags,
     )
-    auth = create_easy_auth(prefix, cfg, resource_group_name=resource_group_name, app=app)
+    auth = create_easy_auth(prefix, cfg.auth, resource_group_name=resource_group_name, app=app)
     ftp, scm = create_publishing_off(prefix, resource_group_name=resource_group_name, app=app)
     return FunctionApp(
         host.account, host.container, host.roles, plan, app, auth, ftp, scm, signing_key, settings
@@ -401,7 +401,7 @@ def create_web_app(
 
 def create_easy_auth(
     prefix: str,
-    cfg: StackConfig,
+    cfg: AuthConfig,
     *,
     resource_group_name: pulumi.Input[str],
     app: web.WebApp,
@@ -422,10 +422,10 @@ def create_easy_auth(
             azure_active_directory=web.AzureActiveDirectoryArgs(
                 enabled=True,
                 registration=web.AzureActiveDirectoryRegistrationArgs(
-                    client_id=cfg.auth.client_id, open_id_issuer=cfg.auth.issuer
+                    client_id=cfg.client_id, open_id_issuer=cfg.issuer
                 ),
                 validation=web.AzureActiveDirectoryValidationArgs(
-                    allowed_audiences=list(cfg.auth.allowed_audiences)
+                    allowed_audiences=list(cfg.allowed_audiences)
                 ),
             )
         ),

@@ -57,13 +57,13 @@ class Alerts:
 
 
 def create_observability(
+    prefix: str,
     cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
     principal_id: pulumi.Input[str],
     tags: Mapping[str, str],
 ) -> Observability:
-    prefix = cfg.name_prefix
     workspace = operationalinsights.Workspace(
         f"{prefix}-logs",
         workspace_name=f"{prefix}-logs",
@@ -199,13 +199,13 @@ def log_alert_rule(
 
 
 def create_alerts(
+    prefix: str,
     cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
     component: applicationinsights.Component,
     tags: Mapping[str, str],
 ) -> Alerts:
-    prefix = cfg.name_prefix
     action_group = monitor.ActionGroup(
         f"{prefix}-ops",
         action_group_name=f"{prefix}-ops",
