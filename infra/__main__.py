@@ -61,48 +61,44 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[Any]]:
     )
     suffix = group.id.apply(unique_suffix)
 
-    identity = create_identity(
-        f"{prefix}-id", resource_group_name=group.name, location=cfg.location, tags=tags
-    )
+    identity = create_identity(prefix, cfg, resource_group_name=group.name, tags=tags)
 
     data = create_data(
-        account_name=suffix.apply(lambda s: f"{prefix}-cosmos-{s}"),
+        prefix,
+        cfg,
         resource_group_name=group.name,
-        location=cfg.location,
-        database_name=cfg.cosmos_database,
-        backup_tier=cfg.cosmos_backup_tier,
+        account_name=suffix.apply(lambda s: f"{prefix}-cosmos-{s}"),
         principal_id=identity.principal_id,
-        prefix=prefix,
         tags=tags,
     )
     openai = create_openai(
-        cfg,
-        account_name=suffix.apply(lambda s: f"{prefix}-oai-{s}"),
+        prefix,
+        cfg.model,
         resource_group_name=group.name,
+        account_name=suffix.apply(lambda s: f"{prefix}-oai-{s}"),
         principal_id=identity.principal_id,
         tags=tags,
     )
     realtime = create_realtime(
         prefix,
-        service_name=suffix.apply(lambda s: f"{prefix}-wps-{s}"),
+        cfg,
         resource_group_name=group.name,
-        location=cfg.location,
+        service_name=suffix.apply(lambda s: f"{prefix}-wps-{s}"),
         principal_id=identity.principal_id,
         tags=tags,
     )
     observability = create_observability(
-        cfg, resource_group_name=group.name, principal_id=identity.principal_id, tags=tags
+        prefix, cfg, resource_group_name=group.name, principal_id=identity.principal_id, tags=tags
     )
-    create_alerts(cfg, resource_group_name=group.name, component=observability.component, tags=tags)
+    create_alerts(
+        prefix, cfg, resource_group_name=group.name, component=observability.component, tags=tags
+    )
     create_workbook(
-        prefix,
-        resource_group_name=group.name,
-        location=cfg.location,
-        component=observability.component,
-        tags=tags,
+        prefix, cfg, resource_group_name=group.name, component=observability.component, tags=tags
     )
     active, archive = data.specs
     function_app = create_function_app(
+        prefix,
         cfg,
         resource_group_name=group.name,
         storage_account_name=suffix.apply(lambda s: f"{prefix}st{s}"),

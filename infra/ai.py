@@ -9,7 +9,7 @@ import pulumi
 from pulumi_azure_native import authorization, cognitiveservices
 
 from infra.identity import ROLE_COGNITIVE_SERVICES_OPENAI_USER, grant_role
-from infra.stack_config import StackConfig
+from infra.stack_config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -21,19 +21,19 @@ class OpenAi:
 
 
 def create_openai(
-    cfg: StackConfig,
+    prefix: str,
+    cfg: ModelConfig,
     *,
-    account_name: pulumi.Input[str],
     resource_group_name: pulumi.Input[str],
+    account_name: pulumi.Input[str],
     principal_id: pulumi.Input[str],
     tags: Mapping[str, str],
 ) -> OpenAi:
-    prefix = cfg.name_prefix
     account = cognitiveservices.Account(
         f"{prefix}-openai",
         account_name=account_name,
         resource_group_name=resource_group_name,
-        location=cfg.openai_location,
+        location=cfg.location,
         kind="OpenAI",
         sku=cognitiveservices.SkuArgs(name="S0"),
         properties=cognitiveservices.AccountPropertiesArgs(
@@ -48,11 +48,11 @@ def create_openai(
         f"{prefix}-openai-deployment",
         account_name=account.name,
         resource_group_name=resource_group_name,
-        deployment_name=cfg.openai_deployment,
-        sku=cognitiveservices.SkuArgs(name=cfg.openai_sku, capacity=cfg.openai_capacity),
+        deployment_name=cfg.deployment,
+        sku=cognitiveservices.SkuArgs(name=cfg.sku, capacity=cfg.capacity),
         properties=cognitiveservices.DeploymentPropertiesArgs(
             model=cognitiveservices.DeploymentModelArgs(
-                format="OpenAI", name=cfg.openai_model, version=cfg.openai_model_version
+                format="OpenAI", name=cfg.model, version=cfg.model_version
             ),
             version_upgrade_option=(
                 cognitiveservices.DeploymentModelVersionUpgradeOption.ONCE_CURRENT_VERSION_EXPIRED

@@ -15,6 +15,7 @@ from pulumi_azure_native import authorization, cosmosdb
 
 from infra.identity import assignment_name
 from infra.protection import create_delete_lock, keep_data
+from infra.stack_config import StackConfig
 from shared.storage.containers import ContainerSpec, container_specs, groups_spec, shares_spec
 
 # Cosmos DB's built-in data-plane role "Cosmos DB Built-in Data Contributor".
@@ -95,16 +96,17 @@ def full_text_policy_args(policy: Mapping[str, Any]) -> cosmosdb.FullTextPolicyA
 
 
 def create_data(
-    *,
-    account_name: pulumi.Input[str],
-    resource_group_name: pulumi.Input[str],
-    location: str,
-    database_name: str,
-    backup_tier: str,
-    principal_id: pulumi.Input[str],
     prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    account_name: pulumi.Input[str],
+    principal_id: pulumi.Input[str],
     tags: Mapping[str, str],
 ) -> CosmosData:
+    location = cfg.location
+    database_name = cfg.data.database
+    backup_tier = cfg.data.backup_tier
     account = cosmosdb.DatabaseAccount(
         f"{prefix}-cosmos",
         account_name=account_name,

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
+from infra.stack_config import StackConfig
+
 # Built-in Azure role definition ids (the same in every tenant).
 ROLE_STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
@@ -40,13 +42,19 @@ def subscription_of(resource_id: str) -> str:
 
 
 def create_identity(
-    name: str, *, resource_group_name: pulumi.Input[str], location: str, tags: Mapping[str, str]
+    prefix: str,
+    cfg: StackConfig,
+    *,
+    resource_group_name: pulumi.Input[str],
+    tags: Mapping[str, str],
 ) -> managedidentity.UserAssignedIdentity:
+    """The app's user-assigned identity: every role below is granted to it."""
+    name = f"{prefix}-id"
     return managedidentity.UserAssignedIdentity(
         name,
         resource_name_=name,
         resource_group_name=resource_group_name,
-        location=location,
+        location=cfg.location,
         tags=dict(tags),
     )
 

@@ -57,13 +57,13 @@ class Alerts:
 
 
 def create_observability(
+    prefix: str,
     cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
     principal_id: pulumi.Input[str],
     tags: Mapping[str, str],
 ) -> Observability:
-    prefix = cfg.name_prefix
     workspace = operationalinsights.Workspace(
         f"{prefix}-logs",
         workspace_name=f"{prefix}-logs",
@@ -72,7 +72,7 @@ def create_observability(
         sku=operationalinsights.WorkspaceSkuArgs(
             name=operationalinsights.WorkspaceSkuNameEnum.PER_GB2018
         ),
-        retention_in_days=cfg.log_retention_days,
+        retention_in_days=cfg.monitoring.log_retention_days,
         features=operationalinsights.WorkspaceFeaturesArgs(disable_local_auth=True),
         tags=dict(tags),
     )
@@ -199,13 +199,13 @@ def log_alert_rule(
 
 
 def create_alerts(
+    prefix: str,
     cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
     component: applicationinsights.Component,
     tags: Mapping[str, str],
 ) -> Alerts:
-    prefix = cfg.name_prefix
     action_group = monitor.ActionGroup(
         f"{prefix}-ops",
         action_group_name=f"{prefix}-ops",
@@ -215,7 +215,9 @@ def create_alerts(
         enabled=True,
         email_receivers=[
             monitor.MicrosoftCommonEmailReceiverArgs(
-                name="operators", email_address=cfg.alert_email, use_common_alert_schema=True
+                name="operators",
+                email_address=cfg.monitoring.alert_email,
+                use_common_alert_schema=True,
             )
         ],
         tags=dict(tags),
@@ -229,6 +231,6 @@ def create_alerts(
             action_group=action_group,
             tags=tags,
         )
-        for alert in archive_alerts(cfg.archive_stale_alert_hours)
+        for alert in archive_alerts(cfg.monitoring.archive_stale_alert_hours)
     )
     return Alerts(action_group, failures, stale)

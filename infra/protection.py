@@ -95,7 +95,7 @@ def data_identity(
         "namePrefix": cfg.name_prefix,
         "location": cfg.location,
         "resourceGroupName": cfg.resource_group_name,
-        "cosmosDatabase": cfg.cosmos_database,
+        "cosmosDatabase": cfg.data.database,
         "containers": ",".join(f"{s.name}:{s.partition_key_path}" for s in specs),
         "sharesContainer": f"{shares.name}:{shares.partition_key_path}",
         "groupsContainer": f"{groups.name}:{groups.partition_key_path}",

@@ -11,6 +11,7 @@ import pulumi
 from pulumi_azure_native import authorization, webpubsub
 
 from infra.identity import ROLE_WEB_PUBSUB_SERVICE_OWNER, grant_role
+from infra.stack_config import StackConfig
 from shared.config import Settings
 
 # The hub the app uses: the default of WEBPUBSUB_HUB (one place for the name).
@@ -32,10 +33,10 @@ class Realtime:
 
 def create_realtime(
     prefix: str,
+    cfg: StackConfig,
     *,
-    service_name: pulumi.Input[str],
     resource_group_name: pulumi.Input[str],
-    location: str,
+    service_name: pulumi.Input[str],
     principal_id: pulumi.Input[str],
     tags: Mapping[str, str],
 ) -> Realtime:
@@ -43,7 +44,7 @@ def create_realtime(
         f"{prefix}-webpubsub",
         resource_name_=service_name,
         resource_group_name=resource_group_name,
-        location=location,
+        location=cfg.location,
         sku=webpubsub.ResourceSkuArgs(
             name=SKU, tier=webpubsub.WebPubSubSkuTier.STANDARD, capacity=CAPACITY
         ),

@@ -80,37 +80,86 @@ class StackConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """Cosmos DB. Field comments name the config key."""
+
+    database: str  # cosmosDatabase
+    backup_tier: str  # cosmosBackupTier
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Azure OpenAI: where, which model, and how the app calls it."""
+
+    location: str  # openAiLocation
+    model: str  # openAiModel
+    model_version: str  # openAiModelVersion
+    deployment: str  # openAiDeploymentName
+    sku: str  # openAiSku
+    capacity: int  # openAiCapacity
+    api_version: str  # openAiApiVersion
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may call the API: Easy Auth's and the app's own token check."""
+
+    client_id: str  # authClientId
+    issuer: str  # authIssuer, or built from authTenantId
+    jwks_url: str  # authJwksUrl, or built from an Entra ID v2.0 issuer
+    allowed_audiences: tuple[str, ...]  # authAllowedAudiences
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Who may call the API from a browser (CORS)."""
+
+    spa_origins: tuple[str, ...]  # spaOrigins
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """The Flex Consumption app's size, scale-out and run time."""
+
+    instance_memory_mb: int  # instanceMemoryMB
+    maximum_instance_count: int  # maximumInstanceCount
+    http_per_instance_concurrency: int  # httpPerInstanceConcurrency
+    function_timeout_s: int | None  # from host.json; None means unbounded
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Logs and alerts."""
+
+    alert_email: str  # alertEmail
+    log_retention_days: int  # logRetentionDays
+    archive_stale_alert_hours: int  # archiveStaleAlertHours
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """App settings with the code's own names, as strings (see ``APP_SETTING_KEYS``)."""
+
+    values: Mapping[str, str]
+    log_hash_salt: str = field(repr=False)  # logHashSalt (secret)
+
+
+@dataclass(frozen=True)
 class StackConfig:
-    """Everything the program needs, validated. Field comments name the config key."""
+    """Everything the program needs, validated: where the stack lives, and one record per
+    concern. Field comments name the config key."""
 
     stack: str
     location: str  # location
     name_prefix: str  # namePrefix
     resource_group_name: str  # resourceGroupName
-    spa_origins: tuple[str, ...]  # spaOrigins
-    alert_email: str  # alertEmail
-    auth_client_id: str  # authClientId
-    auth_issuer: str  # authIssuer, or built from authTenantId
-    auth_jwks_url: str  # authJwksUrl, or built from an Entra ID v2.0 issuer
-    auth_allowed_audiences: tuple[str, ...]  # authAllowedAudiences
-    openai_location: str  # openAiLocation
-    openai_model: str  # openAiModel
-    openai_model_version: str  # openAiModelVersion
-    openai_deployment: str  # openAiDeploymentName
-    openai_sku: str  # openAiSku
-    openai_capacity: int  # openAiCapacity
-    openai_api_version: str  # openAiApiVersion
-    cosmos_database: str  # cosmosDatabase
-    cosmos_backup_tier: str  # cosmosBackupTier
-    instance_memory_mb: int  # instanceMemoryMB
-    maximum_instance_count: int  # maximumInstanceCount
-    http_per_instance_concurrency: int  # httpPerInstanceConcurrency
-    log_retention_days: int  # logRetentionDays
-    archive_stale_alert_hours: int  # archiveStaleAlertHours
-    function_timeout_s: int | None  # from host.json; None means unbounded
-    # App settings with the code's own names, as strings (see ``APP_SETTING_KEYS``).
-    app_values: Mapping[str, str]
-    log_hash_salt: str = field(repr=False)  # logHashSalt (secret)
+    data: DataConfig
+    model: ModelConfig
+    auth: AuthConfig
+    network: NetworkConfig
+    scale: ScaleConfig
+    monitoring: MonitoringConfig
+    app: AppConfig
 
 
 # Config key -> the app setting it feeds (validated and defaulted by shared.config.Settings).
@@ -279,7 +328,33 @@ def parse_config(
 ) -> StackConfig:
     """Validate the raw ``pulumi config`` strings; raise StackConfigError naming each bad key."""
     r = _Reader(values)
+    location, prefix, resource_group = _parse_site(r, stack)
+    network = _parse_network(r)
+    monitoring = _parse_monitoring(r)
+    auth = _parse_auth(r)
+    model = _parse_model(r, location)
+    data = _parse_data(r)
+    scale = _parse_scale(r, function_timeout_s)
+    app = _parse_app(r, function_timeout_s, monitoring.archive_stale_alert_hours)
+    if r.problems:
+        raise StackConfigError(r.problems)
+    return StackConfig(
+        stack=stack,
+        location=location,
+        name_prefix=prefix,
+        resource_group_name=resource_group,
+        data=data,
+        model=model,
+        auth=auth,
+        network=network,
+        scale=scale,
+        monitoring=monitoring,
+        app=app,
+    )
 
+
+def _parse_site(r: _Reader, stack: str) -> tuple[str, str, str]:
+    """The region, the name prefix and the resource group."""
     location = r.text(
         "location",
         "swedencentral",
@@ -298,7 +373,10 @@ def parse_config(
         _RESOURCE_GROUP,
         "letters, digits, '-', '_', '.', '(' and ')', not ending in '.'",
     )
+    return location, prefix, resource_group
 
+
+def _parse_network(r: _Reader) -> NetworkConfig:
     origins = r.string_list("spaOrigins")
     if not origins:
         r.fail(
@@ -308,11 +386,23 @@ def parse_config(
         problem = origin_problem(origin)
         if problem:
             r.fail("spaOrigins", problem)
+    return NetworkConfig(spa_origins=tuple(origins))
 
+
+def _parse_monitoring(r: _Reader) -> MonitoringConfig:
     alert_email = r.required("alertEmail", "where archival alerts are sent")
     if alert_email and not _EMAIL.match(alert_email):
         r.fail("alertEmail", f"{alert_email!r} is not an email address")
+    return MonitoringConfig(
+        alert_email=alert_email,
+        log_retention_days=r.integer("logRetentionDays", 30, 30, 730),
+        archive_stale_alert_hours=r.integer(
+            "archiveStaleAlertHours", 26, 1, MAX_ALERT_WINDOW_HOURS
+        ),
+    )
 
+
+def _parse_auth(r: _Reader) -> AuthConfig:
     client_id = r.required("authClientId", "the Entra ID app registration's client id").lower()
     if client_id and not _GUID.match(client_id):
         r.fail("authClientId", f"{client_id!r} is not a GUID")
@@ -345,6 +435,15 @@ def parse_config(
     if any("," in audience for audience in audiences):
         r.fail("authAllowedAudiences", "an audience must not contain ',' (AUTH_AUDIENCE is a list)")
 
+    return AuthConfig(
+        client_id=client_id,
+        issuer=issuer,
+        jwks_url=jwks_url,
+        allowed_audiences=tuple(audiences),
+    )
+
+
+def _parse_model(r: _Reader, location: str) -> ModelConfig:
     openai_location = r.text("openAiLocation", location, _LOCATION, "an Azure region name")
     openai_model, openai_model_version, openai_api_version = _openai_model(r)
     openai_deployment = r.raw("openAiDeploymentName")
@@ -358,11 +457,27 @@ def parse_config(
     openai_sku = r.choice("openAiSku", "GlobalStandard", OPENAI_SKUS)
     openai_capacity = r.integer("openAiCapacity", DEFAULT_OPENAI_CAPACITY, 1, 10_000)
 
+    return ModelConfig(
+        location=openai_location,
+        model=openai_model,
+        model_version=openai_model_version,
+        deployment=openai_deployment,
+        sku=openai_sku,
+        capacity=openai_capacity,
+        api_version=openai_api_version,
+    )
+
+
+def _parse_data(r: _Reader) -> DataConfig:
     cosmos_database = r.text(
         "cosmosDatabase", DEFAULT_DATABASE, _COSMOS_NAME, "1-255 characters, none of / \\ # ?"
     )
     backup_tier = r.choice("cosmosBackupTier", "Continuous7Days", COSMOS_BACKUP_TIERS)
 
+    return DataConfig(database=cosmos_database, backup_tier=backup_tier)
+
+
+def _parse_scale(r: _Reader, function_timeout_s: int | None) -> ScaleConfig:
     memory = r.integer("instanceMemoryMB", DEFAULT_INSTANCE_MEMORY_MB, 1, 1_000_000)
     if memory not in FLEX_INSTANCE_MEMORY_MB and r.raw("instanceMemoryMB") is not None:
         r.fail(
@@ -378,9 +493,16 @@ def parse_config(
         DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY,
         *HTTP_PER_INSTANCE_CONCURRENCY,
     )
-    log_retention = r.integer("logRetentionDays", 30, 30, 730)
-    stale_hours = r.integer("archiveStaleAlertHours", 26, 1, MAX_ALERT_WINDOW_HOURS)
+    return ScaleConfig(
+        instance_memory_mb=memory,
+        maximum_instance_count=max_instances,
+        http_per_instance_concurrency=http_concurrency,
+        function_timeout_s=function_timeout_s,
+    )
 
+
+def _parse_app(r: _Reader, function_timeout_s: int | None, stale_hours: int) -> AppConfig:
+    """The app settings the stack passes through, checked by the code's own rules, and the salt."""
     salt = r.required(
         "logHashSalt",
         "a random secret that pseudonymises emails in logs "
@@ -393,37 +515,7 @@ def parse_config(
     _check_archive(r, app_values, function_timeout_s, stale_hours)
     _check_turn_time(r, app_values)
 
-    if r.problems:
-        raise StackConfigError(r.problems)
-    return StackConfig(
-        stack=stack,
-        location=location,
-        name_prefix=prefix,
-        resource_group_name=resource_group,
-        spa_origins=tuple(origins),
-        alert_email=alert_email,
-        auth_client_id=client_id,
-        auth_issuer=issuer,
-        auth_jwks_url=jwks_url,
-        auth_allowed_audiences=tuple(audiences),
-        openai_location=openai_location,
-        openai_model=openai_model,
-        openai_model_version=openai_model_version,
-        openai_deployment=openai_deployment,
-        openai_sku=openai_sku,
-        openai_capacity=openai_capacity,
-        openai_api_version=openai_api_version,
-        cosmos_database=cosmos_database,
-        cosmos_backup_tier=backup_tier,
-        instance_memory_mb=memory,
-        maximum_instance_count=max_instances,
-        http_per_instance_concurrency=http_concurrency,
-        log_retention_days=log_retention,
-        archive_stale_alert_hours=stale_hours,
-        function_timeout_s=function_timeout_s,
-        log_hash_salt=salt,
-        app_values=app_values,
-    )
+    return AppConfig(values=app_values, log_hash_salt=salt)
 
 
 def _openai_model(r: _Reader) -> tuple[str, str, str]:

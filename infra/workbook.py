@@ -18,6 +18,8 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import applicationinsights
 
+from infra.stack_config import StackConfig
+
 QUERY_DIR = Path(__file__).resolve().parent / "workbook"
 # The workbook's resource name must be a GUID; derived from the stack's prefix so that every
 # update finds the same workbook instead of creating another.
@@ -82,9 +84,9 @@ def workbook_name(prefix: str) -> str:
 
 def create_workbook(
     prefix: str,
+    cfg: StackConfig,
     *,
     resource_group_name: pulumi.Input[str],
-    location: str,
     component: applicationinsights.Component,
     tags: Mapping[str, str],
 ) -> applicationinsights.Workbook:
@@ -92,7 +94,7 @@ def create_workbook(
         f"{prefix}-analytics",
         resource_name_=workbook_name(prefix),
         resource_group_name=resource_group_name,
-        location=location,
+        location=cfg.location,
         kind=applicationinsights.WorkbookSharedTypeKind.SHARED,
         category="workbook",
         display_name=f"Parley analytics ({prefix})",

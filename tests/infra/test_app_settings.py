@@ -131,10 +131,10 @@ def test_the_code_accepts_the_deployed_settings(deployment: Deployment) -> None:
     assert settings.resolved_storage_backend == "cosmos"
     assert settings.resolved_llm_provider == "azure-openai"
     assert settings.auth_mode == "easyauth"
-    assert settings.auth_issuer == deployment.cfg.auth_issuer
-    assert settings.auth_audiences == deployment.cfg.auth_allowed_audiences
+    assert settings.auth_issuer == deployment.cfg.auth.issuer
+    assert settings.auth_audiences == deployment.cfg.auth.allowed_audiences
     assert settings.cosmos_key is None and settings.openai_api_key is None
-    assert settings.cors_allowed_origins == deployment.cfg.spa_origins
+    assert settings.cors_allowed_origins == deployment.cfg.network.spa_origins
 
 
 def test_the_app_verifies_tokens_against_what_easy_auth_accepts(deployment: Deployment) -> None:
@@ -179,7 +179,7 @@ def test_no_credential_in_any_app_setting_or_output(deployment: Deployment) -> N
     for name, value in deployment.outputs.items():
         for marker in CREDENTIAL_MARKERS + CONNECTION_STRING_MARKERS:
             assert marker.lower() not in str(value).lower(), f"output {name} holds {marker}"
-    assert deployment.cfg.log_hash_salt not in _strings(dict(deployment.outputs))
+    assert deployment.cfg.app.log_hash_salt not in _strings(dict(deployment.outputs))
     assert deployment.app_settings()["TOKEN_SIGNING_KEY"] not in _strings(dict(deployment.outputs))
 
 
@@ -214,7 +214,7 @@ def test_the_log_hash_salt_is_a_pulumi_secret(deployment: Deployment) -> None:
     # [secret] in diffs.
     web_app = deployment.one("web:WebApp")
     assert "siteConfig" in web_app.secret_inputs
-    assert deployment.app_settings()["LOG_HASH_SALT"] == deployment.cfg.log_hash_salt
+    assert deployment.app_settings()["LOG_HASH_SALT"] == deployment.cfg.app.log_hash_salt
 
 
 def test_the_token_signing_key_is_generated_by_the_stack(deployment: Deployment) -> None:

@@ -118,16 +118,16 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=1800)
     assert cfg.location == "swedencentral"
     assert cfg.resource_group_name == "rg-parley-dev"
-    assert cfg.openai_sku == "GlobalStandard" and cfg.openai_capacity == 10
-    assert cfg.cosmos_database == DEFAULT_DATABASE
-    assert cfg.instance_memory_mb == 2048 and cfg.maximum_instance_count == 40
-    assert cfg.http_per_instance_concurrency == DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY == 16
-    assert cfg.archive_stale_alert_hours == 26
-    assert cfg.auth_issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    assert cfg.model.sku == "GlobalStandard" and cfg.model.capacity == 10
+    assert cfg.data.database == DEFAULT_DATABASE
+    assert cfg.scale.instance_memory_mb == 2048 and cfg.scale.maximum_instance_count == 40
+    assert cfg.scale.http_per_instance_concurrency == DEFAULT_HTTP_PER_INSTANCE_CONCURRENCY == 16
+    assert cfg.monitoring.archive_stale_alert_hours == 26
+    assert cfg.auth.issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
     # App-setting defaults are the code's own defaults.
-    assert cfg.app_values["ARCHIVE_AFTER_DAYS"] == "30"
-    assert cfg.app_values["ARCHIVE_SCHEDULE"] == "0 0 3 * * *"
-    assert cfg.app_values["RETENTION_DAYS"] == "0"
+    assert cfg.app.values["ARCHIVE_AFTER_DAYS"] == "30"
+    assert cfg.app.values["ARCHIVE_SCHEDULE"] == "0 0 3 * * *"
+    assert cfg.app.values["RETENTION_DAYS"] == "0"
     assert "logHashSalt" not in repr(cfg) and MINIMAL["logHashSalt"] not in repr(cfg)
 
 
@@ -140,33 +140,33 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_spa_origins_allow_http_only_for_localhost() -> None:
     for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000"):
         cfg = make_config({"spaOrigins": origin})
-        assert cfg.spa_origins == (origin,)
+        assert cfg.network.spa_origins == (origin,)
 
 
 def test_spa_origins_accept_a_comma_separated_list() -> None:
     cfg = make_config({"spaOrigins": "https://a.example.com, https://b.example.com"})
-    assert cfg.spa_origins == ("https://a.example.com", "https://b.example.com")
+    assert cfg.network.spa_origins == ("https://a.example.com", "https://b.example.com")
 
 
 def test_auth_issuer_replaces_the_tenant() -> None:
     issuer = "https://login.microsoftonline.com/organizations/v2.0"
     cfg = make_config({"authTenantId": None, "authIssuer": issuer})
-    assert cfg.auth_issuer == issuer
+    assert cfg.auth.issuer == issuer
 
 
 def test_the_jwks_url_follows_an_entra_v2_issuer() -> None:
     # The app verifies tokens itself as well as Easy Auth: it needs the issuer's key set.
-    assert make_config().auth_jwks_url == (
+    assert make_config().auth.jwks_url == (
         f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"
     )
     external_id = f"https://{TENANT}.ciamlogin.com/{TENANT}/v2.0"
     cfg = make_config({"authTenantId": None, "authIssuer": external_id})
-    assert cfg.auth_jwks_url == f"https://{TENANT}.ciamlogin.com/{TENANT}/discovery/v2.0/keys"
+    assert cfg.auth.jwks_url == f"https://{TENANT}.ciamlogin.com/{TENANT}/discovery/v2.0/keys"
 
 
 def test_the_jwks_url_can_be_set() -> None:
     url = "https://keys.example.com/jwks.json"
-    assert make_config({"authJwksUrl": url}).auth_jwks_url == url
+    assert make_config({"authJwksUrl": url}).auth.jwks_url == url
 
 
 def test_another_issuer_needs_its_jwks_url() -> None:
@@ -187,16 +187,16 @@ def test_the_api_version_may_be_the_code_s_or_newer() -> None:
     floor = Settings.model_fields["azure_openai_api_version"].default
     assert floor == "2024-10-21"
     for accepted in (floor, "2024-12-01-preview", "2025-04-01-preview"):
-        assert make_config({"openAiApiVersion": accepted}).openai_api_version == accepted
+        assert make_config({"openAiApiVersion": accepted}).model.api_version == accepted
 
 
 def test_http_per_instance_concurrency_may_be_one() -> None:
-    assert make_config({"httpPerInstanceConcurrency": "1"}).http_per_instance_concurrency == 1
+    assert make_config({"httpPerInstanceConcurrency": "1"}).scale.http_per_instance_concurrency == 1
 
 
 def test_maximum_instance_count_may_be_flex_s_minimum() -> None:
     # Flex Consumption refuses a scale-out limit below 40.
-    assert make_config({"maximumInstanceCount": "40"}).maximum_instance_count == 40
+    assert make_config({"maximumInstanceCount": "40"}).scale.maximum_instance_count == 40
 
 
 def test_stale_alert_must_outlast_the_gap_between_runs() -> None:
@@ -212,14 +212,14 @@ def test_stale_alert_rejects_a_monthly_schedule() -> None:
 
 def test_frequent_schedules_are_accepted_quickly() -> None:
     cfg = make_config({"archiveSchedule": "*/10 * * * * *"})
-    assert cfg.app_values["ARCHIVE_SCHEDULE"] == "*/10 * * * * *"
+    assert cfg.app.values["ARCHIVE_SCHEDULE"] == "*/10 * * * * *"
 
 
 def test_archive_time_budget_is_unbounded_with_an_unbounded_timeout() -> None:
     cfg = parse_config(
         {**FULL_CONFIG, "archiveTimeBudgetSeconds": "3000"}, stack="t", function_timeout_s=None
     )
-    assert cfg.app_values["ARCHIVE_TIME_BUDGET_S"] == "3000"
+    assert cfg.app.values["ARCHIVE_TIME_BUDGET_S"] == "3000"
 
 
 def test_log_hash_salt_must_be_stored_as_a_secret(tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_load_config_reads_every_key_and_host_json(tmp_path: Path) -> None:
         return FULL_CONFIG.get(key)
 
     cfg = load_config(get, is_secret=lambda key: True, stack="t", repo_root=tmp_path)
-    assert cfg.function_timeout_s == 600
+    assert cfg.scale.function_timeout_s == 600
     assert sorted(seen) == sorted(CONFIG_KEYS)
 
 
@@ -305,7 +305,7 @@ def test_the_defaults_fit_the_repository_host_json() -> None:
     timeout = read_function_timeout_s(repo_root / "host.json")
     cfg = parse_config(MINIMAL, stack="dev", function_timeout_s=timeout)
     if timeout is not None:
-        assert float(cfg.app_values["ARCHIVE_TIME_BUDGET_S"]) < timeout
+        assert float(cfg.app.values["ARCHIVE_TIME_BUDGET_S"]) < timeout
 
 
 # ---- a chat turn within Azure's 230 s for an HTTP answer -------------------------------------
@@ -326,7 +326,7 @@ def test_the_same_timeout_fits_with_fewer_retries() -> None:
     # checked beside the others as configured, not beside the defaults.
     values = {**FULL_CONFIG, "llmTimeoutSeconds": "70", "llmMaxRetries": "1"}
     cfg = parse_config(values, stack="test", function_timeout_s=1800)
-    assert cfg.app_values["LLM_TIMEOUT_S"] == "70"
+    assert cfg.app.values["LLM_TIMEOUT_S"] == "70"
 
 
 def test_storage_budgets_count_too() -> None:
