@@ -23,7 +23,6 @@ soon as it has been converted, so the tree is never held twice.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -38,6 +37,7 @@ from pydantic import Field
 from shared.audit import audit
 from shared.clock import parse_iso
 from shared.errors import InvalidRequest
+from shared.ids import hashed_session_id
 from shared.models import ApiModel, Feedback, MessageRecord, Role, SessionRecord, TitleSource
 from shared.storage.base import ConversationStore
 
@@ -86,8 +86,7 @@ class BadConversation(ValueError):
 def import_session_id(email: str, source: Source, source_id: str) -> str:
     """The session id of an imported conversation: the same for the same user and source
     conversation, every time (re-imports find it), unguessable like any other id."""
-    digest = hashlib.sha256(f"{email}\nimport:{source}\n{source_id}".encode()).hexdigest()
-    return "s_" + digest[:32]
+    return hashed_session_id(email, f"import:{source}", source_id)
 
 
 # ---- reading a file ------------------------------------------------------------------------

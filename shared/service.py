@@ -53,7 +53,13 @@ from shared.events import LatencyTimer, Outcome, TurnKind, emit
 from shared.export import ExportCount, audit_export
 from shared.export_formats import ExportFormat, export_stream
 from shared.groups.service import erase_groups
-from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
+from shared.ids import (
+    derived_session_id,
+    is_session_id,
+    message_item_id,
+    new_session_id,
+    parse_message_id,
+)
 from shared.importer import ImportReport, audit_import, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
@@ -133,13 +139,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
-
-
-def derived_session_id(email: str, client_message_id: str) -> str:
-    """A new session's id when the client gave a clientMessageId: a retry of the first message
-    of a conversation, whose answer the client never saw, lands in the same session."""
-    digest = hashlib.sha256(f"{email}\n{client_message_id}".encode()).hexdigest()
-    return "s_" + digest[:32]
 
 
 def prompt_cache_key(session_id: str) -> str:
