@@ -40,10 +40,9 @@ from shared.errors import InvalidRequest
 from shared.ids import hashed_session_id
 from shared.models import ApiModel, Feedback, MessageRecord, Role, SessionRecord, TitleSource
 from shared.storage.base import ConversationStore
+from shared.titles import TITLE_MAX_CHARS, make_preview
 
 CHATGPT_FILE = "conversations.json"
-IMPORT_TITLE_MAX_CHARS = 100
-PREVIEW_CHARS = 100
 UNTITLED = "Imported conversation"
 ZIP_MEDIA_TYPE = "application/zip"
 JSON_MEDIA_TYPE = "application/json"
@@ -134,7 +133,7 @@ def _title_of(item: Any) -> str:
 
 
 def _clean_title(title: str) -> str:
-    text = " ".join(title.split())[:IMPORT_TITLE_MAX_CHARS]
+    text = " ".join(title.split())[:TITLE_MAX_CHARS]
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -304,7 +303,7 @@ def records_of(
         email=email,
         title=conversation.title,
         title_source=conversation.title_source,
-        preview=first_user[:PREVIEW_CHARS],
+        preview=make_preview(first_user),
         created_at=conversation.created_at,
         updated_at=conversation.updated_at or messages[-1].timestamp,
         message_count=len(messages),

@@ -63,7 +63,6 @@ from shared.ids import (
 from shared.importer import ImportReport, audit_import, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
-    TITLE_MAX_CHARS,
     AnswerStatus,
     ChatRequest,
     ContextMessage,
@@ -99,9 +98,11 @@ from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Wh
 from shared.time_limits import model_budget_s, turn_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
+    branch_title,
     clean_model_title,
     make_preview,
     make_title,
+    title_of,
     title_prompt,
 )
 from shared.turns import Turn, TurnResult
@@ -126,8 +127,6 @@ MAX_TITLE_ATTEMPTS = 5
 # Reads of a session's messages that may each find it moved away since it was located (each
 # move leaves it for good, so a few suffice) before answering 503.
 MAX_MOVED_READS = 4
-# A branch's title: the original's and this (docs/http.md, "Branch").
-FORK_TITLE_SUFFIX = " (branch)"
 
 # An answer being generated is looked for among a session's newest messages (turns racing it
 # may follow it), and, while a question may still be in its first checkpoint interval, looked
@@ -145,16 +144,6 @@ def prompt_cache_key(session_id: str) -> str:
     """The ``prompt_cache_key`` of a conversation: stable for the session (its calls share
     their beginning, see shared/context.py) and derived from its id only, never the email."""
     return "parley-" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
-
-
-def title_of(raw: str) -> str:
-    """A title the user sets: trimmed, 1 to 100 characters."""
-    title = raw.strip()
-    if not title or len(title) > TITLE_MAX_CHARS:
-        raise InvalidRequest(f"title must be 1 to {TITLE_MAX_CHARS} characters.")
-    if any(ch in title for ch in "\r\n"):
-        raise InvalidRequest("title must be one line.")
-    return title
 
 
 def with_messages(session: SessionRecord, messages: list[MessageRecord]) -> SessionRecord:
@@ -1183,7 +1172,7 @@ class ConversationService:
         branch = SessionRecord(
             id=fork_id,
             email=email,
-            title=original.title + FORK_TITLE_SUFFIX,
+            title=branch_title(original.title),
             title_source=original.title_source,
             preview=make_preview(first_user),
             created_at=now,
