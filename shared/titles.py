@@ -55,14 +55,20 @@ def make_preview(message: str) -> str:
     return message[:PREVIEW_CHARS]
 
 
+def one_line_name(raw: str, field: str, limit: int) -> str:
+    """A name a user gives (a session's title, a group's name): trimmed, 1 to ``limit``
+    characters, one line; else 400 naming ``field``."""
+    name = raw.strip()
+    if not name or len(name) > limit:
+        raise InvalidRequest(f"{field} must be 1 to {limit} characters.")
+    if any(ch in name for ch in "\r\n"):
+        raise InvalidRequest(f"{field} must be one line.")
+    return name
+
+
 def title_of(raw: str) -> str:
     """A title the user sets: trimmed, 1 to 100 characters."""
-    title = raw.strip()
-    if not title or len(title) > TITLE_MAX_CHARS:
-        raise InvalidRequest(f"title must be 1 to {TITLE_MAX_CHARS} characters.")
-    if any(ch in title for ch in "\r\n"):
-        raise InvalidRequest("title must be one line.")
-    return title
+    return one_line_name(raw, "title", TITLE_MAX_CHARS)
 
 
 def branch_title(original: str) -> str:

@@ -77,6 +77,7 @@ from shared.realtime import NoRealtime, Realtime, RealtimeUnavailable, realtime_
 from shared.storage.base import MAX_BATCH_OPERATIONS, ConversationStore, GroupStore
 from shared.storage.keyset import decode_position, encode_position
 from shared.time_limits import model_budget_s
+from shared.titles import one_line_name
 from shared.usage import UsageMeter
 
 log = logging.getLogger("parley.groups")
@@ -269,12 +270,7 @@ def display_name(email: str, claim: str | None) -> str:
 
 
 def group_name_of(raw: str) -> str:
-    name = raw.strip()
-    if not name or len(name) > GROUP_NAME_MAX_CHARS:
-        raise InvalidRequest(f"name must be 1 to {GROUP_NAME_MAX_CHARS} characters.")
-    if any(ch in name for ch in "\r\n"):
-        raise InvalidRequest("name must be one line.")
-    return name
+    return one_line_name(raw, "name", GROUP_NAME_MAX_CHARS)
 
 
 def address_of(raw: object) -> str:
