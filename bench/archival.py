@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import Cosmos, NotAvailable, seed_session
 from bench.transport import CountingTransport, Request, Tally
+from shared.ids import SESSION_ID_HEX_CHARS, SESSION_ID_PREFIX
 
 MESSAGES_PER_SESSION = 10
 STALE_DAYS = 60
@@ -45,7 +46,7 @@ async def _seed(
                 f"arch{index % 50}@bench.local",  # 50 users: several sessions per partition
                 messages=messages,
                 start=old,
-                session_id=f"s_{index:032x}",
+                session_id=f"{SESSION_ID_PREFIX}{index:0{SESSION_ID_HEX_CHARS}x}",
             )
 
     await asyncio.gather(*(one(i) for i in range(first, first + sessions)))

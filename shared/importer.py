@@ -23,7 +23,6 @@ soon as it has been converted, so the tree is never held twice.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -38,12 +37,12 @@ from pydantic import Field
 from shared.audit import audit
 from shared.clock import parse_iso
 from shared.errors import InvalidRequest
+from shared.ids import hashed_session_id
 from shared.models import ApiModel, Feedback, MessageRecord, Role, SessionRecord, TitleSource
 from shared.storage.base import ConversationStore
+from shared.titles import TITLE_MAX_CHARS, make_preview
 
 CHATGPT_FILE = "conversations.json"
-IMPORT_TITLE_MAX_CHARS = 100
-PREVIEW_CHARS = 100
 UNTITLED = "Imported conversation"
 ZIP_MEDIA_TYPE = "application/zip"
 JSON_MEDIA_TYPE = "application/json"
@@ -86,8 +85,7 @@ class BadConversation(ValueError):
 def import_session_id(email: str, source: Source, source_id: str) -> str:
     """The session id of an imported conversation: the same for the same user and source
     conversation, every time (re-imports find it), unguessable like any other id."""
-    digest = hashlib.sha256(f"{email}\nimport:{source}\n{source_id}".encode()).hexdigest()
-    return "s_" + digest[:32]
+    return hashed_session_id(email, f"import:{source}", source_id)
 
 
 # ---- reading a file ------------------------------------------------------------------------
@@ -135,7 +133,7 @@ def _title_of(item: Any) -> str:
 
 
 def _clean_title(title: str) -> str:
-    text = " ".join(title.split())[:IMPORT_TITLE_MAX_CHARS]
+    text = " ".join(title.split())[:TITLE_MAX_CHARS]
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -305,7 +303,7 @@ def records_of(
         email=email,
         title=conversation.title,
         title_source=conversation.title_source,
-        preview=first_user[:PREVIEW_CHARS],
+        preview=make_preview(first_user),
         created_at=conversation.created_at,
         updated_at=conversation.updated_at or messages[-1].timestamp,
         message_count=len(messages),

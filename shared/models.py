@@ -23,7 +23,6 @@ TitleSource = Literal["first-message", "model", "user"]
 # ("complete"), cut short by the user ("stopped"), or its generation died ("interrupted").
 AnswerStatus = Literal["complete", "streaming", "stopped", "interrupted"]
 
-TITLE_MAX_CHARS = 100  # a title the user sets (PATCH), after trimming
 FEEDBACK_COMMENT_MAX_CHARS = 2000
 
 

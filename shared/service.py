@@ -30,7 +30,7 @@ from shared.answers import (
     answer_budget_s,
 )
 from shared.audit import structured, user_hash
-from shared.backoff import backoff_delay
+from shared.backoff import LostRace, RetriesExhausted, backoff_delay, retry_on_conflict
 from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
 from shared.consistency import CatchesUp, catch_up
@@ -53,11 +53,16 @@ from shared.events import LatencyTimer, Outcome, TurnKind, emit
 from shared.export import ExportCount, audit_export
 from shared.export_formats import ExportFormat, export_stream
 from shared.groups.service import erase_groups
-from shared.ids import is_session_id, message_item_id, new_session_id, parse_message_id
+from shared.ids import (
+    derived_session_id,
+    is_session_id,
+    message_item_id,
+    new_session_id,
+    parse_message_id,
+)
 from shared.importer import ImportReport, audit_import, import_file
 from shared.llm.base import ChatModel, Usage
 from shared.models import (
-    TITLE_MAX_CHARS,
     AnswerStatus,
     ChatRequest,
     ContextMessage,
@@ -93,9 +98,11 @@ from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Wh
 from shared.time_limits import model_budget_s, turn_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
+    branch_title,
     clean_model_title,
     make_preview,
     make_title,
+    title_of,
     title_prompt,
 )
 from shared.turns import Turn, TurnResult
@@ -112,13 +119,14 @@ MAX_USER_ATTEMPTS = 40
 # Storing an answer the model has already produced: keep trying while the session exists, for
 # at most this long (contention only: a store that refuses writes fails the turn at once).
 ANSWER_COMMIT_PATIENCE_S = 120.0
+# Rating a message: attempts before answering 503 (its own limit; the same as a turn's today,
+# for the same contention: every turn of the session rewrites the item it conditions on).
+MAX_FEEDBACK_ATTEMPTS = 40
 # A title is rarely contended; a few attempts, then the first-message title stays.
 MAX_TITLE_ATTEMPTS = 5
 # Reads of a session's messages that may each find it moved away since it was located (each
 # move leaves it for good, so a few suffice) before answering 503.
 MAX_MOVED_READS = 4
-# A branch's title: the original's and this (docs/http.md, "Branch").
-FORK_TITLE_SUFFIX = " (branch)"
 
 # An answer being generated is looked for among a session's newest messages (turns racing it
 # may follow it), and, while a question may still be in its first checkpoint interval, looked
@@ -132,27 +140,10 @@ Sleep = Callable[[float], Awaitable[None]]
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows
 
 
-def derived_session_id(email: str, client_message_id: str) -> str:
-    """A new session's id when the client gave a clientMessageId: a retry of the first message
-    of a conversation, whose answer the client never saw, lands in the same session."""
-    digest = hashlib.sha256(f"{email}\n{client_message_id}".encode()).hexdigest()
-    return "s_" + digest[:32]
-
-
 def prompt_cache_key(session_id: str) -> str:
     """The ``prompt_cache_key`` of a conversation: stable for the session (its calls share
     their beginning, see shared/context.py) and derived from its id only, never the email."""
     return "parley-" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
-
-
-def title_of(raw: str) -> str:
-    """A title the user sets: trimmed, 1 to 100 characters."""
-    title = raw.strip()
-    if not title or len(title) > TITLE_MAX_CHARS:
-        raise InvalidRequest(f"title must be 1 to {TITLE_MAX_CHARS} characters.")
-    if any(ch in title for ch in "\r\n"):
-        raise InvalidRequest("title must be one line.")
-    return title
 
 
 def with_messages(session: SessionRecord, messages: list[MessageRecord]) -> SessionRecord:
@@ -267,29 +258,34 @@ class ConversationService:
     async def _continue(
         self, email: str, session_id: str, request: ChatRequest, *, may_create: bool
     ) -> Turn:
-        for attempt in range(MAX_USER_ATTEMPTS):
+        async def attempt(n: int) -> Turn:
             view = await self.store.read_turn(
                 email, session_id, history=self.settings.max_history_messages
             )
             if view.presence is Presence.ARCHIVED:
                 # An archived conversation comes back to the active store before it continues.
-                await self._restore(email, session_id, attempt)
-                continue
+                await self._restore(email, session_id, n)
+                raise LostRace(pause=False)
             if view.presence is Presence.MISSING:
                 if not may_create:
                     raise NotFound()
                 try:
                     return await self._start_session(email, session_id, request)
                 except ConcurrencyConflict:
-                    continue  # created meanwhile (a concurrent retry): read it
+                    # Created meanwhile (a concurrent retry): read it.
+                    raise LostRace(pause=False) from None
             assert view.session is not None
             try:
                 return await self._append_user_message(view.session, list(view.window), request)
             except DuplicateRequest as duplicate:
                 return await self._replay(email, session_id, request, duplicate.existing)
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-        raise _too_contended(session_id)
+                raise LostRace() from None
+
+        try:
+            return await retry_on_conflict(attempt, attempts=MAX_USER_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            raise _too_contended(session_id) from None
 
     async def _restore(self, email: str, session_id: str, attempt: int) -> None:
         outcome = await self.store.restore(email, session_id)
@@ -957,15 +953,16 @@ class ConversationService:
             self._turn_event(email, "answer", None, Spent(), "quota", None)
             raise
         cmid = request.client_message_id
-        for attempt in range(MAX_USER_ATTEMPTS):
+
+        async def attempt(n: int) -> Turn:
             # The answer and its question too: the model is given as many messages before
             # the question as a turn is.
             view = await self.store.read_turn(
                 email, session_id, history=self.settings.max_history_messages + 2
             )
             if view.presence is Presence.ARCHIVED:
-                await self._restore(email, session_id, attempt)
-                continue
+                await self._restore(email, session_id, n)
+                raise LostRace(pause=False)
             if view.presence is Presence.MISSING:
                 raise NotFound()
             assert view.session is not None
@@ -979,8 +976,7 @@ class ConversationService:
             user = await self.store.get_message(email, session_id, last - 1, where="active")
             if previous is None or (user is None and last > 1):
                 # Archived (or deleted) since the read: read again.
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace()
             if previous.role != "assistant" or user is None or user.role != "user":
                 raise Conflict("Only the last answer can be regenerated.")
             if self._shown_at()(previous).status == "streaming":
@@ -994,7 +990,11 @@ class ConversationService:
                 window,
                 store_answer=self._regenerated_answer(previous, cmid),
             )
-        raise _too_contended(session_id)
+
+        try:
+            return await retry_on_conflict(attempt, attempts=MAX_USER_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            raise _too_contended(session_id) from None
 
     async def regenerate(
         self, email: str, session_id: str, request: RegenerateRequest
@@ -1172,7 +1172,7 @@ class ConversationService:
         branch = SessionRecord(
             id=fork_id,
             email=email,
-            title=original.title + FORK_TITLE_SUFFIX,
+            title=branch_title(original.title),
             title_source=original.title_source,
             preview=make_preview(first_user),
             created_at=now,
@@ -1259,7 +1259,8 @@ class ConversationService:
     ) -> str | None:
         """One conditional write of the title (retried on a race). A model title never
         replaces one the user set; returns the stored title, or None if it was not stored."""
-        for attempt in range(MAX_TITLE_ATTEMPTS):
+
+        async def attempt(_: int) -> str | None:
             located = await self._locate(email, session_id)
             if located is None:
                 return None
@@ -1273,10 +1274,14 @@ class ConversationService:
                     where=located.where,
                     expected_etag=session.etag,
                 )
-                return title
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-        return None
+                raise LostRace() from None
+            return title
+
+        try:
+            return await retry_on_conflict(attempt, attempts=MAX_TITLE_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            return None
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -1404,13 +1409,14 @@ class ConversationService:
             raise InvalidRequest("Give a title, pinned, or both.")
         new_title = title_of(title) if title is not None else None
         await self._find(email, session_id)
-        for attempt in range(MAX_TITLE_ATTEMPTS):
+
+        async def attempt(n: int) -> SessionSummary:
             found = await self._locate(email, session_id)
             if found is None:
                 raise NotFound()
             if pinned and found.where == "archive":
-                await self._restore(email, session_id, attempt)
-                continue
+                await self._restore(email, session_id, n)
+                raise LostRace(pause=False)
             update: dict[str, object] = {}
             if new_title is not None:
                 update |= {"title": new_title, "title_source": "user"}
@@ -1424,9 +1430,13 @@ class ConversationService:
                     expected_etag=found.session.etag,
                 )
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace() from None
             return saved.to_summary()
+
+        try:
+            return await retry_on_conflict(attempt, attempts=MAX_TITLE_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            pass
         # Deleted meanwhile, or so contended that every write lost: say which.
         if await self._locate(email, session_id) is None:
             raise NotFound()
@@ -1437,14 +1447,14 @@ class ConversationService:
     ) -> MessageOut | None:
         """Rate an assistant message (``request``), or clear its rating (None)."""
         seq = self._seq_in(session_id, message_id)
-        for attempt in range(MAX_USER_ATTEMPTS):
+
+        async def attempt(_: int) -> MessageOut | None:
             located = await self._find(email, session_id)
             message = await self.store.get_message(email, session_id, seq, where=located.where)
             if message is None:
                 if 1 <= seq <= located.session.last_seq:
                     # It exists (seqs have no gaps): the session moved since it was located.
-                    await self._sleep(backoff_delay(attempt))
-                    continue
+                    raise LostRace()
                 raise NotFound("No such message.")
             if message.role != "assistant":
                 raise InvalidRequest("Only assistant messages take feedback.")
@@ -1466,8 +1476,7 @@ class ConversationService:
                     expected_etag=located.session.etag,
                 )
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace() from None
             if stored is None:
                 raise NotFound("No such message.")
             # One structured line per change, for satisfaction per model (docs/operations.md):
@@ -1486,7 +1495,13 @@ class ConversationService:
                 rating=feedback.rating if feedback else None,
             )
             return stored.to_api()
-        raise _too_contended(session_id)
+
+        try:
+            return await retry_on_conflict(
+                attempt, attempts=MAX_FEEDBACK_ATTEMPTS, sleep=self._sleep
+            )
+        except RetriesExhausted:
+            raise _too_contended(session_id) from None
 
     async def delete_session(self, email: str, session_id: str) -> None:
         if not is_session_id(session_id):

@@ -1,4 +1,5 @@
-"""Session titles and previews: the first-message rule, and titles written by the model.
+"""Session titles and previews, every rule of them: the first-message rule, a title the user
+sets, a branch's title, and titles written by the model.
 
 With ``TITLE_MODE=model`` the first turn of a new session asks the model, in a short call of its
 own, for a title; until it is stored (and whenever the call fails) the first-message rule's
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 import re
 
+from shared.errors import InvalidRequest
 from shared.llm.base import ModelMessage
 
 TITLE_CHARS = 50  # the first-message rule
+TITLE_MAX_CHARS = 100  # a title the user sets (PATCH) or an import brings, after trimming
+# A branch's title: the original's and this (docs/http.md, "Branch").
+FORK_TITLE_SUFFIX = " (branch)"
 PREVIEW_CHARS = 100
 MODEL_TITLE_CHARS = 60
 MODEL_TITLE_MAX_TOKENS = 32  # a title, not an essay: also bounds the call's cost
@@ -48,6 +53,26 @@ def make_title(message: str) -> str:
 
 def make_preview(message: str) -> str:
     return message[:PREVIEW_CHARS]
+
+
+def one_line_name(raw: str, field: str, limit: int) -> str:
+    """A name a user gives (a session's title, a group's name): trimmed, 1 to ``limit``
+    characters, one line; else 400 naming ``field``."""
+    name = raw.strip()
+    if not name or len(name) > limit:
+        raise InvalidRequest(f"{field} must be 1 to {limit} characters.")
+    if any(ch in name for ch in "\r\n"):
+        raise InvalidRequest(f"{field} must be one line.")
+    return name
+
+
+def title_of(raw: str) -> str:
+    """A title the user sets: trimmed, 1 to 100 characters."""
+    return one_line_name(raw, "title", TITLE_MAX_CHARS)
+
+
+def branch_title(original: str) -> str:
+    return original + FORK_TITLE_SUFFIX
 
 
 def title_prompt(first_message: str) -> list[ModelMessage]:

@@ -30,7 +30,7 @@ from itertools import count
 from typing import Protocol
 
 from shared.auth.claims import normalise_email
-from shared.backoff import backoff_delay
+from shared.backoff import LostRace, RetriesExhausted, backoff_delay, retry_on_conflict
 from shared.clock import Clock, SystemClock, stored_time
 from shared.config import Settings
 from shared.context import context_window
@@ -77,6 +77,7 @@ from shared.realtime import NoRealtime, Realtime, RealtimeUnavailable, realtime_
 from shared.storage.base import MAX_BATCH_OPERATIONS, ConversationStore, GroupStore
 from shared.storage.keyset import decode_position, encode_position
 from shared.time_limits import model_budget_s
+from shared.titles import one_line_name
 from shared.usage import UsageMeter
 
 log = logging.getLogger("parley.groups")
@@ -90,6 +91,12 @@ LIST_READ_CONCURRENCY = 16
 # below, several seconds of contention), then answers 503: 20 members sending into one group at
 # once all get stored well within it.
 MAX_ATTEMPTS = 60
+
+
+def _too_busy() -> StorageUnavailable:
+    return StorageUnavailable("The group is too busy right now; try again.")
+
+
 ANSWER_COMMIT_PATIENCE_S = 120.0
 # A publish waits at most this long: the write is stored, the event is a courtesy.
 PUBLISH_TIMEOUT_S = 5.0
@@ -186,7 +193,8 @@ async def _rewrite(
     """Apply ``change`` to the group as it is now while ``member`` belongs to it, in one
     conditional write, retried when another writer got there first; False when the group is
     gone or no longer lists ``member`` (nothing to do)."""
-    for attempt in range(MAX_ATTEMPTS):
+
+    async def attempt(_: int) -> bool:
         group = await store.read_group(group_id, latest=True)
         if group is None or group.member(member) is None:
             return False
@@ -200,10 +208,13 @@ async def _rewrite(
                 rewrite=planned.rewrite,
             )
         except ConcurrencyConflict:
-            await sleep(backoff_delay(attempt))
-            continue
+            raise LostRace() from None
         return True
-    raise StorageUnavailable("The group is too busy right now; try again.")
+
+    try:
+        return await retry_on_conflict(attempt, attempts=MAX_ATTEMPTS, sleep=sleep)
+    except RetriesExhausted:
+        raise _too_busy() from None
 
 
 async def group_pages(store: GroupStore, group_id: str) -> AsyncIterator[list[GroupMessageRecord]]:
@@ -259,12 +270,7 @@ def display_name(email: str, claim: str | None) -> str:
 
 
 def group_name_of(raw: str) -> str:
-    name = raw.strip()
-    if not name or len(name) > GROUP_NAME_MAX_CHARS:
-        raise InvalidRequest(f"name must be 1 to {GROUP_NAME_MAX_CHARS} characters.")
-    if any(ch in name for ch in "\r\n"):
-        raise InvalidRequest("name must be one line.")
-    return name
+    return one_line_name(raw, "name", GROUP_NAME_MAX_CHARS)
 
 
 def address_of(raw: object) -> str:
@@ -365,7 +371,8 @@ class GroupService:
         """Apply ``change`` to the group as it is now, in one conditional write, again and again
         until no other writer got there first. ``change`` returns None when nothing is to be
         written (the group as read is returned)."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        async def attempt(_: int) -> tuple[GroupRecord, Change | None]:
             group = await (self._owned if owner else self._group_of)(group_id, email)
             planned = change(group)
             if planned is None:
@@ -380,10 +387,13 @@ class GroupService:
                     request=planned.request,
                 )
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace() from None
             return stored, planned
-        raise StorageUnavailable("The group is too busy right now; try again.")
+
+        try:
+            return await retry_on_conflict(attempt, attempts=MAX_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            raise _too_busy() from None
 
     # ---- groups -------------------------------------------------------------------------------
 
@@ -462,13 +472,17 @@ class GroupService:
         return summary_of(stored, email)
 
     async def delete(self, email: str, group_id: str) -> None:
-        for attempt in range(MAX_ATTEMPTS):
+
+        async def attempt(_: int) -> None:
             group = await self._owned(group_id, email)
-            if await self.store.delete_group(group.id, expected_etag=group.etag):
-                await self._gone(group)
-                return
-            await self._sleep(backoff_delay(attempt))
-        raise StorageUnavailable("The group is too busy right now; try again.")
+            if not await self.store.delete_group(group.id, expected_etag=group.etag):
+                raise LostRace()
+            await self._gone(group)
+
+        try:
+            await retry_on_conflict(attempt, attempts=MAX_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            raise _too_busy() from None
 
     async def _gone(self, group: GroupRecord) -> None:
         """After a group's delete: its event, then its members' index entries."""
@@ -532,7 +546,8 @@ class GroupService:
     async def remove_member(self, email: str, group_id: str, raw_member: str) -> None:
         """The owner removes anyone; a member removes only themself (leaves)."""
         target = normalise_email(raw_member)
-        for attempt in range(MAX_ATTEMPTS):
+
+        async def attempt(_: int) -> None:
             group = await self._group_of(group_id, email)
             caller = group.member(email)
             assert caller is not None
@@ -548,20 +563,21 @@ class GroupService:
                     await self._left(group.id, target)
                     await self._gone(group)
                     return
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace()
             updated = group.model_copy(
                 update={"members": remaining, "updated_at": self.clock.now()}
             )
             try:
                 stored = await self.store.write_group(updated, expected_etag=group.etag)
             except ConcurrencyConflict:
-                await self._sleep(backoff_delay(attempt))
-                continue
+                raise LostRace() from None
             await self._left(stored.id, target)
             await self._publish_updated(stored, email)
-            return
-        raise StorageUnavailable("The group is too busy right now; try again.")
+
+        try:
+            await retry_on_conflict(attempt, attempts=MAX_ATTEMPTS, sleep=self._sleep)
+        except RetriesExhausted:
+            raise _too_busy() from None
 
     async def _left(self, group_id: str, email: str) -> None:
         """A member is out: their connections leave the group's channel before anything else
@@ -774,7 +790,7 @@ class GroupService:
                 except ConcurrencyConflict:
                     pass
             if (self.clock.now() - started).total_seconds() > ANSWER_COMMIT_PATIENCE_S:
-                raise StorageUnavailable("The group is too busy right now; try again.")
+                raise _too_busy()
             await self._sleep(backoff_delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -12,7 +12,7 @@ import pytest
 
 from shared.models import ChatResponse
 from tests.contract.conftest import cosmos_database
-from tests.e2e.test_http_additions import HOST_ENV, Deployment, assert_error, chat, cosmos_env
+from tests.e2e.test_http_managing import HOST_ENV, Deployment, assert_error, chat, cosmos_env
 from tests.support.cosmos_server import CosmosAccount
 from tests.support.host import run_host
 from tests.support.scenarios import seed_session

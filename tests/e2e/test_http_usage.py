@@ -15,7 +15,7 @@ import pytest
 
 from shared.storage.sqlite import SqliteStore
 from tests.contract.conftest import cosmos_database
-from tests.e2e.test_http_additions import Deployment, cosmos_env
+from tests.e2e.test_http_managing import Deployment, cosmos_env
 from tests.support.cosmos_server import CosmosAccount
 from tests.support.host import run_host
 

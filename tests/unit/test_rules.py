@@ -10,10 +10,9 @@ import pytest
 
 from shared.config import SETTINGS, ConfigError, load_settings
 from shared.errors import InvalidRequest
-from shared.ids import is_session_id, message_item_id, new_session_id
+from shared.ids import derived_session_id, is_session_id, message_item_id, new_session_id
 from shared.service import (
     decode_page_token,
-    derived_session_id,
     encode_page_token,
     make_preview,
     make_title,
