@@ -101,7 +101,7 @@ def test_an_answer_shows_it_is_coming_before_its_first_word(host: RunningHost, p
     expect(answer).to_have_attribute("aria-busy", "true")
     screenshot(page, "answers-waiting.png")
     held[0].continue_()
-    expect(answer.locator(".content")).to_have_text("echo[0]: Are you there?")
+    expect(answer.locator(".content")).to_have_text("echo[0]: Are you there?", use_inner_text=True)
     expect(answer.locator(".waiting")).to_have_count(0)
     expect(answer).not_to_have_attribute("aria-busy", "true")
 
@@ -166,7 +166,9 @@ def test_each_conversation_keeps_its_own_draft(host: RunningHost, page: Page) ->
     # Sending clears the draft it sent; the new conversation keeps an empty box.
     box.press("Enter")
     expect(answers(page)).to_have_count(1)
-    expect(answers(page).last.locator(".content")).to_have_text("echo[0]: a new chat's draft")
+    expect(answers(page).last.locator(".content")).to_have_text(
+        "echo[0]: a new chat's draft", use_inner_text=True
+    )
     expect(box).to_have_value("")
     open_chat(first)
     expect(box).to_have_value("half a thought for the first")
@@ -256,7 +258,9 @@ def test_send_in_one_conversation_while_another_streams(host: RunningHost, page:
     open_chat(second, 2)
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     send(page, "A quick one")
-    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: A quick one")
+    expect(answers(page).last.locator(".content")).to_have_text(
+        "echo[2]: A quick one", use_inner_text=True
+    )
     expect(log_items(page)).to_have_count(4)
 
     # Back in the first, its question and its coming answer are there, still waiting.
@@ -266,7 +270,9 @@ def test_send_in_one_conversation_while_another_streams(host: RunningHost, page:
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     screenshot(page, "answers-two-streams.png")
     held[0].continue_()
-    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: A slow question")
+    expect(answers(page).last.locator(".content")).to_have_text(
+        "echo[2]: A slow question", use_inner_text=True
+    )
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     expect(answers(page).last).to_have_attribute("data-message-id", re.compile(".+"))
 
@@ -300,7 +306,9 @@ def test_an_answer_finishing_out_of_sight_lands_in_its_own_conversation(
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     first_entry.locator(".session-link").click()
     expect(log_items(page)).to_have_count(4)
-    expect(answers(page).last.locator(".content")).to_have_text("echo[2]: Answer me later")
+    expect(answers(page).last.locator(".content")).to_have_text(
+        "echo[2]: Answer me later", use_inner_text=True
+    )
 
 
 def test_the_waiting_answer_and_stop_fit_a_phone(host: RunningHost, phone: Page) -> None:
@@ -317,6 +325,6 @@ def test_the_waiting_answer_and_stop_fit_a_phone(host: RunningHost, phone: Page)
     screenshot(phone, "answers-waiting-phone.png")
     held[0].continue_()
     expect(answers(phone).last.locator(".content")).to_have_text(
-        "echo[0]: A question on a small screen"
+        "echo[0]: A question on a small screen", use_inner_text=True
     )
     expect(phone.get_by_role("button", name="Send")).to_be_visible()
