@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -102,23 +102,32 @@ def _retrieved(task: asyncio.Future[str]) -> None:
         task.exception()
 
 
-class TurnStream(StreamingResponse):
-    """The turn's events, and an invocation that ends only once its answer is stored.
+class AnswerStream(StreamingResponse):
+    """An answer's events, and an invocation that ends only once the answer is stored.
 
     In Azure an invocation ends when its function's response has ended (the host waits for the
     worker's result and for the proxied response); an instance may be shut down as soon as
     none is running. A client that hangs up ends the stream early, but the answer is still
     being written by a task the host does not see: the response waits for it (bounded by the
-    turn's own time budget, within the 230 s of an HTTP answer), the client gone or not.
+    turn's own time budget, within the 230 s of an HTTP answer), the client gone or not. A
+    chat turn, a regenerate and a group question all answer through this one class.
     """
 
-    def __init__(self, turn: Turn, settings: Settings) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[str],
+        finish: Callable[[float], Awaitable[bool]],
+        settings: Settings,
+        *,
+        unfinished: Callable[[], None],
+    ) -> None:
         super().__init__(
-            with_keepalive(event_stream(turn), settings.sse_keepalive_s),
+            with_keepalive(events, settings.sse_keepalive_s),
             media_type="text/event-stream; charset=utf-8",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self.turn = turn
+        self.finish = finish
+        self.unfinished = unfinished
         # The turn's whole budget, counted from now (the question is stored already): a wait
         # after a hang-up never takes the invocation past it.
         self.finish_by = time.monotonic() + turn_budget_s(
@@ -138,8 +147,17 @@ class TurnStream(StreamingResponse):
         finally:
             # Shielded: a hang-up cancels the stream's scope, not this wait.
             with anyio.CancelScope(shield=True):
-                if not await self.turn.finish(max(self.finish_by - time.monotonic(), 0.0)):
-                    log.error("answer_unfinished", extra={"session_id": self.turn.session_id})
+                if not await self.finish(max(self.finish_by - time.monotonic(), 0.0)):
+                    self.unfinished()
+
+
+def turn_stream(turn: Turn, settings: Settings) -> AnswerStream:
+    """A chat turn's (or a regenerate's) events: session, deltas, title, done."""
+
+    def unfinished() -> None:
+        log.error("answer_unfinished", extra={"session_id": turn.session_id})
+
+    return AnswerStream(event_stream(turn), turn.finish, settings, unfinished=unfinished)
 
 
 @http_function(bp, "chat", ["POST"])
@@ -150,7 +168,7 @@ async def chat(ctx: RequestContext) -> Response:
     turn = await ctx.runtime.service.begin_turn(email, request)
     ctx.session_id = turn.session_id
     if wants_stream(ctx.request):
-        return TurnStream(turn, ctx.runtime.settings)
+        return turn_stream(turn, ctx.runtime.settings)
     result = await turn.result()
     return json_response(result.to_response())
 
@@ -165,7 +183,7 @@ async def regenerate(ctx: RequestContext) -> Response:
     request = RegenerateRequest() if empty else await ctx.body(RegenerateRequest)
     turn = await ctx.runtime.service.begin_regenerate(email, session_id, request)
     if wants_stream(ctx.request):
-        return TurnStream(turn, ctx.runtime.settings)
+        return turn_stream(turn, ctx.runtime.settings)
     result = await turn.result()
     return json_response(result.to_response())
 

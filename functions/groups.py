@@ -3,16 +3,12 @@ asking the assistant, Server-Sent Events), and joining the caller's real-time ch
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
-import anyio
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Response
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
-from functions.chat import sse, wants_stream, with_keepalive
+from functions.chat import AnswerStream, sse, wants_stream
 from functions.http import RequestContext, http_function, json_response
 from shared.config import Settings
 from shared.errors import ApiError, InternalError, InvalidRequest, RealtimeUnavailableError
@@ -31,7 +27,6 @@ from shared.groups.service import (
     MESSAGES_LIMIT_MAX,
 )
 from shared.realtime import RealtimeUnavailable
-from shared.time_limits import turn_budget_s
 
 bp = func.Blueprint()
 log = logging.getLogger("parley.groups")
@@ -124,7 +119,7 @@ async def send_group_message(ctx: RequestContext) -> Response:
     request = await ctx.body(GroupSendRequest)
     sent = await ctx.runtime.groups.send(email, ctx.name, ctx.path_value(GROUP_PARAM), request)
     if sent.asks and wants_stream(ctx.request):
-        return AskStream(sent, ctx.runtime.settings)
+        return ask_stream(sent, ctx.runtime.settings)
     messages = await sent.result()
     return json_response(GroupMessages(messages=[m.to_api() for m in messages]), status=201)
 
@@ -156,32 +151,13 @@ async def ask_events(sent: GroupSend) -> AsyncIterator[str]:
     yield sse("done", {"messages": [m.to_api().model_dump(by_alias=True) for m in messages]})
 
 
-class AskStream(StreamingResponse):
-    """The answer's events, and an invocation that ends only once the answer is stored (as
-    ``functions.chat.TurnStream``: a client that hangs up does not end it early)."""
+def ask_stream(sent: GroupSend, settings: Settings) -> AnswerStream:
+    """A group question's events: the stored message, deltas, done."""
 
-    def __init__(self, sent: GroupSend, settings: Settings) -> None:
-        super().__init__(
-            with_keepalive(ask_events(sent), settings.sse_keepalive_s),
-            status_code=200,
-            media_type="text/event-stream; charset=utf-8",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-        self.sent = sent
-        self.finish_by = time.monotonic() + turn_budget_s(
-            llm_timeout_s=settings.llm_timeout_s,
-            llm_max_retries=settings.llm_max_retries,
-            store_timeout_s=settings.store_timeout_s,
-            title_timeout_s=settings.title_timeout_s,
-        )
+    def unfinished() -> None:
+        log.error("group_answer_unfinished", extra={"group_id": sent.group_id})
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                if not await self.sent.finish(max(self.finish_by - time.monotonic(), 0.0)):
-                    log.error("group_answer_unfinished", extra={"group_id": self.sent.group_id})
+    return AnswerStream(ask_events(sent), sent.finish, settings, unfinished=unfinished)
 
 
 __all__ = ["bp"]

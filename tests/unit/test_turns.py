@@ -1,5 +1,5 @@
 """``Turn.finish``: what a streamed response whose client has gone waits for before its
-invocation ends (``functions/chat.py``, ``TurnStream``)."""
+invocation ends (``functions/chat.py``, ``AnswerStream``)."""
 
 from __future__ import annotations
 
