@@ -23,7 +23,8 @@ MODELS = ("gpt-4o-mini", "gpt-4o")
 async def _seed(store: Any, users: range, sessions: int, now: datetime) -> None:
     from shared.ids import new_session_id
     from shared.models import Feedback, MessageRecord, SessionRecord
-    from shared.usage import Spent, period_keys
+    from shared.storage.base import Spent
+    from shared.usage import period_keys
 
     for u in users:
         email = f"user{u}@example.com"

@@ -93,7 +93,7 @@ class Settings(BaseModel):
     # (shared/answers.py).
     stream_checkpoint_ms: int = Field(1000, alias="STREAM_CHECKPOINT_MS", ge=50, le=60_000)
     # Model tokens (prompt + completion) a user may spend per UTC day / month; 0: no limit
-    # (shared/usage.py).
+    # (shared/usage/).
     user_daily_token_limit: int = Field(200_000, alias="USER_DAILY_TOKEN_LIMIT", ge=0)
     user_monthly_token_limit: int = Field(0, alias="USER_MONTHLY_TOKEN_LIMIT", ge=0)
 

@@ -87,7 +87,7 @@ class RateLimited(TryLater):
 
 
 class QuotaExceeded(TryLater):
-    """The caller's token budget for the day or the month is spent (``shared/usage.py``):
+    """The caller's token budget for the day or the month is spent (``shared/usage/``):
     Retry-After is the time left until it resets."""
 
     status, code = 429, "quota_exceeded"

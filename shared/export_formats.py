@@ -1,4 +1,4 @@
-"""The export in the formats besides JSON, from the same streaming walk (``shared/export.py``):
+"""The export in the formats besides JSON, from the same streaming walk (``shared/export/``):
 
 - ``markdown``: a zip (``application/zip``, the standard library's ``zipfile``) holding one
   readable ``.md`` file per conversation: its title, times, and each message with its role,

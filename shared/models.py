@@ -252,7 +252,7 @@ class MessageRecord(BaseModel):
     # the next call can keep the same beginning (shared/context.py).
     context_from: int | None = None
     # On an answer: how long the model took (milliseconds to the first token and to the end of
-    # the answer), stored with it so that the operators' report (shared/report.py) can give
+    # the answer), stored with it so that the operators' report (shared/report/) can give
     # latency from the store; never part of the API object.
     first_token_ms: int | None = None
     total_ms: int | None = None

@@ -1,6 +1,6 @@
 """Median and p95 in bounded memory: a fixed histogram of log-spaced buckets.
 
-The operators' report (shared/report.py) reads every stored answer's latency one page at a
+The operators' report (shared/report/) reads every stored answer's latency one page at a
 time; keeping all the values to sort them would grow with the data. Instead each value falls in
 one of a fixed number of buckets whose bounds grow by ``GROWTH`` (bucket ``i >= 1`` holds
 ``[GROWTH**(i-1), GROWTH**i)`` milliseconds; bucket 0 holds what is under 1 ms), and a quantile

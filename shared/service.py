@@ -94,7 +94,7 @@ from shared.search_state import (
     ordered,
 )
 from shared.sharing import SharingStore, erase_shares, revoke_session_shares
-from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Where
+from shared.storage.base import Checkpoint, MoveOutcome, Presence, SearchHit, Spent, Where
 from shared.time_limits import model_budget_s, turn_budget_s
 from shared.titles import (
     MODEL_TITLE_MAX_TOKENS,
@@ -106,7 +106,7 @@ from shared.titles import (
     title_prompt,
 )
 from shared.turns import Turn, TurnResult
-from shared.usage import Spent, UsageMeter, UsageOut
+from shared.usage import UsageMeter, UsageOut
 
 log = logging.getLogger("parley.service")
 
@@ -1238,7 +1238,7 @@ class ConversationService:
                 ),
                 timeout=self.settings.title_timeout_s,
             )
-            # A title call reports no usage through ``complete``: estimated (shared/usage.py).
+            # A title call reports no usage through ``complete``: estimated (shared/usage/).
             spent = await self.usage.record(email, prompt, answer, None, turn=False)
             self._turn_event(email, "title", None, spent, "complete", timer)
             title = clean_model_title(answer)
@@ -1514,7 +1514,7 @@ class ConversationService:
         log.info("session_deleted", extra={"session_id": session_id})
 
     async def erase_everything(self, email: str, *, budget_s: float) -> bool:
-        """Delete every session of the caller (``shared/erase.py``); True once nothing is
+        """Delete every session of the caller (``shared/erase/``); True once nothing is
         left, False when ``budget_s`` ran out first (the caller asks again). Its audit line is
         written also when the step fails: sessions may have gone before the failure."""
         done = False
@@ -1528,7 +1528,7 @@ class ConversationService:
         return done
 
     async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
-        """Everything of the caller as one JSON document, in pieces (``shared/export.py``)."""
+        """Everything of the caller as one JSON document, in pieces (``shared/export/``)."""
         async for piece in self.export_as(email, "json", now=now):
             yield piece.decode()
 
@@ -1549,7 +1549,7 @@ class ConversationService:
     async def import_conversations(
         self, email: str, data: bytes | bytearray, media_type: str
     ) -> ImportReport:
-        """A ChatGPT or Parley export into the caller's conversations (``shared/importer.py``);
+        """A ChatGPT or Parley export into the caller's conversations (``shared/importer/``);
         one audit line says how it went (counts only)."""
         report: ImportReport | None = None
         try:

@@ -1,5 +1,5 @@
 """``python -m shared.erase --email ADDRESS [--dry-run]``: erase one user for a request that
-came by support (``shared/erase.py`` is the rule). Prints one JSON line ``{"sessions",
+came by support (``shared/erase/`` is the rule). Prints one JSON line ``{"sessions",
 "messages", "dryRun"}``; its audit line is written also when it fails part-way."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``python -m shared.export --email ADDRESS [--out FILE] [--format json|markdown|csv]``: one
-user's export for a request that came by support (``shared/export.py`` is the rule)."""
+user's export for a request that came by support (``shared/export/`` is the rule)."""
 
 from __future__ import annotations
 

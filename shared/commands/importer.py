@@ -1,5 +1,5 @@
 """``python -m shared.importer --email ADDRESS FILE``: a ChatGPT or Parley export into one
-user's conversations, for a request that came by support (``shared/importer.py`` is the rule)."""
+user's conversations, for a request that came by support (``shared/importer/`` is the rule)."""
 
 from __future__ import annotations
 

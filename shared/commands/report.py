@@ -1,5 +1,5 @@
 """``python -m shared.report [--days N] [--out FILE | --json]``: the operators' figures from
-the configured store, as HTML with charts or JSON (``shared/report.py`` computes them)."""
+the configured store, as HTML with charts or JSON (``shared/report/`` computes them)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``python -m shared.usage --email ADDRESS [--reset]``: one user's token usage, every period
-recorded, as one JSON line; with ``--reset``, then deleted (``shared/usage.py`` is the rule)."""
+recorded, as one JSON line; with ``--reset``, then deleted (``shared/usage/`` is the rule)."""
 
 from __future__ import annotations
 

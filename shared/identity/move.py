@@ -85,7 +85,7 @@ async def move_user(
 
 
 async def _move_usage(store: Store, old: str, new: str) -> None:
-    """The old address's token usage (shared/usage.py) goes with the person: added to the new
+    """The old address's token usage (shared/usage/) goes with the person: added to the new
     address's, then cleared. A run stopped between the two counts it twice on the next run (a
     budget reached early), never loses it."""
     spent = await store.read_usage(old)

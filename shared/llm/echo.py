@@ -41,7 +41,7 @@ class EchoModel:
         words = message.split(" ")
         for index, word in enumerate(words):
             yield word if index == len(words) - 1 else word + " "
-        # It reads no prompt, so it reports none: usage estimates it (shared/usage.py), and the
+        # It reads no prompt, so it reports none: usage estimates it (shared/usage/), and the
         # budgets work with the echo model as with a real one.
         yield Usage(model=self.name, completion_tokens=1 + len(words))
 

@@ -28,7 +28,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
@@ -45,9 +45,6 @@ from shared.models import (
     ViewedShare,
 )
 
-if TYPE_CHECKING:
-    from shared.usage import Spent
-
 Where = Literal["active", "archive"]
 WHERES: tuple[Where, Where] = ("active", "archive")
 
@@ -56,6 +53,30 @@ MAX_BATCH_OPERATIONS = 100  # Cosmos' limit for one transactional batch; SQLite 
 
 def other(where: Where) -> Where:
     return "archive" if where == "active" else "active"
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Tokens (and answered turns) of one user in one period, or of one model call: what a
+    store keeps per period (``shared/usage/`` holds the rules that read and add it)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those the model's prompt cache served
+    turns: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """What budgets count: prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.turns + other.turns,
+        )
 
 
 class Presence(enum.Enum):
@@ -339,7 +360,7 @@ class ConversationStore(Protocol):
         everything); empty when nothing of the caller is left."""
         ...
 
-    # ---- token usage (shared/usage.py) -------------------------------------------------------
+    # ---- token usage (shared/usage/) -------------------------------------------------------
 
     async def add_usage(self, email: str, periods: Sequence[str], spent: Spent) -> None:
         """Add ``spent`` to each of the caller's ``periods`` (``shared.usage.period_key``),
@@ -365,7 +386,7 @@ class ConversationStore(Protocol):
 @dataclass(frozen=True)
 class ArchiveRun:
     """What the store keeps of one archival pass, for the operators' report: counts and a
-    time, never a user (shared/archive/sweep.py records it; shared/report.py reads it)."""
+    time, never a user (shared/archive/sweep.py records it; shared/report/ reads it)."""
 
     run_id: str
     at: datetime

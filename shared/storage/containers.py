@@ -61,7 +61,7 @@ def _indexing_policy() -> dict[str, Any]:
             {"path": "/state/?"},
             {"path": "/since/?"},
             {"path": "/cleanup/?"},
-            # The operator's report (shared/report.py): messages since a day, usage by period.
+            # The operator's report (shared/report/): messages since a day, usage by period.
             {"path": "/timestamp/?"},
             {"path": "/period/?"},
         ],

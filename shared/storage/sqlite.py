@@ -59,13 +59,13 @@ from shared.storage.base import (
     RehomeOutcome,
     SearchHit,
     SessionRef,
+    Spent,
     TurnView,
     Unfinished,
     UsageDay,
     Where,
 )
 from shared.storage.keyset import decode_position, encode_position
-from shared.usage import Spent
 
 T = TypeVar("T")
 log = logging.getLogger("parley.storage.sqlite")
@@ -207,7 +207,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (email, share_id)
     ) WITHOUT ROWID;
     """,
-    # 6: what each user's model calls cost, per UTC day and month (shared/usage.py): one row
+    # 6: what each user's model calls cost, per UTC day and month (shared/usage/): one row
     # per user and period, incremented in place.
     """
     CREATE TABLE usage (
@@ -259,7 +259,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE rowid = parley_search_rowid(new.email, new.session_id, new.seq);
     END;
     """,
-    # 9: one row per archival pass, for the operators' report (shared/report.py): counts and a
+    # 9: one row per archival pass, for the operators' report (shared/report/): counts and a
     # time, no user, so no user's list, export or erasure ever reads this table.
     """
     CREATE TABLE archive_runs (

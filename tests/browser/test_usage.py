@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from shared.storage.base import Spent
 from shared.storage.sqlite import SqliteStore
-from shared.usage import Spent, period_keys
+from shared.usage import period_keys
 from tests.browser.support import (
     EMAIL,
     composer,

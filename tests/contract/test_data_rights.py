@@ -1,5 +1,5 @@
 """Export and erasure through the service, on every store (``openapi.yaml``: GET /api/export,
-DELETE /api/sessions; ``shared/export.py``, ``shared/erase.py``).
+DELETE /api/sessions; ``shared/export/``, ``shared/erase/``).
 
 What the database really holds is read raw (``tests/archive/conftest.py: raw_items``): an
 erasure is done when nothing of the user is left in any container, and nobody else's items

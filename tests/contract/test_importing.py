@@ -1,5 +1,5 @@
 """Importing a ChatGPT data export and a Parley export, on every store (``openapi.yaml``: POST
-/api/import; ``shared/importer.py``), with the sample export in ``tests/data`` (written for
+/api/import; ``shared/importer/``), with the sample export in ``tests/data`` (written for
 these tests in ChatGPT's documented ``conversations.json`` shape: a branched tree, a hidden
 system message, a tool message, an image attachment, and a broken conversation)."""
 

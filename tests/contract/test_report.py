@@ -1,4 +1,4 @@
-"""``python -m shared.report`` (shared/report.py) on every store: its figures equal a hand count
+"""``python -m shared.report`` (shared/report/) on every store: its figures equal a hand count
 on a seeded store, read in pages (a page of two items here, so every scan turns pages), and
 nothing outside the window counts."""
 

@@ -1,4 +1,4 @@
-"""Token usage and budgets on every store (shared/usage.py, docs/http.md "Usage and budgets").
+"""Token usage and budgets on every store (shared/usage/, docs/http.md "Usage and budgets").
 
 - concurrent increments are all counted (20 at once, on one user's day and month records);
 - the day and the month roll over with the (injected) clock, each on its own;
@@ -27,8 +27,8 @@ from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
 from shared.service import ConversationService
-from shared.storage.base import Store
-from shared.usage import RECORD_ATTEMPTS, Spent, period_keys
+from shared.storage.base import Spent, Store
+from shared.usage import RECORD_ATTEMPTS, period_keys
 from tests.contract.conftest import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -85,7 +85,7 @@ def test_concurrent_increments_are_all_counted(run: Runner[None], emails: tuple[
         async def add_until_acknowledged() -> None:
             # Under the tight request-unit budget a batch may be refused (429 past the SDK's
             # retries: nothing applied, 503 to the caller), and the caller sends it again, as
-            # the service does (shared/usage.py); what was acknowledged must all be counted.
+            # the service does (shared/usage/); what was acknowledged must all be counted.
             for _ in range(10):
                 try:
                     await store.add_usage(alice, periods, one)

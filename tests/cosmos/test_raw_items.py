@@ -92,7 +92,7 @@ def test_one_session_item_and_one_item_per_message(
     email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
     sid, _ = converse(database, email, turns=5)
     everything = items_of(container, email)
-    # What the user's model calls cost: one item per period, in no session (shared/usage.py).
+    # What the user's model calls cost: one item per period, in no session (shared/usage/).
     usage = sorted((i for i in everything if i["type"] == "usage"), key=lambda i: i["id"])
     assert [(u["period"].split("-")[0], u["turns"]) for u in usage] == [("day", 5), ("month", 5)]
     assert all(u["id"] == "usage-" + u["period"] and "sessionId" not in u for u in usage)

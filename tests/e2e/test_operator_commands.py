@@ -1,4 +1,4 @@
-"""The operators' commands for one user, as processes (``shared/export.py``, ``shared/erase.py``):
+"""The operators' commands for one user, as processes (``shared/export/``, ``shared/erase/``):
 
     python -m shared.export --email alice@example.com [--out FILE]
     python -m shared.erase --email alice@example.com [--dry-run]

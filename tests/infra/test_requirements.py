@@ -51,12 +51,25 @@ def published_sources() -> list[Path]:
         for line in (REPO_ROOT / ".funcignore").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+    # A pattern without a slash matches a name at the top; one with a slash, a path from the root.
+    def left_out(path: Path) -> bool:
+        relative = path.relative_to(REPO_ROOT).as_posix()
+        return any(
+            fnmatch.fnmatch(relative if "/" in pattern else path.name, pattern)
+            for pattern in ignored
+        )
+
     files: list[Path] = []
     for entry in sorted(REPO_ROOT.iterdir()):
-        if any(fnmatch.fnmatch(entry.name, pattern) for pattern in ignored):
+        if left_out(entry):
             continue
         if entry.is_dir():
-            files.extend(p for p in sorted(entry.rglob("*.py")) if "__pycache__" not in p.parts)
+            files.extend(
+                p
+                for p in sorted(entry.rglob("*.py"))
+                if "__pycache__" not in p.parts and not left_out(p)
+            )
         elif entry.suffix == ".py":
             files.append(entry)
     return files
@@ -126,6 +139,9 @@ def test_the_published_code_is_found() -> None:
     assert any(n.startswith("shared/") for n in names)
     left_out = {"tests", "infra", "tools", "devhost", "bench"}
     assert not any(n.split("/")[0] in left_out for n in names)
+    # The report's charts need matplotlib, a development requirement: never published.
+    assert "shared/report/__init__.py" in names
+    assert "shared/report/charts.py" not in names
 
 
 def test_every_module_the_app_imports_is_pinned() -> None:

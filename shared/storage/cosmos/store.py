@@ -49,6 +49,7 @@ from shared.storage.base import (
     RehomeOutcome,
     SearchHit,
     SessionRef,
+    Spent,
     TurnView,
     Unfinished,
     UsageDay,
@@ -94,7 +95,6 @@ from shared.storage.cosmos.moves import Moves
 from shared.storage.cosmos.rehome import Rehome
 from shared.storage.cosmos.shares import CosmosShares
 from shared.storage.keyset import decode_position, encode_position
-from shared.usage import Spent
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential

@@ -1,4 +1,4 @@
-"""A user's token usage on Cosmos DB (``shared/usage.py``): one small item per user and period.
+"""A user's token usage on Cosmos DB (``shared/usage/``): one small item per user and period.
 
 - usage item: ``id`` = ``usage-<period>`` (``usage-day-2026-12-05``, ``usage-month-2026-12``),
   ``type: "usage"``, ``period``, ``promptTokens``, ``completionTokens``, ``cachedTokens``,
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shared.storage.base import Spent
 from shared.storage.cosmos.client import BatchOp, BatchRefused, CosmosConnection
-from shared.usage import Spent
 
 USAGE = "usage"
 USAGE_ID_PREFIX = "usage-"

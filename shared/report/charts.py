@@ -1,5 +1,5 @@
 """The report's charts (``python -m shared.report``): matplotlib, a development requirement,
-kept out of the deployed package (.funcignore leaves tools/ out)."""
+kept out of the deployed package (.funcignore leaves this file out)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ too (``docs/privacy.md``, "Erasure").
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 
 from shared.audit import audit
@@ -48,7 +47,7 @@ async def erase_sessions(
                     return False
                 caught_up = True
                 continue
-            # The last of the user's data: what their model calls cost (shared/usage.py).
+            # The last of the user's data: what their model calls cost (shared/usage/).
             await store.clear_usage(email)
             return True
         for session_id in ids:
@@ -66,9 +65,3 @@ def audit_erase(user: str, by: str, *, complete: bool, **counts: int | bool | No
     counted, and whether it completed; never the data. Written also when it stopped part-way:
     sessions may have gone before the failure."""
     audit("erase", user=user, by=by, **counts, complete=complete)
-
-
-if __name__ == "__main__":  # python -m shared.erase: the command is shared/commands/erase.py
-    from shared.commands.erase import main
-
-    sys.exit(main())

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +30,7 @@ from shared.context import estimate_tokens
 from shared.deadline import storage_budget
 from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
+from shared.storage.base import Spent
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -48,29 +47,6 @@ HISTORY_MAX_DAYS = 90
 # (logged), never the answer. A write that timed out may have been applied: counted twice then.
 RECORD_ATTEMPTS = 4
 RECORD_PAUSE_CAP_S = 2.0
-
-
-@dataclass(frozen=True)
-class Spent:
-    """Tokens (and answered turns) of one user in one period, or of one model call."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # of the prompt tokens, those the model's prompt cache served
-    turns: int = 0
-
-    @property
-    def tokens(self) -> int:
-        """What budgets count: prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Spent) -> Spent:
-        return Spent(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cached_tokens + other.cached_tokens,
-            self.turns + other.turns,
-        )
 
 
 def period_key(period: Period, when: datetime) -> str:
@@ -297,9 +273,3 @@ def spent_json(spent: dict[str, Spent]) -> list[dict[str, object]]:
         }
         for period, total in spent.items()
     ]
-
-
-if __name__ == "__main__":  # python -m shared.usage: the command is shared/commands/usage.py
-    from shared.commands.usage import main
-
-    sys.exit(main())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -225,9 +224,9 @@ def to_html(report: Report) -> str:
         for d in archival["perDay"]
         if d["runs"]
     )
-    # Drawn by matplotlib, a development requirement: the chart code lives outside the
-    # deployed package (tools/, which .funcignore leaves out).
-    from tools.report_charts import charts
+    # Drawn by matplotlib, a development requirement: the chart code is left out of the
+    # deployed package (.funcignore), where no report is ever drawn.
+    from shared.report.charts import charts
 
     figures = "".join(
         f'<figure aria-label="{html.escape(title)}">{svg}</figure>' for title, svg in charts(report)
@@ -271,9 +270,3 @@ configured store (the Azure workbook draws the same figures from the events).</p
 <script type="application/json" id="report-data">{embedded}</script>
 </body></html>
 """
-
-
-if __name__ == "__main__":  # python -m shared.report: the command is shared/commands/report.py
-    from shared.commands.report import main
-
-    sys.exit(main())

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -353,9 +352,3 @@ def audit_import(user: str, by: str, report: ImportReport | None) -> None:
         failed=len(report.failed) if report else None,
         complete=report is not None,
     )
-
-
-if __name__ == "__main__":  # python -m shared.importer: the command is shared/commands/importer.py
-    from shared.commands.importer import main
-
-    sys.exit(main())

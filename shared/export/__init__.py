@@ -25,7 +25,6 @@ is whole.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,7 +176,7 @@ async def export_document(
         yield piece
     async for piece in export_groups(store, email):
         yield piece
-    # What the user's model calls cost, per period (shared/usage.py): personal data too.
+    # What the user's model calls cost, per period (shared/usage/): personal data too.
     usage = spent_json(await store.read_usage(email))
     count.complete = True
     yield ',"usage":' + json.dumps(usage, separators=(",", ":")) + ',"complete":true}'
@@ -195,9 +194,3 @@ def audit_export(user: str, by: str, export_format: str, count: ExportCount) -> 
         messages=count.messages,
         complete=count.complete,
     )
-
-
-if __name__ == "__main__":  # python -m shared.export: the command is shared/commands/export.py
-    from shared.commands.export import main
-
-    sys.exit(main())
