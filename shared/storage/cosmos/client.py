@@ -371,29 +371,11 @@ class CosmosConnection:
         So one conditional replace that can never apply (an etag no item has) brings the latest
         token, which ``consistency.response_hook`` records for this context's reads. False when
         a response brought no token: the caller must not trust a read that missed."""
-        consistency.ensure()
-        wheres: tuple[Where, Where] = ("active", "archive")
         caught = True
+        wheres: tuple[Where, Where] = ("active", "archive")
         for where, spec in zip(wheres, self._specs, strict=True):
             field = spec.partition_key_path.strip("/")
-
-            async def probe(container: ContainerProxy, budget: float, field: str = field) -> bool:
-                try:
-                    await container.replace_item(
-                        CATCH_UP_ID,
-                        {"id": CATCH_UP_ID, field: email},
-                        etag=CATCH_UP_ETAG,
-                        match_condition=MatchConditions.IfNotModified,
-                        timeout=budget,
-                    )
-                except CosmosHttpResponseError as exc:
-                    if status_of(exc) in (404, 412) and not owner_missing(exc):
-                        headers = exc.headers or {}
-                        return bool(headers.get(consistency.SESSION_TOKEN_HEADER))
-                    raise
-                raise AssertionError("a replace with an etag no item has applied")
-
-            caught = await self.call("catch_up", where, probe) and caught
+            caught = await self.catch_up_item(where, CATCH_UP_ID, field, email) and caught
         return caught
 
     async def catch_up_item(self, where: Target, item_id: str, key_field: str, key: str) -> bool:
