@@ -105,9 +105,9 @@ OPENAI_TPM_PER_CAPACITY_UNIT = Limit(
     "https://learn.microsoft.com/en-us/azure/ai-foundry/openai/how-to/quota",
 )
 OPENAI_RPM_PER_CAPACITY_UNIT = 6  # the same page
+# Autoscale, https://learn.microsoft.com/en-us/azure/cosmos-db/provision-throughput-autoscale:
 AUTOSCALE_MIN_FRACTION = 0.1  # autoscale bills at least 10% of its maximum, every hour
 AUTOSCALE_STEP_RUS = 1_000  # an autoscale maximum is 1,000 RU/s or more, in steps of 1,000
-AUTOSCALE_URL = "https://learn.microsoft.com/en-us/azure/cosmos-db/provision-throughput-autoscale"
 # Provisioned throughput needs at least 1 RU/s per GB stored ("Minimum RU/s required per 1 GB"),
 # https://learn.microsoft.com/en-us/azure/cosmos-db/concepts-limits (read 2026-12-05).
 MIN_RUS_PER_GB = 1.0

@@ -126,7 +126,6 @@ LIST_QUERY = (
     " WHERE c.type = 'session' AND NOT IS_DEFINED(c.state){after}"
     " ORDER BY c.type DESC, c.pinned DESC, c.updatedAt DESC, c.id DESC"
 )
-AFTER_CLAUSE = " AND (c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
 # The list's runs, in order, and the filter that starts a page after a position in each.
 LIST_RUNS = ("pinned", "unpinned", "legacy")
 _NEWER = "(c.updatedAt < @u OR (c.updatedAt = @u AND c.id < @i))"
