@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import count
 from typing import Literal, Protocol
 
 from shared.answers import (
@@ -666,7 +665,6 @@ class ConversationService:
         raced the checkpoints is met here, and the whole text replaces whatever a checkpoint
         or a move's copy held). Feedback given meanwhile is kept."""
         assert live.growing is not None
-        started = self.clock.now()
         final = live.growing.model_copy(
             update={
                 "content": content,
@@ -681,7 +679,20 @@ class ConversationService:
             }
         )
         session = live.session
-        for attempt in count():
+
+        async def attempt(n: int) -> MessageRecord:
+            nonlocal session, final
+            if n > 0:
+                with storage_budget(self.settings.store_timeout_s):
+                    session = await self._live_session(email, session.id, n - 1)
+                    # What changed the session may have changed the answer's item too (feedback
+                    # given while it streamed): keep that, replace only what this write owns.
+                    now = await self.store.get_message(email, session.id, final.seq, where="active")
+                    if now is not None and now.status != "streaming":
+                        # Only this generation ends its answer: another write replaced it.
+                        raise Conflict("The answer was replaced while it was being generated.")
+                    if now is not None:
+                        final = final.model_copy(update={"feedback": now.feedback})
             try:
                 with storage_budget(self.settings.store_timeout_s):
                     await self.store.finish_answer(
@@ -689,23 +700,16 @@ class ConversationService:
                         final,
                         expected_etag=session.etag or "",
                     )
-                return final
             except ConcurrencyConflict:
-                waited = (self.clock.now() - started).total_seconds()
-                if waited > ANSWER_COMMIT_PATIENCE_S:
-                    raise _too_contended(session.id) from None
-                await self._sleep(backoff_delay(attempt))
-            with storage_budget(self.settings.store_timeout_s):
-                session = await self._live_session(email, session.id, attempt)
-                # What changed the session may have changed the answer's item too (feedback
-                # given while it streamed): keep that, replace only what this write owns.
-                now = await self.store.get_message(email, session.id, final.seq, where="active")
-                if now is not None and now.status != "streaming":
-                    # Only this generation ends its answer: another write replaced it.
-                    raise Conflict("The answer was replaced while it was being generated.")
-                if now is not None:
-                    final = final.model_copy(update={"feedback": now.feedback})
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise LostRace() from None
+            return final
+
+        try:
+            return await retry_on_conflict(
+                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+            )
+        except RetriesExhausted:
+            raise _too_contended(session.id) from None
 
     def _turn_event(
         self,
@@ -747,9 +751,20 @@ class ConversationService:
         it is ours (False: a concurrent retry of the same request stored its answer first,
         returned instead). It is not given up for contention while the session exists
         (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case)."""
-        started = self.clock.now()
         request = self._request_record(user)
-        for attempt in count():
+        first = session
+
+        async def attempt(n: int) -> tuple[MessageRecord, SessionRecord, bool]:
+            nonlocal session
+            if n > 0:
+                with storage_budget(self.settings.store_timeout_s):
+                    session = await self._live_session(email, session.id, n - 1)
+                    if request is not None:
+                        existing = await self._stored_answer(
+                            email, session.id, request.client_message_id
+                        )
+                        if existing is not None:  # a concurrent retry of the same request won
+                            return existing, session, False
             assistant = self._assistant_record(
                 session.id, session.last_seq + 1, content, usage, context_from, latency, status
             )
@@ -766,21 +781,16 @@ class ConversationService:
                         expected_etag=session.etag,
                         request=answered,
                     )
-                return assistant, stored, True
             except ConcurrencyConflict:
-                waited = (self.clock.now() - started).total_seconds()
-                if waited > ANSWER_COMMIT_PATIENCE_S:
-                    raise _too_contended(session.id) from None
-                await self._sleep(backoff_delay(attempt))
-            with storage_budget(self.settings.store_timeout_s):
-                session = await self._live_session(email, session.id, attempt)
-                if request is not None:
-                    existing = await self._stored_answer(
-                        email, session.id, request.client_message_id
-                    )
-                    if existing is not None:  # a concurrent retry of the same request won
-                        return existing, session, False
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise LostRace() from None
+            return assistant, stored, True
+
+        try:
+            return await retry_on_conflict(
+                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+            )
+        except RetriesExhausted:
+            raise _too_contended(first.id) from None
 
     def _assistant_record(
         self,
@@ -1056,8 +1066,22 @@ class ConversationService:
             status: AnswerStatus = "complete",
         ) -> tuple[MessageRecord, SessionRecord, bool]:
             current = previous
-            started = self.clock.now()
-            for attempt in count():
+
+            async def attempt(n: int) -> tuple[MessageRecord, SessionRecord, bool]:
+                nonlocal session, current
+                if n > 0:
+                    with storage_budget(self.settings.store_timeout_s):
+                        session = await self._live_session(email, session.id, n - 1)
+                        now = await self.store.get_message(
+                            email, session.id, current.seq, where="active"
+                        )
+                    if session.last_seq != current.seq or now is None or now.role != "assistant":
+                        raise Conflict(
+                            "The conversation went on meanwhile: only the last answer can be "
+                            "regenerated."
+                        )
+                    # With its feedback, or another regenerate's answer, as they are.
+                    current = now
                 answer = self._assistant_record(
                     session.id, current.seq, content, usage, context_from, latency, status
                 ).model_copy(
@@ -1092,24 +1116,16 @@ class ConversationService:
                     if existing is not None:
                         theirs = await self._answer_of(email, session.id, existing, cmid)
                         return theirs, session, False
+                    raise LostRace() from None
                 except ConcurrencyConflict:
-                    pass
-                waited = (self.clock.now() - started).total_seconds()
-                if waited > ANSWER_COMMIT_PATIENCE_S:
-                    raise _too_contended(session.id) from None
-                await self._sleep(backoff_delay(attempt))
-                with storage_budget(self.settings.store_timeout_s):
-                    session = await self._live_session(email, session.id, attempt)
-                    now = await self.store.get_message(
-                        email, session.id, current.seq, where="active"
-                    )
-                if session.last_seq != current.seq or now is None or now.role != "assistant":
-                    raise Conflict(
-                        "The conversation went on meanwhile: only the last answer can be "
-                        "regenerated."
-                    )
-                current = now  # with its feedback, or another regenerate's answer, as they are
-            raise AssertionError("unreachable")  # pragma: no cover
+                    raise LostRace() from None
+
+            try:
+                return await retry_on_conflict(
+                    attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+                )
+            except RetriesExhausted:
+                raise _too_contended(session.id) from None
 
         return store
 
