@@ -28,6 +28,11 @@ from shared.time_limits import model_budget_s
 
 Sleep = Callable[[float], Awaitable[None]]
 
+# Storing an answer the model has already produced (a chat turn's, a regenerate's, a group's):
+# keep trying while its conversation exists, for at most this long (contention only: a store
+# that refuses writes fails the answer at once).
+ANSWER_COMMIT_PATIENCE_S = 120.0
+
 
 def silent_for_too_long(message: MessageRecord, now: datetime, budget_s: float) -> bool:
     """True when a "streaming" answer's last write is older than ``budget_s``: its generator

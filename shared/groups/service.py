@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shared.answers import ANSWER_COMMIT_PATIENCE_S
 from shared.auth.claims import normalise_email
 from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
 from shared.clock import Clock, SystemClock, stored_time
@@ -96,7 +97,6 @@ def _too_busy() -> StorageUnavailable:
     return StorageUnavailable("The group is too busy right now; try again.")
 
 
-ANSWER_COMMIT_PATIENCE_S = 120.0
 # A publish waits at most this long: the write is stored, the event is a courtesy.
 PUBLISH_TIMEOUT_S = 5.0
 # Messages redacted per write when a sender is erased (each one batch with the group item).

@@ -74,12 +74,12 @@ class ChatTurns:
         """Validate, then store the user message (or find it, for a retry). Every error of the
         request itself is raised here, before any answer starts."""
         self.validate_message(request)
+        if request.session_id is not None and not is_session_id(request.session_id):
+            raise NotFound()  # no id of ours: answered without a storage call (docs/security.md)
         # Before anything is stored or the model is called (429 quota_exceeded).
         await self.answering.check_quota(email)
         cmid = request.client_message_id
         if request.session_id is not None:
-            if not is_session_id(request.session_id):
-                raise NotFound()
             return await self._continue(email, request.session_id, request, may_create=False)
         if cmid:
             # A retried first message finds its session (wherever it is now) by this id.

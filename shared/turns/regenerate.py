@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from shared.answers import ANSWER_COMMIT_PATIENCE_S
 from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
 from shared.clock import Clock
 from shared.config import Settings
@@ -31,7 +32,7 @@ from shared.models import (
 )
 from shared.storage.base import ConversationStore, Presence
 from shared.turns.answer import Answering
-from shared.turns.storing import ANSWER_COMMIT_PATIENCE_S, AnswerWrites, StoreAnswer
+from shared.turns.storing import AnswerWrites, StoreAnswer
 from shared.turns.turn import Turn, TurnResult
 
 # Reading the last answer and its question to regenerate: attempts before answering 503 (each

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.answers import ANSWER_COMMIT_PATIENCE_S
 from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
 from shared.clock import Clock
 from shared.config import Settings
@@ -21,10 +22,6 @@ from shared.llm.base import Usage
 from shared.locating import live_session, too_contended
 from shared.models import AnswerStatus, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import ConversationStore
-
-# Storing an answer the model has already produced: keep trying while the session exists, for
-# at most this long (contention only: a store that refuses writes fails the turn at once).
-ANSWER_COMMIT_PATIENCE_S = 120.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
