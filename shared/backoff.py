@@ -12,6 +12,9 @@ from shared.clock import Clock
 
 T = TypeVar("T")
 
+# The pause between attempts, injected (tests never sleep).
+Sleep = Callable[[float], Awaitable[None]]
+
 # Randomised exponential pauses between attempts: first ~10 ms, at most this long.
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
 
@@ -42,7 +45,7 @@ class RetriesExhausted(Exception):
 async def retry_on_conflict(
     attempt: Callable[[int], Awaitable[T]],
     *,
-    sleep: Callable[[float], Awaitable[None]],
+    sleep: Sleep,
     attempts: int | None = None,
     within_s: float | None = None,
     clock: Clock | None = None,

@@ -6,10 +6,9 @@ what a read or a write that keeps losing it answers. Shared by the service
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shared.backoff import backoff_delay
+from shared.backoff import Sleep, backoff_delay
 from shared.errors import ApiError, NotFound, StorageUnavailable
 from shared.ids import is_session_id, parse_message_id
 from shared.models import SessionRecord
@@ -21,8 +20,6 @@ log = logging.getLogger("parley.service")
 # Reads of a session's messages that may each find it moved away since it was located (each
 # move leaves it for good, so a few suffice) before answering 503.
 MAX_MOVED_READS = 4
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Literal
 
 from shared.answers import ShownAt, answer_budget_s
 from shared.audit import structured, user_hash
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.clock import Clock, SystemClock, iso
 from shared.config import Settings
 from shared.consistency import CatchesUp, catch_up
@@ -77,8 +77,6 @@ MESSAGES_LIMIT_DEFAULT, MESSAGES_LIMIT_MAX = 50, 200
 MAX_FEEDBACK_ATTEMPTS = 40
 # A rename or a pin is rarely contended; a few attempts, then 503.
 MAX_TITLE_ATTEMPTS = 5
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 FEEDBACK_LOG_PREFIX = "feedback_changed "  # docs/operations.md's query parses what follows

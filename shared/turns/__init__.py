@@ -18,9 +18,9 @@ so nothing is lost or duplicated and busy sessions do not starve their own turns
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from shared.backoff import Sleep
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.llm.base import ChatModel
@@ -35,8 +35,6 @@ from shared.turns.turn import Turn, TurnResult
 from shared.usage import UsageMeter
 
 __all__ = ["Turn", "TurnResult", "Turns"]
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -66,15 +64,11 @@ class Turns:
         clock = clock or SystemClock()
         checkpoints = checkpoint_sleep or asyncio.sleep
         usage = UsageMeter(store, settings, clock, sleep=sleep)
-        writes = AnswerWrites(store, settings, clock, model.name, sleep=sleep)
-        answering = Answering(
-            store, model, settings, clock, usage, writes, checkpoint_sleep=checkpoints
-        )
-        titles = ModelTitles(store, model, settings, usage, answering, sleep=sleep)
+        writes = AnswerWrites(store, settings, clock, model.name, sleep)
+        answering = Answering(store, model, settings, clock, usage, writes, checkpoints)
+        titles = ModelTitles(store, model, settings, usage, answering, sleep)
         return cls(
-            chat=ChatTurns(store, settings, clock, answering, titles, sleep=sleep),
-            answers=AnswersInProgress(
-                store, settings, answering.shown_at, checkpoint_sleep=checkpoints
-            ),
-            regenerating=Regenerating(store, settings, clock, answering, writes, sleep=sleep),
+            chat=ChatTurns(store, settings, clock, answering, titles, sleep),
+            answers=AnswersInProgress(store, settings, answering.shown_at, checkpoints),
+            regenerating=Regenerating(store, settings, clock, answering, writes, sleep),
         )

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 
 from shared.answers import Checkpoints, ShownAt, answer_budget_s
 from shared.audit import user_hash
+from shared.backoff import Sleep
 from shared.clock import Clock
 from shared.config import Settings
 from shared.context import Spoken, Window, context_window
@@ -28,8 +30,6 @@ from shared.usage import Spent, UsageMeter
 
 log = logging.getLogger("parley.turns")
 
-Sleep = Callable[[float], Awaitable[None]]
-
 
 def prompt_cache_key(session_id: str) -> str:
     """The ``prompt_cache_key`` of a conversation: stable for the session (its calls share
@@ -37,33 +37,23 @@ def prompt_cache_key(session_id: str) -> str:
     return "parley-" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
 class Answering:
     """The answer to a stored question: a :class:`Turn` whose task generates and stores it."""
 
-    def __init__(
-        self,
-        store: ConversationStore,
-        model: ChatModel,
-        settings: Settings,
-        clock: Clock,
-        usage: UsageMeter,
-        writes: AnswerWrites,
-        *,
-        checkpoint_sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.model = model
-        self.settings = settings
-        self.clock = clock
-        self.usage = usage
-        self.writes = writes
-        # The pause between an answer's checkpoints (shared/answers.py).
-        self._checkpoint_sleep = checkpoint_sleep
-        self._answer_budget_s = answer_budget_s(settings.llm_timeout_s, settings.llm_max_retries)
+    store: ConversationStore
+    model: ChatModel
+    settings: Settings
+    clock: Clock
+    usage: UsageMeter
+    writes: AnswerWrites
+    # The pause between an answer's checkpoints (shared/answers.py).
+    checkpoint_sleep: Sleep
 
     def shown_at(self) -> ShownAt:
         """How readers see answers now: one whose generator died is "interrupted"."""
-        return ShownAt(self.clock.now(), self._answer_budget_s)
+        budget_s = answer_budget_s(self.settings.llm_timeout_s, self.settings.llm_max_retries)
+        return ShownAt(self.clock.now(), budget_s)
 
     async def check_quota(self, email: str) -> None:
         """429 quota_exceeded (and its analytics event), before anything is stored or the model
@@ -179,7 +169,7 @@ class Answering:
             checkpoint,
             text,
             interval_s=self.settings.stream_checkpoint_ms / 1000,
-            sleep=self._checkpoint_sleep,
+            sleep=self.checkpoint_sleep,
             # The model call is cancelled; what it said so far is stored as "stopped".
             on_stop=generation.cancel,
         )

@@ -6,9 +6,9 @@ again for a retried clientMessageId; then the answer runs in the turn's task
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.clock import Clock
 from shared.config import Settings
 from shared.errors import (
@@ -41,26 +41,15 @@ log = logging.getLogger("parley.turns")
 # the same session was stored; with the pauses between, this is several seconds of contention).
 MAX_USER_ATTEMPTS = 40
 
-Sleep = Callable[[float], Awaitable[None]]
 
-
+@dataclass(frozen=True)
 class ChatTurns:
-    def __init__(
-        self,
-        store: ConversationStore,
-        settings: Settings,
-        clock: Clock,
-        answering: Answering,
-        titles: ModelTitles,
-        *,
-        sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.answering = answering
-        self.titles = titles
-        self._sleep = sleep
+    store: ConversationStore
+    settings: Settings
+    clock: Clock
+    answering: Answering
+    titles: ModelTitles
+    sleep: Sleep
 
     def validate_message(self, request: ChatRequest) -> None:
         if not request.message.strip():
@@ -101,7 +90,7 @@ class ChatTurns:
             )
             if view.presence is Presence.ARCHIVED:
                 # An archived conversation comes back to the active store before it continues.
-                await restore(self.store, email, session_id, n, self._sleep)
+                await restore(self.store, email, session_id, n, self.sleep)
                 raise LostRace(pause=False)
             if view.presence is Presence.MISSING:
                 if not may_create:
@@ -120,7 +109,7 @@ class ChatTurns:
                 raise LostRace() from None
 
         try:
-            return await retry_on_conflict(attempt, attempts=MAX_USER_ATTEMPTS, sleep=self._sleep)
+            return await retry_on_conflict(attempt, attempts=MAX_USER_ATTEMPTS, sleep=self.sleep)
         except RetriesExhausted:
             raise too_contended(session_id) from None
 

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from shared.answers import Ended, Followed, Grew, Resumed, ShownAt
+from shared.backoff import Sleep
 from shared.config import Settings
 from shared.consistency import catch_up
 from shared.deadline import storage_budget
@@ -26,23 +28,14 @@ log = logging.getLogger("parley.turns")
 IN_PROGRESS_LOOKBACK = 8
 IN_PROGRESS_LOOKS = 3
 
-Sleep = Callable[[float], Awaitable[None]]
 
-
+@dataclass(frozen=True)
 class AnswersInProgress:
-    def __init__(
-        self,
-        store: ConversationStore,
-        settings: Settings,
-        shown_at: Callable[[], ShownAt],
-        *,
-        checkpoint_sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self._shown_at = shown_at
-        # The pause between a follower's reads, one checkpoint interval (shared/answers.py).
-        self._checkpoint_sleep = checkpoint_sleep
+    store: ConversationStore
+    settings: Settings
+    shown_at: Callable[[], ShownAt]
+    # The pause between a follower's reads, one checkpoint interval (shared/answers.py).
+    checkpoint_sleep: Sleep
 
     async def _growing(self, email: str, session_id: str) -> tuple[Located, list[MessageRecord]]:
         """The session, and its answers being generated now as the store has them. An answer in
@@ -59,7 +52,7 @@ class AnswersInProgress:
                 newest, _ = await self.store.page_messages(
                     email, session_id, where=located.where, limit=IN_PROGRESS_LOOKBACK
                 )
-            shown = self._shown_at()
+            shown = self.shown_at()
             growing = [
                 m for m in newest if m.role == "assistant" and shown(m).status == "streaming"
             ]
@@ -70,7 +63,7 @@ class AnswersInProgress:
             )
             if growing or not asked or attempt == IN_PROGRESS_LOOKS - 1:
                 return located, growing
-            await self._checkpoint_sleep(interval_s)
+            await self.checkpoint_sleep(interval_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def stop_answer(self, email: str, session_id: str) -> bool:
@@ -100,7 +93,7 @@ class AnswersInProgress:
         if not growing:
             yield Ended(None)
             return
-        answer = self._shown_at()(growing[-1])
+        answer = self.shown_at()(growing[-1])
         yield Resumed(answer)
         sent = answer.content
         interval_s = self.settings.stream_checkpoint_ms / 1000
@@ -113,7 +106,7 @@ class AnswersInProgress:
         where = located.where
         behind = False
         for _ in range(max(1, int(budget_s / interval_s))):
-            await self._checkpoint_sleep(interval_s)
+            await self.checkpoint_sleep(interval_s)
             with storage_budget(self.settings.store_timeout_s):
                 if behind:
                     # Nothing new last time: a silent model, or a replica behind the generating
@@ -131,7 +124,7 @@ class AnswersInProgress:
                     now = await self.store.get_message(email, session_id, answer.seq, where=where)
             if now is None:
                 continue  # a move under way: read again at the next interval
-            now = self._shown_at()(now)
+            now = self.shown_at()(now)
             behind = True
             if len(now.content) > len(sent) and now.content.startswith(sent):
                 yield Grew(now.content[len(sent) :])
@@ -140,4 +133,4 @@ class AnswersInProgress:
                 yield Ended(now)
                 return
         # Past a turn's whole budget: the answer as it is now (it cannot still be generated).
-        yield Ended(self._shown_at()(now) if now is not None else answer)
+        yield Ended(self.shown_at()(now) if now is not None else answer)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.config import Settings
 from shared.errors import ApiError, ConcurrencyConflict
 from shared.events import LatencyTimer
@@ -26,26 +27,15 @@ log = logging.getLogger("parley.turns")
 # A model title is rarely contended; a few attempts, then the first-message title stays.
 MAX_MODEL_TITLE_ATTEMPTS = 5
 
-Sleep = Callable[[float], Awaitable[None]]
 
-
+@dataclass(frozen=True)
 class ModelTitles:
-    def __init__(
-        self,
-        store: ConversationStore,
-        model: ChatModel,
-        settings: Settings,
-        usage: UsageMeter,
-        answering: Answering,
-        *,
-        sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.model = model
-        self.settings = settings
-        self.usage = usage
-        self._answering = answering
-        self._sleep = sleep
+    store: ConversationStore
+    model: ChatModel
+    settings: Settings
+    usage: UsageMeter
+    answering: Answering
+    sleep: Sleep
 
     def ask(self, email: str, session_id: str, first_message: str) -> Awaitable[str | None] | None:
         """The title to ask for a new session, or None when titles are not the model's."""
@@ -69,7 +59,7 @@ class ModelTitles:
             )
             # A title call reports no usage through ``complete``: estimated (shared/usage.py).
             spent = await self.usage.record(email, prompt, answer, None, turn=False)
-            self._answering.event(email, "title", None, spent, "complete", timer)
+            self.answering.event(email, "title", None, spent, "complete", timer)
             title = clean_model_title(answer)
             if title is None:
                 log.warning("title_failed", extra={"session_id": session_id, "reason": "empty"})
@@ -80,7 +70,7 @@ class ModelTitles:
             log.warning("title_failed", extra={"session_id": session_id, "reason": reason})
         except Exception as exc:  # never a turn's error; the type only (messages quote data)
             log.error("title_failed %s", type(exc).__name__, extra={"session_id": session_id})
-        self._answering.event(email, "title", None, Spent(), "failed", timer)
+        self.answering.event(email, "title", None, Spent(), "failed", timer)
         return None
 
     async def _set_title(
@@ -109,7 +99,7 @@ class ModelTitles:
 
         try:
             return await retry_on_conflict(
-                attempt, attempts=MAX_MODEL_TITLE_ATTEMPTS, sleep=self._sleep
+                attempt, attempts=MAX_MODEL_TITLE_ATTEMPTS, sleep=self.sleep
             )
         except RetriesExhausted:
             return None

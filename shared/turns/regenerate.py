@@ -4,10 +4,10 @@ the versions of a message, as regenerates left them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from shared.answers import ANSWER_COMMIT_PATIENCE_S
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.clock import Clock
 from shared.config import Settings
 from shared.deadline import storage_budget
@@ -39,26 +39,15 @@ from shared.turns.turn import Turn, TurnResult
 # lost race means the session changed meanwhile, as for a turn's question).
 MAX_REGENERATE_ATTEMPTS = 40
 
-Sleep = Callable[[float], Awaitable[None]]
 
-
+@dataclass(frozen=True)
 class Regenerating:
-    def __init__(
-        self,
-        store: ConversationStore,
-        settings: Settings,
-        clock: Clock,
-        answering: Answering,
-        writes: AnswerWrites,
-        *,
-        sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.answering = answering
-        self.writes = writes
-        self._sleep = sleep
+    store: ConversationStore
+    settings: Settings
+    clock: Clock
+    answering: Answering
+    writes: AnswerWrites
+    sleep: Sleep
 
     async def begin_regenerate(
         self, email: str, session_id: str, request: RegenerateRequest
@@ -78,7 +67,7 @@ class Regenerating:
                 email, session_id, history=self.settings.max_history_messages + 2
             )
             if view.presence is Presence.ARCHIVED:
-                await restore(self.store, email, session_id, n, self._sleep)
+                await restore(self.store, email, session_id, n, self.sleep)
                 raise LostRace(pause=False)
             if view.presence is Presence.MISSING:
                 raise NotFound()
@@ -110,7 +99,7 @@ class Regenerating:
 
         try:
             return await retry_on_conflict(
-                attempt, attempts=MAX_REGENERATE_ATTEMPTS, sleep=self._sleep
+                attempt, attempts=MAX_REGENERATE_ATTEMPTS, sleep=self.sleep
             )
         except RetriesExhausted:
             raise too_contended(session_id) from None
@@ -231,7 +220,7 @@ class Regenerating:
 
             try:
                 return await retry_on_conflict(
-                    attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+                    attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self.sleep
                 )
             except RetriesExhausted:
                 raise too_contended(session.id) from None

@@ -7,12 +7,11 @@ pathological case, through the one retry rule of ``shared/backoff.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from shared.answers import ANSWER_COMMIT_PATIENCE_S
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.clock import Clock
 from shared.config import Settings
 from shared.deadline import storage_budget
@@ -22,8 +21,6 @@ from shared.llm.base import Usage
 from shared.locating import live_session, too_contended
 from shared.models import AnswerStatus, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import ConversationStore
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def with_messages(session: SessionRecord, messages: list[MessageRecord]) -> SessionRecord:
@@ -80,23 +77,15 @@ class LiveAnswer:
     theirs: MessageRecord | None = None
 
 
+@dataclass(frozen=True)
 class AnswerWrites:
     """The writes of an answer, for a turn and (its item) for a regenerate."""
 
-    def __init__(
-        self,
-        store: ConversationStore,
-        settings: Settings,
-        clock: Clock,
-        model_name: str,
-        *,
-        sleep: Sleep,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.model_name = model_name
-        self._sleep = sleep
+    store: ConversationStore
+    settings: Settings
+    clock: Clock
+    model_name: str
+    sleep: Sleep
 
     def record(
         self,
@@ -128,7 +117,7 @@ class AnswerWrites:
         )
 
     async def live_session(self, email: str, session_id: str, attempt: int) -> SessionRecord:
-        return await live_session(self.store, email, session_id, attempt, self._sleep)
+        return await live_session(self.store, email, session_id, attempt, self.sleep)
 
     async def append(
         self,
@@ -183,7 +172,7 @@ class AnswerWrites:
 
         try:
             return await retry_on_conflict(
-                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self.sleep
             )
         except RetriesExhausted:
             raise too_contended(first.id) from None
@@ -255,7 +244,7 @@ class AnswerWrites:
 
         try:
             return await retry_on_conflict(
-                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self.sleep
             )
         except RetriesExhausted:
             raise too_contended(session.id) from None
