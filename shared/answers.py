@@ -11,7 +11,7 @@ the generator's next checkpoint is refused for it and the generation stops.
 An answer whose generation died with its instance stays ``"streaming"`` in the store; it is
 *shown* as ``"interrupted"`` once its last checkpoint is older than the model's whole time
 budget (``shared.time_limits.model_budget_s``): no live generation can be silent that long,
-since a live one writes at least once per interval and the service cancels the model call at
+since a live one writes at least once per interval and the turn cancels the model call at
 that deadline.
 """
 
