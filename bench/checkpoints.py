@@ -88,19 +88,19 @@ async def _answer(cosmos: Cosmos, database: str, *, checkpoints: bool) -> Tally:
     from shared.config import load_settings
     from shared.llm.echo import EchoModel
     from shared.models import ChatRequest
-    from shared.service import ConversationService
+    from shared.turns import Turns
 
     transport = CountingTransport()
     store = cosmos.store(database, transport=transport)
     settings = load_settings({"STREAM_CHECKPOINT_MS": str(int(INTERVAL_S * 1000))})
     try:
         # Warm-up, and a conversation to continue: the measured turn is a steady one.
-        warm = ConversationService(store, EchoModel(), settings)
+        warm = Turns.build(store, EchoModel(), settings).chat
         await warm.chat("warmup@bench.local", ChatRequest(message="warm-up"))
         first = await warm.chat("stream@bench.local", ChatRequest(message="hello"))
         time = SimulatedTime() if checkpoints else None
         sleep = time.sleep if time is not None else _never
-        service = ConversationService(store, StreamedModel(time), settings, checkpoint_sleep=sleep)
+        service = Turns.build(store, StreamedModel(time), settings, checkpoint_sleep=sleep).chat
         start = len(transport.log)
         result = await service.chat(
             "stream@bench.local",

@@ -11,7 +11,7 @@ deterministic answer of 150 to 400 words. The cache is per ``prompt_cache_key`` 
 sends one per session), never evicted during a run (a conversation's turns come within Azure's
 5 to 10 minutes of inactivity).
 
-Each policy runs one 200-turn conversation through the real service (ConversationService, the
+Each policy runs one 200-turn conversation through the real turn (shared/turns/, the
 OpenAI-compatible adapter over HTTP, the SQLite store), same questions, same answers. Per turn:
 prompt tokens, cached tokens, the context kept (the window's history against the limit that
 binds: its messages against MAX_HISTORY_MESSAGES, or the service's estimate of its tokens
@@ -178,8 +178,8 @@ async def _conversation(base_url: str, db: Path, policy: str, turns: int) -> lis
     from shared.llm import make_model
     from shared.llm.base import ModelMessage, Usage
     from shared.models import ChatRequest
-    from shared.service import ConversationService
     from shared.storage.sqlite import SqliteStore
+    from shared.turns import Turns
 
     settings = load_settings(
         {
@@ -215,7 +215,7 @@ async def _conversation(base_url: str, db: Path, policy: str, turns: int) -> lis
             await model.close()
 
     store = SqliteStore(db)
-    service = ConversationService(store, Watching(), settings)
+    service = Turns.build(store, Watching(), settings).chat
     budget = MAX_CONTEXT_TOKENS - estimate_tokens(settings.system_prompt)
     rows: list[dict[str, Any]] = []
     try:

@@ -1,7 +1,7 @@
 """Measurement: what a conversation occupies in each container, on the local Cosmos server.
 
 One user holds ``SESSIONS`` conversations of ``TURNS`` turns each, written through the real
-service (ConversationService, CosmosStore, the echo model); then an archival pass moves them
+turn (shared/turns/, CosmosStore, the echo model); then an archival pass moves them
 all (its clock set past ``ARCHIVE_AFTER_DAYS``). Each container is read back whole and every
 stored item measured as the JSON the server keeps (system properties included), by item type.
 
@@ -64,14 +64,14 @@ async def _run(cosmos: Cosmos, database: str) -> dict[str, Any]:
     from shared.config import DEFAULT_ACTIVE_CONTAINER, DEFAULT_ARCHIVE_CONTAINER, load_settings
     from shared.llm.echo import EchoModel
     from shared.models import ChatRequest
-    from shared.service import ConversationService
+    from shared.turns import Turns
 
     settings = load_settings({})
     email = "storage@bench.local"
     transport = CountingTransport()
     store = cosmos.store(database, transport=transport)
     try:
-        service = ConversationService(store, EchoModel(), settings)
+        service = Turns.build(store, EchoModel(), settings).chat
         for _ in range(SESSIONS):
             session_id: str | None = None
             for turn in range(1, TURNS + 1):

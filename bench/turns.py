@@ -1,6 +1,6 @@
 """Measurement 1: what a chat turn costs on the wire as the conversation grows.
 
-Parley (ConversationService + CosmosStore + EchoModel), the whole-document baseline
+Parley (the turn of shared/turns/ + CosmosStore + EchoModel), the whole-document baseline
 (bench/baseline.py) and LangChain's CosmosDBChatMessageHistory (bench/langchain_history.py)
 run the same messages on the same local Cosmos server, each through its own counting transport.
 Every turn is tallied (requests, bytes, request units); the report picks some turns, and
@@ -55,13 +55,13 @@ async def _parley_turns(
     from shared.config import load_settings
     from shared.llm.echo import EchoModel
     from shared.models import ChatRequest
-    from shared.service import ConversationService
+    from shared.turns import Turns
 
     transport = CountingTransport()
     store = cosmos.store(database, transport=transport)
     model = phases.TimedModel(EchoModel())
     settings = load_settings({"USER_DAILY_TOKEN_LIMIT": str(BENCH_DAILY_TOKEN_LIMIT)})
-    service = ConversationService(store, model, settings)
+    service = Turns.build(store, model, settings).chat
     tallies: list[Tally] = []
     traces: list[phases.TurnTrace] = []
     try:

@@ -165,7 +165,7 @@ async def chat(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     request = await ctx.body(ChatRequest)
     ctx.session_id = request.session_id
-    turn = await ctx.runtime.service.begin_turn(email, request)
+    turn = await ctx.runtime.turns.chat.begin_turn(email, request)
     ctx.session_id = turn.session_id
     if wants_stream(ctx.request):
         return turn_stream(turn, ctx.runtime.settings)
@@ -181,7 +181,7 @@ async def regenerate(ctx: RequestContext) -> Response:
     # The body is optional (only a clientMessageId): none at all is an empty request.
     empty = "content-type" not in headers and headers.get("content-length", "0") == "0"
     request = RegenerateRequest() if empty else await ctx.body(RegenerateRequest)
-    turn = await ctx.runtime.service.begin_regenerate(email, session_id, request)
+    turn = await ctx.runtime.turns.regenerating.begin_regenerate(email, session_id, request)
     if wants_stream(ctx.request):
         return turn_stream(turn, ctx.runtime.settings)
     result = await turn.result()
@@ -216,7 +216,7 @@ async def follow_stream(first: Followed, rest: AsyncIterator[Followed]) -> Async
 async def follow_answer(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     ctx.session_id = ctx.path_session_id()
-    events = aiter(ctx.runtime.service.follow_answer(email, ctx.session_id))
+    events = aiter(ctx.runtime.turns.answers.follow_answer(email, ctx.session_id))
     # The first event is read here: a session that is not the caller's is a 404 response,
     # not an event. The rest ends with the answer, within a turn's own time budget (the
     # service bounds it: shared/time_limits.py), with keep-alives like a turn's stream.
@@ -232,7 +232,7 @@ async def follow_answer(ctx: RequestContext) -> Response:
 async def stop_answer(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     ctx.session_id = ctx.path_session_id()
-    asked = await ctx.runtime.service.stop_answer(email, ctx.session_id)
+    asked = await ctx.runtime.turns.answers.stop_answer(email, ctx.session_id)
     return Response(status_code=202 if asked else 204)
 
 

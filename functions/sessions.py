@@ -107,7 +107,7 @@ async def clear_feedback(ctx: RequestContext) -> Response:
 async def message_versions(ctx: RequestContext) -> Response:
     email = await ctx.caller()
     session_id = ctx.path_session_id()
-    versions = await ctx.runtime.service.message_versions(
+    versions = await ctx.runtime.turns.regenerating.message_versions(
         email, session_id, ctx.path_value(MESSAGE_PARAM)
     )
     return json_response(versions)

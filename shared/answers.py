@@ -11,7 +11,7 @@ the generator's next checkpoint is refused for it and the generation stops.
 An answer whose generation died with its instance stays ``"streaming"`` in the store; it is
 *shown* as ``"interrupted"`` once its last checkpoint is older than the model's whole time
 budget (``shared.time_limits.model_budget_s``): no live generation can be silent that long,
-since a live one writes at least once per interval and the service cancels the model call at
+since a live one writes at least once per interval and the turn cancels the model call at
 that deadline.
 """
 
@@ -27,6 +27,11 @@ from shared.storage.base import Checkpoint
 from shared.time_limits import model_budget_s
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# Storing an answer the model has already produced (a chat turn's, a regenerate's, a group's):
+# keep trying while its conversation exists, for at most this long (contention only: a store
+# that refuses writes fails the answer at once).
+ANSWER_COMMIT_PATIENCE_S = 120.0
 
 
 def silent_for_too_long(message: MessageRecord, now: datetime, budget_s: float) -> bool:

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from itertools import count
 from typing import TypeVar
 
+from shared.clock import Clock
+
 T = TypeVar("T")
+
+# The pause between attempts, injected (tests never sleep).
+Sleep = Callable[[float], Awaitable[None]]
 
 # Randomised exponential pauses between attempts: first ~10 ms, at most this long.
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.01, 0.5
@@ -39,16 +45,38 @@ class RetriesExhausted(Exception):
 async def retry_on_conflict(
     attempt: Callable[[int], Awaitable[T]],
     *,
-    attempts: int,
-    sleep: Callable[[float], Awaitable[None]],
+    sleep: Sleep,
+    attempts: int | None = None,
+    within_s: float | None = None,
+    clock: Clock | None = None,
 ) -> T:
-    """Run ``attempt(n)`` for n = 0, 1, ... until it returns, at most ``attempts`` times
-    (each caller names its own limit); between attempts that raised :class:`LostRace`, a
-    jittered backoff pause through the injected ``sleep``. Raises :class:`RetriesExhausted`."""
-    for n in range(attempts):
+    """Run ``attempt(n)`` for n = 0, 1, ... until it returns; between attempts that raised
+    :class:`LostRace`, a jittered backoff pause through the injected ``sleep``. Each caller
+    names its own limit, one of:
+
+    - ``attempts``: at most that many attempts (a request a user waits for: a 503 soon);
+    - ``within_s`` (with ``clock``): no new attempt once an attempt lost its race more than
+      ``within_s`` after the first began (what must not be given up for contention, such as
+      storing an answer the model has produced, bounded only for a pathological case).
+
+    Raises :class:`RetriesExhausted` past the limit; any other exception ends the loop as is."""
+    if (attempts is None) == (within_s is None) or (within_s is not None and clock is None):
+        raise ValueError("Name one limit: attempts, or within_s with a clock.")
+    started = clock.now() if clock is not None else None
+
+    def out_of_time() -> bool:
+        if clock is None or started is None or within_s is None:
+            return False
+        return (clock.now() - started).total_seconds() > within_s
+
+    for n in count():
+        if attempts is not None and n >= attempts:
+            break
         try:
             return await attempt(n)
         except LostRace as lost:
+            if out_of_time():
+                break
             if lost.pause:
                 await sleep(backoff_delay(n))
     raise RetriesExhausted()

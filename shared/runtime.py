@@ -1,5 +1,5 @@
-"""The composition root: one store, model, clock, service and authenticator per process, built
-on first use from the validated settings (the SDKs a store or model needs load only then:
+"""The composition root: one store, model, clock, service, turns and authenticator per process,
+built on first use from the validated settings (the SDKs a store or model needs load only then:
 see ``shared.storage.make_store`` and ``shared.llm.make_model``)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shared.service import ConversationService
 from shared.sharing import ShareService
 from shared.storage import make_store
 from shared.storage.base import Store
+from shared.turns import Turns
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Runtime:
     model: ChatModel
     clock: Clock
     service: ConversationService
+    turns: Turns
     authenticator: Authenticator
     identities: IdentityGuard
     shares: ShareService
@@ -52,7 +54,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         )
     store = make_store(settings)
     model = make_model(settings)
-    service = ConversationService(store, model, settings, clock=clock)
+    service = ConversationService(store, settings, clock=clock)
+    turns = Turns.build(store, model, settings, clock=clock)
     identities = IdentityGuard(store, clock=clock)
     shares = ShareService(
         store,
@@ -68,6 +71,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         model,
         clock,
         service,
+        turns,
         Authenticator(settings),
         identities,
         shares,

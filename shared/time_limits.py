@@ -13,7 +13,7 @@ A streamed turn, at worst:
 
 - the user message's writes: the request's storage budget (``STORE_TIMEOUT_S``);
 - the model: every attempt (``LLM_MAX_RETRIES`` + 1) for ``LLM_TIMEOUT_S``, with the ``openai``
-  SDK's backoff between them (``MODEL_RETRY_BACKOFF_S``); the service enforces this sum as the
+  SDK's backoff between them (``MODEL_RETRY_BACKOFF_S``); the turn enforces this sum as the
   answer's whole deadline (``model_budget_s``), so neither a server's Retry-After nor a stream
   that keeps trickling can stretch it;
 - beside it, from the start, the model-written title (``TITLE_TIMEOUT_S``);

@@ -26,11 +26,11 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import count
 from typing import Protocol
 
+from shared.answers import ANSWER_COMMIT_PATIENCE_S
 from shared.auth.claims import normalise_email
-from shared.backoff import LostRace, RetriesExhausted, backoff_delay, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
 from shared.clock import Clock, SystemClock, stored_time
 from shared.config import Settings
 from shared.context import context_window
@@ -97,7 +97,6 @@ def _too_busy() -> StorageUnavailable:
     return StorageUnavailable("The group is too busy right now; try again.")
 
 
-ANSWER_COMMIT_PATIENCE_S = 120.0
 # A publish waits at most this long: the write is stored, the event is a courtesy.
 PUBLISH_TIMEOUT_S = 5.0
 # Messages redacted per write when a sender is erased (each one batch with the group item).
@@ -749,10 +748,10 @@ class GroupService:
         """Store the answer as the group's next message. Not given up for contention while the
         group exists (``ANSWER_COMMIT_PATIENCE_S`` bounds a pathological case); the asker may
         have left meanwhile: the answer is the group's, so it is stored while the group is."""
-        started = self.clock.now()
-        for attempt in count():
+
+        async def attempt(n: int) -> GroupMessageRecord:
             with storage_budget(self.settings.store_timeout_s):
-                group = await self.store.read_group(group_id, latest=attempt > 0)
+                group = await self.store.read_group(group_id, latest=n > 0)
                 if group is None:
                     raise NotFound("No such group.")
                 request = await self.store.get_group_request(group_id, key) if key else None
@@ -786,13 +785,16 @@ class GroupService:
                     await self.store.write_group(
                         updated, expected_etag=group.etag, messages=[answer], request=answered
                     )
-                    return answer
                 except ConcurrencyConflict:
-                    pass
-            if (self.clock.now() - started).total_seconds() > ANSWER_COMMIT_PATIENCE_S:
-                raise _too_busy()
-            await self._sleep(backoff_delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+                    raise LostRace() from None
+                return answer
+
+        try:
+            return await retry_on_conflict(
+                attempt, within_s=ANSWER_COMMIT_PATIENCE_S, clock=self.clock, sleep=self._sleep
+            )
+        except RetriesExhausted:
+            raise _too_busy() from None
 
     async def page_messages(
         self,

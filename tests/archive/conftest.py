@@ -21,8 +21,8 @@ from shared.config import Settings, load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
 from shared.models import MessageRecord, SessionRecord
-from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store, Where
+from tests.support.conversations import Conversations
 from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
 from tests.support.seeding import append_in_batches
 
@@ -116,11 +116,11 @@ def settings(**overrides: str) -> Settings:
     return load_settings({"AUTH_MODE": "dev", "STORAGE_BACKEND": "sqlite", **overrides})
 
 
-def service(store: Store, clock: FixedClock) -> ConversationService:
+def service(store: Store, clock: FixedClock) -> Conversations:
     async def no_pause(_: float) -> None:
         return None
 
-    return ConversationService(store, EchoModel(), settings(), clock=clock, sleep=no_pause)
+    return Conversations(store, EchoModel(), settings(), clock=clock, sleep=no_pause)
 
 
 # ---- seeding ------------------------------------------------------------------------------

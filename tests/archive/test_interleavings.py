@@ -35,7 +35,6 @@ from shared.archive.sweep import UNFINISHED_GRACE
 from shared.clock import FixedClock
 from shared.errors import ApiError
 from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
-from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos.moves import MOVE_LEASE
 from tests.archive.conftest import (
@@ -48,6 +47,7 @@ from tests.archive.conftest import (
     seed,
     service,
 )
+from tests.support.conversations import Conversations
 
 ALICE = "alice@example.com"
 SEEDED = 6  # messages: a few, so a move of them is one batch and feedback has a target
@@ -61,7 +61,7 @@ class World:
     """The session under test and what has been acknowledged to its user."""
 
     store: Store
-    svc: ConversationService
+    svc: Conversations
     clock: FixedClock
     session_id: str
     acknowledged_turns: list[tuple[str, str]] = field(default_factory=list)  # (user, answer)

@@ -21,9 +21,9 @@ import pytest
 from shared.clock import FixedClock
 from shared.errors import StorageUnavailable
 from shared.models import FeedbackRequest
-from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store, Where
 from tests.archive.conftest import NOW, FaultyStore, StoreFactory, seed, service
+from tests.support.conversations import Conversations
 
 ALICE = "alice@example.com"
 SEEDED = 6
@@ -48,7 +48,7 @@ def mover(store: Store, session_id: str, archived: bool, *, must: bool = True) -
     return move
 
 
-async def run_op(svc: ConversationService, op: str, session_id: str) -> None:
+async def run_op(svc: Conversations, op: str, session_id: str) -> None:
     """The operation, and what it must show: everything the session holds."""
     if op == "get":
         detail = await svc.get_session(ALICE, session_id)

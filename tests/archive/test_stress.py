@@ -22,9 +22,9 @@ from shared.clock import SystemClock
 from shared.consistency import catch_up
 from shared.errors import ApiError
 from shared.models import ChatRequest
-from shared.service import ConversationService
 from shared.storage.base import Store
 from tests.archive.conftest import StoreFactory, raw_items, seed, service
+from tests.support.conversations import Conversations
 
 SESSIONS = 4
 SEEDED = 10
@@ -50,7 +50,7 @@ SKEWS = {"180s": timedelta(seconds=180), "40d": timedelta(days=40)}
 
 
 async def client(
-    svc: ConversationService, email: str, session_id: str, done: asyncio.Event, seed: int
+    svc: Conversations, email: str, session_id: str, done: asyncio.Event, seed: int
 ) -> list[tuple[str, str]]:
     """Sends turns until the passes are done (and at least a few); returns what was
     acknowledged. A refused turn (503 while a move holds the session) acknowledged nothing.

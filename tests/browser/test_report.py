@@ -17,11 +17,11 @@ from playwright.sync_api import Page, expect
 from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.models import ChatRequest, FeedbackRequest
-from shared.service import ConversationService
 from shared.storage.base import ArchiveRun
 from shared.storage.sqlite import SqliteStore
 from tests.browser.support import run_async, screenshot
 from tests.contract.test_usage import MeteredModel
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def seed(path: Path) -> None:
     async def main() -> None:
         store = SqliteStore(path)
         try:
-            service = ConversationService(
+            service = Conversations(
                 store, MeteredModel(), load_settings({}), clock=FixedClock(datetime.now(UTC))
             )
             for user in ("a@example.com", "b@example.com", "c@example.com"):

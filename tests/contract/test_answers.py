@@ -23,10 +23,10 @@ from shared.ids import message_item_id
 from shared.llm.base import ModelMessage, Usage
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, FeedbackRequest, MessageRecord, RegenerateRequest
-from shared.service import ConversationService
 from shared.storage.base import Checkpoint, MoveOutcome, SessionRef, Store
 from shared.time_limits import model_budget_s
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -119,21 +119,21 @@ async def until(condition: Any) -> None:
     raise AssertionError("the condition was never met")
 
 
-def make(store: Any, model: Any, pauses: Pauses, clock: FixedClock) -> ConversationService:
-    return ConversationService(store, model, SETTINGS, clock=clock, checkpoint_sleep=pauses.sleep)
+def make(store: Any, model: Any, pauses: Pauses, clock: FixedClock) -> Conversations:
+    return Conversations(store, model, SETTINGS, clock=clock, checkpoint_sleep=pauses.sleep)
 
 
 def ask(message: str, session_id: str | None = None) -> ChatRequest:
     return ChatRequest.model_validate({"message": message, "sessionId": session_id})
 
 
-async def last(svc: ConversationService, email: str, sid: str) -> Any:
+async def last(svc: Conversations, email: str, sid: str) -> Any:
     detail = await svc.get_session(email, sid)
     return detail.messages[-1]
 
 
 async def grown(
-    watched: Watched, pauses: Pauses, model: GatedModel, svc: ConversationService, email: str
+    watched: Watched, pauses: Pauses, model: GatedModel, svc: Conversations, email: str
 ) -> tuple[Any, asyncio.Future[Any]]:
     """A turn whose answer is past its first checkpoint: its item exists, "streaming"."""
     turn = await svc.begin_turn(email, ask("hi"))
@@ -176,7 +176,7 @@ def test_a_longer_answer_is_readable_as_it_grows(
         model = GatedModel(["Hello", " there", ", friend."])
         svc = make(watched, model, pauses, clock)
         other = store if lagging else store_factory()
-        reader = ConversationService(other, EchoModel(), SETTINGS, clock=clock)
+        reader = Conversations(other, EchoModel(), SETTINGS, clock=clock)
         try:
             turn, result = await grown(watched, pauses, model, svc, alice)
             shown = await last(reader, alice, turn.session_id)
@@ -228,7 +228,7 @@ def test_checkpoints_racing_a_turn_a_rename_and_feedback_lose_and_double_nothing
         watched, pauses, clock = Watched(store), Pauses(), FixedClock(START)
         model = GatedModel(["slow ", "answer ", "ends"])
         svc = make(watched, model, pauses, clock)
-        quick = ConversationService(store, EchoModel(), SETTINGS, clock=clock)
+        quick = Conversations(store, EchoModel(), SETTINGS, clock=clock)
         turn, result = await grown(watched, pauses, model, svc, alice)
         sid = turn.session_id
         growing = await last(quick, alice, sid)
@@ -409,7 +409,7 @@ def test_a_dead_generation_is_shown_interrupted_once_older_than_the_model_budget
     alice, _ = emails
 
     async def scenario(store: Store) -> None:
-        svc = ConversationService(store, EchoModel(), SETTINGS, clock=FixedClock(START))
+        svc = Conversations(store, EchoModel(), SETTINGS, clock=FixedClock(START))
         first = await svc.chat(alice, ask("hello"))
         sid = first.session_id
         session = await store.get_session(alice, sid, where="active")
@@ -433,9 +433,9 @@ def test_a_dead_generation_is_shown_interrupted_once_older_than_the_model_budget
             expected_etag=session.etag,
         )
 
-        def at(seconds: float) -> ConversationService:
+        def at(seconds: float) -> Conversations:
             clock = FixedClock(START + timedelta(seconds=seconds))
-            return ConversationService(store, EchoModel(), SETTINGS, clock=clock)
+            return Conversations(store, EchoModel(), SETTINGS, clock=clock)
 
         within = await last(at(5 + BUDGET_S), alice, sid)
         assert (within.status, within.content) == ("streaming", "half an ans")
@@ -542,7 +542,7 @@ def test_a_long_regenerated_answer_grows_like_any_and_is_not_regenerated_while_i
 
     async def scenario(store: Store) -> None:
         watched, pauses, clock = Watched(store), Pauses(), FixedClock(START)
-        quick = ConversationService(store, EchoModel(), SETTINGS, clock=clock)
+        quick = Conversations(store, EchoModel(), SETTINGS, clock=clock)
         first = await quick.chat(alice, ask("hi"))
         sid = first.session_id
         model = GatedModel(["another ", "answer"])

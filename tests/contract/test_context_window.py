@@ -16,9 +16,10 @@ from shared.clock import FixedClock
 from shared.config import load_settings
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
-from shared.service import ConversationService, prompt_cache_key
 from shared.storage.base import Store
+from shared.turns.answer import prompt_cache_key
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -57,7 +58,7 @@ def test_turns_keep_their_beginning_and_name_the_session_to_the_cache(
     async def scenario(store: Store) -> None:
         settings = load_settings({"MAX_CONTEXT_TOKENS": "1500", "MAX_HISTORY_MESSAGES": "20"})
         model = RecordingModel()
-        service = ConversationService(store, model, settings, clock=FixedClock(START))
+        service = Conversations(store, model, settings, clock=FixedClock(START))
         session_id: str | None = None
         for turn in range(30):
             result = await service.chat(

@@ -23,11 +23,11 @@ from shared.clock import FixedClock, iso
 from shared.errors import NotFound, StorageUnavailable
 from shared.export import MESSAGES_PAGE, SESSIONS_PAGE
 from shared.models import FeedbackRequest
-from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import Crash, FaultyStore, raw_items
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import (
     START,
     chat_request,
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 EXPORTED_AT = START + timedelta(days=1)
 
 
-async def export_text(svc: ConversationService, email: str) -> str:
+async def export_text(svc: Conversations, email: str) -> str:
     return "".join([piece async for piece in svc.export(email, now=EXPORTED_AT)])
 
 

@@ -17,10 +17,10 @@ import pytest
 
 from shared.export_formats import CSV_COLUMNS, ExportFormat
 from shared.models import FeedbackRequest, MessageRecord, SessionRecord
-from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import START, chat_request, make_service, seed_session
 from tests.support.seeding import append_in_batches
 
@@ -29,7 +29,7 @@ EXPORTED_AT = START + timedelta(days=1)
 TRICKY = 'Commas, "quotes", and\nline breaks\r\nand ünïcödé 🎉 and =1+1'
 
 
-async def exported(svc: ConversationService, email: str, export_format: ExportFormat) -> bytes:
+async def exported(svc: Conversations, email: str, export_format: ExportFormat) -> bytes:
     return b"".join([p async for p in svc.export_as(email, export_format, now=EXPORTED_AT)])
 
 

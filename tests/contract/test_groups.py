@@ -41,9 +41,9 @@ from shared.groups.service import GroupService
 from shared.identity.move import move_user
 from shared.llm.echo import EchoModel
 from shared.realtime import Realtime, RealtimeUnavailable, realtime_user_id
-from shared.service import ConversationService
 from shared.storage.base import Store
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.realtime import FailingRealtime, RecordingRealtime
 from tests.support.scenarios import START, no_pause
 
@@ -569,7 +569,7 @@ def test_erasure_leaves_groups_and_empties_the_messages(run: Runner[Any], people
         await groups.send(people.carol, None, shared.group_id, say("carol here"))
         await groups.send(people.alice, "Alice", hers.group_id, say("also alice's"))
         await groups.send(people.alice, "Alice", alone.group_id, say("only me"))
-        conversations = ConversationService(
+        conversations = Conversations(
             store, EchoModel(), load_settings({"AUTH_MODE": "dev"}), clock=FixedClock(START)
         )
         # The user's erasure (the API's and the operator's both call it) covers groups.

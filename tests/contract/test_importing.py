@@ -17,10 +17,10 @@ import pytest
 from shared.errors import InvalidRequest, NotFound, StorageUnavailable
 from shared.importer import CHATGPT_FILE, import_session_id
 from shared.models import FeedbackRequest
-from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import START, chat_request, make_service, seed_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -39,7 +39,7 @@ def zipped(name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-async def everything(svc: ConversationService, email: str) -> list[dict[str, Any]]:
+async def everything(svc: Conversations, email: str) -> list[dict[str, Any]]:
     text = "".join([piece async for piece in svc.export(email, now=START)])
     sessions: list[dict[str, Any]] = json.loads(text)["sessions"]
     return sessions

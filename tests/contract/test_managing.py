@@ -16,10 +16,11 @@ from shared.errors import InvalidRequest, NotFound
 from shared.ids import message_item_id
 from shared.llm.base import ModelMessage
 from shared.models import FeedbackRequest
-from shared.service import FEEDBACK_LOG_PREFIX, ConversationService
+from shared.service import FEEDBACK_LOG_PREFIX
 from shared.storage.base import Store
 from tests.archive.conftest import FaultyStore, everything
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import (
     START,
     archive,
@@ -162,10 +163,10 @@ def test_a_model_title_never_replaces_one_the_user_set(
         renamed = await seed_session(store, alice, 2, title="first words", archived=archived)
         untouched = await seed_session(store, alice, 2, title="first words", archived=archived)
         await svc.rename(alice, renamed.id, "Mine")
-        assert await svc._write_model_title(alice, renamed.id, "first words") is None
+        assert await svc.turns.chat.titles.write(alice, renamed.id, "first words") is None
         assert await titled(store, alice, renamed.id) == ("Mine", "user", archived)
         # The control: where the user set nothing, the model's title is stored.
-        stored = await svc._write_model_title(alice, untouched.id, "first words")
+        stored = await svc.turns.chat.titles.write(alice, untouched.id, "first words")
         assert stored == "A Model Written Title"
         assert await titled(store, alice, untouched.id) == (
             "A Model Written Title",
@@ -215,7 +216,7 @@ def test_a_rename_racing_a_turn_keeps_both(
 # ---- feedback ----------------------------------------------------------------------------------
 
 
-async def exported(svc: ConversationService, email: str) -> dict[str, Any]:
+async def exported(svc: Conversations, email: str) -> dict[str, Any]:
     text = "".join([piece async for piece in svc.export(email, now=START)])
     document: dict[str, Any] = json.loads(text)
     return document

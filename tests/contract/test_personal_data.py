@@ -26,11 +26,11 @@ from shared.config import load_settings
 from shared.export import export_document
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
-from shared.service import ConversationService
 from shared.storage.base import WHERES, SessionRef, Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -59,7 +59,7 @@ async def raw_items(store: Store, email: str) -> list[Any]:
         ]
 
 
-async def seed(service: ConversationService, clock: FixedClock, alice: str, bob: str) -> int:
+async def seed(service: Conversations, clock: FixedClock, alice: str, bob: str) -> int:
     """Alice's two sessions (one archived) and Bob's one; returns Alice's message count."""
     store = service.store
     first = await service.chat(alice, ChatRequest(message="hello", clientMessageId="c-1"))
@@ -91,7 +91,7 @@ def test_an_export_holds_everything_and_an_erasure_leaves_nothing(
 
     async def scenario(store: Store) -> None:
         clock = FixedClock(START)
-        service = ConversationService(store, EchoModel(), load_settings({}), clock=clock)
+        service = Conversations(store, EchoModel(), load_settings({}), clock=clock)
         messages = await seed(service, clock, alice, bob)
         stored = await raw_items(store, alice)
         if isinstance(store, CosmosStore):

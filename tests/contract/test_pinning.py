@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 
 from shared.errors import InvalidRequest, NotFound
-from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.cosmos.items import user_fields
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import (
     START,
     chat_request,
@@ -28,7 +28,7 @@ from tests.support.scenarios import (
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 
-async def listed(svc: ConversationService, email: str, *, limit: int) -> list[tuple[str, bool]]:
+async def listed(svc: Conversations, email: str, *, limit: int) -> list[tuple[str, bool]]:
     """Every (session id, pinned) of the active list, page by page."""
     found: list[tuple[str, bool]] = []
     token: str | None = None

@@ -23,12 +23,12 @@ from shared.export import export_document
 from shared.export_formats import csv_rows, markdown_zip
 from shared.ids import message_item_id
 from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
-from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import Crash, FaultyStore, raw_items
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import archive, make_service, nothing_of, pause_at, seed_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -53,7 +53,7 @@ class CountingModel:
         return None
 
 
-def svc(store: Any, model: Any = None) -> ConversationService:
+def svc(store: Any, model: Any = None) -> Conversations:
     return make_service(store, model=model or CountingModel(), MAX_HISTORY_MESSAGES="6")
 
 
@@ -61,7 +61,7 @@ def again(cmid: str | None = None) -> RegenerateRequest:
     return RegenerateRequest.model_validate({"clientMessageId": cmid})
 
 
-async def two_turns(service: ConversationService, email: str) -> str:
+async def two_turns(service: Conversations, email: str) -> str:
     first = await service.chat(email, ChatRequest(message="one"))
     await service.chat(email, ChatRequest(message="two", sessionId=first.session_id))
     return first.session_id
@@ -72,12 +72,12 @@ def real(store: Any) -> Store:
     return inner
 
 
-async def contents(service: ConversationService, email: str, session_id: str) -> list[str]:
+async def contents(service: Conversations, email: str, session_id: str) -> list[str]:
     detail = await service.get_session(email, session_id)
     return [m.content for m in detail.messages]
 
 
-async def version_texts(service: ConversationService, email: str, session_id: str) -> list[str]:
+async def version_texts(service: Conversations, email: str, session_id: str) -> list[str]:
     listed = await service.message_versions(email, session_id, message_item_id(session_id, 4))
     return [m.content for m in listed.versions]
 
@@ -193,7 +193,7 @@ def test_two_attempts_of_one_regenerate_racing_store_one_answer(
 
 async def _paused_regenerate(
     store: Store, email: str
-) -> tuple[ConversationService, FaultyStore, str, asyncio.Task[Any], Any]:
+) -> tuple[Conversations, FaultyStore, str, asyncio.Task[Any], Any]:
     faulty = FaultyStore(store)
     service = svc(faulty)
     sid = await two_turns(service, email)

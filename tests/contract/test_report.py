@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from shared import report as report_module
-from shared import service as service_module
 from shared.archive.sweep import ArchivePolicy, run_archive
 from shared.clock import FixedClock
 from shared.config import load_settings
@@ -22,11 +21,12 @@ from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest, FeedbackRequest
 from shared.quantiles import RELATIVE_ERROR
 from shared.report import compute, to_html
-from shared.service import ConversationService
 from shared.storage.base import ArchiveRun, Store
 from shared.storage.sqlite import SqliteStore
+from shared.turns import answer as answer_module
 from tests.contract.conftest import DATABASE_FIXTURES, CosmosDatabase, Runner, cosmos_database
 from tests.contract.test_usage import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -160,11 +160,11 @@ def test_latency_is_counted_from_the_stored_answers(
     # One answer before the window, far slower than any in it: it must not count.
     script = [(90_000, 120_000), *zip(firsts, totals, strict=True)]
     model = TimedModel(list(script))
-    monkeypatch.setattr(service_module, "LatencyTimer", lambda: LatencyTimer(model.clock))
+    monkeypatch.setattr(answer_module, "LatencyTimer", lambda: LatencyTimer(model.clock))
 
     async def scenario(store: Store) -> tuple[dict[str, Any], str, str]:
         clock = FixedClock(LATER - timedelta(days=40))
-        service = ConversationService(store, model, load_settings({}), clock=clock)
+        service = Conversations(store, model, load_settings({}), clock=clock)
         await service.chat(bob, ChatRequest(message="long ago"))
         clock.set(LATER - timedelta(days=1))
         turn = await service.chat(alice, ChatRequest(message="q"))
@@ -198,7 +198,7 @@ def test_archival_is_counted_from_the_passes_records_and_no_user_meets_them(
 
     async def scenario(store: Store) -> tuple[dict[str, Any], int, int, str, list[str]]:
         clock = FixedClock(ARCHIVAL_DAY - timedelta(days=60))
-        service = ConversationService(store, MeteredModel(), load_settings({}), clock=clock)
+        service = Conversations(store, MeteredModel(), load_settings({}), clock=clock)
         turn = await service.chat(alice, ChatRequest(message="stale by the pass"))
         # Passes with known counts: two on one day, one on another, one before the window.
         for days_ago, moved, failed in ((40, 50, 50), (3, 4, 1), (3, 2, 0), (1, 7, 2)):

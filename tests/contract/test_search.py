@@ -24,13 +24,13 @@ from shared.errors import InvalidRequest
 from shared.ids import message_item_id
 from shared.search import HITS_PER_SESSION, SNIPPET_CHARS, TITLE_WEIGHT, SearchOrder
 from shared.search_state import URL_CHARS
-from shared.service import ConversationService
 from shared.stemming import stem
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import START, archive, make_service, pause_at, seed_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -120,7 +120,7 @@ def got(results: Any) -> dict[str, list[int]]:
 
 
 async def search(
-    svc: ConversationService,
+    svc: Conversations,
     email: str,
     q: str,
     *,
@@ -135,7 +135,7 @@ async def search(
 
 
 async def every_page(
-    svc: ConversationService, email: str, q: str, *, limit: int, **options: Any
+    svc: Conversations, email: str, q: str, *, limit: int, **options: Any
 ) -> tuple[list[Any], int]:
     """Every result of a search, page after page, and how many pages it took."""
     found: list[Any] = []

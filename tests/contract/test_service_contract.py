@@ -16,18 +16,18 @@ from shared.errors import ModelError, NotFound, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, MessageRecord, RequestRecord, SessionRecord
-from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
 
-def service(store: Store, model: Any = None) -> ConversationService:
+def service(store: Store, model: Any = None) -> Conversations:
     settings = load_settings({"MAX_HISTORY_MESSAGES": "6"})
-    return ConversationService(store, model or EchoModel(), settings, clock=FixedClock(START))
+    return Conversations(store, model or EchoModel(), settings, clock=FixedClock(START))
 
 
 def chat(message: str, session_id: str | None = None, cmid: str | None = None) -> ChatRequest:

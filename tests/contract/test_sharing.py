@@ -17,12 +17,12 @@ from shared.config import load_settings
 from shared.errors import NotFound
 from shared.llm.echo import EchoModel
 from shared.models import FeedbackRequest, ShareCreateRequest
-from shared.service import ConversationService
 from shared.sharing import ShareService, is_share_id
 from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos import CosmosStore
 from tests.archive.conftest import FaultyStore
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 from tests.support.scenarios import (
     START,
     archive,
@@ -52,9 +52,9 @@ def users(emails: tuple[str, str]) -> Users:
     return Users(*emails)
 
 
-def services(store: Any, clock: FixedClock) -> tuple[ConversationService, ShareService]:
+def services(store: Any, clock: FixedClock) -> tuple[Conversations, ShareService]:
     settings = load_settings({"AUTH_MODE": "dev"})
-    conversations = ConversationService(store, EchoModel(), settings, clock=clock, sleep=no_pause)
+    conversations = Conversations(store, EchoModel(), settings, clock=clock, sleep=no_pause)
     shares = ShareService(
         store, clock, token_key=settings.resolved_token_signing_key, sleep=no_pause
     )

@@ -26,10 +26,10 @@ from shared.deadline import remaining
 from shared.errors import QuotaExceeded, StorageUnavailable
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
-from shared.service import ConversationService
 from shared.storage.base import Spent, Store
 from shared.usage import RECORD_ATTEMPTS, period_keys
 from tests.contract.conftest import Runner
+from tests.support.conversations import Conversations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -66,12 +66,12 @@ class MeteredModel:
 
 def metered_service(
     store: Store, clock: FixedClock, *, daily: int, monthly: int = 0
-) -> tuple[ConversationService, MeteredModel]:
+) -> tuple[Conversations, MeteredModel]:
     settings = load_settings(
         {"USER_DAILY_TOKEN_LIMIT": str(daily), "USER_MONTHLY_TOKEN_LIMIT": str(monthly)}
     )
     model = MeteredModel()
-    return ConversationService(store, model, settings, clock=clock), model
+    return Conversations(store, model, settings, clock=clock), model
 
 
 def test_concurrent_increments_are_all_counted(run: Runner[None], emails: tuple[str, str]) -> None:
@@ -259,7 +259,7 @@ def test_a_usage_write_that_fails_never_fails_the_turn(
             pauses.append(seconds)
 
         failing = UsageWritesFail(store)
-        service = ConversationService(
+        service = Conversations(
             cast(Store, failing), MeteredModel(), settings, clock=clock, sleep=pause
         )
         result = await service.chat(alice, ChatRequest(message="answered anyway"))
@@ -282,7 +282,7 @@ def test_a_throttled_usage_write_is_tried_again(run: Runner[None], emails: tuple
             return None
 
         failing = UsageWritesFail(store, failures=RECORD_ATTEMPTS - 1)
-        service = ConversationService(
+        service = Conversations(
             cast(Store, failing),
             MeteredModel(),
             load_settings({"USER_DAILY_TOKEN_LIMIT": "10000"}),
@@ -336,7 +336,7 @@ def test_a_long_answer_is_counted_with_a_storage_budget_of_its_own(
 
     async def scenario(store: Store) -> None:
         noting = NotesBudget(store)
-        service = ConversationService(
+        service = Conversations(
             cast(Store, noting),
             SlowModel(now),
             load_settings({"USER_DAILY_TOKEN_LIMIT": "10000"}),
@@ -357,7 +357,7 @@ def test_a_model_written_title_is_counted_but_is_not_a_turn(
 
     async def scenario(store: Store) -> None:
         settings = load_settings({"USER_DAILY_TOKEN_LIMIT": "10000", "TITLE_MODE": "model"})
-        service = ConversationService(store, MeteredModel(), settings, clock=FixedClock(EDGE))
+        service = Conversations(store, MeteredModel(), settings, clock=FixedClock(EDGE))
         result = await service.chat(alice, ChatRequest(message="name this conversation"))
         assert result.title == "a title"
         report = await service.usage_report(alice)

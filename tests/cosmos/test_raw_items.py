@@ -23,10 +23,10 @@ from shared.config import load_settings
 from shared.ids import message_item_id
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest
-from shared.service import ConversationService
 from shared.storage.cosmos import CosmosStore
 from tests.archive.conftest import seed
 from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
+from tests.support.conversations import Conversations
 from tests.support.cosmos_server import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -55,7 +55,7 @@ def converse(database: CosmosDatabase, email: str, turns: int, **env: str) -> tu
 
     async def main() -> tuple[str, list[int]]:
         store = database.store()
-        service = ConversationService(store, EchoModel(), settings, clock=clock)
+        service = Conversations(store, EchoModel(), settings, clock=clock)
         sizes: list[int] = []
         sid: str | None = None
         try:

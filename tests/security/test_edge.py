@@ -22,6 +22,7 @@ from functions.http import body_limit
 from shared import runtime as runtime_module
 from shared.config import ConfigError, load_settings
 from shared.paging import listing_scope
+from shared.turns import Turns
 from tests.conftest import dev_headers
 from tests.support.host import RunningHost, free_port, run_host
 
@@ -310,6 +311,8 @@ def counting_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     built = runtime_module.build_runtime(settings)
     store = CountingStore(built.service.store)
     built.service.store = store  # type: ignore[assignment]
+    # The turn holds the store too: built again over the counting one.
+    built.turns = Turns.build(store, built.model, settings, clock=built.clock)
     runtime_module._runtime = built
     port = free_port()
     server = uvicorn.Server(

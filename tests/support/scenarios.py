@@ -19,9 +19,9 @@ from shared.config import load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, MessageRecord, SessionRecord
-from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store
 from tests.archive.conftest import FaultyStore, raw_items
+from tests.support.conversations import Conversations
 from tests.support.seeding import append_in_batches
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
@@ -33,10 +33,10 @@ async def no_pause(_: float) -> None:
 
 def make_service(
     store: Any, *, clock: FixedClock | None = None, model: Any = None, **env: str
-) -> ConversationService:
+) -> Conversations:
     """The service on ``store`` with the echo model, a FixedClock and no backoff pauses."""
     settings = load_settings({"AUTH_MODE": "dev", **env})
-    return ConversationService(
+    return Conversations(
         store, model or EchoModel(), settings, clock=clock or FixedClock(START), sleep=no_pause
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,9 @@ from shared.backoff import (
     RetriesExhausted,
     retry_on_conflict,
 )
+from shared.clock import FixedClock
+
+START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
 
 class Pauses:
@@ -86,3 +91,49 @@ def test_other_errors_are_the_callers() -> None:
     with pytest.raises(ValueError):
         asyncio.run(retry_on_conflict(attempt, attempts=3, sleep=pauses.sleep))
     assert pauses.taken == []
+
+
+def test_a_time_budget_ends_once_a_race_is_lost_past_it() -> None:
+    """Storing an answer: no count of attempts, a time budget from the first attempt; past it,
+    the lost race ends the loop without one more pause."""
+    clock, pauses, tried = FixedClock(START), Pauses(), []
+
+    async def attempt(n: int) -> str:
+        tried.append(n)
+        clock.advance(seconds=50)
+        raise LostRace()
+
+    async def go() -> str:
+        try:
+            return await retry_on_conflict(attempt, within_s=120, clock=clock, sleep=pauses.sleep)
+        except RetriesExhausted:
+            return "exhausted"
+
+    assert asyncio.run(go()) == "exhausted"
+    assert tried == [0, 1, 2]  # lost at 50 s and 100 s: tried again; at 150 s: not
+    assert len(pauses.taken) == 2
+
+
+def test_within_its_time_budget_it_goes_on_past_any_count() -> None:
+    clock, pauses = FixedClock(START), Pauses()
+
+    async def attempt(n: int) -> int:
+        if n < 60:
+            raise LostRace()
+        return n
+
+    won = asyncio.run(retry_on_conflict(attempt, within_s=120, clock=clock, sleep=pauses.sleep))
+    assert won == 60
+    assert len(pauses.taken) == 60
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [{}, {"attempts": 3, "within_s": 1.0, "clock": FixedClock(START)}, {"within_s": 1.0}],
+)
+def test_each_caller_names_exactly_one_limit(limit: dict[str, Any]) -> None:
+    async def attempt(n: int) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="one limit"):
+        asyncio.run(retry_on_conflict(attempt, sleep=Pauses().sleep, **limit))

@@ -30,9 +30,9 @@ from shared.errors import ApiError, QuotaExceeded
 from shared.events import SCHEMA, EventError, LatencyTimer, check, emit, line, parse_line
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest, FeedbackRequest, ShareCreateRequest
-from shared.service import ConversationService
 from shared.sharing import ShareService
 from shared.storage.sqlite import SqliteStore
+from tests.support.conversations import Conversations
 
 AT = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 MARK = "\u27e6"  # wraps every user-written string: it must never reach an event
@@ -216,7 +216,7 @@ def test_no_event_carries_text_title_comment_or_address(
     async def scenario(path: Path) -> None:
         store = SqliteStore(path)
         clock = FixedClock(AT)
-        service = ConversationService(store, model, settings_, clock=clock)
+        service = Conversations(store, model, settings_, clock=clock)
         shares = ShareService(
             store, clock, token_key=settings_.resolved_token_signing_key, hash_salt="salt"
         )

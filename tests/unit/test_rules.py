@@ -11,14 +11,10 @@ import pytest
 from shared.config import SETTINGS, ConfigError, load_settings
 from shared.errors import InvalidRequest
 from shared.ids import derived_session_id, is_session_id, message_item_id, new_session_id
-from shared.service import (
-    decode_page_token,
-    encode_page_token,
-    make_preview,
-    make_title,
-)
+from shared.paging import decode_page_token, encode_page_token
 from shared.signing import decode_json
 from shared.storage.keyset import encode_position
+from shared.titles import make_preview, make_title
 
 
 @pytest.mark.parametrize(

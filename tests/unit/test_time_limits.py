@@ -14,9 +14,9 @@ from shared.config import ConfigError, load_settings
 from shared.errors import ModelError
 from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
-from shared.service import ConversationService
 from shared.storage.sqlite import SqliteStore
 from shared.time_limits import HTTP_RESPONSE_LIMIT_S, model_budget_s, turn_budget_s
+from tests.support.conversations import Conversations
 
 
 def test_the_model_budget_counts_every_attempt_and_the_sdks_backoff() -> None:
@@ -82,7 +82,7 @@ def test_the_answer_stops_at_the_models_whole_deadline(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[type[BaseException], float]:
         store = SqliteStore(tmp_path / "c.db")
-        service = ConversationService(store, TricklingModel(), settings)
+        service = Conversations(store, TricklingModel(), settings)
         turn = await service.begin_turn("a@example.com", ChatRequest(message="hello"))
         started = time.monotonic()
         with pytest.raises(ModelError) as caught:
