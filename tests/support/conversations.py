@@ -6,18 +6,17 @@ scenario chats and then reads as a client of the API does."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from shared.answers import Followed
+from shared.backoff import Sleep
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.llm.base import ChatModel
 from shared.models import ChatRequest, RegenerateRequest, VersionList
 from shared.service import ConversationService
 from shared.turns import Turn, TurnResult, Turns
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Conversations:
