@@ -22,11 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.backoff import Sleep
 from shared.models import MessageRecord
 from shared.storage.base import Checkpoint
 from shared.time_limits import model_budget_s
-
-Sleep = Callable[[float], Awaitable[None]]
 
 # Storing an answer the model has already produced (a chat turn's, a regenerate's, a group's):
 # keep trying while its conversation exists, for at most this long (contention only: a store

@@ -25,12 +25,13 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Protocol
 
 from shared.audit import user_hash
 from shared.auth.claims import normalise_email
+from shared.backoff import Sleep
 from shared.clock import Clock, iso
 from shared.errors import Conflict, InvalidRequest, NotFound, StorageUnavailable
 from shared.events import emit
@@ -69,8 +70,6 @@ SNAPSHOT_PAUSE_S = 0.05
 CONTINUE_BATCH_MESSAGES = 90
 CONTINUE_BATCH_CHARS = 140_000  # 12 bytes each at worst (escaped): under 2 MB
 ERASE_PAGE = 100
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class SharingStore(ConversationStore, ShareStore, GroupStore, Protocol):

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from shared.answers import ANSWER_COMMIT_PATIENCE_S
 from shared.auth.claims import normalise_email
-from shared.backoff import LostRace, RetriesExhausted, retry_on_conflict
+from shared.backoff import LostRace, RetriesExhausted, Sleep, retry_on_conflict
 from shared.clock import Clock, SystemClock, stored_time
 from shared.config import Settings
 from shared.context import context_window
@@ -102,8 +102,6 @@ PUBLISH_TIMEOUT_S = 5.0
 # Messages redacted per write when a sender is erased (each one batch with the group item).
 REDACT_BATCH = MAX_BATCH_OPERATIONS - 2
 EXPORT_PAGE = 200
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class GroupRulesStore(GroupStore, ConversationStore, Protocol):

@@ -16,9 +16,9 @@ nothing of it is left, so the user is never locked out of either half on the way
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from shared.backoff import Sleep
 from shared.clock import Clock
 from shared.groups.service import move_member
 from shared.storage.base import Binding, RehomeOutcome, Store
@@ -26,8 +26,6 @@ from shared.storage.base import Binding, RehomeOutcome, Store
 MOVE_PAGE = 50  # session ids read at a time
 MAX_ROUNDS = 20  # rounds over what is left before the command gives up (run it again)
 ROUND_PAUSE_S = 1.0  # between rounds that left a session busy (another move under way)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class AddressTaken(Exception):
