@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cosmos_server import (  # noqa: F401  (fixtures)
-    cosmos_account,
-    cosmos_account_lagging,
-    cosmos_account_throttled,
-)
-from tests.support.host import RunningHost, run_host
-from tests.support.jwks import issuer, jwks_url  # noqa: F401  (fixtures)
+from tools.local.host import RunningHost, run_host
+
+# Fixtures every suite may use, registered once: the Cosmos accounts, the token issuer, the
+# Web PubSub stand-in.
+pytest_plugins = ["tests.support.cosmos", "tests.support.jwks", "tests.support.webpubsub"]
 
 
 def _not_in_this_mode(item: pytest.Item) -> bool:

@@ -20,11 +20,11 @@ from shared.clock import Clock, FixedClock
 from shared.config import Settings, load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
-from shared.models import MessageRecord, SessionRecord
+from shared.models import MessageRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store, Where
-from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
-from tests.support.seeding import append_in_batches
+from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
+from tools.local.seeding import append_in_batches, new_session
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
@@ -49,7 +49,7 @@ class SkewedClock:
 
 
 # SQLite, and the local Cosmos server as it is by default, with lagging replicas, and under a
-# tight request-unit budget (tests/support/cosmos_server.py: COSMOS_MODE_FIXTURES).
+# tight request-unit budget (tests/support/cosmos.py: COSMOS_MODE_FIXTURES).
 BACKENDS = ["sqlite", *COSMOS_MODE_FIXTURES]
 
 
@@ -147,14 +147,7 @@ async def seed(
         )
         for seq in range(1, messages + 1)
     ]
-    session = SessionRecord(
-        id=session_id,
-        email=email,
-        title="seeded",
-        preview=records[0].content,
-        created_at=records[0].timestamp,
-        updated_at=records[0].timestamp,
-    )
+    session = new_session(records, email=email, title="seeded")
     stored = await append_in_batches(store, session, records)
     if where == "archive":
         assert stored is not None and stored.etag

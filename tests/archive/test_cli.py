@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import items, seed
-from tests.support.host import ROOT
+from tools.local.host import ROOT
 
 ALICE = "alice@example.com"
 

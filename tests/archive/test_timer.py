@@ -21,7 +21,7 @@ from shared.runtime import reset_runtime
 from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import items, seed
 from tests.conftest import dev_headers
-from tests.support.host import ROOT, run_host
+from tools.local.host import ROOT, run_host
 
 ALICE = "alice@example.com"
 

@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from shared.storage.base import Store
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, StoredHost, open_page
 from tests.llm.fake_openai import FakeOpenAI
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import RunningHost, run_host
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import RunningHost, run_host
 
 VENDOR = Path(__file__).resolve().parents[2] / "web" / "vendor"
 

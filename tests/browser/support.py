@@ -19,11 +19,11 @@ import httpx
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from shared.ids import message_item_id, new_session_id
-from shared.models import MessageRecord, SessionRecord
+from shared.models import MessageRecord
 from shared.storage.base import Store
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost
-from tests.support.seeding import append_in_batches
+from tools.local.host import RunningHost
+from tools.local.seeding import append_in_batches, new_session
 
 T = TypeVar("T")
 
@@ -223,14 +223,7 @@ class StoredHost:
                     timestamp=now - timedelta(seconds=count - seq),
                 )
             )
-        session = SessionRecord(
-            id=session_id,
-            email=email,
-            title=title,
-            preview=records[0].content[:100],
-            created_at=records[0].timestamp,
-            updated_at=records[0].timestamp,
-        )
+        session = new_session(records, email=email, title=title)
         store = self.open_store()
         try:
             await append_in_batches(store, session, records)

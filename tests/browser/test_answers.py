@@ -24,7 +24,7 @@ from tests.browser.support import (
     sidebar,
     sign_in,
 )
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.browser
 

@@ -23,7 +23,7 @@ from tests.browser.support import (
     session_titles,
     sign_in,
 )
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.support import session_links, session_titles, sign_in
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.browser
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "chatgpt-conversations.json"

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser.support import answers, contents, screenshot, send, sign_in
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.browser
 

@@ -24,7 +24,7 @@ from tests.browser.support import (
 )
 from tests.conftest import dev_headers
 from tests.llm.fake_openai import FakeOpenAI, Stream
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 

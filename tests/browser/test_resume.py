@@ -22,7 +22,7 @@ from tests.browser.support import (
     sign_in,
 )
 from tests.llm.fake_openai import FakeOpenAI, Stream
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 

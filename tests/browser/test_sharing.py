@@ -23,7 +23,7 @@ from tests.browser.support import (
     sign_in,
 )
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.browser
 

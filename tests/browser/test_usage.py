@@ -24,7 +24,7 @@ from tests.browser.support import (
     send,
     sign_in,
 )
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.browser
 

@@ -35,7 +35,7 @@ from tests.browser.support import (
     sign_in,
 )
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.browser
 

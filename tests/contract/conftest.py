@@ -29,7 +29,7 @@ from shared.storage.base import Store
 from shared.storage.containers import container_specs, groups_spec, shares_spec
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
-from tests.support.cosmos_server import CosmosAccount, cosmos_target, local_cosmos
+from tools.local.cosmos import CosmosAccount, cosmos_target, local_cosmos
 
 T = TypeVar("T")
 ACTIVE, ARCHIVE = "Conversations", "ConversationsArchive"

@@ -25,8 +25,8 @@ from shared.errors import PayloadTooLarge, StorageUnavailable
 from shared.models import MessageRecord, SessionRecord
 from shared.storage.cosmos import CosmosStore
 from tests.contract.conftest import CosmosDatabase
-from tests.support.cosmos_server import EMULATOR_KEY
-from tests.support.host import free_port
+from tools.local.cosmos import EMULATOR_KEY
+from tools.local.host import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -22,7 +22,7 @@ from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
 from tests.contract.conftest import Runner
 from tests.support.scenarios import START, chat_request, make_service, seed_session
-from tests.support.seeding import append_in_batches
+from tools.local.seeding import append_in_batches
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 EXPORTED_AT = START + timedelta(days=1)

@@ -18,7 +18,7 @@ from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from azure.cosmos.aio import ContainerProxy as AsyncContainerProxy
 from azure.cosmos.aio import CosmosClient as AsyncCosmosClient
 
-from tests.support.cosmos_server import CosmosAccount
+from tools.local.cosmos import CosmosAccount
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ from shared.models import MessageRecord, SessionRecord
 from shared.storage.cosmos import CosmosStore
 from shared.storage.cosmos.client import READ_TIMEOUT_S, transport_options
 from tests.contract.test_store_contract import T0
-from tests.support.cosmos_server import CosmosAccount
+from tools.local.cosmos import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -41,7 +41,7 @@ from tests.cosmos.fidelity_support import (
     session,
     sync_client,
 )
-from tests.support.cosmos_server import CosmosAccount, cosmos_target
+from tools.local.cosmos import CosmosAccount, cosmos_target
 
 pytestmark = [
     pytest.mark.skipif(

@@ -19,7 +19,7 @@ import pytest
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey, exceptions
 
 from tests.cosmos.fidelity_support import sync_client
-from tests.support.cosmos_server import cosmos_target
+from tools.local.cosmos import cosmos_target
 
 pytestmark = [
     pytest.mark.skipif(

@@ -32,7 +32,7 @@ from tests.cosmos.fidelity_support import (
     session,
     sync_client,
 )
-from tests.support.cosmos_server import CosmosAccount, CosmosMode, local_cosmos
+from tools.local.cosmos import CosmosAccount, CosmosMode, local_cosmos
 
 pytestmark = [
     pytest.mark.skipif(

@@ -17,7 +17,7 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey, exceptions
 
 from tests.cosmos.fidelity_support import exists_sync, lsn_of, sync_client
-from tests.support.cosmos_server import CosmosAccount, cosmos_target
+from tools.local.cosmos import CosmosAccount, cosmos_target
 
 pytestmark = [
     pytest.mark.skipif(

@@ -16,7 +16,7 @@ import pytest
 from azure.cosmos import ContainerProxy, PartitionKey, exceptions
 
 from tests.cosmos.fidelity_support import sync_client
-from tests.support.cosmos_server import CosmosAccount, cosmos_target
+from tools.local.cosmos import CosmosAccount, cosmos_target
 
 pytestmark = [
     pytest.mark.skipif(

@@ -19,7 +19,7 @@ import pytest
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey, exceptions
 
 from tests.cosmos.fidelity_support import advance_clock, exists_sync, sync_client
-from tests.support.cosmos_server import CosmosAccount, local_cosmos
+from tools.local.cosmos import CosmosAccount, local_cosmos
 
 pytestmark = [
     pytest.mark.skipif(

@@ -27,7 +27,7 @@ from shared.service import ConversationService
 from shared.storage.cosmos import CosmosStore
 from tests.archive.conftest import seed
 from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
-from tests.support.cosmos_server import CosmosAccount
+from tools.local.cosmos import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -28,7 +28,7 @@ from azure.cosmos.aio import CosmosClient as AsyncCosmosClient
 from azure.cosmos.exceptions import CosmosBatchOperationError
 
 from shared.storage.containers import shares_spec
-from tests.support.cosmos_server import CosmosAccount, cosmos_target
+from tools.local.cosmos import CosmosAccount, cosmos_target
 
 pytestmark = [
     pytest.mark.skipif(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 ALICE = dev_headers("alice@example.com")
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 TURNS = 12
 

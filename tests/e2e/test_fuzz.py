@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from shared.groups.models import GroupMessageOut, GroupMessages
 from shared.models import ChatResponse, ErrorResponse
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 MAX_EXAMPLES = 60
 MIN_CASES = 2400

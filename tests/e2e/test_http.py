@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 ALICE = dev_headers("Alice@Example.com")
 BOB = dev_headers("bob@example.com")

@@ -26,10 +26,10 @@ from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import raw_items
 from tests.conftest import dev_headers
 from tests.contract.conftest import CosmosDatabase, cosmos_database
-from tests.support.cosmos_server import CosmosAccount
 from tests.support.faulty import FAIL_ENV, run_faulty_host
-from tests.support.host import RunningHost, run_host
 from tests.support.scenarios import START, nothing_of, seed_session, without_volatile
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

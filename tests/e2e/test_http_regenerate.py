@@ -13,9 +13,9 @@ import pytest
 from shared.models import ChatResponse
 from tests.contract.conftest import cosmos_database
 from tests.e2e.test_http_managing import HOST_ENV, Deployment, assert_error, chat, cosmos_env
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import run_host
 from tests.support.scenarios import seed_session
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -16,8 +16,8 @@ import pytest
 from shared.storage.sqlite import SqliteStore
 from tests.contract.conftest import cosmos_database
 from tests.e2e.test_http_managing import Deployment, cosmos_env
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import run_host
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

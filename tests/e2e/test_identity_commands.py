@@ -32,7 +32,7 @@ from tests.e2e.test_operator_commands import (
     audit_lines,
     populate,
 )
-from tests.support.cosmos_server import CosmosAccount
+from tools.local.cosmos import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

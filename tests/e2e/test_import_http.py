@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import dev_headers
-from tests.support.host import ROOT, run_host
+from tools.local.host import ROOT, run_host
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "chatgpt-conversations.json"
 LIMIT = 8192

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from shared import errors, importer, models, usage
 from shared.groups import models as group_models
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "openapi.yaml"

@@ -33,9 +33,7 @@ from shared.storage.sqlite import SqliteStore
 from tests.archive.conftest import raw_items
 from tests.conftest import dev_headers
 from tests.contract.conftest import cosmos_database
-from tests.support.cosmos_server import CosmosAccount
 from tests.support.faulty import FAIL_ENV
-from tests.support.host import ROOT, run_host
 from tests.support.scenarios import (
     START,
     chat_request,
@@ -44,6 +42,8 @@ from tests.support.scenarios import (
     seed_session,
     without_volatile,
 )
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import ROOT, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

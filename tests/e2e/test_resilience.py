@@ -30,8 +30,8 @@ from shared.config import load_settings
 from shared.storage import make_store
 from shared.storage.base import Store
 from tests.conftest import dev_headers
-from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
-from tests.support.host import RunningHost, run_host
+from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

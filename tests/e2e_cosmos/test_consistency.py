@@ -26,8 +26,8 @@ from azure.cosmos import CosmosClient
 from tests.conftest import dev_headers
 from tests.contract.conftest import ACTIVE, ARCHIVE, CosmosDatabase, cosmos_database
 from tests.e2e_cosmos.test_http_cosmos import cosmos_env
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import ROOT, RunningHost, run_host
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import ROOT, RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

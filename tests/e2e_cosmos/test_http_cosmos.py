@@ -13,8 +13,8 @@ from azure.cosmos import CosmosClient
 
 from tests.conftest import dev_headers
 from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
-from tests.support.cosmos_server import COSMOS_MODE_FIXTURES, account_for
-from tests.support.host import run_host
+from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
+from tools.local.host import run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -179,7 +179,7 @@ def test_error_event_mid_stream_raises_after_the_first_pieces(fake: FakeOpenAI) 
 
 
 def test_unreachable_server_is_a_model_error(fake: FakeOpenAI) -> None:
-    from tests.support.host import free_port
+    from tools.local.host import free_port
 
     model = make_model(
         load_settings(

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import dev_headers
 from tests.llm.fake_openai import FakeOpenAI, Hang, Status, Stream
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 ALICE = dev_headers("alice@example.com")

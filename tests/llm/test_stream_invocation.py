@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import dev_headers
 from tests.llm.fake_openai import FakeOpenAI, Stream
 from tests.llm.test_host_chat import host_env
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 ALICE = dev_headers("alice@example.com")
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import dev_headers
 from tests.support.faulty import SLOW_ENV, run_faulty_host
-from tests.support.host import RunningHost
+from tools.local.host import RunningHost
 from tools.webpubsub import SUBPROTOCOL
 
 ALICE = "alice@example.com"

@@ -20,7 +20,7 @@ from shared.config import load_settings
 from shared.realtime import CLIENT_URL_TTL_S, user_id_for
 from shared.runtime import reset_runtime
 from tests.conftest import dev_headers
-from tests.support.host import free_port, run_host
+from tools.local.host import free_port, run_host
 from tools.webpubsub import SUBPROTOCOL
 
 ALICE = "alice@example.com"

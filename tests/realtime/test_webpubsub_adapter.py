@@ -26,7 +26,7 @@ from shared.realtime import (
     realtime_user_id,
 )
 from shared.realtime.webpubsub import WebPubSubRealtime
-from tests.support.webpubsub_server import local_webpubsub
+from tools.local.webpubsub import local_webpubsub
 from tools.webpubsub import SUBPROTOCOL, RunningWebPubSub
 from tools.webpubsub.server import ENTRA_AUDIENCE
 

@@ -36,7 +36,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 from websockets.asyncio.client import ClientConnection
 
-from tests.support.webpubsub_server import HUB
+from tools.local.webpubsub import HUB
 from tools.webpubsub import SUBPROTOCOL, RunningWebPubSub
 
 RECEIVE_TIMEOUT_S = 5.0

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from tests.contract.conftest import CosmosDatabase, cosmos_database
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import RunningHost, run_host
 from tests.support.jwks import Issuer, bearer, token_settings
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

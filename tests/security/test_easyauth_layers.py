@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.host import RunningHost, run_host
 from tests.support.jwks import OTHER_AUDIENCE, Issuer, bearer, token_settings
+from tools.local.host import RunningHost, run_host
 
 KATE = "kate@example.com"
 MALLORY = "mallory@example.com"

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.host import RunningHost, run_host
 from tests.support.jwks import Issuer, bearer, token_settings
+from tools.local.host import RunningHost, run_host
 
 SID = "s_" + "a" * 32
 IDENTITY_CALLS = [

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import dev_headers
 from tests.contract.conftest import cosmos_database
-from tests.support.cosmos_server import CosmosAccount
-from tests.support.host import RunningHost, run_host
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import RunningHost, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.host import RunningHost, run_host
 from tests.support.jwks import (
     DEFAULT_EMAIL,
     KID,
@@ -26,6 +25,7 @@ from tests.support.jwks import (
     bearer,
     token_settings,
 )
+from tools.local.host import RunningHost, run_host
 
 EMAIL = DEFAULT_EMAIL
 

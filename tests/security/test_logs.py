@@ -11,7 +11,7 @@ import httpx
 
 from shared.audit import user_hash
 from tests.conftest import dev_headers
-from tests.support.host import run_host
+from tools.local.host import run_host
 
 SALT = "test-salt-5f2c"
 EMAIL = "Grace.Hopper@Example.com"

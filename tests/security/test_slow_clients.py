@@ -18,7 +18,7 @@ import pytest
 
 from shared.config import ConfigError, load_settings
 from tests.conftest import dev_headers
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 ALICE = dev_headers("alice@example.com")
 TIMEOUT_S = 0.5

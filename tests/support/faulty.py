@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.host import RunningHost, run_host
+from tools.local.host import RunningHost, run_host
 
 FAIL_ENV = "PARLEY_TEST_FAIL"
 SLOW_ENV = "PARLEY_TEST_SLOW"

@@ -22,7 +22,7 @@ from shared.models import ChatRequest, MessageRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store
 from tests.archive.conftest import FaultyStore, raw_items
-from tests.support.seeding import append_in_batches
+from tools.local.seeding import append_in_batches, new_session
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -71,14 +71,7 @@ async def seed_session(
         )
         for seq, text in enumerate(texts, start=1)
     ]
-    session = SessionRecord(
-        id=session_id,
-        email=email,
-        title=title,
-        preview=records[0].content[:100],
-        created_at=records[0].timestamp,
-        updated_at=records[0].timestamp,
-    )
+    session = new_session(records, email=email, title=title)
     stored = await append_in_batches(store, session, records)
     if archived:
         await archive(store, stored)

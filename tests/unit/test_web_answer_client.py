@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.support.host import ROOT
+from tools.local.host import ROOT
 
 SCRIPT = r"""
 import { createClient } from "./web/api.js";

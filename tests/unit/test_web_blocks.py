@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.support.host import ROOT
+from tools.local.host import ROOT
 
 CASES = [
     # (text, start, the closed part)

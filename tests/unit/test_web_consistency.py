@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.support.host import ROOT
+from tools.local.host import ROOT
 
 SCRIPT = """
 import { createClient, CONSISTENCY_HEADER } from "./web/api.js";

@@ -1,10 +1,9 @@
-"""The Web PubSub service that tests run against: the local stand-in (tools/webpubsub/README.md),
-served from a thread of the test process on a free port with a fresh random access key.
+"""The local Web PubSub stand-in (tools/webpubsub/README.md) for the length of a block: served
+from a thread of this process on a free port with a fresh random access key.
 
 Public API:
     local_webpubsub()      context manager: a fresh stand-in for the duration of the block
-    webpubsub              module-scoped pytest fixture built on it (a RunningWebPubSub:
-                           endpoint, access_key, service, connection_string)
+                           (a RunningWebPubSub: endpoint, access_key, service, connection_string)
     HUB                    the hub the app uses by default (WEBPUBSUB_HUB)
 """
 
@@ -13,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
+from shared.config import Settings
 from tools.webpubsub import RunningWebPubSub, start_in_thread
 
-HUB = "parley"
+HUB: str = Settings.model_fields["webpubsub_hub"].default
 
 
 @contextmanager
@@ -27,9 +25,3 @@ def local_webpubsub() -> Iterator[RunningWebPubSub]:
         yield stand_in
     finally:
         stand_in.stop()
-
-
-@pytest.fixture(scope="module")
-def webpubsub() -> Iterator[RunningWebPubSub]:
-    with local_webpubsub() as stand_in:
-        yield stand_in

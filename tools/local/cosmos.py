@@ -1,7 +1,7 @@
-"""The Cosmos DB account that tests run against.
+"""The Cosmos DB account that tests and the benchmark run against.
 
 By default, a local wire-protocol server (``node tools/cosmos/server.mjs``, see
-tools/cosmos/README.md) started for the test session. When the user sets ``COSMOS_ENDPOINT``,
+tools/cosmos/README.md) started for the process. When the user sets ``COSMOS_ENDPOINT``,
 that account is used instead: ``COSMOS_KEY`` is its key (optional for an emulator on
 localhost, which has the well-known key) and ``COSMOS_VERIFY_TLS`` (default true; ``0``,
 ``false``, ``no`` or ``off`` turn it off) says whether to verify its TLS certificate.
@@ -17,10 +17,9 @@ Public API:
                            e.g. local_cosmos(replica_lag_writes=3) or local_cosmos(mode=LAGGING)
     cosmos_target()        context manager: the user's account, else a local server shared
                            (reference-counted) by every caller in this process (default mode)
-    cosmos_account         session-scoped pytest fixture built on cosmos_target()
-    cosmos_account_lagging, cosmos_account_throttled
-                           session-scoped pytest fixtures: each its own local server in the
-                           LAGGING / THROTTLED mode; skipped when COSMOS_ENDPOINT is set
+    user_account()         the account COSMOS_ENDPOINT names, or None
+
+The tests' fixtures built on these are in tests/support/cosmos.py.
 
 This module installs nothing: the server comes from ``npm ci`` at the repository root.
 """
@@ -41,8 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = Path("tools") / "cosmos" / "server.mjs"
@@ -196,7 +193,7 @@ def local_cosmos(
     COSMOS_* mode variables are not passed on: the mode is exactly the one asked for."""
     node = _check_installed()
     chosen = dataclasses.replace(mode or CosmosMode(), **mode_fields)
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - node and our own launcher, without a shell
         [node, str(LAUNCHER), "--port", str(port), "--exit-on-stdin-close", *chosen.args()],
         cwd=REPO_ROOT,
         env={k: v for k, v in os.environ.items() if k not in _MODE_ENV},
@@ -264,7 +261,7 @@ def _verify_from_env(value: str | None) -> bool:
     return value is None or value.strip().lower() not in _FALSE_WORDS
 
 
-def _user_account() -> CosmosAccount | None:
+def user_account() -> CosmosAccount | None:
     endpoint = os.environ.get("COSMOS_ENDPOINT", "").strip()
     if not endpoint:
         return None
@@ -316,7 +313,7 @@ _shared_local = _SharedLocal()
 @contextlib.contextmanager
 def cosmos_target() -> Iterator[CosmosAccount]:
     """The account tests use: the user's (``COSMOS_ENDPOINT``), else the shared local server."""
-    account = _user_account()
+    account = user_account()
     if account is not None:
         yield account
         return
@@ -325,44 +322,3 @@ def cosmos_target() -> Iterator[CosmosAccount]:
         yield account
     finally:
         _shared_local.release()
-
-
-@pytest.fixture(scope="session")
-def cosmos_account() -> Iterator[CosmosAccount]:
-    """The Cosmos account for the whole test session (see cosmos_target)."""
-    with cosmos_target() as account:
-        yield account
-
-
-def _local_mode_account(mode: CosmosMode) -> Iterator[CosmosAccount]:
-    if _user_account() is not None:
-        pytest.skip("COSMOS_ENDPOINT names an account; server modes exist on the local server only")
-    with local_cosmos(mode=mode) as account:
-        yield account
-
-
-@pytest.fixture(scope="session")
-def cosmos_account_lagging() -> Iterator[CosmosAccount]:
-    """A local server of its own in the LAGGING mode, for the whole test session."""
-    yield from _local_mode_account(LAGGING)
-
-
-@pytest.fixture(scope="session")
-def cosmos_account_throttled() -> Iterator[CosmosAccount]:
-    """A local server of its own in the THROTTLED mode, for the whole test session."""
-    yield from _local_mode_account(THROTTLED)
-
-
-# The local server's modes the suites run in, by the parameter id they use, and the fixture
-# that provides each: the default (strict) one, lagging replicas, and a tight RU budget.
-COSMOS_MODE_FIXTURES: dict[str, str] = {
-    "cosmos": "cosmos_account",
-    "cosmos-lagging": "cosmos_account_lagging",
-    "cosmos-throttled": "cosmos_account_throttled",
-}
-
-
-def account_for(request: pytest.FixtureRequest, backend: str) -> CosmosAccount:
-    """The Cosmos account of a suite parameter such as ``"cosmos-lagging"``."""
-    account: CosmosAccount = request.getfixturevalue(COSMOS_MODE_FIXTURES[backend])
-    return account
