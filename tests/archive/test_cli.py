@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import items, seed
+from tests.support.scenarios import seed
+from tests.support.store_state import items
 from tools.local.host import ROOT
 
 ALICE = "alice@example.com"

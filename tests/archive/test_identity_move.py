@@ -22,15 +22,10 @@ from shared.identity.move import AddressTaken, move_user
 from shared.models import ChatRequest, FeedbackRequest, MessageRecord, SessionRecord
 from shared.storage.base import Binding, Store, Where
 from shared.storage.cosmos.moves import MOVE_LEASE
-from tests.archive.conftest import (
-    NOW,
-    FaultyStore,
-    StoreFactory,
-    _store_factory,
-    raw_items,
-    seed,
-    service,
-)
+from tests.archive.support import NOW, StoreFactory, make_store_factory, service
+from tests.support.faulty import FaultyStore
+from tests.support.scenarios import seed
+from tests.support.store_state import raw_items
 
 OLD, NEW = "kate.old@example.com", "kate.new@example.com"
 KATE = Account(tenant_id="t-1", object_id="o-kate")
@@ -299,7 +294,7 @@ MOVE_CASES = [
 def mover_stores(request: pytest.FixtureRequest, tmp_path: Any, clock: FixedClock) -> StoreFactory:
     """The local Cosmos server as it is, and with replicas that lag: the user's host is another
     client, whose writes the mover's reads may not see yet (its commit is what decides)."""
-    return _store_factory(request, request.param, tmp_path, clock)
+    return make_store_factory(request, request.param, tmp_path, clock)
 
 
 @pytest.mark.parametrize(

@@ -38,16 +38,10 @@ from shared.models import ChatRequest, FeedbackRequest, RegenerateRequest
 from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos.moves import MOVE_LEASE
-from tests.archive.conftest import (
-    NOW,
-    FaultyStore,
-    SkewedClock,
-    StoreFactory,
-    _store_factory,
-    raw_items,
-    seed,
-    service,
-)
+from tests.archive.support import NOW, SkewedClock, StoreFactory, make_store_factory, service
+from tests.support.faulty import FaultyStore
+from tests.support.scenarios import seed
+from tests.support.store_state import raw_items
 
 ALICE = "alice@example.com"
 SEEDED = 6  # messages: a few, so a move of them is one batch and feedback has a target
@@ -508,7 +502,7 @@ def both_cosmos_modes(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
 ) -> StoreFactory:
     """The Cosmos store on the local server as it is, and with lagging replicas."""
-    return _store_factory(request, request.param, tmp_path, clock)
+    return make_store_factory(request, request.param, tmp_path, clock)
 
 
 @pytest.mark.parametrize(

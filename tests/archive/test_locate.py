@@ -23,7 +23,9 @@ from shared.errors import StorageUnavailable
 from shared.models import FeedbackRequest
 from shared.service import ConversationService
 from shared.storage.base import SessionRef, Store, Where
-from tests.archive.conftest import NOW, FaultyStore, StoreFactory, seed, service
+from tests.archive.support import NOW, StoreFactory, service
+from tests.support.faulty import FaultyStore
+from tests.support.scenarios import seed
 
 ALICE = "alice@example.com"
 SEEDED = 6

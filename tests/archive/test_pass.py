@@ -21,18 +21,10 @@ from shared.errors import StorageUnavailable
 from shared.events import parse_line
 from shared.models import ChatRequest
 from shared.storage.base import Store, Unfinished
-from tests.archive.conftest import (
-    NOW,
-    Crash,
-    FaultyStore,
-    StoreFactory,
-    assert_exactly_once,
-    everything,
-    items,
-    raw_items,
-    seed,
-    service,
-)
+from tests.archive.support import NOW, StoreFactory, service
+from tests.support.faulty import Crash, FaultyStore
+from tests.support.scenarios import seed
+from tests.support.store_state import assert_exactly_once, everything, items, raw_items
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 DAYS = 30

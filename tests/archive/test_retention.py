@@ -17,7 +17,10 @@ from shared.config import ConfigError, load_settings
 from shared.errors import NotFound
 from shared.models import ChatRequest
 from shared.storage.base import SessionRef, Where
-from tests.archive.conftest import NOW, FaultyStore, StoreFactory, items, seed, service
+from tests.archive.support import NOW, StoreFactory, service
+from tests.support.faulty import FaultyStore
+from tests.support.scenarios import seed
+from tests.support.store_state import items
 
 ALICE = "alice@example.com"
 ARCHIVE_AFTER = 30

@@ -11,7 +11,8 @@ from pathlib import Path
 from shared.archive import ArchivePolicy, ArchiveSummary, run_archive
 from shared.clock import FixedClock
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import NOW, seed
+from tests.archive.support import NOW
+from tests.support.scenarios import seed
 
 CUTOFF = NOW - timedelta(days=30)
 

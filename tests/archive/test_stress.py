@@ -24,7 +24,9 @@ from shared.errors import ApiError
 from shared.models import ChatRequest
 from shared.service import ConversationService
 from shared.storage.base import Store
-from tests.archive.conftest import StoreFactory, raw_items, seed, service
+from tests.archive.support import StoreFactory, service
+from tests.support.scenarios import seed
+from tests.support.store_state import raw_items
 
 SESSIONS = 4
 SEEDED = 10

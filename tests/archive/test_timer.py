@@ -19,9 +19,9 @@ from devhost.schedule import Timer, TimerRunner, settings_environ
 from shared.clock import FixedClock
 from shared.runtime import reset_runtime
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import items, seed
-from tests.conftest import dev_headers
-from tools.local.host import ROOT, run_host
+from tests.support.scenarios import seed
+from tests.support.store_state import items
+from tools.local.host import ROOT, dev_headers, run_host
 
 ALICE = "alice@example.com"
 

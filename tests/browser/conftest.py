@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shared.storage.base import Store
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, StoredHost, open_page
-from tests.llm.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import RunningHost, run_host
 
@@ -64,7 +64,7 @@ def _sqlite_host(sqlite_env: dict[str, str], tmp_path: Path) -> Iterator[StoredH
 
 
 def _cosmos_host(account: CosmosAccount, tmp_path: Path) -> Iterator[StoredHost]:
-    from tests.contract.conftest import cosmos_database
+    from tests.support.databases import cosmos_database
 
     with cosmos_database(account) as database:
         env = {

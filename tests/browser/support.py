@@ -21,8 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 from shared.ids import message_item_id, new_session_id
 from shared.models import MessageRecord
 from shared.storage.base import Store
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost
+from tools.local.host import RunningHost, dev_headers
 from tools.local.seeding import append_in_batches, new_session
 
 T = TypeVar("T")

@@ -22,9 +22,8 @@ from tests.browser.support import (
     session_titles,
     sign_in,
 )
-from tests.conftest import dev_headers
-from tests.llm.fake_openai import FakeOpenAI, Stream
-from tools.local.host import RunningHost
+from tests.support.fake_openai import FakeOpenAI, Stream
+from tools.local.host import RunningHost, dev_headers
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]
 

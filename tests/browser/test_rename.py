@@ -16,8 +16,7 @@ from tests.browser.support import (
     sidebar,
     sign_in,
 )
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost
+from tools.local.host import RunningHost, dev_headers
 
 pytestmark = pytest.mark.browser
 

@@ -21,7 +21,7 @@ from shared.service import ConversationService
 from shared.storage.base import ArchiveRun
 from shared.storage.sqlite import SqliteStore
 from tests.browser.support import run_async, screenshot
-from tests.contract.test_usage import MeteredModel
+from tests.support.metering import MeteredModel
 
 pytestmark = pytest.mark.browser
 

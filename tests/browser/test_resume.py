@@ -21,7 +21,7 @@ from tests.browser.support import (
     send,
     sign_in,
 )
-from tests.llm.fake_openai import FakeOpenAI, Stream
+from tests.support.fake_openai import FakeOpenAI, Stream
 from tools.local.host import RunningHost
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("patient_expect")]

@@ -34,8 +34,7 @@ from tests.browser.support import (
     session_titles,
     sign_in,
 )
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.browser
 

@@ -26,7 +26,7 @@ from shared.models import ChatRequest, FeedbackRequest, MessageRecord, Regenerat
 from shared.service import ConversationService
 from shared.storage.base import Checkpoint, MoveOutcome, SessionRef, Store
 from shared.time_limits import model_budget_s
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -18,7 +18,7 @@ from shared.llm.base import ModelMessage, Usage
 from shared.models import ChatRequest
 from shared.service import ConversationService, prompt_cache_key
 from shared.storage.base import Store
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

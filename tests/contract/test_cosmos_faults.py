@@ -24,7 +24,7 @@ import pytest
 from shared.errors import PayloadTooLarge, StorageUnavailable
 from shared.models import MessageRecord, SessionRecord
 from shared.storage.cosmos import CosmosStore
-from tests.contract.conftest import CosmosDatabase
+from tests.support.databases import CosmosDatabase
 from tools.local.cosmos import EMULATOR_KEY
 from tools.local.host import free_port
 

@@ -26,8 +26,7 @@ from shared.models import FeedbackRequest
 from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import Crash, FaultyStore, raw_items
-from tests.contract.conftest import Runner
+from tests.support.faulty import Crash, FaultyStore
 from tests.support.scenarios import (
     START,
     chat_request,
@@ -38,6 +37,8 @@ from tests.support.scenarios import (
     seed_session,
     without_volatile,
 )
+from tests.support.store_state import raw_items
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 EXPORTED_AT = START + timedelta(days=1)

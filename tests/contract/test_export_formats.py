@@ -20,8 +20,8 @@ from shared.models import FeedbackRequest, MessageRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
-from tests.contract.conftest import Runner
 from tests.support.scenarios import START, chat_request, make_service, seed_session
+from tests.support.stores import Runner
 from tools.local.seeding import append_in_batches
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")

@@ -14,8 +14,8 @@ import pytest
 from shared.errors import NotFound
 from shared.groups.models import GroupCreateRequest, GroupSendRequest, MemberAddRequest
 from shared.storage.base import Store
-from tests.contract.conftest import Runner
-from tests.contract.test_groups import People, service
+from tests.support.groups import People, service
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -40,43 +40,20 @@ from shared.groups.models import (
 from shared.groups.service import GroupService
 from shared.identity.move import move_user
 from shared.llm.echo import EchoModel
-from shared.realtime import Realtime, RealtimeUnavailable, realtime_user_id
+from shared.realtime import RealtimeUnavailable, realtime_user_id
 from shared.service import ConversationService
 from shared.storage.base import Store
-from tests.contract.conftest import Runner
+from tests.support.groups import People, service
 from tests.support.realtime import FailingRealtime, RecordingRealtime
 from tests.support.scenarios import START, no_pause
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
-
-
-class People:
-    def __init__(self, alice: str, bob: str) -> None:
-        self.alice = alice
-        self.bob = bob
-        tag = alice.split("-")[1].split("@")[0]
-        self.carol = f"carol-{tag}@example.com"
-        self.dave = f"dave-{tag}@example.com"
-        self.eve = f"eve-{tag}@example.com"
 
 
 @pytest.fixture
 def people(emails: tuple[str, str]) -> People:
     return People(*emails)
-
-
-def service(
-    store: Any, realtime: Realtime | None = None, clock: FixedClock | None = None, **env: str
-) -> GroupService:
-    settings = load_settings({"AUTH_MODE": "dev", **env})
-    return GroupService(
-        store,
-        EchoModel(),
-        settings,
-        realtime or RecordingRealtime(),
-        clock=clock or FixedClock(START),
-        sleep=no_pause,
-    )
 
 
 def create(*members: str, name: str = "Team") -> GroupCreateRequest:

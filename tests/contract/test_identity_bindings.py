@@ -18,7 +18,7 @@ from shared.clock import FixedClock
 from shared.errors import Forbidden, StorageUnavailable
 from shared.identity import CACHE_TTL_S, BindingCache, IdentityGuard
 from shared.storage.base import Binding, IdentityStore, Store
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 T0 = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)
 KATE = Account(tenant_id="72f988bf-0000-4000-8000-000000000001", object_id="0a0a-kate")

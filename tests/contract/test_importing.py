@@ -20,8 +20,8 @@ from shared.models import FeedbackRequest
 from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
-from tests.contract.conftest import Runner
 from tests.support.scenarios import START, chat_request, make_service, seed_session
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "chatgpt-conversations.json"

@@ -18,8 +18,7 @@ from shared.llm.base import ModelMessage
 from shared.models import FeedbackRequest
 from shared.service import FEEDBACK_LOG_PREFIX, ConversationService
 from shared.storage.base import Store
-from tests.archive.conftest import FaultyStore, everything
-from tests.contract.conftest import Runner
+from tests.support.faulty import FaultyStore
 from tests.support.scenarios import (
     START,
     archive,
@@ -28,6 +27,8 @@ from tests.support.scenarios import (
     pause_at,
     seed_session,
 )
+from tests.support.store_state import everything
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -30,7 +30,7 @@ from shared.service import ConversationService
 from shared.storage.base import WHERES, SessionRef, Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

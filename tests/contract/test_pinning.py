@@ -15,8 +15,7 @@ from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.cosmos.items import user_fields
-from tests.archive.conftest import FaultyStore
-from tests.contract.conftest import Runner
+from tests.support.faulty import FaultyStore
 from tests.support.scenarios import (
     START,
     chat_request,
@@ -24,6 +23,7 @@ from tests.support.scenarios import (
     pause_at,
     seed_session,
 )
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -27,9 +27,10 @@ from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import Crash, FaultyStore, raw_items
-from tests.contract.conftest import Runner
+from tests.support.faulty import Crash, FaultyStore
 from tests.support.scenarios import archive, make_service, nothing_of, pause_at, seed_session
+from tests.support.store_state import raw_items
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

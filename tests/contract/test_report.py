@@ -25,8 +25,9 @@ from shared.report import compute, to_html
 from shared.service import ConversationService
 from shared.storage.base import ArchiveRun, Store
 from shared.storage.sqlite import SqliteStore
-from tests.contract.conftest import DATABASE_FIXTURES, CosmosDatabase, Runner, cosmos_database
-from tests.contract.test_usage import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
+from tests.support.databases import CosmosDatabase, cosmos_database
+from tests.support.metering import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
+from tests.support.stores import DATABASE_FIXTURES, Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

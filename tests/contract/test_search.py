@@ -29,9 +29,9 @@ from shared.stemming import stem
 from shared.storage.base import Store
 from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import FaultyStore
-from tests.contract.conftest import Runner
+from tests.support.faulty import FaultyStore
 from tests.support.scenarios import START, archive, make_service, pause_at, seed_session
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

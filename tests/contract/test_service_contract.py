@@ -18,7 +18,7 @@ from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, MessageRecord, RequestRecord, SessionRecord
 from shared.service import ConversationService
 from shared.storage.base import MoveOutcome, SessionRef, Store
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

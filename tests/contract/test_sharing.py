@@ -21,8 +21,7 @@ from shared.service import ConversationService
 from shared.sharing import ShareService, is_share_id
 from shared.storage.base import SessionRef, Store
 from shared.storage.cosmos import CosmosStore
-from tests.archive.conftest import FaultyStore
-from tests.contract.conftest import Runner
+from tests.support.faulty import FaultyStore
 from tests.support.scenarios import (
     START,
     archive,
@@ -31,6 +30,7 @@ from tests.support.scenarios import (
     nothing_of,
     seed_session,
 )
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -16,7 +16,7 @@ from shared.errors import ConcurrencyConflict, DuplicateRequest, InvalidRequest
 from shared.ids import new_session_id
 from shared.models import ContextMessage, Feedback, MessageRecord, RequestRecord, SessionRecord
 from shared.storage.base import MoveOutcome, Presence, SessionRef, Store
-from tests.contract.conftest import Runner
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

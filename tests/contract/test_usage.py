@@ -29,49 +29,14 @@ from shared.models import ChatRequest
 from shared.service import ConversationService
 from shared.storage.base import Store
 from shared.usage import RECORD_ATTEMPTS, Spent, period_keys
-from tests.contract.conftest import Runner
+from tests.support.metering import CACHED, COMPLETION, PROMPT, MeteredModel, metered_service
+from tests.support.stores import Runner
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 # 23:59 on the last day of a month: a minute from both resets.
 EDGE = datetime(2031, 8, 31, 23, 59, tzinfo=UTC)
-PROMPT, COMPLETION, CACHED = 100, 20, 64
 PER_TURN = PROMPT + COMPLETION
-
-
-class MeteredModel:
-    """Answers every call with fixed reported usage, and counts the calls."""
-
-    name = "metered"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def stream(
-        self, messages: Sequence[ModelMessage], *, cache_key: str | None = None
-    ) -> AsyncIterator[str | Usage]:
-        self.calls += 1
-        await asyncio.sleep(0)  # every concurrent turn is in flight before any is answered
-        yield "an answer"
-        yield Usage(self.name, PROMPT, COMPLETION, CACHED)
-
-    async def complete(
-        self, messages: Sequence[ModelMessage], *, max_tokens: int, timeout_s: float
-    ) -> str:
-        return "a title"
-
-    async def close(self) -> None:
-        return None
-
-
-def metered_service(
-    store: Store, clock: FixedClock, *, daily: int, monthly: int = 0
-) -> tuple[ConversationService, MeteredModel]:
-    settings = load_settings(
-        {"USER_DAILY_TOKEN_LIMIT": str(daily), "USER_MONTHLY_TOKEN_LIMIT": str(monthly)}
-    )
-    model = MeteredModel()
-    return ConversationService(store, model, settings, clock=clock), model
 
 
 def test_concurrent_increments_are_all_counted(run: Runner[None], emails: tuple[str, str]) -> None:

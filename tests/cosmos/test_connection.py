@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 from azure.cosmos import CosmosClient
@@ -28,10 +29,12 @@ from shared.ids import new_session_id
 from shared.models import MessageRecord, SessionRecord
 from shared.storage.cosmos import CosmosStore
 from shared.storage.cosmos.client import READ_TIMEOUT_S, transport_options
-from tests.contract.test_store_contract import T0
 from tools.local.cosmos import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
+# Microseconds included: what a store must give back exactly.
+T0 = datetime(2031, 5, 4, 10, 0, 0, 123456, tzinfo=UTC)
 
 
 def store_on(account: CosmosAccount, database: str, *, bootstrap: bool = True) -> CosmosStore:

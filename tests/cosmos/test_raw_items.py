@@ -25,8 +25,8 @@ from shared.llm.echo import EchoModel
 from shared.models import ChatRequest
 from shared.service import ConversationService
 from shared.storage.cosmos import CosmosStore
-from tests.archive.conftest import seed
-from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
+from tests.support.databases import ACTIVE, CosmosDatabase, cosmos_database
+from tests.support.scenarios import seed
 from tools.local.cosmos import CosmosAccount
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")

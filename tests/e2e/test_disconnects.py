@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost
+from tools.local.host import RunningHost, dev_headers
 
 ALICE = dev_headers("alice@example.com")
 T = TypeVar("T")

@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 TURNS = 12
 

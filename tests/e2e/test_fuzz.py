@@ -28,8 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from shared.groups.models import GroupMessageOut, GroupMessages
 from shared.models import ChatResponse, ErrorResponse
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 MAX_EXAMPLES = 60
 MIN_CASES = 2400

@@ -9,24 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, run_host
+from tests.support.deployments import chat
+from tools.local.host import RunningHost, dev_headers, run_host
 
 ALICE = dev_headers("Alice@Example.com")
 BOB = dev_headers("bob@example.com")
-
-
-def chat(client: httpx.Client, message: str, session_id: str | None = None, **extra: str) -> dict:
-    body = {"message": message, **({"sessionId": session_id} if session_id else {}), **extra}
-    response = client.post("/api/chat", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-@pytest.fixture
-def alice(host: RunningHost) -> httpx.Client:
-    with httpx.Client(base_url=host.base_url, headers=ALICE, timeout=30) as client:
-        yield client
 
 
 def test_three_turn_conversation_sees_its_history(alice: httpx.Client) -> None:

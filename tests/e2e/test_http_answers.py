@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.test_http import alice, chat  # noqa: F401  (the fixture, the helper)
+from tests.support.deployments import chat
 
 
-def test_assistant_messages_carry_their_status(alice: httpx.Client) -> None:  # noqa: F811
+def test_assistant_messages_carry_their_status(alice: httpx.Client) -> None:
     turn = chat(alice, "hello there")
     user, answer = turn["messages"]
     assert "status" not in user and answer["status"] == "complete"

@@ -15,9 +15,8 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
-from tests.conftest import dev_headers
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

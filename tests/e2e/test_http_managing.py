@@ -12,8 +12,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,49 +22,25 @@ import pytest
 
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import raw_items
-from tests.conftest import dev_headers
-from tests.contract.conftest import CosmosDatabase, cosmos_database
+from tests.support.databases import cosmos_database
+from tests.support.deployments import (
+    HOST_ENV,
+    MAX_SESSION_MESSAGES,
+    Deployment,
+    assert_error,
+    chat,
+    cosmos_env,
+)
 from tests.support.faulty import FAIL_ENV, run_faulty_host
 from tests.support.scenarios import START, nothing_of, seed_session, without_volatile
+from tests.support.store_state import raw_items
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 T = TypeVar("T")
-MAX_SESSION_MESSAGES = 5
-HOST_ENV = {
-    "AUTH_MODE": "dev",
-    "LLM_PROVIDER": "echo",
-    "MAX_SESSION_MESSAGES": str(MAX_SESSION_MESSAGES),
-    # Far less than one delete takes: every DELETE /api/sessions round does the least it may.
-    "ERASE_TIME_BUDGET_S": "0.001",
-}
 FEEDBACK_LINE = re.compile(r"feedback_changed (\{.*\})")
-
-
-@dataclass
-class Deployment:
-    name: str
-    host: RunningHost
-    env: dict[str, str]
-    open_store: Callable[[], Store]
-
-    def client(self, email: str) -> httpx.Client:
-        return httpx.Client(base_url=self.host.base_url, headers=dev_headers(email), timeout=60)
-
-    def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
-        """Run ``work`` on a store of this deployment's data (a client of this event loop)."""
-
-        async def main() -> T:
-            store = self.open_store()
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
@@ -77,24 +52,12 @@ def sqlite_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Depl
         yield Deployment("sqlite", host, env, lambda: SqliteStore(path))
 
 
-def cosmos_env(database: CosmosDatabase) -> dict[str, str]:
-    account = database.account
-    return {
-        **HOST_ENV,
-        "STORAGE_BACKEND": "cosmos",
-        "COSMOS_ENDPOINT": account.endpoint,
-        "COSMOS_KEY": account.key,
-        "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
-        "COSMOS_DATABASE": database.name,
-    }
-
-
 def _cosmos_deployment(
     account: CosmosAccount, mode: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp(f"http-additions-{mode}")
     with cosmos_database(account) as database:
-        env = cosmos_env(database)
+        env = cosmos_env(database, HOST_ENV)
         with run_host(env, folder / "host.log") as host:
             yield Deployment(mode, host, env, database.store)
 
@@ -133,19 +96,6 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
 def users() -> tuple[str, str]:
     tag = uuid.uuid4().hex[:10]
     return f"alice-{tag}@example.com", f"bob-{tag}@example.com"
-
-
-def chat(client: httpx.Client, message: str, session_id: str | None = None) -> dict[str, Any]:
-    body = {"message": message, **({"sessionId": session_id} if session_id else {})}
-    response = client.post("/api/chat", json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
 
 
 def every_message(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from shared.models import ChatResponse
-from tests.contract.conftest import cosmos_database
-from tests.e2e.test_http_managing import HOST_ENV, Deployment, assert_error, chat, cosmos_env
+from tests.support.databases import cosmos_database
+from tests.support.deployments import HOST_ENV, Deployment, assert_error, chat, cosmos_env
 from tests.support.scenarios import seed_session
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import run_host
@@ -35,7 +35,7 @@ def deployment(
         return
     account: CosmosAccount = request.getfixturevalue("cosmos_account")
     with cosmos_database(account) as database:
-        env = cosmos_env(database)
+        env = cosmos_env(database, HOST_ENV)
         with run_host(env, folder / "host.log") as host:
             yield Deployment("cosmos", host, env, database.store)
 

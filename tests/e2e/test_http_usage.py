@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from shared.storage.sqlite import SqliteStore
-from tests.contract.conftest import cosmos_database
-from tests.e2e.test_http_managing import Deployment, cosmos_env
+from tests.support.databases import cosmos_database
+from tests.support.deployments import HOST_ENV, Deployment, cosmos_env
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import run_host
 
@@ -42,7 +42,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
         return
     account: CosmosAccount = request.getfixturevalue("cosmos_account")
     with cosmos_database(account) as database:
-        env = {**cosmos_env(database), **LIMITS}
+        env = {**cosmos_env(database, HOST_ENV), **LIMITS}
         with run_host(env, tmp_path / "host.log") as host:
             yield Deployment("cosmos", host, env, database.store)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +19,7 @@ import pytest
 from shared.audit import user_hash
 from shared.auth.claims import Account
 from shared.storage.base import Binding, Store
-from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import raw_items
-from tests.contract.conftest import cosmos_database
-from tests.e2e.test_operator_commands import (
+from tests.support.commands import (
     SALT,
     SECRET,
     Storage,
@@ -32,34 +27,13 @@ from tests.e2e.test_operator_commands import (
     audit_lines,
     populate,
 )
-from tools.local.cosmos import CosmosAccount
+from tests.support.store_state import raw_items
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 T0 = datetime(2026, 12, 5, tzinfo=UTC)
 KATE = Account(tenant_id="72f988bf-0000-4000-8000-00000000000a", object_id="kate-object-id")
 MALLORY = Account(tenant_id="72f988bf-0000-4000-8000-00000000000a", object_id="mallory-object")
-
-
-@pytest.fixture(params=["sqlite", "cosmos"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    common = {"AUTH_MODE": "dev", "LOG_HASH_SALT": SALT, "LLM_PROVIDER": "echo"}
-    if request.param == "sqlite":
-        path = tmp_path / "ops.db"
-        env = {**common, "STORAGE_BACKEND": "sqlite", "SQLITE_PATH": str(path)}
-        yield Storage("sqlite", env, lambda: SqliteStore(path))
-        return
-    account: CosmosAccount = request.getfixturevalue("cosmos_account")
-    with cosmos_database(account) as database:
-        env = {
-            **common,
-            "STORAGE_BACKEND": "cosmos",
-            "COSMOS_ENDPOINT": account.endpoint,
-            "COSMOS_KEY": account.key,
-            "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
-            "COSMOS_DATABASE": database.name,
-        }
-        yield Storage("cosmos", env, database.store)
 
 
 @pytest.fixture

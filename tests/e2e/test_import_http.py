@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import dev_headers
-from tools.local.host import ROOT, run_host
+from tools.local.host import ROOT, dev_headers, run_host
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "chatgpt-conversations.json"
 LIMIT = 8192

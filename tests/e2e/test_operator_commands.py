@@ -10,137 +10,42 @@ counts, never the address or any message text.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from shared.audit import user_hash
-from shared.models import FeedbackRequest
 from shared.storage.base import Store
-from shared.storage.sqlite import SqliteStore
-from tests.archive.conftest import raw_items
-from tests.conftest import dev_headers
-from tests.contract.conftest import cosmos_database
+from tests.support.commands import (
+    SALT,
+    SECRET,
+    Storage,
+    assert_nothing_revealed,
+    audit_lines,
+    populate,
+)
 from tests.support.faulty import FAIL_ENV
 from tests.support.scenarios import (
     START,
-    chat_request,
-    make_service,
     nothing_of,
     seed_session,
     without_volatile,
 )
-from tools.local.cosmos import CosmosAccount
-from tools.local.host import ROOT, run_host
+from tests.support.store_state import raw_items
+from tools.local.host import dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
-
-T = TypeVar("T")
-SALT = "operator-test-salt"
-SECRET = "the-secret-words"  # in every seeded message: never in a command's output
-
-
-@dataclass
-class Storage:
-    name: str
-    env: dict[str, str]
-    open_store: Callable[[], Store]
-
-    def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
-        async def main() -> T:
-            store = self.open_store()
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
-
-    def command(
-        self, *args: str, extra: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-        return subprocess.run(
-            [sys.executable, "-m", *args],
-            cwd=ROOT,
-            env={**base, **self.env, **(extra or {})},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-
-
-@pytest.fixture(params=["sqlite", "cosmos"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    common = {"AUTH_MODE": "dev", "LOG_HASH_SALT": SALT, "LLM_PROVIDER": "echo"}
-    if request.param == "sqlite":
-        path = tmp_path / "ops.db"
-        env = {**common, "STORAGE_BACKEND": "sqlite", "SQLITE_PATH": str(path)}
-        yield Storage("sqlite", env, lambda: SqliteStore(path))
-        return
-    account: CosmosAccount = request.getfixturevalue("cosmos_account")
-    with cosmos_database(account) as database:
-        env = {
-            **common,
-            "STORAGE_BACKEND": "cosmos",
-            "COSMOS_ENDPOINT": account.endpoint,
-            "COSMOS_KEY": account.key,
-            "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
-            "COSMOS_DATABASE": database.name,
-        }
-        yield Storage("cosmos", env, database.store)
 
 
 @pytest.fixture
 def users() -> tuple[str, str]:
     tag = uuid.uuid4().hex[:10]
     return f"kate-{tag}@example.com", f"bob-{tag}@example.com"
-
-
-async def populate(store: Store, email: str) -> tuple[int, int]:
-    """Active, archived and deleted conversations with feedback; (sessions, messages) kept."""
-    svc = make_service(store)
-    first = await svc.chat(email, chat_request(f"hello {SECRET}"))
-    await svc.chat(email, chat_request(f"more {SECRET}", first.session_id))
-    await svc.set_feedback(
-        email,
-        first.session_id,
-        first.assistant.id,
-        FeedbackRequest.model_validate({"rating": "up", "comment": f"comment {SECRET}"}),
-    )
-    await seed_session(store, email, [f"archived {SECRET} {i}" for i in range(250)], archived=True)
-    await seed_session(store, email, [f"active {SECRET}", "answer"], at=START)
-    gone = await svc.chat(email, chat_request(f"deleted {SECRET}"))
-    await svc.delete_session(email, gone.session_id)
-    return 3, 4 + 250 + 2
-
-
-def audit_lines(stderr: str, event: str) -> list[dict[str, Any]]:
-    prefix = f"{event} "
-    return [
-        json.loads(line.removeprefix(prefix))
-        for line in stderr.splitlines()
-        if line.startswith(prefix + "{")
-    ]
-
-
-def assert_nothing_revealed(output: str, *emails: str) -> None:
-    assert SECRET not in output
-    for email in emails:
-        assert email not in output
 
 
 def test_export_writes_what_the_api_serves(

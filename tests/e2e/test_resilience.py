@@ -29,9 +29,8 @@ from shared.archive import ArchivePolicy, run_archive
 from shared.config import load_settings
 from shared.storage import make_store
 from shared.storage.base import Store
-from tests.conftest import dev_headers
 from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -79,7 +78,7 @@ def _stack(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iter
         with run_host(env, tmp_path / "host.log") as host:
             yield Stack(host, env)
         return
-    from tests.contract.conftest import cosmos_database
+    from tests.support.databases import cosmos_database
 
     account = account_for(request, backend)
     with cosmos_database(account) as database:

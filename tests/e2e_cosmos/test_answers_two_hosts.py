@@ -18,12 +18,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tests.contract.conftest import CosmosDatabase, cosmos_database
-from tests.e2e_cosmos.test_http_cosmos import cosmos_env
-from tests.llm.fake_openai import FakeOpenAI, Stream
 from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
-from tools.local.host import run_host
+from tests.support.databases import CosmosDatabase, cosmos_database
+from tests.support.deployments import cosmos_env
+from tests.support.fake_openai import FakeOpenAI, Stream
+from tools.local.host import dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

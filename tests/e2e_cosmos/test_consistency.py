@@ -23,11 +23,10 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
-from tests.conftest import dev_headers
-from tests.contract.conftest import ACTIVE, ARCHIVE, CosmosDatabase, cosmos_database
-from tests.e2e_cosmos.test_http_cosmos import cosmos_env
+from tests.support.databases import ACTIVE, ARCHIVE, CosmosDatabase, cosmos_database
+from tests.support.deployments import cosmos_env
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import ROOT, RunningHost, run_host
+from tools.local.host import ROOT, RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
-from tests.conftest import dev_headers
-from tests.contract.conftest import ACTIVE, CosmosDatabase, cosmos_database
 from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
-from tools.local.host import run_host
+from tests.support.databases import ACTIVE, CosmosDatabase, cosmos_database
+from tests.support.deployments import cosmos_env
+from tools.local.host import dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
@@ -24,19 +24,6 @@ def database(request: pytest.FixtureRequest) -> Iterator[CosmosDatabase]:
     """The local server as it is by default, with lagging replicas, and throttled."""
     with cosmos_database(account_for(request, request.param)) as db:
         yield db
-
-
-def cosmos_env(database: CosmosDatabase) -> dict[str, str]:
-    account = database.account
-    return {
-        "AUTH_MODE": "dev",
-        "STORAGE_BACKEND": "cosmos",
-        "COSMOS_ENDPOINT": account.endpoint,
-        "COSMOS_KEY": account.key,
-        "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
-        "COSMOS_DATABASE": database.name,
-        "LLM_PROVIDER": "echo",
-    }
 
 
 @pytest.mark.cross_instance

@@ -26,7 +26,7 @@ from shared.llm.openai_chat import (
     make_azure_model,
     retry_after_seconds,
 )
-from tests.llm.fake_openai import FakeOpenAI, Hang, Status, Stream
+from tests.support.fake_openai import FakeOpenAI, Hang, Status, Stream
 
 MESSAGES: list[ModelMessage] = [
     {"role": "system", "content": "Be brief."},

@@ -17,29 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tests.llm.fake_openai import FakeOpenAI, Hang, Status, Stream
-from tools.local.host import RunningHost, run_host
+from tests.llm.support import host_env, read_events
+from tests.support.fake_openai import FakeOpenAI, Hang, Status, Stream
+from tools.local.host import RunningHost, dev_headers, run_host
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 ALICE = dev_headers("alice@example.com")
-
-
-def host_env(fake: FakeOpenAI, db: Path) -> dict[str, str]:
-    return {
-        "AUTH_MODE": "dev",
-        "STORAGE_BACKEND": "sqlite",
-        "SQLITE_PATH": str(db),
-        "OPENAI_BASE_URL": fake.url + "/v1",
-        "OPENAI_MODEL": "local-model",
-        "LLM_MAX_RETRIES": "0",
-        "LLM_TIMEOUT_S": "1",
-        "SYSTEM_PROMPT": "Be brief.",
-        "MAX_HISTORY_MESSAGES": "4",
-        "MAX_CONTEXT_TOKENS": "100",
-        # These tests are about the chat call; titles by the model have their own tests.
-        "TITLE_MODE": "first-message",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +63,6 @@ def turn(client: httpx.Client, message: str, sid: str | None = None) -> dict[str
 def contents(client: httpx.Client, sid: str) -> list[tuple[str, str]]:
     detail = client.get(f"/api/sessions/{sid}").json()
     return [(m["role"], m["content"]) for m in detail["messages"]]
-
-
-def read_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
-    """Parse SSE from the raw text, checking the exact ``event:``/``data:`` framing."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    for block in response.text.split("\n\n"):
-        if not block:
-            continue
-        event_line, data_line = block.split("\n")
-        assert event_line.startswith("event: ") and data_line.startswith("data: "), block
-        events.append((event_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
-    return events
 
 
 def stream_turn(client: httpx.Client, message: str, sid: str | None = None) -> httpx.Response:

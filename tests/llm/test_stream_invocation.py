@@ -24,10 +24,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tests.llm.fake_openai import FakeOpenAI, Stream
-from tests.llm.test_host_chat import host_env
-from tools.local.host import RunningHost, run_host
+from tests.llm.support import host_env
+from tests.support.fake_openai import FakeOpenAI, Stream
+from tools.local.host import RunningHost, dev_headers, run_host
 
 ALICE = dev_headers("alice@example.com")
 T = TypeVar("T")

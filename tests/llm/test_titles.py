@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from shared.titles import MODEL_TITLE_MAX_TOKENS, TITLE_INSTRUCTIONS
-from tests.conftest import dev_headers
-from tests.llm.fake_openai import FakeOpenAI, Hang, Status, Whole
-from tests.llm.test_host_chat import read_events
-from tools.local.host import RunningHost, run_host
+from tests.llm.support import read_events
+from tests.support.fake_openai import FakeOpenAI, Hang, Status, Whole
+from tools.local.host import RunningHost, dev_headers, run_host
 
 ALICE = dev_headers("alice@example.com")
 FIRST = "Could you help me plan a three-day trip to Lisbon in spring?"

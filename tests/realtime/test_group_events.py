@@ -25,9 +25,8 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import dev_headers
 from tests.support.faulty import SLOW_ENV, run_faulty_host
-from tools.local.host import RunningHost
+from tools.local.host import RunningHost, dev_headers
 from tools.webpubsub import SUBPROTOCOL
 
 ALICE = "alice@example.com"

@@ -19,8 +19,7 @@ from shared.clock import parse_iso
 from shared.config import load_settings
 from shared.realtime import CLIENT_URL_TTL_S, user_id_for
 from shared.runtime import reset_runtime
-from tests.conftest import dev_headers
-from tools.local.host import free_port, run_host
+from tools.local.host import dev_headers, free_port, run_host
 from tools.webpubsub import SUBPROTOCOL
 
 ALICE = "alice@example.com"

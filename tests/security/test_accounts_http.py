@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.contract.conftest import CosmosDatabase, cosmos_database
+from tests.support.databases import CosmosDatabase, cosmos_database
 from tests.support.jwks import Issuer, bearer, token_settings
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import RunningHost, run_host

@@ -22,8 +22,7 @@ from functions.http import body_limit
 from shared import runtime as runtime_module
 from shared.config import ConfigError, load_settings
 from shared.paging import listing_scope
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, free_port, run_host
+from tools.local.host import RunningHost, dev_headers, free_port, run_host
 
 # Enough characters that the message, not the room left for the other fields, decides the
 # body limit (a maximal message of escaped emoji is then larger than 6 bytes a character).

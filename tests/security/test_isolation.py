@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
-from tests.contract.conftest import cosmos_database
+from tests.support.databases import cosmos_database
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 

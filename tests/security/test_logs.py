@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 
 from shared.audit import user_hash
-from tests.conftest import dev_headers
-from tools.local.host import run_host
+from tools.local.host import dev_headers, run_host
 
 SALT = "test-salt-5f2c"
 EMAIL = "Grace.Hopper@Example.com"

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from shared.config import ConfigError, load_settings
-from tests.conftest import dev_headers
-from tools.local.host import RunningHost, run_host
+from tools.local.host import RunningHost, dev_headers, run_host
 
 ALICE = dev_headers("alice@example.com")
 TIMEOUT_S = 0.5

@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import dev_headers
 from tests.support.jwks import Issuer, bearer, token_settings
-from tools.local.host import ROOT, RunningHost, run_host
+from tools.local.host import ROOT, RunningHost, dev_headers, run_host
 from tools.smoke.checks import MIN_DELTA_READS, Smoke
 
 ORIGIN = "https://app.example.com"

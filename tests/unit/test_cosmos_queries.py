@@ -22,10 +22,8 @@ from shared.models import SessionRecord
 from shared.storage.containers import ContainerSpec
 from shared.storage.cosmos import moves, store, usage
 from shared.storage.cosmos.items import LIVE_MARKER, State, session_body, state_body
+from tests.support.query_fields import ALWAYS_INDEXED, WHERE, filtered_fields, indexed_paths_of
 
-# Always indexed by Cosmos whatever the policy says: the id, and the partition key (a query's
-# scope).
-ALWAYS_INDEXED = {"id", "EmailID"}
 # The search's ``{match}``: the full-text function the store puts there (``_all_words``).
 QUERIES = {
     name: value.replace(
@@ -38,34 +36,15 @@ QUERIES = {
     for name, value in vars(module).items()
     if name.endswith("_QUERY") and isinstance(value, str)
 }
-_WHERE = re.compile(r"\bWHERE\b(?P<where>.*?)(?:\bORDER BY\b(?P<order>.*))?$", re.S)
-_CONTAINS = re.compile(r"(?<!FullText)CONTAINS\(c\.(\w+)", re.I)
-_FULL_TEXT = re.compile(r"FullText\w*\(c\.(\w+)")
-_FIELD = re.compile(r"\bc\.(\w+)")
 
 
 def indexed_paths() -> set[str]:
-    policy = ContainerSpec("any").indexing_policy
-    return {path["path"].strip("/").removesuffix("/?") for path in policy["includedPaths"]}
+    return indexed_paths_of(ContainerSpec("any"))
 
 
 def full_text_paths() -> set[str]:
     policy = ContainerSpec("any").indexing_policy
     return {entry["path"].strip("/") for entry in policy["fullTextIndexes"]}
-
-
-def filtered_fields(query: str) -> tuple[set[str], set[str], set[str]]:
-    """The fields a query's WHERE and ORDER BY name, those it scans with ``CONTAINS``, and those
-    it matches with a full-text function."""
-    match = _WHERE.search(query)
-    if match is None:
-        return set(), set(), set()
-    clauses = match.group("where") + " " + (match.group("order") or "")
-    return (
-        set(_FIELD.findall(clauses)),
-        set(_CONTAINS.findall(clauses)),
-        set(_FULL_TEXT.findall(clauses)),
-    )
 
 
 def test_the_queries_are_found() -> None:
@@ -115,7 +94,7 @@ _TERM = re.compile(r"^c\.(\w+)\s*(=|<=|>=|<|>)\s*(@\w+|'[^']*'|true|false|-?\d+)
 
 def scan_terms(query: str) -> list[tuple[str, str]]:
     """A scan's filters as (path, operator), or AssertionError for anything not served."""
-    match = _WHERE.search(query)
+    match = WHERE.search(query)
     assert match is not None and match.group("order") is None, query
     terms = []
     for term in re.split(r"\s+AND\s+", match.group("where").strip()):

@@ -9,8 +9,7 @@ import pytest
 
 from shared.storage.containers import ContainerSpec, groups_spec
 from shared.storage.cosmos import groups
-from tests.unit.test_cosmos_queries import ALWAYS_INDEXED, filtered_fields
-from tests.unit.test_share_queries import paths
+from tests.support.query_fields import ALWAYS_INDEXED, filtered_fields, indexed_paths_of
 
 QUERIES = {
     name: value
@@ -34,9 +33,9 @@ def test_the_queries_are_found() -> None:
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_a_group_query_filters_on_indexed_paths_only(name: str) -> None:
     if name in IN_ACTIVE:
-        indexed = paths(ContainerSpec("active")) | ALWAYS_INDEXED
+        indexed = indexed_paths_of(ContainerSpec("active")) | ALWAYS_INDEXED
     else:
-        indexed = paths(groups_spec()) | {"id", "groupId"}
+        indexed = indexed_paths_of(groups_spec()) | {"id", "groupId"}
     fields, scanned, text_matched = filtered_fields(QUERIES[name])
     assert scanned == text_matched == set()
     assert fields - indexed == set(), f"{name} filters on unindexed {sorted(fields - indexed)}"

@@ -9,17 +9,13 @@ import pytest
 
 from shared.storage.containers import ContainerSpec, shares_spec
 from shared.storage.cosmos import shares
-from tests.unit.test_cosmos_queries import ALWAYS_INDEXED, filtered_fields
+from tests.support.query_fields import ALWAYS_INDEXED, filtered_fields, indexed_paths_of
 
 QUERIES = {
     name: value
     for name, value in vars(shares).items()
     if name.endswith("_QUERY") and isinstance(value, str)
 }
-
-
-def paths(spec: ContainerSpec) -> set[str]:
-    return {p["path"].strip("/").removesuffix("/?") for p in spec.indexing_policy["includedPaths"]}
 
 
 def test_the_queries_are_found() -> None:
@@ -30,9 +26,9 @@ def test_the_queries_are_found() -> None:
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_a_share_query_filters_on_indexed_paths_only(name: str) -> None:
     if name.startswith("SHARE_"):
-        indexed = paths(shares_spec()) | {"id", "shareId"}
+        indexed = indexed_paths_of(shares_spec()) | {"id", "shareId"}
     else:
-        indexed = paths(ContainerSpec("active")) | ALWAYS_INDEXED
+        indexed = indexed_paths_of(ContainerSpec("active")) | ALWAYS_INDEXED
     fields, scanned, text_matched = filtered_fields(QUERIES[name])
     assert scanned == text_matched == set()
     assert fields - indexed == set(), f"{name} filters on unindexed {sorted(fields - indexed)}"

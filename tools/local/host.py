@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 
 
+def dev_headers(email: str) -> dict[str, str]:
+    """Who a request is from, on a host in AUTH_MODE=dev (the header Easy Auth sets in Azure)."""
+    return {"X-MS-CLIENT-PRINCIPAL-NAME": email}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

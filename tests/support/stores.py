@@ -1,4 +1,6 @@
-"""The stores the contract suite runs against, one parameter each.
+"""The stores the API's scenarios run against, one parameter each (registered for every suite
+by tests/conftest.py): ``store_factory``, ``run`` (a scenario on a new store in a new event
+loop), ``emails`` (two callers of the test's own), ``throttled``.
 
 - ``sqlite``: a fresh file per test.
 - ``cosmos-local``: the local Cosmos wire-protocol server (tools/cosmos), one database for the
@@ -14,64 +16,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from azure.cosmos import CosmosClient, PartitionKey
 
 from shared.storage.base import Store
-from shared.storage.containers import container_specs, groups_spec, shares_spec
-from shared.storage.cosmos import CosmosStore
 from shared.storage.sqlite import SqliteStore
+from tests.support.databases import CosmosDatabase, cosmos_database
 from tools.local.cosmos import CosmosAccount, cosmos_target, local_cosmos
 
 T = TypeVar("T")
-ACTIVE, ARCHIVE = "Conversations", "ConversationsArchive"
 USER_ACCOUNT_SET = bool(os.environ.get("COSMOS_ENDPOINT", "").strip())
 
 Runner = Callable[[Callable[[Store], Awaitable[T]]], T]
-
-
-@dataclass(frozen=True)
-class CosmosDatabase:
-    account: CosmosAccount
-    name: str
-
-    def store(self) -> CosmosStore:
-        return CosmosStore(
-            self.account.endpoint,
-            self.account.key,
-            database=self.name,
-            container=ACTIVE,
-            archive_container=ARCHIVE,
-            verify_tls=self.account.verify_tls,
-        )
-
-
-@contextlib.contextmanager
-def cosmos_database(account: CosmosAccount) -> Iterator[CosmosDatabase]:
-    """A fresh database with Parley's containers (from the one definition), deleted after."""
-    client = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
-    name = f"contract-{uuid.uuid4().hex[:12]}"
-    database = client.create_database_if_not_exists(name)
-    for spec in (*container_specs(ACTIVE, ARCHIVE), shares_spec(), groups_spec()):
-        database.create_container_if_not_exists(
-            spec.name,
-            partition_key=PartitionKey(spec.partition_key_path),
-            indexing_policy=spec.indexing_policy,
-            default_ttl=spec.default_ttl,
-            full_text_policy=spec.full_text_policy,
-        )
-    try:
-        yield CosmosDatabase(account, name)
-    finally:
-        client.delete_database(name)
 
 
 @pytest.fixture(scope="session")
