@@ -51,11 +51,6 @@ from tests.support.stores import Runner
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 
-@pytest.fixture
-def people(emails: tuple[str, str]) -> People:
-    return People(*emails)
-
-
 def create(*members: str, name: str = "Team") -> GroupCreateRequest:
     return GroupCreateRequest(name=name, members=list(members))
 

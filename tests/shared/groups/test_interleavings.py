@@ -40,11 +40,6 @@ class PausedWrites:
         return await self._store.write_group(group, **kwargs)
 
 
-@pytest.fixture
-def people(emails: tuple[str, str]) -> People:
-    return People(*emails)
-
-
 async def race(paused: PausedWrites, send: Any, meanwhile: Any) -> Any:
     task = asyncio.ensure_future(send)
     await paused.reached.wait()
