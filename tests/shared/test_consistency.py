@@ -3,6 +3,7 @@ is ignored (shared/consistency.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,16 @@ from shared.consistency import (
 
 KEY = "k" * 32
 ACTIVE = "https://acct:443/dbs/chat/colls/Conversations"
+
+
+@pytest.fixture(autouse=True)
+def tokens_of_this_test_only() -> Iterator[None]:
+    """``begin()`` here runs outside any request, in the test thread's own context: without this
+    reset the tokens outlive the test, and every later test's stores share them (two
+    "instances" that then read each other's writes)."""
+    reset = consistency._current.set(None)
+    yield
+    consistency._current.reset(reset)
 
 
 def test_merging_keeps_the_highest_lsn_per_range() -> None:
