@@ -51,9 +51,9 @@ cosmos: $(NODE_STAMP)
 	node tools/cosmos/server.mjs
 
 # The azure-cosmos SDK's own tests against tools/cosmos, every module that applies (see
-# tests/cosmos_sdk/run.py; `make test` runs the core ones).
+# tests/tools/cosmos/sdk/run.py; `make test` runs the core ones).
 cosmos-sdk-tests: $(PY_STAMP) $(NODE_STAMP)
-	$(PY) -m tests.cosmos_sdk.run --all
+	$(PY) -m tests.tools.cosmos.sdk.run --all
 
 # openapi.yaml against Redocly's recommended rules (redocly.yaml); no telemetry, no update check.
 lint: $(PY_STAMP) $(NODE_STAMP)
@@ -67,7 +67,7 @@ typecheck: $(PY_STAMP)
 
 test: $(PY_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(VENDOR_STAMP) lint typecheck
 	$(PY) -m pytest
-	$(PY) -m tests.cosmos_sdk.run
+	$(PY) -m tests.tools.cosmos.sdk.run
 	# The benchmark, smaller, into a scratch folder: it must keep running, and a test run
 	# must not rewrite the committed results.
 	out=$$(mktemp -d) && $(PY) -m bench --quick --out "$$out" > "$$out/bench.log" \

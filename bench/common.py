@@ -49,9 +49,9 @@ class Cosmos:
 def cosmos_account() -> Iterator[Cosmos]:
     """The test suite's Cosmos target: COSMOS_ENDPOINT when set, else the local server."""
     try:
-        from tests.support.cosmos_server import LocalCosmosError, cosmos_target
+        from tools.local.cosmos import LocalCosmosError, cosmos_target
     except ImportError as exc:  # pragma: no cover - a broken checkout
-        raise NotAvailable(f"tests.support.cosmos_server cannot be imported: {exc}") from exc
+        raise NotAvailable(f"tools.local.cosmos cannot be imported: {exc}") from exc
     try:
         with cosmos_target() as account:
             yield Cosmos(account.endpoint, account.key, account.verify_tls)
@@ -134,8 +134,8 @@ async def seed_session(
     """A session of ``messages`` realistic messages, one second apart from ``start``, written
     through the store ``chunk`` at a time; ``extra`` appends text to the messages it names."""
     from shared.ids import new_session_id
-    from shared.models import MessageRecord, SessionRecord
-    from tests.support.seeding import append_in_batches
+    from shared.models import MessageRecord
+    from tools.local.seeding import append_in_batches, new_session
 
     session_id = session_id or new_session_id()
     records = [
@@ -148,13 +148,6 @@ async def seed_session(
         )
         for seq in range(1, messages + 1)
     ]
-    session = SessionRecord(
-        id=session_id,
-        email=email,
-        title="bench",
-        preview=records[0].content[:100],
-        created_at=start,
-        updated_at=start,
-    )
+    session = new_session(records, email=email, title="bench")
     await append_in_batches(store, session, records, batch=chunk)
     return session_id

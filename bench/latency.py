@@ -1,6 +1,6 @@
 """Measurement 2: request latency through the local host, and the floor under it.
 
-The host (``python -m devhost`` via tests/support/host.py, echo model, AUTH_MODE=dev) serves
+The host (``python -m devhost`` via tools/local/host.py, echo model, AUTH_MODE=dev) serves
 chat, list and get at several concurrencies; then, with the host stopped, the same store
 methods those requests use are timed in-process on the same data. Overhead = host - floor.
 """
@@ -229,7 +229,7 @@ def run_backend(
 
 def run(cosmos: Cosmos | None, levels: list[int], requests: int) -> dict[str, Any]:
     from shared.storage.sqlite import SqliteStore
-    from tests.support.host import run_host
+    from tools.local.host import run_host
 
     out: dict[str, Any] = {"levels": levels, "requests_per_cell": requests}
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:

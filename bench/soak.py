@@ -690,7 +690,7 @@ def summary_md(report: dict[str, Any]) -> str:
 
 
 def run(plan: argparse.Namespace) -> dict[str, Any]:
-    from tests.support.host import run_host
+    from tools.local.host import run_host
 
     database = f"soak-{uuid.uuid4().hex[:8]}"
     with cosmos_account() as cosmos, tempfile.TemporaryDirectory(prefix="parley-soak-") as tmp:

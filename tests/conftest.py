@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cosmos_server import (  # noqa: F401  (fixtures)
-    cosmos_account,
-    cosmos_account_lagging,
-    cosmos_account_throttled,
-)
-from tests.support.host import RunningHost, run_host
-from tests.support.jwks import issuer, jwks_url  # noqa: F401  (fixtures)
+from tools.local.host import RunningHost, run_host
+
+# Fixtures every suite may use, registered once: the Cosmos accounts, the token issuer, the
+# Web PubSub stand-in, the stores the API scenarios run on, the operators' commands' storage.
+pytest_plugins = [
+    "tests.support.cosmos",
+    "tests.support.jwks",
+    "tests.support.webpubsub",
+    "tests.support.stores",
+    "tests.support.commands",
+]
 
 
 def _not_in_this_mode(item: pytest.Item) -> bool:
@@ -38,10 +42,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-def dev_headers(email: str) -> dict[str, str]:
-    return {"X-MS-CLIENT-PRINCIPAL-NAME": email}
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 // Where the finished part of a Markdown text being written ends: the blocks (paragraphs,
 // lists, quotes, code) that what comes next can no longer change. A streaming answer draws them
 // once and redraws only what follows (answers.js). No DOM here: it is plain text in, an index
-// out, so the rule is tested on its own (tests/unit/test_web_blocks.py).
+// out, so the rule is tested on its own (tests/web/test_blocks.py).
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
 const CLOSING_FENCE = /^ {0,3}(`{3,}|~{3,})[ \t]*$/;

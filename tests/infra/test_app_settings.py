@@ -13,7 +13,7 @@ import pytest
 from infra.app import NOT_IN_AZURE, PLATFORM_SETTINGS
 from shared.auth import configuration_problem
 from shared.config import SETTINGS, load_settings
-from tests.infra.conftest import (
+from tests.infra.support import (
     RANDOM_PASSWORD,
     TENANT,
     Deployment,

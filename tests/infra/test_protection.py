@@ -16,7 +16,7 @@ from infra.protection import (
 )
 from infra.stack_config import StackConfigError
 from shared.storage.containers import ContainerSpec, container_specs
-from tests.infra.conftest import (
+from tests.infra.support import (
     FULL_CONFIG,
     STACK_REFERENCE,
     Deployment,

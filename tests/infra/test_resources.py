@@ -23,7 +23,7 @@ from shared.storage.containers import (
     groups_spec,
     shares_spec,
 )
-from tests.infra.conftest import (
+from tests.infra.support import (
     CLIENT_ID,
     FUNCTION_TIMEOUT_S,
     SUBSCRIPTION,

@@ -21,7 +21,7 @@ from infra.stack_config import (
     read_function_timeout_s,
 )
 from shared.config import DEFAULT_DATABASE, Settings
-from tests.infra.conftest import (
+from tests.infra.support import (
     CLIENT_ID,
     FULL_CONFIG,
     TENANT,

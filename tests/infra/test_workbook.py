@@ -12,7 +12,7 @@ import pytest
 
 from infra.workbook import CHARTS, QUERY_DIR, query_text, workbook_name
 from shared.events import CUSTOM_EVENT_NAMESPACE, SCHEMA
-from tests.infra.conftest import Deployment, make_config, run_program
+from tests.infra.support import Deployment, make_config, run_program
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 OPERATORS = {"where", "extend", "summarize", "render", "order", "project", "top"}

@@ -1,4 +1,9 @@
-"""The local host, or an operator command, as a real process whose store fails on cue: what a
+"""Stores that fail on cue.
+
+In this process: ``FaultyStore`` delegates to a real store, and a test's hook replaces any
+method (``Crash`` is the injected failure).
+
+As a real process: the local host, or an operator command, whose store fails on cue: what a
 storage failure part-way looks like from outside (a cut-off export, a file never written).
 
     python -m tests.support.faulty devhost|shared.export|shared.erase [arguments...]
@@ -15,12 +20,41 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.host import RunningHost, run_host
+from shared.storage.base import Store
+from tools.local.host import RunningHost, run_host
+
+
+class Crash(RuntimeError):
+    """An injected failure (stands in for a process crash or a storage error mid-step)."""
+
+
+Hook = Callable[..., Awaitable[Any]]
+
+
+class FaultyStore:
+    """Delegates to a real store; ``hooks[name]`` replaces a method and receives the real one
+    first, so a hook can call it and then fail, fail part-way, or do something in between."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.hooks: dict[str, Hook] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.inner, name)
+        hook = self.hooks.get(name)
+        if hook is None:
+            return real
+
+        async def hooked(*args: Any, **kwargs: Any) -> Any:
+            return await hook(real, *args, **kwargs)
+
+        return hooked
+
 
 FAIL_ENV = "PARLEY_TEST_FAIL"
 SLOW_ENV = "PARLEY_TEST_SLOW"

@@ -1,6 +1,6 @@
 """A token issuer made by the tests: an RSA key pair, its JWKS served on a real socket, and
 tokens signed with it. The host under test fetches the keys over HTTP exactly as it would from
-Entra ID, so the whole verification path runs (tests/security, tests/smoke)."""
+Entra ID, so the whole verification path runs (tests/system/security, tests/tools/smoke)."""
 
 from __future__ import annotations
 

@@ -19,10 +19,11 @@ from shared.config import load_settings
 from shared.ids import new_session_id
 from shared.llm.echo import EchoModel
 from shared.models import ChatRequest, MessageRecord, SessionRecord
-from shared.storage.base import MoveOutcome, SessionRef, Store
-from tests.archive.conftest import FaultyStore, raw_items
+from shared.storage.base import MoveOutcome, SessionRef, Store, Where
 from tests.support.conversations import Conversations
-from tests.support.seeding import append_in_batches
+from tests.support.faulty import FaultyStore
+from tests.support.store_state import raw_items
+from tools.local.seeding import append_in_batches, new_session
 
 START = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -43,6 +44,36 @@ def make_service(
 
 def chat_request(message: str, session_id: str | None = None) -> ChatRequest:
     return ChatRequest.model_validate({"message": message, "sessionId": session_id})
+
+
+async def seed(
+    store: Store,
+    email: str,
+    updated_at: datetime,
+    messages: int = 2,
+    *,
+    where: Where = "active",
+) -> str:
+    """A session whose last message (and updatedAt) is ``updated_at``, one second apart;
+    moved to the archive when ``where`` says so."""
+    session_id = new_session_id()
+    records = [
+        MessageRecord(
+            session_id=session_id,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            content=f"message {seq} of {session_id}",
+            timestamp=updated_at - timedelta(seconds=messages - seq),
+        )
+        for seq in range(1, messages + 1)
+    ]
+    session = new_session(records, email=email, title="seeded")
+    stored = await append_in_batches(store, session, records)
+    if where == "archive":
+        assert stored is not None and stored.etag
+        ref = SessionRef(email, session_id, stored.updated_at, stored.etag)
+        assert await store.archive(ref) is MoveOutcome.MOVED
+    return session_id
 
 
 async def seed_session(
@@ -71,14 +102,7 @@ async def seed_session(
         )
         for seq, text in enumerate(texts, start=1)
     ]
-    session = SessionRecord(
-        id=session_id,
-        email=email,
-        title=title,
-        preview=records[0].content[:100],
-        created_at=records[0].timestamp,
-        updated_at=records[0].timestamp,
-    )
+    session = new_session(records, email=email, title=title)
     stored = await append_in_batches(store, session, records)
     if archived:
         await archive(store, stored)

@@ -1,5 +1,5 @@
 // Protocol details of Cosmos DB for NoSQL that the package did not follow, found with the SDK's
-// own tests (tests/cosmos_sdk): each helper is hooked in by fidelity.mjs where noted.
+// own tests (tests/tools/cosmos/sdk): each helper is hooked in by fidelity.mjs where noted.
 
 import { randomUUID } from "node:crypto";
 

@@ -19,9 +19,9 @@ const USAGE = `usage: node tools/cosmos/server.mjs [options]
   --no-auth                 accept any key (env COSMOS_AUTH=off; default: only the emulator's
                             well-known key, as the official emulator)
   --exit-on-stdin-close     stop when standard input closes, so a test process that dies takes
-                            the server with it (tests/support/cosmos_server.py uses it)
+                            the server with it (tools/local/cosmos.py uses it)
   --cert-out FILE           write the server's certificate (PEM) to FILE, for clients that verify
-                            TLS (the SDK's own test suite: tests/cosmos_sdk)
+                            TLS (the SDK's own test suite: tests/tools/cosmos/sdk)
 
 Modes (off unless given):
   --replica-lag-writes N    reads, queries and feed reads without a session token that covers

@@ -25,7 +25,7 @@ from tools.smoke.checks import Hook, Smoke
 
 TOKEN_ENV = "PARLEY_SMOKE_TOKEN"  # noqa: S105 - the name of the variable
 # Tests only: "<check>:<SIGNAME>" makes the command send itself that signal after that check,
-# so an interruption lands at a known step (tests/smoke).
+# so an interruption lands at a known step (tests/tools/smoke).
 SIGNAL_AFTER_ENV = "PARLEY_SMOKE_SIGNAL_AFTER"
 TOKEN_COMMAND_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 120.0  # a model's answer can take a while; everything else is quick

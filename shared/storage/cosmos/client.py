@@ -208,8 +208,8 @@ def _remember_session_token(container: ContainerProxy, headers: Any) -> None:
     (``_cosmos_client_connection_async.Batch`` never updates the session), so after a batch the
     next read of this instance would carry an older token and could be served by a replica
     that has not seen the batch: an instance not reading its own writes. Every turn writes by
-    batch, so the token is recorded here (``tests/cosmos/test_connection.py`` pins it on a
-    local server whose replicas lag)."""
+    batch, so the token is recorded here (``tests/shared/storage/cosmos/test_connection.py``
+    pins it on a local server whose replicas lag)."""
     connection: Any = container.client_connection
     session = getattr(connection, "session", None)
     if session is not None and headers and "x-ms-session-token" in headers:
@@ -367,7 +367,7 @@ class CosmosConnection:
 
         A write is served by the partition's primary, and its response's session token covers
         every write the partition committed before it; Cosmos stamps that token on a write's
-        404 and 412 too (the local server does the same; ``tests/cosmos/test_fidelity.py``).
+        404 and 412 too (the local server does the same; ``tests/tools/cosmos/test_fidelity.py``).
         So one conditional replace that can never apply (an etag no item has) brings the latest
         token, which ``consistency.response_hook`` records for this context's reads. False when
         a response brought no token: the caller must not trust a read that missed."""

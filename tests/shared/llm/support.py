@@ -1,0 +1,41 @@
+"""What the model suites share besides fixtures: the host's settings on the scripted model
+server, and a Server-Sent Events answer read with its exact framing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.fake_openai import FakeOpenAI
+
+
+def host_env(fake: FakeOpenAI, db: Path) -> dict[str, str]:
+    return {
+        "AUTH_MODE": "dev",
+        "STORAGE_BACKEND": "sqlite",
+        "SQLITE_PATH": str(db),
+        "OPENAI_BASE_URL": fake.url + "/v1",
+        "OPENAI_MODEL": "local-model",
+        "LLM_MAX_RETRIES": "0",
+        "LLM_TIMEOUT_S": "1",
+        "SYSTEM_PROMPT": "Be brief.",
+        "MAX_HISTORY_MESSAGES": "4",
+        "MAX_CONTEXT_TOKENS": "100",
+        # These tests are about the chat call; titles by the model have their own tests.
+        "TITLE_MODE": "first-message",
+    }
+
+
+def read_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """Parse SSE from the raw text, checking the exact ``event:``/``data:`` framing."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for block in response.text.split("\n\n"):
+        if not block:
+            continue
+        event_line, data_line = block.split("\n")
+        assert event_line.startswith("event: ") and data_line.startswith("data: "), block
+        events.append((event_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
+    return events

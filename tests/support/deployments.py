@@ -1,0 +1,81 @@
+"""The local host on a store, as the HTTP suites start it: the host's settings (on SQLite or a
+Cosmos database), the running host with a store on the same data, and the calls every HTTP
+suite makes (a chat turn, an error's status and code)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from shared.storage.base import Store
+from tests.support.databases import CosmosDatabase
+from tools.local.host import RunningHost, dev_headers
+
+T = TypeVar("T")
+
+# Dev sign-in and the echo model: what every HTTP suite's host runs with.
+ECHO_HOST_ENV = {"AUTH_MODE": "dev", "LLM_PROVIDER": "echo"}
+# The managing suites' host: a first page of 5 messages, so that paging shows after a few turns.
+MAX_SESSION_MESSAGES = 5
+HOST_ENV = {
+    **ECHO_HOST_ENV,
+    "MAX_SESSION_MESSAGES": str(MAX_SESSION_MESSAGES),
+    # Far less than one delete takes: every DELETE /api/sessions round does the least it may.
+    "ERASE_TIME_BUDGET_S": "0.001",
+}
+
+
+def cosmos_env(database: CosmosDatabase, base: Mapping[str, str] = ECHO_HOST_ENV) -> dict[str, str]:
+    """A host's settings on ``database``: ``base``, and the store's."""
+    account = database.account
+    return {
+        **base,
+        "STORAGE_BACKEND": "cosmos",
+        "COSMOS_ENDPOINT": account.endpoint,
+        "COSMOS_KEY": account.key,
+        "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
+        "COSMOS_DATABASE": database.name,
+    }
+
+
+@dataclass
+class Deployment:
+    name: str
+    host: RunningHost
+    env: dict[str, str]
+    open_store: Callable[[], Store]
+
+    def client(self, email: str) -> httpx.Client:
+        return httpx.Client(base_url=self.host.base_url, headers=dev_headers(email), timeout=60)
+
+    def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """Run ``work`` on a store of this deployment's data (a client of this event loop)."""
+
+        async def main() -> T:
+            store = self.open_store()
+            try:
+                return await work(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+
+def chat(
+    client: httpx.Client, message: str, session_id: str | None = None, **extra: str
+) -> dict[str, Any]:
+    """One turn, answered 200; its JSON."""
+    body = {"message": message, **({"sessionId": session_id} if session_id else {}), **extra}
+    response = client.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
