@@ -404,11 +404,6 @@ class ConversationService:
             audit_erase(self._user(email), "api", complete=done)
         return done
 
-    async def export(self, email: str, *, now: datetime) -> AsyncIterator[str]:
-        """Everything of the caller as one JSON document, in pieces (``shared/export/``)."""
-        async for piece in self.export_as(email, "json", now=now):
-            yield piece.decode()
-
     async def export_as(
         self, email: str, export_format: ExportFormat, *, now: datetime
     ) -> AsyncIterator[bytes]:

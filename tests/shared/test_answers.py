@@ -444,7 +444,9 @@ def test_a_dead_generation_is_shown_interrupted_once_older_than_the_model_budget
         assert (after.status, after.content) == ("interrupted", "half an ans")
         page = await later.page_messages(alice, sid, before=None, limit=5)
         assert page.messages[-1].status == "interrupted"
-        exported = "".join([piece async for piece in later.export(alice, now=later.clock.now())])
+        exported = "".join(
+            [piece async for piece in later.export_json(alice, now=later.clock.now())]
+        )
         assert '"status":"interrupted"' in exported and '"status":"streaming"' not in exported
         # Nothing to stop or follow: it is not being generated.
         assert await later.stop_answer(alice, sid) is False

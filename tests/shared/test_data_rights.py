@@ -45,7 +45,7 @@ EXPORTED_AT = START + timedelta(days=1)
 
 
 async def export_text(svc: Conversations, email: str) -> str:
-    return "".join([piece async for piece in svc.export(email, now=EXPORTED_AT)])
+    return "".join([piece async for piece in svc.export_json(email, now=EXPORTED_AT)])
 
 
 async def all_messages(store: Store, email: str, sid: str, where: Any) -> list[dict[str, Any]]:
@@ -172,7 +172,7 @@ def test_an_export_cut_off_by_storage_never_looks_complete(
 
         faulty.hooks[method] = fail
         with pytest.raises(StorageUnavailable):
-            async for piece in make_service(faulty).export(alice, now=EXPORTED_AT):
+            async for piece in make_service(faulty).export_json(alice, now=EXPORTED_AT):
                 sent.append(piece)
 
     with caplog.at_level(logging.INFO, logger="parley.audit"):
@@ -239,7 +239,7 @@ def test_export_memory_does_not_grow_with_the_data(tmp_path: Path) -> None:
             tracemalloc.start()
             size = 0
             try:
-                async for piece in svc.export(email, now=EXPORTED_AT):
+                async for piece in svc.export_json(email, now=EXPORTED_AT):
                     size += len(piece)
                 retained, most = tracemalloc.get_traced_memory()
             finally:

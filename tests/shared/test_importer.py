@@ -40,7 +40,7 @@ def zipped(name: str, data: bytes) -> bytes:
 
 
 async def everything(svc: Conversations, email: str) -> list[dict[str, Any]]:
-    text = "".join([piece async for piece in svc.export(email, now=START)])
+    text = "".join([piece async for piece in svc.export_json(email, now=START)])
     sessions: list[dict[str, Any]] = json.loads(text)["sessions"]
     return sessions
 
@@ -152,7 +152,7 @@ def test_a_parley_export_round_trips(run: Runner[None], emails: tuple[str, str])
         await svc.update_session(alice, rated.session_id, title="Renamed", pinned=True)
         await seed_session(store, alice, 250, title="long and archived", archived=True)
         await seed_session(store, alice, ["short", "answer"], title="short")
-        exported = "".join([p async for p in svc.export(alice, now=START)])
+        exported = "".join([p async for p in svc.export_json(alice, now=START)])
         before = comparable(json.loads(exported)["sessions"])
         assert len(before) == 3
         assert await svc.erase_everything(alice, budget_s=60)

@@ -218,7 +218,7 @@ def test_a_rename_racing_a_turn_keeps_both(
 
 
 async def exported(svc: Conversations, email: str) -> dict[str, Any]:
-    text = "".join([piece async for piece in svc.export(email, now=START)])
+    text = "".join([piece async for piece in svc.export_json(email, now=START)])
     document: dict[str, Any] = json.loads(text)
     return document
 

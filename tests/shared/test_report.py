@@ -172,7 +172,7 @@ def test_latency_is_counted_from_the_stored_answers(
         for n in range(len(totals) - 1):
             await service.chat(alice, ChatRequest(message=f"q{n}", sessionId=turn.session_id))
         report = await compute(store, days=30, now=LATER)
-        exported = "".join([piece async for piece in service.export(alice, now=LATER)])
+        exported = "".join([piece async for piece in service.export_json(alice, now=LATER)])
         return report.to_json(), to_html(report), exported
 
     data, page, exported = run(scenario)
@@ -224,7 +224,7 @@ def test_archival_is_counted_from_the_passes_records_and_no_user_meets_them(
         listed_live = await service.list_sessions(
             alice, limit=50, continuation=None, archived=False
         )
-        exported = "".join([piece async for piece in service.export(alice, now=ARCHIVAL_DAY)])
+        exported = "".join([piece async for piece in service.export_json(alice, now=ARCHIVAL_DAY)])
         assert await service.erase_everything(alice, budget_s=60)
         after_erasure = await compute(store, days=30, now=ARCHIVAL_DAY)
         assert after_erasure.to_json()["archival"] == report.to_json()["archival"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from shared.answers import Followed
@@ -67,3 +68,8 @@ class Conversations:
         """Everything else (reads, managing, data rights, usage, store, clock) is the
         service's."""
         return getattr(self.service, name)
+
+    async def export_json(self, email: str, *, now: datetime) -> AsyncIterator[str]:
+        """The JSON export as GET /api/export sends it (``export_as``), piece by piece."""
+        async for piece in self.service.export_as(email, "json", now=now):
+            yield piece.decode()
