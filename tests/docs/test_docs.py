@@ -309,3 +309,70 @@ def test_documented_ranges_are_the_code_s(name: str) -> None:
     for bound in bounds:
         limit = next(getattr(bound, a) for a in ("ge", "gt", "le", "lt") if hasattr(bound, a))
         assert _bound(limit) in numbers, (documented, bound)
+
+
+# ---- the README's layout is the tree ----------------------------------------------------------
+
+
+def layout_block() -> list[str]:
+    """The lines of the README's "Layout" picture (its fenced block)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1].splitlines()
+
+
+def layout_entries(lines: list[str]) -> dict[str, list[str]]:
+    """Each top-level entry of the picture (``shared/``, ``function_app.py``) and the lines
+    drawn under it (its children and their descriptions)."""
+    entries: dict[str, list[str]] = {}
+    current = ""
+    for line in lines:
+        if line and not line[0].isspace():
+            current = line.split()[0]
+            entries[current] = []
+        elif current:
+            entries[current].append(line)
+    return entries
+
+
+def tracked_top_level() -> set[str]:
+    """What a newcomer sees at the root: folders as ``name/``, Python files, nothing hidden."""
+    names = set()
+    for entry in ROOT.iterdir():
+        if entry.name.startswith((".", "__")) or entry.name in {"node_modules"}:
+            continue
+        if entry.is_dir() and any(entry.rglob("*.*")):
+            names.add(f"{entry.name}/")
+        elif entry.suffix == ".py":
+            names.add(entry.name)
+    return names
+
+
+def shared_children() -> set[str]:
+    """Each module and package of ``shared/``, as the picture names them."""
+    return {
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in (ROOT / "shared").iterdir()
+        if not p.name.startswith("__")
+        and (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    }
+
+
+def test_the_layout_draws_every_top_level_folder_and_nothing_else() -> None:
+    drawn = set(layout_entries(layout_block()))
+    # Virtual environments and caches a checkout makes are not the project's.
+    made_here = {".venv/", "node_modules/"}
+    assert drawn == tracked_top_level() - made_here
+
+
+def test_the_layout_names_every_module_of_shared_and_only_those() -> None:
+    under_shared = " ".join(layout_entries(layout_block())["shared/"])
+    named = set(re.findall(r"(?<![\w/.])([a-z_]+(?:\.py|/))", under_shared))
+    named = {n for n in named if (ROOT / "shared" / n.rstrip("/")).exists() or n.endswith(".py")}
+    missing = shared_children() - named
+    assert not missing, f"README's layout does not name: {sorted(missing)}"
+    gone = {n for n in named if n.endswith(".py") and not (ROOT / "shared" / n).exists()}
+    nested = {
+        n for n in gone if any((ROOT / "shared").rglob(n))
+    }  # a file of a subpackage, named in its line
+    assert gone - nested == set(), f"README's layout names what shared/ lacks: {sorted(gone)}"

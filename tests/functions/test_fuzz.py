@@ -10,13 +10,14 @@ that quietly produced nothing fails the test.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -25,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.specs.openapi.formats import INVALID_HEADER_CHARS
 
 from shared.groups.models import GroupMessageOut, GroupMessages
 from shared.models import ChatResponse, ErrorResponse
@@ -211,6 +213,23 @@ def _group(host: RunningHost) -> str:
     return group_id
 
 
+# Headers that frame the HTTP message itself: a case that sets them to anything is a malformed
+# request (RFC 9112, section 6) that the server's HTTP parser refuses before any code of the app
+# runs (uvicorn here, the front end in Azure), with a plain-text 400 of its own.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host"})
+
+
+def is_http(headers: Mapping[str, Any] | None) -> bool:
+    """Whether a case's headers make an HTTP request at all: no framing header of its own, and
+    no value with a control character (RFC 9110, section 5.5). Everything else a client can
+    send, unexpected headers and invalid values included, goes to the app."""
+    return not any(
+        name.lower() in FRAMING_HEADERS
+        or (isinstance(value, str) and any(c in INVALID_HEADER_CHARS for c in value))
+        for name, value in (headers or {}).items()
+    )
+
+
 def _operations(host: RunningHost) -> list[APIOperation]:
     # Loaded from the host, so the fuzz also proves the served document is usable.
     schema = schemathesis.openapi.from_url(host.base_url + "/api/openapi.yaml")
@@ -245,6 +264,7 @@ def test_fuzz_the_whole_api(
 
     def sender(label: str, headers: dict[str, str]) -> Callable[[Case], None]:
         def send(case: Case) -> None:
+            assume(is_http(case.headers))
             counts[label] = counts.get(label, 0) + 1
             case.call_and_validate(
                 base_url=fuzz_host.base_url, headers=headers, checks=CHECKS, timeout=30
@@ -324,3 +344,45 @@ def test_fuzz_the_whole_api(
     assert total >= MIN_CASES, counts
     # The host survived all of it and logged no unhandled error.
     assert "unhandled" not in fuzz_host.log()
+
+
+def _raw_post(host: RunningHost, path: str, header: bytes) -> bytes:
+    """A request as bytes on a socket of its own: no HTTP client would send these."""
+    port = int(host.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: fuzz\r\n"
+            b"X-MS-CLIENT-PRINCIPAL-NAME: fuzzer@example.com\r\n"
+            + header
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Content-Length", '"9H|T=G-Qc1'), ("Parley-Consistency", "a\x00b"), ("X-Any", "a\x0bb")],
+)
+def test_what_the_fuzz_leaves_out_never_reaches_the_app(
+    fuzz_host: RunningHost, existing_session: str, name: str, value: str
+) -> None:
+    # The cases is_http turns away are refused by the server's HTTP parser itself: a plain-text
+    # 400, none of the app's headers (no Parley-Consistency) and no JSON error.
+    assert not is_http({name: value})
+    answer = _raw_post(
+        fuzz_host,
+        f"/api/sessions/{existing_session}/stop",
+        f"{name}: {value}".encode("latin-1"),
+    )
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 400 ")
+    assert b"parley-consistency" not in head and b"application/json" not in head
+
+
+def test_the_fuzz_still_sends_what_a_client_can() -> None:
+    # Unknown headers, empty values, obs-text and tabs are HTTP: they go to the app.
+    assert is_http({"X-Unknown": "", "Parley-Consistency": "caf\xe9\tx", "Authorization": "K"})
+    assert is_http(None)
