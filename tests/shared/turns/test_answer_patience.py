@@ -27,6 +27,8 @@ from tests.support.realtime import RecordingRealtime
 from tests.support.scenarios import START, no_pause
 from tests.support.stores import Runner
 
+pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
+
 SETTINGS = load_settings({"AUTH_MODE": "dev"})
 WRITES = {"turn": "append", "regenerate": "replace_answer", "group": "write_group"}
 
