@@ -5,7 +5,6 @@ seq, leaving, the export and the erasure (``docs/http.md``, "Groups and real-tim
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
+from tests.support.sse import sse_events
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import RunningHost, dev_headers, run_host
 
@@ -60,15 +60,6 @@ def any_host(request: pytest.FixtureRequest) -> RunningHost:
         "host" if request.param == "sqlite" else "cosmos_host"
     )
     return running
-
-
-def sse_events(text: str) -> list[tuple[str, dict[str, object]]]:
-    events = []
-    for block in text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        if lines:
-            events.append((lines["event"], json.loads(lines["data"])))
-    return events
 
 
 def test_two_members_and_the_assistant(any_host: RunningHost) -> None:

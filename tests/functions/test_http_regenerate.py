@@ -3,10 +3,8 @@ socket, on the embedded store and on the local Cosmos server."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -14,6 +12,7 @@ from shared.models import ChatResponse
 from tests.support.databases import cosmos_database
 from tests.support.deployments import HOST_ENV, Deployment, assert_error, chat, cosmos_env
 from tests.support.scenarios import seed_session
+from tests.support.sse import sse_events
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import run_host
 
@@ -46,15 +45,6 @@ def users() -> tuple[str, str]:
     return f"alice-{tag}@example.com", f"bob-{tag}@example.com"
 
 
-def events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for block in text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        if "event" in lines:
-            found.append((lines["event"], json.loads(lines["data"])))
-    return found
-
-
 def test_regenerate_over_http(deployment: Deployment, users: tuple[str, str]) -> None:
     alice, bob = users
     with deployment.client(alice) as client, deployment.client(bob) as other:
@@ -73,9 +63,9 @@ def test_regenerate_over_http(deployment: Deployment, users: tuple[str, str]) ->
             headers={"Accept": "text/event-stream"},
         )
         assert stream.status_code == 200, stream.text
-        names = [name for name, _ in events(stream.text)]
+        names = [name for name, _ in sse_events(stream.text)]
         assert names[0] == "session" and names[-1] == "done" and "delta" in names
-        (streamed,) = events(stream.text)[-1][1]["messages"]
+        (streamed,) = sse_events(stream.text)[-1][1]["messages"]
         assert streamed["versions"] == 3
         retry = client.post(f"/api/sessions/{sid}/regenerate", json={"clientMessageId": "r-1"})
         assert retry.json()["messages"] == [streamed]

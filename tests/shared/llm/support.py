@@ -3,11 +3,7 @@ server, and a Server-Sent Events answer read with its exact framing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from tests.support.fake_openai import FakeOpenAI
 
@@ -27,15 +23,3 @@ def host_env(fake: FakeOpenAI, db: Path) -> dict[str, str]:
         # These tests are about the chat call; titles by the model have their own tests.
         "TITLE_MODE": "first-message",
     }
-
-
-def read_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
-    """Parse SSE from the raw text, checking the exact ``event:``/``data:`` framing."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    for block in response.text.split("\n\n"):
-        if not block:
-            continue
-        event_line, data_line = block.split("\n")
-        assert event_line.startswith("event: ") and data_line.startswith("data: "), block
-        events.append((event_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
-    return events

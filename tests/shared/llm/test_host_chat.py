@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.shared.llm.support import host_env, read_events
+from tests.shared.llm.support import host_env
 from tests.support.fake_openai import FakeOpenAI, Hang, Status, Stream
+from tests.support.sse import strict_sse_events
 from tools.local.host import RunningHost, dev_headers, run_host
 
 SYSTEM = {"role": "system", "content": "Be brief."}
@@ -133,7 +134,7 @@ def test_stream_events_in_order_and_the_answer_stored_with_usage(
     client: httpx.Client, fake: FakeOpenAI, llm_host: tuple[RunningHost, Path]
 ) -> None:
     fake.script(Stream(("Hel", "lo", " world"), model="served-model", usage=(30, 3)))
-    events = read_events(stream_turn(client, "greet me"))
+    events = strict_sse_events(stream_turn(client, "greet me").text)
     names = [name for name, _ in events]
     assert names == ["session", "delta", "delta", "delta", "done"]
     session = events[0][1]
@@ -202,7 +203,7 @@ def test_model_failure_mid_stream_sends_error_and_invents_nothing(
     client: httpx.Client, fake: FakeOpenAI, llm_host: tuple[RunningHost, Path]
 ) -> None:
     fake.script(Stream(("partial", " more"), fail_after=1))
-    events = read_events(stream_turn(client, "this will break"))
+    events = strict_sse_events(stream_turn(client, "this will break").text)
     # The log follows the failure by session, without the conversation or upstream text.
     log = llm_host[0].log()
     assert "model_call_failed" in log
@@ -219,7 +220,7 @@ def test_model_stall_mid_stream_times_out_into_an_error_event(
     client: httpx.Client, fake: FakeOpenAI
 ) -> None:
     fake.script(Stream(("partial", " never"), pause_after=1))
-    events = read_events(stream_turn(client, "slow one"))
+    events = strict_sse_events(stream_turn(client, "slow one").text)
     assert [name for name, _ in events] == ["session", "delta", "error"]
     assert events[-1][1] == {
         "error": {"code": "model_error", "message": "The model did not answer in time."}

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from shared.titles import MODEL_TITLE_MAX_TOKENS, TITLE_INSTRUCTIONS
-from tests.shared.llm.support import read_events
 from tests.support.fake_openai import FakeOpenAI, Hang, Status, Whole
+from tests.support.sse import strict_sse_events
 from tools.local.host import RunningHost, dev_headers, run_host
 
 ALICE = dev_headers("alice@example.com")
@@ -91,7 +91,7 @@ def test_a_streamed_first_turn_sends_the_title_before_done(
     response = client.post(
         "/api/chat", json={"message": FIRST}, headers={"Accept": "text/event-stream"}
     )
-    events = read_events(response)
+    events = strict_sse_events(response.text)
     names = [name for name, _ in events]
     assert names[0] == "session" and names[-2:] == ["title", "done"], names
     assert events[0][1]["title"] == FIRST_MESSAGE_TITLE  # until the model's arrives
@@ -113,7 +113,7 @@ def test_a_failed_title_keeps_the_first_message_title(
         "/api/chat", json={"message": FIRST}, headers={"Accept": "text/event-stream"}
     )
     hold.gate.set()
-    events = read_events(response)
+    events = strict_sse_events(response.text)
     names = [name for name, _ in events]
     assert names[-1] == "done" and "title" not in names and "error" not in names
     session_id = events[0][1]["sessionId"]

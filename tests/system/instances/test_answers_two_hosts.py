@@ -22,6 +22,7 @@ from tests.support.cosmos import COSMOS_MODE_FIXTURES, account_for
 from tests.support.databases import CosmosDatabase, cosmos_database
 from tests.support.deployments import cosmos_env
 from tests.support.fake_openai import FakeOpenAI, Stream
+from tests.support.sse import sse_events
 from tools.local.host import dev_headers, run_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -61,15 +62,6 @@ def poll(check: Callable[[], T | None], timeout_s: float = 30.0) -> T:
             return found
         time.sleep(0.02)
     raise AssertionError("no result within the bound")
-
-
-def events(response: httpx.Response) -> list[tuple[str, Any]]:
-    found = []
-    for block in response.text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        if "event" in lines:
-            found.append((lines["event"], json.loads(lines["data"])))
-    return found
 
 
 class Turn(threading.Thread):
@@ -169,7 +161,7 @@ def test_an_answer_followed_stopped_and_orphaned_across_two_hosts(
         assert text == "Once upon a time."
         # Nothing generated now: done at once, empty; a stop is nothing to do.
         now = b.get(f"/api/sessions/{sid}/stream", headers=alice)
-        assert events(now) == [("done", {"messages": []})]
+        assert sse_events(now.text) == [("done", {"messages": []})]
         assert b.post(f"/api/sessions/{sid}/stop", headers=alice).status_code == 204
 
         # 2. Started on A, stopped from B: the model call is cancelled, the text so far kept.
@@ -201,7 +193,7 @@ def test_an_answer_followed_stopped_and_orphaned_across_two_hosts(
         assert (page[-1]["status"], page[-1]["content"]) == ("interrupted", "Half")
         exported = b.get("/api/export", headers=alice).text
         assert '"status":"interrupted"' in exported and '"status":"streaming"' not in exported
-        assert events(b.get(f"/api/sessions/{sid}/stream", headers=alice)) == [
+        assert sse_events(b.get(f"/api/sessions/{sid}/stream", headers=alice).text) == [
             ("done", {"messages": []})
         ]
         nxt = b.post("/api/chat", json={"message": "still there?", "sessionId": sid}, headers=alice)
