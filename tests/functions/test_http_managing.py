@@ -92,12 +92,6 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
     return found
 
 
-@pytest.fixture
-def users() -> tuple[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return f"alice-{tag}@example.com", f"bob-{tag}@example.com"
-
-
 def every_message(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
     """A session's messages, oldest first, paged backwards through the API."""
     messages: list[dict[str, Any]] = []
@@ -123,8 +117,8 @@ def listed(client: httpx.Client, *, archived: bool = False) -> list[dict[str, An
 # ---- rename and pin ------------------------------------------------------------------------------
 
 
-def test_pin(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_pin(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     with sqlite_deployment.client(alice) as client, sqlite_deployment.client(bob) as other:
         older = chat(client, "older")["sessionId"]
         newer = chat(client, "newer")["sessionId"]
@@ -147,8 +141,8 @@ def test_pin(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
         assert client.get(f"/api/sessions/{older}").json()["pinned"] is True
 
 
-def test_rename(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_rename(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     with sqlite_deployment.client(alice) as client, sqlite_deployment.client(bob) as other:
         sid = chat(client, "original words")["sessionId"]
         renamed = client.patch(f"/api/sessions/{sid}", json={"title": "  Holiday plans \t"})
@@ -204,8 +198,8 @@ def test_rename(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
         assert client.get(f"/api/sessions/{sid}").json() == before
 
 
-def test_rename_an_archived_session(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, _ = users
+def test_rename_an_archived_session(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, _ = emails
     session = sqlite_deployment.with_store(
         lambda store: seed_session(store, alice, 4, title="archived one", archived=True)
     )
@@ -239,8 +233,8 @@ def feedback_lines(host: RunningHost, session_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_feedback(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_feedback(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     comment = "Lovely answer, thank you " + uuid.uuid4().hex
     with sqlite_deployment.client(alice) as client, sqlite_deployment.client(bob) as other:
         turn = chat(client, "rate me please")
@@ -321,9 +315,9 @@ def test_feedback(sqlite_deployment: Deployment, users: tuple[str, str]) -> None
 
 
 def test_feedback_on_an_archived_session(
-    sqlite_deployment: Deployment, users: tuple[str, str]
+    sqlite_deployment: Deployment, emails: tuple[str, str]
 ) -> None:
-    alice, _ = users
+    alice, _ = emails
     session = sqlite_deployment.with_store(
         lambda store: seed_session(store, alice, 2, archived=True)
     )
@@ -348,8 +342,8 @@ def seqs(messages: list[dict[str, Any]]) -> list[int]:
     return [int(m["id"].rsplit(":", 1)[1]) for m in messages]
 
 
-def test_message_paging(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_message_paging(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     session, other = sqlite_deployment.with_store(
         lambda store: asyncio.gather(seed_session(store, alice, 12), seed_session(store, alice, 3))
     )
@@ -386,9 +380,9 @@ def test_message_paging(sqlite_deployment: Deployment, users: tuple[str, str]) -
 
 
 def test_paging_2000_messages_back_over_http(
-    sqlite_deployment: Deployment, users: tuple[str, str]
+    sqlite_deployment: Deployment, emails: tuple[str, str]
 ) -> None:
-    alice, _ = users
+    alice, _ = emails
     session = sqlite_deployment.with_store(lambda store: seed_session(store, alice, 2000))
     with sqlite_deployment.client(alice) as client:
         messages = every_message(client, session.id)
@@ -403,8 +397,8 @@ def test_paging_2000_messages_back_over_http(
 # ---- export --------------------------------------------------------------------------------------
 
 
-def test_export_formats(sqlite_deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, _ = users
+def test_export_formats(sqlite_deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, _ = emails
     with sqlite_deployment.client(alice) as client:
         chat(client, 'hello, "world"')
         for export_format, media_type, extension in (
@@ -424,8 +418,8 @@ def test_export_formats(sqlite_deployment: Deployment, users: tuple[str, str]) -
 
 
 @pytest.mark.cross_instance
-def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_export(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     with deployment.client(alice) as client, deployment.client(bob) as other:
         rated = chat(client, "export me")
         sid = rated["sessionId"]
@@ -478,9 +472,9 @@ def test_export(deployment: Deployment, users: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("fail", ["page_messages:4", "all_sessions:2"])
 def test_an_export_cut_off_by_storage_is_never_complete(
-    deployment: Deployment, users: tuple[str, str], tmp_path: Path, fail: str
+    deployment: Deployment, emails: tuple[str, str], tmp_path: Path, fail: str
 ) -> None:
-    alice, _ = users
+    alice, _ = emails
 
     async def prepare(store: Store) -> None:
         for i in range(60):  # more than one page of the export's session reads
@@ -518,8 +512,8 @@ def test_an_export_cut_off_by_storage_is_never_complete(
 
 @pytest.mark.cross_instance
 @pytest.mark.volume
-def test_erasure_in_rounds(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_erasure_in_rounds(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
 
     async def prepare(store: Store) -> None:
         for i in range(16):  # 1,600 messages, half of them in the archive
@@ -595,8 +589,8 @@ def found(response: httpx.Response) -> dict[str, list[str]]:
 
 
 @pytest.mark.cross_instance
-def test_search(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_search(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
 
     async def prepare(store: Store) -> dict[str, str]:
         made = {}

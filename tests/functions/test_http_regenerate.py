@@ -3,7 +3,6 @@ socket, on the embedded store and on the local Cosmos server."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -39,14 +38,8 @@ def deployment(
             yield Deployment("cosmos", host, env, database.store)
 
 
-@pytest.fixture
-def users() -> tuple[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return f"alice-{tag}@example.com", f"bob-{tag}@example.com"
-
-
-def test_regenerate_over_http(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_regenerate_over_http(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     with deployment.client(alice) as client, deployment.client(bob) as other:
         sid = chat(client, "one")["sessionId"]
         first = chat(client, "two", sid)["messages"][1]
@@ -93,8 +86,8 @@ def test_regenerate_over_http(deployment: Deployment, users: tuple[str, str]) ->
         assert [v["content"] for v in earlier] == [v["content"] for v in listed[:-1]]
 
 
-def test_only_the_last_answer_over_http(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, _ = users
+def test_only_the_last_answer_over_http(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, _ = emails
     session = deployment.with_store(
         lambda store: seed_session(store, alice, ["question", "answer", "unanswered"])
     )
@@ -112,8 +105,8 @@ def test_only_the_last_answer_over_http(deployment: Deployment, users: tuple[str
         )
 
 
-def test_fork_over_http(deployment: Deployment, users: tuple[str, str]) -> None:
-    alice, bob = users
+def test_fork_over_http(deployment: Deployment, emails: tuple[str, str]) -> None:
+    alice, bob = emails
     with deployment.client(alice) as client, deployment.client(bob) as other:
         sid = chat(client, "one")["sessionId"]
         answer = chat(client, "two", sid)["messages"][0]  # the second question
