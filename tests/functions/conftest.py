@@ -17,3 +17,12 @@ def alice(host: RunningHost) -> Iterator[httpx.Client]:
         base_url=host.base_url, headers=dev_headers("Alice@Example.com"), timeout=30
     ) as client:
         yield client
+
+
+@pytest.fixture(params=["sqlite", "cosmos"])
+def any_host(request: pytest.FixtureRequest) -> RunningHost:
+    """The suite's host on SQLite (``host``) and on Cosmos DB (the module's ``cosmos_host``)."""
+    running: RunningHost = request.getfixturevalue(
+        "host" if request.param == "sqlite" else "cosmos_host"
+    )
+    return running

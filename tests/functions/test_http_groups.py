@@ -5,68 +5,40 @@ seq, leaving, the export and the erasure (``docs/http.md``, "Groups and real-tim
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
-from azure.cosmos import CosmosClient
 
+from tests.support.deployments import host_client, host_on_a_new_database
 from tests.support.sse import sse_events
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import RunningHost, dev_headers, run_host
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 ALICE, BOB, EVE = "alice@example.com", "bob@example.com", "eve@example.com"
 
 
-def client(host: RunningHost, email: str | None) -> httpx.Client:
-    headers = dev_headers(email) if email else {}
-    return httpx.Client(base_url=host.base_url, headers=headers, timeout=30)
-
-
 @pytest.fixture
 def cosmos_host(cosmos_account: CosmosAccount, tmp_path: Path) -> Iterator[RunningHost]:
     """The local host on Cosmos DB, in a database nothing created beforehand: the host's local
     bootstrap makes the containers, GroupChatHistory among them."""
-    name = f"groups-{uuid.uuid4().hex[:12]}"
-    env = {
-        "AUTH_MODE": "dev",
-        "STORAGE_BACKEND": "cosmos",
-        "COSMOS_ENDPOINT": cosmos_account.endpoint,
-        "COSMOS_KEY": cosmos_account.key,
-        "COSMOS_VERIFY_TLS": "true" if cosmos_account.verify_tls else "false",
-        "COSMOS_DATABASE": name,
-        "LLM_PROVIDER": "echo",
-    }
-    admin = CosmosClient(
-        cosmos_account.endpoint, cosmos_account.key, **cosmos_account.client_kwargs()
-    )
-    try:
-        with run_host(env, tmp_path / "cosmos-host.log") as running:
-            yield running
-        groups = admin.get_database_client(name).get_container_client("GroupChatHistory").read()
+    with host_on_a_new_database(cosmos_account, tmp_path / "cosmos-host.log", "groups") as (
+        running,
+        database,
+    ):
+        yield running
+        groups = database.get_container_client("GroupChatHistory").read()
         assert groups["partitionKey"]["paths"] == ["/groupId"]
-    finally:
-        admin.delete_database(name)
-
-
-@pytest.fixture(params=["sqlite", "cosmos"])
-def any_host(request: pytest.FixtureRequest) -> RunningHost:
-    running: RunningHost = request.getfixturevalue(
-        "host" if request.param == "sqlite" else "cosmos_host"
-    )
-    return running
 
 
 def test_two_members_and_the_assistant(any_host: RunningHost) -> None:
     with (
-        client(any_host, ALICE) as alice,
-        client(any_host, BOB) as bob,
-        client(any_host, EVE) as eve,
+        host_client(any_host, ALICE) as alice,
+        host_client(any_host, BOB) as bob,
+        host_client(any_host, EVE) as eve,
     ):
         made = alice.post("/api/groups", json={"name": "Launch", "members": [BOB]})
         assert made.status_code == 201, made.text
@@ -165,7 +137,7 @@ def test_two_members_and_the_assistant(any_host: RunningHost) -> None:
 
 
 def test_signed_out_callers_get_401(host: RunningHost) -> None:
-    with client(host, None) as anonymous:
+    with host_client(host, None) as anonymous:
         assert anonymous.get("/api/groups").status_code == 401
         assert anonymous.post("/api/groups", json={"name": "x"}).status_code == 401
         assert anonymous.post("/api/realtime/join").status_code == 401

@@ -5,67 +5,43 @@ erasures (``docs/http.md``, "Sharing")."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from azure.cosmos import CosmosClient
 
+from tests.support.deployments import host_client, host_on_a_new_database
 from tools.local.cosmos import CosmosAccount
-from tools.local.host import RunningHost, dev_headers, run_host
+from tools.local.host import RunningHost
 
 pytestmark = pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
 
-def client(host: RunningHost, email: str | None) -> httpx.Client:
-    headers = dev_headers(email) if email else {}
-    return httpx.Client(base_url=host.base_url, headers=headers, timeout=30)
-
-
 @pytest.fixture
 def cosmos_host(cosmos_account: CosmosAccount, tmp_path: Path) -> Iterator[RunningHost]:
     """The local host on Cosmos DB, in a database of its own that nothing created beforehand:
     the host's local bootstrap makes the containers, the shares container among them."""
-    name = f"sharing-{uuid.uuid4().hex[:12]}"
-    env = {
-        "AUTH_MODE": "dev",
-        "STORAGE_BACKEND": "cosmos",
-        "COSMOS_ENDPOINT": cosmos_account.endpoint,
-        "COSMOS_KEY": cosmos_account.key,
-        "COSMOS_VERIFY_TLS": "true" if cosmos_account.verify_tls else "false",
-        "COSMOS_DATABASE": name,
-        "LLM_PROVIDER": "echo",
-    }
-    admin = CosmosClient(
-        cosmos_account.endpoint, cosmos_account.key, **cosmos_account.client_kwargs()
-    )
-    try:
-        with run_host(env, tmp_path / "cosmos-host.log") as running:
-            yield running
-        shares = admin.get_database_client(name).get_container_client("Shares").read()
+    with host_on_a_new_database(cosmos_account, tmp_path / "cosmos-host.log", "sharing") as (
+        running,
+        database,
+    ):
+        yield running
+        shares = database.get_container_client("Shares").read()
         assert shares["partitionKey"]["paths"] == ["/shareId"]
         assert shares["defaultTtl"] == -1
-    finally:
-        admin.delete_database(name)
-
-
-@pytest.fixture(params=["sqlite", "cosmos"])
-def any_host(request: pytest.FixtureRequest) -> RunningHost:
-    running: RunningHost = request.getfixturevalue(
-        "host" if request.param == "sqlite" else "cosmos_host"
-    )
-    return running
 
 
 def test_share_with_a_colleague_for_a_week_see_who_opened_it_revoke_it(
     any_host: RunningHost,
 ) -> None:
     host = any_host
-    with client(host, ALICE) as alice, client(host, BOB) as bob, client(host, CAROL) as carol:
+    with (
+        host_client(host, ALICE) as alice,
+        host_client(host, BOB) as bob,
+        host_client(host, CAROL) as carol,
+    ):
         chat = alice.post("/api/chat", json={"message": "Plan the offsite"}).json()
         session_id = chat["sessionId"]
         answer_id = chat["messages"][1]["id"]
@@ -137,7 +113,7 @@ def test_share_with_a_colleague_for_a_week_see_who_opened_it_revoke_it(
     ],
 )
 def test_signed_out_callers_are_401(host: RunningHost, method: str, path: str) -> None:
-    with client(host, None) as anonymous:
+    with host_client(host, None) as anonymous:
         response = anonymous.request(method, path, json={"audience": "signed_in"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
@@ -146,18 +122,18 @@ def test_signed_out_callers_are_401(host: RunningHost, method: str, path: str) -
 def test_a_signed_in_share_is_read_by_a_signed_in_stranger_but_not_signed_out(
     host: RunningHost,
 ) -> None:
-    with client(host, ALICE) as alice, client(host, CAROL) as carol:
+    with host_client(host, ALICE) as alice, host_client(host, CAROL) as carol:
         session_id = alice.post("/api/chat", json={"message": "Hello"}).json()["sessionId"]
         share_id = alice.post(
             f"/api/sessions/{session_id}/shares", json={"audience": "signed_in"}
         ).json()["shareId"]
         assert carol.get(f"/api/shares/{share_id}").status_code == 200
-    with client(host, None) as anonymous:
+    with host_client(host, None) as anonymous:
         assert anonymous.get(f"/api/shares/{share_id}").status_code == 401
 
 
 def test_bad_share_requests_are_400(host: RunningHost) -> None:
-    with client(host, ALICE) as alice:
+    with host_client(host, ALICE) as alice:
         session_id = alice.post("/api/chat", json={"message": "Hello"}).json()["sessionId"]
         url = f"/api/sessions/{session_id}/shares"
         for body in (
@@ -179,7 +155,7 @@ def test_bad_share_requests_are_400(host: RunningHost) -> None:
 
 
 def test_export_holds_shares_and_erasure_removes_them(host: RunningHost) -> None:
-    with client(host, ALICE) as alice, client(host, BOB) as bob:
+    with host_client(host, ALICE) as alice, host_client(host, BOB) as bob:
         session_id = alice.post("/api/chat", json={"message": "Hello"}).json()["sessionId"]
         share_id = alice.post(
             f"/api/sessions/{session_id}/shares", json={"audience": "signed_in"}

@@ -5,15 +5,20 @@ suite makes (a chat turn, an error's status and code)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from azure.cosmos import CosmosClient, DatabaseProxy
 
 from shared.storage.base import Store
 from tests.support.databases import CosmosDatabase
-from tools.local.host import RunningHost, dev_headers
+from tools.local.cosmos import CosmosAccount
+from tools.local.host import RunningHost, dev_headers, run_host
 
 T = TypeVar("T")
 
@@ -40,6 +45,27 @@ def cosmos_env(database: CosmosDatabase, base: Mapping[str, str] = ECHO_HOST_ENV
         "COSMOS_VERIFY_TLS": "true" if account.verify_tls else "false",
         "COSMOS_DATABASE": database.name,
     }
+
+
+@contextlib.contextmanager
+def host_on_a_new_database(
+    account: CosmosAccount, log_path: Path, prefix: str
+) -> Iterator[tuple[RunningHost, DatabaseProxy]]:
+    """The local host on a Cosmos database nothing created beforehand, so that the host's local
+    bootstrap makes every container; the database as an administrator sees it, deleted after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    admin = CosmosClient(account.endpoint, account.key, **account.client_kwargs())
+    try:
+        with run_host(cosmos_env(CosmosDatabase(account, name)), log_path) as running:
+            yield running, admin.get_database_client(name)
+    finally:
+        admin.delete_database(name)
+
+
+def host_client(host: RunningHost, email: str | None) -> httpx.Client:
+    """A client of ``host``, signed in as ``email`` (None: signed out)."""
+    headers = dev_headers(email) if email else {}
+    return httpx.Client(base_url=host.base_url, headers=headers, timeout=30)
 
 
 @dataclass
