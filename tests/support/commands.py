@@ -7,7 +7,6 @@ writes, and the check that its output reveals neither message text nor an addres
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from shared.models import FeedbackRequest
 from shared.storage.base import Store
 from shared.storage.sqlite import SqliteStore
 from tests.support.databases import cosmos_database
-from tests.support.deployments import cosmos_env
+from tests.support.deployments import cosmos_env, run_on_a_store
 from tests.support.scenarios import START, chat_request, make_service, seed_session
 from tools.local.cosmos import CosmosAccount
 from tools.local.host import ROOT
@@ -40,14 +39,7 @@ class Storage:
     open_store: Callable[[], Store]
 
     def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
-        async def main() -> T:
-            store = self.open_store()
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
+        return run_on_a_store(self.open_store, work)
 
     def command(
         self, *args: str, extra: dict[str, str] | None = None

@@ -47,6 +47,20 @@ def cosmos_env(database: CosmosDatabase, base: Mapping[str, str] = ECHO_HOST_ENV
     }
 
 
+def run_on_a_store(open_store: Callable[[], Store], work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``work`` on a store ``open_store`` opens, in an event loop of its own, then close it
+    (a test's look at what the host stored, from outside the host)."""
+
+    async def main() -> T:
+        store = open_store()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
 @contextlib.contextmanager
 def host_on_a_new_database(
     account: CosmosAccount, log_path: Path, prefix: str
@@ -80,15 +94,7 @@ class Deployment:
 
     def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
         """Run ``work`` on a store of this deployment's data (a client of this event loop)."""
-
-        async def main() -> T:
-            store = self.open_store()
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
+        return run_on_a_store(self.open_store, work)
 
 
 def chat(
